@@ -1,0 +1,232 @@
+"""The streaming enhancer: one 10 ms frame in, one 10 ms frame out.
+
+:meth:`Enhancer.process` reads top to bottom as the algorithm:
+
+1. input: validate, replace non-finite samples, high-pass, append to history;
+2. analysis of the newest frame: spectrum and band energies;
+3. pitch: online period for the newest frame, smoothed period for the frame
+   ``LOOKAHEAD_FRAMES`` back;
+4. features of the newest frame;
+5. gains and strengths for the delayed frame, from a gain source (the
+   network, or the oracle);
+6. gain limits: attenuation floor, release limit, envelope post-filter;
+7. comb filter of the delayed frame and its spectrum;
+8. pitch-filter mix and gains, band-gain interpolation;
+9. synthesis: inverse FFT and overlap-add.
+
+All arrays are allocated once in ``__init__``; a frame allocates only
+a few small temporaries inside numpy. Output lags input by
+:data:`~edge.dsp.constants.LATENCY_SAMPLES` (30 ms).
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+from scipy import signal as sps
+
+from .bands import band_energy, band_matrix
+from .comb import REACH_SAMPLES, comb_filter
+from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
+                        PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
+from .features import assemble, band_coherence
+from .gains import (GAIN_RELEASE_PER_FRAME, POSTFILTER_BETA, GainApplier, attenuation_floor,
+                    envelope_postfilter)
+from .pitch import HISTORY_NEEDED, PitchTracker
+from .stft import analyse, synthesise, vorbis_window
+
+#: RNNoise's DC/rumble high-pass biquad (about 40 Hz corner at 48 kHz).
+HIGHPASS_B = np.array([1.0, -2.0, 1.0])
+HIGHPASS_A = np.array([1.0, -1.99599, 0.99600])
+
+#: History kept behind the newest sample: the delayed frame's window, the
+#: look-ahead after it, and the comb filter's reach before it.
+HISTORY_SAMPLES = max(HISTORY_NEEDED, WINDOW_SAMPLES + LOOKAHEAD_FRAMES * HOP_SAMPLES + REACH_SAMPLES,
+                      WINDOW_SAMPLES + PITCH_MAX_SAMPLES)
+
+GainSource = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class EnhancerSettings:
+    """User-facing knobs of the DSP chain, with their defaults.
+
+    Attributes:
+        max_attenuation_db: deepest suppression of any band, in dB (30 -> gains >= 0.0316).
+        postfilter_beta: envelope post-filter strength; 0 turns it off.
+        gain_release_per_frame: a band gain falls by at most this factor per
+            frame (0.6 ~ 135 ms RT60); ``None`` turns the limit off.
+        highpass: apply RNNoise's DC/rumble high-pass to the input.
+    """
+
+    max_attenuation_db: float = 30.0
+    postfilter_beta: float = POSTFILTER_BETA
+    gain_release_per_frame: Optional[float] = GAIN_RELEASE_PER_FRAME
+    highpass: bool = True
+
+    def __post_init__(self):
+        attenuation_floor(self.max_attenuation_db)        # validates
+        if not (np.isfinite(self.postfilter_beta) and self.postfilter_beta >= 0.0):
+            raise ValueError(f"postfilter_beta must be >= 0, got {self.postfilter_beta!r}")
+        release = self.gain_release_per_frame
+        if release is not None and not 0.0 <= release < 1.0:
+            raise ValueError(f"gain_release_per_frame must be in [0, 1) or None, got {release!r}")
+
+
+#: Settings for the oracle: targets are applied as they are, without inference-time shaping.
+ORACLE_SETTINGS = EnhancerSettings(postfilter_beta=0.0, gain_release_per_frame=None)
+
+
+def unity_gains(features):
+    """A gain source that changes nothing: gains 1, no pitch filtering."""
+    return _UNITY_GAIN, _ZERO_STRENGTH
+
+
+_UNITY_GAIN = np.ones(N_BANDS)
+_ZERO_STRENGTH = np.zeros(N_BANDS)
+
+
+class HighPass:
+    """Streaming biquad with its state; the state is flushed to 0 before it turns denormal."""
+
+    def __init__(self):
+        self.state = np.zeros(2)
+
+    def reset(self):
+        self.state[:] = 0.0
+
+    def process(self, frame):
+        filtered, self.state = sps.lfilter(HIGHPASS_B, HIGHPASS_A, frame, zi=self.state)
+        if np.abs(self.state).max() < 1e-30:
+            self.state[:] = 0.0
+        return filtered
+
+
+class Enhancer:
+    """Streaming PercepNet enhancer.
+
+    Args:
+        gain_source: called once per frame with the newest 70 features; returns
+            ``(gains, strengths)`` (34 each) for the frame ``LOOKAHEAD_FRAMES``
+            earlier. Defaults to :func:`unity_gains`.
+        settings: :class:`EnhancerSettings`.
+
+    Attributes:
+        features: the newest frame's feature vector (valid after ``process``).
+        frames_processed, nonfinite_frames: counters.
+    """
+
+    def __init__(self, gain_source: Optional[GainSource] = None,
+                 settings: EnhancerSettings = EnhancerSettings()):
+        self.gain_source = gain_source or unity_gains
+        self.settings = settings
+        self.weights = band_matrix()
+        self.window = vorbis_window()
+        self._floor = attenuation_floor(settings.max_attenuation_db)
+        self.highpass = HighPass()
+        self.pitch = PitchTracker()
+        self.applier = GainApplier(self.weights)
+        depth = LOOKAHEAD_FRAMES + 1
+        self.history = np.zeros(HISTORY_SAMPLES)
+        self.spectra = np.zeros((depth, N_BINS), dtype=np.complex128)
+        self.energies = np.zeros((depth, N_BANDS))
+        self.features = np.zeros(N_FEATURES)
+        self.coherence = np.zeros(N_BANDS)
+        self.gain = np.ones(N_BANDS)
+        self.previous_gain = np.ones(N_BANDS)
+        self._released = np.ones(N_BANDS)
+        self._input = np.zeros(HOP_SAMPLES)
+        self._power = np.zeros(N_BINS)
+        self._band_scratch = np.zeros(N_BANDS)
+        self._delayed_spectrum = np.zeros(N_BINS, dtype=np.complex128)
+        self._pitch_spectrum = np.zeros(N_BINS, dtype=np.complex128)
+        self._output_spectrum = np.zeros(N_BINS, dtype=np.complex128)
+        self._comb = np.zeros(WINDOW_SAMPLES)
+        self._scratch = np.zeros(WINDOW_SAMPLES)
+        self._overlap = np.zeros(HOP_SAMPLES)
+        self._output = np.zeros(HOP_SAMPLES)
+        self.frames_processed = 0
+        self.nonfinite_frames = 0
+
+    def reset(self):
+        """Return to the freshly constructed state (stream restart)."""
+        for array in (self.history, self.spectra, self.energies, self.features, self._overlap):
+            array[...] = 0.0
+        self.previous_gain[:] = 1.0
+        self.highpass.reset()
+        self.pitch.reset()
+        self.frames_processed = 0
+        self.nonfinite_frames = 0
+
+    def process(self, frame, out=None):
+        """Enhance one 480-sample frame (float, full scale +-1).
+
+        Returns the output frame that lags the input by 30 ms. Without ``out``
+        the result is an internal buffer that the next call overwrites.
+        Raises ValueError for a frame of the wrong shape. Non-finite samples
+        are replaced by 0 and counted in ``nonfinite_frames``.
+        """
+        new = self._take_input(frame)
+        history, end = self.history, self.history.shape[0]
+        newest = self.frames_processed % (LOOKAHEAD_FRAMES + 1)
+        delayed = (self.frames_processed - LOOKAHEAD_FRAMES) % (LOOKAHEAD_FRAMES + 1)
+
+        # Analysis of the newest frame.
+        spectrum, energy = self.spectra[newest], self.energies[newest]
+        analyse(history[end - WINDOW_SAMPLES:], self.window, self._scratch, spectrum)
+        np.abs(spectrum, out=self._power)
+        np.square(self._power, out=self._power)
+        band_energy(self._power, self.weights, out=energy)
+
+        # Pitch: online for the features, smoothed for the delayed frame's comb.
+        period_now, correlation_now, period_delayed = self.pitch.step(new, history, end)
+
+        # Features of the newest frame.
+        analyse(history[end - WINDOW_SAMPLES - period_now:end - period_now],
+                self.window, self._scratch, self._delayed_spectrum)
+        band_coherence(spectrum, energy, self._delayed_spectrum, self.weights,
+                       self._power, self._band_scratch, self.coherence)
+        assemble(energy, self.coherence, period_now, correlation_now, self.features)
+
+        # Gains and strengths for the delayed frame.
+        gain, strength = self.gain_source(self.features)
+        self._limit_gains(gain, self.energies[delayed])
+
+        # Comb filter of the delayed frame, then mix and gains.
+        comb_filter(history, end - WINDOW_SAMPLES - LOOKAHEAD_FRAMES * HOP_SAMPLES,
+                    period_delayed, self._comb)
+        analyse(self._comb, self.window, self._scratch, self._pitch_spectrum)
+        self.applier.apply(self.spectra[delayed], self.energies[delayed], self._pitch_spectrum,
+                           strength, self.gain, self._output_spectrum)
+
+        # Synthesis.
+        self.frames_processed += 1
+        return synthesise(self._output_spectrum, self.window, self._overlap, self._scratch,
+                          self._output if out is None else out)
+
+    def _take_input(self, frame):
+        """Validate, sanitise and high-pass the new frame; shift it into the history."""
+        frame = np.asarray(frame)
+        if frame.shape != (HOP_SAMPLES,):
+            raise ValueError(f"Enhancer.process expects one frame of {HOP_SAMPLES} mono samples "
+                             f"(10 ms at 48 kHz), got an array of shape {frame.shape}")
+        np.copyto(self._input, frame, casting="unsafe")
+        if not np.isfinite(self._input).all():
+            np.nan_to_num(self._input, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+            self.nonfinite_frames += 1
+        new = self.highpass.process(self._input) if self.settings.highpass else self._input
+        history = self.history
+        history[:-HOP_SAMPLES] = history[HOP_SAMPLES:]
+        history[-HOP_SAMPLES:] = new
+        return new
+
+    def _limit_gains(self, gain, noisy_energy):
+        """Release limit, envelope post-filter and attenuation floor, into ``self.gain``."""
+        released = self._released
+        np.copyto(released, gain)
+        release = self.settings.gain_release_per_frame
+        if release is not None:
+            np.maximum(released, release * self.previous_gain, out=released)
+            self.previous_gain[:] = released
+        envelope_postfilter(released, noisy_energy, self.settings.postfilter_beta, out=self.gain)
+        return np.maximum(self.gain, self._floor, out=self.gain)

@@ -1,0 +1,68 @@
+"""The 70-value feature vector the network sees, and its normalisation.
+
+Layout (``N_FEATURES`` = 70)::
+
+    [0:34]   band log-energies, (log10(E_b + 1e-9) + 3) / 3   (silence -> -2)
+    [34:68]  band pitch coherences q_b in [0, 1]
+    [68]     pitch period, log-scaled from 60..768 samples to -1..1
+    [69]     pitch correlation in [0, 1]
+
+The coherence of band b is the normalised correlation between the frame's
+spectrum X and the spectrum X_T of the same window delayed by one pitch period
+(both causal). Its square estimates the periodic share of the band's energy,
+which is what the PercepNet strength formula assumes.
+"""
+
+import numpy as np
+
+from .bands import band_energy
+from .constants import N_BANDS, PITCH_MAX_SAMPLES, PITCH_MIN_SAMPLES
+
+ENERGY_FLOOR = 1e-9
+LOG_ENERGY_OFFSET = 3.0
+LOG_ENERGY_SCALE = 1.0 / 3.0
+_EPS = 1e-12
+_LOG_PERIOD_MIN = np.log2(PITCH_MIN_SAMPLES)
+_LOG_PERIOD_SPAN = np.log2(PITCH_MAX_SAMPLES) - _LOG_PERIOD_MIN
+
+LOG_ENERGY = slice(0, N_BANDS)
+COHERENCE = slice(N_BANDS, 2 * N_BANDS)
+PERIOD = 2 * N_BANDS
+CORRELATION = 2 * N_BANDS + 1
+
+
+def band_coherence(spectrum, energy, delayed_spectrum, weights, scratch_bins, scratch_bands, out):
+    """Per-band normalised correlation Re<X, X_T> / sqrt(E_X E_XT), clipped to [0, 1].
+
+    Works on one frame (481,) or stacked frames (n, 481); ``scratch_*`` must
+    match the leading shape. Clipping guards the square roots of the
+    strength formula (negative correlation carries no usable periodicity).
+    """
+    np.multiply(spectrum.real, delayed_spectrum.real, out=scratch_bins)
+    scratch_bins += spectrum.imag * delayed_spectrum.imag
+    band_energy(scratch_bins, weights, out=out)                    # cross term
+    np.abs(delayed_spectrum, out=scratch_bins)
+    np.square(scratch_bins, out=scratch_bins)
+    band_energy(scratch_bins, weights, out=scratch_bands)          # E_XT
+    scratch_bands *= energy
+    scratch_bands += _EPS
+    np.sqrt(scratch_bands, out=scratch_bands)
+    np.divide(out, scratch_bands, out=out)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def normalise_period(period):
+    """Pitch period in samples -> -1..1 on a log scale."""
+    return 2.0 * (np.log2(period) - _LOG_PERIOD_MIN) / _LOG_PERIOD_SPAN - 1.0
+
+
+def assemble(energy, coherence, period, correlation, out):
+    """Write the normalised feature vector(s) into ``out`` (..., 70)."""
+    np.add(energy, ENERGY_FLOOR, out=out[..., LOG_ENERGY])
+    np.log10(out[..., LOG_ENERGY], out=out[..., LOG_ENERGY])
+    out[..., LOG_ENERGY] += LOG_ENERGY_OFFSET
+    out[..., LOG_ENERGY] *= LOG_ENERGY_SCALE
+    out[..., COHERENCE] = coherence
+    out[..., PERIOD] = normalise_period(period)
+    out[..., CORRELATION] = correlation
+    return out
