@@ -42,17 +42,17 @@ def kappa_for_period(period):
 def comb_filter(history, window_start, period, out_960):
     """Comb-filter the 960 samples from ``window_start`` in ``history`` into ``out_960``.
 
-    ``history`` must hold ``M * T`` samples on both sides of the window. The
-    2M+1 delayed copies are read through one strided view (no copy) and
-    combined in a single matrix-vector product.
+    ``history`` (a contiguous 1-D array) must hold ``M * T`` samples on both
+    sides of the window. The 2M+1 delayed copies are read through one strided
+    view (no copy) and combined in a single matrix-vector product.
     """
     period = int(period)
     m = taps_each_side(period)
     first = window_start - m * period          # the copy delayed by +M*T (oldest)
     if first < 0 or window_start + m * period + WINDOW_SAMPLES > history.shape[0]:
         raise ValueError(f"history too short for comb filter at period {period}")
-    copies = np.lib.stride_tricks.as_strided(
-        history[first:], shape=(2 * m + 1, WINDOW_SAMPLES),
-        strides=(period * history.strides[0], history.strides[0]), writeable=False)
+    step = history.strides[0]
+    copies = np.ndarray((2 * m + 1, WINDOW_SAMPLES), dtype=history.dtype, buffer=history,
+                        offset=first * step, strides=(period * step, step))
     # Row j is x(n - (M - j) T); the Hann weights are symmetric, so order does not matter.
-    return np.matmul(TAP_WEIGHTS[m], copies, out=out_960)
+    return np.dot(TAP_WEIGHTS[m], copies, out=out_960)

@@ -3,16 +3,16 @@
 :meth:`Enhancer.process` reads top to bottom as the algorithm:
 
 1. input: validate, replace non-finite samples, high-pass, append to history;
-2. analysis of the newest frame: spectrum and band energies;
-3. pitch: online period for the newest frame, smoothed period for the frame
+2. pitch: online period for the newest frame, smoothed period for the frame
    ``LOOKAHEAD_FRAMES`` back;
+3. analysis in one FFT call: the newest frame, the same window one period
+   earlier, and the comb-filtered delayed frame; their band energies;
 4. features of the newest frame;
 5. gains and strengths for the delayed frame, from a gain source (the
-   network, or the oracle);
-6. gain limits: attenuation floor, release limit, envelope post-filter;
-7. comb filter of the delayed frame and its spectrum;
-8. pitch-filter mix and gains, band-gain interpolation;
-9. synthesis: inverse FFT and overlap-add.
+   network, or the oracle), then the limits: release, envelope post-filter,
+   attenuation floor;
+6. pitch-filter mix and band gains on the delayed frame;
+7. synthesis: inverse FFT and overlap-add.
 
 All arrays are allocated once in ``__init__``; a frame allocates only
 a few small temporaries inside numpy. Output lags input by
@@ -43,6 +43,10 @@ HIGHPASS_A = np.array([1.0, -1.99599, 0.99600])
 #: look-ahead after it, and the comb filter's reach before it.
 HISTORY_SAMPLES = max(HISTORY_NEEDED, WINDOW_SAMPLES + LOOKAHEAD_FRAMES * HOP_SAMPLES + REACH_SAMPLES,
                       WINDOW_SAMPLES + PITCH_MAX_SAMPLES)
+
+#: Rows of the per-frame analysis batch.
+NEWEST, ONE_PERIOD_BACK, COMB_FILTERED = 0, 1, 2
+_N_ANALYSED = 3
 
 GainSource = Callable[[np.ndarray], Tuple[np.ndarray, np.ndarray]]
 
@@ -86,6 +90,16 @@ _UNITY_GAIN = np.ones(N_BANDS)
 _ZERO_STRENGTH = np.zeros(N_BANDS)
 
 
+try:
+    # scipy.signal.lfilter's own kernel: the public wrapper spends three times
+    # longer validating its arguments than filtering 480 samples.
+    # tests/test_dsp_properties.py pins it to lfilter.
+    from scipy.signal._sigtools import _linear_filter as _lfilter_kernel
+except ImportError:                                     # pragma: no cover - other scipy layouts
+    def _lfilter_kernel(b, a, x, axis, zi):
+        return sps.lfilter(b, a, x, axis, zi)
+
+
 class HighPass:
     """Streaming biquad with its state; the state is flushed to 0 before it turns denormal."""
 
@@ -96,8 +110,8 @@ class HighPass:
         self.state[:] = 0.0
 
     def process(self, frame):
-        filtered, self.state = sps.lfilter(HIGHPASS_B, HIGHPASS_A, frame, zi=self.state)
-        if np.abs(self.state).max() < 1e-30:
+        filtered, self.state = _lfilter_kernel(HIGHPASS_B, HIGHPASS_A, frame, -1, self.state)
+        if abs(self.state[0]) < 1e-30 and abs(self.state[1]) < 1e-30:
             self.state[:] = 0.0
         return filtered
 
@@ -128,20 +142,19 @@ class Enhancer:
         self.applier = GainApplier(self.weights)
         depth = LOOKAHEAD_FRAMES + 1
         self.history = np.zeros(HISTORY_SAMPLES)
-        self.spectra = np.zeros((depth, N_BINS), dtype=np.complex128)
-        self.energies = np.zeros((depth, N_BANDS))
+        self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
+        self.energy_ring = np.zeros((depth, N_BANDS))
         self.features = np.zeros(N_FEATURES)
         self.coherence = np.zeros(N_BANDS)
         self.gain = np.ones(N_BANDS)
         self.previous_gain = np.ones(N_BANDS)
         self._released = np.ones(N_BANDS)
         self._input = np.zeros(HOP_SAMPLES)
-        self._power = np.zeros(N_BINS)
-        self._band_scratch = np.zeros(N_BANDS)
-        self._delayed_spectrum = np.zeros(N_BINS, dtype=np.complex128)
-        self._pitch_spectrum = np.zeros(N_BINS, dtype=np.complex128)
+        self._frames = np.zeros((_N_ANALYSED, WINDOW_SAMPLES))
+        self._spectra = np.zeros((_N_ANALYSED, N_BINS), dtype=np.complex128)
+        self._power = np.zeros((_N_ANALYSED, N_BINS))
+        self._energies = np.zeros((_N_ANALYSED, N_BANDS))
         self._output_spectrum = np.zeros(N_BINS, dtype=np.complex128)
-        self._comb = np.zeros(WINDOW_SAMPLES)
         self._scratch = np.zeros(WINDOW_SAMPLES)
         self._overlap = np.zeros(HOP_SAMPLES)
         self._output = np.zeros(HOP_SAMPLES)
@@ -150,7 +163,8 @@ class Enhancer:
 
     def reset(self):
         """Return to the freshly constructed state (stream restart)."""
-        for array in (self.history, self.spectra, self.energies, self.features, self._overlap):
+        for array in (self.history, self.spectrum_ring, self.energy_ring, self.features,
+                      self._overlap):
             array[...] = 0.0
         self.previous_gain[:] = 1.0
         self.highpass.reset()
@@ -166,37 +180,40 @@ class Enhancer:
         Raises ValueError for a frame of the wrong shape. Non-finite samples
         are replaced by 0 and counted in ``nonfinite_frames``.
         """
-        new = self._take_input(frame)
+        self._take_input(frame)
         history, end = self.history, self.history.shape[0]
         newest = self.frames_processed % (LOOKAHEAD_FRAMES + 1)
         delayed = (self.frames_processed - LOOKAHEAD_FRAMES) % (LOOKAHEAD_FRAMES + 1)
 
-        # Analysis of the newest frame.
-        spectrum, energy = self.spectra[newest], self.energies[newest]
-        analyse(history[end - WINDOW_SAMPLES:], self.window, self._scratch, spectrum)
-        np.abs(spectrum, out=self._power)
-        np.square(self._power, out=self._power)
-        band_energy(self._power, self.weights, out=energy)
+        # Pitch: online period for the features, smoothed period for the delayed frame's comb.
+        period_now, correlation_now, period_delayed = self.pitch.step(history, end)
 
-        # Pitch: online for the features, smoothed for the delayed frame's comb.
-        period_now, correlation_now, period_delayed = self.pitch.step(new, history, end)
+        # Analysis, in one FFT call: the newest frame, the newest frame one
+        # period earlier (for the coherences), and the comb-filtered delayed frame.
+        frames = self._frames
+        frames[NEWEST] = history[end - WINDOW_SAMPLES:]
+        frames[ONE_PERIOD_BACK] = history[end - WINDOW_SAMPLES - period_now:end - period_now]
+        comb_filter(history, end - WINDOW_SAMPLES - LOOKAHEAD_FRAMES * HOP_SAMPLES, period_delayed,
+                    frames[COMB_FILTERED])
+        spectra = analyse(frames, self.window, frames, self._spectra)
+        np.abs(spectra, out=self._power)
+        np.square(self._power, out=self._power)
+        energies = band_energy(self._power, self.weights, out=self._energies)
+        self.spectrum_ring[newest] = spectra[NEWEST]
+        self.energy_ring[newest] = energies[NEWEST]
 
         # Features of the newest frame.
-        analyse(history[end - WINDOW_SAMPLES - period_now:end - period_now],
-                self.window, self._scratch, self._delayed_spectrum)
-        band_coherence(spectrum, energy, self._delayed_spectrum, self.weights,
-                       self._power, self._band_scratch, self.coherence)
-        assemble(energy, self.coherence, period_now, correlation_now, self.features)
+        band_coherence(spectra[NEWEST], energies[NEWEST], spectra[ONE_PERIOD_BACK],
+                       energies[ONE_PERIOD_BACK], self.weights, self._power[NEWEST], self.coherence)
+        assemble(energies[NEWEST], self.coherence, period_now, correlation_now, self.features)
 
-        # Gains and strengths for the delayed frame.
+        # Gains and strengths for the delayed frame (network or oracle), then their limits.
         gain, strength = self.gain_source(self.features)
-        self._limit_gains(gain, self.energies[delayed])
+        self._limit_gains(gain, self.energy_ring[delayed])
 
-        # Comb filter of the delayed frame, then mix and gains.
-        comb_filter(history, end - WINDOW_SAMPLES - LOOKAHEAD_FRAMES * HOP_SAMPLES,
-                    period_delayed, self._comb)
-        analyse(self._comb, self.window, self._scratch, self._pitch_spectrum)
-        self.applier.apply(self.spectra[delayed], self.energies[delayed], self._pitch_spectrum,
+        # Pitch-filter mix and band gains on the delayed frame.
+        self.applier.apply(self.spectrum_ring[delayed], self.energy_ring[delayed],
+                           spectra[COMB_FILTERED], energies[COMB_FILTERED],
                            strength, self.gain, self._output_spectrum)
 
         # Synthesis.
@@ -214,11 +231,10 @@ class Enhancer:
         if not np.isfinite(self._input).all():
             np.nan_to_num(self._input, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self.nonfinite_frames += 1
-        new = self.highpass.process(self._input) if self.settings.highpass else self._input
         history = self.history
         history[:-HOP_SAMPLES] = history[HOP_SAMPLES:]
-        history[-HOP_SAMPLES:] = new
-        return new
+        history[-HOP_SAMPLES:] = (self.highpass.process(self._input) if self.settings.highpass
+                                  else self._input)
 
     def _limit_gains(self, gain, noisy_energy):
         """Release limit, envelope post-filter and attenuation floor, into ``self.gain``."""

@@ -31,24 +31,22 @@ PERIOD = 2 * N_BANDS
 CORRELATION = 2 * N_BANDS + 1
 
 
-def band_coherence(spectrum, energy, delayed_spectrum, weights, scratch_bins, scratch_bands, out):
+def band_coherence(spectrum, energy, delayed_spectrum, delayed_energy, weights, scratch_bins, out):
     """Per-band normalised correlation Re<X, X_T> / sqrt(E_X E_XT), clipped to [0, 1].
 
-    Works on one frame (481,) or stacked frames (n, 481); ``scratch_*`` must
-    match the leading shape. Clipping guards the square roots of the
+    Works on one frame (481,) or stacked frames (n, 481); ``scratch_bins``
+    must match the spectra's shape. Clipping guards the square roots of the
     strength formula (negative correlation carries no usable periodicity).
     """
     np.multiply(spectrum.real, delayed_spectrum.real, out=scratch_bins)
     scratch_bins += spectrum.imag * delayed_spectrum.imag
     band_energy(scratch_bins, weights, out=out)                    # cross term
-    np.abs(delayed_spectrum, out=scratch_bins)
-    np.square(scratch_bins, out=scratch_bins)
-    band_energy(scratch_bins, weights, out=scratch_bands)          # E_XT
-    scratch_bands *= energy
-    scratch_bands += _EPS
-    np.sqrt(scratch_bands, out=scratch_bands)
-    np.divide(out, scratch_bands, out=out)
-    return np.clip(out, 0.0, 1.0, out=out)
+    norm = energy * delayed_energy
+    norm += _EPS
+    np.sqrt(norm, out=norm)
+    np.divide(out, norm, out=out)
+    np.maximum(out, 0.0, out=out)
+    return np.minimum(out, 1.0, out=out)
 
 
 def normalise_period(period):
@@ -58,10 +56,10 @@ def normalise_period(period):
 
 def assemble(energy, coherence, period, correlation, out):
     """Write the normalised feature vector(s) into ``out`` (..., 70)."""
-    np.add(energy, ENERGY_FLOOR, out=out[..., LOG_ENERGY])
-    np.log10(out[..., LOG_ENERGY], out=out[..., LOG_ENERGY])
-    out[..., LOG_ENERGY] += LOG_ENERGY_OFFSET
-    out[..., LOG_ENERGY] *= LOG_ENERGY_SCALE
+    log_energy = out[..., LOG_ENERGY]
+    np.add(energy, ENERGY_FLOOR, out=log_energy)
+    np.log10(log_energy, out=log_energy)
+    np.multiply(log_energy + LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE, out=log_energy)
     out[..., COHERENCE] = coherence
     out[..., PERIOD] = normalise_period(period)
     out[..., CORRELATION] = correlation

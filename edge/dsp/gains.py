@@ -89,11 +89,10 @@ class GainApplier:
         self._bin_power = np.empty(n_bins)
         self._bin_gain = np.empty(n_bins)
         self._bin_strength = np.empty(n_bins)
-        self._pitch_energy = np.empty(n_bands)
         self._band_scale = np.empty(n_bands)
         self._mixed = np.empty(n_bins, dtype=np.complex128)
 
-    def apply(self, spectrum, energy, pitch_spectrum, strength, gain, out):
+    def apply(self, spectrum, energy, pitch_spectrum, pitch_energy, strength, gain, out):
         """``Y = G_b((1 - r_b) X + r_b P_norm)``, band energies renormalised.
 
         P is first scaled per band to X's energy, the mix is then rescaled per
@@ -102,10 +101,7 @@ class GainApplier:
         """
         w, power, scale = self.weights, self._bin_power, self._band_scale
         # P -> energy of X in every band.
-        np.abs(pitch_spectrum, out=power)
-        np.square(power, out=power)
-        band_energy(power, w, out=self._pitch_energy)
-        np.add(self._pitch_energy, _ENERGY_EPS, out=scale)
+        np.add(pitch_energy, _ENERGY_EPS, out=scale)
         np.divide(energy, scale, out=scale)
         np.sqrt(scale, out=scale)
         bins_from_bands(scale, w, out=self._bin_gain)

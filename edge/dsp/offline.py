@@ -57,9 +57,9 @@ def _delayed_windows(padded, window_starts, periods):
 def coherence_at(spectra, energy, padded, window_starts, periods, weights, window):
     """Band pitch coherences of all frames at the given per-frame periods."""
     delayed = analyse_frames(_delayed_windows(padded, window_starts, periods), window)
-    out = np.empty_like(energy)
-    return band_coherence(spectra, energy, delayed, weights,
-                          np.empty(spectra.shape), np.empty(energy.shape), out)
+    delayed_energy = band_energy(np.abs(delayed) ** 2, weights)
+    return band_coherence(spectra, energy, delayed, delayed_energy, weights,
+                          np.empty(spectra.shape), np.empty_like(energy))
 
 
 def analyse_signal(signal, highpass=True):
@@ -83,7 +83,7 @@ def analyse_signal(signal, highpass=True):
         filtered[t * HOP_SAMPLES:(t + 1) * HOP_SAMPLES] = new
         history[:-HOP_SAMPLES] = history[HOP_SAMPLES:]
         history[-HOP_SAMPLES:] = new
-        period_now[t], correlation[t], delayed_period = tracker.step(new, history, history.shape[0])
+        period_now[t], correlation[t], delayed_period = tracker.step(history, history.shape[0])
         if t >= LOOKAHEAD_FRAMES:
             period_smoothed[t - LOOKAHEAD_FRAMES] = delayed_period
 
@@ -99,6 +99,16 @@ def analyse_signal(signal, highpass=True):
                         np.empty((n_frames, N_FEATURES)))
     return SignalAnalysis(features, spectra, energy, period_now[:n_frames],
                           period_smoothed[:n_frames], padded, window_starts)
+
+
+def highpass_signal(signal):
+    """The input high-pass the enhancer applies, over a whole signal (the reference for scoring)."""
+    signal = _as_mono_float(signal)
+    filtered = np.empty_like(signal)
+    high_pass = HighPass()
+    for start in range(0, signal.size, HOP_SAMPLES):
+        filtered[start:start + HOP_SAMPLES] = high_pass.process(signal[start:start + HOP_SAMPLES])
+    return filtered
 
 
 def oracle_gains(clean, noisy, highpass=True):

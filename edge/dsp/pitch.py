@@ -2,10 +2,10 @@
 
 Per frame:
 
-1. *Coarse search.* The input is low-passed and decimated by 4 (12 kHz); the
-   normalised correlation of the newest 20 ms against itself delayed by every
-   lag of 15..192 (60..768 samples at 48 kHz) comes from one FFT
-   cross-correlation and a running energy sum.
+1. *Coarse search.* The input is low-passed (24-tap FIR) and decimated by 4
+   (12 kHz); the normalised correlation of the newest 20 ms against itself
+   delayed by every lag of 15..192 (60..768 samples at 48 kHz) comes from one
+   direct correlation and a running energy sum.
 2. *Candidates.* The ``N_CANDIDATES`` highest local maxima of that curve,
    minus a small bias per octave of lag (so a period beats its multiples).
 3. *Viterbi.* Each candidate's path score is its observation plus the best
@@ -29,16 +29,17 @@ N_CANDIDATES = 6
 OCTAVE_BIAS = 0.04          # observation penalty per octave of lag
 JUMP_COST_PER_OCTAVE = 0.6  # transition penalty per octave of change
 REFINE_RADIUS = 3           # full-rate samples either side of 4 x coarse lag
-DECIMATOR_CUTOFF_HZ = 2_000.0
+DECIMATOR_TAPS = 24
+DECIMATOR_CUTOFF_HZ = 2_500.0
 
 _LAG_MIN = PITCH_MIN_SAMPLES // PITCH_DECIMATION           # 15
 _LAG_MAX = PITCH_MAX_SAMPLES // PITCH_DECIMATION           # 192
 _N_LAGS = _LAG_MAX - _LAG_MIN + 1
 _SEG = WINDOW_SAMPLES // PITCH_DECIMATION                  # 240 decimated samples correlated
 _DEC_HISTORY = _SEG + _LAG_MAX                             # 432
-_FFT = 512
-_DEC_HOP = HOP_SAMPLES // PITCH_DECIMATION
+_DEC_HOP = HOP_SAMPLES // PITCH_DECIMATION                 # 120
 _EPS = 1e-12
+_ONES_WINDOW = np.ones(WINDOW_SAMPLES)
 
 #: Full-rate samples the tracker needs behind the newest sample, for the
 #: refinement of the delayed (smoothed) decision.
@@ -57,98 +58,104 @@ def refine_period(history, window_end, coarse_lag):
     lag_hi = min(PITCH_MAX_SAMPLES, centre + REFINE_RADIUS)
     current = history[window_end - WINDOW_SAMPLES:window_end]
     block = history[window_end - WINDOW_SAMPLES - lag_hi:window_end - lag_lo]
-    # Row i of `delayed` is the window delayed by lag_hi - i samples (a view, no copy).
-    delayed = np.lib.stride_tricks.as_strided(
-        block, shape=(lag_hi - lag_lo + 1, WINDOW_SAMPLES), strides=(block.strides[0],) * 2,
-        writeable=False)
-    dots = delayed @ current
-    energy = np.cumsum(np.square(block))
-    delayed_energy = energy[WINDOW_SAMPLES - 1:] - np.concatenate(([0.0], energy[:-WINDOW_SAMPLES]))
-    norm = dots / np.sqrt(float(current @ current) * delayed_energy + _EPS)
-    best = int(np.argmax(norm))
-    return lag_hi - best, min(max(float(norm[best]), 0.0), 1.0)
+    # Entry i: the window against itself delayed by lag_hi - i.
+    dots = np.correlate(block, current, "valid")
+    delayed_energy = np.correlate(np.square(block), _ONES_WINDOW, "valid")
+    delayed_energy *= float(np.dot(current, current))
+    delayed_energy += _EPS
+    np.sqrt(delayed_energy, out=delayed_energy)
+    dots /= delayed_energy
+    best = int(dots.argmax())
+    return lag_hi - best, min(max(float(dots[best]), 0.0), 1.0)
 
 
 class PitchTracker:
-    """Streaming pitch tracker; all state lives in this object (see module doc)."""
+    """Streaming pitch tracker; all its state lives in this object (see module doc)."""
 
     def __init__(self):
-        self._decimator_sos = sps.butter(4, DECIMATOR_CUTOFF_HZ, fs=SAMPLE_RATE_HZ, output="sos")
-        self._decimator_state = np.zeros((self._decimator_sos.shape[0], 2))
+        # Linear-phase FIR low-pass evaluated only at the kept (every 4th) samples.
+        self._decimator = sps.firwin(DECIMATOR_TAPS, DECIMATOR_CUTOFF_HZ, fs=SAMPLE_RATE_HZ)[::-1].copy()
         self._decimated = np.zeros(_DEC_HISTORY)
-        self._octave_bias = OCTAVE_BIAS * np.log2(np.arange(_LAG_MIN, _LAG_MAX + 1) / _LAG_MIN)
+        self._lag_octaves = np.log2(np.arange(_LAG_MIN, _LAG_MAX + 1) / _LAG_MIN)
+        self._octave_bias = OCTAVE_BIAS * self._lag_octaves
         self._norm_by_lag = np.empty(_N_LAGS)
         self._scores = np.empty(_N_LAGS)
+        self._not_peak = np.ones(_N_LAGS, dtype=bool)          # the end points never peak
+        self._energy = np.zeros(_DEC_HISTORY + 1)
         depth = LOOKAHEAD_FRAMES + 1
-        self._candidates = np.full((depth, N_CANDIDATES), 100, dtype=np.int64)
+        self._candidates = np.zeros((depth, N_CANDIDATES), dtype=np.int64)   # lag - _LAG_MIN
+        self._octaves = np.zeros((depth, N_CANDIDATES))
         self._backpointers = np.zeros((depth, N_CANDIDATES), dtype=np.int64)
         self._path_score = np.zeros(N_CANDIDATES)
-        self._frame = 0
+        self._rows = np.arange(N_CANDIDATES)
         self.reset()
 
     def reset(self):
         """Forget all history (stream restart)."""
-        self._decimator_state[:] = 0.0
         self._decimated[:] = 0.0
-        self._candidates[:] = 100
+        self._candidates[:] = 0
+        self._octaves[:] = 0.0
         self._backpointers[:] = 0
         self._path_score[:] = 0.0
         self._frame = 0
 
-    def _coarse_correlation(self, new_samples):
+    def _coarse_correlation(self, history, window_end):
         """Normalised correlation for coarse lags 15..192 into ``self._norm_by_lag``."""
-        filtered, self._decimator_state = sps.sosfilt(
-            self._decimator_sos, new_samples, zi=self._decimator_state)
-        # Keep the IIR state out of the denormal range during long silences.
-        if np.abs(self._decimator_state).max() < 1e-30:
-            self._decimator_state[:] = 0.0
+        newest = history[window_end - HOP_SAMPLES - DECIMATOR_TAPS + PITCH_DECIMATION:window_end]
+        taps = np.ndarray((_DEC_HOP, DECIMATOR_TAPS), dtype=newest.dtype, buffer=newest,
+                          strides=(PITCH_DECIMATION * newest.strides[0], newest.strides[0]))
         dec = self._decimated
         dec[:-_DEC_HOP] = dec[_DEC_HOP:]
-        dec[-_DEC_HOP:] = filtered[PITCH_DECIMATION - 1::PITCH_DECIMATION]
+        np.matmul(taps, self._decimator, out=dec[-_DEC_HOP:])
         current = dec[-_SEG:]
-        spectrum = np.fft.rfft(dec, _FFT)
-        spectrum *= np.conj(np.fft.rfft(current, _FFT))
-        xcorr = np.fft.irfft(spectrum, _FFT)[:_N_LAGS]      # index m <-> lag 192 - m
-        energy = np.concatenate(([0.0], np.cumsum(np.square(dec))))
+        xcorr = np.correlate(dec, current, "valid")[:_N_LAGS]      # index m <-> lag 192 - m
+        energy = self._energy
+        np.square(dec).cumsum(out=energy[1:])
         delayed_energy = energy[_SEG:_SEG + _N_LAGS] - energy[:_N_LAGS]
-        norm = xcorr / np.sqrt(float(current @ current) * delayed_energy + _EPS)
-        self._norm_by_lag[:] = norm[::-1]
+        np.maximum(delayed_energy, 0.0, out=delayed_energy)         # cumsum rounding
+        delayed_energy *= float(np.dot(current, current))
+        delayed_energy += _EPS
+        np.sqrt(delayed_energy, out=delayed_energy)
+        np.divide(xcorr[::-1], delayed_energy[::-1], out=self._norm_by_lag)
 
-    def step(self, new_samples, history, window_end):
+    def step(self, history, window_end):
         """Advance one frame.
 
-        ``new_samples`` are the 480 newest (high-passed) samples; ``history``
-        holds at least :data:`HISTORY_NEEDED` samples ending at ``window_end``.
-        Returns ``(period_now, correlation_now, period_delayed)``: the online
-        period and its correlation for the newest frame, and the smoothed
-        period for the frame ``LOOKAHEAD_FRAMES`` earlier.
+        ``history`` holds the high-passed input, at least
+        :data:`HISTORY_NEEDED` samples ending at ``window_end`` (exclusive),
+        the newest frame last. Returns ``(period_now, correlation_now,
+        period_delayed)``: the online period and its correlation for the
+        newest frame, and the smoothed period for the frame
+        ``LOOKAHEAD_FRAMES`` earlier.
         """
-        self._coarse_correlation(new_samples)
-        norm, scores = self._norm_by_lag, self._scores
+        self._coarse_correlation(history, window_end)
+        norm, scores, not_peak = self._norm_by_lag, self._scores, self._not_peak
         np.subtract(norm, self._octave_bias, out=scores)
-        is_peak = np.zeros(_N_LAGS, dtype=bool)
-        is_peak[1:-1] = (norm[1:-1] > norm[:-2]) & (norm[1:-1] >= norm[2:])
-        scores[~is_peak] -= 2.0                                 # keep non-peaks only as fillers
-        picks = np.argpartition(scores, -N_CANDIDATES)[-N_CANDIDATES:]
-        lags = picks + _LAG_MIN
-        observation = scores[picks]
-
-        slot = self._frame % (LOOKAHEAD_FRAMES + 1)
-        previous_lags = self._candidates[(self._frame - 1) % (LOOKAHEAD_FRAMES + 1)]
-        jump = np.abs(np.log2(lags[:, None] / previous_lags[None, :]))
-        transition = self._path_score[None, :] - JUMP_COST_PER_OCTAVE * jump
-        best_previous = np.argmax(transition, axis=1)
-        path = observation + transition[np.arange(N_CANDIDATES), best_previous]
-        self._path_score[:] = path - path.max()
-        self._candidates[slot] = lags
+        np.less_equal(norm[1:-1], norm[:-2], out=not_peak[1:-1])
+        not_peak[1:-1] |= norm[1:-1] < norm[2:]
+        np.subtract(scores, 2.0, out=scores, where=not_peak)     # non-peaks only as fillers
+        picks = scores.argpartition(-N_CANDIDATES)[-N_CANDIDATES:]
+        octaves = self._lag_octaves[picks]
+        depth = LOOKAHEAD_FRAMES + 1
+        slot = self._frame % depth
+        transition = np.subtract.outer(octaves, self._octaves[(self._frame - 1) % depth])
+        np.abs(transition, out=transition)
+        transition *= -JUMP_COST_PER_OCTAVE
+        transition += self._path_score
+        best_previous = transition.argmax(axis=1)
+        path = scores[picks]
+        path += transition[self._rows, best_previous]
+        np.subtract(path, path.max(), out=self._path_score)
+        self._candidates[slot] = picks
+        self._octaves[slot] = octaves
         self._backpointers[slot] = best_previous
         self._frame += 1
 
-        best = int(np.argmax(path))
-        period_now, correlation_now = refine_period(history, window_end, lags[best])
+        best = int(path.argmax())
+        period_now, correlation_now = refine_period(history, window_end, picks[best] + _LAG_MIN)
         for back in range(LOOKAHEAD_FRAMES):
-            best = self._backpointers[(slot - back) % (LOOKAHEAD_FRAMES + 1)][best]
-        delayed_lag = self._candidates[(slot - LOOKAHEAD_FRAMES) % (LOOKAHEAD_FRAMES + 1)][best]
+            best = self._backpointers[(slot - back) % depth][best]
+        delayed_lag = self._candidates[(slot - LOOKAHEAD_FRAMES) % depth][best] + _LAG_MIN
         period_delayed, _ = refine_period(
             history, window_end - LOOKAHEAD_FRAMES * HOP_SAMPLES, delayed_lag)
         return period_now, correlation_now, period_delayed

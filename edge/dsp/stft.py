@@ -16,10 +16,14 @@ def vorbis_window() -> np.ndarray:
     return np.sin(0.5 * np.pi * np.sin(np.pi * (n + 0.5) / WINDOW_SAMPLES) ** 2)
 
 
-def analyse(samples_960, window, scratch_960, out_spectrum):
-    """Spectrum of one windowed frame: ``rfft(window * samples)`` into ``out_spectrum`` (481 complex)."""
-    np.multiply(samples_960, window, out=scratch_960)
-    return np.fft.rfft(scratch_960, out=out_spectrum)
+def analyse(samples, window, scratch, out_spectra):
+    """Spectra of windowed frames: ``rfft(window * samples)`` along the last axis.
+
+    ``samples`` is (..., 960); ``scratch`` of the same shape may be ``samples``
+    itself; ``out_spectra`` is (..., 481) complex.
+    """
+    np.multiply(samples, window, out=scratch)
+    return np.fft.rfft(scratch, axis=-1, out=out_spectra)
 
 
 def analyse_frames(frames, window):
@@ -38,20 +42,6 @@ def synthesise(spectrum, window, overlap_480, scratch_960, out_480):
     np.add(overlap_480, scratch_960[:HOP_SAMPLES], out=out_480)
     overlap_480[:] = scratch_960[HOP_SAMPLES:]
     return out_480
-
-
-def frame_signal(signal, n_frames, history_samples):
-    """Rows of ``signal`` as the streaming history would hold them.
-
-    Row ``t`` is the ``WINDOW_SAMPLES`` ending at the end of input frame ``t``
-    (zeros before the start), i.e. what :func:`analyse` sees for frame ``t``.
-    ``history_samples`` extra zeros are kept in front so delayed windows can be
-    gathered from the same padded array; returns ``(padded, starts)`` with the
-    start index of each frame's window in ``padded``.
-    """
-    padded = np.concatenate([np.zeros(history_samples), signal[: n_frames * HOP_SAMPLES]])
-    ends = history_samples + HOP_SAMPLES * (np.arange(n_frames) + 1)
-    return padded, ends - WINDOW_SAMPLES
 
 
 assert N_BINS == WINDOW_SAMPLES // 2 + 1

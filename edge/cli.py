@@ -1,0 +1,84 @@
+"""``percepnet-edge``: the device command line.
+
+Subcommands:
+  oracle   the full DSP chain with oracle gains (the upper bound), or --demo
+  denoise  enhance a WAV file with a trained model
+  bench    per-frame cost of the DSP chain, beside RNNoise
+"""
+
+import argparse
+import sys
+
+from .audio import AudioFileError
+from .dsp import LATENCY_MS
+
+DEFAULT_DEMO_DIR = "out/demo"
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="percepnet-edge",
+        description="Real-time PercepNet speech noise suppression (48 kHz, 10 ms frames, "
+                    f"{LATENCY_MS:.0f} ms algorithmic latency).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    oracle = commands.add_parser(
+        "oracle", help="run the DSP chain with ideal gains computed from the clean signal",
+        description="Enhance NOISY with the oracle gains and pitch-filter strengths computed from "
+                    "CLEAN: the upper bound the network chases. Inputs of any rate or channel count "
+                    "are converted to 48 kHz mono; OUT has NOISY's rate and length.")
+    oracle.add_argument("clean", nargs="?", help="clean reference WAV")
+    oracle.add_argument("noisy", nargs="?", help="noisy WAV, sample-aligned with CLEAN")
+    oracle.add_argument("out", nargs="?", help="output WAV")
+    oracle.add_argument("--demo", nargs="?", const=DEFAULT_DEMO_DIR, metavar="DIR",
+                        help=f"generate a clean + noise sample and run on it, writing WAVs to DIR "
+                             f"(default {DEFAULT_DEMO_DIR})")
+    oracle.add_argument("--max-attenuation-db", type=float, default=30.0,
+                        help="deepest suppression of any band in dB (default 30)")
+
+    denoise = commands.add_parser("denoise", help="enhance a WAV file with a trained model",
+                                  description="Enhance IN with a trained model; OUT is aligned with IN "
+                                              "(delay compensated), same length and rate.")
+    denoise.add_argument("input", metavar="IN")
+    denoise.add_argument("output", metavar="OUT")
+    denoise.add_argument("--model", help="int8 .tflite model with its metadata")
+
+    bench = commands.add_parser("bench", help="per-frame cost of the DSP chain, beside RNNoise")
+    bench.add_argument("--seconds", type=float, default=20.0, help="generated audio length (default 20)")
+    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    bench.add_argument("--no-peers", action="store_true", help="skip RNNoise")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``percepnet-edge`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "oracle":
+            from .files import run_demo, run_oracle
+            if args.demo is not None:
+                run_demo(args.demo)
+            elif None in (args.clean, args.noisy, args.out):
+                raise _usage("oracle needs CLEAN NOISY OUT, or --demo [DIR]")
+            else:
+                run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db)
+        elif args.command == "denoise":
+            raise _usage("denoise needs a trained int8 model, and this build ships none yet; "
+                         "`percepnet-edge oracle CLEAN NOISY OUT` runs the same DSP chain with ideal gains")
+        elif args.command == "bench":
+            from .bench import run_bench
+            run_bench(args.seconds, args.rounds, not args.no_peers, args.json)
+    except (AudioFileError, ValueError) as exc:
+        print(f"percepnet-edge: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _usage(message):
+    from .files import UsageError
+    return UsageError(message)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""The PercepNet DSP core, shared by the device and the training pipeline.
+
+Streaming: :class:`Enhancer` (one 480-sample frame in, one out).
+Batch: :func:`analyse_signal` (features), :func:`oracle_gains` (training
+targets), :func:`enhance_signal` and :func:`oracle_enhance` (whole signals).
+"""
+
+from .constants import (FEATURE_VERSION, HOP_SAMPLES, LATENCY_MS, LATENCY_SAMPLES, LOOKAHEAD_FRAMES,
+                        N_BANDS, N_BINS, N_FEATURES, SAMPLE_RATE_HZ, WINDOW_SAMPLES)
+from .enhancer import ORACLE_SETTINGS, Enhancer, EnhancerSettings, unity_gains
+from .offline import (FrameGains, SignalAnalysis, analyse_signal, enhance_signal, highpass_signal,
+                      oracle_enhance, oracle_gains)
+
+__all__ = [
+    "FEATURE_VERSION", "HOP_SAMPLES", "LATENCY_MS", "LATENCY_SAMPLES", "LOOKAHEAD_FRAMES", "N_BANDS",
+    "N_BINS", "N_FEATURES", "SAMPLE_RATE_HZ", "WINDOW_SAMPLES", "ORACLE_SETTINGS", "Enhancer",
+    "EnhancerSettings", "unity_gains", "FrameGains", "SignalAnalysis", "analyse_signal",
+    "enhance_signal", "highpass_signal", "oracle_enhance", "oracle_gains",
+]

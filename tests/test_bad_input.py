@@ -1,0 +1,97 @@
+"""Bad input: a clear error, or defined and finite output, never a crash or NaN."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy import signal as sps
+
+from edge.dsp import HOP_SAMPLES, Enhancer, EnhancerSettings
+from edge.dsp.enhancer import HIGHPASS_A, HIGHPASS_B, HighPass
+from edge.synthetic import speech_like
+
+
+@pytest.mark.parametrize("shape", [(479,), (481,), (480, 2), (2, 480), ()])
+def test_wrong_frame_shape_is_a_clear_error(shape):
+    with pytest.raises(ValueError, match=r"expects one frame of 480 mono samples .* got an array of shape"):
+        Enhancer().process(np.zeros(shape))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_give_finite_output_and_are_counted(bad):
+    enhancer = Enhancer()
+    signal = speech_like(1.0, seed=2)
+    frames = signal.reshape(-1, HOP_SAMPLES).copy()
+    frames[30, ::7] = bad
+    out = np.concatenate([enhancer.process(frame).copy() for frame in frames])
+    assert np.all(np.isfinite(out))
+    assert enhancer.nonfinite_frames == 1
+    assert np.abs(out).max() < 2.0
+
+
+def test_minutes_of_digital_silence_after_speech_stay_clean_and_flush_denormals():
+    """Five minutes of zeros after speech: output settles to exactly 0, no subnormal state remains."""
+    enhancer = Enhancer()
+    for frame in speech_like(1.0, seed=4).reshape(-1, HOP_SAMPLES):
+        enhancer.process(frame)
+    silence = np.zeros(HOP_SAMPLES)
+    for _ in range(5 * 60 * 100):
+        out = enhancer.process(silence)
+    assert np.all(out == 0.0)
+    tiny = np.finfo(np.float64).tiny
+    for name, array in [("high-pass state", enhancer.highpass.state), ("history", enhancer.history),
+                        ("spectra", enhancer.spectrum_ring), ("gains", enhancer.gain)]:
+        values = np.abs(np.asarray(array)).ravel()
+        assert not np.any((values > 0) & (values < tiny)), f"subnormal values in {name}"
+
+
+def test_full_scale_clipped_input_gives_bounded_output():
+    square = np.sign(np.sin(2 * np.pi * 150 * np.arange(48_000) / 48_000))
+    enhancer = Enhancer()
+    out = np.concatenate([enhancer.process(frame).copy() for frame in square.reshape(-1, HOP_SAMPLES)])
+    assert np.all(np.isfinite(out)) and np.abs(out).max() < 4.0
+
+
+def test_invalid_settings_name_the_problem():
+    with pytest.raises(ValueError, match="max_attenuation_db"):
+        EnhancerSettings(max_attenuation_db=-3)
+    with pytest.raises(ValueError, match="postfilter_beta"):
+        EnhancerSettings(postfilter_beta=float("nan"))
+    with pytest.raises(ValueError, match="gain_release_per_frame"):
+        EnhancerSettings(gain_release_per_frame=1.5)
+
+
+def test_attenuation_floor_bounds_the_suppression():
+    zero = np.zeros(34)
+    enhancer = Enhancer(lambda features: (zero, zero), EnhancerSettings(max_attenuation_db=20.0))
+    signal = 0.1 * np.random.default_rng(0).standard_normal(48_000)
+    out = np.concatenate([enhancer.process(frame).copy() for frame in signal.reshape(-1, HOP_SAMPLES)])
+    ratio_db = 10 * np.log10(np.mean(out[9600:] ** 2) / np.mean(signal[9600:] ** 2))
+    assert ratio_db == pytest.approx(-20.0, abs=1.0)
+
+
+def test_streaming_high_pass_equals_scipy_lfilter():
+    """The fast kernel the enhancer calls gives exactly scipy.signal.lfilter's result."""
+    signal = np.random.default_rng(3).standard_normal(10 * HOP_SAMPLES)
+    high_pass = HighPass()
+    streamed = np.concatenate([high_pass.process(frame) for frame in signal.reshape(-1, HOP_SAMPLES)])
+    np.testing.assert_allclose(streamed, sps.lfilter(HIGHPASS_B, HIGHPASS_A, signal), atol=1e-12)
+
+
+def test_process_does_not_grow_memory():
+    """Buffers are preallocated: 2000 frames leave no memory behind."""
+    enhancer = Enhancer()
+    frames = speech_like(2.0, seed=6).reshape(-1, HOP_SAMPLES)
+    for frame in frames:
+        enhancer.process(frame)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(10):
+        for frame in frames:
+            enhancer.process(frame)
+    after = tracemalloc.take_snapshot()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 4096, f"memory grew by {grown} bytes over 2000 frames"
+    assert peak < 256 * 1024, f"a frame's temporaries peaked at {peak} bytes"
