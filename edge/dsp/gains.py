@@ -6,6 +6,8 @@ spectrum X, ``q`` the pitch coherences, ``kappa = sum_k w_k^2`` the comb
 filter's noise power gain.
 """
 
+import math
+
 import numpy as np
 
 from .bands import band_energy, bins_from_bands
@@ -66,10 +68,10 @@ def envelope_postfilter(gain, noisy_energy, beta=POSTFILTER_BETA, out=None):
     np.multiply(gain, 0.5 * np.pi, out=out)
     np.sin(out, out=out)
     out *= gain
-    e0 = float(np.dot(gain * gain, noisy_energy))
-    e1 = float(np.dot(out * out, noisy_energy))
+    e0 = float(np.dot(np.square(gain), noisy_energy))
+    e1 = float(np.dot(np.square(out), noisy_energy))
     ratio = e0 / (e1 + _EPS) if e1 > 0.0 else 1.0
-    out *= np.sqrt((1.0 + beta) * ratio / (1.0 + beta * ratio * ratio))
+    out *= math.sqrt((1.0 + beta) * ratio / (1.0 + beta * ratio * ratio))
     return out
 
 
