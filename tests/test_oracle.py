@@ -93,7 +93,7 @@ def test_oracle_targets_are_aligned_with_the_frames_they_describe(rng):
     gets gain ~0 while its window is silent and ~1 once it is wholly signal."""
     clean = np.concatenate([np.zeros(48_000), 0.1 * rng.standard_normal(48_000)])
     noisy = clean + 1e-5 * rng.standard_normal(clean.size)
-    gains, strengths, _ = oracle_gains(clean, noisy)
+    gains, strengths, _, _ = oracle_gains(clean, noisy)
     assert gains[:99].max() < 0.05                 # windows end at or before sample 48000
     assert gains[101:].mean() > 0.99               # windows start at or after it
     assert np.all((strengths >= 0) & (strengths <= 1))

@@ -30,7 +30,7 @@ def test_batch_features_equal_streaming_features():
 
 def test_enhance_signal_is_the_stream_with_its_latency_removed():
     clean, noisy = _noisy(2.0)
-    gains, strengths, _ = oracle_gains(clean, noisy)
+    gains, strengths, _, _ = oracle_gains(clean, noisy)
     enhancer = Enhancer(FrameGains(gains, strengths), ORACLE_SETTINGS)
     padded = np.concatenate([noisy, np.zeros(LATENCY_SAMPLES + HOP_SAMPLES)])
     frames = padded[: len(padded) // HOP_SAMPLES * HOP_SAMPLES].reshape(-1, HOP_SAMPLES)

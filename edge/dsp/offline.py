@@ -116,7 +116,8 @@ def oracle_gains(clean, noisy, highpass=True):
 
     The coherences use the smoothed period, the one the comb filter will use
     on that frame, so the strength describes the filtering actually applied.
-    Returns the targets and the noisy signal's :class:`SignalAnalysis`.
+    Returns ``(gains, strengths, noisy_analysis, clean_analysis)``, the last
+    two being :class:`SignalAnalysis` objects.
     """
     clean, noisy = _as_mono_float(clean), _as_mono_float(noisy)
     if clean.shape != noisy.shape:
@@ -132,7 +133,7 @@ def oracle_gains(clean, noisy, highpass=True):
     kappa = np.array([kappa_for_period(p) for p in periods])[:, None]
     gains, strengths = oracle_targets(clean_analysis.energy, noisy_analysis.energy,
                                       clean_q, noisy_q, kappa)
-    return gains, strengths, noisy_analysis
+    return gains, strengths, noisy_analysis, clean_analysis
 
 
 class FrameGains:
@@ -180,5 +181,5 @@ def oracle_enhance(clean, noisy, highpass=True, settings: EnhancerSettings = ORA
     """Enhance ``noisy`` with its oracle gains: the upper bound the network chases."""
     clean, noisy = _as_mono_float(clean), _as_mono_float(noisy)
     pad = n_frames_for(noisy.size + LATENCY_SAMPLES) * HOP_SAMPLES - noisy.size
-    gains, strengths, _ = oracle_gains(np.pad(clean, (0, pad)), np.pad(noisy, (0, pad)), highpass)
+    gains, strengths, _, _ = oracle_gains(np.pad(clean, (0, pad)), np.pad(noisy, (0, pad)), highpass)
     return enhance_signal(noisy, FrameGains(gains, strengths), settings)

@@ -1,0 +1,106 @@
+"""Training pipeline: corpus splits, caching through edge.dsp, the two model forms, the loss."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from edge.synthetic import noise, speech_like
+
+tf = pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
+
+from training import model as net  # noqa: E402
+from training.cache import CacheSpec, build_cache, example_arrays  # noqa: E402
+from training.corpus import CorpusError, scan  # noqa: E402
+from training.train import TrainingError, _examples, gain_loss, make_dataset, strength_loss  # noqa: E402
+
+
+@pytest.fixture
+def mini_corpus(tmp_path):
+    """A corpus of generated WAVs in the shared data's layout."""
+    root = tmp_path / "corpus"
+    for actor in (1, 2, 17):
+        folder = root / "speech" / "ravdess" / f"Actor_{actor:02d}"
+        folder.mkdir(parents=True)
+        for clip in range(2):
+            wavfile.write(folder / f"clip{clip}.wav", 48_000,
+                          speech_like(1.0, seed=actor * 10 + clip).astype(np.float32))
+    noise_dir = root / "noise" / "gen"
+    noise_dir.mkdir(parents=True)
+    for index, kind in enumerate(("white", "pink", "hum", "pink", "white")):
+        wavfile.write(noise_dir / f"n{index}.wav", 44_100, (0.1 * noise(kind, 2.0, seed=index, rate=44_100)).astype(np.float32))
+    return root
+
+
+def test_splits_hold_out_actors_17_to_20_and_every_fifth_noise(mini_corpus):
+    train, validation = scan(mini_corpus)
+    assert set(validation.speech) == {"ravdess/Actor_17"}
+    assert set(train.speech) == {"ravdess/Actor_01", "ravdess/Actor_02"}
+    assert [p.name for p in validation.noise] == ["n2.wav"]
+    assert len(train.noise) == 4 and not set(train.noise) & set(validation.noise)
+
+
+def test_a_corpus_without_audio_is_a_clear_error(tmp_path):
+    (tmp_path / "speech").mkdir()
+    (tmp_path / "noise").mkdir()
+    with pytest.raises(CorpusError, match="found no usable audio"):
+        scan(tmp_path)
+    with pytest.raises(CorpusError, match="expected folders speech/ and noise/"):
+        scan(tmp_path / "nowhere")
+
+
+def test_cache_uses_the_dsp_features_and_training_reads_them_delayed(mini_corpus, tmp_path):
+    out = tmp_path / "cache"
+    build_cache(CacheSpec(str(mini_corpus), "train", shards=2, examples_per_shard=2, seconds=1.0, seed=1,
+                          simulated_rooms=2), out, workers=1, say=lambda *_: None)
+    shard = np.load(out / "train-00000.npz")
+    assert shard["features"].shape == (2, 100, 70) and shard["gain"].shape == (2, 100, 34)
+    assert json.loads((out / "meta.json").read_text())["feature_version"] >= 1
+    features, targets, weights = next(_examples(str(out / "train-00000.npz")))
+    np.testing.assert_array_equal(targets["gain"][2:], shard["gain"][0, :-2].astype(np.float32))
+    assert weights["gain"][:2].sum() == 0 and weights["gain"][2:].min() == 1
+    with pytest.raises(TrainingError, match="no validation shards"):
+        make_dataset(out, "validation", 2, shuffle=False)
+
+
+def test_cached_features_equal_the_streaming_features():
+    clean = speech_like(1.0, seed=3)
+    noisy = clean + 0.05 * noise("pink", 1.0, seed=4)
+    features, gains, strengths, vad = example_arrays(clean, noisy)
+    from edge.dsp import analyse_signal
+    np.testing.assert_allclose(features, analyse_signal(noisy).features[:100], atol=1e-6)
+    assert gains.shape == strengths.shape == (100, 34) and vad.shape == (100,)
+    assert 0.2 < vad.mean() < 1.0
+
+
+def test_step_model_reproduces_the_sequence_model():
+    config = net.config_for("tiny")
+    sequence = net.build_sequence_model(config)
+    features = np.random.default_rng(0).standard_normal((1, 30, 70)).astype(np.float32)
+    expected = sequence(features)
+    step = net.step_model_from(sequence, config)
+    states = net.zero_states(config)
+    names = [name for name, _ in net.state_layout(config)]
+    gains = []
+    for t in range(30):
+        outputs = step([features[:, t]] + [states[name] for name in names])
+        gains.append(np.asarray(outputs[0]))
+        states = dict(zip(names, (np.asarray(o) for o in outputs[3:])))
+    np.testing.assert_allclose(np.concatenate(gains), np.asarray(expected["gain"][0]), atol=1e-5)
+
+
+def test_model_sizes_match_the_brief():
+    lite = net.build_sequence_model(net.config_for("lite")).count_params()
+    full = net.build_sequence_model(net.config_for("full")).count_params()
+    assert 1.0e6 <= lite <= 1.5e6 and 7.0e6 <= full <= 9.0e6
+    with pytest.raises(ValueError, match="unknown model size"):
+        net.config_for("huge")
+
+
+def test_loss_is_zero_at_the_target_and_grows_with_the_error():
+    target = np.full((1, 5, 34), 0.5, np.float32)
+    assert float(np.max(gain_loss(target, target))) < 1e-6
+    assert float(np.max(strength_loss(target, target))) < 1e-6
+    near, far = gain_loss(target, target * 0.9), gain_loss(target, target * 0.2)
+    assert float(np.min(far)) > float(np.max(near)) > 0

@@ -1,0 +1,105 @@
+"""Feature caching: mixtures -> features and oracle targets, in parallel, in shards.
+
+Each shard is an ``.npz`` of fixed-length examples (float16 to halve the disk):
+``features`` (n, frames, 70), ``gain`` and ``strength`` (n, frames, 34),
+``vad`` (n, frames), all computed by :mod:`edge.dsp` (batch form). Shards are
+written atomically and skipped when present, so an interrupted run resumes; a
+``meta.json`` records the feature version and the settings, and training
+refuses a cache whose feature version differs from the code's.
+
+Scale: shards are independent; ``--workers`` processes fill them in parallel,
+and a folder of shards from several machines can simply be merged.
+"""
+
+import json
+import multiprocessing
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.dsp import FEATURE_VERSION, analyse_signal, oracle_gains  # noqa: F401 (one implementation)
+from edge.dsp.constants import HOP_SAMPLES
+
+from .corpus import scan
+
+VAD_RANGE_DB = 35.0     # a frame is speech when within this of the example's loudest frame
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    corpus: str
+    split: str                 # "train" or "validation"
+    shards: int
+    examples_per_shard: int
+    seconds: float
+    seed: int
+    simulated_rooms: int = 24
+
+    def shard_path(self, out_dir, index):
+        return Path(out_dir) / f"{self.split}-{index:05d}.npz"
+
+
+def example_arrays(target, noisy):
+    """Features and targets of one pair, trimmed to whole frames."""
+    n_frames = noisy.size // HOP_SAMPLES
+    gains, strengths, noisy_analysis, clean_analysis = oracle_gains(target, noisy)
+    frame_energy = clean_analysis.energy.sum(axis=1)
+    loudest = max(frame_energy.max(), 1e-12)
+    vad = (frame_energy > loudest * 10 ** (-VAD_RANGE_DB / 10)) & (frame_energy > 1e-9)
+    return (noisy_analysis.features[:n_frames], gains[:n_frames], strengths[:n_frames],
+            vad[:n_frames].astype(np.float32))
+
+
+def _fill_shard(args):
+    spec, out_dir, index = args
+    from .synth import AudioBank, make_example, simulated_rooms
+    path = spec.shard_path(out_dir, index)
+    if path.exists():
+        return index, 0
+    train, validation = scan(spec.corpus)
+    split = train if spec.split == "train" else validation
+    rng = np.random.default_rng([spec.seed, index, 0 if spec.split == "train" else 1])
+    rooms = simulated_rooms(spec.simulated_rooms // max(1, spec.shards) + 2, seed=spec.seed * 1000 + index)
+    bank = AudioBank(say=lambda message: None)
+    columns = {"features": [], "gain": [], "strength": [], "vad": []}
+    for _ in range(spec.examples_per_shard):
+        target, noisy = make_example(split, rng, spec.seconds, bank, rooms)
+        for key, value in zip(columns, example_arrays(target, noisy)):
+            columns[key].append(value)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **{key: np.stack(values).astype(np.float16) for key, values in columns.items()})
+    os.replace(tmp, path)
+    return index, len(bank.failed)
+
+
+def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
+    """Fill ``out_dir`` with the shards of ``spec`` (existing shards are kept)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train, validation = scan(spec.corpus)                # fails early, with a reason
+    say(f"corpus {spec.corpus}: train {train.describe()}; validation {validation.describe()}")
+    meta_path = out_dir / "meta.json"
+    meta = {"feature_version": FEATURE_VERSION, spec.split: asdict(spec)}
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old.get("feature_version") != FEATURE_VERSION:
+            raise RuntimeError(f"{out_dir} holds features of version {old.get('feature_version')}, the code "
+                               f"computes version {FEATURE_VERSION}: use a new folder")
+        meta = {**old, **meta}
+    meta_path.write_text(json.dumps(meta, indent=2))
+    jobs = [(spec, out_dir, index) for index in range(spec.shards)]
+    workers = workers or os.cpu_count() or 1
+    try:
+        from tqdm import tqdm
+    except ImportError:                                   # progress is a nicety, not a need
+        tqdm = None
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        results = pool.imap_unordered(_fill_shard, jobs)
+        if tqdm is not None:
+            results = tqdm(results, total=len(jobs), desc=f"caching {spec.split}", unit="shard")
+        failed = sum(count for _, count in results)
+    if failed:
+        say(f"warning: {failed} unreadable files were skipped (see the corpus)")
+    say(f"{spec.split}: {spec.shards} shards x {spec.examples_per_shard} examples x {spec.seconds:g} s in {out_dir}")

@@ -1,0 +1,61 @@
+"""``percepnet-train``: build the feature cache, then train.
+
+  percepnet-train cache --corpus ../shared/data --out CACHE [--shards N --examples-per-shard K --seconds S]
+  percepnet-train fit --cache CACHE --out models/lite --size lite [--epochs E] [--strategy mirrored]
+"""
+
+import argparse
+import sys
+
+from .cache import CacheSpec, build_cache
+from .corpus import CorpusError
+from .train import TrainingError, fit
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="percepnet-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    cache = commands.add_parser("cache", help="synthesise mixtures and cache features + oracle targets")
+    cache.add_argument("--corpus", default="../shared/data", help="corpus folder (speech/, noise/, rir/)")
+    cache.add_argument("--out", required=True, help="cache folder")
+    cache.add_argument("--split", choices=("train", "validation", "both"), default="both")
+    cache.add_argument("--shards", type=int, default=150, help="training shards (validation: 1/16, at least 4)")
+    cache.add_argument("--examples-per-shard", type=int, default=10)
+    cache.add_argument("--seconds", type=float, default=4.0, help="length of each example")
+    cache.add_argument("--seed", type=int, default=7)
+    cache.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    train = commands.add_parser("fit", help="train a model on a cache")
+    train.add_argument("--cache", required=True)
+    train.add_argument("--out", required=True, help="folder for the model, checkpoints and history")
+    train.add_argument("--size", default="lite", choices=("lite", "full", "tiny"))
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--steps-per-epoch", type=int, default=None)
+    train.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker"))
+    train.add_argument("--time-budget-min", type=float, default=None,
+                       help="stop at the first epoch end past this many minutes")
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "cache":
+            splits = ("train", "validation") if args.split == "both" else (args.split,)
+            for split in splits:
+                shards = args.shards if split == "train" else max(4, args.shards // 16)
+                build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
+                                      args.seed), args.out, args.workers)
+        else:
+            fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
+                args.strategy, args.steps_per_epoch, args.time_budget_min)
+    except (CorpusError, TrainingError, ValueError) as exc:
+        print(f"percepnet-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Find speech, noise and room responses in a corpus folder, and split them.
+
+Layout expected (that of ``../shared/data``; any folder of the same shape works):
+``speech/**`` audio files (the speaker is the first folder under ``speech/``
+with its sub-folder, e.g. ``ravdess/Actor_17`` or ``words/klettres/it``),
+``noise/**`` audio files, ``rir/**`` impulse responses.
+
+Splits are by speaker and by noise file, fixed by name (never random), so the
+validation material is never seen in training:
+
+* validation speakers: RAVDESS actors 17-20, and every 7th other speaker in sorted order;
+* validation noises: in each noise folder, every 5th file in sorted order (index 2, 7, ...).
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+VALIDATION_ACTORS = {f"Actor_{number}" for number in range(17, 21)}
+
+
+class CorpusError(Exception):
+    """The corpus folder cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class Split:
+    speech: dict = field(default_factory=dict)     # speaker -> [paths]
+    noise: list = field(default_factory=list)
+    rir: list = field(default_factory=list)
+
+    def describe(self):
+        n_files = sum(len(paths) for paths in self.speech.values())
+        return (f"{len(self.speech)} speakers ({n_files} files), {len(self.noise)} noise files, "
+                f"{len(self.rir)} room responses")
+
+
+def _audio_files(folder):
+    return sorted(path for path in folder.rglob("*") if path.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def speaker_of(path, speech_root):
+    parts = path.relative_to(speech_root).parts
+    if parts[0] == "ravdess":
+        return "/".join(parts[:2])
+    return "/".join(parts[:3]) if len(parts) > 3 else "/".join(parts[:-1])
+
+
+def is_validation_speaker(speaker, index_among_others):
+    if speaker.startswith("ravdess/"):
+        return speaker.split("/")[1] in VALIDATION_ACTORS
+    return index_among_others % 7 == 3
+
+
+def scan(corpus_dir):
+    """Return ``(train, validation)`` :class:`Split` objects for a corpus folder."""
+    root = Path(corpus_dir)
+    speech_root, noise_root = root / "speech", root / "noise"
+    if not speech_root.is_dir() or not noise_root.is_dir():
+        raise CorpusError(f"{root}: expected folders speech/ and noise/ inside (got "
+                          f"{sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'})")
+    train, validation = Split(), Split()
+    by_speaker = {}
+    for path in _audio_files(speech_root):
+        by_speaker.setdefault(speaker_of(path, speech_root), []).append(path)
+    others = [s for s in sorted(by_speaker) if not s.startswith("ravdess/")]
+    for speaker, paths in sorted(by_speaker.items()):
+        index = others.index(speaker) if speaker in others else -1
+        (validation if is_validation_speaker(speaker, index) else train).speech[speaker] = paths
+    for folder in sorted({path.parent for path in _audio_files(noise_root)}):
+        for index, path in enumerate(p for p in _audio_files(noise_root) if p.parent == folder):
+            (validation if index % 5 == 2 else train).noise.append(path)
+    rirs = _audio_files(root / "rir") if (root / "rir").is_dir() else []
+    train.rir, validation.rir = rirs, rirs            # rooms are augmentation, not held-out content
+    if not train.speech or not train.noise:
+        raise CorpusError(f"{root}: found no usable audio for training ({train.describe()}); "
+                          f"supported formats: {', '.join(sorted(AUDIO_SUFFIXES))}")
+    return train, validation
+
+
+def load_audio(path, rate=48_000):
+    """Read any supported file as mono float64 at ``rate``; raises CorpusError with the file name."""
+    import soundfile
+    from edge.audio import resample
+    try:
+        data, file_rate = soundfile.read(str(path), always_2d=True)
+    except Exception as exc:                                  # soundfile raises several types
+        raise CorpusError(f"{path}: unreadable ({exc})") from None
+    if data.shape[0] == 0:
+        raise CorpusError(f"{path}: holds no samples")
+    return resample(data.mean(axis=1), file_rate, rate)

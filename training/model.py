@@ -1,0 +1,172 @@
+"""The PercepNet network, in two sizes from one definition, and in two forms.
+
+* The **sequence form** (training): features (batch, frames, 70) -> gains,
+  strengths (and optionally voice activity), each (batch, frames, ...). Every
+  layer is causal; the output at frame t describes frame t - LOOKAHEAD_FRAMES,
+  so the whole network (not only its convolutions) sees 2 frames of future.
+* The **step form** (conversion, device): one frame in, one frame out, with the
+  convolution histories and GRU states as explicit inputs and outputs. It uses
+  only dense layers and element-wise ops, which convert to a fully int8
+  TFLite flatbuffer. :func:`step_model_from` copies the sequence weights in.
+
+Layers (``full``, about 8 M weights, as in the paper): FC 70->128 tanh,
+Conv1D 128->512 k5 tanh, Conv1D 512->512 k3 tanh, 3 x GRU 512, gain head
+GRU 512 -> FC 34 sigmoid, strength head GRU 128 -> FC 34 sigmoid, and an
+optional voice-activity head FC 1 sigmoid on the last shared GRU.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edge.dsp.constants import LOOKAHEAD_FRAMES, N_BANDS, N_FEATURES
+
+CONV1_KERNEL = 5
+CONV2_KERNEL = 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Layer widths of one model size."""
+
+    name: str
+    fc_units: int
+    conv_units: int
+    gru_units: int
+    gru_layers: int
+    gain_gru_units: int
+    strength_gru_units: int
+    vad_head: bool = True
+
+    def as_dict(self):
+        return asdict(self)
+
+
+SIZES = {
+    "full": ModelConfig("full", fc_units=128, conv_units=512, gru_units=512, gru_layers=3,
+                        gain_gru_units=512, strength_gru_units=128),
+    "lite": ModelConfig("lite", fc_units=96, conv_units=192, gru_units=192, gru_layers=3,
+                        gain_gru_units=192, strength_gru_units=64),
+    # For tests and quick iterations only; never shipped.
+    "tiny": ModelConfig("tiny", fc_units=16, conv_units=24, gru_units=24, gru_layers=2,
+                        gain_gru_units=24, strength_gru_units=8),
+}
+
+
+def config_for(size):
+    """The :class:`ModelConfig` of a size name, with a clear error for unknown names."""
+    try:
+        return SIZES[size]
+    except KeyError:
+        raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}") from None
+
+
+def _keras():
+    import keras
+    return keras
+
+
+def build_sequence_model(config: ModelConfig):
+    """The training form: features (batch, frames, 70) -> dict of per-frame outputs."""
+    keras = _keras()
+    layers = keras.layers
+    features = keras.Input((None, N_FEATURES), name="features")
+    x = layers.Dense(config.fc_units, activation="tanh", name="fc_in")(features)
+    x = layers.Conv1D(config.conv_units, CONV1_KERNEL, padding="causal", activation="tanh", name="conv1")(x)
+    x = layers.Conv1D(config.conv_units, CONV2_KERNEL, padding="causal", activation="tanh", name="conv2")(x)
+    for index in range(config.gru_layers):
+        x = layers.GRU(config.gru_units, return_sequences=True, name=f"gru{index + 1}")(x)
+    gain = layers.GRU(config.gain_gru_units, return_sequences=True, name="gain_gru")(x)
+    gain = layers.Dense(N_BANDS, activation="sigmoid", name="gain")(gain)
+    strength = layers.GRU(config.strength_gru_units, return_sequences=True, name="strength_gru")(x)
+    strength = layers.Dense(N_BANDS, activation="sigmoid", name="strength")(strength)
+    outputs = {"gain": gain, "strength": strength}
+    if config.vad_head:
+        outputs["vad"] = layers.Dense(1, activation="sigmoid", name="vad")(x)
+    return keras.Model(features, outputs, name=f"percepnet_{config.name}")
+
+
+def state_layout(config: ModelConfig):
+    """Names and widths of the step form's state tensors, in input order."""
+    layout = [("conv1_history", (CONV1_KERNEL - 1) * config.fc_units),
+              ("conv2_history", (CONV2_KERNEL - 1) * config.conv_units)]
+    layout += [(f"gru{index + 1}_state", config.gru_units) for index in range(config.gru_layers)]
+    layout += [("gain_gru_state", config.gain_gru_units), ("strength_gru_state", config.strength_gru_units)]
+    return layout
+
+
+def _gru_step(layers, x, state, units, name):
+    """One step of a Keras GRU (reset_after=True, gates z, r, h) from dense layers."""
+    from_input = layers.Dense(3 * units, name=f"{name}_input")(x)
+    from_state = layers.Dense(3 * units, name=f"{name}_recurrent")(state)
+    update = layers.Activation("sigmoid")(layers.Add()([from_input[:, :units], from_state[:, :units]]))
+    reset = layers.Activation("sigmoid")(
+        layers.Add()([from_input[:, units:2 * units], from_state[:, units:2 * units]]))
+    candidate = layers.Activation("tanh")(
+        layers.Add()([from_input[:, 2 * units:], layers.Multiply()([reset, from_state[:, 2 * units:]])]))
+    # h' = z h + (1 - z) c  ==  c + z (h - c)
+    return layers.Add()([candidate, layers.Multiply()([update, layers.Subtract()([state, candidate])])])
+
+
+def build_step_model(config: ModelConfig):
+    """The streaming form: one frame plus states in, outputs plus new states out.
+
+    Inputs (batch 1): ``features`` (1, 70), then the states of
+    :func:`state_layout`. Outputs: ``gain`` (1, 34), ``strength`` (1, 34),
+    ``vad`` (1, 1) if the model has the head, then the new states in the same
+    order as the inputs. Output t describes frame t - 2.
+    """
+    keras = _keras()
+    layers = keras.layers
+    features = keras.Input((N_FEATURES,), batch_size=1, name="features")
+    states = {name: keras.Input((width,), batch_size=1, name=name) for name, width in state_layout(config)}
+    x = layers.Dense(config.fc_units, activation="tanh", name="fc_in")(features)
+    window1 = layers.Concatenate(name="conv1_window")([states["conv1_history"], x])
+    x = layers.Dense(config.conv_units, activation="tanh", name="conv1")(window1)
+    window2 = layers.Concatenate(name="conv2_window")([states["conv2_history"], x])
+    x = layers.Dense(config.conv_units, activation="tanh", name="conv2")(window2)
+    new_states = {"conv1_history": window1[:, config.fc_units:],
+                  "conv2_history": window2[:, config.conv_units:]}
+    for index in range(config.gru_layers):
+        name = f"gru{index + 1}"
+        x = _gru_step(layers, x, states[f"{name}_state"], config.gru_units, name)
+        new_states[f"{name}_state"] = x
+    gain_state = _gru_step(layers, x, states["gain_gru_state"], config.gain_gru_units, "gain_gru")
+    strength_state = _gru_step(layers, x, states["strength_gru_state"], config.strength_gru_units,
+                               "strength_gru")
+    new_states["gain_gru_state"], new_states["strength_gru_state"] = gain_state, strength_state
+    outputs = [layers.Dense(N_BANDS, activation="sigmoid", name="gain")(gain_state),
+               layers.Dense(N_BANDS, activation="sigmoid", name="strength")(strength_state)]
+    if config.vad_head:
+        outputs.append(layers.Dense(1, activation="sigmoid", name="vad")(x))
+    # Identity layers give the new states stable, readable names in the flatbuffer.
+    outputs += [layers.Identity(name=f"new_{name}")(new_states[name]) for name, _ in state_layout(config)]
+    return keras.Model([features] + list(states.values()), outputs, name=f"percepnet_{config.name}_step")
+
+
+def step_model_from(sequence_model, config: ModelConfig):
+    """A step-form model carrying the weights of ``sequence_model``."""
+    step = build_step_model(config)
+    copy = lambda name, weights: step.get_layer(name).set_weights(weights)  # noqa: E731
+    copy("fc_in", sequence_model.get_layer("fc_in").get_weights())
+    for conv in ("conv1", "conv2"):
+        kernel, bias = sequence_model.get_layer(conv).get_weights()       # (k, in, out)
+        copy(conv, [kernel.reshape(-1, kernel.shape[-1]), bias])
+    grus = [f"gru{index + 1}" for index in range(config.gru_layers)] + ["gain_gru", "strength_gru"]
+    for gru in grus:
+        kernel, recurrent, bias = sequence_model.get_layer(gru).get_weights()   # bias (2, 3u)
+        copy(f"{gru}_input", [kernel, bias[0]])
+        copy(f"{gru}_recurrent", [recurrent, bias[1]])
+    for head in ("gain", "strength") + (("vad",) if config.vad_head else ()):
+        copy(head, sequence_model.get_layer(head).get_weights())
+    return step
+
+
+def zero_states(config: ModelConfig):
+    """Initial states of the step form, as float32 arrays (1, width)."""
+    return {name: np.zeros((1, width), np.float32) for name, width in state_layout(config)}
+
+
+def output_delay_frames():
+    """Frames by which the network's outputs lag its inputs (its look-ahead)."""
+    return LOOKAHEAD_FRAMES
