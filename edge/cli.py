@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from .audio import AudioFileError
+from .model_meta import ModelMetadataError
 from .dsp import LATENCY_MS
 
 DEFAULT_DEMO_DIR = "out/demo"
@@ -41,7 +42,13 @@ def _parser():
                                               "(delay compensated), same length and rate.")
     denoise.add_argument("input", metavar="IN")
     denoise.add_argument("output", metavar="OUT")
-    denoise.add_argument("--model", help="int8 .tflite model with its metadata")
+    denoise.add_argument("--model", help="int8 .tflite model with its .json metadata beside it "
+                                         "(default: models/lite/percepnet_lite.tflite)")
+    denoise.add_argument("--max-attenuation-db", type=float, default=30.0,
+                         help="deepest suppression of any band in dB (default 30)")
+    denoise.add_argument("--postfilter-beta", type=float, default=0.02,
+                         help="envelope post-filter strength, 0 = off (default 0.02)")
+    denoise.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
 
     bench = commands.add_parser("bench", help="per-frame cost of the DSP chain, beside RNNoise")
     bench.add_argument("--seconds", type=float, default=20.0, help="generated audio length (default 20)")
@@ -64,12 +71,15 @@ def main(argv=None):
             else:
                 run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db)
         elif args.command == "denoise":
-            raise _usage("denoise needs a trained int8 model, and this build ships none yet; "
-                         "`percepnet-edge oracle CLEAN NOISY OUT` runs the same DSP chain with ideal gains")
+            from .dsp import EnhancerSettings
+            from .files import run_denoise
+            settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
+                                        postfilter_beta=args.postfilter_beta)
+            run_denoise(args.input, args.output, args.model, settings, args.threads)
         elif args.command == "bench":
             from .bench import run_bench
             run_bench(args.seconds, args.rounds, not args.no_peers, args.json)
-    except (AudioFileError, ValueError) as exc:
+    except (AudioFileError, ModelMetadataError, ValueError) as exc:
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -4,11 +4,15 @@ import os
 import sys
 
 from . import synthetic
+from pathlib import Path
+
 from .audio import read_wav, resample, to_dsp_format, write_wav
-from .dsp import (LATENCY_MS, ORACLE_SETTINGS, SAMPLE_RATE_HZ, EnhancerSettings, highpass_signal,
-                  oracle_enhance)
+from .dsp import (LATENCY_MS, ORACLE_SETTINGS, SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal,
+                  highpass_signal, oracle_enhance)
 from .quality import si_sdr_db, snr_db
 
+#: The model `denoise` uses when none is named.
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "lite" / "percepnet_lite.tflite"
 DEMO_SECONDS = 8.0
 DEMO_SNR_DB = 0.0
 DEMO_NOISE = "pink"
@@ -55,6 +59,17 @@ def run_oracle(clean_path, noisy_path, out_path, max_attenuation_db=30.0, say=pr
     report_oracle(clean, noisy, enhanced, say)
     clipped = write_wav(out_path, resample(enhanced, SAMPLE_RATE_HZ, noisy_rate), noisy_rate)
     _say_written(out_path, noisy_rate, clipped, say)
+
+
+def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(), num_threads=1, say=print):
+    """``percepnet-edge denoise IN OUT``: enhance with the int8 model; OUT aligned with IN, same rate and length."""
+    from .engine import ModelRunner
+    noisy, rate = load_mono_48k(in_path, say)
+    runner = ModelRunner(model_path or DEFAULT_MODEL, num_threads=num_threads)
+    say(f"model: {runner.describe()}")
+    enhanced = enhance_signal(noisy, runner, settings)
+    clipped = write_wav(out_path, resample(enhanced, SAMPLE_RATE_HZ, rate), rate)
+    _say_written(out_path, rate, clipped, say)
 
 
 def run_demo(out_dir, say=print):

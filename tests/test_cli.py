@@ -39,7 +39,7 @@ def test_oracle_converts_rate_and_channels_and_says_so(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["oracle"], "oracle needs CLEAN NOISY OUT"),
     (["oracle", "missing.wav", "missing.wav", "out.wav"], "missing.wav: no such file"),
-    (["denoise", "in.wav", "out.wav"], "denoise needs a trained int8 model"),
+    (["denoise", "missing.wav", "out.wav"], "missing.wav: no such file"),
 ])
 def test_usage_errors_are_clear(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

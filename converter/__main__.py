@@ -1,0 +1,52 @@
+"""``python -m converter`` (also ``percepnet-convert``): convert and verify models."""
+
+import argparse
+import json
+import sys
+
+from edge.model_meta import ModelMetadataError
+
+from .calibration import CalibrationError
+from .convert import DEFAULT_TRAINING_NOTE, ConversionError, convert, load_sequence_model
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="percepnet-convert", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("convert", help="Keras model -> int8 TFLite + metadata, then verify")
+    run.add_argument("model", help="trained .keras file (percepnet-train fit)")
+    run.add_argument("--cache", required=True, help="feature cache: calibration (train) and checks (validation)")
+    run.add_argument("--out", required=True, help="output .tflite path; the metadata goes beside it as .json")
+    run.add_argument("--corpus", default=None, help="corpus for the PESQ check's validation audio "
+                                                    "(default: generated speech and noise)")
+    run.add_argument("--training-note", default=DEFAULT_TRAINING_NOTE)
+    run.add_argument("--no-variants", action="store_true", help="skip the float32 and dynamic-range variants")
+    check = commands.add_parser("verify", help="re-run the verification of a converted model")
+    check.add_argument("tflite")
+    check.add_argument("--float-model", required=True, help="the .keras model it was converted from")
+    check.add_argument("--cache", required=True)
+    check.add_argument("--corpus", default=None)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    from .verify import verify
+    try:
+        if args.command == "convert":
+            metadata, _ = convert(args.model, args.cache, args.out, args.training_note,
+                                  variants=not args.no_variants, corpus=args.corpus)
+            passed = metadata.verification.get("passed", False)
+        else:
+            model, config = load_sequence_model(args.float_model)
+            report = verify(args.tflite, args.cache, model, config, corpus=args.corpus)
+            print(json.dumps(report, indent=2))
+            passed = report["passed"]
+    except (ConversionError, CalibrationError, ModelMetadataError) as exc:
+        print(f"percepnet-convert: error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

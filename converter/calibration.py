@@ -1,0 +1,72 @@
+"""Real inputs for the step model: cached features, and the states the float model reaches on them."""
+
+import numpy as np
+
+from edge.dsp.constants import N_FEATURES
+from training.model import CONV1_KERNEL, CONV2_KERNEL
+
+
+class CalibrationError(Exception):
+    """The calibration or verification data cannot be used; the message says why."""
+
+
+def load_feature_sequences(cache_dir, split, max_examples):
+    """Feature sequences (n, frames, 70) float32 from a cache's shards."""
+    from training.train import TrainingError, _shards
+    try:
+        paths = _shards(cache_dir, split)
+    except TrainingError as exc:
+        raise CalibrationError(str(exc)) from None
+    sequences = []
+    for path in paths:
+        with np.load(path) as shard:
+            features = shard["features"].astype(np.float32)
+        if features.ndim != 3 or features.shape[-1] != N_FEATURES:
+            raise CalibrationError(f"{path}: features of shape {features.shape}, expected (n, frames, {N_FEATURES})")
+        sequences.extend(features)
+        if len(sequences) >= max_examples:
+            break
+    if not sequences:
+        raise CalibrationError(f"{cache_dir}: the {split} shards hold no examples")
+    return np.stack(sequences[:max_examples])
+
+
+def step_inputs(sequence_model, config, features):
+    """For every frame of every sequence, the step model's inputs as the float model reaches them.
+
+    One sequence-model pass gives every layer's activations; the step form's
+    states at frame t are the convolution inputs of frames t-4..t-1 (t-2..t-1)
+    and each GRU's output at t-1.
+    """
+    import keras
+    names = ["fc_in", "conv1"] + [f"gru{i + 1}" for i in range(config.gru_layers)] + ["gain_gru", "strength_gru"]
+    probe = keras.Model(sequence_model.input, [sequence_model.get_layer(n).output for n in names])
+    activations = dict(zip(names, (np.asarray(a) for a in probe(features))))
+
+    def history(sequence, frames_back):
+        padded = np.concatenate([np.zeros_like(sequence[:, :frames_back]), sequence], axis=1)
+        windows = [padded[:, k:k + sequence.shape[1]] for k in range(frames_back)]
+        return np.concatenate(windows, axis=-1)             # oldest first, as the step form wants
+
+    def previous(sequence):
+        return np.concatenate([np.zeros_like(sequence[:, :1]), sequence[:, :-1]], axis=1)
+
+    inputs = {"features": features,
+              "conv1_history": history(activations["fc_in"], CONV1_KERNEL - 1),
+              "conv2_history": history(activations["conv1"], CONV2_KERNEL - 1)}
+    for i in range(config.gru_layers):
+        inputs[f"gru{i + 1}_state"] = previous(activations[f"gru{i + 1}"])
+    inputs["gain_gru_state"] = previous(activations["gain_gru"])
+    inputs["strength_gru_state"] = previous(activations["strength_gru"])
+    return {name: value.reshape(-1, value.shape[-1]).astype(np.float32) for name, value in inputs.items()}
+
+
+def representative_dataset(inputs, count, seed=0):
+    """A generator of ``count`` single-frame input dicts drawn from ``inputs``."""
+    total = next(iter(inputs.values())).shape[0]
+    rows = np.random.default_rng(seed).choice(total, size=min(count, total), replace=False)
+
+    def generate():
+        for row in rows:
+            yield {name: value[row:row + 1] for name, value in inputs.items()}
+    return generate

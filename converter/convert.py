@@ -1,0 +1,137 @@
+"""Keras sequence model -> step model -> fully int8 TFLite flatbuffer + sidecar metadata."""
+
+import os
+import tempfile
+from pathlib import Path
+
+from edge.dsp.bands import band_centres_bins
+from edge.model_meta import METADATA_SCHEMA, ModelMetadata, dsp_signature, file_sha256, sidecar_path
+from training.model import ModelConfig, state_layout, step_model_from
+
+from .calibration import load_feature_sequences, representative_dataset, step_inputs
+
+CALIBRATION_EXAMPLES = 16
+CALIBRATION_FRAMES = 600
+DEFAULT_TRAINING_NOTE = ("trained on ../shared/data: RAVDESS speech (CC BY-NC-SA 4.0, non-commercial), "
+                         "klettres/ktuberling words, CC0/CC-BY noises, OpenAIR room responses")
+REQUIRED_LAYERS = ("fc_in", "conv1", "conv2", "gru1", "gain_gru", "strength_gru", "gain", "strength")
+
+
+class ConversionError(Exception):
+    """The model or the data cannot be converted; the message says why and what to do."""
+
+
+def load_sequence_model(path):
+    """Load a trained sequence model and recover its :class:`ModelConfig` from its layers."""
+    import keras
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"{path}: no such file; give the .keras file written by `percepnet-train fit`")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:                              # keras raises many types for a bad file
+        raise ConversionError(f"{path}: not a loadable Keras model ({type(exc).__name__}: {exc})") from None
+    names = {layer.name for layer in model.layers}
+    missing = [name for name in REQUIRED_LAYERS if name not in names]
+    if missing:
+        raise ConversionError(f"{path}: not a PercepNet sequence model from training/ (missing layers "
+                              f"{', '.join(missing)}), so no step form can be built from it")
+    grus = sorted(n for n in names if n.startswith("gru") and n[3:].isdigit())
+    config = ModelConfig(
+        name=model.name.replace("percepnet_", "") or "custom",
+        fc_units=model.get_layer("fc_in").units, conv_units=model.get_layer("conv1").filters,
+        gru_units=model.get_layer("gru1").units, gru_layers=len(grus),
+        gain_gru_units=model.get_layer("gain_gru").units,
+        strength_gru_units=model.get_layer("strength_gru").units, vad_head="vad" in names)
+    return model, config
+
+
+def _atomic_write(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def convert_step_model(step_model, quantization, calibration=None):
+    """TFLite bytes of the step model: ``int8`` (full integer), ``dynamic-range`` or ``float32``."""
+    import tensorflow as tf
+    converter = tf.lite.TFLiteConverter.from_keras_model(step_model)
+    if quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = calibration
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    elif quantization == "dynamic-range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization != "float32":
+        raise ConversionError(f"unknown quantization {quantization!r}")
+    return converter.convert()
+
+
+def _metadata(blob_path, config, quantization, weights, training_note):
+    from ai_edge_litert.interpreter import Interpreter
+    interpreter = Interpreter(model_path=str(blob_path))
+    signature = interpreter._get_full_signature_list()["serving_default"]
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    inputs = {name: {"shape": details[index]["shape"].tolist(),
+                     "dtype": details[index]["dtype"].__name__,
+                     "scale": float(details[index]["quantization"][0]),
+                     "zero_point": int(details[index]["quantization"][1])}
+              for name, index in signature["inputs"].items()}
+    roles = ["gain", "strength"] + (["vad"] if config.vad_head else [])
+    roles += [f"new_{name}" for name, _ in state_layout(config)]
+    outputs = {role: f"output_{k}" for k, role in enumerate(roles)}   # Keras output order
+    return ModelMetadata(
+        schema=METADATA_SCHEMA, name=Path(blob_path).stem, size=config.name, dsp=dsp_signature(),
+        band_layout=band_centres_bins().tolist(), quantization=quantization, inputs=inputs, outputs=outputs,
+        states=[name for name, _ in state_layout(config)], weights=int(weights),
+        model_bytes=Path(blob_path).stat().st_size, sha256=file_sha256(blob_path),
+        training_data=training_note)
+
+
+def write_model(blob, out_path, config, quantization, weights, training_note, verification=None):
+    """Write ``out_path`` and its sidecar JSON atomically; returns the metadata."""
+    _atomic_write(out_path, blob)
+    metadata = _metadata(out_path, config, quantization, weights, training_note)
+    metadata.verification = verification or {}
+    _atomic_write(sidecar_path(out_path), metadata.to_json().encode())
+    return metadata
+
+
+def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE, variants=True,
+            verify_audio=True, corpus=None, say=print):
+    """The whole conversion: int8 model + metadata, verification, and the comparison variants."""
+    from .verify import verify
+    sequence_model, config = load_sequence_model(model_path)
+    features = load_feature_sequences(cache_dir, "train", CALIBRATION_EXAMPLES)
+    inputs = step_inputs(sequence_model, config, features)
+    step = step_model_from(sequence_model, config)
+    say(f"calibrating on {min(CALIBRATION_FRAMES, len(inputs['features']))} frames of real features "
+        f"from {cache_dir} (train split)")
+    blob = convert_step_model(step, "int8", representative_dataset(inputs, CALIBRATION_FRAMES))
+    out_path = Path(out_path)
+    metadata = write_model(blob, out_path, config, "int8", sequence_model.count_params(), training_note)
+    report = {"int8": str(out_path)}
+    if variants:
+        variant_dir = out_path.parent / "variants"
+        for quantization in ("float32", "dynamic-range"):
+            variant = variant_dir / f"{out_path.stem}_{quantization}.tflite"
+            write_model(convert_step_model(step, quantization), variant, config, quantization,
+                        sequence_model.count_params(), training_note)
+            report[quantization] = str(variant)
+        say(f"comparison variants (not for shipping) in {variant_dir}")
+    verification = verify(out_path, cache_dir, float_model=sequence_model, config=config,
+                          audio=verify_audio, corpus=corpus, say=say)
+    metadata.verification = verification
+    _atomic_write(sidecar_path(out_path), metadata.to_json().encode())
+    say(f"wrote {out_path} ({metadata.model_bytes / 1e6:.2f} MB) and {sidecar_path(out_path).name}")
+    return metadata, report

@@ -1,0 +1,120 @@
+"""Proof that a converted model is int8 and still accurate.
+
+1. The flatbuffer's ops and tensors, read without any delegate: no float32 may remain.
+2. Float against int8 on held-out features, states carried across frames:
+   mean and max gain error, also in output quantisation steps.
+3. End to end through the DSP: PESQ-WB of int8 against float on validation
+   audio; the drop must stay at or under ``MAX_PESQ_DROP``.
+"""
+
+import numpy as np
+
+from edge.audio import resample
+from edge.dsp import EnhancerSettings, FrameGains, analyse_signal, enhance_signal
+from edge.engine import ModelRunner
+
+from .calibration import load_feature_sequences
+
+MAX_PESQ_DROP = 0.05
+VERIFY_EXAMPLES = 4
+
+
+def inspect_flatbuffer(model_path):
+    """Ops and tensor types of the graph as written (XNNPACK off, so nothing hides in a delegate)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interpreter = Interpreter(model_path=str(model_path),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    tensors = interpreter.get_tensor_details()
+    dtypes = sorted({t["dtype"].__name__ for t in tensors})
+    floating = [t["name"] for t in tensors if np.issubdtype(t["dtype"], np.floating)]
+    return {"ops": ops, "tensor_dtypes": dtypes, "float_tensors": floating, "all_int8": not floating}
+
+
+def float_outputs(sequence_model, features):
+    outputs = sequence_model(features)
+    return np.asarray(outputs["gain"]), np.asarray(outputs["strength"])
+
+
+def gain_error(model_path, cache_dir, sequence_model):
+    """Float (Keras) against int8 (LiteRT, frame by frame) on held-out features."""
+    features = load_feature_sequences(cache_dir, "validation", VERIFY_EXAMPLES)
+    float_gain, float_strength = float_outputs(sequence_model, features)
+    runner = ModelRunner(model_path)
+    int8_gain, int8_strength = np.empty_like(float_gain), np.empty_like(float_strength)
+    for example in range(features.shape[0]):
+        runner.reset()
+        for frame in range(features.shape[1]):
+            gain, strength = runner(features[example, frame])
+            int8_gain[example, frame], int8_strength[example, frame] = gain, strength
+    step = runner._heads["gain"][1][0]
+    gain_err, strength_err = np.abs(int8_gain - float_gain), np.abs(int8_strength - float_strength)
+    return {"frames": int(features.shape[0] * features.shape[1]), "output_step": float(step),
+            "gain_error_mean": float(gain_err.mean()), "gain_error_max": float(gain_err.max()),
+            "gain_error_mean_steps": float(gain_err.mean() / step),
+            "strength_error_mean": float(strength_err.mean()), "strength_error_max": float(strength_err.max())}
+
+
+def verification_audio(count=3, seconds=4.0, corpus=None):
+    """(clean, noisy, description) pairs: the corpus's validation split if given, else generated."""
+    rng = np.random.default_rng(2024)
+    if corpus is not None:
+        from training.corpus import scan
+        from training.synth import AudioBank, make_example
+        _, validation = scan(corpus)
+        bank = AudioBank()
+        return [(*make_example(validation, rng, seconds, bank), f"{corpus} validation split")
+                for _ in range(count)]
+    from edge.synthetic import mix_at_snr, noise, speech_like
+    kinds = ["pink", "babble-like", "hum", "white"]
+    return [(clean := speech_like(seconds, seed=500 + i),
+             mix_at_snr(clean, noise(kinds[i % len(kinds)], seconds, seed=600 + i), [0.0, 5.0, 10.0][i % 3]),
+             "generated speech and noise") for i in range(count)]
+
+
+def pesq_wb(reference, degraded):
+    from pesq import pesq
+    return float(pesq(16_000, resample(reference, 48_000, 16_000), resample(degraded, 48_000, 16_000), "wb"))
+
+
+def pesq_drop(model_path, sequence_model, corpus=None, settings=EnhancerSettings()):
+    """PESQ-WB of the int8 model's output and of the float model's, through the same DSP."""
+    scores = []
+    for clean, noisy, source in verification_audio(corpus=corpus):
+        features = analyse_signal(np.concatenate([noisy, np.zeros(4800)])).features[None].astype(np.float32)
+        gain, strength = float_outputs(sequence_model, features)
+        delay = 2                                            # output t describes frame t - 2
+        float_out = enhance_signal(noisy, FrameGains(gain[0, delay:].astype(np.float64),
+                                                     strength[0, delay:].astype(np.float64)), settings)
+        int8_out = enhance_signal(noisy, ModelRunner(model_path), settings)
+        scores.append((pesq_wb(clean, float_out), pesq_wb(clean, int8_out), pesq_wb(clean, noisy)))
+    scores = np.array(scores)
+    return {"audio": source, "clips": len(scores), "pesq_float": float(scores[:, 0].mean()),
+            "pesq_int8": float(scores[:, 1].mean()), "pesq_noisy": float(scores[:, 2].mean()),
+            "pesq_drop": float(scores[:, 0].mean() - scores[:, 1].mean())}
+
+
+def verify(model_path, cache_dir, float_model, config=None, audio=True, corpus=None, say=print):
+    """Run all three checks; print them; return them as a dict. Raises AssertionError on a failure."""
+    report = {"flatbuffer": inspect_flatbuffer(model_path)}
+    flat = report["flatbuffer"]
+    say(f"ops: {', '.join(flat['ops'])}; tensor types: {', '.join(flat['tensor_dtypes'])}")
+    report["gain_error"] = gain_error(model_path, cache_dir, float_model)
+    error = report["gain_error"]
+    say(f"float vs int8 over {error['frames']} held-out frames: gain error mean {error['gain_error_mean']:.4f} "
+        f"({error['gain_error_mean_steps']:.2f} steps of {error['output_step']:.4f}), max {error['gain_error_max']:.4f}; "
+        f"strength error mean {error['strength_error_mean']:.4f}")
+    if audio:
+        report["pesq"] = pesq_drop(model_path, float_model, corpus)
+        p = report["pesq"]
+        say(f"PESQ-WB on {p['clips']} clips ({p['audio']}): noisy {p['pesq_noisy']:.3f}, float {p['pesq_float']:.3f}, "
+            f"int8 {p['pesq_int8']:.3f}, drop {p['pesq_drop']:+.3f} (limit {MAX_PESQ_DROP})")
+    failures = []
+    if not flat["all_int8"]:
+        failures.append(f"float tensors remain: {flat['float_tensors'][:5]}")
+    if audio and report["pesq"]["pesq_drop"] > MAX_PESQ_DROP:
+        failures.append(f"PESQ drop {report['pesq']['pesq_drop']:.3f} > {MAX_PESQ_DROP}")
+    report["passed"] = not failures
+    say("verification " + ("PASSED" if not failures else "FAILED: " + "; ".join(failures)))
+    return report

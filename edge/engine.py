@@ -1,0 +1,154 @@
+"""The device engine: runs the int8 step model through LiteRT, frame by frame.
+
+:class:`ModelRunner` is a gain source for :class:`edge.dsp.Enhancer`: called
+with the newest 70 features, it returns the gains and strengths of the frame
+two frames back (the network's look-ahead), and keeps the recurrent state in
+between.
+
+State hand-over: every state output is written back to its input before the
+next frame. Where the converter gave both the same scale and zero point the
+raw int8 values are copied; elsewhere (the GRU states) they are requantised
+through a 256-entry lookup table, one ``np.take`` per state, because copying
+the raw int8 across different scales triples the error.
+"""
+
+import numpy as np
+
+from .dsp.constants import N_BANDS, N_FEATURES
+from .model_meta import ModelMetadataError, load_metadata
+
+RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+
+
+def _interpreter_class(preferred=None):
+    """The first importable TFLite interpreter: LiteRT, then tflite-runtime, then TensorFlow."""
+    reasons = []
+    for runtime in ([preferred] if preferred else RUNTIMES):
+        try:
+            if runtime == "ai_edge_litert":
+                from ai_edge_litert.interpreter import Interpreter, OpResolverType
+            elif runtime == "tflite_runtime":
+                from tflite_runtime.interpreter import Interpreter, OpResolverType
+            elif runtime == "tensorflow":
+                from tensorflow.lite.python.interpreter import Interpreter, OpResolverType
+            else:
+                raise ModelMetadataError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+            return runtime, Interpreter, OpResolverType
+        except ImportError as exc:
+            reasons.append(f"{runtime}: {exc}")
+    raise ModelMetadataError("no TFLite runtime is installed (" + "; ".join(reasons) +
+                             "); install one: pip install 'percepnet-edge[edge]'")
+
+
+def _requantise_table(from_quant, to_quant):
+    """int8 -> int8 lookup table, indexed by the uint8 view of the source value."""
+    (from_scale, from_zero), (to_scale, to_zero) = from_quant, to_quant
+    source = np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8).astype(np.float64)
+    values = np.rint((source - from_zero) * (from_scale / to_scale)) + to_zero
+    return np.clip(values, -128, 127).astype(np.int8)
+
+
+class ModelRunner:
+    """A converted PercepNet model, ready to be called once per frame.
+
+    Args:
+        model_path: the ``.tflite`` file; its sidecar ``.json`` must sit beside it.
+        num_threads: interpreter threads (default 1: the audio thread's own core).
+        use_xnnpack: apply LiteRT's default XNNPACK delegate (default True).
+        runtime: force ``ai_edge_litert``, ``tflite_runtime`` or ``tensorflow``.
+
+    Attributes:
+        runtime: the runtime in use; ``xnnpack_active``: whether XNNPACK really
+        runs the graph (a DELEGATE node in the op list, not the log line);
+        ``metadata``; ``vad``: the last voice-activity probability (or None).
+
+    Raises:
+        ModelMetadataError: a missing or corrupt model, or one made for other features.
+    """
+
+    def __init__(self, model_path, num_threads=1, use_xnnpack=True, runtime=None):
+        self.metadata = load_metadata(model_path)
+        self.runtime, interpreter_class, resolvers = _interpreter_class(runtime)
+        options = {"model_path": str(model_path), "num_threads": int(num_threads)}
+        if not use_xnnpack:
+            options["experimental_op_resolver_type"] = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = interpreter_class(**options)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelMetadataError(f"{model_path}: the runtime cannot load it ({exc})") from None
+        ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
+        self.xnnpack_active = "DELEGATE" in ops
+        self.num_threads = int(num_threads)
+        self._bind_tensors()
+        self.gain = np.ones(N_BANDS)
+        self.strength = np.zeros(N_BANDS)
+        self._scratch_features = np.zeros(N_FEATURES)
+        self.vad = None
+        self.reset()
+
+    def _bind_tensors(self):
+        signature = self.interpreter._get_full_signature_list()["serving_default"]
+        details = {d["index"]: d for d in self.interpreter.get_tensor_details()}
+        inputs, outputs = signature["inputs"], signature["outputs"]
+        role = self.metadata.outputs
+        tensor = self.interpreter.tensor
+        features = details[inputs["features"]]
+        if tuple(features["shape"]) != (1, N_FEATURES) or features["dtype"] not in (np.int8, np.float32):
+            raise ModelMetadataError(f"the model's features input is {features['dtype'].__name__} "
+                                     f"{tuple(features['shape'])}, expected int8 or float32 (1, {N_FEATURES})")
+        self._features_in = tensor(inputs["features"])
+        # Float models (the comparison variants) have scale 0: they take and give floats.
+        self._features_quant = features["quantization"] if features["dtype"] == np.int8 else None
+        self._heads = {}
+        for head in ("gain", "strength", "vad"):
+            if head in role:
+                index = outputs[role[head]]
+                quant = details[index]["quantization"] if details[index]["dtype"] == np.int8 else (1.0, 0)
+                self._heads[head] = (tensor(index), quant)
+        self._states = []
+        for name in self.metadata.states:
+            source, target = outputs[role[f"new_{name}"]], inputs[name]
+            source_quant, target_quant = details[source]["quantization"], details[target]["quantization"]
+            same = source_quant == target_quant or details[target]["dtype"] != np.int8
+            table = None if same else _requantise_table(source_quant, target_quant)
+            self._states.append((tensor(source), tensor(target), table, target_quant[1]))
+        self._invoke = self.interpreter.invoke
+
+    def reset(self):
+        """Zero every state (a stream restart); the next frames start from silence."""
+        for _, target, _, zero_point in self._states:
+            target()[...] = zero_point
+        self.vad = None
+
+    def __call__(self, features):
+        """Run one frame: features (70,) float -> (gains, strengths) of the frame two back."""
+        if self._features_quant is None:
+            self._features_in()[0] = features
+        else:
+            scale, zero_point = self._features_quant
+            np.divide(features, scale, out=self._scratch_features)
+            np.rint(self._scratch_features, out=self._scratch_features)
+            self._scratch_features += zero_point
+            np.clip(self._scratch_features, -128, 127, out=self._scratch_features)
+            self._features_in()[0] = self._scratch_features
+        self._invoke()
+        for head, out in (("gain", self.gain), ("strength", self.strength)):
+            accessor, (head_scale, head_zero) = self._heads[head]
+            np.subtract(accessor()[0], head_zero, out=out, dtype=np.float64)   # no int8 wrap-around
+            out *= head_scale
+        if "vad" in self._heads:
+            accessor, (head_scale, head_zero) = self._heads["vad"]
+            self.vad = (float(accessor()[0, 0]) - head_zero) * head_scale
+        for source, target, table, _ in self._states:
+            if table is None:
+                target()[...] = source()
+            else:
+                np.take(table, source().view(np.uint8), out=target())
+        return self.gain, self.strength
+
+    def describe(self):
+        """One line: model, runtime, XNNPACK, threads."""
+        return (f"{self.metadata.name} ({self.metadata.size}, {self.metadata.quantization}, "
+                f"{self.metadata.model_bytes / 1e6:.2f} MB) on {self.runtime}, "
+                f"XNNPACK {'active' if self.xnnpack_active else 'off'}, {self.num_threads} thread(s)")

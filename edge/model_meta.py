@@ -1,0 +1,96 @@
+"""The metadata that travels with every converted model (a sidecar JSON).
+
+The device refuses a model whose metadata does not match the DSP it runs
+(feature version, sample rate, hop, bands, look-ahead), so that a model can
+never run on features it was not trained on.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .dsp import constants as dsp
+
+METADATA_SCHEMA = 1
+
+
+class ModelMetadataError(Exception):
+    """The model or its metadata is missing, corrupt or does not fit this DSP."""
+
+
+def dsp_signature():
+    """What a model must agree on with the DSP, as a dict."""
+    return {"feature_version": dsp.FEATURE_VERSION, "sample_rate_hz": dsp.SAMPLE_RATE_HZ,
+            "hop_samples": dsp.HOP_SAMPLES, "n_bands": dsp.N_BANDS, "n_features": dsp.N_FEATURES,
+            "lookahead_frames": dsp.LOOKAHEAD_FRAMES}
+
+
+@dataclass
+class ModelMetadata:
+    """Self-description of a converted model (see ``converter`` for how it is filled)."""
+
+    schema: int
+    name: str
+    size: str
+    dsp: dict                       # dsp_signature() at conversion time
+    band_layout: list               # band centre bins
+    quantization: str               # "int8", "float32" or "dynamic-range"
+    inputs: dict                    # name -> {"shape", "scale", "zero_point"}
+    outputs: dict                   # role (gain, strength, vad, new_<state>) -> signature output name
+    states: list                    # state names in input order
+    weights: int
+    model_bytes: int
+    sha256: str
+    training_data: str
+    verification: dict = field(default_factory=dict)
+
+    def to_json(self):
+        return json.dumps(asdict(self), indent=2)
+
+    def mismatches(self):
+        """Differences from the running DSP, as readable strings (empty when compatible)."""
+        from .dsp.bands import band_centres_bins
+        here = dsp_signature()
+        problems = [f"{key}: model {self.dsp.get(key)!r}, DSP {value!r}"
+                    for key, value in here.items() if self.dsp.get(key) != value]
+        if list(self.band_layout) != band_centres_bins().tolist():
+            problems.append("band_layout: the model's band centres differ from the DSP's")
+        return problems
+
+
+def sidecar_path(model_path):
+    return Path(model_path).with_suffix(".json")
+
+
+def file_sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_metadata(model_path, check_dsp=True):
+    """Read and check the sidecar of ``model_path``; raises ModelMetadataError with what to do."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelMetadataError(f"{model_path}: no such model file; see models/ for the shipped ones")
+    meta_path = sidecar_path(model_path)
+    if not meta_path.is_file():
+        raise ModelMetadataError(f"{meta_path}: the model's metadata is missing; re-run the converter "
+                                 "(python -m converter) to produce the model and its metadata together")
+    try:
+        fields = json.loads(meta_path.read_text())
+        metadata = ModelMetadata(**fields)
+    except (ValueError, TypeError) as exc:
+        raise ModelMetadataError(f"{meta_path}: corrupt metadata ({exc}); re-run the converter") from None
+    if metadata.schema != METADATA_SCHEMA:
+        raise ModelMetadataError(f"{meta_path}: metadata schema {metadata.schema}, this build reads "
+                                 f"{METADATA_SCHEMA}; re-run the converter")
+    actual = file_sha256(model_path)
+    if actual != metadata.sha256:
+        raise ModelMetadataError(f"{model_path}: sha256 {actual[:12]}... does not match its metadata "
+                                 f"({metadata.sha256[:12]}...): the file is corrupt or was replaced")
+    if check_dsp:
+        problems = metadata.mismatches()
+        if problems:
+            raise ModelMetadataError(f"{model_path} was made for a different DSP and cannot run here: "
+                                     + "; ".join(problems) + ". Convert a model trained on this feature version.")
+    return metadata

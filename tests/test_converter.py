@@ -1,0 +1,173 @@
+"""Converter and device engine: a small model converted end to end, then held to the float reference."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+tf = pytest.importorskip("tensorflow", reason="the convert extra (tensorflow-cpu) is not installed")
+pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+
+from converter.calibration import CalibrationError  # noqa: E402
+from converter.convert import ConversionError, convert, load_sequence_model  # noqa: E402
+from edge.cli import main as edge_main  # noqa: E402
+from edge.engine import ModelRunner  # noqa: E402
+from edge.model_meta import ModelMetadataError, load_metadata, sidecar_path  # noqa: E402
+from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
+from training import model as net  # noqa: E402
+from training.cache import example_arrays  # noqa: E402
+
+EXPECTED_OPS = {"ADD", "CONCATENATION", "FULLY_CONNECTED", "LOGISTIC", "MUL", "QUANTIZE", "RESHAPE",
+                "STRIDED_SLICE", "SUB", "TANH", "SPLIT"}
+
+
+def _write_cache(folder):
+    """A feature cache made from generated audio through the real DSP (train and validation)."""
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"feature_version": 1}))
+    for split, seeds in (("train", range(4)), ("validation", range(10, 12))):
+        columns = {"features": [], "gain": [], "strength": [], "vad": []}
+        for seed in seeds:
+            clean = speech_like(2.0, seed=seed)
+            noisy = mix_at_snr(clean, noise(["pink", "white", "hum"][seed % 3], 2.0, seed=seed + 50), 5.0)
+            for key, value in zip(columns, example_arrays(clean, noisy)):
+                columns[key].append(value)
+        np.savez(folder / f"{split}-00000.npz", **{k: np.stack(v).astype(np.float16) for k, v in columns.items()})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    work = tmp_path_factory.mktemp("convert")
+    cache = _write_cache(work / "cache")
+    config = net.config_for("tiny")
+    model = net.build_sequence_model(config)
+    model.save(work / "percepnet_tiny.keras")
+    out = work / "models" / "percepnet_tiny.tflite"
+    metadata, report = convert(work / "percepnet_tiny.keras", cache, out, say=lambda *_: None)
+    return {"work": work, "cache": cache, "model": model, "config": config, "out": out,
+            "metadata": metadata, "report": report}
+
+
+def test_every_op_and_tensor_is_integer(converted):
+    flat = converted["metadata"].verification["flatbuffer"]
+    assert flat["all_int8"] and flat["float_tensors"] == []
+    assert set(flat["tensor_dtypes"]) <= {"int8", "int32"}
+    assert set(flat["ops"]) <= EXPECTED_OPS
+
+
+def test_metadata_round_trips_and_describes_the_model(converted):
+    metadata = load_metadata(converted["out"])
+    assert metadata.sha256 == converted["metadata"].sha256
+    assert metadata.dsp["feature_version"] == 1 and metadata.dsp["hop_samples"] == 480
+    assert metadata.quantization == "int8" and metadata.size == "tiny"
+    assert metadata.states == [name for name, _ in net.state_layout(converted["config"])]
+    assert metadata.inputs["features"]["dtype"] == "int8" and metadata.inputs["features"]["scale"] > 0
+    assert metadata.verification["passed"] is True
+
+
+def test_variants_are_emitted_apart_and_labelled(converted):
+    for quantization in ("float32", "dynamic-range"):
+        variant = converted["report"][quantization]
+        assert "/variants/" in variant
+        assert load_metadata(variant).quantization == quantization
+
+
+def test_int8_state_carry_over_tracks_the_float_model(converted):
+    error = converted["metadata"].verification["gain_error"]
+    assert error["gain_error_mean_steps"] < 2.0, error
+    assert error["gain_error_max"] < 0.05, error
+    assert converted["metadata"].verification["pesq"]["pesq_drop"] <= 0.05
+
+
+def test_float_variant_through_the_runner_equals_keras_exactly(converted):
+    """The runner's state plumbing, without quantisation: frame by frame == the sequence model."""
+    features = np.random.default_rng(1).standard_normal((1, 60, 70)).astype(np.float32)
+    expected = np.asarray(converted["model"](features)["gain"][0])
+    runner = ModelRunner(converted["report"]["float32"])
+    got = np.array([runner(features[0, t]).__getitem__(0).copy() for t in range(60)])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    runner.reset()
+    np.testing.assert_allclose(runner(features[0, 0])[0], expected[0], atol=1e-5)
+
+
+def test_runner_reports_runtime_and_xnnpack(converted):
+    runner = ModelRunner(converted["out"])
+    assert runner.runtime == "ai_edge_litert" and runner.xnnpack_active
+    assert not ModelRunner(converted["out"], use_xnnpack=False).xnnpack_active
+    assert "XNNPACK active" in runner.describe()
+
+
+def test_a_model_for_other_features_is_refused_with_the_difference(converted, tmp_path):
+    model = tmp_path / "m.tflite"
+    shutil.copy(converted["out"], model)
+    fields = json.loads(sidecar_path(converted["out"]).read_text())
+    fields["dsp"]["feature_version"] = 999
+    fields["dsp"]["hop_samples"] = 256
+    sidecar_path(model).write_text(json.dumps(fields))
+    with pytest.raises(ModelMetadataError, match=r"feature_version: model 999, DSP 1; hop_samples: model 256, DSP 480"):
+        ModelRunner(model)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no-sidecar", "metadata is missing"),
+    ("corrupt-sidecar", "corrupt metadata"),
+    ("corrupt-model", "does not match its metadata"),
+    ("no-model", "no such model file"),
+])
+def test_missing_or_corrupt_models_are_clear_errors(converted, tmp_path, damage, message):
+    model = tmp_path / "m.tflite"
+    shutil.copy(converted["out"], model)
+    shutil.copy(sidecar_path(converted["out"]), sidecar_path(model))
+    if damage == "no-sidecar":
+        sidecar_path(model).unlink()
+    elif damage == "corrupt-sidecar":
+        sidecar_path(model).write_text("{not json")
+    elif damage == "corrupt-model":
+        model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+    else:
+        model.unlink()
+    with pytest.raises(ModelMetadataError, match=message):
+        ModelRunner(model)
+
+
+def test_converter_rejects_bad_inputs_and_leaves_nothing_behind(converted, tmp_path):
+    out = tmp_path / "out.tflite"
+    with pytest.raises(ConversionError, match="no such file"):
+        convert(tmp_path / "missing.keras", converted["cache"], out)
+    (tmp_path / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ConversionError, match="not a loadable Keras model"):
+        convert(tmp_path / "corrupt.keras", converted["cache"], out)
+    import keras
+    plain = keras.Sequential([keras.Input((70,)), keras.layers.Dense(34)])
+    plain.save(tmp_path / "plain.keras")
+    with pytest.raises(ConversionError, match="not a PercepNet sequence model"):
+        convert(tmp_path / "plain.keras", converted["cache"], out)
+    empty = tmp_path / "empty_cache"
+    empty.mkdir()
+    (empty / "meta.json").write_text(json.dumps({"feature_version": 1}))
+    with pytest.raises(CalibrationError, match="no train shards"):
+        convert(converted["work"] / "percepnet_tiny.keras", empty, out)
+    np.savez(empty / "train-00000.npz", features=np.zeros((1, 10, 42), np.float16))
+    with pytest.raises(CalibrationError, match="expected \\(n, frames, 70\\)"):
+        convert(converted["work"] / "percepnet_tiny.keras", empty, out)
+    assert not out.exists() and not list(tmp_path.glob(".out.tflite*"))
+
+
+def test_load_sequence_model_recovers_the_config(converted):
+    _, config = load_sequence_model(converted["work"] / "percepnet_tiny.keras")
+    assert config == converted["config"]
+
+
+def test_denoise_command_runs_the_int8_model_and_keeps_rate_and_length(converted, tmp_path, capsys):
+    rate = 44_100
+    noisy = mix_at_snr(speech_like(1.5, seed=3, rate=rate), noise("pink", 1.5, seed=4, rate=rate), 5.0)
+    wavfile.write(tmp_path / "in.wav", rate, (noisy * 20000).astype(np.int16))
+    assert edge_main(["denoise", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"),
+                      "--model", str(converted["out"])]) == 0
+    out_rate, enhanced = wavfile.read(tmp_path / "out.wav")
+    assert out_rate == rate and enhanced.shape == noisy.shape
+    text = capsys.readouterr().out
+    assert "resampled 44100 Hz -> 48000 Hz" in text and "XNNPACK active" in text
