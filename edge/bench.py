@@ -92,3 +92,45 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, say=print)
     for name, reason in skipped.items():
         say(f"skipped {name}: {reason}")
     return report
+
+
+def run_model_bench(model_paths, frames=2000, as_json=False, say=print):
+    """``percepnet-edge bench-model``: the network alone, per frame, XNNPACK on and off.
+
+    Times :class:`~edge.engine.ModelRunner` calls (quantise, invoke, dequantise,
+    state hand-over) on features of generated noisy speech.
+    """
+    from .dsp import analyse_signal
+    from .engine import ModelRunner
+    seconds = frames / 100.0
+    noisy = synthetic.mix_at_snr(synthetic.speech_like(seconds, seed=5),
+                                 synthetic.noise("pink", seconds, seed=6), 5.0)
+    features = analyse_signal(noisy).features
+    rows = []
+    for path in model_paths:
+        for xnnpack in (True, False):
+            runner = ModelRunner(path, use_xnnpack=xnnpack)
+            for frame in features[:50]:
+                runner(frame)
+            times = np.empty(len(features))
+            for i, frame in enumerate(features):
+                t0 = time.perf_counter_ns()
+                runner(frame)
+                times[i] = time.perf_counter_ns() - t0
+            times *= 1e-3
+            meta = runner.metadata
+            rows.append({"model": str(path), "size": meta.size, "quantization": meta.quantization,
+                         "weights": meta.weights, "megabytes": meta.model_bytes / 1e6, "runtime": runner.runtime,
+                         "xnnpack": runner.xnnpack_active, "frame_us_p50": float(np.median(times)),
+                         "frame_us_p99": float(np.percentile(times, 99))})
+    if as_json:
+        say(json.dumps(rows, indent=2))
+        return rows
+    say(f"network alone, {len(features)} frames of generated noisy speech, one thread")
+    say("| model | size | quantization | MB | runtime | XNNPACK | frame p50 (us) | frame p99 (us) |")
+    say("|---|---|---|---:|---|---|---:|---:|")
+    for row in rows:
+        say(f"| {row['model'].rsplit('/', 1)[-1]} | {row['size']} | {row['quantization']} | "
+            f"{row['megabytes']:.2f} | {row['runtime']} | {'on' if row['xnnpack'] else 'off'} | "
+            f"{row['frame_us_p50']:.0f} | {row['frame_us_p99']:.0f} |")
+    return rows

@@ -4,6 +4,7 @@ Subcommands:
   oracle   the full DSP chain with oracle gains (the upper bound), or --demo
   denoise  enhance a WAV file with a trained model
   bench    per-frame cost of the DSP chain, beside RNNoise
+  bench-model  per-frame cost of the network alone (XNNPACK on and off)
 """
 
 import argparse
@@ -55,6 +56,10 @@ def _parser():
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     bench.add_argument("--no-peers", action="store_true", help="skip RNNoise")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench_model = commands.add_parser("bench-model", help="per-frame cost of the network alone")
+    bench_model.add_argument("models", nargs="+", metavar="MODEL", help=".tflite files (with metadata)")
+    bench_model.add_argument("--frames", type=int, default=2000)
+    bench_model.add_argument("--json", action="store_true")
     return parser
 
 
@@ -79,6 +84,9 @@ def main(argv=None):
         elif args.command == "bench":
             from .bench import run_bench
             run_bench(args.seconds, args.rounds, not args.no_peers, args.json)
+        elif args.command == "bench-model":
+            from .bench import run_model_bench
+            run_model_bench(args.models, args.frames, args.json)
     except (AudioFileError, ModelMetadataError, ValueError) as exc:
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
         return 2

@@ -104,3 +104,16 @@ def test_loss_is_zero_at_the_target_and_grows_with_the_error():
     assert float(np.max(strength_loss(target, target))) < 1e-6
     near, far = gain_loss(target, target * 0.9), gain_loss(target, target * 0.2)
     assert float(np.min(far)) > float(np.max(near)) > 0
+
+
+def test_fit_trains_checkpoints_and_writes_a_card(mini_corpus, tmp_path):
+    from training.train import count_examples, fit
+    cache = tmp_path / "cache"
+    for split in ("train", "validation"):
+        build_cache(CacheSpec(str(mini_corpus), split, shards=1, examples_per_shard=4, seconds=1.0, seed=2,
+                              simulated_rooms=1), cache, workers=1, say=lambda *_: None)
+    assert count_examples(cache, "train") == 4
+    best, card = fit(cache, tmp_path / "run", size="tiny", epochs=2, batch_size=2, say=lambda *_: None)
+    assert best.exists() and card["epochs_run"] == 2 and np.isfinite(card["best_val_loss"])
+    assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
+    assert json.loads((tmp_path / "run" / "training.json").read_text())["feature_version"] == 1

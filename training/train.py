@@ -65,7 +65,9 @@ def count_examples(cache_dir, split):
     for path in _shards(cache_dir, split):
         with zipfile.ZipFile(path) as archive, archive.open("vad.npy") as member:
             version = np.lib.format.read_magic(member)
-            shape = np.lib.format._read_array_header(member, version)[0]
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape = read_header(member)[0]
         total += shape[0]
     return total
 
