@@ -5,6 +5,8 @@ Subcommands:
   denoise  enhance a WAV file with a trained model
   bench    per-frame cost of the DSP chain, beside RNNoise
   bench-model  per-frame cost of the network alone (XNNPACK on and off)
+  run      the real-time ALSA daemon (or --demo through ALSA's file plugin)
+  check    validate a config, its model, devices and permissions
 """
 
 import argparse
@@ -12,6 +14,7 @@ import sys
 
 from .audio import AudioFileError
 from .model_meta import ModelMetadataError
+from .pcm import DeviceLost
 from .dsp import LATENCY_MS
 
 DEFAULT_DEMO_DIR = "out/demo"
@@ -56,6 +59,16 @@ def _parser():
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     bench.add_argument("--no-peers", action="store_true", help="skip RNNoise")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    run = commands.add_parser("run", help="the real-time daemon (ALSA capture -> enhance -> playback)")
+    run.add_argument("--config", help="YAML config (default: built-in defaults)")
+    run.add_argument("--frames", type=int, help="stop after N frames")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much audio")
+    run.add_argument("--demo", nargs="?", const="out/daemon-demo", metavar="DIR",
+                     help="run through ALSA's file plugin on generated audio, writing WAVs to DIR")
+
+    check = commands.add_parser("check", help="validate config, model, devices and permissions")
+    check.add_argument("--config", required=True)
+
     bench_model = commands.add_parser("bench-model", help="per-frame cost of the network alone")
     bench_model.add_argument("models", nargs="+", metavar="MODEL", help=".tflite files (with metadata)")
     bench_model.add_argument("--frames", type=int, default=2000)
@@ -84,10 +97,18 @@ def main(argv=None):
         elif args.command == "bench":
             from .bench import run_bench
             run_bench(args.seconds, args.rounds, not args.no_peers, args.json)
+        elif args.command == "run":
+            from . import service
+            if args.demo is not None:
+                return service.run_demo(args.config, args.demo)
+            return service.run(args.config, args.frames, args.duration)
+        elif args.command == "check":
+            from . import service
+            return service.check(args.config)
         elif args.command == "bench-model":
             from .bench import run_model_bench
             run_model_bench(args.models, args.frames, args.json)
-    except (AudioFileError, ModelMetadataError, ValueError) as exc:
+    except (AudioFileError, ModelMetadataError, DeviceLost, ValueError) as exc:
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -27,3 +27,39 @@ def shared_data():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def _write_feature_cache(folder):
+    """A feature cache made from generated audio through the real DSP (train and validation)."""
+    import json
+    from edge.synthetic import mix_at_snr, noise, speech_like
+    from training.cache import example_arrays
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"feature_version": 1}))
+    for split, seeds in (("train", range(4)), ("validation", range(10, 12))):
+        columns = {"features": [], "gain": [], "strength": [], "vad": []}
+        for seed in seeds:
+            clean = speech_like(2.0, seed=seed)
+            noisy = mix_at_snr(clean, noise(["pink", "white", "hum"][seed % 3], 2.0, seed=seed + 50), 5.0)
+            for key, value in zip(columns, example_arrays(clean, noisy)):
+                columns[key].append(value)
+        np.savez(folder / f"{split}-00000.npz", **{k: np.stack(v).astype(np.float16) for k, v in columns.items()})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """An untrained tiny model converted end to end once per test session (about a minute)."""
+    pytest.importorskip("tensorflow", reason="the convert extra (tensorflow-cpu) is not installed")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from converter.convert import convert
+    from training import model as net
+    work = tmp_path_factory.mktemp("convert")
+    cache = _write_feature_cache(work / "cache")
+    config = net.config_for("tiny")
+    model = net.build_sequence_model(config)
+    model.save(work / "percepnet_tiny.keras")
+    out = work / "models" / "percepnet_tiny.tflite"
+    metadata, report = convert(work / "percepnet_tiny.keras", cache, out, say=lambda *_: None)
+    return {"work": work, "cache": cache, "model": model, "config": config, "out": out,
+            "metadata": metadata, "report": report}

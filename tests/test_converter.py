@@ -17,38 +17,14 @@ from edge.engine import ModelRunner  # noqa: E402
 from edge.model_meta import ModelMetadataError, load_metadata, sidecar_path  # noqa: E402
 from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
 from training import model as net  # noqa: E402
-from training.cache import example_arrays  # noqa: E402
 
 EXPECTED_OPS = {"ADD", "CONCATENATION", "FULLY_CONNECTED", "LOGISTIC", "MUL", "QUANTIZE", "RESHAPE",
                 "STRIDED_SLICE", "SUB", "TANH", "SPLIT"}
 
 
-def _write_cache(folder):
-    """A feature cache made from generated audio through the real DSP (train and validation)."""
-    folder.mkdir()
-    (folder / "meta.json").write_text(json.dumps({"feature_version": 1}))
-    for split, seeds in (("train", range(4)), ("validation", range(10, 12))):
-        columns = {"features": [], "gain": [], "strength": [], "vad": []}
-        for seed in seeds:
-            clean = speech_like(2.0, seed=seed)
-            noisy = mix_at_snr(clean, noise(["pink", "white", "hum"][seed % 3], 2.0, seed=seed + 50), 5.0)
-            for key, value in zip(columns, example_arrays(clean, noisy)):
-                columns[key].append(value)
-        np.savez(folder / f"{split}-00000.npz", **{k: np.stack(v).astype(np.float16) for k, v in columns.items()})
-    return folder
-
-
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    work = tmp_path_factory.mktemp("convert")
-    cache = _write_cache(work / "cache")
-    config = net.config_for("tiny")
-    model = net.build_sequence_model(config)
-    model.save(work / "percepnet_tiny.keras")
-    out = work / "models" / "percepnet_tiny.tflite"
-    metadata, report = convert(work / "percepnet_tiny.keras", cache, out, say=lambda *_: None)
-    return {"work": work, "cache": cache, "model": model, "config": config, "out": out,
-            "metadata": metadata, "report": report}
+def converted(tiny_model):
+    return tiny_model
 
 
 def test_every_op_and_tensor_is_integer(converted):

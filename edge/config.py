@@ -1,0 +1,171 @@
+"""Daemon configuration: YAML validated into typed settings at load time.
+
+Every error names the key, the bad value and what is allowed; unknown keys are
+errors. Relative paths (the model) are resolved against the config file's folder.
+"""
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Optional, Tuple
+
+import yaml
+
+SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
+CHANNEL_MODES = ("downmix", "pick")
+OVERRUN_POLICIES = ("bypass", "hold", "drop-model")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    capture_device: str = "default"
+    playback_device: str = "default"
+    sample_format: str = "S16_LE"
+    capture_channels: int = 1
+    channel_mode: str = "downmix"
+    channel_index: int = 0
+    buffer_periods: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "../models/lite/percepnet_lite.tflite"
+    threads: int = 1
+    xnnpack: bool = True
+
+
+@dataclass(frozen=True)
+class DspConfig:
+    max_attenuation_db: float = 30.0
+    postfilter_beta: float = 0.02
+    gain_release_per_frame: Optional[float] = 0.6
+    highpass: bool = True
+    lookahead_frames: int = 2
+
+
+@dataclass(frozen=True)
+class RealtimeConfig:
+    deadline_ms: float = 10.0
+    overrun_policy: str = "hold"
+    drop_model_frames: int = 100
+    sched_fifo_priority: Optional[int] = None
+    cpu_affinity: Optional[Tuple[int, ...]] = None
+    device_retry_max_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dsp: DspConfig = field(default_factory=DspConfig)
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    source: str = "<defaults>"
+
+    def model_path(self):
+        path = Path(self.model.path)
+        return path if path.is_absolute() or self.source == "<defaults>" else Path(self.source).parent / path
+
+    def enhancer_settings(self):
+        from .dsp import EnhancerSettings
+        return EnhancerSettings(self.dsp.max_attenuation_db, self.dsp.postfilter_beta,
+                                self.dsp.gain_release_per_frame, self.dsp.highpass)
+
+
+def _check(condition, key, value, allowed):
+    if not condition:
+        raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+
+
+def _section(cls, name, raw):
+    if raw is None:
+        raw = {}
+    _check(isinstance(raw, dict), name, raw, "a mapping of keys")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys in {name}: {', '.join(known)}")
+    values = {}
+    for key, value in raw.items():
+        default = known[key].default
+        full = f"{name}.{key}"
+        if value is None and "Optional" in str(known[key].type):
+            values[key] = None
+            continue
+        if isinstance(default, bool):
+            _check(isinstance(value, bool), full, value, "true or false")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            _check(isinstance(value, int) and not isinstance(value, bool), full, value, "an integer")
+        elif isinstance(default, float):
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool), full, value, "a number")
+            value = float(value)
+        elif isinstance(default, str):
+            _check(isinstance(value, str), full, value, "a string")
+        values[key] = value
+    return cls(**values)
+
+
+def _validate(config):
+    audio, dsp, realtime, model = config.audio, config.dsp, config.realtime, config.model
+    _check(audio.sample_format in SAMPLE_FORMATS, "audio.sample_format", audio.sample_format,
+           f"one of {', '.join(SAMPLE_FORMATS)}")
+    _check(audio.channel_mode in CHANNEL_MODES, "audio.channel_mode", audio.channel_mode,
+           f"one of {', '.join(CHANNEL_MODES)}")
+    _check(1 <= audio.capture_channels <= 32, "audio.capture_channels", audio.capture_channels, "1..32")
+    _check(0 <= audio.channel_index < audio.capture_channels, "audio.channel_index", audio.channel_index,
+           f"0..{audio.capture_channels - 1} (below audio.capture_channels)")
+    _check(2 <= audio.buffer_periods <= 32, "audio.buffer_periods", audio.buffer_periods, "2..32")
+    _check(1 <= model.threads <= 8, "model.threads", model.threads, "1..8")
+    _check(0 <= dsp.max_attenuation_db <= 100, "dsp.max_attenuation_db", dsp.max_attenuation_db, "0..100 dB")
+    _check(0 <= dsp.postfilter_beta <= 1, "dsp.postfilter_beta", dsp.postfilter_beta, "0..1 (0 = off)")
+    release = dsp.gain_release_per_frame
+    _check(release is None or (isinstance(release, (int, float)) and 0 <= release < 1),
+           "dsp.gain_release_per_frame", release, "a number in [0, 1) or null (off)")
+    _check(dsp.lookahead_frames == 2, "dsp.lookahead_frames", dsp.lookahead_frames,
+           "2 (the shipped models are trained with 20 ms look-ahead)")
+    _check(1 <= realtime.deadline_ms <= 10, "realtime.deadline_ms", realtime.deadline_ms, "1..10 ms")
+    _check(realtime.overrun_policy in OVERRUN_POLICIES, "realtime.overrun_policy", realtime.overrun_policy,
+           f"one of {', '.join(OVERRUN_POLICIES)}")
+    _check(1 <= realtime.drop_model_frames <= 100_000, "realtime.drop_model_frames",
+           realtime.drop_model_frames, "1..100000")
+    priority = realtime.sched_fifo_priority
+    _check(priority is None or (isinstance(priority, int) and 1 <= priority <= 99),
+           "realtime.sched_fifo_priority", priority, "null (off) or 1..99")
+    cpus = realtime.cpu_affinity
+    _check(cpus is None or (isinstance(cpus, (list, tuple)) and cpus and all(isinstance(c, int) and c >= 0 for c in cpus)),
+           "realtime.cpu_affinity", cpus, "null (any CPU) or a list of CPU numbers, e.g. [3]")
+    _check(0.1 <= realtime.device_retry_max_s <= 600, "realtime.device_retry_max_s",
+           realtime.device_retry_max_s, "0.1..600 s")
+
+
+def parse(text, source="<string>"):
+    """Parse YAML text into a validated :class:`Config`."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with sections "
+                          "audio, model, dsp, realtime")
+    sections = {"audio": AudioConfig, "model": ModelConfig, "dsp": DspConfig, "realtime": RealtimeConfig}
+    unknown = sorted(set(raw) - set(sections))
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {', '.join(sections)}")
+    parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
+    _validate(Config(**parts, source=source))
+    if parts["realtime"].cpu_affinity is not None:         # hashable and immutable once valid
+        parts["realtime"] = replace(parts["realtime"], cpu_affinity=tuple(parts["realtime"].cpu_affinity))
+    return Config(**parts, source=source)
+
+
+def load(path):
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
+    return parse(text, str(path))

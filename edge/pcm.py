@@ -1,0 +1,124 @@
+"""ALSA capture and playback through pyalsaaudio, with sample-format conversion.
+
+:class:`AlsaDuplex` reads one 480-frame period as float mono (channel picked
+or downmixed) and writes one float period back, converting to and from
+S16_LE, S32_LE or FLOAT_LE. It recovers from xruns (an -EPIPE read or write
+is counted and the stream re-prepared) and raises :class:`DeviceLost` when a
+device disappears, which the daemon answers by reopening with backoff.
+"""
+
+import errno
+
+import numpy as np
+
+from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+
+_DTYPES = {"S16_LE": ("<i2", 32768.0), "S32_LE": ("<i4", 2147483648.0), "FLOAT_LE": ("<f4", 1.0)}
+
+
+class DeviceLost(Exception):
+    """A PCM failed in a way prepare() cannot fix (unplugged, busy, gone)."""
+
+
+def decode(data, sample_format, channels, channel_mode, channel_index, out):
+    """Interleaved bytes -> float mono frame in ``out`` (480,)."""
+    dtype, scale = _DTYPES[sample_format]
+    samples = np.frombuffer(data, dtype=dtype)
+    if samples.size != HOP_SAMPLES * channels:
+        raise ValueError(f"expected {HOP_SAMPLES * channels} samples, got {samples.size}")
+    if channels == 1:
+        np.multiply(samples, 1.0 / scale, out=out)
+    elif channel_mode == "pick":
+        np.multiply(samples[channel_index::channels], 1.0 / scale, out=out)
+    else:
+        np.mean(samples.reshape(HOP_SAMPLES, channels), axis=1, out=out)
+        out *= 1.0 / scale
+    return out
+
+
+def encode(frame, sample_format, out_buffer):
+    """Float mono frame -> bytes of the device format (clipped to full scale), via ``out_buffer``."""
+    dtype, scale = _DTYPES[sample_format]
+    if sample_format == "FLOAT_LE":
+        np.clip(frame, -1.0, 1.0, out=out_buffer)
+    else:
+        np.clip(np.rint(frame * scale), -scale, scale - 1, out=out_buffer)
+    return out_buffer.astype(dtype).tobytes()
+
+
+class AlsaDuplex:
+    """Capture + playback PCMs at 48 kHz, 480-frame periods."""
+
+    def __init__(self, audio_config):
+        self.config = audio_config
+        self.xruns = 0
+        self._frame = np.zeros(HOP_SAMPLES)
+        self._encode_buffer = np.zeros(HOP_SAMPLES)
+        self.capture = self.playback = None
+
+    def open(self):
+        """Open both PCMs; raises DeviceLost with the device name and ALSA's reason."""
+        import alsaaudio
+        config = self.config
+        format_code = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
+        self.close()
+        try:
+            self.capture = alsaaudio.PCM(alsaaudio.PCM_CAPTURE, alsaaudio.PCM_NORMAL, rate=SAMPLE_RATE_HZ,
+                                         channels=config.capture_channels, format=format_code,
+                                         periodsize=HOP_SAMPLES, periods=config.buffer_periods,
+                                         device=config.capture_device)
+            self.playback = alsaaudio.PCM(alsaaudio.PCM_PLAYBACK, alsaaudio.PCM_NORMAL, rate=SAMPLE_RATE_HZ,
+                                          channels=1, format=format_code, periodsize=HOP_SAMPLES,
+                                          periods=config.buffer_periods, device=config.playback_device)
+        except alsaaudio.ALSAAudioError as exc:
+            self.close()
+            raise DeviceLost(f"cannot open ALSA devices (capture {config.capture_device!r}, playback "
+                             f"{config.playback_device!r}): {exc}") from None
+        self._check_negotiated()
+
+    def _check_negotiated(self):
+        """Refuse a device that silently changed our rate or period (we never resample on the fly)."""
+        for name, pcm in (("capture", self.capture), ("playback", self.playback)):
+            rate = pcm.info()["rate"] if hasattr(pcm, "info") else SAMPLE_RATE_HZ
+            if rate != SAMPLE_RATE_HZ:
+                self.close()
+                raise DeviceLost(f"{name} device runs at {rate} Hz, not {SAMPLE_RATE_HZ}; use a plughw: "
+                                 "device or an ALSA 'plug' PCM that converts the rate")
+
+    def read(self):
+        """One period as float mono (an internal buffer), or None after an overrun (counted)."""
+        import alsaaudio
+        try:
+            length, data = self.capture.read()
+        except alsaaudio.ALSAAudioError as exc:
+            raise DeviceLost(f"capture failed: {exc}") from None
+        if length < 0 or len(data) == 0:
+            if length == -errno.EPIPE or len(data) == 0:
+                self.xruns += 1
+                return None
+            raise DeviceLost(f"capture returned error {length}")
+        c = self.config
+        return decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
+
+    def write(self, frame):
+        """Write one float period; an underrun is counted and the stream continues."""
+        import alsaaudio
+        data = encode(frame, self.config.sample_format, self._encode_buffer)
+        try:
+            written = self.playback.write(data)
+        except alsaaudio.ALSAAudioError as exc:
+            if getattr(exc, "errno", None) == errno.EPIPE or "Broken pipe" in str(exc):
+                self.xruns += 1
+                return
+            raise DeviceLost(f"playback failed: {exc}") from None
+        if written is not None and written < 0:
+            self.xruns += 1
+
+    def close(self):
+        for pcm in (self.capture, self.playback):
+            if pcm is not None:
+                try:
+                    pcm.close()
+                except Exception:                          # closing a vanished device may fail; nothing to do
+                    pass
+        self.capture = self.playback = None

@@ -1,0 +1,152 @@
+"""The ``run``, ``check`` and ``run --demo`` commands around :class:`~edge.daemon.AudioLoop`."""
+
+import grp
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from . import config as config_module
+from .daemon import AudioLoop, apply_realtime, default_runner_factory, install_signal_handlers
+from .dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
+from .pcm import AlsaDuplex, DeviceLost
+
+SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
+DEMO_SECONDS = 10.0
+
+
+def _logging():
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s percepnet-edge %(levelname)s %(message)s")
+
+
+def run(config_path, frames=None, duration_s=None, say=print):
+    """``percepnet-edge run --config FILE``: the daemon. Returns the exit status."""
+    _logging()
+    started = time.monotonic()
+    config = config_module.load(config_path) if config_path else config_module.Config()
+    apply_realtime(config.realtime, say)
+    loop = AudioLoop(config, AlsaDuplex(config.audio))
+    say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
+    install_signal_handlers(loop, config_path)
+    loop.run(max_frames=frames, duration_s=duration_s)
+    say(loop.summary())
+    return 0
+
+
+def check(config_path, say=print):
+    """``percepnet-edge check --config FILE``: config, model, devices, permissions. Returns the exit status."""
+    problems = []
+
+    def item(name, ok, detail):
+        say(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
+        if not ok:
+            problems.append(name)
+
+    try:
+        config = config_module.load(config_path)
+        item("config", True, f"{config_path} is valid")
+    except config_module.ConfigError as exc:
+        item("config", False, str(exc))
+        return 1
+    try:
+        runner = default_runner_factory(config)
+        item("model", True, runner.describe())
+        if not runner.xnnpack_active and config.model.xnnpack:
+            item("xnnpack", False, "XNNPACK requested but not active: install ai-edge-litert")
+    except Exception as exc:                              # every model failure is reported, not raised
+        item("model", False, str(exc))
+    duplex = AlsaDuplex(config.audio)
+    try:
+        duplex.open()
+        item("devices", True, f"capture {config.audio.capture_device!r} and playback "
+                              f"{config.audio.playback_device!r} open at 48 kHz, {config.audio.sample_format}")
+    except (DeviceLost, ImportError) as exc:
+        item("devices", False, str(exc))
+    finally:
+        duplex.close()
+    priority = config.realtime.sched_fifo_priority
+    if priority:
+        try:
+            before = os.sched_getscheduler(0), os.sched_getparam(0)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            os.sched_setscheduler(0, before[0], before[1])
+            item("realtime", True, f"SCHED_FIFO priority {priority} permitted")
+        except PermissionError:
+            item("realtime", False, f"SCHED_FIFO priority {priority} not permitted (LimitRTPRIO= in the unit)")
+    in_audio_group = os.geteuid() == 0 or _in_group("audio")
+    item("permissions", in_audio_group, "may use /dev/snd" if in_audio_group
+         else "not in the 'audio' group: add the service user to it")
+    say("check " + ("passed" if not problems else f"FAILED: {', '.join(problems)}"))
+    return 0 if not problems else 1
+
+
+def _in_group(name):
+    try:
+        return grp.getgrnam(name).gr_gid in os.getgroups()
+    except KeyError:
+        return False
+
+
+def file_plugin_asoundrc(folder, capture_raw, playback_raw):
+    """An asoundrc defining ``pe_capture`` (reads capture_raw) and ``pe_playback`` (writes playback_raw)."""
+    path = Path(folder) / "asoundrc"
+    path.write_text(f"""pcm.pe_capture {{
+    type file
+    slave.pcm "null"
+    file "/dev/null"
+    infile "{capture_raw}"
+    format "raw"
+}}
+pcm.pe_playback {{
+    type file
+    slave.pcm "null"
+    file "{playback_raw}"
+    format "raw"
+}}
+""")
+    return path
+
+
+def run_demo(config_path, out_dir, say=print):
+    """The built-in default: the daemon through ALSA's ``file`` plugin on generated audio.
+
+    No sound card is needed: capture reads a generated noisy recording, playback
+    writes a raw file, which is then aligned and saved as WAV beside the input.
+    """
+    from . import synthetic
+    from .audio import write_wav
+    _logging()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = config_module.load(config_path) if config_path else config_module.Config()
+    clean = synthetic.speech_like(DEMO_SECONDS, seed=1)
+    noisy = synthetic.mix_at_snr(clean, synthetic.noise("babble-like", DEMO_SECONDS, seed=2), 5.0)
+    n_frames = -(-(noisy.size + LATENCY_SAMPLES) // HOP_SAMPLES)
+    capture = np.zeros(n_frames * HOP_SAMPLES, np.float32)
+    capture[:noisy.size] = noisy
+    work = Path(tempfile.mkdtemp(prefix="percepnet-demo-"))
+    capture.tofile(work / "capture.raw")
+    asoundrc = file_plugin_asoundrc(work, work / "capture.raw", work / "playback.raw")
+    os.environ["ALSA_CONFIG_PATH"] = f"{SYSTEM_ALSA_CONF}:{asoundrc}"
+    audio = replace(config.audio, capture_device="pe_capture", playback_device="pe_playback",
+                    sample_format="FLOAT_LE", capture_channels=1, channel_index=0)
+    config = replace(config, audio=audio)
+    say(f"demo: {DEMO_SECONDS:.0f} s of generated speech in babble at 5 dB SNR through ALSA's file plugin "
+        f"(capture {work / 'capture.raw'}, playback {work / 'playback.raw'})")
+    started = time.monotonic()
+    loop = AudioLoop(config, AlsaDuplex(config.audio))
+    say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
+    loop.run(max_frames=n_frames)
+    played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
+    enhanced = played[LATENCY_SAMPLES:LATENCY_SAMPLES + noisy.size]
+    for name, samples in (("noisy", noisy), ("enhanced", enhanced)):
+        write_wav(out_dir / f"{name}.wav", samples, SAMPLE_RATE_HZ)
+        say(f"wrote {out_dir / (name + '.wav')}")
+    say(loop.summary())
+    return 0

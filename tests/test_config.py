@@ -1,0 +1,52 @@
+"""Daemon configuration: strict validation with messages that name key, value and what is allowed."""
+
+from pathlib import Path
+
+import pytest
+
+from edge.config import Config, ConfigError, load, parse
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["default", "smart-speaker", "intercom", "headset-gateway"])
+def test_shipped_configs_load_and_point_at_a_shipped_model_path(name):
+    config = load(CONFIGS / f"{name}.yaml")
+    assert config.model_path().name.endswith(".tflite")
+    assert config.model_path().parent.parent.resolve() == (CONFIGS.parent / "models").resolve()
+
+
+def test_empty_config_is_the_documented_defaults():
+    config = parse("")
+    assert config.audio == Config().audio and config.realtime.overrun_policy == "hold"
+    assert config.enhancer_settings().max_attenuation_db == 30.0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("audio: [1, 2", "not valid YAML"),
+    ("- just a list", "the top level must be a mapping"),
+    ("audoi: {}", "audoi: unknown section; allowed sections: audio, model, dsp, realtime"),
+    ("audio: {rate: 44100}", "audio.rate: unknown key; allowed keys in audio:"),
+    ("audio: {sample_format: S24_LE}", "audio.sample_format: 'S24_LE' is not allowed; expected one of S16_LE, S32_LE, FLOAT_LE"),
+    ("audio: {capture_channels: 2, channel_index: 2}", "audio.channel_index: 2 is not allowed; expected 0..1"),
+    ("audio: {buffer_periods: 'four'}", "audio.buffer_periods: 'four' is not allowed; expected an integer"),
+    ("model: {xnnpack: 'yes'}", "model.xnnpack: 'yes' is not allowed; expected true or false"),
+    ("dsp: {max_attenuation_db: -5}", "dsp.max_attenuation_db: -5.0 is not allowed; expected 0..100 dB"),
+    ("dsp: {lookahead_frames: 3}", "dsp.lookahead_frames: 3 is not allowed; expected 2"),
+    ("realtime: {overrun_policy: skip}", "realtime.overrun_policy: 'skip' is not allowed; expected one of bypass, hold, drop-model"),
+    ("realtime: {sched_fifo_priority: 120}", "realtime.sched_fifo_priority: 120 is not allowed; expected null (off) or 1..99"),
+    ("realtime: {cpu_affinity: [a]}", "realtime.cpu_affinity: ['a'] is not allowed"),
+])
+def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
+    with pytest.raises(ConfigError) as error:
+        parse(text)
+    assert message in str(error.value)
+
+
+def test_null_turns_the_release_limit_off():
+    assert parse("dsp: {gain_release_per_frame: null}").enhancer_settings().gain_release_per_frame is None
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config"):
+        load(tmp_path / "nope.yaml")

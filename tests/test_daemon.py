@@ -1,0 +1,179 @@
+"""The real-time loop: deadline policy with a fake clock, xruns and device loss with a fake PCM."""
+
+import numpy as np
+import pytest
+
+from edge.config import parse
+from edge.daemon import AudioLoop
+from edge.dsp import HOP_SAMPLES, N_BANDS
+from edge.pcm import DeviceLost, decode, encode
+from edge.policy import DeadlineGains
+from edge.synthetic import speech_like
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class FakeNetwork:
+    """A network whose cost (in fake seconds) can be set per call."""
+
+    def __init__(self, clock, cost_s=0.002):
+        self.clock, self.cost_s, self.calls, self.slow = clock, cost_s, 0, {}
+        self.gain, self.strength = np.full(N_BANDS, 0.5), np.zeros(N_BANDS)
+
+    def __call__(self, features):
+        self.clock.now += self.slow.get(self.calls, self.cost_s)
+        self.calls += 1
+        self.gain[:] = 0.5 + 0.001 * self.calls
+        return self.gain, self.strength
+
+    def reset(self):
+        pass
+
+    def describe(self):
+        return "fake"
+
+
+class FakeIO:
+    """pyalsaaudio's contract in miniature: periods in, periods out, xruns and unplugging on cue."""
+
+    def __init__(self, signal, xrun_at=(), lost_at=(), fail_opens=0):
+        self.frames = signal.reshape(-1, HOP_SAMPLES)
+        self.position, self.written, self.xruns, self.opens = 0, [], 0, 0
+        self.xrun_at, self.lost_at, self.fail_opens = set(xrun_at), set(lost_at), fail_opens
+
+    def open(self):
+        self.opens += 1
+        if self.opens <= self.fail_opens:
+            raise DeviceLost("no such device")
+
+    def read(self):
+        index = self.position
+        self.position += 1
+        if index in self.lost_at:
+            self.lost_at.discard(index)
+            raise DeviceLost("unplugged")
+        if index in self.xrun_at:
+            self.xruns += 1
+            return None
+        return self.frames[index % len(self.frames)]
+
+    def write(self, frame):
+        self.written.append(frame.copy())
+
+    def close(self):
+        pass
+
+
+def _loop(policy="hold", io=None, network_cost_s=0.002, **realtime):
+    clock = FakeClock()
+    network = FakeNetwork(clock, network_cost_s)
+    settings = ", ".join(f"{k}: {v}" for k, v in {"overrun_policy": policy, **realtime}.items())
+    config = parse(f"realtime: {{{settings}}}")
+    io = io or FakeIO(speech_like(2.0, seed=1))
+    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    return loop, io, network, clock
+
+
+@pytest.mark.parametrize("policy", ["bypass", "hold", "drop-model"])
+def test_a_slow_network_call_triggers_the_policy_and_the_stream_keeps_its_length(policy):
+    loop, io, network, clock = _loop(policy, drop_model_frames=5)
+    network.slow = {20: 0.012}                       # call 20 takes 12 ms: a missed deadline
+    counters = loop.run(max_frames=60)
+    assert counters.frames == 60 and len(io.written) == 60          # nothing lost or duplicated
+    assert counters.deadline_misses == 1
+    assert counters.policy_activations >= 1
+    assert all(np.all(np.isfinite(frame)) for frame in io.written)
+    # The network was skipped on at least the frame after the slow one, and retried later.
+    assert network.calls < 60 and network.calls > 40
+
+
+def test_policies_replace_the_network_as_documented():
+    clock = FakeClock()
+    network = FakeNetwork(clock)
+    features = np.zeros(70)
+    for policy in ("bypass", "hold", "drop-model"):
+        gains = DeadlineGains(network, policy, 0.010, clock, drop_model_frames=3)
+        gains.start_frame(clock.now)
+        held = gains(features)[0].copy()                     # a normal call
+        gains.start_frame(clock.now - 0.009)                 # 9 ms already spent on this frame
+        gain, strength = gains(features)
+        assert gains.activations == 1
+        if policy == "bypass":
+            assert np.all(gain == 1.0) and np.all(strength == 0.0)
+        elif policy == "hold":
+            np.testing.assert_array_equal(gain, held)
+        else:
+            calls = network.calls
+            for _ in range(2):                               # the rest of the 3 DSP-only frames
+                gains.start_frame(clock.now)
+                gains(features)
+            assert network.calls == calls and gains.activations == 1
+            gains.start_frame(clock.now)
+            gains(features)
+            assert network.calls == calls + 1                # back to the network
+
+
+def test_sigusr1_bypass_passes_audio_through_unchanged():
+    loop, io, network, _ = _loop()
+    loop.toggle_bypass()
+    loop.run(max_frames=100)
+    assert network.calls == 0
+    played = np.concatenate(io.written)
+    original = io.frames.reshape(-1)[:played.size]
+    from edge.dsp.enhancer import HIGHPASS_A, HIGHPASS_B
+    from scipy.signal import lfilter
+    expected = lfilter(HIGHPASS_B, HIGHPASS_A, original)[:-1440]
+    np.testing.assert_allclose(played[1440:], expected, atol=1e-9)   # gains 1: delayed input
+
+
+def test_xruns_are_counted_and_the_stream_continues():
+    io = FakeIO(speech_like(1.0, seed=2), xrun_at={10, 11, 30})
+    loop, io, _, _ = _loop(io=io)
+    counters = loop.run(max_frames=50)
+    assert counters.xruns == 3 and counters.frames == 50 and len(io.written) == 50
+
+
+def test_a_vanished_device_is_reopened_with_backoff():
+    io = FakeIO(speech_like(1.0, seed=3), lost_at={15}, fail_opens=0)
+    loop, io, _, _ = _loop(io=io)
+    sleeps = []
+    loop.sleep = sleeps.append
+    original_open = io.open
+    failures = iter([True, True, False])
+
+    def flaky_open():
+        if io.opens >= 1 and next(failures, False):
+            io.opens += 1
+            raise DeviceLost("still unplugged")
+        original_open()
+    io.open = flaky_open
+    counters = loop.run(max_frames=40)
+    assert counters.device_reopens == 1 and counters.frames == 40
+    assert sleeps == [0.1, 0.2]                               # backoff doubles
+
+
+@pytest.mark.parametrize("sample_format", ["S16_LE", "S32_LE", "FLOAT_LE"])
+def test_sample_formats_round_trip(sample_format):
+    frame = 0.5 * np.sin(np.arange(HOP_SAMPLES) / 7.0)
+    data = encode(frame, sample_format, np.zeros(HOP_SAMPLES))
+    out = decode(data, sample_format, 1, "downmix", 0, np.zeros(HOP_SAMPLES))
+    np.testing.assert_allclose(out, frame, atol=1e-4)
+
+
+def test_channels_are_picked_or_downmixed():
+    left, right = np.full(HOP_SAMPLES, 0.25), np.full(HOP_SAMPLES, -0.75)
+    data = np.stack([left, right], axis=1).astype("<f4").tobytes()
+    out = np.zeros(HOP_SAMPLES)
+    np.testing.assert_allclose(decode(data, "FLOAT_LE", 2, "pick", 1, out), right)
+    np.testing.assert_allclose(decode(data, "FLOAT_LE", 2, "downmix", 0, out), -0.25)
+
+
+def test_full_scale_output_is_clipped_not_wrapped():
+    data = encode(np.array([1.5, -1.5] * 240), "S16_LE", np.zeros(HOP_SAMPLES))
+    assert np.frombuffer(data, "<i2")[:2].tolist() == [32767, -32768]

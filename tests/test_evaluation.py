@@ -1,0 +1,135 @@
+"""The side-by-side evaluation harness (``python -m evaluation``), on generated audio only."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.audio import write_wav
+from edge.dsp import SAMPLE_RATE_HZ
+from edge.synthetic import mix_at_snr, noise, speech_like
+from evaluation import evaluate, metrics
+from evaluation.__main__ import main
+from evaluation.inputs import Clip
+from evaluation.methods import Method, noisy_input
+
+SECONDS = 1.5
+
+
+def _pair(seed, kind, snr):
+    clean = speech_like(SECONDS, seed=seed)
+    return clean, mix_at_snr(clean, noise(kind, SECONDS, seed=seed + 100), snr)
+
+
+@pytest.fixture
+def pairs_dir(tmp_path):
+    for name, (seed, kind, snr) in {"a": (1, "pink", 0.0), "b": (2, "white", 10.0)}.items():
+        clean, noisy = _pair(seed, kind, snr)
+        for folder, signal in (("clean", clean), ("noisy", noisy)):
+            (tmp_path / "pairs" / folder).mkdir(parents=True, exist_ok=True)
+            write_wav(tmp_path / "pairs" / folder / f"{name}.wav", signal, SAMPLE_RATE_HZ)
+    return tmp_path / "pairs"
+
+
+def test_pairs_run_writes_json_markdown_and_figure(pairs_dir, tmp_path, capsys):
+    pytest.importorskip("pesq", reason="pesq is not installed (the PESQ-WB metric)")
+    pytest.importorskip("pystoi", reason="pystoi is not installed (the STOI metric)")
+    out = tmp_path / "out"
+    assert main(["--pairs", str(pairs_dir), "--methods", "noisy,oracle", "--no-dnsmos", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = (out / "results.md").read_text()
+    assert printed == text
+    lines = text.splitlines()
+    assert lines[0] == "## Denoiser comparison"
+    header = next(line for line in lines if line.startswith("| method |"))
+    for column in ("PESQ-WB", "STOI", "SI-SDR (dB)", "CPU s / audio s", "latency (ms)", "lag found (ms)"):
+        assert column in header
+    assert any(line.startswith("| noisy input |") for line in lines)
+    assert any(line.startswith("| oracle (upper bound) |") for line in lines)
+    assert "**PESQ-WB by input SNR (dB)**" in text and "dnsmos" in text    # the skipped metric is named
+
+    run = json.loads((out / "results.json").read_text())
+    for key in ("schema", "command", "source", "environment", "methods", "skipped", "failed",
+                "metrics_skipped", "summary", "by_snr_bucket", "by_family", "clips"):
+        assert key in run
+    assert run["failed"] == {} and set(run["metrics_skipped"]) == {"dnsmos"}
+    assert set(run["summary"]) == {"noisy input", "oracle (upper bound)"}
+    assert [clip["name"] for clip in run["clips"]] == ["a", "b"]
+    assert [clip["snr_bucket"] for clip in run["clips"]] == [0.0, 10.0]
+    assert abs(run["clips"][0]["snr_db"]) < 0.1 and abs(run["clips"][1]["snr_db"] - 10.0) < 0.1
+    noisy, oracle = run["summary"]["noisy input"], run["summary"]["oracle (upper bound)"]
+    for row in (noisy, oracle):
+        assert row["n_clips"] == 2 and row["lag_ms_median"] == 0.0
+        assert 1.0 <= row["pesq_wb"] <= 4.7 and 0.0 <= row["stoi"] <= 1.0 and row["dnsmos_ovrl"] is None
+    assert oracle["pesq_wb"] > noisy["pesq_wb"] and oracle["si_sdr_db"] > noisy["si_sdr_db"]
+    assert noisy["cpu_s_per_audio_s"] < 0.01 < oracle["cpu_s_per_audio_s"]
+    assert oracle["latency_ms"] == 30.0 and oracle["latency_source"] == "algorithmic"
+    assert set(run["by_snr_bucket"]["noisy input"]) == {"0.0", "10.0"}
+    assert set(run["by_family"]["oracle (upper bound)"]) == {"pairs"}
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return
+    assert (out / "quality_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_known_20_ms_delay_is_found_and_removed():
+    clean, noisy = _pair(3, "pink", 5.0)
+    delay = int(0.020 * SAMPLE_RATE_HZ)
+    aligned, lag_ms = metrics.align_to(clean, np.concatenate([np.zeros(delay), noisy]))
+    assert lag_ms == 20.0 and np.array_equal(aligned, noisy)
+
+    late = Method("late copy", "test", lambda x, clean: np.concatenate([np.zeros(delay), x]), None)
+    run = evaluate([Clip("c", noisy, clean, 5.0, "pink")], [noisy_input(), late], use_dnsmos=False,
+                   say=lambda *_: None)
+    on_time, delayed = run["clips"][0]["results"]["noisy input"], run["clips"][0]["results"]["late copy"]
+    assert on_time["lag_ms"] == 0.0 and delayed["lag_ms"] == 20.0
+    assert delayed["si_sdr_db"] == pytest.approx(on_time["si_sdr_db"], abs=1e-9)
+
+
+def test_a_failing_method_is_reported_not_faked():
+    clean, noisy = _pair(4, "white", 5.0)
+
+    def broken(x, clean):
+        raise RuntimeError("boom")
+    run = evaluate([Clip("c", noisy, clean, 5.0)], [noisy_input(), Method("broken", "test", broken, None)],
+                   use_dnsmos=False, say=lambda *_: None)
+    assert "boom" in run["failed"]["broken"] and "broken" not in run["methods"]
+    assert list(run["clips"][0]["results"]) == ["noisy input"]
+
+
+def test_noisy_only_skips_the_oracle_and_reference_metrics(pairs_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--noisy-only", str(pairs_dir / "noisy"), "--methods", "noisy,oracle", "--no-dnsmos",
+                 "--out", str(out)]) == 0
+    run = json.loads((out / "results.json").read_text())
+    assert "clean reference" in run["skipped"]["oracle (upper bound)"]
+    assert {"pesq_wb", "stoi", "si_sdr_db", "dnsmos"} <= set(run["metrics_skipped"])
+    assert run["summary"]["noisy input"]["pesq_wb"] is None
+
+
+def test_a_missing_corpus_says_where_it_looked(tmp_path, capsys):
+    assert main(["--corpus", str(tmp_path / "nowhere"), "--methods", "noisy", "--out", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert str(tmp_path / "nowhere") in message and "--corpus" in message
+
+
+def test_dnsmos_scores_a_signal():
+    pytest.importorskip("speechmos", reason="speechmos is not installed (DNSMOS)")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (DNSMOS)")
+    scorer, reason = metrics.Dnsmos.load()
+    assert scorer is not None, reason
+    clean = speech_like(1.0, seed=5)
+    scores = scorer(metrics.to_metric_rate(mix_at_snr(clean, noise("pink", 1.0, seed=6), 5.0)))
+    assert all(1.0 <= scores[key] <= 5.0 for key in ("ovrl", "sig", "bak"))
+
+
+@pytest.mark.data
+def test_synthesised_clips_hit_their_snr(shared_data):
+    from evaluation.inputs import SNR_BUCKETS_DB, synthesise
+    from edge.quality import snr_db
+    clips = synthesise(shared_data, clips_per_snr=1, seconds=1.0, say=lambda *_: None)
+    assert [clip.snr_bucket for clip in clips] == list(SNR_BUCKETS_DB)
+    for clip in clips:
+        assert snr_db(clip.clean, clip.noisy) == pytest.approx(clip.snr_db, abs=0.01)
+        assert clip.family.startswith(("recorded/", "synthetic/"))
