@@ -35,6 +35,48 @@ def _time_ours(audio):
     return wall * 1e-9, cpu * 1e-9
 
 
+class _TimedNetwork:
+    """Wraps the model runner to time the network stage of each frame."""
+
+    def __init__(self, runner):
+        self.runner, self.seconds = runner, 0.0
+
+    def __call__(self, features):
+        t0 = time.perf_counter_ns()
+        result = self.runner(features)
+        self.seconds += (time.perf_counter_ns() - t0) * 1e-9
+        return result
+
+
+def _time_whole_path(audio, model_path, stages):
+    """DSP + int8 network + S16_LE decode/encode per frame, as the daemon runs it."""
+    from .engine import ModelRunner
+    from .pcm import decode, encode
+    network = _TimedNetwork(ModelRunner(model_path))
+    enhancer = Enhancer(network)
+    pcm = [encode(frame, "S16_LE", np.zeros(HOP_SAMPLES)) for frame in audio.reshape(-1, HOP_SAMPLES)]
+    frame, out, scratch = np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
+    for data in pcm[:50]:
+        enhancer.process(decode(data, "S16_LE", 1, "downmix", 0, frame), out=out)
+    wall, cpu = np.empty(len(pcm)), np.empty(len(pcm))
+    network_s, format_s = np.empty(len(pcm)), np.empty(len(pcm))
+    for i, data in enumerate(pcm):
+        network.seconds = 0.0
+        c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
+        decode(data, "S16_LE", 1, "downmix", 0, frame)
+        t1 = time.perf_counter_ns()
+        enhancer.process(frame, out=out)
+        t2 = time.perf_counter_ns()
+        encode(out, "S16_LE", scratch)
+        t3 = time.perf_counter_ns()
+        wall[i], cpu[i] = t3 - t0, time.thread_time_ns() - c0
+        network_s[i], format_s[i] = network.seconds, (t1 - t0 + t3 - t2) * 1e-9
+    stages.setdefault("network", []).append(network_s)
+    stages.setdefault("format_conversion", []).append(format_s)
+    stages.setdefault("dsp", []).append(wall * 1e-9 - network_s - format_s)
+    return wall * 1e-9, cpu * 1e-9
+
+
 def _time_rnnoise(audio):
     wall = peers.rnnoise_frame_times(audio, time.perf_counter)
     cpu = peers.rnnoise_frame_times(audio, time.thread_time)
@@ -51,14 +93,29 @@ def _summary(wall_rounds, cpu_rounds, audio_seconds):
     }
 
 
-def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, say=print):
-    """Run the benchmark and print a table (or one JSON object). Returns the results dict."""
+def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None, say=print):
+    """Run the benchmark and print a table (or one JSON object). Returns the report dict.
+
+    With ``model``, the whole per-frame path (S16_LE decode, DSP, int8 network,
+    encode) is measured too, and the report gains the daemon's figures:
+    ``cpu_s_per_audio_s``, ``frame_ms_p50/p99/p999/max``, ``deadline_misses``,
+    ``rss_mb``, ``startup_s`` and per-stage medians in ``stages``.
+    """
+    import resource
     n_samples = int(seconds * SAMPLE_RATE_HZ) // HOP_SAMPLES * HOP_SAMPLES
     clean = synthetic.speech_like(seconds, seed=3)
     audio = synthetic.mix_at_snr(clean, synthetic.noise("pink", seconds, seed=4), 5.0)[:n_samples]
     audio_seconds = n_samples / SAMPLE_RATE_HZ
-    methods = {"percepnet-edge DSP (no network)": _time_ours}
-    skipped = {}
+    methods, stages, skipped = {}, {}, {}
+    whole = "percepnet-edge whole path (DSP + int8 model + S16 I/O)"
+    startup_s = None
+    if model is not None:
+        from .engine import ModelRunner
+        started = time.perf_counter()
+        Enhancer(ModelRunner(model))
+        startup_s = time.perf_counter() - started
+        methods[whole] = lambda signal: _time_whole_path(signal, model, stages)
+    methods["percepnet-edge DSP only (no network)"] = _time_ours
     if with_peers:
         reason = peers.rnnoise_available()
         if reason is None:
@@ -73,22 +130,40 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, say=print)
             timings[name][1].append(cpu)
     results = {name: _summary(*timings[name], audio_seconds) for name in methods}
     report = {"audio_seconds": audio_seconds, "rounds": rounds, "results": results, "skipped": skipped}
-    names = list(results)
-    if len(names) == 2:
-        report["cpu_ratio_ours_to_rnnoise"] = (results[names[0]]["cpu_s_per_audio_s"]
-                                               / results[names[1]]["cpu_s_per_audio_s"])
+    rnnoise = results.get("RNNoise 0.2 (pyrnnoise), whole")
+    if rnnoise:
+        report["cpu_ratio_to_rnnoise"] = {name: row["cpu_s_per_audio_s"] / rnnoise["cpu_s_per_audio_s"]
+                                          for name, row in results.items() if row is not rnnoise}
+    if model is not None:
+        frame_ms = np.concatenate(timings[whole][0]) * 1e3
+        report.update({
+            "model": str(model), "cpu_s_per_audio_s": results[whole]["cpu_s_per_audio_s"],
+            "frame_ms_p50": float(np.median(frame_ms)), "frame_ms_p99": float(np.percentile(frame_ms, 99)),
+            "frame_ms_p999": float(np.percentile(frame_ms, 99.9)), "frame_ms_max": float(frame_ms.max()),
+            "deadline_misses": int(np.count_nonzero(frame_ms > 10.0)),
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "startup_s": startup_s,
+            "stages": {name: {"ms_p50": float(np.median(np.concatenate(v)) * 1e3),
+                              "ms_p99": float(np.percentile(np.concatenate(v), 99) * 1e3)}
+                       for name, v in stages.items()},
+        })
     if as_json:
         say(json.dumps(report, indent=2))
         return report
     say(f"{audio_seconds:.0f} s of generated speech in pink noise, 48 kHz, 10 ms frames, "
         f"{rounds} alternating rounds, one thread")
-    say(f"| method | frame p50 (us) | frame p99 (us) | frame max (us) | CPU s per audio s |")
-    say("|---|---:|---:|---:|---:|")
+    say("| method | frame p50 (us) | frame p99 (us) | frame max (us) | CPU s per audio s | ratio to RNNoise |")
+    say("|---|---:|---:|---:|---:|---:|")
+    ratios = report.get("cpu_ratio_to_rnnoise", {})
     for name, row in results.items():
+        ratio = f"{ratios[name]:.2f}" if name in ratios else ("1.00" if row is rnnoise else "-")
         say(f"| {name} | {row['frame_us_p50']:.0f} | {row['frame_us_p99']:.0f} | "
-            f"{row['frame_us_max']:.0f} | {row['cpu_s_per_audio_s']:.4f} |")
-    if "cpu_ratio_ours_to_rnnoise" in report:
-        say(f"CPU ratio, our DSP / RNNoise: {report['cpu_ratio_ours_to_rnnoise']:.2f}")
+            f"{row['frame_us_max']:.0f} | {row['cpu_s_per_audio_s']:.4f} | {ratio} |")
+    if model is not None:
+        say(f"whole path: frame p99.9 {report['frame_ms_p999']:.2f} ms, max {report['frame_ms_max']:.2f} ms, "
+            f"deadline misses {report['deadline_misses']}, peak RSS {report['rss_mb']:.0f} MB, "
+            f"start-up {report['startup_s']:.2f} s")
+        say("stages (median ms): " + ", ".join(f"{name} {v['ms_p50']:.3f}" for name, v in report["stages"].items()))
     for name, reason in skipped.items():
         say(f"skipped {name}: {reason}")
     return report

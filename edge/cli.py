@@ -59,6 +59,7 @@ def _parser():
     bench.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     bench.add_argument("--no-peers", action="store_true", help="skip RNNoise")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--model", help="also measure the whole path with this .tflite model")
     run = commands.add_parser("run", help="the real-time daemon (ALSA capture -> enhance -> playback)")
     run.add_argument("--config", help="YAML config (default: built-in defaults)")
     run.add_argument("--frames", type=int, help="stop after N frames")
@@ -96,7 +97,7 @@ def main(argv=None):
             run_denoise(args.input, args.output, args.model, settings, args.threads)
         elif args.command == "bench":
             from .bench import run_bench
-            run_bench(args.seconds, args.rounds, not args.no_peers, args.json)
+            run_bench(args.seconds, args.rounds, not args.no_peers, args.json, args.model)
         elif args.command == "run":
             from . import service
             if args.demo is not None:

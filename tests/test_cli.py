@@ -64,6 +64,6 @@ def test_corrupt_wav_is_a_clear_error(tmp_path, capsys):
 def test_bench_json_has_the_numbers(capsys):
     assert main(["bench", "--seconds", "1", "--rounds", "1", "--no-peers", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    row = report["results"]["percepnet-edge DSP (no network)"]
+    row = report["results"]["percepnet-edge DSP only (no network)"]
     assert 0 < row["frame_us_p50"] <= row["frame_us_p99"] <= row["frame_us_max"]
     assert 0 < row["cpu_s_per_audio_s"] < 1

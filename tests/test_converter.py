@@ -147,3 +147,15 @@ def test_denoise_command_runs_the_int8_model_and_keeps_rate_and_length(converted
     assert out_rate == rate and enhanced.shape == noisy.shape
     text = capsys.readouterr().out
     assert "resampled 44100 Hz -> 48000 Hz" in text and "XNNPACK active" in text
+
+
+def test_whole_path_benchmark_reports_the_daemon_figures(converted, capsys):
+    assert edge_main(["bench", "--seconds", "1", "--rounds", "1", "--no-peers", "--json",
+                      "--model", str(converted["out"])]) == 0
+    text = capsys.readouterr().out
+    report = json.loads(text[text.index("{"):])
+    for key in ("cpu_s_per_audio_s", "frame_ms_p50", "frame_ms_p99", "frame_ms_p999", "frame_ms_max",
+                "deadline_misses", "rss_mb", "startup_s", "stages"):
+        assert key in report, key
+    assert set(report["stages"]) == {"network", "format_conversion", "dsp"}
+    assert 0 < report["frame_ms_p50"] <= report["frame_ms_p99"] <= report["frame_ms_p999"] <= report["frame_ms_max"]
