@@ -12,7 +12,7 @@ import yaml
 
 SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 CHANNEL_MODES = ("downmix", "pick")
-OVERRUN_POLICIES = ("bypass", "hold", "drop-model")
+OVERRUN_POLICIES = ("bypass", "hold", "drop-model", "off")
 
 
 class ConfigError(ValueError):

@@ -15,6 +15,12 @@ the raw int8 across different scales triples the error.
 import numpy as np
 
 from .dsp.constants import N_BANDS, N_FEATURES
+from .dsp.features import ENERGY_FLOOR, LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
+
+#: Frames whose every band energy is below this are digital silence: the network
+#: is skipped (its state is not disturbed and no CPU is spent), as RNNoise does.
+SILENCE_BAND_ENERGY = 1e-7
+_SILENCE_FEATURE = (np.log10(SILENCE_BAND_ENERGY + ENERGY_FLOOR) + LOG_ENERGY_OFFSET) * LOG_ENERGY_SCALE
 from .model_meta import ModelMetadataError, load_metadata
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -84,6 +90,7 @@ class ModelRunner:
         self.gain = np.ones(N_BANDS)
         self.strength = np.zeros(N_BANDS)
         self._scratch_features = np.zeros(N_FEATURES)
+        self.silent_frames = 0
         self.vad = None
         self.reset()
 
@@ -122,7 +129,14 @@ class ModelRunner:
         self.vad = None
 
     def __call__(self, features):
-        """Run one frame: features (70,) float -> (gains, strengths) of the frame two back."""
+        """Run one frame: features (70,) float -> (gains, strengths) of the frame two back.
+
+        On digital silence the network is not run and the previous outputs are
+        returned (they multiply silence); ``silent_frames`` counts such frames.
+        """
+        if features[LOG_ENERGY].max() < _SILENCE_FEATURE:
+            self.silent_frames += 1
+            return self.gain, self.strength
         if self._features_quant is None:
             self._features_in()[0] = features
         else:

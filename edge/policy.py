@@ -8,7 +8,9 @@ for this frame, and the activation is counted:
 * ``bypass``: gains 1 and no pitch filtering: the audio passes through
   unchanged (level-matched), 30 ms late like the processed stream;
 * ``hold``: the last gains and strengths again, the network skipped;
-* ``drop-model``: a DSP-only noise suppressor for ``drop_model_frames`` frames.
+* ``drop-model``: a DSP-only noise suppressor for ``drop_model_frames`` frames;
+* ``off``: never skip the network (misses are still counted by the loop), for
+  bit-exact runs such as tests and file processing.
 
 The cost estimate is the last call's cost when that was slower than the
 recent average, else the average; while the network is skipped it decays, so
@@ -89,7 +91,7 @@ class DeadlineGains:
             self._dsp_only_left -= 1
             return fallback_gain
         now = self.clock()
-        if now - self.frame_start + self.cost_estimate_s > self.deadline_s:
+        if self.policy != "off" and now - self.frame_start + self.cost_estimate_s > self.deadline_s:
             self.activations += 1
             self.cost_estimate_s *= COST_DECAY_WHEN_SKIPPED
             if self.policy == "bypass":

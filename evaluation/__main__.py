@@ -76,14 +76,15 @@ def main(argv=None):
         if args.pairs:
             clips, source = inputs.load_pairs(args.pairs, say), f"pairs from {args.pairs}"
         elif args.noisy_only:
-            clips, source = inputs.load_noisy_only(args.noisy_only, say), f"noisy-only files from {args.noisy_only}"
+            clips = inputs.load_noisy_only(args.noisy_only, say)
+            source = f"noisy-only files from {args.noisy_only}"
         else:
             if args.clips_per_snr < 1 or args.seconds <= 0:
                 say("evaluation: --clips-per-snr must be >= 1 and --seconds > 0")
                 return 2
             clips = inputs.synthesise(args.corpus, args.clips_per_snr, args.seconds, args.seed, say)
-            source = (f"validation split of {args.corpus}, {args.clips_per_snr} clips per SNR, "
-                      f"{args.seconds:g} s, seed {args.seed}")
+            source = (f"validation split of {args.corpus}, clips per SNR: {args.clips_per_snr}, "
+                      f"{args.seconds:g} s each, seed {args.seed}")
     except inputs.InputError as exc:
         say(f"evaluation: {exc}")
         return 2

@@ -30,13 +30,20 @@ class Unavailable(Exception):
 
 @dataclass
 class Method:
-    """One denoiser. ``latency_ms`` is its algorithmic latency when known, else None (measured)."""
+    """One denoiser.
+
+    ``latency_ms`` is its algorithmic latency when known, else None (measured).
+    ``highpassed``: its output already went through the DSP's 40 Hz high-pass
+    biquad (ours, the oracle, and RNNoise, whose first step is the same
+    biquad); the harness filters the other outputs so that all match the reference.
+    """
 
     name: str
     kind: str
     process: Callable[[np.ndarray, Optional[np.ndarray]], np.ndarray]
     latency_ms: Optional[float]
     needs_clean: bool = False
+    highpassed: bool = False
     reset: Callable[[], None] = field(default=lambda: None)
     note: str = ""
 
@@ -49,7 +56,7 @@ def noisy_input():
 def oracle():
     """Our DSP chain driven by ideal gains computed from the clean signal (upper bound)."""
     return Method("oracle (upper bound)", "oracle", lambda noisy, clean: oracle_enhance(clean, noisy),
-                  LATENCY_MS, needs_clean=True,
+                  LATENCY_MS, needs_clean=True, highpassed=True,
                   note="cost includes computing the oracle gains from the clean signal")
 
 
@@ -67,7 +74,7 @@ def our_model(path, settings=EnhancerSettings()):
         raise Unavailable(str(exc)) from None
     name = f"ours: {path.stem} ({runner.metadata.quantization})"
     return Method(name, "model", lambda noisy, clean: enhance_signal(noisy, runner, settings),
-                  LATENCY_MS, reset=runner.reset, note=runner.describe())
+                  LATENCY_MS, highpassed=settings.highpass, reset=runner.reset, note=runner.describe())
 
 
 def rnnoise():
@@ -76,7 +83,7 @@ def rnnoise():
     if reason is not None:
         raise Unavailable(reason)
     return Method("RNNoise (pyrnnoise)", "rnnoise", lambda noisy, clean: peers.rnnoise_denoise(noisy),
-                  None, note="lag measured; edge.peers.RNNOISE_LAG = "
+                  None, highpassed=True, note="lag measured; edge.peers.RNNOISE_LAG = "
                              f"{1000 * peers.RNNOISE_LAG / SAMPLE_RATE_HZ:.0f} ms")
 
 

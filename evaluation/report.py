@@ -52,8 +52,16 @@ def summarise(run):
     return run
 
 
-def _cell(value, digits=2):
-    return "n/a" if value is None else f"{value:.{digits}f}"
+DIGITS = {"si_sdr_db": 1, "stoi": 3}
+
+
+def _cell(value, metric=None):
+    return "n/a" if value is None else f"{value:.{DIGITS.get(metric, 2)}f}"
+
+
+def _table(head, rows):
+    return (["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"] +
+            ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def _lag_cell(row):
@@ -61,38 +69,36 @@ def _lag_cell(row):
     return f"{mid:.1f}" if high - low < 0.05 else f"{mid:.1f} ({low:.1f}..{high:.1f})"
 
 
-def markdown(run, title="Denoiser comparison"):
-    """The report as markdown: the main table, the breakdowns, then what was skipped and why."""
-    summary = run["summary"]
-    shown = [key for key in METRICS if any(row[key] is not None for row in summary.values())]
-    seconds = sum(clip["seconds"] for clip in run["clips"])
-    lines = [f"## {title}", "", f"{len(run['clips'])} clips, {seconds:.0f} s of audio ({run.get('source', '')}); "
-             f"outputs aligned to the {'clean reference' if run['has_reference'] else 'noisy input'} "
-             f"(lag searched within +-100 ms); metrics are means over clips.", ""]
+def _main_table(summary, shown):
     head = ["method"] + [HEADINGS[key] for key in shown] + ["CPU s / audio s", "latency (ms)", "lag found (ms)"]
-    lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    rows = []
     for name, row in summary.items():
-        cells = [_cell(row[key], 1 if key == "si_sdr_db" else 3 if key == "stoi" else 2) for key in shown]
         latency = f"{row['latency_ms']:.0f}" + ("" if row["latency_source"] == "algorithmic" else " (measured)")
-        lines.append(f"| {name} | " + " | ".join(cells + [f"{row['cpu_s_per_audio_s']:.4f}", latency,
-                                                         _lag_cell(row)]) + " |")
-    breakdown_metrics = [key for key in ("pesq_wb", "si_sdr_db") if key in shown] or \
-                        [key for key in ("dnsmos_ovrl",) if key in shown]
+        rows.append([name] + [_cell(row[key], key) for key in shown] +
+                    [f"{row['cpu_s_per_audio_s']:.4f}", latency, _lag_cell(row)])
+    return _table(head, rows)
+
+
+def _breakdown_tables(run, metrics):
+    lines = []
     for key, label in BREAKDOWNS.items():
         table = run[f"by_{key}"]
         groups = sorted({group for by_group in table.values() for group in by_group},
-                        key=lambda g: (float(g) if key == "snr_bucket" else g))
+                        key=lambda g: float(g) if key == "snr_bucket" else g)
         if len(groups) < 2:
             continue
-        for metric in breakdown_metrics:
-            lines += ["", f"**{HEADINGS[metric]} by {label}** (clips per group in the header)", ""]
-            counts = {g: max(by_group.get(g, {}).get("n_clips", 0) for by_group in table.values()) for g in groups}
-            head = ["method"] + [f"{float(g):+.0f} (n={counts[g]})" if key == "snr_bucket" else f"{g} (n={counts[g]})"
-                                 for g in groups]
-            lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * len(groups) + "|"]
-            for name, by_group in table.items():
-                lines.append(f"| {name} | " + " | ".join(
-                    _cell(by_group.get(g, {}).get(metric), 1 if metric == "si_sdr_db" else 2) for g in groups) + " |")
+        counts = {g: max(by_group.get(g, {}).get("n_clips", 0) for by_group in table.values()) for g in groups}
+        head = ["method"] + [f"{float(g):+.0f}" if key == "snr_bucket" else g for g in groups]
+        head = [head[0]] + [f"{title} (n={counts[g]})" for title, g in zip(head[1:], groups)]
+        for metric in metrics:
+            rows = [[name] + [_cell(by_group.get(g, {}).get(metric), metric) for g in groups]
+                    for name, by_group in table.items()]
+            lines += ["", f"**{HEADINGS[metric]} by {label}**", ""] + _table(head, rows)
+    return lines
+
+
+def _notes(run):
+    summary = run["summary"]
     notes = [f"- skipped {name}: {reason}" for name, reason in run.get("skipped", {}).items()]
     notes += [f"- failed {name}: {reason}" for name, reason in run["failed"].items()]
     notes += [f"- metric {name} not computed: {reason}" for name, reason in run["metrics_skipped"].items()]
@@ -100,17 +106,40 @@ def markdown(run, title="Denoiser comparison"):
         notes.append(f"- DNSMOS through {run['dnsmos_backend']}")
     notes.append("- CPU s / audio s: time.thread_time around the processing call only, summed over clips, "
                  "over the audio processed (each clip plus 100 ms of zero tail); one thread.")
-    threaded = [n for n, r in summary.items() if r["process_cpu_s_per_audio_s"] > 1.2 * r["cpu_s_per_audio_s"] + 1e-3]
+    threaded = [name for name, row in summary.items()
+                if row["process_cpu_s_per_audio_s"] > 1.2 * row["cpu_s_per_audio_s"] + 1e-3]
     if threaded:
         notes.append(f"- computes on other threads too (process CPU > thread CPU): {', '.join(threaded)}")
     notes.append("- latency: algorithmic for our DSP (30 ms, already compensated inside enhance_signal, hence "
                  "a found lag near 0); for peers, the lag measured on their raw output.")
+    for name, row in summary.items():
+        median = row["lag_ms_median"]
+        odd = [f"{clip['name']} ({clip['results'][name]['lag_ms']:.1f} ms)" for clip in run["clips"]
+               if name in clip["results"] and abs(clip["results"][name]["lag_ms"] - median) > 1.0]
+        if odd:
+            notes.append(f"- {name}: lag more than 1 ms off its median {median:.1f} ms on {', '.join(odd)}; "
+                         "the output hardly correlates with the reference there, so its alignment is doubtful")
     notes += [f"- {name}: {info['note']}" for name, info in run["methods"].items() if info.get("note")]
-    return "\n".join(lines + ["", "Notes:"] + notes) + "\n"
+    return notes
 
 
-JSON_FIRST = ("schema", "created", "command", "source", "has_reference", "environment", "methods", "skipped",
-              "failed", "metrics_skipped", "dnsmos_backend", "summary", "by_snr_bucket", "by_family")
+def markdown(run, title="Denoiser comparison"):
+    """The report as markdown: the main table, the breakdowns, then what was skipped and why."""
+    summary = run["summary"]
+    shown = [key for key in METRICS if any(row[key] is not None for row in summary.values())]
+    seconds = sum(clip["seconds"] for clip in run["clips"])
+    against = "reference, " + run["reference"] if run["has_reference"] else "noisy input"
+    intro = (f"{len(run['clips'])} clips, {seconds:.0f} s of audio ({run.get('source', '')}); outputs aligned "
+             f"to the {against} (lag searched within +-100 ms); metrics are means over clips.")
+    breakdown_metrics = [key for key in ("pesq_wb", "si_sdr_db") if key in shown] or \
+                        [key for key in ("dnsmos_ovrl",) if key in shown]
+    lines = [f"## {title}", "", intro, ""] + _main_table(summary, shown)
+    lines += _breakdown_tables(run, breakdown_metrics)
+    return "\n".join(lines + ["", "Notes:"] + _notes(run)) + "\n"
+
+
+JSON_FIRST = ("schema", "created", "command", "source", "has_reference", "reference", "environment", "methods",
+              "skipped", "failed", "metrics_skipped", "dnsmos_backend", "summary", "by_snr_bucket", "by_family")
 
 
 def write_json(run, path):

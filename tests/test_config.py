@@ -33,7 +33,7 @@ def test_empty_config_is_the_documented_defaults():
     ("model: {xnnpack: 'yes'}", "model.xnnpack: 'yes' is not allowed; expected true or false"),
     ("dsp: {max_attenuation_db: -5}", "dsp.max_attenuation_db: -5.0 is not allowed; expected 0..100 dB"),
     ("dsp: {lookahead_frames: 3}", "dsp.lookahead_frames: 3 is not allowed; expected 2"),
-    ("realtime: {overrun_policy: skip}", "realtime.overrun_policy: 'skip' is not allowed; expected one of bypass, hold, drop-model"),
+    ("realtime: {overrun_policy: skip}", "realtime.overrun_policy: 'skip' is not allowed; expected one of bypass, hold, drop-model, off"),
     ("realtime: {sched_fifo_priority: 120}", "realtime.sched_fifo_priority: 120 is not allowed; expected null (off) or 1..99"),
     ("realtime: {cpu_affinity: [a]}", "realtime.cpu_affinity: ['a'] is not allowed"),
 ])

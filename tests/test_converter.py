@@ -159,3 +159,20 @@ def test_whole_path_benchmark_reports_the_daemon_figures(converted, capsys):
         assert key in report, key
     assert set(report["stages"]) == {"network", "format_conversion", "dsp"}
     assert 0 < report["frame_ms_p50"] <= report["frame_ms_p99"] <= report["frame_ms_p999"] <= report["frame_ms_max"]
+
+
+def test_digital_silence_skips_the_network_without_disturbing_its_state(converted):
+    runner, reference = ModelRunner(converted["out"]), ModelRunner(converted["out"])
+    features = np.random.default_rng(4).standard_normal((40, 70)) * 0.3
+    silence = np.zeros(70)
+    silence[:34] = -2.0                                      # log-energy feature of digital silence
+    for frame in features[:20]:
+        runner(frame)
+        reference(frame)
+    before = runner(features[20])[0].copy()
+    reference(features[20])
+    for _ in range(500):
+        runner(silence)
+    assert runner.silent_frames == 500
+    np.testing.assert_array_equal(runner(features[21])[0], reference(features[21])[0])
+    assert before.shape == (34,)
