@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Install percepnet-edge as a systemd service on a Raspberry Pi (or any systemd Linux).
+#
+#   sudo systemd/install.sh              install or upgrade, then enable and start the service
+#   sudo systemd/install.sh --uninstall  stop and remove the service and the program (keeps /etc config)
+#   sudo systemd/install.sh --uninstall --purge   ... and the config
+#   systemd/install.sh --root DIR --no-pip --no-start   stage the files under DIR (for packaging and tests)
+#
+# The program goes to /opt/percepnet-edge/venv (a venv with --system-site-packages, so Debian's
+# python3-alsaaudio is used when installed), the models to /opt/percepnet-edge/models, the config
+# to /etc/percepnet-edge/config.yaml (kept on upgrade), the unit to /etc/systemd/system.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+root="" ; pip=1 ; start=1 ; action=install ; purge=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) root="$2"; shift 2 ;;
+    --no-pip) pip=0; shift ;;
+    --no-start) start=0; shift ;;
+    --uninstall) action=uninstall; shift ;;
+    --purge) purge=1; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+opt="$root/opt/percepnet-edge" ; etc="$root/etc/percepnet-edge" ; unit="$root/etc/systemd/system/percepnet-edge.service"
+systemctl_live() { [ -z "$root" ] && [ "$start" = 1 ] && command -v systemctl >/dev/null; }
+
+if [ "$action" = uninstall ]; then
+  if systemctl_live; then systemctl disable --now percepnet-edge.service || true; fi
+  rm -f "$unit"
+  rm -rf "$opt"
+  [ "$purge" = 1 ] && rm -rf "$etc"
+  if systemctl_live; then systemctl daemon-reload; fi
+  echo "percepnet-edge removed${purge:+}$([ "$purge" = 1 ] && echo ' (config purged)' || echo "; config kept in $etc")"
+  exit 0
+fi
+
+mkdir -p "$opt/models" "$etc" "$(dirname "$unit")"
+cp -r "$repo/models/." "$opt/models/"
+if [ "$pip" = 1 ]; then
+  python3 -m venv --system-site-packages "$opt/venv"
+  "$opt/venv/bin/python" -m pip install --quiet --upgrade pip
+  extras=edge
+  python3 -c "import alsaaudio" 2>/dev/null && extras=edge-no-alsa
+  "$opt/venv/bin/python" -m pip install --quiet "$repo[$extras]"
+fi
+if [ ! -f "$etc/config.yaml" ]; then
+  sed "s#^  path: \.\./models/#  path: /opt/percepnet-edge/models/#" "$repo/configs/default.yaml" > "$etc/config.yaml"
+  echo "wrote $etc/config.yaml (edit the audio devices, then: sudo systemctl reload percepnet-edge)"
+else
+  echo "kept existing $etc/config.yaml"
+fi
+install -m 0644 "$repo/systemd/percepnet-edge.service" "$unit"
+if systemctl_live; then
+  systemctl daemon-reload
+  "$opt/venv/bin/percepnet-edge" check --config "$etc/config.yaml" || \
+    echo "warning: 'percepnet-edge check' found problems (above); fix the config before relying on the service" >&2
+  systemctl enable --now percepnet-edge.service
+  systemctl --no-pager status percepnet-edge.service | head -5
+fi
+echo "installed percepnet-edge into ${root:-/}"
