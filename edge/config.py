@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 
 import yaml
 
+from .telemetry import TelemetryConfig
+
 SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 CHANNEL_MODES = ("downmix", "pick")
 OVERRUN_POLICIES = ("bypass", "hold", "drop-model", "off")
@@ -62,6 +64,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dsp: DspConfig = field(default_factory=DspConfig)
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     source: str = "<defaults>"
 
     def model_path(self):
@@ -138,6 +141,18 @@ def _validate(config):
            "realtime.cpu_affinity", cpus, "null (any CPU) or a list of CPU numbers, e.g. [3]")
     _check(0.1 <= realtime.device_retry_max_s <= 600, "realtime.device_retry_max_s",
            realtime.device_retry_max_s, "0.1..600 s")
+    telemetry = config.telemetry
+    _check(0.5 <= telemetry.interval_s <= 3600, "telemetry.interval_s", telemetry.interval_s, "0.5..3600 s")
+    for key in ("json_path", "prometheus_dir"):
+        value = getattr(telemetry, key)
+        _check(value is None or (isinstance(value, str) and value), f"telemetry.{key}", value,
+               "null (off) or a path" + (' ("-" = stdout)' if key == "json_path" else ""))
+    if telemetry.prometheus_dir is not None:
+        _check(Path(telemetry.prometheus_dir).is_dir(), "telemetry.prometheus_dir", telemetry.prometheus_dir,
+               "an existing folder (node_exporter's --collector.textfile.directory)")
+    port = telemetry.http_port
+    _check(port is None or (isinstance(port, int) and 1 <= port <= 65535), "telemetry.http_port", port,
+           "null (off) or a TCP port 1..65535")
 
 
 def parse(text, source="<string>"):
@@ -149,8 +164,9 @@ def parse(text, source="<string>"):
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with sections "
-                          "audio, model, dsp, realtime")
-    sections = {"audio": AudioConfig, "model": ModelConfig, "dsp": DspConfig, "realtime": RealtimeConfig}
+                          "audio, model, dsp, realtime, telemetry")
+    sections = {"audio": AudioConfig, "model": ModelConfig, "dsp": DspConfig, "realtime": RealtimeConfig,
+                "telemetry": TelemetryConfig}
     unknown = sorted(set(raw) - set(sections))
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {', '.join(sections)}")

@@ -20,7 +20,7 @@ import queue
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,7 +44,8 @@ class Counters:
     reloads: int = 0
     rejected_reloads: int = 0
     nonfinite_frames: int = 0
-    frame_s: list = field(default_factory=list)     # recent frame times (ring, bounded)
+    vad_sum: float = 0.0             # voice-activity probabilities summed (models with the head)
+    vad_frames: int = 0
 
 
 class Pipeline:
@@ -197,6 +198,10 @@ class AudioLoop:
         counters.policy_activations = pipeline.gains.activations + self._activations_before_reload
         counters.xruns = self.io.xruns
         counters.nonfinite_frames = pipeline.enhancer.nonfinite_frames
+        vad = getattr(pipeline.network, "vad", None)
+        if vad is not None:
+            counters.vad_sum += vad
+            counters.vad_frames += 1
         return True
 
     def _swap_pipeline(self):

@@ -34,7 +34,16 @@ def run(config_path, frames=None, duration_s=None, say=print):
     loop = AudioLoop(config, AlsaDuplex(config.audio))
     say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
     install_signal_handlers(loop, config_path)
-    loop.run(max_frames=frames, duration_s=duration_s)
+    telemetry = None
+    t = config.telemetry
+    if t.json_path or t.prometheus_dir or t.http_port is not None:
+        from .telemetry import Telemetry
+        telemetry = Telemetry(t, loop, say).start()
+    try:
+        loop.run(max_frames=frames, duration_s=duration_s)
+    finally:
+        if telemetry is not None:
+            telemetry.stop()
     say(loop.summary())
     return 0
 

@@ -25,7 +25,7 @@ def test_empty_config_is_the_documented_defaults():
 @pytest.mark.parametrize("text, message", [
     ("audio: [1, 2", "not valid YAML"),
     ("- just a list", "the top level must be a mapping"),
-    ("audoi: {}", "audoi: unknown section; allowed sections: audio, model, dsp, realtime"),
+    ("audoi: {}", "audoi: unknown section; allowed sections: audio, model, dsp, realtime, telemetry"),
     ("audio: {rate: 44100}", "audio.rate: unknown key; allowed keys in audio:"),
     ("audio: {sample_format: S24_LE}", "audio.sample_format: 'S24_LE' is not allowed; expected one of S16_LE, S32_LE, FLOAT_LE"),
     ("audio: {capture_channels: 2, channel_index: 2}", "audio.channel_index: 2 is not allowed; expected 0..1"),
@@ -36,6 +36,8 @@ def test_empty_config_is_the_documented_defaults():
     ("realtime: {overrun_policy: skip}", "realtime.overrun_policy: 'skip' is not allowed; expected one of bypass, hold, drop-model, off"),
     ("realtime: {sched_fifo_priority: 120}", "realtime.sched_fifo_priority: 120 is not allowed; expected null (off) or 1..99"),
     ("realtime: {cpu_affinity: [a]}", "realtime.cpu_affinity: ['a'] is not allowed"),
+    ("telemetry: {http_port: 70000}", "telemetry.http_port: 70000 is not allowed; expected null (off) or a TCP port"),
+    ("telemetry: {prometheus_dir: /nowhere}", "telemetry.prometheus_dir: '/nowhere' is not allowed; expected an existing folder"),
 ])
 def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
     with pytest.raises(ConfigError) as error:

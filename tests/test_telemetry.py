@@ -1,0 +1,135 @@
+"""Telemetry against a fake sysfs/procfs tree; Prometheus format; a slow sink never blocks the audio."""
+
+import json
+import re
+import threading
+import urllib.request
+
+import numpy as np
+import pytest
+
+from edge.config import parse
+from edge.daemon import AudioLoop
+from edge.telemetry import Sources, Telemetry, TelemetryConfig, prometheus_text
+from tests.test_daemon import FakeClock, FakeIO, FakeNetwork
+from edge.synthetic import speech_like
+
+
+def _tree(root, with_power=True):
+    sysfs, procfs = root / "sys", root / "proc"
+    (procfs).mkdir(parents=True)
+    (procfs / "stat").write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n")
+    hwmon = sysfs / "class" / "hwmon"
+    (hwmon / "hwmon0").mkdir(parents=True)
+    (hwmon / "hwmon0" / "name").write_text("cpu_thermal\n")        # not a power sensor: skipped by name
+    if with_power:
+        (hwmon / "hwmon3").mkdir()
+        (hwmon / "hwmon3" / "name").write_text("ina226\n")
+        (hwmon / "hwmon3" / "curr1_input").write_text("500\n")      # mA
+        (hwmon / "hwmon3" / "in1_input").write_text("5100\n")       # mV
+    battery = sysfs / "class" / "power_supply" / "BAT0"
+    battery.mkdir(parents=True)
+    (battery / "capacity").write_text("87\n")
+    zone = sysfs / "class" / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "temp").write_text("51234\n")
+    freq = sysfs / "devices" / "system" / "cpu" / "cpu0" / "cpufreq"
+    freq.mkdir(parents=True)
+    (freq / "scaling_cur_freq").write_text("1800000\n")
+    return TelemetryConfig(interval_s=0.5, sysfs_root=str(sysfs), procfs_root=str(procfs), vcgencmd=False)
+
+
+def test_values_read_from_the_fake_tree(tmp_path):
+    config = _tree(tmp_path)
+    sources = Sources(config)
+    (tmp_path / "proc" / "stat").write_text("cpu  150 0 150 900 0 0 0 0 0 0\n")   # +100 busy, +100 idle
+    reading = sources.sample()
+    assert reading["power_w"] == pytest.approx(0.5 * 5.1)        # 500 mA x 5.1 V
+    assert reading["battery_pct"] == 87 and reading["temperature_c"] == pytest.approx(51.234)
+    assert reading["cpu_freq_mhz"] == pytest.approx(1800.0)
+    assert reading["system_cpu_pct"] == pytest.approx(50.0)
+    assert sources.missing == []
+
+
+def test_power_supply_current_times_voltage_when_no_sensor(tmp_path):
+    config = _tree(tmp_path, with_power=False)
+    supply = tmp_path / "sys" / "class" / "power_supply" / "BAT0"
+    (supply / "current_now").write_text("1200000\n")             # uA
+    (supply / "voltage_now").write_text("3800000\n")             # uV
+    assert Sources(config).sample()["power_w"] == pytest.approx(1.2 * 3.8)
+
+
+def test_missing_sources_are_reported_once(tmp_path):
+    config = TelemetryConfig(sysfs_root=str(tmp_path / "empty"), procfs_root=str(tmp_path / "none"), vcgencmd=False)
+    said = []
+    loop, *_ = _loop()
+    telemetry = Telemetry(config, loop, say=said.append)
+    for _ in range(3):
+        record = telemetry.record()
+    assert len(said) == 5 and all(line.startswith("telemetry: no ") for line in said)
+    assert record["power_w"] is None and record["temperature_c"] is None
+
+
+def _loop():
+    clock = FakeClock()
+    network = FakeNetwork(clock)
+    network.vad = 0.8
+    loop = AudioLoop(parse(""), FakeIO(speech_like(1.0, seed=1)), runner_factory=lambda c: network,
+                     clock=clock, sleep=lambda s: None)
+    return loop, network, clock
+
+
+PROMETHEUS_LINE = re.compile(r"^(# HELP [a-z_0-9]+ .+|# TYPE [a-z_0-9]+ (gauge|counter)|[a-z_0-9]+ [-+0-9.e]+)$")
+
+
+def test_records_and_prometheus_text_are_well_formed(tmp_path):
+    loop, _, _ = _loop()
+    loop.run(max_frames=100)
+    config = _tree(tmp_path)
+    telemetry = Telemetry(TelemetryConfig(**{**config.__dict__, "prometheus_dir": str(tmp_path),
+                                             "json_path": str(tmp_path / "t.jsonl")}), loop, say=lambda *_: None)
+    record = telemetry.record()
+    assert record["frames_total"] == 100 and record["speech_share"] == pytest.approx(0.8)
+    assert record["deadline_margin_ms"] <= 10.0
+    telemetry.emit(record)
+    text = (tmp_path / "percepnet_edge.prom").read_text()
+    assert all(PROMETHEUS_LINE.match(line) for line in text.strip().splitlines()), text
+    assert "percepnet_edge_frames_total 100" in text and "# TYPE percepnet_edge_power_w gauge" in text
+    assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[-1])["frames_total"] == 100
+    parser = pytest.importorskip("prometheus_client.parser", reason="prometheus_client not installed")
+    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
+    assert families["percepnet_edge_frames"].samples[0].value == 100
+
+
+def test_http_endpoint_on_localhost(tmp_path):
+    loop, _, _ = _loop()
+    loop.run(max_frames=10)
+    config = _tree(tmp_path)
+    telemetry = Telemetry(TelemetryConfig(**{**config.__dict__, "http_port": 0}), loop, say=lambda *_: None)
+    telemetry.config = TelemetryConfig(**{**telemetry.config.__dict__, "http_port": 0})
+    telemetry._serve()
+    host, port = telemetry._server.server_address
+    assert host == "127.0.0.1"
+    body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
+    telemetry.stop()
+    assert "percepnet_edge_frames_total 10" in body
+
+
+def test_a_blocked_sink_never_blocks_the_audio_loop(tmp_path):
+    """The sink's write hangs; the loop still processes every frame within its (fake) deadline."""
+    loop, _, _ = _loop()
+    release = threading.Event()
+    telemetry = Telemetry(_tree(tmp_path), loop, say=lambda *_: None)
+    blocked = threading.Event()
+
+    def stuck_emit(record):
+        blocked.set()
+        release.wait(30)                                     # a hung NFS write, say
+    telemetry.emit = stuck_emit
+    telemetry.start()
+    assert blocked.wait(5)                                   # the sink is stuck now
+    counters = loop.run(max_frames=300)
+    release.set()
+    telemetry.stop()
+    assert counters.frames == 300 and counters.deadline_misses == 0
+    assert np.all(loop._frame_times[:300] < 0.010)
