@@ -7,6 +7,7 @@ Subcommands:
   bench-model  per-frame cost of the network alone (XNNPACK on and off)
   run      the real-time ALSA daemon (or --demo through ALSA's file plugin)
   check    validate a config, its model, devices and permissions
+  profile  CPU, power and frame time of the running pipeline against an idle baseline
 """
 
 import argparse
@@ -70,6 +71,13 @@ def _parser():
     check = commands.add_parser("check", help="validate config, model, devices and permissions")
     check.add_argument("--config", required=True)
 
+    profile = commands.add_parser("profile", help="CPU, power and frame time against an idle baseline")
+    profile.add_argument("--duration", default="10m", help="total time, e.g. 30s, 10m (default 10m)")
+    profile.add_argument("--out", required=True, help="folder for report.md, summary.json, samples.csv, plots")
+    profile.add_argument("--config", help="YAML config (model, devices, telemetry roots)")
+    profile.add_argument("--source", choices=("virtual", "alsa"), default="virtual",
+                         help="generated audio paced at real time, or the config's ALSA devices")
+
     bench_model = commands.add_parser("bench-model", help="per-frame cost of the network alone")
     bench_model.add_argument("models", nargs="+", metavar="MODEL", help=".tflite files (with metadata)")
     bench_model.add_argument("--frames", type=int, default=2000)
@@ -106,6 +114,9 @@ def main(argv=None):
         elif args.command == "check":
             from . import service
             return service.check(args.config)
+        elif args.command == "profile":
+            from .profile import parse_duration, run_profile
+            run_profile(parse_duration(args.duration), args.out, args.config, args.source)
         elif args.command == "bench-model":
             from .bench import run_model_bench
             run_model_bench(args.models, args.frames, args.json)

@@ -133,3 +133,29 @@ def test_a_blocked_sink_never_blocks_the_audio_loop(tmp_path):
     telemetry.stop()
     assert counters.frames == 300 and counters.deadline_misses == 0
     assert np.all(loop._frame_times[:300] < 0.010)
+
+
+def test_profile_writes_report_csv_and_plots(tmp_path, tiny_model):
+    """A short paced run (4 s: 2 s idle, 2 s running); `profile --duration 30s` was checked by eye."""
+    from edge.profile import parse_duration, run_profile
+    config = _tree(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{path: {tiny_model['out']}}}\n"
+        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    summary = run_profile(parse_duration("4s"), tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
+    assert summary["frames"] > 100 and summary["deadline_misses"] == 0
+    assert summary["power_w"]["running"]["mean"] == pytest.approx(2.55)      # the fake INA226
+    assert summary["battery_life_change_pct"] == pytest.approx(0.0)
+    assert sum(summary["frame_ms_histogram"].values()) == summary["frames"]
+    for name in ("report.md", "summary.json", "samples.csv"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    pytest.importorskip("matplotlib", reason="plots are optional")
+    for name in ("cpu.png", "power.png", "frame_time.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_duration_parsing():
+    from edge.profile import parse_duration
+    assert parse_duration("10m") == 600 and parse_duration("30s") == 30 and parse_duration("45") == 45
+    with pytest.raises(ValueError, match="use seconds or a suffix"):
+        parse_duration("ten minutes")

@@ -1,0 +1,225 @@
+"""``percepnet-edge profile``: what the denoiser costs on this device, against an idle baseline.
+
+The run has two phases, measured the same way (one sample per second):
+
+1. *idle*: the process waits (a fifth of the duration, at least 5 s); the
+   device's own CPU load and power, the baseline;
+2. *running*: the real pipeline, from the configured ALSA devices or from a
+   virtual source (generated audio paced at real time, 10 ms per period).
+
+Writes ``DIR/samples.csv`` (every sample), ``DIR/summary.json`` and
+``DIR/report.md`` (mean and p95 CPU, mean power and energy per hour, the
+battery-life change against idle, the frame-time histogram and misses), and
+with matplotlib installed ``DIR/cpu.png``, ``DIR/power.png`` and
+``DIR/frame_time.png``.
+"""
+
+import csv
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from . import config as config_module
+from . import synthetic
+from .daemon import AudioLoop
+from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from .telemetry import Sources, Telemetry
+
+SAMPLE_INTERVAL_S = 1.0
+HISTOGRAM_EDGES_MS = [0, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 1e9]
+
+
+def parse_duration(text):
+    """'30', '30s', '10m', '1h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = str(text).strip().lower()
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"--duration {text!r}: use seconds or a suffix, e.g. 30s, 10m, 1h") from None
+
+
+class PacedGeneratedIO:
+    """A virtual sound card: generated noisy speech, one period every 10 ms of wall time."""
+
+    xruns = 0
+
+    def __init__(self, sleep=time.sleep, clock=time.monotonic):
+        noisy = synthetic.mix_at_snr(synthetic.speech_like(20.0, seed=11),
+                                     synthetic.noise("babble-like", 20.0, seed=12), 5.0)
+        self.frames = noisy[: len(noisy) // HOP_SAMPLES * HOP_SAMPLES].reshape(-1, HOP_SAMPLES)
+        self.sleep, self.clock = sleep, clock
+        self._next = None
+        self._index = 0
+
+    def open(self):
+        self._next = self.clock()
+
+    def read(self):
+        self._next += HOP_SAMPLES / SAMPLE_RATE_HZ
+        wait = self._next - self.clock()
+        if wait > 0:
+            self.sleep(wait)
+        frame = self.frames[self._index % len(self.frames)]
+        self._index += 1
+        return frame
+
+    def write(self, frame):
+        pass
+
+    def close(self):
+        pass
+
+
+def _phase(sources, seconds, label, telemetry=None):
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(SAMPLE_INTERVAL_S, max(0.0, end - time.monotonic())))
+        record = telemetry.record() if telemetry else sources.sample()
+        samples.append({"phase": label, "t": round(time.monotonic(), 3), **record})
+    return samples
+
+
+def _stats(values):
+    values = np.array([v for v in values if v is not None], dtype=float)
+    if values.size == 0:
+        return None
+    return {"mean": float(values.mean()), "p95": float(np.percentile(values, 95))}
+
+
+def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=print):
+    """Run both phases and write the report; returns the summary dict."""
+    import threading
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = config_module.load(config_path) if config_path else config_module.Config()
+    idle_s = max(5.0, duration_s / 5.0) if duration_s >= 10 else duration_s / 2
+    run_s = duration_s - idle_s
+    if source == "alsa":
+        from .pcm import AlsaDuplex
+        io = AlsaDuplex(config.audio)
+    else:
+        io = PacedGeneratedIO()
+    sources = Sources(replace(config.telemetry, interval_s=SAMPLE_INTERVAL_S))
+    for what in sources.missing:
+        say(f"profile: no {what} on this machine; not reported")
+    say(f"profile: {idle_s:.0f} s idle baseline, then {run_s:.0f} s of the pipeline ({source} source)")
+    samples = _phase(sources, idle_s, "idle")
+    loop = AudioLoop(config, io)
+    telemetry = Telemetry(config.telemetry, loop, say=lambda *_: None)
+    telemetry.sources = sources
+    worker = threading.Thread(target=loop.run, kwargs={"duration_s": run_s}, daemon=True)
+    worker.start()
+    samples += _phase(sources, run_s, "running", telemetry)
+    loop.stop()
+    worker.join(timeout=5)
+    summary = _summarise(samples, loop, idle_s, run_s, source)
+    _write(out_dir, samples, summary, say)
+    return summary
+
+
+def _summarise(samples, loop, idle_s, run_s, source):
+    idle = [s for s in samples if s["phase"] == "idle"]
+    running = [s for s in samples if s["phase"] == "running"]
+    frames = min(loop.counters.frames, loop.FRAME_TIMES_KEPT)
+    times_ms = loop._frame_times[:frames] * 1000.0
+    histogram, _ = np.histogram(times_ms, bins=HISTOGRAM_EDGES_MS)
+    summary = {
+        "source": source, "idle_s": idle_s, "run_s": run_s, "frames": loop.counters.frames,
+        "process_cpu_pct": {"idle": _stats([s["process_cpu_pct"] for s in idle]),
+                            "running": _stats([s["process_cpu_pct"] for s in running])},
+        "system_cpu_pct": {"idle": _stats([s.get("system_cpu_pct") for s in idle]),
+                           "running": _stats([s.get("system_cpu_pct") for s in running])},
+        "power_w": {"idle": _stats([s.get("power_w") for s in idle]),
+                    "running": _stats([s.get("power_w") for s in running])},
+        "deadline_misses": loop.counters.deadline_misses, "xruns": loop.counters.xruns,
+        "policy_activations": loop.counters.policy_activations,
+        "frame_ms": {"p50": float(np.percentile(times_ms, 50)) if frames else None,
+                     "p99": float(np.percentile(times_ms, 99)) if frames else None,
+                     "max": float(times_ms.max()) if frames else None},
+        "frame_ms_histogram": {f"{lo:g}-{hi:g}" if hi < 1e9 else f">{lo:g}": int(count)
+                               for lo, hi, count in zip(HISTOGRAM_EDGES_MS[:-1], HISTOGRAM_EDGES_MS[1:], histogram)},
+    }
+    power = summary["power_w"]
+    if power["idle"] and power["running"]:
+        idle_w, run_w = power["idle"]["mean"], power["running"]["mean"]
+        summary["energy_wh_per_hour"] = run_w                        # W sustained for an hour = Wh
+        summary["added_power_w"] = run_w - idle_w
+        summary["battery_life_change_pct"] = 100.0 * (idle_w / run_w - 1.0) if run_w > 0 else None
+    return summary
+
+
+def _write(out_dir, samples, summary, say):
+    keys = sorted({key for sample in samples for key in sample})
+    with open(out_dir / "samples.csv", "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(samples)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "report.md").write_text(_markdown(summary))
+    say(_markdown(summary))
+    try:
+        _plots(out_dir, samples)
+        say(f"plots: {out_dir / 'cpu.png'}, {out_dir / 'power.png'}, {out_dir / 'frame_time.png'}")
+    except ImportError:
+        say("plots skipped: matplotlib is not installed (pip install matplotlib); the report is complete")
+    say(f"wrote {out_dir / 'report.md'}, {out_dir / 'summary.json'}, {out_dir / 'samples.csv'}")
+
+
+def _fmt(stats, unit):
+    return "n/a" if not stats else f"{stats['mean']:.2f} {unit} (p95 {stats['p95']:.2f})"
+
+
+def _markdown(summary):
+    lines = [f"# percepnet-edge profile ({summary['source']} source)", "",
+             f"Idle baseline {summary['idle_s']:.0f} s, then {summary['run_s']:.0f} s running "
+             f"({summary['frames']} frames).", "",
+             "| measure | idle | running |", "|---|---|---|"]
+    for key, unit in (("process_cpu_pct", "%"), ("system_cpu_pct", "%"), ("power_w", "W")):
+        lines.append(f"| {key} | {_fmt(summary[key]['idle'], unit)} | {_fmt(summary[key]['running'], unit)} |")
+    lines.append("")
+    if "added_power_w" in summary:
+        lines.append(f"Energy while running: {summary['energy_wh_per_hour']:.2f} Wh per hour; the denoiser adds "
+                     f"{summary['added_power_w']:.3f} W, which changes battery life by "
+                     f"{summary['battery_life_change_pct']:+.1f}% against idle.")
+    else:
+        lines.append("Power: no power source on this machine (see README: INA2xx hwmon, power_supply, Pi 5 vcgencmd).")
+    frame = summary["frame_ms"]
+    lines += ["", f"Frame time: p50 {frame['p50']:.2f} ms, p99 {frame['p99']:.2f} ms, max {frame['max']:.2f} ms; "
+              f"deadline misses {summary['deadline_misses']}, xruns {summary['xruns']}, "
+              f"policy activations {summary['policy_activations']}.", "",
+              "| frame time (ms) | frames |", "|---|---:|"]
+    lines += [f"| {band} | {count} |" for band, count in summary["frame_ms_histogram"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(out_dir, samples):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    start = samples[0]["t"] if samples else 0.0
+    t = np.array([s["t"] - start for s in samples])
+    running = np.array([s["phase"] == "running" for s in samples])
+    series = {"cpu.png": [("process_cpu_pct", "process CPU %"), ("system_cpu_pct", "system CPU %")],
+              "power.png": [("power_w", "power W")],
+              "frame_time.png": [("frame_ms_p50", "frame p50 ms"), ("frame_ms_p99", "frame p99 ms"),
+                                 ("frame_ms_max", "frame max ms")]}
+    for name, keys in series.items():
+        figure, axis = plt.subplots(figsize=(8, 3.2))
+        for key, label in keys:
+            values = np.array([np.nan if s.get(key) is None else s[key] for s in samples], dtype=float)
+            axis.plot(t, values, label=label)
+        if running.any():
+            axis.axvspan(t[running][0], t[-1], color="tab:green", alpha=0.08, label="pipeline running")
+        if name == "frame_time.png":
+            axis.axhline(10.0, color="tab:red", linestyle="--", linewidth=1, label="10 ms deadline")
+        axis.set_xlabel("time (s)")
+        axis.legend(loc="upper left", fontsize=8)
+        axis.grid(alpha=0.3)
+        figure.tight_layout()
+        figure.savefig(out_dir / name, dpi=100)
+        plt.close(figure)
