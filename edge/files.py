@@ -1,11 +1,9 @@
-"""File-to-file commands: the oracle run (and its built-in demo)."""
+"""File-to-file commands: the oracle run (and its built-in demo), and denoise."""
 
 import os
-import sys
-
-from . import synthetic
 from pathlib import Path
 
+from . import synthetic
 from .audio import read_wav, resample, to_dsp_format, write_wav
 from .dsp import (LATENCY_MS, ORACLE_SETTINGS, SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal,
                   highpass_signal, oracle_enhance)

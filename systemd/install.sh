@@ -36,6 +36,8 @@ if [ "$action" = uninstall ]; then
   exit 0
 fi
 
+[ -f "$repo/models/lite/percepnet_lite.tflite" ] || {
+  echo "install.sh: $repo/models/lite/percepnet_lite.tflite is missing; run from a full checkout" >&2; exit 1; }
 mkdir -p "$opt/models" "$etc" "$(dirname "$unit")"
 cp -r "$repo/models/." "$opt/models/"
 if [ "$pip" = 1 ]; then

