@@ -101,6 +101,9 @@ class AudioLoop:
                 new_config = config_module.load(path)
                 self._pending = Pipeline(new_config, self.clock, self.runner_factory)
                 self._events.put((logging.INFO, f"reloaded {path}"))
+                if new_config.audio != self.config.audio:
+                    self._events.put((logging.WARNING, "the audio section changed: devices and formats "
+                                                       "take effect at the next restart"))
             except Exception as exc:                    # any failure keeps the old config running
                 self.counters.rejected_reloads += 1
                 self._events.put((logging.ERROR, f"reload of {path} rejected, keeping the running config: {exc}"))
