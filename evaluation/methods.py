@@ -117,9 +117,9 @@ def deepfilternet():
 def webrtc_ns():
     """WebRTC noise suppression through ``pywebrtc-audio``, only if it is importable.
 
-    Not exercised here (the package is not installed in the project's
-    environment); written from its documented API: ``AudioProcessor(sample_rate,
-    noise_suppression=True, ...)`` then ``process(near[, far])`` on float32.
+    ``AudioProcessor(sample_rate=48000, noise_suppression=True, ...)`` then
+    ``process(near)`` on float32 (pywebrtc-audio 0.1: processes the whole
+    signal in 10 ms blocks).
     """
     try:
         from pywebrtc_audio import AudioProcessor
