@@ -118,7 +118,7 @@ def webrtc_ns():
     """WebRTC noise suppression through ``pywebrtc-audio``, only if it is importable.
 
     ``AudioProcessor(sample_rate=48000, noise_suppression=True, ...)`` then
-    ``process(near)`` on float32 (pywebrtc-audio 0.1: processes the whole
+    ``process(near)`` on float32 (pywebrtc-audio 0.2: processes the whole
     signal in 10 ms blocks).
     """
     try:
