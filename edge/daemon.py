@@ -17,6 +17,7 @@ import logging
 import logging.handlers
 import os
 import queue
+import resource
 import signal
 import threading
 import time
@@ -236,9 +237,11 @@ class AudioLoop:
         """One line for STATUS= and the end of a bounded run."""
         c, t = self.counters, self.frame_time_percentiles_ms()
         mode = "bypass" if self.pipeline.gains.bypass else "denoising"
-        return (f"{mode}; {c.frames} frames; frame p50 {t['p50']:.2f} ms p99 {t['p99']:.2f} ms max {t['max']:.2f} ms; "
-                f"deadline misses {c.deadline_misses}; policy activations {c.policy_activations}; "
-                f"xruns {c.xruns}; device reopens {c.device_reopens}")
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return (f"{mode}; {c.frames} frames; frame p50 {t['p50']:.2f} ms p99 {t['p99']:.2f} ms "
+                f"p99.9 {t['p999']:.2f} ms max {t['max']:.2f} ms; deadline misses {c.deadline_misses}; "
+                f"policy activations {c.policy_activations}; xruns {c.xruns}; device reopens {c.device_reopens}; "
+                f"peak RSS {rss_mb:.0f} MB")
 
 
 def install_signal_handlers(loop, config_path):
