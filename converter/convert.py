@@ -53,6 +53,7 @@ def _atomic_write(path, data):
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(tmp, 0o644)                   # mkstemp makes 0600; the service user must read models
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
