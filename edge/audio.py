@@ -83,6 +83,9 @@ def write_wav(path, samples, rate):
     try:
         with os.fdopen(handle, "wb") as stream:
             wavfile.write(stream, int(rate), pcm)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
