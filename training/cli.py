@@ -20,7 +20,9 @@ def _parser():
     cache.add_argument("--corpus", default="../shared/data", help="corpus folder (speech/, noise/, rir/)")
     cache.add_argument("--out", required=True, help="cache folder")
     cache.add_argument("--split", choices=("train", "validation", "both"), default="both")
-    cache.add_argument("--shards", type=int, default=150, help="training shards (validation: 1/16, at least 4)")
+    cache.add_argument("--shards", type=int, default=400, help="training shards (default 400: 4.4 h of mixtures)")
+    cache.add_argument("--validation-shards", type=int, default=None,
+                       help="validation shards (default: shards / 16, at least 4)")
     cache.add_argument("--examples-per-shard", type=int, default=10)
     cache.add_argument("--seconds", type=float, default=4.0, help="length of each example")
     cache.add_argument("--seed", type=int, default=7)
@@ -45,7 +47,7 @@ def main(argv=None):
         if args.command == "cache":
             splits = ("train", "validation") if args.split == "both" else (args.split,)
             for split in splits:
-                shards = args.shards if split == "train" else max(4, args.shards // 16)
+                shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 16))
                 build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
                                       args.seed), args.out, args.workers)
         else:
