@@ -46,6 +46,25 @@ def encode(frame, sample_format, out_buffer):
     return out_buffer.astype(dtype).tobytes()
 
 
+def _open_pcm(alsaaudio, kind, device, channels, format_code, periods):
+    """A PCM at 48 kHz with 480-frame periods, with pyalsaaudio >= 0.9's keywords or 0.8's setters.
+
+    Debian bookworm's python3-alsaaudio is 0.8.4, whose PCM() takes only
+    (type, mode, device): the parameters are then set one by one, and the
+    buffer size stays the device's default.
+    """
+    try:
+        return alsaaudio.PCM(kind, alsaaudio.PCM_NORMAL, rate=SAMPLE_RATE_HZ, channels=channels,
+                             format=format_code, periodsize=HOP_SAMPLES, periods=periods, device=device)
+    except TypeError:
+        pcm = alsaaudio.PCM(kind, alsaaudio.PCM_NORMAL, device=device)
+        pcm.setchannels(channels)
+        pcm.setrate(SAMPLE_RATE_HZ)
+        pcm.setformat(format_code)
+        pcm.setperiodsize(HOP_SAMPLES)
+        return pcm
+
+
 class AlsaDuplex:
     """Capture + playback PCMs at 48 kHz, 480-frame periods."""
 
@@ -63,13 +82,10 @@ class AlsaDuplex:
         format_code = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
         self.close()
         try:
-            self.capture = alsaaudio.PCM(alsaaudio.PCM_CAPTURE, alsaaudio.PCM_NORMAL, rate=SAMPLE_RATE_HZ,
-                                         channels=config.capture_channels, format=format_code,
-                                         periodsize=HOP_SAMPLES, periods=config.buffer_periods,
-                                         device=config.capture_device)
-            self.playback = alsaaudio.PCM(alsaaudio.PCM_PLAYBACK, alsaaudio.PCM_NORMAL, rate=SAMPLE_RATE_HZ,
-                                          channels=1, format=format_code, periodsize=HOP_SAMPLES,
-                                          periods=config.buffer_periods, device=config.playback_device)
+            self.capture = _open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, config.capture_device,
+                                     config.capture_channels, format_code, config.buffer_periods)
+            self.playback = _open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, config.playback_device,
+                                      1, format_code, config.buffer_periods)
         except alsaaudio.ALSAAudioError as exc:
             self.close()
             raise DeviceLost(f"cannot open ALSA devices (capture {config.capture_device!r}, playback "

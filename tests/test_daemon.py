@@ -177,3 +177,31 @@ def test_channels_are_picked_or_downmixed():
 def test_full_scale_output_is_clipped_not_wrapped():
     data = encode(np.array([1.5, -1.5] * 240), "S16_LE", np.zeros(HOP_SAMPLES))
     assert np.frombuffer(data, "<i2")[:2].tolist() == [32767, -32768]
+
+
+def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
+    """Debian bookworm ships pyalsaaudio 0.8.4, whose PCM() takes no rate/format keywords."""
+    import types
+    from edge.pcm import _open_pcm
+    calls = []
+
+    class OldPCM:
+        def __init__(self, kind, mode, device="default", cardindex=-1, **keywords):
+            if keywords:
+                raise TypeError("function takes at most 5 arguments (8 given)")
+            calls.append(("open", kind, device))
+
+        def setchannels(self, n):
+            calls.append(("channels", n))
+
+        def setrate(self, rate):
+            calls.append(("rate", rate))
+
+        def setformat(self, code):
+            calls.append(("format", code))
+
+        def setperiodsize(self, size):
+            calls.append(("period", size))
+
+    _open_pcm(types.SimpleNamespace(PCM=OldPCM, PCM_NORMAL=0), 1, "hw:1", 2, 7, 4)
+    assert calls == [("open", 1, "hw:1"), ("channels", 2), ("rate", 48000), ("format", 7), ("period", 480)]

@@ -1,0 +1,37 @@
+"""The device package on an emulated aarch64 Debian bookworm userland (scripts/arm64-check).
+
+Too slow and too network-hungry for every run (a first run downloads about 200 MB of
+Debian packages and wheels, then emulates the model under qemu), so it runs only with
+PERCEPNET_ARM64=1. Optional: PERCEPNET_ARM64_MODEL (default models/lite/percepnet_lite.tflite),
+PERCEPNET_ARM64_WORK (cache, default /work/arm64), PERCEPNET_ARM64_ARGS (extra arguments).
+"""
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "arm64-check"
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("PERCEPNET_ARM64") != "1",
+    reason="the arm64 emulation check is slow (minutes, downloads ~200 MB): set PERCEPNET_ARM64=1 to run it")
+
+
+def test_arm64_check_passes():
+    if platform.machine() != "x86_64":
+        pytest.skip(f"the check emulates aarch64 on an x86_64 host; this host is {platform.machine()}")
+    model = Path(os.environ.get("PERCEPNET_ARM64_MODEL", REPO / "models" / "lite" / "percepnet_lite.tflite"))
+    if not model.exists():
+        pytest.skip(f"no model at {model}: set PERCEPNET_ARM64_MODEL to an int8 .tflite with its .json")
+    # The x86 side runs with the interpreter running the tests (it has the device dependencies).
+    args = [sys.executable, str(SCRIPT), "--model", str(model), "--native-python", sys.executable,
+            *shlex.split(os.environ.get("PERCEPNET_ARM64_ARGS", ""))]
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0 and "arm64-check: PASS" in result.stdout, output[-6000:]
