@@ -21,7 +21,8 @@ from edge.audio import AudioFileError, read_wav, to_dsp_format
 from edge.quality import snr_db
 from edge.synthetic import mix_at_snr, set_level
 
-SNR_BUCKETS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0)
+#: Input SNRs of the synthesised clips; +inf is clean speech (no noise): how much a method harms it.
+SNR_BUCKETS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0, float("inf"))
 SPEECH_LEVEL_DBFS = -26.0
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "data"
@@ -44,9 +45,12 @@ class Clip:
     @property
     def snr_bucket(self):
         """The nearest of :data:`SNR_BUCKETS_DB`, or None when the SNR is unknown."""
-        if self.snr_db is None or not np.isfinite(self.snr_db):
+        if self.snr_db is None or np.isnan(self.snr_db):
             return None
-        return float(min(SNR_BUCKETS_DB, key=lambda bucket: abs(bucket - self.snr_db)))
+        if np.isinf(self.snr_db):
+            return float(self.snr_db)
+        finite = [bucket for bucket in SNR_BUCKETS_DB if np.isfinite(bucket)]
+        return float(min(finite, key=lambda bucket: abs(bucket - self.snr_db)))
 
 
 def noise_conditions(split, corpus_dir):

@@ -88,7 +88,8 @@ def _breakdown_tables(run, metrics):
         if len(groups) < 2:
             continue
         counts = {g: max(by_group.get(g, {}).get("n_clips", 0) for by_group in table.values()) for g in groups}
-        head = ["method"] + [f"{float(g):+.0f}" if key == "snr_bucket" else g for g in groups]
+        head = ["method"] + [("clean" if float(g) == float("inf") else f"{float(g):+.0f}")
+                             if key == "snr_bucket" else g for g in groups]
         head = [head[0]] + [f"{title} (n={counts[g]})" for title, g in zip(head[1:], groups)]
         for metric in metrics:
             rows = [[name] + [_cell(by_group.get(g, {}).get(metric), metric) for g in groups]
