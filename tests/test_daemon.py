@@ -205,3 +205,20 @@ def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
 
     _open_pcm(types.SimpleNamespace(PCM=OldPCM, PCM_NORMAL=0), 1, "hw:1", 2, 7, 4)
     assert calls == [("open", 1, "hw:1"), ("channels", 2), ("rate", 48000), ("format", 7), ("period", 480)]
+
+
+def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
+    from edge.pcm import AlsaDuplex
+
+    class PCM44k:
+        def info(self):
+            return {"rate": 44_100}
+
+        def close(self):
+            pass
+
+    duplex = AlsaDuplex(parse("").audio)
+    duplex.capture, duplex.playback = PCM44k(), PCM44k()
+    with pytest.raises(DeviceLost, match="capture device runs at 44100 Hz, not 48000; use a plughw: device"):
+        duplex._check_negotiated()
+    assert duplex.capture is None                          # closed, nothing half-open left
