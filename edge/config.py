@@ -13,6 +13,8 @@ import yaml
 from .telemetry import TelemetryConfig
 
 SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
+#: Where configs/default.yaml lives: the built-in defaults resolve the model path from here.
+DEFAULTS_FOLDER = Path(__file__).resolve().parents[1] / "configs"
 CHANNEL_MODES = ("downmix", "pick")
 OVERRUN_POLICIES = ("bypass", "hold", "drop-model", "off")
 
@@ -68,8 +70,12 @@ class Config:
     source: str = "<defaults>"
 
     def model_path(self):
+        """The model file: relative paths count from the config file's folder (configs/ for the defaults)."""
         path = Path(self.model.path)
-        return path if path.is_absolute() or self.source == "<defaults>" else Path(self.source).parent / path
+        if path.is_absolute():
+            return path
+        base = DEFAULTS_FOLDER if self.source == "<defaults>" else Path(self.source).parent
+        return (base / path).resolve()
 
     def enhancer_settings(self):
         from .dsp import EnhancerSettings

@@ -17,6 +17,8 @@ def test_shipped_configs_load_and_point_at_a_shipped_model_path(name):
 
 
 def test_empty_config_is_the_documented_defaults():
+    assert Config().model_path() == (CONFIGS.parent / "models" / "lite" / "percepnet_lite.tflite").resolve()
+    assert load(CONFIGS / "default.yaml").model == Config().model
     config = parse("")
     assert config.audio == Config().audio and config.realtime.overrun_policy == "hold"
     assert config.enhancer_settings().max_attenuation_db == 30.0
