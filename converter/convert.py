@@ -1,9 +1,8 @@
 """Keras sequence model -> step model -> fully int8 TFLite flatbuffer + sidecar metadata."""
 
-import os
-import tempfile
 from pathlib import Path
 
+from edge.atomic import atomic_write
 from edge.dsp.bands import band_centres_bins
 from edge.model_meta import METADATA_SCHEMA, ModelMetadata, dsp_signature, file_sha256, sidecar_path
 from training.model import ModelConfig, state_layout, step_model_from
@@ -46,21 +45,6 @@ def load_sequence_model(path):
     return model, config
 
 
-def _atomic_write(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(tmp, 0o644)                   # mkstemp makes 0600; the service user must read models
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def convert_step_model(step_model, quantization, calibration=None):
     """TFLite bytes of the step model: ``int8`` (full integer), ``dynamic-range`` or ``float32``."""
     import tensorflow as tf
@@ -101,10 +85,10 @@ def _metadata(blob_path, config, quantization, weights, training_note):
 
 def write_model(blob, out_path, config, quantization, weights, training_note, verification=None):
     """Write ``out_path`` and its sidecar JSON atomically; returns the metadata."""
-    _atomic_write(out_path, blob)
+    atomic_write(out_path, blob)
     metadata = _metadata(out_path, config, quantization, weights, training_note)
     metadata.verification = verification or {}
-    _atomic_write(sidecar_path(out_path), metadata.to_json().encode())
+    atomic_write(sidecar_path(out_path), metadata.to_json().encode())
     return metadata
 
 
@@ -133,6 +117,6 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
     verification = verify(out_path, cache_dir, float_model=sequence_model, config=config,
                           audio=verify_audio, corpus=corpus, say=say)
     metadata.verification = verification
-    _atomic_write(sidecar_path(out_path), metadata.to_json().encode())
+    atomic_write(sidecar_path(out_path), metadata.to_json().encode())
     say(f"wrote {out_path} ({metadata.model_bytes / 1e6:.2f} MB) and {sidecar_path(out_path).name}")
     return metadata, report

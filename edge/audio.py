@@ -3,14 +3,15 @@
 Only numpy and scipy are used, so this works on the device as well.
 """
 
+import io
 import os
-import tempfile
 from math import gcd
 
 import numpy as np
 from scipy import signal as sps
 from scipy.io import wavfile
 
+from .atomic import atomic_write
 from .dsp.constants import SAMPLE_RATE_HZ
 
 
@@ -79,16 +80,7 @@ def write_wav(path, samples, rate):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise AudioFileError(f"{path}: the folder {directory} does not exist")
-    handle, tmp = tempfile.mkstemp(suffix=".wav.tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            wavfile.write(stream, int(rate), pcm)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    wavfile.write(buffer, int(rate), pcm)
+    atomic_write(path, buffer.getvalue())
     return clipped

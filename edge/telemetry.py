@@ -22,6 +22,8 @@ from typing import Optional
 
 import numpy as np
 
+from .atomic import atomic_write
+
 POWER_SENSOR_NAMES = ("ina219", "ina226", "ina260", "ina3221", "ina2xx")
 
 
@@ -221,10 +223,8 @@ class Telemetry:
             with open(self.config.json_path, "a") as stream:
                 stream.write(json.dumps(record) + "\n")
         if self.config.prometheus_dir:
-            folder = Path(self.config.prometheus_dir)
-            tmp = folder / ".percepnet_edge.prom.tmp"
-            tmp.write_text(prometheus_text(record))
-            os.replace(tmp, folder / "percepnet_edge.prom")
+            # node_exporter reads *.prom only, so the temporary name is never half-read.
+            atomic_write(Path(self.config.prometheus_dir) / "percepnet_edge.prom", prometheus_text(record).encode())
 
     def _serve(self):
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
