@@ -20,11 +20,18 @@ def _averages(rows):
     return {"n_clips": len(rows), **{key: _mean(rows, key) for key in METRICS}}
 
 
+def _is_clean(clip):
+    bucket = clip.get("snr_bucket")
+    return bucket is not None and float(bucket) == float("inf")
+
+
 def summarise(run):
     """Add ``summary`` (per method) and ``by_snr_bucket`` / ``by_family`` (per method, per group) to ``run``."""
     summary, breakdowns = {}, {key: {} for key in BREAKDOWNS}
     for name, info in run["methods"].items():
-        rows = [clip["results"][name] for clip in run["clips"] if name in clip["results"]]
+        # The clean-speech bucket measures harm, not suppression: it has its own column, not a share of the means.
+        rows = [clip["results"][name] for clip in run["clips"]
+                if name in clip["results"] and not _is_clean(clip)]
         if not rows:
             continue
         audio = sum(row["audio_s"] for row in rows)
@@ -130,8 +137,11 @@ def markdown(run, title="Denoiser comparison"):
     shown = [key for key in METRICS if any(row[key] is not None for row in summary.values())]
     seconds = sum(clip["seconds"] for clip in run["clips"])
     against = "reference, " + run["reference"] if run["has_reference"] else "noisy input"
+    clean = sum(1 for clip in run["clips"] if _is_clean(clip))
     intro = (f"{len(run['clips'])} clips, {seconds:.0f} s of audio ({run.get('source', '')}); outputs aligned "
-             f"to the {against} (lag searched within +-100 ms); metrics are means over clips.")
+             f"to the {against} (lag searched within +-100 ms); metrics are means over clips"
+             + (f", the main table over the {len(run['clips']) - clean} noisy ones (the {clean} clean-speech "
+                "clips, no noise added, have their own 'clean' column below)." if clean else "."))
     breakdown_metrics = [key for key in ("pesq_wb", "si_sdr_db") if key in shown] or \
                         [key for key in ("dnsmos_ovrl",) if key in shown]
     lines = [f"## {title}", "", intro, ""] + _main_table(summary, shown)
@@ -183,7 +193,8 @@ def write_figure(run, path, say=print):
     axes.set_ylim(low - margin, high + margin)
     axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     axes.set_xlabel("CPU seconds per audio second (one thread, this host)")
-    axes.set_ylabel(f"{HEADINGS[metric]} (mean over {len(run['clips'])} clips)")
+    noisy_clips = sum(1 for clip in run['clips'] if not _is_clean(clip))
+    axes.set_ylabel(f"{HEADINGS[metric]} (mean over {noisy_clips} noisy clips)")
     axes.set_title("Quality vs cost" + ("" if metric == "pesq_wb" else " (no reference: DNSMOS)"))
     axes.grid(True, alpha=0.3)
     axes.set_xlim(left=-0.005, right=max(p[0] for p in points) * 1.3 + 0.01)
