@@ -84,7 +84,8 @@ class DeadlineGains:
         self.frame_start = now
 
     def __call__(self, features):
-        fallback_gain = self.fallback(features)                # keeps its noise floor current
+        if self.policy == "drop-model":
+            fallback_gain = self.fallback(features)            # keeps its noise floor current
         if self.bypass:
             return self._unity, self._zero
         if self._dsp_only_left > 0:
