@@ -225,11 +225,16 @@ class AudioLoop:
         self._open_with_backoff()
         return False
 
+    def frame_times_ms(self, last=None):
+        """Processing times of the most recent frames (``last`` of them, at most a minute's), oldest first."""
+        frames = self.counters.frames
+        count = min(frames, self.FRAME_TIMES_KEPT, frames if last is None else max(0, last))
+        return self._frame_times[np.arange(frames - count, frames) % self.FRAME_TIMES_KEPT] * 1000.0
+
     def frame_time_percentiles_ms(self):
-        count = min(self.counters.frames, self.FRAME_TIMES_KEPT)
-        if count == 0:
+        times = self.frame_times_ms()
+        if times.size == 0:
             return {"p50": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
-        times = self._frame_times[:count] * 1000.0
         return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
                 "p999": float(np.percentile(times, 99.9)), "max": float(times.max())}
 

@@ -125,8 +125,8 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
 def _summarise(samples, loop, idle_s, run_s, source):
     idle = [s for s in samples if s["phase"] == "idle"]
     running = [s for s in samples if s["phase"] == "running"]
-    frames = min(loop.counters.frames, loop.FRAME_TIMES_KEPT)
-    times_ms = loop._frame_times[:frames] * 1000.0
+    times_ms = loop.frame_times_ms()
+    frames = times_ms.size
     histogram, _ = np.histogram(times_ms, bins=HISTOGRAM_EDGES_MS)
     summary = {
         "source": source, "idle_s": idle_s, "run_s": run_s, "frames": loop.counters.frames,

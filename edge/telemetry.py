@@ -193,10 +193,10 @@ class Telemetry:
         """One telemetry record from the loop's counters and the sources."""
         loop, counters = self.loop, self.loop.counters
         frames = counters.frames
-        new = max(0, min(frames - self._last_frames, loop.FRAME_TIMES_KEPT))
+        times = loop.frame_times_ms(last=frames - self._last_frames)
         self._last_frames = frames
-        indices = (np.arange(frames - new, frames) % loop.FRAME_TIMES_KEPT) if new else []
-        times = loop._frame_times[indices] * 1000.0 if new else np.zeros(1)
+        if times.size == 0:
+            times = np.zeros(1)
         deadline_ms = loop.config.realtime.deadline_ms
         vad_sum, vad_frames = counters.vad_sum - self._vad[0], counters.vad_frames - self._vad[1]
         self._vad = (counters.vad_sum, counters.vad_frames)
