@@ -13,7 +13,8 @@ tf = pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cp
 from training import model as net  # noqa: E402
 from training.cache import CacheSpec, build_cache, example_arrays  # noqa: E402
 from training.corpus import CorpusError, scan  # noqa: E402
-from training.train import TrainingError, _examples, gain_loss, make_dataset, strength_loss  # noqa: E402
+from training.train import (TrainingError, _examples, _shards, gain_loss, make_dataset,  # noqa: E402
+                            strength_loss)
 
 
 @pytest.fixture
@@ -117,3 +118,63 @@ def test_fit_trains_checkpoints_and_writes_a_card(mini_corpus, tmp_path):
     assert best.exists() and card["epochs_run"] == 2 and np.isfinite(card["best_val_loss"])
     assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
     assert json.loads((tmp_path / "run" / "training.json").read_text())["feature_version"] == 1
+
+
+def test_over_suppression_costs_more_than_the_same_error_upwards():
+    target = np.full((1, 3, 34), 0.64, np.float32)          # sqrt 0.8
+    below, above = np.full_like(target, 0.49), np.full_like(target, 0.81)   # sqrt 0.7 and 0.9
+    symmetric = (float(np.max(gain_loss(target, below))), float(np.max(gain_loss(target, above))))
+    np.testing.assert_allclose(*symmetric, rtol=1e-4)
+    weighted_below = float(np.max(gain_loss(target, below, over_suppression_weight=1.0)))
+    weighted_above = float(np.max(gain_loss(target, above, over_suppression_weight=1.0)))
+    np.testing.assert_allclose(weighted_below, 2.0 * symmetric[0], rtol=1e-4)
+    np.testing.assert_allclose(weighted_above, symmetric[1], rtol=1e-4)
+
+
+def test_clean_share_and_snr_range_shape_the_mixtures(mini_corpus):
+    from training.synth import AudioBank, make_example
+    train, _ = scan(mini_corpus)
+    bank = AudioBank(say=lambda *_: None)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        target, noisy = make_example(train, rng, 1.0, bank, clean_probability=1.0)
+        if np.allclose(target, noisy):                      # dry speech: the input is the target
+            break
+    else:
+        pytest.fail("clean_probability=1 never produced a noise-free dry example in 3 draws")
+    target, noisy = make_example(train, np.random.default_rng(6), 1.0, bank, snr_range_db=(40.0, 40.0),
+                                 clean_probability=0.0)
+    residual = noisy - target
+    assert np.sum(residual ** 2) > 0                        # noise (and maybe late reverb) was added
+    with pytest.raises(ValueError, match="must not exceed"):
+        CacheSpec("x", "train", 1, 1, 1.0, 1, snr_db_min=10, snr_db_max=0)
+    with pytest.raises(ValueError, match="clean share"):
+        CacheSpec("x", "train", 1, 1, 1.0, 1, clean_share=1.5)
+
+
+def test_fit_pools_caches_and_fine_tunes_from_saved_weights(mini_corpus, tmp_path):
+    from training.train import count_examples, fit
+    first, second = tmp_path / "a", tmp_path / "b"
+    build_cache(CacheSpec(str(mini_corpus), "train", 1, 2, 1.0, 3, simulated_rooms=1), first,
+                workers=1, say=lambda *_: None)
+    build_cache(CacheSpec(str(mini_corpus), "validation", 1, 2, 1.0, 3, simulated_rooms=1), first,
+                workers=1, say=lambda *_: None)
+    build_cache(CacheSpec(str(mini_corpus), "train", 1, 2, 1.0, 4, simulated_rooms=1, clean_share=1.0),
+                second, workers=1, say=lambda *_: None)
+    assert count_examples([first, second], "train") == 4
+    with pytest.raises(TrainingError, match="no meta.json"):
+        count_examples([first, tmp_path / "missing"], "train")
+    assert len(_shards([first, second], "validation")) == 1   # only the first cache has validation shards
+    best, _ = fit([first, second], tmp_path / "run", size="tiny", epochs=1, batch_size=2, say=lambda *_: None)
+    import keras
+    start = keras.models.load_model(best, compile=False).get_weights()
+    tuned, card = fit([first, second], tmp_path / "tuned", size="tiny", epochs=1, batch_size=2,
+                      learning_rate=1e-9, init_from=best, say=lambda *_: None)
+    after = keras.models.load_model(tuned, compile=False).get_weights()
+    assert max(float(np.max(np.abs(a - b))) for a, b in zip(start, after)) < 1e-5   # started from `best`
+    assert card["init_from"] == str(best) and card["cache"] == [str(first), str(second)]
+    with pytest.raises(TrainingError, match="do not fit"):
+        fit([first], tmp_path / "wrong", size="lite", epochs=1, batch_size=2, init_from=best, say=lambda *_: None)
+    with pytest.raises(TrainingError, match="no such model"):
+        fit([first], tmp_path / "none", size="tiny", epochs=1, batch_size=2, init_from=tmp_path / "x.keras",
+            say=lambda *_: None)

@@ -23,6 +23,7 @@ from edge.dsp import FEATURE_VERSION, oracle_gains
 from edge.dsp.constants import HOP_SAMPLES
 
 from .corpus import scan
+from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
 
 VAD_RANGE_DB = 35.0     # a frame is speech when within this of the example's loudest frame
 
@@ -36,6 +37,16 @@ class CacheSpec:
     seconds: float
     seed: int
     simulated_rooms: int = 24
+    snr_db_min: float = SNR_RANGE_DB[0]
+    snr_db_max: float = SNR_RANGE_DB[1]
+    clean_share: float = CLEAN_PROBABILITY
+
+    def __post_init__(self):
+        if not self.snr_db_min <= self.snr_db_max:
+            raise ValueError(f"SNR range {self.snr_db_min}..{self.snr_db_max} dB: the minimum must not "
+                             f"exceed the maximum")
+        if not 0.0 <= self.clean_share <= 1.0:
+            raise ValueError(f"clean share {self.clean_share} must be in [0, 1]")
 
     def shard_path(self, out_dir, index):
         return Path(out_dir) / f"{self.split}-{index:05d}.npz"
@@ -65,7 +76,8 @@ def _fill_shard(args):
     bank = AudioBank(say=lambda message: None)
     columns = {"features": [], "gain": [], "strength": [], "vad": []}
     for _ in range(spec.examples_per_shard):
-        target, noisy = make_example(split, rng, spec.seconds, bank, rooms)
+        target, noisy = make_example(split, rng, spec.seconds, bank, rooms,
+                                     (spec.snr_db_min, spec.snr_db_max), spec.clean_share)
         for key, value in zip(columns, example_arrays(target, noisy)):
             columns[key].append(value)
     tmp = path.with_suffix(".tmp.npz")

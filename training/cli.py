@@ -9,7 +9,8 @@ import sys
 
 from .cache import CacheSpec, build_cache
 from .corpus import CorpusError
-from .train import TrainingError, fit
+from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
+from .train import OVER_SUPPRESSION_WEIGHT, TrainingError, fit
 
 
 def _parser():
@@ -26,9 +27,14 @@ def _parser():
     cache.add_argument("--examples-per-shard", type=int, default=10)
     cache.add_argument("--seconds", type=float, default=4.0, help="length of each example")
     cache.add_argument("--seed", type=int, default=7)
+    cache.add_argument("--snr-db", type=float, nargs=2, metavar=("MIN", "MAX"), default=SNR_RANGE_DB,
+                       help=f"noise SNR range in dB (default {SNR_RANGE_DB[0]:g} {SNR_RANGE_DB[1]:g})")
+    cache.add_argument("--clean-share", type=float, default=CLEAN_PROBABILITY,
+                       help=f"share of examples with no noise (default {CLEAN_PROBABILITY:g})")
     cache.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     train = commands.add_parser("fit", help="train a model on a cache")
-    train.add_argument("--cache", required=True)
+    train.add_argument("--cache", required=True, action="append",
+                       help="cache folder; repeat to train on several (their shards are pooled)")
     train.add_argument("--out", required=True, help="folder for the model, checkpoints and history")
     train.add_argument("--size", default="lite", choices=("lite", "full", "tiny"))
     train.add_argument("--epochs", type=int, default=20)
@@ -36,6 +42,11 @@ def _parser():
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--steps-per-epoch", type=int, default=None)
     train.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker"))
+    train.add_argument("--init-from", metavar="MODEL.keras",
+                       help="start from these weights (same size), e.g. to fine-tune on a new cache")
+    train.add_argument("--over-suppression-weight", type=float, default=OVER_SUPPRESSION_WEIGHT,
+                       help="extra weight on gain errors that attenuate more than the target "
+                            f"(default {OVER_SUPPRESSION_WEIGHT:g}; 0 is the paper's loss)")
     train.add_argument("--time-budget-min", type=float, default=None,
                        help="stop at the first epoch end past this many minutes")
     return parser
@@ -49,11 +60,13 @@ def main(argv=None):
             for split in splits:
                 shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 16))
                 build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
-                                      args.seed), args.out, args.workers)
+                                      args.seed, snr_db_min=args.snr_db[0], snr_db_max=args.snr_db[1],
+                                      clean_share=args.clean_share), args.out, args.workers)
         else:
             fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
-                args.strategy, args.steps_per_epoch, args.time_budget_min)
-    except (CorpusError, TrainingError, ValueError) as exc:
+                args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
+                over_suppression_weight=args.over_suppression_weight)
+    except (CorpusError, TrainingError, ValueError, OSError) as exc:
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2
     return 0
