@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from edge.dsp.enhancer import EnhancerSettings
+
 from . import inputs, methods, report
 from .harness import evaluate
 
@@ -34,6 +36,14 @@ def _parser():
                         help="synthesised clips at each SNR of -5, 0, 5, 10, 20 dB (default 4)")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of synthesised clips (default 4)")
     parser.add_argument("--seed", type=int, default=2024, help="seed of the synthesised clips (default 2024)")
+    parser.add_argument("--split", choices=("validation", "train"), default="validation",
+                        help="speakers and noises of the synthesised clips: validation (held out, for "
+                             "reporting; the default) or train (for tuning settings, never the validation)")
+    defaults = EnhancerSettings()
+    parser.add_argument("--max-attenuation-db", type=float, default=defaults.max_attenuation_db,
+                        help=f"our models' deepest band suppression (default {defaults.max_attenuation_db:g})")
+    parser.add_argument("--postfilter-beta", type=float, default=defaults.postfilter_beta,
+                        help=f"our models' envelope post-filter strength (default {defaults.postfilter_beta:g})")
     parser.add_argument("--model", action="extend", nargs="+", default=[], metavar="PATH",
                         help=f".tflite model(s) with sidecar .json, int8 or float (default: "
                              f"{DEFAULT_MODEL.relative_to(inputs.REPO)} when it exists)")
@@ -66,7 +76,9 @@ def main(argv=None):
         say(f"using the default model {DEFAULT_MODEL}")
         model_paths = [DEFAULT_MODEL]
     try:
-        chosen, skipped = methods.build(wanted, model_paths)
+        settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
+                                    postfilter_beta=args.postfilter_beta)
+        chosen, skipped = methods.build(wanted, model_paths, settings)
     except ValueError as exc:
         say(f"evaluation: {exc}")
         return 2
@@ -82,8 +94,9 @@ def main(argv=None):
             if args.clips_per_snr < 1 or args.seconds <= 0:
                 say("evaluation: --clips-per-snr must be >= 1 and --seconds > 0")
                 return 2
-            clips = inputs.synthesise(args.corpus, args.clips_per_snr, args.seconds, args.seed, say)
-            source = (f"validation split of {args.corpus}, clips per SNR: {args.clips_per_snr}, "
+            clips = inputs.synthesise(args.corpus, args.clips_per_snr, args.seconds, args.seed, say,
+                                      args.split)
+            source = (f"{args.split} split of {args.corpus}, clips per SNR: {args.clips_per_snr}, "
                       f"{args.seconds:g} s each, seed {args.seed}")
     except inputs.InputError as exc:
         say(f"evaluation: {exc}")

@@ -87,19 +87,27 @@ def make_clip(split, rng, seconds, bank, snr, condition, corpus_dir):
     return target, noisy
 
 
-def synthesise(corpus_dir, clips_per_snr=4, seconds=4.0, seed=2024, say=print):
-    """``clips_per_snr`` clips at each SNR of :data:`SNR_BUCKETS_DB`, from the validation split only."""
+def synthesise(corpus_dir, clips_per_snr=4, seconds=4.0, seed=2024, say=print, split="validation"):
+    """``clips_per_snr`` clips at each SNR of :data:`SNR_BUCKETS_DB`.
+
+    ``split="validation"`` (held-out speakers and noises) is for reporting;
+    ``split="train"`` gives tuning clips from the training speakers and noises,
+    the only ones inference settings may be chosen on.
+    """
     from training.corpus import CorpusError, scan
     from training.synth import AudioBank
     corpus_dir = Path(corpus_dir)
     try:
-        _, validation = scan(corpus_dir)
+        train, validation = scan(corpus_dir)
     except (CorpusError, OSError) as exc:
         raise InputError(f"no usable corpus at {corpus_dir.resolve()} ({exc}). Pass --corpus DIR, a "
                          f"folder with speech/ and noise/ inside (the team data is at ../shared/data "
                          f"beside the checkout), or use --pairs DIR / --noisy-only DIR.") from None
+    if split not in ("validation", "train"):
+        raise InputError(f"unknown split {split!r}: use validation (reporting) or train (tuning)")
+    validation = validation if split == "validation" else train     # the split the clips come from
     if not validation.speech or not validation.noise:
-        raise InputError(f"{corpus_dir}: the validation split is empty ({validation.describe()})")
+        raise InputError(f"{corpus_dir}: the {split} split is empty ({validation.describe()})")
     conditions = noise_conditions(validation, corpus_dir)
     bank = AudioBank(say=say)
     clips = []
@@ -109,7 +117,7 @@ def synthesise(corpus_dir, clips_per_snr=4, seconds=4.0, seed=2024, say=print):
             rng = np.random.default_rng([seed, s_index, k])           # stable per clip
             clean, noisy = make_clip(validation, rng, seconds, bank, snr, condition, corpus_dir)
             clips.append(Clip(f"snr{snr:+.0f}_{k:02d}_{label.replace('/', '-')}", noisy, clean, snr, label))
-    say(f"synthesised {len(clips)} clips of {seconds:g} s from the validation split of {corpus_dir} "
+    say(f"synthesised {len(clips)} clips of {seconds:g} s from the {split} split of {corpus_dir} "
         f"({validation.describe()}); noise conditions: {', '.join(label for label, _ in conditions)}")
     return clips
 

@@ -73,6 +73,8 @@ def our_model(path, settings=EnhancerSettings()):
     except ModelMetadataError as exc:
         raise Unavailable(str(exc)) from None
     name = f"ours: {path.stem} ({runner.metadata.quantization})"
+    if settings != EnhancerSettings():
+        name += f" [{settings.max_attenuation_db:g} dB floor, post-filter {settings.postfilter_beta:g}]"
     return Method(name, "model", lambda noisy, clean: enhance_signal(noisy, runner, settings),
                   LATENCY_MS, highpassed=settings.highpass, reset=runner.reset, note=runner.describe())
 

@@ -136,3 +136,23 @@ def test_synthesised_clips_hit_their_snr(shared_data):
         else:
             assert snr_db(clip.clean, clip.noisy) == pytest.approx(clip.snr_db, abs=0.01)
         assert clip.family.startswith(("recorded/", "synthetic/"))
+
+
+@pytest.mark.data
+def test_tuning_clips_come_from_training_speakers_only(shared_data, monkeypatch):
+    from evaluation import inputs
+    from training.corpus import scan
+    train, validation = scan(shared_data)
+    picked = []
+    real_make_clip = inputs.make_clip
+
+    def spy(split, *args):
+        picked.append(split)
+        return real_make_clip(split, *args)
+
+    monkeypatch.setattr(inputs, "make_clip", spy)
+    inputs.synthesise(shared_data, clips_per_snr=1, seconds=0.5, say=lambda *_: None, split="train")
+    assert picked and all(set(split.speech) == set(train.speech) for split in picked)
+    assert not set(picked[0].speech) & set(validation.speech)
+    with pytest.raises(inputs.InputError, match="unknown split"):
+        inputs.synthesise(shared_data, clips_per_snr=1, seconds=0.5, say=lambda *_: None, split="test")
