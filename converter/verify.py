@@ -57,20 +57,28 @@ def gain_error(model_path, cache_dir, sequence_model):
 
 
 def verification_audio(count=3, seconds=4.0, corpus=None):
-    """(clean, noisy, description) pairs: the corpus's validation split if given, else generated."""
+    """(clean, noisy, description) pairs: the corpus's validation split if given, else generated.
+
+    ``count`` noisy mixtures, then one clean clip (noisy = clean): a model that
+    survives quantisation on noise but not on clean speech must not pass.
+    """
     rng = np.random.default_rng(2024)
     if corpus is not None:
         from training.corpus import scan
         from training.synth import AudioBank, make_example
         _, validation = scan(corpus)
         bank = AudioBank()
-        return [(*make_example(validation, rng, seconds, bank), f"{corpus} validation split")
-                for _ in range(count)]
+        pairs = [(*make_example(validation, rng, seconds, bank, clean_probability=0.0),
+                  f"{corpus} validation split") for _ in range(count)]
+        clean, _ = make_example(validation, rng, seconds, bank, clean_probability=1.0, rooms=())
+        return pairs + [(clean, clean, f"{corpus} validation split")]
     from edge.synthetic import mix_at_snr, noise, speech_like
     kinds = ["pink", "babble-like", "hum", "white"]
-    return [(clean := speech_like(seconds, seed=500 + i),
-             mix_at_snr(clean, noise(kinds[i % len(kinds)], seconds, seed=600 + i), [0.0, 5.0, 10.0][i % 3]),
-             "generated speech and noise") for i in range(count)]
+    pairs = [(clean := speech_like(seconds, seed=500 + i),
+              mix_at_snr(clean, noise(kinds[i % len(kinds)], seconds, seed=600 + i), [0.0, 5.0, 10.0][i % 3]),
+              "generated speech and noise") for i in range(count)]
+    clean = speech_like(seconds, seed=500 + count)
+    return pairs + [(clean, clean, "generated speech and noise")]
 
 
 def pesq_wb(reference, degraded):
@@ -92,7 +100,9 @@ def pesq_drop(model_path, sequence_model, corpus=None, settings=EnhancerSettings
     scores = np.array(scores)
     return {"audio": source, "clips": len(scores), "pesq_float": float(scores[:, 0].mean()),
             "pesq_int8": float(scores[:, 1].mean()), "pesq_noisy": float(scores[:, 2].mean()),
-            "pesq_drop": float(scores[:, 0].mean() - scores[:, 1].mean())}
+            "pesq_drop": float(scores[:, 0].mean() - scores[:, 1].mean()),
+            "clean_clip": {"pesq_input": float(scores[-1, 2]), "pesq_float": float(scores[-1, 0]),
+                           "pesq_int8": float(scores[-1, 1])}}
 
 
 def verify(model_path, cache_dir, float_model, config=None, audio=True, corpus=None, say=print):
@@ -109,7 +119,9 @@ def verify(model_path, cache_dir, float_model, config=None, audio=True, corpus=N
         report["pesq"] = pesq_drop(model_path, float_model, corpus)
         p = report["pesq"]
         say(f"PESQ-WB on {p['clips']} clips ({p['audio']}): noisy {p['pesq_noisy']:.3f}, float {p['pesq_float']:.3f}, "
-            f"int8 {p['pesq_int8']:.3f}, drop {p['pesq_drop']:+.3f} (limit {MAX_PESQ_DROP})")
+            f"int8 {p['pesq_int8']:.3f}, drop {p['pesq_drop']:+.3f} (limit {MAX_PESQ_DROP}); the clean clip: "
+            f"input {p['clean_clip']['pesq_input']:.3f}, float {p['clean_clip']['pesq_float']:.3f}, "
+            f"int8 {p['clean_clip']['pesq_int8']:.3f}")
     failures = []
     if not flat["all_int8"]:
         failures.append(f"float tensors remain: {flat['float_tensors'][:5]}")
