@@ -17,6 +17,9 @@ from .audio import AudioFileError
 from .model_meta import ModelMetadataError
 from .pcm import DeviceLost
 from .dsp import LATENCY_MS
+from .dsp.enhancer import EnhancerSettings
+
+_DSP = EnhancerSettings()        # the documented defaults of the DSP chain
 
 DEFAULT_DEMO_DIR = "out/demo"
 
@@ -39,8 +42,8 @@ def _parser():
     oracle.add_argument("--demo", nargs="?", const=DEFAULT_DEMO_DIR, metavar="DIR",
                         help=f"generate a clean + noise sample and run on it, writing WAVs to DIR "
                              f"(default {DEFAULT_DEMO_DIR})")
-    oracle.add_argument("--max-attenuation-db", type=float, default=30.0,
-                        help="deepest suppression of any band in dB (default 30)")
+    oracle.add_argument("--max-attenuation-db", type=float, default=_DSP.max_attenuation_db,
+                        help=f"deepest suppression of any band in dB (default {_DSP.max_attenuation_db:g})")
 
     denoise = commands.add_parser("denoise", help="enhance a WAV file with a trained model",
                                   description="Enhance IN with a trained model; OUT is aligned with IN "
@@ -49,10 +52,10 @@ def _parser():
     denoise.add_argument("output", metavar="OUT")
     denoise.add_argument("--model", help="int8 .tflite model with its .json metadata beside it "
                                          "(default: models/lite/percepnet_lite.tflite)")
-    denoise.add_argument("--max-attenuation-db", type=float, default=30.0,
-                         help="deepest suppression of any band in dB (default 30)")
-    denoise.add_argument("--postfilter-beta", type=float, default=0.02,
-                         help="envelope post-filter strength, 0 = off (default 0.02)")
+    denoise.add_argument("--max-attenuation-db", type=float, default=_DSP.max_attenuation_db,
+                         help=f"deepest suppression of any band in dB (default {_DSP.max_attenuation_db:g})")
+    denoise.add_argument("--postfilter-beta", type=float, default=_DSP.postfilter_beta,
+                         help=f"envelope post-filter strength, 0 = off (default {_DSP.postfilter_beta:g})")
     denoise.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
 
     bench = commands.add_parser("bench", help="per-frame cost of the DSP chain, beside RNNoise")

@@ -10,7 +10,10 @@ from typing import Optional, Tuple
 
 import yaml
 
+from .dsp.enhancer import EnhancerSettings
 from .telemetry import TelemetryConfig
+
+_DSP_DEFAULTS = EnhancerSettings()
 
 SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 #: Where configs/default.yaml lives: the built-in defaults resolve the model path from here.
@@ -43,9 +46,9 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DspConfig:
-    max_attenuation_db: float = 30.0
-    postfilter_beta: float = 0.02
-    gain_release_per_frame: Optional[float] = 0.6
+    max_attenuation_db: float = _DSP_DEFAULTS.max_attenuation_db
+    postfilter_beta: float = _DSP_DEFAULTS.postfilter_beta
+    gain_release_per_frame: Optional[float] = _DSP_DEFAULTS.gain_release_per_frame
     highpass: bool = True
     lookahead_frames: int = 2
 

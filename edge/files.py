@@ -43,7 +43,8 @@ def report_oracle(clean, noisy, enhanced, say=print):
     return snr_gain, sisdr_gain
 
 
-def run_oracle(clean_path, noisy_path, out_path, max_attenuation_db=30.0, say=print):
+def run_oracle(clean_path, noisy_path, out_path, max_attenuation_db=ORACLE_SETTINGS.max_attenuation_db,
+               say=print):
     """``percepnet-edge oracle CLEAN NOISY OUT``: the full chain with oracle gains and strengths."""
     clean, _ = load_mono_48k(clean_path, say)
     noisy, noisy_rate = load_mono_48k(noisy_path, say)

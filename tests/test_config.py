@@ -21,7 +21,9 @@ def test_empty_config_is_the_documented_defaults():
     assert load(CONFIGS / "default.yaml").model == Config().model
     config = parse("")
     assert config.audio == Config().audio and config.realtime.overrun_policy == "hold"
-    assert config.enhancer_settings().max_attenuation_db == 30.0
+    from edge.dsp import EnhancerSettings
+    assert config.enhancer_settings() == EnhancerSettings()           # one set of defaults
+    assert load(CONFIGS / "default.yaml").dsp == Config().dsp         # and default.yaml states them
 
 
 @pytest.mark.parametrize("text, message", [

@@ -30,8 +30,8 @@ from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
 from .features import assemble, band_coherence
-from .gains import (GAIN_RELEASE_PER_FRAME, POSTFILTER_BETA, GainApplier, attenuation_floor,
-                    envelope_postfilter)
+from .gains import (GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB, POSTFILTER_BETA, GainApplier,
+                    attenuation_floor, envelope_postfilter)
 from .pitch import HISTORY_NEEDED, PitchTracker
 from .stft import analyse, synthesise, vorbis_window
 
@@ -63,7 +63,7 @@ class EnhancerSettings:
         highpass: apply RNNoise's DC/rumble high-pass to the input.
     """
 
-    max_attenuation_db: float = 30.0
+    max_attenuation_db: float = MAX_ATTENUATION_DB
     postfilter_beta: float = POSTFILTER_BETA
     gain_release_per_frame: Optional[float] = GAIN_RELEASE_PER_FRAME
     highpass: bool = True

@@ -14,6 +14,8 @@ from .bands import band_energy, bins_from_bands
 
 #: Regulariser of the strength formula's over-suppression correction.
 N0 = 0.03
+#: Default deepest suppression of a band, in dB (the gain floor; see EnhancerSettings).
+MAX_ATTENUATION_DB = 30.0
 #: Envelope post-filter strength (PercepNet's beta).
 POSTFILTER_BETA = 0.02
 #: RNNoise-style release limit: a gain falls by at most this factor per frame (RT60 ~135 ms).
