@@ -15,7 +15,9 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("convert", help="Keras model -> int8 TFLite + metadata, then verify")
     run.add_argument("model", help="trained .keras file (percepnet-train fit)")
-    run.add_argument("--cache", required=True, help="feature cache: calibration (train) and checks (validation)")
+    run.add_argument("--cache", required=True, action="append",
+                     help="feature cache: calibration (train shards) and checks (validation shards); "
+                          "repeat to pool several")
     run.add_argument("--out", required=True, help="output .tflite path; the metadata goes beside it as .json")
     run.add_argument("--corpus", default=None, help="corpus for the PESQ check's validation audio "
                                                     "(default: generated speech and noise)")
@@ -24,7 +26,7 @@ def _parser():
     check = commands.add_parser("verify", help="re-run the verification of a converted model")
     check.add_argument("tflite")
     check.add_argument("--float-model", required=True, help="the .keras model it was converted from")
-    check.add_argument("--cache", required=True)
+    check.add_argument("--cache", required=True, action="append")
     check.add_argument("--corpus", default=None)
     return parser
 

@@ -10,24 +10,36 @@ class CalibrationError(Exception):
     """The calibration or verification data cannot be used; the message says why."""
 
 
-def load_feature_sequences(cache_dir, split, max_examples):
-    """Feature sequences (n, frames, 70) float32 from a cache's shards."""
+def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None):
+    """Feature sequences (n, frames, 70) float32 from the shards of one cache or several.
+
+    With ``spread_seed`` the examples are one random example from each of
+    ``max_examples`` random shards, so that calibration sees every cache and
+    every condition mix (clean, high- and low-SNR), not the first shard's.
+    """
     from training.train import TrainingError, _shards
     try:
-        paths = _shards(cache_dir, split)
+        paths = _shards(cache_dirs, split)
     except TrainingError as exc:
         raise CalibrationError(str(exc)) from None
+    rng = None if spread_seed is None else np.random.default_rng(spread_seed)
+    if rng is not None:
+        paths = [paths[i] for i in rng.permutation(len(paths))]
     sequences = []
     for path in paths:
         with np.load(path) as shard:
             features = shard["features"].astype(np.float32)
         if features.ndim != 3 or features.shape[-1] != N_FEATURES:
             raise CalibrationError(f"{path}: features of shape {features.shape}, expected (n, frames, {N_FEATURES})")
+        if rng is not None and len(features):
+            features = features[rng.integers(len(features))][None]
         sequences.extend(features)
         if len(sequences) >= max_examples:
             break
     if not sequences:
-        raise CalibrationError(f"{cache_dir}: the {split} shards hold no examples")
+        raise CalibrationError(f"{cache_dirs}: the {split} shards hold no examples")
+    if rng is not None and len(sequences) < max_examples:             # fewer shards than wanted
+        sequences = list(load_feature_sequences(cache_dirs, split, max_examples))
     return np.stack(sequences[:max_examples])
 
 

@@ -9,8 +9,8 @@ from training.model import ModelConfig, state_layout, step_model_from
 
 from .calibration import load_feature_sequences, representative_dataset, step_inputs
 
-CALIBRATION_EXAMPLES = 16
-CALIBRATION_FRAMES = 600
+CALIBRATION_EXAMPLES = 64
+CALIBRATION_FRAMES = 2000
 DEFAULT_TRAINING_NOTE = ("trained on ../shared/data: RAVDESS speech (CC BY-NC-SA 4.0, non-commercial), "
                          "klettres/ktuberling words, CC0/CC-BY noises, OpenAIR room responses")
 REQUIRED_LAYERS = ("fc_in", "conv1", "conv2", "gru1", "gain_gru", "strength_gru", "gain", "strength")
@@ -97,11 +97,12 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
     """The whole conversion: int8 model + metadata, verification, and the comparison variants."""
     from .verify import verify
     sequence_model, config = load_sequence_model(model_path)
-    features = load_feature_sequences(cache_dir, "train", CALIBRATION_EXAMPLES)
+    features = load_feature_sequences(cache_dir, "train", CALIBRATION_EXAMPLES, spread_seed=0)
     inputs = step_inputs(sequence_model, config, features)
     step = step_model_from(sequence_model, config)
     say(f"calibrating on {min(CALIBRATION_FRAMES, len(inputs['features']))} frames of real features "
-        f"from {cache_dir} (train split)")
+        f"from {', '.join(map(str, cache_dir)) if isinstance(cache_dir, (list, tuple)) else cache_dir} "
+        f"(train split)")
     blob = convert_step_model(step, "int8", representative_dataset(inputs, CALIBRATION_FRAMES))
     out_path = Path(out_path)
     metadata = write_model(blob, out_path, config, "int8", sequence_model.count_params(), training_note)

@@ -161,7 +161,8 @@ def test_whole_path_benchmark_reports_the_daemon_figures(converted, capsys):
     assert 0 < report["frame_ms_p50"] <= report["frame_ms_p99"] <= report["frame_ms_p999"] <= report["frame_ms_max"]
 
 
-def test_digital_silence_skips_the_network_without_disturbing_its_state(converted):
+def test_long_digital_silence_skips_the_network_once_its_state_has_settled(converted):
+    from edge.engine import SILENCE_SETTLE_FRAMES
     runner, reference = ModelRunner(converted["out"]), ModelRunner(converted["out"])
     features = np.random.default_rng(4).standard_normal((40, 70)) * 0.3
     silence = np.zeros(70)
@@ -169,10 +170,15 @@ def test_digital_silence_skips_the_network_without_disturbing_its_state(converte
     for frame in features[:20]:
         runner(frame)
         reference(frame)
-    before = runner(features[20])[0].copy()
-    reference(features[20])
-    for _ in range(500):
+    for _ in range(SILENCE_SETTLE_FRAMES):                  # short pauses run the network, as in training
         runner(silence)
+        reference(silence)
+    assert runner.silent_frames == 0
+    settled = runner.gain.copy()
+    for _ in range(500):                                    # then hours of silence cost nothing
+        held = runner(silence)[0]
     assert runner.silent_frames == 500
+    np.testing.assert_array_equal(held, settled)
     np.testing.assert_array_equal(runner(features[21])[0], reference(features[21])[0])
-    assert before.shape == (34,)
+    runner(silence)
+    assert runner.silent_frames == 500                      # speech restarted the count
