@@ -184,7 +184,7 @@ def make_example(split, rng, seconds, bank, rooms=(), snr_range_db=SNR_RANGE_DB,
         noise = noise / max(np.std(noise), 1e-9) + 0.5 * synthetic_noise("coloured", n_samples, rng)
     snr_db = rng.uniform(*snr_range_db)
     noise_gain = np.sqrt(np.sum(target ** 2) / max(np.sum(noise ** 2), 1e-20) / 10 ** (snr_db / 10))
-    if rng.random() < clean_probability:
+    if clean_probability > 0 and rng.random() < clean_probability:    # 0 keeps older caches' streams
         noise_gain = 0.0
     noisy = reverberant + noise_gain * noise
     peak = np.abs(noisy).max()
