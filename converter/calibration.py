@@ -13,9 +13,10 @@ class CalibrationError(Exception):
 def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None):
     """Feature sequences (n, frames, 70) float32 from the shards of one cache or several.
 
-    With ``spread_seed`` the examples are one random example from each of
-    ``max_examples`` random shards, so that calibration sees every cache and
-    every condition mix (clean, high- and low-SNR), not the first shard's.
+    With ``spread_seed`` the shards are visited in a random order and, when
+    there are at least ``max_examples`` of them, one random example is taken
+    from each, so that calibration sees every cache and every condition mix
+    (clean, high- and low-SNR), not the first shard's.
     """
     from training.train import TrainingError, _shards
     try:
@@ -25,21 +26,20 @@ def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None):
     rng = None if spread_seed is None else np.random.default_rng(spread_seed)
     if rng is not None:
         paths = [paths[i] for i in rng.permutation(len(paths))]
+    one_per_shard = rng is not None and len(paths) >= max_examples
     sequences = []
     for path in paths:
         with np.load(path) as shard:
             features = shard["features"].astype(np.float32)
         if features.ndim != 3 or features.shape[-1] != N_FEATURES:
             raise CalibrationError(f"{path}: features of shape {features.shape}, expected (n, frames, {N_FEATURES})")
-        if rng is not None and len(features):
+        if one_per_shard and len(features):
             features = features[rng.integers(len(features))][None]
         sequences.extend(features)
         if len(sequences) >= max_examples:
             break
     if not sequences:
         raise CalibrationError(f"{cache_dirs}: the {split} shards hold no examples")
-    if rng is not None and len(sequences) < max_examples:             # fewer shards than wanted
-        sequences = list(load_feature_sequences(cache_dirs, split, max_examples))
     return np.stack(sequences[:max_examples])
 
 

@@ -16,8 +16,7 @@ import sys
 from .audio import AudioFileError
 from .model_meta import ModelMetadataError
 from .pcm import DeviceLost
-from .dsp import LATENCY_MS
-from .dsp.enhancer import EnhancerSettings
+from .dsp import LATENCY_MS, EnhancerSettings
 
 _DSP = EnhancerSettings()        # the documented defaults of the DSP chain
 

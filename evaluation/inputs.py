@@ -105,20 +105,20 @@ def synthesise(corpus_dir, clips_per_snr=4, seconds=4.0, seed=2024, say=print, s
                          f"beside the checkout), or use --pairs DIR / --noisy-only DIR.") from None
     if split not in ("validation", "train"):
         raise InputError(f"unknown split {split!r}: use validation (reporting) or train (tuning)")
-    validation = validation if split == "validation" else train     # the split the clips come from
-    if not validation.speech or not validation.noise:
-        raise InputError(f"{corpus_dir}: the {split} split is empty ({validation.describe()})")
-    conditions = noise_conditions(validation, corpus_dir)
+    source = validation if split == "validation" else train
+    if not source.speech or not source.noise:
+        raise InputError(f"{corpus_dir}: the {split} split is empty ({source.describe()})")
+    conditions = noise_conditions(source, corpus_dir)
     bank = AudioBank(say=say)
     clips = []
     for s_index, snr in enumerate(SNR_BUCKETS_DB):
         for k in range(clips_per_snr):
             label, condition = conditions[(s_index * clips_per_snr + k) % len(conditions)]
             rng = np.random.default_rng([seed, s_index, k])           # stable per clip
-            clean, noisy = make_clip(validation, rng, seconds, bank, snr, condition, corpus_dir)
+            clean, noisy = make_clip(source, rng, seconds, bank, snr, condition, corpus_dir)
             clips.append(Clip(f"snr{snr:+.0f}_{k:02d}_{label.replace('/', '-')}", noisy, clean, snr, label))
     say(f"synthesised {len(clips)} clips of {seconds:g} s from the {split} split of {corpus_dir} "
-        f"({validation.describe()}); noise conditions: {', '.join(label for label, _ in conditions)}")
+        f"({source.describe()}); noise conditions: {', '.join(label for label, _ in conditions)}")
     return clips
 
 
