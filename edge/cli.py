@@ -13,17 +13,15 @@ Subcommands:
 import argparse
 import sys
 
-from .audio import AudioFileError
-from .model_meta import ModelMetadataError
-from .pcm import DeviceLost
-from .dsp import LATENCY_MS, EnhancerSettings
-
-_DSP = EnhancerSettings()        # the documented defaults of the DSP chain
+# Nothing heavy is imported at module level: `run` installs its signal handlers
+# before numpy, scipy and the model load (see edge.control).
 
 DEFAULT_DEMO_DIR = "out/demo"
 
 
 def _parser():
+    from .dsp import LATENCY_MS, EnhancerSettings
+    _DSP = EnhancerSettings()        # the documented defaults of the DSP chain
     parser = argparse.ArgumentParser(
         prog="percepnet-edge",
         description="Real-time PercepNet speech noise suppression (48 kHz, 10 ms frames, "
@@ -89,6 +87,22 @@ def _parser():
 
 def main(argv=None):
     """Entry point of the ``percepnet-edge`` command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    control = None
+    if argv[:1] == ["run"]:                 # first of all: a signal during start-up must not kill the daemon
+        from .control import SignalControl
+        control = SignalControl().install()
+    try:
+        return _dispatch(argv, control)
+    finally:
+        if control is not None:
+            control.restore()
+
+
+def _dispatch(argv, control):
+    from .audio import AudioFileError
+    from .model_meta import ModelMetadataError
+    from .pcm import DeviceLost
     args = _parser().parse_args(argv)
     try:
         if args.command == "oracle":
@@ -111,8 +125,8 @@ def main(argv=None):
         elif args.command == "run":
             from . import service
             if args.demo is not None:
-                return service.run_demo(args.config, args.demo)
-            return service.run(args.config, args.frames, args.duration)
+                return service.run_demo(args.config, args.demo, control=control)
+            return service.run(args.config, args.frames, args.duration, control=control)
         elif args.command == "check":
             from . import service
             return service.check(args.config)

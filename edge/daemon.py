@@ -6,10 +6,15 @@ arrival, runs the enhancer (whose network call goes through
 Nothing on this path logs or allocates beyond numpy's small temporaries;
 events go to a queue that a logging thread drains, and to counters.
 
-Control (installed by :func:`install_signal_handlers`): SIGTERM/SIGINT stop
-after the current frame; SIGHUP reloads the config in a helper thread and swaps
-it in at a frame boundary (a bad config is rejected, the old one kept);
-SIGUSR1 toggles bypass.
+Control (:class:`~edge.control.SignalControl`, installed before start-up):
+SIGTERM/SIGINT stop after the current frame, or at once while waiting for a
+device; SIGHUP reloads the config in a helper thread and swaps it in at a frame
+boundary (a bad config is rejected, the old one kept); SIGUSR1 toggles bypass.
+
+A missing device is a state of a running service, not a failed start: while
+it waits, the loop keeps systemd informed (READY=1 once, WATCHDOG=1 at the
+watchdog's pace, STATUS= with the device and the next retry), and every wait
+ends as soon as a stop is requested.
 """
 
 import gc
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import config as config_module
+from .control import StopLatch
 from .dsp import Enhancer
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from .pcm import DeviceLost
@@ -42,6 +48,7 @@ class Counters:
     policy_activations: int = 0
     xruns: int = 0
     device_reopens: int = 0
+    device_open_failures: int = 0    # failed opens while waiting for a device (start-up or after a loss)
     reloads: int = 0
     rejected_reloads: int = 0
     nonfinite_frames: int = 0
@@ -71,20 +78,27 @@ class AudioLoop:
     """The daemon's audio loop (see module doc). ``io`` has ``open()``, ``read()``, ``write()``, ``close()``."""
 
     FRAME_TIMES_KEPT = 6000          # one minute of frame times for percentiles
+    RETRY_FIRST_S = 0.1              # first wait after a failed open; doubles up to device_retry_max_s
+    WAIT_LOG_EVERY_S = 60.0          # a long wait is logged at most this often (STATUS= says it every retry)
 
     def __init__(self, config, io, runner_factory=default_runner_factory, clock=time.monotonic,
-                 sleep=time.sleep, notifier=None):
+                 sleep=None, notifier=None, stop=None):
+        """``sleep`` replaces the interruptible wait (tests with a fake clock); ``stop`` is a shared StopLatch."""
         self.config, self.io, self.clock, self.sleep = config, io, clock, sleep
         self.runner_factory = runner_factory
         self.pipeline = Pipeline(config, clock, runner_factory)
         self.notifier = notifier or Notifier()
         self.counters = Counters()
+        self.waiting_for_device = False
         self._frame_times = np.zeros(self.FRAME_TIMES_KEPT)
-        self._stop = threading.Event()
+        self._stop = stop or StopLatch()
+        self._ready_sent = False
+        self._reload_path = None             # set by request_reload (a signal handler); the loop starts the work
         self._pending = None                 # a reloaded Pipeline waiting to be swapped in
         self._events = queue.SimpleQueue()   # (level, message) for the logging thread
         self._output = np.zeros(HOP_SAMPLES)
         self._activations_before_reload = 0
+        self._last_wait_log = None
 
     # Control, callable from signal handlers or other threads.
     def stop(self):
@@ -96,7 +110,16 @@ class AudioLoop:
         self._events.put((logging.INFO, f"bypass {'on' if gains.bypass else 'off'} (SIGUSR1)"))
 
     def request_reload(self, path):
-        """Load ``path`` in a helper thread; swap at the next frame boundary if it is valid."""
+        """Ask for ``path`` to be reloaded. Safe in a signal handler: the loop starts the work."""
+        self._reload_path = path if path is not None else ""
+
+    def _start_reload(self):
+        """Load the requested config in a helper thread; it is swapped in at the next frame boundary."""
+        path, self._reload_path = self._reload_path, None
+        if not path:
+            self._events.put((logging.WARNING, "reload ignored: running on the built-in defaults (no --config)"))
+            return None
+
         def work():
             try:
                 new_config = config_module.load(path)
@@ -127,51 +150,112 @@ class AudioLoop:
             self.drain_events()
 
     def _open_with_backoff(self):
-        delay = 0.1
+        """Open the devices, retrying with doubling waits; False if a stop came first.
+
+        While waiting the service is up and in a known state, so READY=1 is
+        sent (once), WATCHDOG=1 keeps coming from this loop and STATUS= says
+        what is awaited: systemd neither times the start out nor kills a
+        daemon that waits for a USB microphone.
+        """
+        delay_s = self.RETRY_FIRST_S
         while not self._stop.is_set():
             try:
                 self.io.open()
+                self.waiting_for_device = False
+                if self._last_wait_log is not None:
+                    self._events.put((logging.INFO, "audio devices open; processing"))
+                    self._last_wait_log = None
                 return True
             except DeviceLost as exc:
-                self._events.put((logging.WARNING, f"{exc}; retrying in {delay:.1f} s"))
-                self.drain_events()
-                self.sleep(delay)
-                delay = min(delay * 2, self.config.realtime.device_retry_max_s)
+                self.waiting_for_device = True
+                self.counters.device_open_failures += 1
+                message = f"waiting for the audio device: {exc}; retry in {delay_s:.1f} s"
+                self.notifier.status(message)
+                self._log_wait(message)
+                self._announce_ready()
+                self._wait_alive(delay_s)
+                delay_s = min(delay_s * 2, self.config.realtime.device_retry_max_s)
         return False
+
+    def _log_wait(self, message):
+        """Log a retry when the wait is young, then at most once a minute (STATUS= has every retry)."""
+        now = self.clock()
+        if self._last_wait_log is None or self.counters.device_open_failures <= 6 or \
+                now - self._last_wait_log >= self.WAIT_LOG_EVERY_S:
+            self._events.put((logging.WARNING, message))
+            self._last_wait_log = now
+
+    def _announce_ready(self):
+        if not self._ready_sent:
+            self._ready_sent = True
+            self.notifier.ready()
+
+    def _wait_alive(self, seconds):
+        """Wait ``seconds`` (less if stopped), pinging the watchdog at least once per watchdog interval.
+
+        Reloads requested meanwhile are started and swapped in here, so the
+        next attempt uses the newest config. Returns True if stopped.
+        """
+        step_s = self.notifier.watchdog_interval_s or seconds
+        remaining_s = seconds
+        while remaining_s > 0:
+            self.notifier.watchdog()
+            if self._reload_path is not None:
+                self._start_reload()
+            if self._pending is not None:
+                self._swap_pipeline()
+            if self._wait(min(step_s, remaining_s)):
+                return True
+            remaining_s -= step_s
+        return self._stop.is_set()
+
+    def _wait(self, seconds):
+        """Sleep, ending early on a stop request (True), unless a test injected ``sleep``."""
+        if self.sleep is None:
+            return self._stop.wait(seconds)
+        self.sleep(seconds)
+        return self._stop.is_set()
 
     def run(self, max_frames=None, duration_s=None):
         """Process until stopped, or for ``max_frames`` / ``duration_s`` of audio. Returns the counters."""
         if duration_s is not None:
             max_frames = int(round(duration_s * SAMPLE_RATE_HZ / HOP_SAMPLES))
-        if not self._open_with_backoff():
-            return self.counters
-        gc.collect()
-        gc.freeze()                       # start-up objects never scanned again
-        gc.disable()                      # no collector pauses on the audio path
         pump = threading.Thread(target=self._log_pump, name="log-pump", daemon=True)
         pump.start()
-        watchdog_every = self._frames_between(self.notifier.watchdog_interval_s or 1.0)
-        status_every = self._frames_between(5.0)
         try:
-            while not self._stop.is_set() and (max_frames is None or self.counters.frames < max_frames):
-                if self._pending is not None:
-                    self._swap_pipeline()
-                if not self._one_frame():
-                    continue
-                frames = self.counters.frames
-                if frames == 1:
-                    self.notifier.ready()
-                if frames % watchdog_every == 0:
-                    self.notifier.watchdog()
-                if frames % status_every == 0:
-                    self.notifier.status(self.summary())
+            if not self._open_with_backoff():
+                return self.counters
+            gc.collect()
+            gc.freeze()                       # start-up objects never scanned again
+            gc.disable()                      # no collector pauses on the audio path
+            self._process(max_frames)
         finally:
             self._stop.set()
-            self.notifier.stopping()
+            if self._ready_sent:
+                self.notifier.stopping()
             self.io.close()
             gc.enable()
+            pump.join()
             self.drain_events()
         return self.counters
+
+    def _process(self, max_frames):
+        watchdog_every = self._frames_between(self.notifier.watchdog_interval_s or 1.0)
+        status_every = self._frames_between(5.0)
+        while not self._stop.is_set() and (max_frames is None or self.counters.frames < max_frames):
+            if self._reload_path is not None:
+                self._start_reload()
+            if self._pending is not None:
+                self._swap_pipeline()
+            if not self._one_frame():
+                continue
+            frames = self.counters.frames
+            if frames == 1:
+                self._announce_ready()
+            if frames % watchdog_every == 0:
+                self.notifier.watchdog()
+            if frames % status_every == 0:
+                self.notifier.status(self.summary())
 
     def _frames_between(self, seconds):
         return max(1, int(seconds * SAMPLE_RATE_HZ / HOP_SAMPLES))
@@ -247,14 +331,6 @@ class AudioLoop:
                 f"p99.9 {t['p999']:.2f} ms max {t['max']:.2f} ms; deadline misses {c.deadline_misses}; "
                 f"policy activations {c.policy_activations}; xruns {c.xruns}; device reopens {c.device_reopens}; "
                 f"peak RSS {rss_mb:.0f} MB")
-
-
-def install_signal_handlers(loop, config_path):
-    """SIGTERM/SIGINT stop, SIGHUP reloads ``config_path``, SIGUSR1 toggles bypass."""
-    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
-    signal.signal(signal.SIGINT, lambda *_: loop.stop())
-    signal.signal(signal.SIGHUP, lambda *_: loop.request_reload(config_path))
-    signal.signal(signal.SIGUSR1, lambda *_: loop.toggle_bypass())
 
 
 def apply_realtime(realtime, say):

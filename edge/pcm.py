@@ -5,9 +5,17 @@ or downmixed) and writes one float period back, converting to and from
 S16_LE, S32_LE or FLOAT_LE. It recovers from xruns (an -EPIPE read or write
 is counted and the stream re-prepared) and raises :class:`DeviceLost` when a
 device disappears, which the daemon answers by reopening with backoff.
+
+:class:`DeviceLocks` keeps two daemons off one device: an exclusive lock file
+per PCM name, held for the daemon's life.
 """
 
 import errno
+import fcntl
+import hashlib
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -76,20 +84,20 @@ class AlsaDuplex:
         self.capture = self.playback = None
 
     def open(self):
-        """Open both PCMs; raises DeviceLost with the device name and ALSA's reason."""
+        """Open both PCMs; raises DeviceLost naming the device that failed and ALSA's reason."""
         import alsaaudio
         config = self.config
         format_code = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
         self.close()
-        try:
-            self.capture = _open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, config.capture_device,
-                                     config.capture_channels, format_code, config.buffer_periods)
-            self.playback = _open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, config.playback_device,
-                                      1, format_code, config.buffer_periods)
-        except alsaaudio.ALSAAudioError as exc:
-            self.close()
-            raise DeviceLost(f"cannot open ALSA devices (capture {config.capture_device!r}, playback "
-                             f"{config.playback_device!r}): {exc}") from None
+        for kind, device, channels in (("capture", config.capture_device, config.capture_channels),
+                                       ("playback", config.playback_device, 1)):
+            try:
+                pcm = _open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
+                                format_code, config.buffer_periods)
+            except alsaaudio.ALSAAudioError as exc:
+                self.close()
+                raise DeviceLost(f"cannot open {kind} device {device!r}: {exc}") from None
+            setattr(self, kind, pcm)
         self._check_negotiated()
 
     def _check_negotiated(self):
@@ -138,3 +146,83 @@ class AlsaDuplex:
                 except Exception:                          # closing a vanished device may fail; nothing to do
                     pass
         self.capture = self.playback = None
+
+
+#: Where device locks live when systemd gives no $RUNTIME_DIRECTORY: the unit's RuntimeDirectory,
+#: so that a daemon started by hand and the service see the same locks.
+LOCK_FOLDER = "/run/percepnet-edge"
+
+
+def lock_folder():
+    return Path(os.environ.get("RUNTIME_DIRECTORY") or LOCK_FOLDER)
+
+
+def lock_file_name(device):
+    """A file name for a PCM name: readable, and unique through a hash (``hw:1,0`` and ``hw_1_0`` differ)."""
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", device)[:64]
+    return f"device-{readable}-{hashlib.sha1(device.encode()).hexdigest()[:8]}.lock"
+
+
+class DeviceLocks:
+    """An exclusive ``flock`` per ALSA PCM name (capture and playback), held until :meth:`release`.
+
+    The kernel drops the locks when the process ends, even by SIGKILL, so a
+    crash never leaves a device locked. Each lock file holds its owner's pid
+    for the refusal message. The lock is per PCM *name*: two names for one
+    card (``hw:1`` and ``plughw:1``) are not detected here, but ALSA refuses a
+    second open of a ``hw`` device anyway.
+    """
+
+    def __init__(self, audio_config, folder=None, say=print):
+        self.devices = {audio_config.capture_device: "capture", audio_config.playback_device: "playback"}
+        self.folder = Path(folder) if folder is not None else lock_folder()
+        self.say = say
+        self._fds = []
+
+    def acquire(self):
+        """Take every lock or none; raises DeviceLost naming the device and the pid that holds it."""
+        try:
+            self.folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        except OSError as exc:
+            self.say(f"warning: device locks are off: cannot create {self.folder} ({exc.strerror}); a second "
+                     "daemon on the same devices would not be refused (run as root or as the service)")
+            return self
+        for device, kind in self.devices.items():
+            try:
+                self._take(device, kind)
+            except BaseException:
+                self.release()
+                raise
+        return self
+
+    def _take(self, device, kind):
+        path = self.folder / lock_file_name(device)
+        try:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except PermissionError:              # the service's file, seen by another user: read-only suffices
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            self.say(f"warning: {kind} device {device!r} is not locked: cannot open {path} ({exc.strerror}); "
+                     "a second daemon on it would not be refused")
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DeviceLost(f"{kind} device {device!r} is already used by another percepnet-edge (pid {holder}, "
+                             f"lock {path}); stop that one first (e.g. systemctl stop percepnet-edge) or choose "
+                             "another device") from None
+        self._fds.append(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fchmod(fd, 0o644)                 # readable by others under UMask=0077, for their message
+        except OSError:                          # opened read-only: the lock holds, the pid note is skipped
+            pass
+
+    def release(self):
+        for fd in self._fds:
+            os.close(fd)                         # closing drops the flock; the file stays (removing it would race)
+        self._fds = []

@@ -1,5 +1,6 @@
 """The ``run``, ``check`` and ``run --demo`` commands around :class:`~edge.daemon.AudioLoop`."""
 
+import contextlib
 import grp
 import logging
 import os
@@ -12,9 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from . import config as config_module
-from .daemon import AudioLoop, apply_realtime, default_runner_factory, install_signal_handlers
+from .control import SignalControl
+from .daemon import AudioLoop, apply_realtime, default_runner_factory
 from .dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
-from .pcm import AlsaDuplex, DeviceLost
+from .pcm import AlsaDuplex, DeviceLocks, DeviceLost
+from .sdnotify import Notifier
 
 SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
 DEMO_SECONDS = 10.0
@@ -25,15 +28,40 @@ def _logging():
                         format="%(asctime)s percepnet-edge %(levelname)s %(message)s")
 
 
-def run(config_path, frames=None, duration_s=None, say=print):
-    """``percepnet-edge run --config FILE``: the daemon. Returns the exit status."""
+def run(config_path, frames=None, duration_s=None, say=print, control=None, io_factory=AlsaDuplex):
+    """``percepnet-edge run --config FILE``: the daemon. Returns the exit status.
+
+    ``control`` carries the signal handlers the command line installed before
+    the heavy imports; without one (in-process callers) they are installed
+    here and removed on return. ``io_factory`` builds the audio I/O from the
+    audio config (the soak benchmark wraps it to inject faults).
+    """
     _logging()
-    started = time.monotonic()
-    config = config_module.load(config_path) if config_path else config_module.Config()
+    own_control = control is None
+    control = control or SignalControl().install()
+    notifier = Notifier()
+    notifier.status("starting: loading the config and the model")
+    try:
+        started = time.monotonic()
+        config = config_module.load(config_path) if config_path else config_module.Config()
+        locks = DeviceLocks(config.audio, say=say).acquire()
+        try:
+            return _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory)
+        finally:
+            locks.release()
+    finally:
+        if own_control:
+            control.restore()
+
+
+def _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory):
     apply_realtime(config.realtime, say)
-    loop = AudioLoop(config, AlsaDuplex(config.audio))
+    loop = AudioLoop(config, io_factory(config.audio), notifier=notifier, stop=control.stop)
     say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
-    install_signal_handlers(loop, config_path)
+    if control.stop.is_set():
+        logging.getLogger("percepnet-edge").info("stopped during start-up (signal); exiting")
+        return 0
+    control.attach(loop, config_path)
     telemetry = None
     t = config.telemetry
     if t.json_path or t.prometheus_dir or t.http_port is not None:
@@ -70,15 +98,7 @@ def check(config_path, say=print):
             item("xnnpack", False, "XNNPACK requested but not active: install ai-edge-litert")
     except Exception as exc:                              # every model failure is reported, not raised
         item("model", False, str(exc))
-    duplex = AlsaDuplex(config.audio)
-    try:
-        duplex.open()
-        item("devices", True, f"capture {config.audio.capture_device!r} and playback "
-                              f"{config.audio.playback_device!r} open at 48 kHz, {config.audio.sample_format}")
-    except (DeviceLost, ImportError) as exc:
-        item("devices", False, str(exc))
-    finally:
-        duplex.close()
+    _check_devices(config.audio, item, say)
     priority = config.realtime.sched_fifo_priority
     if priority:
         try:
@@ -93,6 +113,26 @@ def check(config_path, say=print):
          else "not in the 'audio' group: add the service user to it")
     say("check " + ("passed" if not problems else f"FAILED: {', '.join(problems)}"))
     return 0 if not problems else 1
+
+
+def _check_devices(audio, item, say):
+    """Open and close both devices, under their locks; devices a running daemon holds are reported, not opened."""
+    locks = DeviceLocks(audio, say=say)
+    try:
+        locks.acquire()
+    except DeviceLost as exc:
+        item("devices", True, f"not opened: {exc}")
+        return
+    duplex = AlsaDuplex(audio)
+    try:
+        duplex.open()
+        item("devices", True, f"capture {audio.capture_device!r} and playback "
+                              f"{audio.playback_device!r} open at 48 kHz, {audio.sample_format}")
+    except (DeviceLost, ImportError) as exc:
+        item("devices", False, str(exc))
+    finally:
+        duplex.close()
+        locks.release()
 
 
 def _in_group(name):
@@ -122,11 +162,12 @@ pcm.pe_playback {{
     return path
 
 
-def run_demo(config_path, out_dir, say=print):
+def run_demo(config_path, out_dir, say=print, control=None):
     """The built-in default: the daemon through ALSA's ``file`` plugin on generated audio.
 
     No sound card is needed: capture reads a generated noisy recording, playback
     writes a raw file, which is then aligned and saved as WAV beside the input.
+    The raw files and the asoundrc live in a temporary folder removed at the end.
     """
     from . import synthetic
     from .audio import write_wav
@@ -137,25 +178,40 @@ def run_demo(config_path, out_dir, say=print):
     clean = synthetic.speech_like(DEMO_SECONDS, seed=1)
     noisy = synthetic.mix_at_snr(clean, synthetic.noise("babble-like", DEMO_SECONDS, seed=2), 5.0)
     n_frames = -(-(noisy.size + LATENCY_SAMPLES) // HOP_SAMPLES)
-    capture = np.zeros(n_frames * HOP_SAMPLES, np.float32)
-    capture[:noisy.size] = noisy
-    work = Path(tempfile.mkdtemp(prefix="percepnet-demo-"))
-    capture.tofile(work / "capture.raw")
-    asoundrc = file_plugin_asoundrc(work, work / "capture.raw", work / "playback.raw")
-    os.environ["ALSA_CONFIG_PATH"] = f"{SYSTEM_ALSA_CONF}:{asoundrc}"
-    audio = replace(config.audio, capture_device="pe_capture", playback_device="pe_playback",
-                    sample_format="FLOAT_LE", capture_channels=1, channel_index=0)
-    config = replace(config, audio=audio)
-    say(f"demo: {DEMO_SECONDS:.0f} s of generated speech in babble at 5 dB SNR through ALSA's file plugin "
-        f"(capture {work / 'capture.raw'}, playback {work / 'playback.raw'})")
-    started = time.monotonic()
-    loop = AudioLoop(config, AlsaDuplex(config.audio))
-    say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
-    loop.run(max_frames=n_frames)
-    played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
+    with tempfile.TemporaryDirectory(prefix="percepnet-demo-") as folder:
+        work = Path(folder)
+        capture = np.zeros(n_frames * HOP_SAMPLES, np.float32)
+        capture[:noisy.size] = noisy
+        capture.tofile(work / "capture.raw")
+        asoundrc = file_plugin_asoundrc(work, work / "capture.raw", work / "playback.raw")
+        audio = replace(config.audio, capture_device="pe_capture", playback_device="pe_playback",
+                        sample_format="FLOAT_LE", capture_channels=1, channel_index=0)
+        config = replace(config, audio=audio)
+        say(f"demo: {DEMO_SECONDS:.0f} s of generated speech in babble at 5 dB SNR through ALSA's file plugin "
+            f"(raw capture and playback files in {work}, removed at the end)")
+        with _alsa_config_path(f"{SYSTEM_ALSA_CONF}:{asoundrc}"):
+            started = time.monotonic()
+            loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
+            say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
+            loop.run(max_frames=n_frames)
+        played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
     enhanced = played[LATENCY_SAMPLES:LATENCY_SAMPLES + noisy.size]
     for name, samples in (("noisy", noisy), ("enhanced", enhanced)):
         write_wav(out_dir / f"{name}.wav", samples, SAMPLE_RATE_HZ)
         say(f"wrote {out_dir / (name + '.wav')}")
     say(loop.summary())
     return 0
+
+
+@contextlib.contextmanager
+def _alsa_config_path(value):
+    """ALSA_CONFIG_PATH set for the block (ALSA reads it at each open), then put back as it was."""
+    before = os.environ.get("ALSA_CONFIG_PATH")
+    os.environ["ALSA_CONFIG_PATH"] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ALSA_CONFIG_PATH", None)
+        else:
+            os.environ["ALSA_CONFIG_PATH"] = before

@@ -18,6 +18,9 @@ class FakeClock:
     def __call__(self):
         return self.now
 
+    def advance(self, seconds):
+        self.now += seconds
+
 
 class FakeNetwork:
     """A network whose cost (in fake seconds) can be set per call."""
@@ -222,3 +225,120 @@ def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
     with pytest.raises(DeviceLost, match="capture device runs at 44100 Hz, not 48000; use a plughw: device"):
         duplex._check_negotiated()
     assert duplex.capture is None                          # closed, nothing half-open left
+
+
+class RecordingNotifier:
+    """sd_notify messages with the (fake) time each was sent; WatchdogSec=5 pings every 2.5 s."""
+
+    def __init__(self, clock, watchdog_interval_s=2.5):
+        self.clock, self.watchdog_interval_s, self.sent = clock, watchdog_interval_s, []
+
+    def send(self, message):
+        self.sent.append((self.clock(), message))
+        return True
+
+    def ready(self):
+        return self.send("READY=1")
+
+    def watchdog(self):
+        return self.send("WATCHDOG=1")
+
+    def status(self, text):
+        return self.send(f"STATUS={text}")
+
+    def stopping(self):
+        return self.send("STOPPING=1")
+
+    def messages(self):
+        return [message for _, message in self.sent]
+
+    def longest_watchdog_gap_s(self):
+        times = [0.0] + [when for when, message in self.sent if message == "WATCHDOG=1"] + [self.sent[-1][0]]
+        return float(np.max(np.diff(times)))
+
+
+def test_the_watchdog_keeps_being_fed_while_a_device_is_missing():
+    """Item 1: a missing device at start-up and a long outage in mid-run both keep systemd informed.
+
+    The fake clock advances by each wait, so the gaps between WATCHDOG=1 pings are what
+    systemd would see: never longer than half of WatchdogSec=5.
+    """
+    clock = FakeClock()
+    io = FakeIO(speech_like(1.0, seed=3), lost_at={150}, fail_opens=7)      # 7 failed opens at start-up
+    network = FakeNetwork(clock)
+    notifier = RecordingNotifier(clock)
+    loop = AudioLoop(parse("realtime: {device_retry_max_s: 60}"), io, runner_factory=lambda c: network,
+                     clock=clock, sleep=clock.advance, notifier=notifier)
+    opens_before = io.open
+
+    def open_with_outage():                              # after the loss, 9 more failures: 0.1 .. 25.6 s waits
+        if io.opens >= 8 and io.position > 150 and io.opens < 17:
+            io.opens += 1
+            raise DeviceLost("cannot open capture device 'hw:1,0': No such device")
+        opens_before()
+    io.open = open_with_outage
+    counters = loop.run(max_frames=400)
+    messages = notifier.messages()
+    assert counters.frames == 400 and counters.device_reopens == 1
+    first_frame = messages.index("READY=1")
+    assert "STATUS=" in messages[first_frame - 1] and "waiting for the audio device" in messages[first_frame - 1]
+    assert io.opens == 18 and clock.now > 60.0              # 16 failed opens, over a minute of (fake) waiting
+    assert notifier.longest_watchdog_gap_s() <= 2.5 + 1e-9
+    assert messages.count("READY=1") == 1                   # ready once: waiting is a state of a running service
+    waiting = [m for m in messages if m.startswith("STATUS=waiting")]
+    assert any("capture device 'hw:1,0'" in m and "retry in 25.6 s" in m for m in waiting)
+
+
+def test_a_stop_signal_interrupts_a_long_device_wait():
+    """Item 2: SIGTERM during a 300 s backoff wait ends it at once (a guard signal fails the test after 30 s)."""
+    import os
+    import signal
+    import threading
+    from edge.control import SignalControl
+    io = FakeIO(speech_like(1.0, seed=3), fail_opens=10 ** 9)
+    clock = FakeClock()
+    network = FakeNetwork(clock)
+    control = SignalControl()
+    loop = AudioLoop(parse("realtime: {device_retry_max_s: 600}"), io, runner_factory=lambda c: network,
+                     clock=clock, stop=control.stop)       # the real, interruptible wait
+    loop.RETRY_FIRST_S = 300.0
+    returned = threading.Event()
+
+    def hung(*_):
+        raise TimeoutError("SIGTERM did not interrupt the device wait")
+
+    def send_signals():
+        while io.opens < 1:
+            returned.wait(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+        if not returned.wait(30):
+            os.kill(os.getpid(), signal.SIGUSR2)
+    previous_guard = signal.signal(signal.SIGUSR2, hung)
+    control.install()
+    sender = threading.Thread(target=send_signals)
+    try:
+        sender.start()
+        counters = loop.run()
+        returned.set()
+    finally:
+        returned.set()
+        sender.join()
+        control.restore()
+        signal.signal(signal.SIGUSR2, previous_guard)
+    assert counters.frames == 0 and io.opens == 1          # stopped inside the first wait, no second attempt
+
+
+def test_device_locks_refuse_a_second_holder_and_free_on_release(tmp_path):
+    """Item 10: one lock per PCM name; the refusal names the device and the holder's pid."""
+    import os
+    from edge.pcm import DeviceLocks
+    audio = parse("audio: {capture_device: 'hw:1,0', playback_device: dmix}").audio
+    first = DeviceLocks(audio, tmp_path).acquire()
+    with pytest.raises(DeviceLost, match=rf"capture device 'hw:1,0' is already used by another percepnet-edge "
+                                         rf"\(pid {os.getpid()}, lock {tmp_path}"):
+        DeviceLocks(audio, tmp_path).acquire()
+    other_capture = parse("audio: {capture_device: 'hw:2,0', playback_device: dmix}").audio
+    with pytest.raises(DeviceLost, match="playback device 'dmix' is already used"):
+        DeviceLocks(other_capture, tmp_path).acquire()
+    first.release()
+    DeviceLocks(audio, tmp_path).acquire().release()        # free again once released
