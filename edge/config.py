@@ -1,9 +1,12 @@
 """Daemon configuration: YAML validated into typed settings at load time.
 
-Every error names the key, the bad value and what is allowed; unknown keys are
-errors. Relative paths (the model) are resolved against the config file's folder.
+Every error names the key, the bad value and what is allowed (and, from
+:func:`load`, the file); unknown keys are errors. A model path given in the
+file is resolved against the file's folder; without one, the shipped model is
+used wherever the file lives.
 """
 
+import ipaddress
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional, Tuple
@@ -19,6 +22,10 @@ SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 #: Where configs/default.yaml lives: the built-in defaults resolve the model path from here.
 DEFAULTS_FOLDER = Path(__file__).resolve().parents[1] / "configs"
 CHANNEL_MODES = ("downmix", "pick")
+#: A config is a few hundred bytes; anything this big is the wrong file (or /dev/zero).
+MAX_CONFIG_BYTES = 1 << 20
+#: CPU numbers a cpu_set_t can hold.
+MAX_CPUS = 1024
 OVERRUN_POLICIES = ("bypass", "hold", "drop-model", "off")
 
 
@@ -42,6 +49,10 @@ class ModelConfig:
     path: str = "../models/lite/percepnet_lite.tflite"
     threads: int = 1
     xnnpack: bool = True
+
+
+#: The shipped model, used when a config names none (whatever folder the config is in).
+DEFAULT_MODEL_PATH = (DEFAULTS_FOLDER / ModelConfig.path).resolve()
 
 
 @dataclass(frozen=True)
@@ -133,7 +144,7 @@ def _validate(config):
     _check(0 <= dsp.max_attenuation_db <= 100, "dsp.max_attenuation_db", dsp.max_attenuation_db, "0..100 dB")
     _check(0 <= dsp.postfilter_beta <= 1, "dsp.postfilter_beta", dsp.postfilter_beta, "0..1 (0 = off)")
     release = dsp.gain_release_per_frame
-    _check(release is None or (isinstance(release, (int, float)) and 0 <= release < 1),
+    _check(release is None or (_is_number(release) and 0 <= release < 1),
            "dsp.gain_release_per_frame", release, "a number in [0, 1) or null (off)")
     _check(dsp.lookahead_frames == 2, "dsp.lookahead_frames", dsp.lookahead_frames,
            "2 (the shipped models are trained with 20 ms look-ahead)")
@@ -143,11 +154,12 @@ def _validate(config):
     _check(1 <= realtime.drop_model_frames <= 100_000, "realtime.drop_model_frames",
            realtime.drop_model_frames, "1..100000")
     priority = realtime.sched_fifo_priority
-    _check(priority is None or (isinstance(priority, int) and 1 <= priority <= 99),
+    _check(priority is None or (_is_integer(priority) and 1 <= priority <= 99),
            "realtime.sched_fifo_priority", priority, "null (off) or 1..99")
     cpus = realtime.cpu_affinity
-    _check(cpus is None or (isinstance(cpus, (list, tuple)) and cpus and all(isinstance(c, int) and c >= 0 for c in cpus)),
-           "realtime.cpu_affinity", cpus, "null (any CPU) or a list of CPU numbers, e.g. [3]")
+    _check(cpus is None or (isinstance(cpus, (list, tuple)) and cpus
+                            and all(_is_integer(c) and 0 <= c < MAX_CPUS for c in cpus)),
+           "realtime.cpu_affinity", cpus, f"null (any CPU) or a list of CPU numbers 0..{MAX_CPUS - 1}, e.g. [3]")
     _check(0.1 <= realtime.device_retry_max_s <= 600, "realtime.device_retry_max_s",
            realtime.device_retry_max_s, "0.1..600 s")
     telemetry = config.telemetry
@@ -160,8 +172,28 @@ def _validate(config):
         _check(Path(telemetry.prometheus_dir).is_dir(), "telemetry.prometheus_dir", telemetry.prometheus_dir,
                "an existing folder (node_exporter's --collector.textfile.directory)")
     port = telemetry.http_port
-    _check(port is None or (isinstance(port, int) and 1 <= port <= 65535), "telemetry.http_port", port,
+    _check(port is None or (_is_integer(port) and 1 <= port <= 65535), "telemetry.http_port", port,
            "null (off) or a TCP port 1..65535")
+    _check(_is_ip_address(telemetry.http_host), "telemetry.http_host", telemetry.http_host,
+           "an IP address such as 127.0.0.1 (loopback) or localhost; host names are not resolved")
+
+
+def _is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)      # YAML's true is not port 1
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_ip_address(host):
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 def parse(text, source="<string>"):
@@ -180,6 +212,8 @@ def parse(text, source="<string>"):
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {', '.join(sections)}")
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
+    if "path" not in (raw.get("model") or {}):            # not "../models" from wherever the file lives
+        parts["model"] = replace(parts["model"], path=str(DEFAULT_MODEL_PATH))
     _validate(Config(**parts, source=source))
     if parts["realtime"].cpu_affinity is not None:         # hashable and immutable once valid
         parts["realtime"] = replace(parts["realtime"], cpu_affinity=tuple(parts["realtime"].cpu_affinity))
@@ -187,10 +221,25 @@ def parse(text, source="<string>"):
 
 
 def load(path):
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config file; every error names the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)      # /dev/zero or a disk image is never read whole
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
-    return parse(text, str(path))
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than 1 MiB; a config is a few hundred bytes of YAML, so this is "
+                          "probably the wrong file (see configs/default.yaml)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte 0x{data[exc.start]:02x} at offset {exc.start} is not "
+                          "UTF-8); a config is YAML text, see configs/default.yaml") from None
+    try:
+        return parse(text, str(path))
+    except ConfigError as exc:
+        message = str(exc)
+        if message.startswith(f"{path}:"):
+            raise
+        raise ConfigError(f"{path}: {message}") from None

@@ -97,8 +97,19 @@ def check(config_path, say=print):
         if not runner.xnnpack_active and config.model.xnnpack:
             item("xnnpack", False, "XNNPACK requested but not active: install ai-edge-litert")
     except Exception as exc:                              # every model failure is reported, not raised
-        item("model", False, str(exc))
+        item("model", False, _error_text(exc))
     _check_devices(config.audio, item, say)
+    _check_telemetry(config.telemetry, item, say)
+    cpus = config.realtime.cpu_affinity
+    if cpus:
+        try:
+            before = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, set(cpus))
+            os.sched_setaffinity(0, before)
+            item("realtime", True, f"CPU affinity {list(cpus)} can be applied")
+        except OSError:
+            item("realtime", False, f"realtime.cpu_affinity {list(cpus)}: not all of these CPUs exist here "
+                                    f"(this machine has CPUs {_cpu_list(os.sched_getaffinity(0))})")
     priority = config.realtime.sched_fifo_priority
     if priority:
         try:
@@ -113,6 +124,28 @@ def check(config_path, say=print):
          else "not in the 'audio' group: add the service user to it")
     say("check " + ("passed" if not problems else f"FAILED: {', '.join(problems)}"))
     return 0 if not problems else 1
+
+
+def _error_text(exc):
+    """An exception as a sentence: our own errors carry one; anything else gets its type ('features' alone says nothing)."""
+    from .model_meta import ModelMetadataError
+    if isinstance(exc, (ModelMetadataError, config_module.ConfigError, DeviceLost)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _cpu_list(cpus):
+    return ", ".join(str(c) for c in sorted(cpus))
+
+
+def _check_telemetry(telemetry_config, item, say):
+    """Every configured sink must be writable (or listenable) now, not discovered broken after start."""
+    from .telemetry import check_sinks
+    for level, text in check_sinks(telemetry_config):
+        if level == "warn":
+            say(f"[warn] telemetry: {text}")
+        else:
+            item("telemetry", level == "ok", text)
 
 
 def _check_devices(audio, item, say):

@@ -7,16 +7,29 @@ loop's counters (plain numbers the loop writes; the thread only reads) and the
 sources, then writes a JSON line and/or the Prometheus text format (a
 node_exporter textfile, renamed atomically, or an HTTP endpoint bound to
 localhost). A slow sink delays only this thread, never the audio.
+
+Sinks survive their errors: a failed write is counted
+(``telemetry_sink_errors_total``), logged once per kind of error, and retried
+next interval; nothing that goes wrong in an interval ends the thread. The
+HTTP endpoint serves a body rendered once per interval, from one thread, one
+request at a time (see :class:`MetricsServer`).
 """
 
+import collections
+import errno
+import ipaddress
 import json
+import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Optional
 
@@ -25,6 +38,12 @@ import numpy as np
 from .atomic import atomic_write
 
 POWER_SENSOR_NAMES = ("ina219", "ina226", "ina260", "ina3221", "ina2xx")
+#: node_exporter's textfile folder on Debian / Raspberry Pi OS; the shipped unit may write there.
+NODE_EXPORTER_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
+PROMETHEUS_FILE = "percepnet_edge.prom"
+PROMETHEUS_FILE_MODE = 0o644     # node_exporter runs as another user; the unit's UMask=0077 would give 0600
+
+log = logging.getLogger("percepnet-edge")
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,38 @@ def prometheus_text(record):
     return "\n".join(lines) + "\n"
 
 
+def is_loopback_host(host):
+    """True for 127.0.0.0/8, ::1 and "localhost"; False for anything reachable from the network."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def append_line(path, text):
+    """Append ``text`` to a regular file: never through a symlink, never into a FIFO or a device."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 0o644)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def describe_os_error(exc):
+    """An OSError in words, with what to do where that is known."""
+    if exc.errno == errno.ELOOP:
+        return "it is a symbolic link, which is not followed; name the real file"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (f"{exc.strerror}; under the systemd unit, add the folder to ReadWritePaths= and let the "
+                "service's group (audio) write there")
+    return exc.strerror or str(exc)
+
+
 class Telemetry:
     """Samples the loop and the sources every interval, in its own daemon thread."""
 
@@ -172,6 +223,10 @@ class Telemetry:
         for what in self.sources.missing:
             say(f"telemetry: no {what} on this machine; not reported")
         self.latest = {}
+        self.errors = collections.Counter()        # per sink ("json", "prometheus", "http") and "interval"
+        self.http_disconnects = 0
+        self._failing = {}                         # sink -> the kind of error last logged for it
+        self._body = b""                           # the HTTP body, rendered once per interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
         self._last_frames = 0
@@ -180,6 +235,7 @@ class Telemetry:
 
     def start(self):
         if self.config.http_port is not None:
+            self._body = prometheus_text(self.record()).encode()
             self._serve()
         self._thread.start()
         return self
@@ -188,6 +244,7 @@ class Telemetry:
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
+            self._server.server_close()
 
     def record(self):
         """One telemetry record from the loop's counters and the sources."""
@@ -206,41 +263,207 @@ class Telemetry:
                   "deadline_misses_total": counters.deadline_misses, "xruns_total": counters.xruns,
                   "policy_activations_total": counters.policy_activations,
                   "device_reopens_total": counters.device_reopens,
+                  "device_open_failures_total": counters.device_open_failures,
+                  "waiting_for_device": int(getattr(loop, "waiting_for_device", False)),
+                  "telemetry_sink_errors_total": self.errors["json"] + self.errors["prometheus"],
+                  "telemetry_errors_total": sum(self.errors.values()),
+                  "http_disconnects_total": self.http_disconnects,
                   "speech_share": vad_sum / vad_frames if vad_frames else None}
         record.update(self.sources.sample())
         return record
 
     def _run(self):
         while not self._stop.wait(self.config.interval_s):
+            self._interval()
+
+    def _interval(self):
+        """One record to every sink. Nothing that goes wrong here may end the thread."""
+        try:
             self.emit(self.record())
+        except Exception as exc:                    # a vanished source, a bug: report it, try next interval
+            self._failed("interval", "the telemetry interval", exc)
 
     def emit(self, record):
+        """Write ``record`` to every sink; a failing sink is counted, logged once per kind, retried next time."""
         self.latest = record
-        if self.config.json_path == "-":
-            sys.stdout.write(json.dumps(record) + "\n")
-            sys.stdout.flush()
-        elif self.config.json_path:
-            with open(self.config.json_path, "a") as stream:
-                stream.write(json.dumps(record) + "\n")
+        body = prometheus_text(record).encode()
+        self._body = body                           # the HTTP endpoint serves this, never renders
+        path = self.config.json_path
+        if path == "-":
+            self._write("json", "stdout", lambda: (sys.stdout.write(json.dumps(record) + "\n"), sys.stdout.flush()))
+        elif path:
+            self._write("json", path, lambda: append_line(path, json.dumps(record) + "\n"))
         if self.config.prometheus_dir:
             # node_exporter reads *.prom only, so the temporary name is never half-read.
-            atomic_write(Path(self.config.prometheus_dir) / "percepnet_edge.prom", prometheus_text(record).encode())
+            target = Path(self.config.prometheus_dir) / PROMETHEUS_FILE
+            self._write("prometheus", target, lambda: atomic_write(target, body, mode=PROMETHEUS_FILE_MODE))
+
+    def _write(self, sink, target, write):
+        try:
+            write()
+        except OSError as exc:
+            self._failed(sink, target, exc)
+            return
+        if sink in self._failing:
+            del self._failing[sink]
+            log.info(f"telemetry: the {sink} sink {target} works again after {self.errors[sink]} error(s)")
+
+    def _failed(self, sink, target, exc):
+        self.errors[sink] += 1
+        kind = (type(exc).__name__, getattr(exc, "errno", None))
+        if self._failing.get(sink) == kind:
+            return                                  # already said; counted in telemetry_*errors_total
+        self._failing[sink] = kind
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+        log.warning(f"telemetry: the {sink} sink {target} failed: {reason}; retrying every "
+                    f"{self.config.interval_s:g} s (errors are counted in percepnet_edge_telemetry_errors_total)")
 
     def _serve(self):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        telemetry = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):                           # noqa: N802 (http.server's name)
-                body = prometheus_text(telemetry.latest or telemetry.record()).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer((self.config.http_host, self.config.http_port), Handler)
+        host, port = self.config.http_host, self.config.http_port
+        try:
+            self._server = MetricsServer((host, port), self)
+        except OSError as exc:
+            from .config import ConfigError
+            raise ConfigError(f"telemetry.http_port {port} on {host}: cannot listen ({exc.strerror}); choose "
+                              "a free port, or set http_port: null") from None
+        if not is_loopback_host(host):
+            log.warning(f"telemetry.http_host {host} is not a loopback address: the metrics endpoint is "
+                        "reachable from the network, without authentication; bind 127.0.0.1 unless that is "
+                        "intended")
         threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
+
+
+class MetricsHandler(BaseHTTPRequestHandler):
+    """Answers every GET with the pre-rendered body; quiet (errors go to the server's handle_error)."""
+
+    protocol_version = "HTTP/1.0"                  # one request per connection: nothing held open
+    timeout = 2.0                                  # a client that sends nothing is dropped after 2 s
+
+    def do_GET(self):                              # noqa: N802 (http.server's name)
+        body = self.server.telemetry._body
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class MetricsServer(HTTPServer):
+    """The metrics endpoint, built so that no request can take the audio thread's time.
+
+    One thread serves one request at a time (no thread per connection, at
+    most ``request_queue_size`` connections waiting, the kernel refuses the
+    rest), at most ``MAX_REQUESTS_PER_S`` requests a second, and a request
+    only copies bytes rendered by the telemetry thread. A client that hangs
+    up is counted, never a traceback.
+    """
+
+    request_queue_size = 8
+    allow_reuse_address = True
+    MAX_REQUESTS_PER_S = 50                         # Prometheus scrapes every 15 s; this bounds a flood
+
+    def __init__(self, address, telemetry):
+        self.telemetry = telemetry
+        family = socket_family(address[0])
+        self.address_family = family
+        super().__init__(address, MetricsHandler)
+
+    def process_request(self, request, client_address):
+        super().process_request(request, client_address)
+        time.sleep(1.0 / self.MAX_REQUESTS_PER_S)    # pacing: the GIL share of this thread stays small
+
+    def handle_error(self, request, client_address):
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):   # the client went away: routine
+            self.telemetry.http_disconnects += 1
+            return
+        self.telemetry._failed("http", f"request from {client_address[0]}", exc)
+
+
+def socket_family(host):
+    import socket
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return socket.AF_INET
+
+
+def check_sinks(config: TelemetryConfig):
+    """What ``check`` reports about the telemetry sinks: ``(level, text)`` with level ok, FAIL or warn.
+
+    Every sink path is tried for writing, without changing anything: a
+    temporary file is created and removed in the folder; an existing JSON
+    file is opened for appending (nothing written).
+    """
+    results = []
+    path = config.json_path
+    if path and path != "-":
+        problem = _json_sink_problem(Path(path))
+        results.append(("FAIL", f"json_path {path}: {problem}") if problem else ("ok", f"json_path {path} is writable"))
+    if config.prometheus_dir:
+        folder = Path(config.prometheus_dir)
+        problem = _folder_problem(folder)
+        results.append(("FAIL", f"prometheus_dir {folder}: {problem}") if problem
+                       else ("ok", f"prometheus_dir {folder} is writable"))
+        if not problem and os.geteuid() == 0 and not _service_group_may_write(folder):
+            results.append(("warn", f"prometheus_dir {folder}: the systemd service (a dynamic user in group "
+                                    f"audio) cannot write here; run: chgrp audio {folder} && chmod g+w {folder}"))
+    if config.http_port is not None:
+        problem = _listen_problem(config.http_host, config.http_port)
+        results.append(("FAIL", problem) if problem
+                       else ("ok", f"http {config.http_host}:{config.http_port} can listen"))
+        if not is_loopback_host(config.http_host):
+            results.append(("warn", f"http_host {config.http_host} is not a loopback address: the metrics "
+                                    "are reachable from the network, without authentication"))
+    return results
+
+
+def _json_sink_problem(path):
+    if path.is_symlink():
+        return "it is a symbolic link, which is not followed; name the real file"
+    if path.exists():
+        if not path.is_file():
+            return "exists and is not a regular file"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC))
+        except OSError as exc:
+            return describe_os_error(exc)
+        return None
+    return _folder_problem(path.parent)
+
+
+def _folder_problem(folder):
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder"
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".percepnet-edge-check-", dir=folder)
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write in {folder}: {describe_os_error(exc)}"
+    return None
+
+
+def _service_group_may_write(folder):
+    """Whether the unit's dynamic user, whose only useful group is audio, may create files in ``folder``."""
+    import grp
+    info = folder.stat()
+    try:
+        audio_gid = grp.getgrnam("audio").gr_gid
+    except KeyError:
+        return bool(info.st_mode & stat.S_IWOTH)
+    return bool(info.st_mode & stat.S_IWOTH or (info.st_gid == audio_gid and info.st_mode & stat.S_IWGRP))
+
+
+def _listen_problem(host, port):
+    import socket
+    try:
+        with socket.socket(socket_family(host), socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return f"http {host}:{port}: cannot listen ({exc.strerror}); choose a free port, or set http_port: null"
+    return None

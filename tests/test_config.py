@@ -42,6 +42,15 @@ def test_empty_config_is_the_documented_defaults():
     ("realtime: {cpu_affinity: [a]}", "realtime.cpu_affinity: ['a'] is not allowed"),
     ("telemetry: {http_port: 70000}", "telemetry.http_port: 70000 is not allowed; expected null (off) or a TCP port"),
     ("telemetry: {prometheus_dir: /nowhere}", "telemetry.prometheus_dir: '/nowhere' is not allowed; expected an existing folder"),
+    # Issue 15 item 8: a host that can never be bound is refused at load time, not by a gaierror at run time.
+    ("telemetry: {http_host: 999.1.1.1}", "telemetry.http_host: '999.1.1.1' is not allowed; expected an IP address"),
+    ("telemetry: {http_host: metrics.example.com}", "telemetry.http_host: 'metrics.example.com' is not allowed"),
+    # Issue 15 item 9: booleans are not integers, and CPU numbers are bounded.
+    ("realtime: {sched_fifo_priority: true}", "realtime.sched_fifo_priority: True is not allowed; expected null (off) or 1..99"),
+    ("telemetry: {http_port: true}", "telemetry.http_port: True is not allowed; expected null (off) or a TCP port"),
+    ("realtime: {cpu_affinity: [true]}", "realtime.cpu_affinity: [True] is not allowed"),
+    ("realtime: {cpu_affinity: [99999]}", "realtime.cpu_affinity: [99999] is not allowed"),
+    ("dsp: {gain_release_per_frame: true}", "dsp.gain_release_per_frame: True is not allowed"),
 ])
 def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
     with pytest.raises(ConfigError) as error:
@@ -56,3 +65,41 @@ def test_null_turns_the_release_limit_off():
 def test_a_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the config"):
         load(tmp_path / "nope.yaml")
+
+
+def test_an_empty_config_anywhere_uses_the_shipped_model(tmp_path):
+    """Issue 15 item 9: the default model path does not depend on where the config file lives."""
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "audio-only.yaml").write_text("audio: {capture_device: hw:1}\n")
+    shipped = (CONFIGS.parent / "models" / "lite" / "percepnet_lite.tflite").resolve()
+    assert load(tmp_path / "empty.yaml").model_path() == shipped
+    assert load(tmp_path / "audio-only.yaml").model_path() == shipped
+    (tmp_path / "own.yaml").write_text("model: {path: models/mine.tflite}\n")      # a given path stays relative
+    assert load(tmp_path / "own.yaml").model_path() == (tmp_path / "models" / "mine.tflite").resolve()
+
+
+def test_a_config_that_is_too_big_or_not_text_is_a_clear_error_naming_the_file(tmp_path):
+    """Issue 15 item 8: a binary file names itself; a huge one (or /dev/zero) is refused, not read into memory."""
+    binary = tmp_path / "config.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match=rf"{binary}: not a text file .*UTF-8"):
+        load(binary)
+    big = tmp_path / "big.yaml"
+    big.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match=rf"{big}: larger than 1 MiB"):
+        load(big)
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'keys.yaml'}: audio.rate: unknown key"):
+        (tmp_path / "keys.yaml").write_text("audio: {rate: 44100}\n")
+        load(tmp_path / "keys.yaml")
+
+
+def test_check_on_dev_zero_is_a_clear_error_not_a_memory_error():
+    """Issue 15 item 8: `check --config /dev/zero` (memory capped, so that a regression cannot eat the machine)."""
+    import subprocess
+    import sys
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+    run = "from edge.cli import main; raise SystemExit(main(['check', '--config', '/dev/zero']))"
+    result = subprocess.run([sys.executable, "-c", limit + run], cwd=CONFIGS.parent, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "[FAIL] config: /dev/zero: larger than 1 MiB" in result.stdout and "Traceback" not in result.stderr

@@ -60,3 +60,19 @@ def test_installer_stages_and_removes_the_files(tmp_path):
     assert load(config).model.path == "/opt/percepnet-edge/models/lite/percepnet_lite.tflite"
     subprocess.run([str(install), "--root", str(root), "--uninstall", "--no-start"], check=True, capture_output=True)
     assert not (root / "opt" / "percepnet-edge").exists() and config.exists()
+
+
+def _unit_values(key):
+    return [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith(f"{key}=")]
+
+
+def test_the_unit_lets_the_service_write_its_locks_and_the_documented_prometheus_folder():
+    """Issue 15 items 4 and 10: ProtectSystem=strict makes / read-only; the unit must open what the service writes."""
+    from edge.pcm import LOCK_FOLDER
+    from edge.telemetry import NODE_EXPORTER_TEXTFILE_DIR
+    assert _unit_values("ProtectSystem") == ["strict"]
+    writable = [path.lstrip("-") for value in _unit_values("ReadWritePaths") for path in value.split()]
+    assert NODE_EXPORTER_TEXTFILE_DIR in writable
+    assert f"/run/{_unit_values('RuntimeDirectory')[0]}" == LOCK_FOLDER        # $RUNTIME_DIRECTORY = the locks
+    default = (REPO / "configs" / "default.yaml").read_text()
+    assert f"e.g. {NODE_EXPORTER_TEXTFILE_DIR}" in default                    # the documented set-up

@@ -106,8 +106,7 @@ def test_http_endpoint_on_localhost(tmp_path):
     loop.run(max_frames=10)
     config = _tree(tmp_path)
     telemetry = Telemetry(TelemetryConfig(**{**config.__dict__, "http_port": 0}), loop, say=lambda *_: None)
-    telemetry.config = TelemetryConfig(**{**telemetry.config.__dict__, "http_port": 0})
-    telemetry._serve()
+    telemetry.start()
     host, port = telemetry._server.server_address
     assert host == "127.0.0.1"
     body = urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read().decode()
@@ -159,3 +158,148 @@ def test_duration_parsing():
     assert parse_duration("10m") == 600 and parse_duration("30s") == 30 and parse_duration("45") == 45
     with pytest.raises(ValueError, match="use seconds or a suffix"):
         parse_duration("ten minutes")
+
+
+def _telemetry(tmp_path, **settings):
+    loop, _, _ = _loop()
+    loop.run(max_frames=10)
+    config = TelemetryConfig(**{**_tree(tmp_path).__dict__, **settings})
+    return Telemetry(config, loop, say=lambda *_: None)
+
+
+def test_a_failing_sink_is_counted_logged_once_and_retried(tmp_path, caplog):
+    """Item 3: a json_path in a missing folder: no exception, one log line, a metric, and it recovers."""
+    import logging
+    target = tmp_path / "later" / "t.jsonl"
+    telemetry = _telemetry(tmp_path, json_path=str(target))
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        for _ in range(3):
+            telemetry.emit(telemetry.record())
+        failures = [r.getMessage() for r in caplog.records if str(target) in r.getMessage()]
+        assert len(failures) == 1 and "No such file or directory" in failures[0] and "retrying" in failures[0]
+        target.parent.mkdir()
+        telemetry.emit(telemetry.record())
+    written = json.loads(target.read_text())
+    assert written["telemetry_sink_errors_total"] == 3
+    assert any("works again" in r.getMessage() for r in caplog.records)
+
+
+def test_the_telemetry_thread_survives_an_error_in_an_interval(tmp_path):
+    """Item 3: one interval that raises does not end the thread: the next intervals still emit."""
+    telemetry = _telemetry(tmp_path, interval_s=0.01)
+    emitted, calls = threading.Event(), []
+    real_record = telemetry.record
+
+    def flaky_record():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a sensor vanished mid-read")
+        if len(calls) >= 3:
+            emitted.set()
+        return real_record()
+    telemetry.record = flaky_record
+    telemetry.start()
+    try:
+        assert emitted.wait(10), "the telemetry thread died after the first error"
+    finally:
+        telemetry.stop()
+    assert telemetry.errors["interval"] == 1
+
+
+def test_the_json_sink_does_not_follow_a_symlink(tmp_path):
+    """Item 6: json_path pointing at a symlink writes nothing through it; the error is counted."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    link = tmp_path / "t.jsonl"
+    link.symlink_to(victim)
+    telemetry = _telemetry(tmp_path, json_path=str(link))
+    telemetry.emit(telemetry.record())
+    assert victim.read_text() == "keep me\n" and link.is_symlink()
+    assert telemetry.errors["json"] == 1
+
+
+def test_the_prometheus_file_is_world_readable_under_the_units_umask(tmp_path):
+    """Item 4: under the unit's UMask=0077 the .prom file is still 0644, so node_exporter can read it."""
+    import os
+    import stat
+    from pathlib import Path
+    unit = (Path(__file__).resolve().parents[1] / "systemd" / "percepnet-edge.service").read_text()
+    umask = int([line for line in unit.splitlines() if line.startswith("UMask=")][0].split("=")[1], 8)
+    telemetry = _telemetry(tmp_path, prometheus_dir=str(tmp_path))
+    previous = os.umask(umask)
+    try:
+        telemetry.emit(telemetry.record())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "percepnet_edge.prom").stat().st_mode) == 0o644
+
+
+def test_http_requests_are_served_from_a_cached_body(tmp_path):
+    """Item 11: a request renders nothing: the body is rendered once per interval, off the request path."""
+    import edge.telemetry as telemetry_module
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    renders = []
+    real_render = telemetry_module.prometheus_text
+    telemetry_module_render = lambda record: renders.append(1) or real_render(record)  # noqa: E731
+    try:
+        telemetry_module.prometheus_text = telemetry_module_render
+        telemetry.start()
+        host, port = telemetry._server.server_address
+        before = len(renders)
+        bodies = {urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5).read() for _ in range(20)}
+    finally:
+        telemetry_module.prometheus_text = real_render
+        telemetry.stop()
+    assert len(renders) == before and len(bodies) == 1
+    assert b"percepnet_edge_frames_total 10" in bodies.pop()
+
+
+def test_http_clients_are_served_one_at_a_time_by_one_thread(tmp_path):
+    """Item 11: 16 clients at once get one server thread, not a thread each."""
+    from concurrent.futures import ThreadPoolExecutor
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    telemetry.start()
+    host, port = telemetry._server.server_address
+    serving = []
+    real_handle = telemetry._server.finish_request
+
+    def spy(request, address):
+        serving.append(threading.current_thread().name)
+        return real_handle(request, address)
+    telemetry._server.finish_request = spy
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            bodies = list(pool.map(lambda _: urllib.request.urlopen(f"http://{host}:{port}/metrics",
+                                                                    timeout=30).read(), range(32)))
+    finally:
+        telemetry.stop()
+    assert len(bodies) == 32 and len(set(bodies)) == 1
+    assert len(serving) == 32 and set(serving) == {"metrics-http"}
+
+
+def test_http_client_disconnects_are_quiet(tmp_path, capfd):
+    """Item 11: a client that hangs up mid-response is counted, never a traceback."""
+    telemetry = _telemetry(tmp_path, http_port=0)
+    telemetry.start()
+    try:
+        for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "Connection reset by peer")):
+            try:
+                raise error
+            except OSError:
+                telemetry._server.handle_error(None, ("127.0.0.1", 40000))
+    finally:
+        telemetry.stop()
+    captured = capfd.readouterr()
+    assert "Traceback" not in captured.err and "Broken pipe" not in captured.err
+    assert telemetry.http_disconnects == 2
+
+
+def test_a_non_loopback_http_bind_warns_loudly(tmp_path, caplog):
+    """Item 11: http_host 0.0.0.0 works, and says that the metrics are open to the network."""
+    import logging
+    telemetry = _telemetry(tmp_path, http_port=0, http_host="0.0.0.0")
+    with caplog.at_level(logging.WARNING, logger="percepnet-edge"):
+        telemetry.start()
+        telemetry.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("0.0.0.0 is not a loopback address" in w and "reachable from the network" in w for w in warnings)

@@ -1,0 +1,52 @@
+"""`percepnet-edge check` finds at check time what would otherwise break the running daemon (issue 15)."""
+
+from pathlib import Path
+
+import pytest
+
+from edge.service import check
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = REPO / "models" / "lite" / "percepnet_lite.tflite"
+
+
+@pytest.fixture
+def run_check(tmp_path, monkeypatch):
+    """check() on a config made of the given YAML lines (shipped model); returns (status, output lines)."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+
+    def run(text):
+        config = tmp_path / "config.yaml"
+        config.write_text(f"model: {{path: {SHIPPED_MODEL}}}\n{text}")
+        lines = []
+        return check(config, say=lines.append), lines
+    return run
+
+
+def test_check_fails_a_json_sink_in_a_missing_folder(run_check, tmp_path):
+    """Item 3: `check` passed this config, then `run` lost its telemetry at the first write."""
+    status, lines = run_check(f"telemetry: {{json_path: {tmp_path / 'nowhere' / 't.jsonl'}}}\n")
+    assert status == 1
+    assert f"[FAIL] telemetry: json_path {tmp_path / 'nowhere' / 't.jsonl'}: the folder {tmp_path / 'nowhere'} " \
+           "does not exist" in lines
+
+
+def test_check_passes_writable_sinks_and_refuses_a_symlinked_json_path(run_check, tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "elsewhere").write_text("")
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "elsewhere")
+    status, lines = run_check(f"telemetry: {{json_path: {tmp_path / 't.jsonl'}, prometheus_dir: {tmp_path / 'metrics'}}}\n")
+    assert f"[ok] telemetry: json_path {tmp_path / 't.jsonl'} is writable" in lines
+    assert f"[ok] telemetry: prometheus_dir {tmp_path / 'metrics'} is writable" in lines
+    assert not (tmp_path / "t.jsonl").exists() and list((tmp_path / "metrics").iterdir()) == []   # nothing left
+    status, lines = run_check(f"telemetry: {{json_path: {tmp_path / 'link.jsonl'}}}\n")
+    assert any(line.startswith("[FAIL] telemetry: json_path") and "symbolic link" in line for line in lines)
+
+
+def test_check_fails_cpus_that_do_not_exist(run_check):
+    """Item 9: `cpu_affinity: [999]` passed `check`."""
+    status, lines = run_check("realtime: {cpu_affinity: [999]}\n")
+    assert status == 1
+    assert any(line.startswith("[FAIL] realtime: realtime.cpu_affinity [999]: not all of these CPUs exist here")
+               for line in lines), lines
