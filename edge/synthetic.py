@@ -79,11 +79,16 @@ def noise(kind, seconds, seed=0, rate=SAMPLE_RATE_HZ):
     raise ValueError(f"unknown noise kind {kind!r}; choose white, pink, hum or babble-like")
 
 
-def set_level(samples, level_dbfs):
-    """Scale to an RMS level in dBFS (over the non-silent part)."""
+def level_gain(samples, level_dbfs):
+    """The factor that brings ``samples`` to an RMS level in dBFS over their non-silent part (1 if silent)."""
     active = samples[np.abs(samples) > 1e-4 * np.max(np.abs(samples))] if np.any(samples) else samples
     rms = np.sqrt(np.mean(active ** 2)) if active.size else 0.0
-    return samples if rms == 0 else samples * (10 ** (level_dbfs / 20) / rms)
+    return 1.0 if rms == 0 else 10 ** (level_dbfs / 20) / rms
+
+
+def set_level(samples, level_dbfs):
+    """Scale to an RMS level in dBFS (over the non-silent part)."""
+    return samples * level_gain(samples, level_dbfs)
 
 
 def mix_at_snr(clean, noise_samples, snr_db):

@@ -30,6 +30,13 @@ def _parser():
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--pairs", metavar="DIR", help="DIR/clean/*.wav and DIR/noisy/*.wav of the same names")
     source.add_argument("--noisy-only", metavar="DIR", help="noisy WAVs without reference: DNSMOS and cost only")
+    source.add_argument("--groups", action="store_true",
+                        help="clips per validation source group of a corpus built by `percepnet-train corpus` "
+                             "(held-out speakers and languages, a third reverberant): how models are chosen")
+    source.add_argument("--realworld", action="store_true",
+                        help="noisy-only clips from the files such a corpus's quality filter rejected (real "
+                             "microphones, hum, rooms): DNSMOS and cost only")
+    parser.add_argument("--per-source", type=int, default=4, help="--realworld clips per source (default 4)")
     parser.add_argument("--corpus", default=str(inputs.DEFAULT_CORPUS),
                         help="corpus folder with speech/ and noise/ (default: ../shared/data beside the repo)")
     parser.add_argument("--clips-per-snr", type=int, default=4,
@@ -90,6 +97,13 @@ def main(argv=None):
         elif args.noisy_only:
             clips = inputs.load_noisy_only(args.noisy_only, say)
             source = f"noisy-only files from {args.noisy_only}"
+        elif args.groups:
+            clips = inputs.synthesise_groups(args.corpus, args.clips_per_snr, args.seconds, args.seed, say)
+            source = (f"validation groups of {args.corpus}, clips per SNR and group: {args.clips_per_snr}, "
+                      f"{args.seconds:g} s each, seed {args.seed}")
+        elif args.realworld:
+            clips = inputs.realworld_clips(args.corpus, args.per_source, args.seconds, args.seed, say)
+            source = f"real-world files rejected by the filter of {args.corpus}, {args.per_source} per source"
         else:
             if args.clips_per_snr < 1 or args.seconds <= 0:
                 say("evaluation: --clips-per-snr must be >= 1 and --seconds > 0")

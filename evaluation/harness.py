@@ -107,7 +107,7 @@ def evaluate(clips, methods, use_dnsmos=True, say=print):
                 for earlier in results:
                     earlier["results"].pop(method.name, None)
         results.append({"name": clip.name, "snr_db": clip.snr_db, "snr_bucket": clip.snr_bucket,
-                        "family": clip.family, "seconds": clip.noisy.size / SAMPLE_RATE_HZ,
+                        "family": clip.family, "group": clip.group, "seconds": clip.noisy.size / SAMPLE_RATE_HZ,
                         "results": per_method})
         headline = "pesq_wb" if has_reference and "pesq_wb" not in metrics_skipped else "dnsmos_ovrl"
         say(f"[{index + 1}/{len(clips)}] {clip.name} {headline}: " + ", ".join(

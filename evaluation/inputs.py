@@ -19,7 +19,7 @@ import numpy as np
 
 from edge.audio import AudioFileError, read_wav, to_dsp_format
 from edge.quality import snr_db
-from edge.synthetic import mix_at_snr, set_level
+from edge.synthetic import level_gain, mix_at_snr
 
 #: Input SNRs of the synthesised clips; +inf is clean speech (no noise): how much a method harms it.
 SNR_BUCKETS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0, float("inf"))
@@ -41,6 +41,7 @@ class Clip:
     clean: Optional[np.ndarray] = None
     snr_db: Optional[float] = None
     family: str = "unknown"
+    group: str = "all"
 
     @property
     def snr_bucket(self):
@@ -62,25 +63,36 @@ def noise_conditions(split, corpus_dir):
             [(f"synthetic/{family}", ("synthetic", family)) for family in NOISE_FAMILIES])
 
 
-def make_clip(split, rng, seconds, bank, snr, condition, corpus_dir):
+def make_clip(split, rng, seconds, bank, snr, condition, corpus_dir, speaker=None, room=None,
+              floor_dbfs=None):
     """One ``(target, noisy)`` pair at a fixed SNR: a variant of :func:`training.synth.make_example`.
 
     Reuses its speech picker (validation speakers, with its speed/tilt
-    augmentation) and noise generators; no reverberation; speech at
-    :data:`SPEECH_LEVEL_DBFS`; peak kept below 0.99 as in training.
+    augmentation) and noise generators; speech at :data:`SPEECH_LEVEL_DBFS`;
+    peak kept below 0.99 as in training. ``speaker`` fixes the talker;
+    ``room`` reverberates the speech (the target is then its early
+    reflections, as in training); ``floor_dbfs`` adds a microphone's
+    self-noise to the input (real microphones never deliver digital silence).
     """
     from training.corpus import Split
-    from training.synth import RATE, _recorded_noise, _speech, synthetic_noise
+    from training.synth import RATE, recorded_noise, reverberate, self_noise, speech_signal, synthetic_noise
     n_samples = int(seconds * RATE)
-    target = set_level(_speech(split, rng, n_samples, bank), SPEECH_LEVEL_DBFS)
+    speech = speech_signal(split, rng, n_samples, bank, speaker)
+    reverberant = speech
+    if room is not None:
+        speech, reverberant = reverberate(speech, room)
+    gain = level_gain(speech, SPEECH_LEVEL_DBFS)
+    target, reverberant = speech * gain, reverberant * gain
     kind, which = condition
     if kind == "recorded":
         folder = Path(corpus_dir) / "noise" / which
         files = Split(speech=split.speech, noise=[p for p in split.noise if folder in p.parents])
-        noise = _recorded_noise(files, rng, n_samples, bank)
+        noise = recorded_noise(files, rng, n_samples, bank)
     else:
         noise = synthetic_noise(which, n_samples, rng, split, bank)
-    noisy = mix_at_snr(target, noise, snr)
+    noisy = mix_at_snr(target, noise, snr) - target + reverberant
+    if floor_dbfs is not None:
+        noisy = noisy + self_noise(n_samples, floor_dbfs, rng)
     peak = np.abs(noisy).max()
     if peak > 0.99:
         target, noisy = target * 0.99 / peak, noisy * 0.99 / peak
@@ -120,6 +132,87 @@ def synthesise(corpus_dir, clips_per_snr=4, seconds=4.0, seed=2024, say=print, s
     say(f"synthesised {len(clips)} clips of {seconds:g} s from the {split} split of {corpus_dir} "
         f"({source.describe()}); noise conditions: {', '.join(label for label, _ in conditions)}")
     return clips
+
+
+#: Share of the per-group clips that are reverberant (every third), and the microphone floor of all of them.
+REVERBERANT_EVERY = 3
+FLOOR_DBFS = -85.0
+
+
+def synthesise_groups(corpus_dir, clips_per_snr=2, seconds=4.0, seed=2024, say=print):
+    """Clips per validation **group** of a built corpus (``percepnet-train corpus``): the real-world check.
+
+    For each report group (e.g. acted English at 48 kHz, read English at
+    16 kHz from children and adults, 40+ languages at 44.1 kHz, acted Czech at
+    22 kHz), ``clips_per_snr`` clips at each SNR of :data:`SNR_BUCKETS_DB`
+    from that group's held-out speakers, in held-out noise (recorded folders
+    and every synthetic family, competing talkers and babble from held-out
+    speakers); every third clip is reverberant; every input carries a
+    microphone floor at :data:`FLOOR_DBFS`. Fixed seeds: two runs see the same clips.
+    """
+    from training.synth import AudioBank, simulated_rooms
+    validation = _validation_split(corpus_dir)
+    groups = {}
+    for speaker in sorted(validation.speech):
+        groups.setdefault(validation.group_of(speaker), []).append(speaker)
+    if len(groups) < 2:
+        raise InputError(f"{corpus_dir}: the validation split has {len(groups)} group(s); build the corpus with "
+                         f"percepnet-train corpus (it assigns groups), or use --split on a plain folder")
+    conditions = noise_conditions(validation, corpus_dir)
+    rooms = simulated_rooms(8, seed)
+    bank = AudioBank(say=say)
+    clips = []
+    for group_index, (group, speakers) in enumerate(sorted(groups.items())):
+        for s_index, snr in enumerate(SNR_BUCKETS_DB):
+            for k in range(clips_per_snr):
+                number = s_index * clips_per_snr + k
+                label, condition = conditions[(group_index + number) % len(conditions)]
+                rng = np.random.default_rng([seed, group_index, s_index, k])
+                speaker = speakers[rng.integers(len(speakers))]
+                room = rooms[number % len(rooms)] if number % REVERBERANT_EVERY == 1 else None
+                clean, noisy = make_clip(validation, rng, seconds, bank, snr, condition, corpus_dir, speaker,
+                                         room, FLOOR_DBFS)
+                clips.append(Clip(f"{group}_snr{snr:+.0f}_{k:02d}_{label.replace('/', '-')}", noisy, clean, snr,
+                                  label, group))
+    say(f"synthesised {len(clips)} clips of {seconds:g} s in {len(groups)} groups "
+        f"({', '.join(f'{g}: {len(s)} speakers' for g, s in sorted(groups.items()))}) from {corpus_dir}")
+    return clips
+
+
+def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=2024, say=print):
+    """Noisy-only clips from the files the corpus filter rejected: real microphones, hum and rooms.
+
+    ``per_source`` files from each source (at least ``seconds`` long where
+    possible, cut to that length), drawn with a fixed seed. No reference:
+    DNSMOS and cost only.
+    """
+    from training.corpus import load_audio
+    validation = _validation_split(corpus_dir)
+    if not validation.realworld:
+        raise InputError(f"{corpus_dir}: no real-world files (the corpus builder keeps the files its filter "
+                         f"rejects under realworld/); build the corpus with percepnet-train corpus")
+    by_source = {}
+    for path, speaker in validation.realworld:
+        by_source.setdefault(speaker.split("/")[0], []).append(path)
+    rng = np.random.default_rng(seed)
+    clips = []
+    for source, paths in sorted(by_source.items()):
+        picked = [paths[i] for i in rng.permutation(len(paths))]
+        audio = [load_audio(path) for path in picked[:per_source * 8]]
+        audio = sorted(audio, key=lambda a: -min(a.size, seconds * 48_000))[:per_source]
+        for index, signal in enumerate(audio):
+            clips.append(Clip(f"realworld_{source}_{index:02d}", signal[:int(seconds * 48_000)].astype(np.float64),
+                              family=f"realworld/{source}", group=f"realworld/{source}"))
+    say(f"{len(clips)} real-world noisy clips from {len(by_source)} sources of {corpus_dir}")
+    return clips
+
+
+def _validation_split(corpus_dir):
+    from training.corpus import CorpusError, scan
+    try:
+        return scan(corpus_dir)[1]
+    except (CorpusError, OSError) as exc:
+        raise InputError(f"no usable corpus at {Path(corpus_dir).resolve()} ({exc})") from None
 
 
 def _read_mono(path, say):

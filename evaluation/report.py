@@ -8,7 +8,10 @@ import numpy as np
 METRICS = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
 HEADINGS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "si_sdr_db": "SI-SDR (dB)", "dnsmos_ovrl": "DNSMOS OVRL",
             "dnsmos_sig": "SIG", "dnsmos_bak": "BAK", "dnsmos_p808": "P.808"}
-BREAKDOWNS = {"snr_bucket": "input SNR (dB)", "family": "noise family"}
+BREAKDOWNS = {"snr_bucket": "input SNR (dB)", "family": "noise family", "group": "source group"}
+#: Metrics shown per breakdown (the first found are shown when none of these was computed).
+BREAKDOWN_METRICS = {"snr_bucket": ("pesq_wb", "si_sdr_db"), "family": ("pesq_wb",),
+                     "group": ("pesq_wb", "stoi", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")}
 
 
 def _mean(rows, key):
@@ -49,7 +52,10 @@ def summarise(run):
         for key in BREAKDOWNS:
             groups = {}
             for clip in run["clips"]:
-                if name in clip["results"] and clip[key] is not None:
+                # Groups compare suppression, so the clean-speech clips (their own SNR column) stay out.
+                if key == "group" and _is_clean(clip):
+                    continue
+                if name in clip["results"] and clip.get(key) is not None:
                     groups.setdefault(clip[key], []).append(clip["results"][name])
             breakdowns[key][name] = {str(group): _averages(rows)
                                      for group, rows in sorted(groups.items(), key=lambda item: item[0])}
@@ -86,10 +92,12 @@ def _main_table(summary, shown):
     return _table(head, rows)
 
 
-def _breakdown_tables(run, metrics):
+def _breakdown_tables(run, shown):
     lines = []
     for key, label in BREAKDOWNS.items():
         table = run[f"by_{key}"]
+        metrics = [m for m in BREAKDOWN_METRICS[key] if m in shown] or \
+                  [m for m in ("dnsmos_ovrl",) if m in shown]
         groups = sorted({group for by_group in table.values() for group in by_group},
                         key=lambda g: float(g) if key == "snr_bucket" else g)
         if len(groups) < 2:
@@ -142,15 +150,14 @@ def markdown(run, title="Denoiser comparison"):
              f"to the {against} (lag searched within +-100 ms); metrics are means over clips"
              + (f", the main table over the {len(run['clips']) - clean} noisy ones (the {clean} clean-speech "
                 "clips, no noise added, have their own 'clean' column below)." if clean else "."))
-    breakdown_metrics = [key for key in ("pesq_wb", "si_sdr_db") if key in shown] or \
-                        [key for key in ("dnsmos_ovrl",) if key in shown]
     lines = [f"## {title}", "", intro, ""] + _main_table(summary, shown)
-    lines += _breakdown_tables(run, breakdown_metrics)
+    lines += _breakdown_tables(run, shown)
     return "\n".join(lines + ["", "Notes:"] + _notes(run)) + "\n"
 
 
 JSON_FIRST = ("schema", "created", "command", "source", "has_reference", "reference", "environment", "methods",
-              "skipped", "failed", "metrics_skipped", "dnsmos_backend", "summary", "by_snr_bucket", "by_family")
+              "skipped", "failed", "metrics_skipped", "dnsmos_backend", "summary", "by_snr_bucket", "by_family",
+              "by_group")
 
 
 def write_json(run, path):

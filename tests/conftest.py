@@ -25,6 +25,26 @@ def shared_data():
 
 
 @pytest.fixture
+def mini_corpus(tmp_path):
+    """A corpus of generated WAVs in the shared data's layout (3 RAVDESS-named actors, 5 noises)."""
+    from scipy.io import wavfile
+    from edge.synthetic import noise, speech_like
+    root = tmp_path / "corpus"
+    for actor in (1, 2, 17):
+        folder = root / "speech" / "ravdess" / f"Actor_{actor:02d}"
+        folder.mkdir(parents=True)
+        for clip in range(2):
+            wavfile.write(folder / f"clip{clip}.wav", 48_000,
+                          speech_like(1.0, seed=actor * 10 + clip).astype(np.float32))
+    noise_dir = root / "noise" / "gen"
+    noise_dir.mkdir(parents=True)
+    for index, kind in enumerate(("white", "pink", "hum", "pink", "white")):
+        wavfile.write(noise_dir / f"n{index}.wav", 44_100,
+                      (0.1 * noise(kind, 2.0, seed=index, rate=44_100)).astype(np.float32))
+    return root
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

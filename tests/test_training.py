@@ -13,25 +13,8 @@ tf = pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cp
 from training import model as net  # noqa: E402
 from training.cache import CacheSpec, build_cache, example_arrays  # noqa: E402
 from training.corpus import CorpusError, scan  # noqa: E402
-from training.train import (TrainingError, _examples, _shards, gain_loss, make_dataset,  # noqa: E402
+from training.train import (ExampleStore, TrainingError, gain_loss, shard_files,  # noqa: E402
                             strength_loss)
-
-
-@pytest.fixture
-def mini_corpus(tmp_path):
-    """A corpus of generated WAVs in the shared data's layout."""
-    root = tmp_path / "corpus"
-    for actor in (1, 2, 17):
-        folder = root / "speech" / "ravdess" / f"Actor_{actor:02d}"
-        folder.mkdir(parents=True)
-        for clip in range(2):
-            wavfile.write(folder / f"clip{clip}.wav", 48_000,
-                          speech_like(1.0, seed=actor * 10 + clip).astype(np.float32))
-    noise_dir = root / "noise" / "gen"
-    noise_dir.mkdir(parents=True)
-    for index, kind in enumerate(("white", "pink", "hum", "pink", "white")):
-        wavfile.write(noise_dir / f"n{index}.wav", 44_100, (0.1 * noise(kind, 2.0, seed=index, rate=44_100)).astype(np.float32))
-    return root
 
 
 def test_splits_hold_out_actors_17_to_20_and_every_fifth_noise(mini_corpus):
@@ -58,11 +41,19 @@ def test_cache_uses_the_dsp_features_and_training_reads_them_delayed(mini_corpus
     shard = np.load(out / "train-00000.npz")
     assert shard["features"].shape == (2, 100, 70) and shard["gain"].shape == (2, 100, 34)
     assert json.loads((out / "meta.json").read_text())["feature_version"] >= 1
-    features, targets, weights = next(_examples(str(out / "train-00000.npz")))
-    np.testing.assert_array_equal(targets["gain"][2:], shard["gain"][0, :-2].astype(np.float32))
-    assert weights["gain"][:2].sum() == 0 and weights["gain"][2:].min() == 1
+    store = ExampleStore(out, "train", say=lambda *_: None)
+    assert store.count == 4 and store.frames == 100
+    features, targets, weights = store.batch(np.array([0]))
+    np.testing.assert_array_equal(features[0], shard["features"][0].astype(np.float32))
+    np.testing.assert_array_equal(targets["gain"][0, 2:], shard["gain"][0, :-2].astype(np.float32))
+    np.testing.assert_array_equal(targets["strength"][0, 2:, :34], shard["strength"][0, :-2].astype(np.float32))
+    np.testing.assert_array_equal(targets["strength"][0, :, 34:], targets["gain"][0])   # weights of the loss
+    assert weights["gain"][0, :2].sum() == 0 and weights["gain"][0, 2:].min() == 1
+    batches = store.batches(2, shuffle=True, seed=1)
+    seen = np.concatenate([next(batches)[0] for _ in range(2)])             # one epoch: every example once
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, store.arrays["features"].astype(np.float32)))
     with pytest.raises(TrainingError, match="no validation shards"):
-        make_dataset(out, "validation", 2, shuffle=False)
+        ExampleStore(out, "validation", say=lambda *_: None)
 
 
 def test_cached_features_equal_the_streaming_features():
@@ -102,7 +93,8 @@ def test_model_sizes_match_the_brief():
 def test_loss_is_zero_at_the_target_and_grows_with_the_error():
     target = np.full((1, 5, 34), 0.5, np.float32)
     assert float(np.max(gain_loss(target, target))) < 1e-6
-    assert float(np.max(strength_loss(target, target))) < 1e-6
+    with_gain = np.concatenate([target, np.ones_like(target)], axis=-1)
+    assert float(np.max(strength_loss(with_gain, target))) < 1e-6
     near, far = gain_loss(target, target * 0.9), gain_loss(target, target * 0.2)
     assert float(np.min(far)) > float(np.max(near)) > 0
 
@@ -132,20 +124,23 @@ def test_over_suppression_costs_more_than_the_same_error_upwards():
 
 
 def test_clean_share_and_snr_range_shape_the_mixtures(mini_corpus):
-    from training.synth import AudioBank, make_example
+    import dataclasses
+    from training.synth import DEFAULT_AUGMENTATION, AudioBank, make_example
+    # Everything that changes the SNR after mixing (channel, floor, converter, room), off.
+    dry = dataclasses.replace(DEFAULT_AUGMENTATION, reverb_probability=0.0, eq_probability=0.0,
+                              tilt_probability=0.0, low_cut_probability=0.0, band_limit_probability=0.0,
+                              self_noise_probability=0.0, dc_probability=0.0, clip_probability=0.0,
+                              bits_probabilities=(0.0, 0.0, 1.0))
     train, _ = scan(mini_corpus)
     bank = AudioBank(say=lambda *_: None)
-    rng = np.random.default_rng(5)
-    for _ in range(3):
-        target, noisy = make_example(train, rng, 1.0, bank, clean_probability=1.0)
-        if np.allclose(target, noisy):                      # dry speech: the input is the target
-            break
-    else:
-        pytest.fail("clean_probability=1 never produced a noise-free dry example in 3 draws")
-    target, noisy = make_example(train, np.random.default_rng(6), 1.0, bank, snr_range_db=(40.0, 40.0),
-                                 clean_probability=0.0)
-    residual = noisy - target
-    assert np.sum(residual ** 2) > 0                        # noise (and maybe late reverb) was added
+    target, noisy = make_example(train, np.random.default_rng(5), 1.0, bank, clean_probability=1.0,
+                                 augmentation=dry)
+    np.testing.assert_array_equal(target, noisy)               # no noise: the input is the target
+    for snr_db in (-5.0, 10.0, 30.0):
+        target, noisy = make_example(train, np.random.default_rng(6), 1.0, bank, snr_range_db=(snr_db, snr_db),
+                                     clean_probability=0.0, augmentation=dry)
+        measured = 10 * np.log10(np.sum(target ** 2) / np.sum((noisy - target) ** 2))
+        assert abs(measured - snr_db) < 0.01
     with pytest.raises(ValueError, match="must not exceed"):
         CacheSpec("x", "train", 1, 1, 1.0, 1, snr_db_min=10, snr_db_max=0)
     with pytest.raises(ValueError, match="clean share"):
@@ -164,7 +159,7 @@ def test_fit_pools_caches_and_fine_tunes_from_saved_weights(mini_corpus, tmp_pat
     assert count_examples([first, second], "train") == 4
     with pytest.raises(TrainingError, match="no meta.json"):
         count_examples([first, tmp_path / "missing"], "train")
-    assert len(_shards([first, second], "validation")) == 1   # only the first cache has validation shards
+    assert len(shard_files([first, second], "validation")) == 1   # only the first cache has validation shards
     best, _ = fit([first, second], tmp_path / "run", size="tiny", epochs=1, batch_size=2, say=lambda *_: None)
     import keras
     start = keras.models.load_model(best, compile=False).get_weights()
@@ -178,3 +173,30 @@ def test_fit_pools_caches_and_fine_tunes_from_saved_weights(mini_corpus, tmp_pat
     with pytest.raises(TrainingError, match="no such model"):
         fit([first], tmp_path / "none", size="tiny", epochs=1, batch_size=2, init_from=tmp_path / "x.keras",
             say=lambda *_: None)
+
+
+def test_the_strength_loss_ignores_bands_the_gain_removes():
+    strength = np.full((1, 2, 34), 0.8, np.float32)
+    gain = np.zeros((1, 2, 34), np.float32)
+    gain[..., :10] = 1.0
+    wrong = strength.copy()
+    wrong[..., 10:] = 0.0                                       # wrong only where the band is removed
+    target = np.concatenate([strength, gain], axis=-1)
+    assert float(np.max(strength_loss(target, wrong))) < 1e-6
+    wrong[..., :10] = 0.0                                       # and now where it is heard
+    assert float(np.min(strength_loss(target, wrong))) > 0.1
+
+
+def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
+    from training.train import fit
+    cache = tmp_path / "cache"
+    for split in ("train", "validation"):
+        build_cache(CacheSpec(str(mini_corpus), split, shards=1, examples_per_shard=2, seconds=1.0, seed=5,
+                              simulated_rooms=1), cache, workers=1, say=lambda *_: None)
+    run = tmp_path / "run"
+    fit(cache, run, size="tiny", epochs=1, batch_size=2, say=lambda *_: None)
+    first = (run / "history.csv").read_text().splitlines()
+    _, card = fit(cache, run, size="tiny", epochs=3, batch_size=2, say=lambda *_: None)
+    epochs = [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
+    assert len(first) == 2 and epochs == ["0", "1", "2"]         # the second run ran epochs 2 and 3 only
+    assert card["epochs_run"] == 2

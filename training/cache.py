@@ -11,6 +11,7 @@ Scale: shards are independent; ``--workers`` processes fill them in parallel,
 and a folder of shards from several machines can simply be merged.
 """
 
+import functools
 import json
 import multiprocessing
 import os
@@ -63,14 +64,20 @@ def example_arrays(target, noisy):
             vad[:n_frames].astype(np.float32))
 
 
+@functools.lru_cache(maxsize=4)
+def _split_of(corpus, split):
+    """The corpus split, scanned once per worker process (a 35,000-row manifest takes 0.3 s)."""
+    train, validation = scan(corpus)
+    return train if split == "train" else validation
+
+
 def _fill_shard(args):
     spec, out_dir, index = args
     from .synth import AudioBank, make_example, simulated_rooms
     path = spec.shard_path(out_dir, index)
     if path.exists():
         return index, 0
-    train, validation = scan(spec.corpus)
-    split = train if spec.split == "train" else validation
+    split = _split_of(spec.corpus, spec.split)
     rng = np.random.default_rng([spec.seed, index, 0 if spec.split == "train" else 1])
     rooms = simulated_rooms(spec.simulated_rooms // max(1, spec.shards) + 2, seed=spec.seed * 1000 + index)
     bank = AudioBank(say=lambda message: None)
@@ -84,6 +91,11 @@ def _fill_shard(args):
     np.savez(tmp, **{key: np.stack(values).astype(np.float16) for key, values in columns.items()})
     os.replace(tmp, path)
     return index, len(bank.failed)
+
+
+#: Workers are processes; BLAS threads inside each (numpy's matrix products) would only fight over the
+#: same cores (measured: 2 workers at 130 % CPU each, a third slower). Spawned children read these at start.
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
@@ -107,7 +119,14 @@ def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
         from tqdm import tqdm
     except ImportError:                                   # progress is a nicety, not a need
         tqdm = None
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        pool = multiprocessing.get_context("spawn").Pool(workers)
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
+    with pool:
         results = pool.imap_unordered(_fill_shard, jobs)
         if tqdm is not None:
             results = tqdm(results, total=len(jobs), desc=f"caching {spec.split}", unit="shard")

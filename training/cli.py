@@ -1,5 +1,6 @@
-"""``percepnet-train``: build the feature cache, then train.
+"""``percepnet-train``: build a corpus, build the feature cache, then train.
 
+  percepnet-train corpus --out CORPUS --shared ../shared/data --source gcompris=DIR [--source NAME=DIR ...]
   percepnet-train cache --corpus ../shared/data --out CACHE [--shards N --examples-per-shard K --seconds S]
   percepnet-train fit --cache CACHE --out models/lite --size lite [--epochs E] [--strategy mirrored]
 """
@@ -8,6 +9,8 @@ import argparse
 import sys
 
 from .cache import CacheSpec, build_cache
+from .corpus_build import CorpusBuildError, build_corpus
+from .sources import SOURCES
 from .corpus import CorpusError
 from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
 from .train import OVER_SUPPRESSION_WEIGHT, TrainingError, fit
@@ -17,6 +20,14 @@ def _parser():
     parser = argparse.ArgumentParser(prog="percepnet-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    corpus = commands.add_parser("corpus", help="turn downloaded public speech sources into a corpus folder")
+    corpus.add_argument("--out", required=True, help="corpus folder to create (outside the repository)")
+    corpus.add_argument("--source", action="append", default=[], metavar="NAME=DIR",
+                        help=f"a downloaded source; NAME one of {', '.join(SOURCES)} (see docs/corpus.md)")
+    corpus.add_argument("--shared", default=None, metavar="DIR",
+                        help="the team data folder (../shared/data): its RAVDESS and word lists join the "
+                             "speech, its noise/ and rir/ are linked")
+    corpus.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     cache = commands.add_parser("cache", help="synthesise mixtures and cache features + oracle targets")
     cache.add_argument("--corpus", default="../shared/data", help="corpus folder (speech/, noise/, rir/)")
     cache.add_argument("--out", required=True, help="cache folder")
@@ -36,7 +47,7 @@ def _parser():
     train.add_argument("--cache", required=True, action="append",
                        help="cache folder; repeat to train on several (their shards are pooled)")
     train.add_argument("--out", required=True, help="folder for the model, checkpoints and history")
-    train.add_argument("--size", default="lite", choices=("lite", "full", "tiny"))
+    train.add_argument("--size", default="lite", choices=("lite", "mid", "full", "tiny"))
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--learning-rate", type=float, default=1e-3)
@@ -47,26 +58,43 @@ def _parser():
     train.add_argument("--over-suppression-weight", type=float, default=OVER_SUPPRESSION_WEIGHT,
                        help="extra weight on gain errors that attenuate more than the target "
                             f"(default {OVER_SUPPRESSION_WEIGHT:g}; 0 is the paper's loss)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the batch order (default 0)")
     train.add_argument("--time-budget-min", type=float, default=None,
                        help="stop at the first epoch end past this many minutes")
+    bench = commands.add_parser("bench", help="training throughput: input feed, model step and fit, frames/s")
+    bench.add_argument("--cache", required=True, action="append", help="cache folder (repeatable)")
+    bench.add_argument("--size", default="lite", choices=("lite", "mid", "full", "tiny"))
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--steps", type=int, default=12, help="timed batches per figure (default 12)")
     return parser
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        if args.command == "cache":
+        if args.command == "corpus":
+            roots = {}
+            for item in args.source:
+                name, sep, folder = item.partition("=")
+                if not sep or not folder:
+                    raise CorpusBuildError(f"--source {item!r}: expected NAME=DIR, e.g. gcompris=~/GCompris-voices")
+                roots[name] = folder
+            build_corpus(args.out, roots, args.shared, args.workers)
+        elif args.command == "cache":
             splits = ("train", "validation") if args.split == "both" else (args.split,)
             for split in splits:
                 shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 16))
                 build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
                                       args.seed, snr_db_min=args.snr_db[0], snr_db_max=args.snr_db[1],
                                       clean_share=args.clean_share), args.out, args.workers)
+        elif args.command == "bench":
+            from .bench import run
+            run(args.cache, args.size, args.batch_size, args.steps)
         else:
             fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
-                over_suppression_weight=args.over_suppression_weight)
-    except (CorpusError, TrainingError, ValueError, OSError) as exc:
+                over_suppression_weight=args.over_suppression_weight, seed=args.seed)
+    except (CorpusError, CorpusBuildError, TrainingError, ValueError, OSError) as exc:
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -8,12 +8,21 @@ with its sub-folder, e.g. ``ravdess/Actor_17`` or ``words/klettres/it``),
 Splits are by speaker and by noise file, fixed by name (never random), so the
 validation material is never seen in training:
 
-* validation speakers: RAVDESS actors 17-20, and every 7th other speaker in sorted order;
+* validation speakers: a corpus built by ``percepnet-train corpus`` carries
+  them in its ``manifest.csv`` (see :mod:`training.corpus_build`: held-out
+  speakers and whole languages, with a report group each); a plain folder
+  holds out RAVDESS actors 17-20 and every 7th other speaker in sorted order;
 * validation noises: in each noise folder, every 5th file in sorted order (index 2, 7, ...).
+
+Speakers are drawn balanced by source, then by speaker (:func:`pick_speaker`),
+never by duration: otherwise one source with many speakers, or one
+long-winded speaker, would fill most examples.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 VALIDATION_ACTORS = {f"Actor_{number}" for number in range(17, 21)}
@@ -25,14 +34,40 @@ class CorpusError(Exception):
 
 @dataclass
 class Split:
-    speech: dict = field(default_factory=dict)     # speaker -> [paths]
+    speech: dict = field(default_factory=dict)     # "source/speaker" -> [paths]
     noise: list = field(default_factory=list)
     rir: list = field(default_factory=list)
+    groups: dict = field(default_factory=dict)     # "source/speaker" -> validation report group
+    realworld: list = field(default_factory=list)  # (path, "source/speaker") of files that failed the filter
 
     def describe(self):
         n_files = sum(len(paths) for paths in self.speech.values())
-        return (f"{len(self.speech)} speakers ({n_files} files), {len(self.noise)} noise files, "
-                f"{len(self.rir)} room responses")
+        return (f"{len(self.speech)} speakers ({n_files} files) from {len(self.sources())} sources, "
+                f"{len(self.noise)} noise files, {len(self.rir)} room responses")
+
+    def sources(self):
+        """``{source: [speakers]}``; the source is the first part of the speaker key."""
+        by_source = {}
+        for speaker in sorted(self.speech):
+            by_source.setdefault(speaker.split("/")[0], []).append(speaker)
+        return by_source
+
+    def group_of(self, speaker):
+        return self.groups.get(speaker, speaker.split("/")[0])
+
+
+def pick_speaker(split, rng):
+    """A speaker drawn by source first (weight: square root of its speaker count), then uniformly.
+
+    The square root is the compromise between one vote per source (a source
+    of one reader would fill a ninth of the data) and one per speaker (250
+    learners of English would drown the 40 other languages).
+    """
+    by_source = split.sources()
+    names = list(by_source)
+    weights = np.sqrt([len(by_source[name]) for name in names])
+    speakers = by_source[names[rng.choice(len(names), p=weights / weights.sum())]]
+    return speakers[rng.integers(len(speakers))]
 
 
 def _audio_files(folder):
@@ -52,14 +87,39 @@ def is_validation_speaker(speaker, index_among_others):
     return index_among_others % 7 == 3
 
 
+def _speech_from_manifest(root, rows, train, validation):
+    for row in rows:
+        speaker = f"{row['source']}/{row['speaker']}"
+        if row["verdict"] == "pass" and row["path"]:
+            split = validation if row["split"] == "validation" else train
+            split.speech.setdefault(speaker, []).append(root / row["path"])
+            split.groups[speaker] = row["group"]
+        elif row["path"]:
+            validation.realworld.append((root / row["path"], speaker))
+
+
 def scan(corpus_dir):
     """Return ``(train, validation)`` :class:`Split` objects for a corpus folder."""
+    from .corpus_build import read_manifest
     root = Path(corpus_dir)
     speech_root, noise_root = root / "speech", root / "noise"
     if not speech_root.is_dir() or not noise_root.is_dir():
         raise CorpusError(f"{root}: expected folders speech/ and noise/ inside (got "
                           f"{sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'})")
     train, validation = Split(), Split()
+    manifest = read_manifest(root)
+    if manifest is not None:
+        _speech_from_manifest(root, manifest, train, validation)
+    else:
+        _speech_by_rule(speech_root, train, validation)
+    _noise_and_rooms(root, noise_root, train, validation)
+    if not train.speech or not train.noise:
+        raise CorpusError(f"{root}: found no usable audio for training ({train.describe()}); "
+                          f"supported formats: {', '.join(sorted(AUDIO_SUFFIXES))}")
+    return train, validation
+
+
+def _speech_by_rule(speech_root, train, validation):
     by_speaker = {}
     for path in _audio_files(speech_root):
         by_speaker.setdefault(speaker_of(path, speech_root), []).append(path)
@@ -67,15 +127,14 @@ def scan(corpus_dir):
     for speaker, paths in sorted(by_speaker.items()):
         index = others.index(speaker) if speaker in others else -1
         (validation if is_validation_speaker(speaker, index) else train).speech[speaker] = paths
+
+
+def _noise_and_rooms(root, noise_root, train, validation):
     for folder in sorted({path.parent for path in _audio_files(noise_root)}):
         for index, path in enumerate(p for p in _audio_files(noise_root) if p.parent == folder):
             (validation if index % 5 == 2 else train).noise.append(path)
     rirs = _audio_files(root / "rir") if (root / "rir").is_dir() else []
     train.rir, validation.rir = rirs, rirs            # rooms are augmentation, not held-out content
-    if not train.speech or not train.noise:
-        raise CorpusError(f"{root}: found no usable audio for training ({train.describe()}); "
-                          f"supported formats: {', '.join(sorted(AUDIO_SUFFIXES))}")
-    return train, validation
 
 
 def load_audio(path, rate=48_000):

@@ -1,0 +1,115 @@
+"""The corpus builder on a tiny generated fixture: quality filter, fixed splits, licences, held-out refusal."""
+
+import csv
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from edge.synthetic import noise, speech_like
+
+pytest.importorskip("soundfile", reason="the training extra (soundfile) is not installed")
+
+from training.corpus import scan  # noqa: E402
+from training.corpus_build import (VALIDATION_PERCENT, CorpusBuildError, build_corpus, measure,  # noqa: E402
+                                   split_for, verdict)
+from training.sources import gcompris_credits  # noqa: E402
+
+
+def _wav(path, samples, rate=16_000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(path, rate, np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16))
+
+
+def _clean(seed, seconds=2.0, rate=16_000):
+    return speech_like(seconds, seed=seed, rate=rate, level_dbfs=-30.0)
+
+
+@pytest.fixture
+def downloads(tmp_path):
+    """A speechocean762-shaped folder (clean, noisy and clipped files) and a team folder with RAVDESS."""
+    ocean = tmp_path / "speechocean762"
+    for speaker in range(1, 13):
+        for clip in range(2):
+            _wav(ocean / "WAVE" / f"SPEAKER{speaker:04d}" / f"{speaker:04d}{clip}.WAV", _clean(speaker * 10 + clip))
+    rate = 16_000
+    _wav(ocean / "WAVE" / "SPEAKER0001" / "noisy.WAV",
+         _clean(99) + 10 ** (-36 / 20) * noise("white", 2.0, seed=1, rate=rate))       # about 6 dB SNR
+    _wav(ocean / "WAVE" / "SPEAKER0002" / "clipped.WAV", np.clip(40 * _clean(98), -1, 1))
+    shared = tmp_path / "shared"
+    for actor in (1, 17):
+        _wav(shared / "speech" / "ravdess" / f"Actor_{actor:02d}" / "a.wav", _clean(actor, rate=48_000), 48_000)
+    _wav(shared / "noise" / "gen" / "n0.wav", 0.1 * noise("pink", 1.0, seed=3), 48_000)
+    return {"speechocean762": ocean, "shared": shared}
+
+
+def test_the_filter_keeps_clean_speech_and_rejects_noisy_and_clipped_files():
+    rate = 16_000
+    clean = _clean(1)
+    assert verdict(measure(clean, rate)) == "pass"
+    noisy = clean + 10 ** (-36 / 20) * noise("white", 2.0, seed=1, rate=rate)
+    assert verdict(measure(noisy, rate)).startswith("noisy")
+    assert verdict(measure(np.clip(40 * clean, -1, 1), rate)).startswith("clipped")
+    assert verdict(measure(clean[:rate // 10], rate)).startswith("short")
+    assert verdict(measure(np.zeros(rate), rate)) == "silent"
+    # Bandwidth: speech band-limited to 4 kHz measures below 4 kHz, 16 kHz audio at most 8 kHz.
+    from scipy import signal as sps
+    narrow = sps.sosfilt(sps.butter(10, 3500, fs=rate, output="sos"), clean)
+    assert measure(narrow, rate).bandwidth_hz < 4000 < measure(clean, rate).bandwidth_hz <= 8000
+
+
+def test_splits_are_fixed_by_speaker_name_and_hold_out_whole_languages():
+    speakers = [f"speaker{n:04d}" for n in range(400)]
+    first = [split_for("speechocean762", s, "en") for s in speakers]
+    assert first == [split_for("speechocean762", s, "en") for s in speakers]      # deterministic
+    share = first.count("validation") / len(first)
+    assert abs(share - VALIDATION_PERCENT / 100) < 0.05
+    assert split_for("gcompris", "nl-someone", "nl") == "validation"              # a held-out language
+    assert split_for("ravdess", "actor-17", "en") == "validation"
+    assert split_for("ravdess", "actor-16", "en") == "train"
+    assert split_for("festvox-ru", "msu-ru-nsh", "ru") == "train"                  # pinned
+
+
+def test_build_writes_filtered_speech_a_manifest_and_licences_and_scan_reads_its_splits(downloads, tmp_path):
+    out = tmp_path / "corpus"
+    rows = build_corpus(out, {"speechocean762": downloads["speechocean762"]}, downloads["shared"], workers=1,
+                        say=lambda *_: None)
+    verdicts = {row["original"].split("/")[-1]: row["verdict"] for row in rows}
+    assert verdicts["noisy.WAV"].startswith("noisy") and verdicts["clipped.WAV"].startswith("clipped")
+    assert sum(row["verdict"] == "pass" for row in rows) == 26               # 24 speechocean + 2 RAVDESS
+    with open(out / "manifest.csv", newline="") as handle:
+        manifest = list(csv.DictReader(handle))
+    assert {row["licence"] for row in manifest if row["source"] == "speechocean762"} == {"CC BY 4.0"}
+    assert "CC BY-NC-SA" in (out / "SOURCES.md").read_text()
+    by_speaker = {}
+    for row in manifest:
+        by_speaker.setdefault((row["source"], row["speaker"]), set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in by_speaker.values())           # a speaker is never in both
+    train, validation = scan(out)
+    assert "ravdess/actor-17" in validation.speech and "ravdess/actor-01" in train.speech
+    assert not set(train.speech) & set(validation.speech)
+    assert {path.name.split("-")[0] for path, _ in validation.realworld} == {"noisy", "clipped"}
+    assert all(path.suffix == ".flac" and path.is_file() for paths in train.speech.values() for path in paths)
+    # A second run keeps what is there and gives the same manifest.
+    again = build_corpus(out, {"speechocean762": downloads["speechocean762"]}, downloads["shared"], workers=1,
+                         say=lambda *_: None)
+    assert sorted(r["path"] for r in again) == sorted(r["path"] for r in rows)
+
+
+def test_held_out_material_and_wrong_folders_are_refused_with_advice(downloads, tmp_path):
+    _wav(downloads["shared"] / "speech" / "ravdess" / "Actor_22" / "x.wav", _clean(5, rate=48_000), 48_000)
+    with pytest.raises(CorpusBuildError, match="held-out list"):
+        build_corpus(tmp_path / "c1", {}, downloads["shared"], workers=1, say=lambda *_: None)
+    with pytest.raises(CorpusBuildError, match="git clone https://github.com/gcompris"):
+        build_corpus(tmp_path / "c2", {"gcompris": tmp_path}, None, workers=1, say=lambda *_: None)
+    with pytest.raises(ValueError, match="unknown speech source"):
+        build_corpus(tmp_path / "c3", {"nonesuch": tmp_path}, None, workers=1, say=lambda *_: None)
+
+
+def test_gcompris_credits_name_the_voice_and_the_licence():
+    text = ("./fr/alphabet:\nU0061.ogg   Zohra Coudoin 2015 / GPL V3+\nU0062.ogg   GPL V3+\n\n"
+            "./en/words:\ncat.ogg   http://www.art4apps.org/ Creative Common License BY-SA\n")
+    credits = gcompris_credits(text)
+    assert credits["fr/alphabet/U0061.ogg"] == ("Zohra Coudoin 2015", "GPL V3+")
+    assert credits["fr/alphabet/U0062.ogg"] == ("", "GPL V3+")
+    assert credits["en/words/cat.ogg"][0] == ""
