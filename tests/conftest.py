@@ -44,6 +44,38 @@ def mini_corpus(tmp_path):
     return root
 
 
+def write_wav16(path, samples, rate=16_000):
+    from scipy.io import wavfile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(path, rate, np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16))
+
+
+def clean_speech(seed, seconds=2.0, rate=16_000):
+    from edge.synthetic import speech_like
+    return speech_like(seconds, seed=seed, rate=rate, level_dbfs=-30.0)
+
+
+@pytest.fixture
+def downloads(tmp_path):
+    """A speechocean762-shaped folder (clean, noisy and clipped files) and a team folder with RAVDESS."""
+    from edge.synthetic import noise
+    ocean = tmp_path / "speechocean762"
+    for speaker in range(1, 19):                 # speakers 16 and 18 fall in the validation buckets
+        for clip in range(2):
+            write_wav16(ocean / "WAVE" / f"SPEAKER{speaker:04d}" / f"{speaker:04d}{clip}.WAV",
+                        clean_speech(speaker * 10 + clip))
+    hiss = 10 ** (-36 / 20) * noise("white", 2.0, seed=1, rate=16_000)              # about 6 dB SNR
+    write_wav16(ocean / "WAVE" / "SPEAKER0001" / "noisy.WAV", clean_speech(99) + hiss)
+    write_wav16(ocean / "WAVE" / "SPEAKER0002" / "clipped.WAV", np.clip(40 * clean_speech(98), -1, 1))
+    shared = tmp_path / "shared"
+    for actor in (1, 17):
+        write_wav16(shared / "speech" / "ravdess" / f"Actor_{actor:02d}" / "a.wav",
+                    clean_speech(actor, rate=48_000), 48_000)
+    for index, kind in enumerate(("pink", "white", "hum", "pink", "white")):
+        write_wav16(shared / "noise" / "gen" / f"n{index}.wav", 0.1 * noise(kind, 2.0, seed=index), 48_000)
+    return {"speechocean762": ocean, "shared": shared}
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

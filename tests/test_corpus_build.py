@@ -4,9 +4,8 @@ import csv
 
 import numpy as np
 import pytest
-from scipy.io import wavfile
 
-from edge.synthetic import noise, speech_like
+from edge.synthetic import noise
 
 pytest.importorskip("soundfile", reason="the training extra (soundfile) is not installed")
 
@@ -15,32 +14,8 @@ from training.corpus_build import (VALIDATION_PERCENT, CorpusBuildError, build_c
                                    split_for, verdict)
 from training.sources import gcompris_credits  # noqa: E402
 
-
-def _wav(path, samples, rate=16_000):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    wavfile.write(path, rate, np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16))
-
-
-def _clean(seed, seconds=2.0, rate=16_000):
-    return speech_like(seconds, seed=seed, rate=rate, level_dbfs=-30.0)
-
-
-@pytest.fixture
-def downloads(tmp_path):
-    """A speechocean762-shaped folder (clean, noisy and clipped files) and a team folder with RAVDESS."""
-    ocean = tmp_path / "speechocean762"
-    for speaker in range(1, 13):
-        for clip in range(2):
-            _wav(ocean / "WAVE" / f"SPEAKER{speaker:04d}" / f"{speaker:04d}{clip}.WAV", _clean(speaker * 10 + clip))
-    rate = 16_000
-    _wav(ocean / "WAVE" / "SPEAKER0001" / "noisy.WAV",
-         _clean(99) + 10 ** (-36 / 20) * noise("white", 2.0, seed=1, rate=rate))       # about 6 dB SNR
-    _wav(ocean / "WAVE" / "SPEAKER0002" / "clipped.WAV", np.clip(40 * _clean(98), -1, 1))
-    shared = tmp_path / "shared"
-    for actor in (1, 17):
-        _wav(shared / "speech" / "ravdess" / f"Actor_{actor:02d}" / "a.wav", _clean(actor, rate=48_000), 48_000)
-    _wav(shared / "noise" / "gen" / "n0.wav", 0.1 * noise("pink", 1.0, seed=3), 48_000)
-    return {"speechocean762": ocean, "shared": shared}
+from .conftest import clean_speech as _clean  # noqa: E402
+from .conftest import write_wav16 as _wav  # noqa: E402
 
 
 def test_the_filter_keeps_clean_speech_and_rejects_noisy_and_clipped_files():
@@ -76,7 +51,7 @@ def test_build_writes_filtered_speech_a_manifest_and_licences_and_scan_reads_its
                         say=lambda *_: None)
     verdicts = {row["original"].split("/")[-1]: row["verdict"] for row in rows}
     assert verdicts["noisy.WAV"].startswith("noisy") and verdicts["clipped.WAV"].startswith("clipped")
-    assert sum(row["verdict"] == "pass" for row in rows) == 26               # 24 speechocean + 2 RAVDESS
+    assert sum(row["verdict"] == "pass" for row in rows) == 38               # 36 speechocean + 2 RAVDESS
     with open(out / "manifest.csv", newline="") as handle:
         manifest = list(csv.DictReader(handle))
     assert {row["licence"] for row in manifest if row["source"] == "speechocean762"} == {"CC BY 4.0"}

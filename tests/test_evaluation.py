@@ -156,3 +156,36 @@ def test_tuning_clips_come_from_training_speakers_only(shared_data, monkeypatch)
     assert not set(picked[0].speech) & set(validation.speech)
     with pytest.raises(inputs.InputError, match="unknown split"):
         inputs.synthesise(shared_data, clips_per_snr=1, seconds=0.5, say=lambda *_: None, split="test")
+
+
+def test_group_clips_come_from_each_groups_held_out_speakers_and_realworld_from_rejected_files(downloads,
+                                                                                               tmp_path):
+    pytest.importorskip("soundfile", reason="the training extra (soundfile) is not installed")
+    from training.corpus import scan
+    from training.corpus_build import build_corpus
+    from evaluation.inputs import SNR_BUCKETS_DB, realworld_clips, synthesise_groups
+    corpus = tmp_path / "corpus"
+    build_corpus(corpus, {"speechocean762": downloads["speechocean762"]}, downloads["shared"], workers=1,
+                 say=lambda *_: None)
+    _, validation = scan(corpus)
+    groups = {validation.group_of(speaker) for speaker in validation.speech}
+    assert {"acted-en-48k", "read-en-16k"} <= groups
+    clips = synthesise_groups(corpus, clips_per_snr=1, seconds=1.0, say=lambda *_: None)
+    assert len(clips) == len(groups) * len(SNR_BUCKETS_DB)
+    assert {clip.group for clip in clips} == groups
+    assert all(clip.name.startswith(clip.group) for clip in clips)
+    again = synthesise_groups(corpus, clips_per_snr=1, seconds=1.0, say=lambda *_: None)
+    assert all(np.array_equal(a.noisy, b.noisy) for a, b in zip(clips, again))          # fixed seeds
+    realworld = realworld_clips(corpus, per_source=2, seconds=1.0, say=lambda *_: None)
+    assert {clip.group for clip in realworld} == {"realworld/speechocean762"}
+    assert len(realworld) == 2 and all(clip.clean is None for clip in realworld)
+
+
+def test_reports_break_results_down_by_group_without_the_clean_clips():
+    from evaluation.report import summarise
+    clips = [Clip("a", *_pair(1, "pink", 0.0)[::-1], snr_db=0.0, group="g1"),
+             Clip("b", *_pair(2, "white", 10.0)[::-1], snr_db=10.0, group="g2"),
+             Clip("c", speech_like(SECONDS, seed=3), speech_like(SECONDS, seed=3), snr_db=float("inf"), group="g2")]
+    run = summarise(evaluate(clips, [noisy_input()], use_dnsmos=False, say=lambda *_: None))
+    assert set(run["by_group"]["noisy input"]) == {"g1", "g2"}
+    assert run["by_group"]["noisy input"]["g2"]["n_clips"] == 1                  # the clean clip stays out
