@@ -18,9 +18,9 @@ def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None):
     from each, so that calibration sees every cache and every condition mix
     (clean, high- and low-SNR), not the first shard's.
     """
-    from training.train import TrainingError, _shards
+    from training.train import TrainingError, shard_files
     try:
-        paths = _shards(cache_dirs, split)
+        paths = shard_files(cache_dirs, split)
     except TrainingError as exc:
         raise CalibrationError(str(exc)) from None
     rng = None if spread_seed is None else np.random.default_rng(spread_seed)

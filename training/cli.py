@@ -59,6 +59,9 @@ def _parser():
                        help="extra weight on gain errors that attenuate more than the target "
                             f"(default {OVER_SUPPRESSION_WEIGHT:g}; 0 is the paper's loss)")
     train.add_argument("--seed", type=int, default=0, help="seed of the batch order (default 0)")
+    train.add_argument("--threads", type=int, default=None,
+                       help="CPU threads TensorFlow may use (default: all cores); two runs side by side "
+                            "with --threads 1 each get equal CPU time")
     train.add_argument("--time-budget-min", type=float, default=None,
                        help="stop at the first epoch end past this many minutes")
     bench = commands.add_parser("bench", help="training throughput: input feed, model step and fit, frames/s")
@@ -91,6 +94,10 @@ def main(argv=None):
             from .bench import run
             run(args.cache, args.size, args.batch_size, args.steps)
         else:
+            if args.threads:
+                import tensorflow as tf
+                tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+                tf.config.threading.set_inter_op_parallelism_threads(args.threads)
             fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed)

@@ -277,6 +277,22 @@ def _stop_after(minutes):
     return StopAfter()
 
 
+def _cost_per_epoch():
+    """A callback that adds the epoch's wall and process CPU seconds to its logs (so to history.csv)."""
+    import keras
+
+    class CostPerEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = (time.time(), time.process_time())
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["wall_s"] = round(time.time() - self.started[0], 1)
+                logs["cpu_s"] = round(time.process_time() - self.started[1], 1)
+
+    return CostPerEpoch()
+
+
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
         over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0):
@@ -302,6 +318,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     callbacks = [
         # Kept after a normal end too, so a later run with more --epochs (another session) continues.
         keras.callbacks.BackupAndRestore(str(out_dir / "resume"), delete_checkpoint=False),
+        _cost_per_epoch(),
         keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
