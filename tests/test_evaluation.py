@@ -62,15 +62,17 @@ def test_pairs_run_writes_json_markdown_and_figure(pairs_dir, tmp_path, capsys):
         assert row["n_clips"] == 2 and row["lag_ms_median"] == 0.0
         assert 1.0 <= row["pesq_wb"] <= 4.7 and 0.0 <= row["stoi"] <= 1.0 and row["dnsmos_ovrl"] is None
     assert oracle["pesq_wb"] > noisy["pesq_wb"] and oracle["si_sdr_db"] > noisy["si_sdr_db"]
-    assert noisy["cpu_s_per_audio_s"] < 0.01 < oracle["cpu_s_per_audio_s"]
+    for row in (noisy, oracle):        # cost is a measurement, printed by benchmarks; here only its form
+        assert np.isfinite(row["cpu_s_per_audio_s"]) and row["cpu_s_per_audio_s"] >= 0.0
     assert oracle["latency_ms"] == 30.0 and oracle["latency_source"] == "algorithmic"
     assert set(run["by_snr_bucket"]["noisy input"]) == {"0.0", "10.0"}
     assert set(run["by_family"]["oracle (upper bound)"]) == {"pairs"}
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return
-    assert (out / "quality_vs_cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from importlib.util import find_spec
+    figure = out / "quality_vs_cost.png"
+    if find_spec("matplotlib") is None:
+        assert not figure.exists()                                  # and the log says why (see report)
+    else:
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_known_20_ms_delay_is_found_and_removed():
