@@ -1,11 +1,17 @@
 """WAV files in and out, and conversion to the 48 kHz mono the DSP runs at.
 
+Whole files (:func:`read_wav`, :func:`write_wav`) for short clips, and streams
+(:class:`WavReader`, :class:`StreamResampler`, :class:`WavWriter`) for the
+file commands, whose memory must not grow with the file's length.
 Only numpy and scipy are used, so this works on the device as well.
 """
 
 import io
 import os
+import struct
+import tempfile
 from math import gcd
+from pathlib import Path
 
 import numpy as np
 from scipy import signal as sps
@@ -13,6 +19,11 @@ from scipy.io import wavfile
 
 from .atomic import atomic_write
 from .dsp.constants import SAMPLE_RATE_HZ
+
+#: Sample rates the file commands accept; anything else is a broken header, not audio
+#: (a 4 KB file declaring 1 Hz once asked for a 48,000-fold resampling and 2.4 GB).
+MIN_RATE_HZ, MAX_RATE_HZ = 8_000, 384_000
+_CONVERT_ADVICE = "convert it first, e.g. `sox in.xxx -b 16 out.wav`"
 
 
 class AudioFileError(Exception):
@@ -25,6 +36,8 @@ def read_wav(path):
         rate, data = wavfile.read(path)
     except FileNotFoundError:
         raise AudioFileError(f"{path}: no such file") from None
+    except struct.error:
+        raise AudioFileError(f"{path}: truncated WAV header; {_CONVERT_ADVICE}") from None
     except (ValueError, OSError) as exc:
         raise AudioFileError(f"{path}: not a readable WAV file ({exc}); "
                              "convert it first, e.g. `sox in.xxx -b 16 out.wav`") from None
@@ -47,16 +60,20 @@ def to_dsp_format(samples, rate):
     ``notes`` lists, in words, every conversion made, so the caller can tell
     the user (an empty list means the input was already 48 kHz mono).
     """
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    if rate != SAMPLE_RATE_HZ:
+        mono = resample(mono, rate, SAMPLE_RATE_HZ)
+    return mono, conversion_notes(samples.shape[1], rate)
+
+
+def conversion_notes(channels, rate):
+    """In words, what :func:`to_dsp_format` does to audio of this layout (empty: already 48 kHz mono)."""
     notes = []
-    if samples.shape[1] > 1:
-        notes.append(f"mixed {samples.shape[1]} channels down to mono (mean)")
-        mono = samples.mean(axis=1)
-    else:
-        mono = samples[:, 0]
+    if channels > 1:
+        notes.append(f"mixed {channels} channels down to mono (mean)")
     if rate != SAMPLE_RATE_HZ:
         notes.append(f"resampled {rate} Hz -> {SAMPLE_RATE_HZ} Hz")
-        mono = resample(mono, rate, SAMPLE_RATE_HZ)
-    return mono, notes
+    return notes
 
 
 def resample(samples, rate_from, rate_to):
@@ -82,5 +99,257 @@ def write_wav(path, samples, rate):
         raise AudioFileError(f"{path}: the folder {directory} does not exist")
     buffer = io.BytesIO()
     wavfile.write(buffer, int(rate), pcm)
-    atomic_write(path, buffer.getvalue())
+    try:
+        atomic_write(path, buffer.getvalue())
+    except FileExistsError as exc:                   # a device, FIFO or folder: never replaced
+        raise AudioFileError(exc.strerror) from None
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot write: {exc.strerror}") from None
     return clipped
+
+
+def check_rate(path, rate):
+    """Refuse a sample rate no real recording has (a corrupt or hand-made header)."""
+    if not MIN_RATE_HZ <= rate <= MAX_RATE_HZ:
+        raise AudioFileError(f"{path}: declares a sample rate of {rate} Hz; expected {MIN_RATE_HZ}..{MAX_RATE_HZ} "
+                             f"Hz, so the header is probably wrong; {_CONVERT_ADVICE}")
+
+
+#: WAVE format tags: integer PCM and IEEE float (WAVE_FORMAT_EXTENSIBLE carries one of them inside).
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+
+
+class WavReader:
+    """A WAV file read block by block as float64 ``(n, channels)`` in [-1, 1], scaled as :func:`read_wav` does.
+
+    The header is parsed and checked when the file is opened (a truncated or
+    odd header is an :class:`AudioFileError` naming the file), so nothing is
+    processed before the input is known to be usable. ``notes`` lists, in
+    words, anything read differently from what the header declares.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self.notes = []
+        try:
+            self._file = open(path, "rb")
+        except FileNotFoundError:
+            raise AudioFileError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise AudioFileError(f"{path}: cannot read ({exc.strerror})") from None
+        try:
+            self._parse_header()
+        except BaseException:
+            self._file.close()
+            raise
+        self._left = self.frames
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._file.close()
+
+    def _truncated(self, where):
+        return AudioFileError(f"{self.path}: truncated WAV file: it ends inside {where}; {_CONVERT_ADVICE}")
+
+    def _parse_header(self):
+        stream = self._file
+        head = stream.read(12)
+        if len(head) < 12:
+            raise self._truncated("the RIFF header")
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            raise AudioFileError(f"{self.path}: not a readable WAV file (no RIFF/WAVE header); {_CONVERT_ADVICE}")
+        layout = None
+        while True:
+            chunk = stream.read(8)
+            if len(chunk) < 8:
+                raise self._truncated("the 'fmt ' chunk" if layout is None else "the chunk list, before 'data'")
+            name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"fmt ":
+                body = stream.read(size + size % 2)
+                if size < 16 or len(body) < size:
+                    raise self._truncated("the 'fmt ' chunk")
+                layout = self._layout(body, size)
+            elif name == b"data":
+                if layout is None:
+                    raise AudioFileError(f"{self.path}: the 'data' chunk comes before 'fmt '; {_CONVERT_ADVICE}")
+                break
+            else:
+                stream.seek(size + size % 2, os.SEEK_CUR)
+        self.format_tag, self.channels, self.rate, self.block_align, self.bits = layout
+        data_start = stream.tell()
+        available = os.fstat(stream.fileno()).st_size - data_start
+        if size > available:                         # cut short, or a streamed file's placeholder size
+            self.notes.append(f"the data chunk declares {size} bytes but the file holds {available}; "
+                              f"reading {available}")
+            size = available
+        self.frames = size // self.block_align
+        if self.frames == 0:
+            raise AudioFileError(f"{self.path}: the file holds no samples")
+
+    def _layout(self, body, size):
+        tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", body[:16])
+        if tag == _EXTENSIBLE and size >= 26:
+            tag = struct.unpack("<H", body[24:26])[0]
+        supported = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}
+        if tag not in supported or bits not in supported[tag]:
+            raise AudioFileError(f"{self.path}: WAV format {tag} with {bits}-bit samples is not supported "
+                                 f"(16/24/32-bit integer or 32/64-bit float are); {_CONVERT_ADVICE}")
+        if channels < 1 or block_align != channels * bits // 8:
+            raise AudioFileError(f"{self.path}: inconsistent WAV header ({channels} channels, {bits}-bit, "
+                                 f"{block_align}-byte frames); {_CONVERT_ADVICE}")
+        check_rate(self.path, rate)
+        return tag, channels, rate, block_align, bits
+
+    def read(self, n_frames):
+        """The next ``n_frames`` (fewer at the end) as float64 ``(n, channels)``."""
+        n_frames = min(n_frames, self._left)
+        data = self._file.read(n_frames * self.block_align)
+        n_frames = len(data) // self.block_align
+        self._left -= n_frames
+        return self._decode(data[:n_frames * self.block_align]).reshape(n_frames, self.channels)
+
+    def read_all(self):
+        return self.read(self.frames)
+
+    def _decode(self, data):
+        if self.format_tag == _FLOAT:
+            return np.frombuffer(data, "<f4" if self.bits == 32 else "<f8").astype(np.float64)
+        if self.bits == 8:
+            return (np.frombuffer(data, np.uint8).astype(np.float64) - 128.0) / 128.0
+        if self.bits == 24:                          # three little-endian bytes, two's complement
+            raw = np.frombuffer(data, np.uint8).reshape(-1, 3).astype(np.int64)
+            values = ((raw[:, 0] | (raw[:, 1] << 8) | (raw[:, 2] << 16)) ^ 0x800000) - 0x800000
+            return values.astype(np.float64) / 8388608.0
+        dtype = "<i2" if self.bits == 16 else "<i4"
+        return np.frombuffer(data, dtype).astype(np.float64) / float(-np.iinfo(dtype).min)
+
+
+class StreamResampler:
+    """:func:`resample` applied block by block, equal to resampling the whole signal at once.
+
+    An output sample depends only on the input within the FIR filter's
+    reach. Outputs are computed once their reach has arrived, from a segment
+    starting on a multiple of the decimation factor (so the polyphase grid
+    lines up with the whole-signal one) far enough back to cover the reach;
+    only that margin is kept between blocks. ``total_in`` fixes the output
+    length, as the whole-signal call's trim does.
+    """
+
+    def __init__(self, rate_from, rate_to, total_in):
+        common = gcd(int(rate_from), int(rate_to))
+        self.up, self.down = int(rate_to) // common, int(rate_from) // common
+        max_rate = max(self.up, self.down)
+        half_len = 10 * max_rate                         # scipy's default filter, built once here
+        self._filter = (sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+                        if max_rate > 1 else None)       # same rate: samples pass through
+        reach_in = half_len // self.up + 2               # input samples on either side of an output sample
+        self._margin = (-(-reach_in // self.down) + 1) * self.down
+        self.total_in = int(total_in)
+        self.total_out = int(round(self.total_in * self.up / self.down))
+        self._buffer = np.zeros(0)
+        self._start = 0                                  # input index of _buffer[0]
+        self._received = 0
+        self._emitted = 0
+
+    def _segment_start(self, first_output):
+        """Where to start resampling so that ``first_output`` and everything after it are exact."""
+        return max(0, (first_output * self.down // self.up - self._margin) // self.down * self.down)
+
+    def push(self, samples, final=False):
+        """Add input; returns every output sample that is now final (all of them when ``final``)."""
+        if self.up == self.down:
+            return np.asarray(samples, dtype=np.float64)
+        if len(samples):
+            self._buffer = np.concatenate([self._buffer, samples])
+            self._received += len(samples)
+        if final:
+            end = self.total_out
+        else:
+            end = min(self.total_out, max(self._emitted, (self._received - self._margin) * self.up // self.down))
+        if end <= self._emitted:
+            return np.zeros(0)
+        start = self._segment_start(self._emitted)
+        resampled = sps.resample_poly(self._buffer[start - self._start:], self.up, self.down, window=self._filter)
+        offset = start * self.up // self.down
+        out = resampled[self._emitted - offset:end - offset]
+        self._emitted = end
+        keep = self._segment_start(end)
+        self._buffer = self._buffer[keep - self._start:]
+        self._start = keep
+        return out
+
+
+def _wav_header(rate, n_samples):
+    """The 44-byte header of a 16-bit mono PCM WAV holding ``n_samples``."""
+    data_bytes = 2 * n_samples
+    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, _PCM, 1,
+                       int(rate), 2 * int(rate), 2, 16, b"data", data_bytes)
+
+
+class WavWriter:
+    """A 16-bit mono WAV written block by block, atomically: a temporary file beside the target, renamed at the end.
+
+    Use as a context manager; any failure removes the temporary file and
+    leaves the target as it was. A write error is an :class:`AudioFileError`
+    naming the target. ``clipped`` counts samples beyond full scale.
+    """
+
+    def __init__(self, path, rate, n_samples):
+        self.path = Path(path)
+        self.n_samples, self.clipped, self._written = int(n_samples), 0, 0
+        try:
+            handle, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            self._stream = os.fdopen(handle, "wb")
+            self._put(_wav_header(rate, self.n_samples))
+        except OSError as exc:
+            raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self._commit()
+        else:
+            self._discard()
+
+    def write(self, samples):
+        samples = np.asarray(samples, dtype=np.float64)
+        self.clipped += int(np.count_nonzero(np.abs(samples) > 1.0))
+        pcm = np.round(np.clip(samples, -1.0, 32767.0 / 32768.0) * 32768.0).astype("<i2")
+        self._put(pcm.tobytes())
+        self._written += samples.size
+
+    def _put(self, data):
+        try:
+            self._stream.write(data)
+        except OSError as exc:
+            self._discard()
+            raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
+
+    def _commit(self):
+        if self._written != self.n_samples:
+            self._discard()
+            raise AssertionError(f"wrote {self._written} samples, the header says {self.n_samples}")
+        try:
+            self._stream.close()
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self._tmp, 0o666 & ~umask)
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._discard()
+            raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
+
+    def _discard(self):
+        try:
+            self._stream.close()
+        except OSError:
+            pass
+        if os.path.exists(self._tmp):
+            os.unlink(self._tmp)

@@ -17,6 +17,24 @@ import sys
 # before numpy, scipy and the model load (see edge.control).
 
 DEFAULT_DEMO_DIR = "out/demo"
+#: The same limits as the config's (edge.config) for the same knobs.
+THREADS_RANGE = (1, 8)
+ATTENUATION_DB_RANGE = (0.0, 100.0)
+POSTFILTER_BETA_RANGE = (0.0, 1.0)
+
+
+def _in_range(kind, low, high=None):
+    """An argparse type: ``kind`` parsed, then refused outside [low, high] with the allowed range named."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+        if not (value >= low and (high is None or value <= high)):          # also refuses NaN
+            allowed = f"{low:g}..{high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{text} is not allowed; expected {allowed}")
+        return value
+    return parse
 
 
 def _parser():
@@ -39,8 +57,11 @@ def _parser():
     oracle.add_argument("--demo", nargs="?", const=DEFAULT_DEMO_DIR, metavar="DIR",
                         help=f"generate a clean + noise sample and run on it, writing WAVs to DIR "
                              f"(default {DEFAULT_DEMO_DIR})")
-    oracle.add_argument("--max-attenuation-db", type=float, default=_DSP.max_attenuation_db,
+    oracle.add_argument("--max-attenuation-db", type=_in_range(float, *ATTENUATION_DB_RANGE),
+                        default=_DSP.max_attenuation_db,
                         help=f"deepest suppression of any band in dB (default {_DSP.max_attenuation_db:g})")
+    oracle.add_argument("--follow-symlinks", action="store_true",
+                        help="write through an output that is a symbolic link (refused otherwise)")
 
     denoise = commands.add_parser("denoise", help="enhance a WAV file with a trained model",
                                   description="Enhance IN with a trained model; OUT is aligned with IN "
@@ -49,22 +70,29 @@ def _parser():
     denoise.add_argument("output", metavar="OUT")
     denoise.add_argument("--model", help="int8 .tflite model with its .json metadata beside it "
                                          "(default: models/lite/percepnet_lite.tflite)")
-    denoise.add_argument("--max-attenuation-db", type=float, default=_DSP.max_attenuation_db,
+    denoise.add_argument("--max-attenuation-db", type=_in_range(float, *ATTENUATION_DB_RANGE),
+                         default=_DSP.max_attenuation_db,
                          help=f"deepest suppression of any band in dB (default {_DSP.max_attenuation_db:g})")
-    denoise.add_argument("--postfilter-beta", type=float, default=_DSP.postfilter_beta,
+    denoise.add_argument("--postfilter-beta", type=_in_range(float, *POSTFILTER_BETA_RANGE),
+                         default=_DSP.postfilter_beta,
                          help=f"envelope post-filter strength, 0 = off (default {_DSP.postfilter_beta:g})")
-    denoise.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    denoise.add_argument("--threads", type=_in_range(int, *THREADS_RANGE), default=1,
+                         help="interpreter threads, 1..8 (default 1)")
+    denoise.add_argument("--follow-symlinks", action="store_true",
+                         help="write through an OUT that is a symbolic link (refused otherwise)")
 
     bench = commands.add_parser("bench", help="per-frame cost of the DSP chain, beside RNNoise")
-    bench.add_argument("--seconds", type=float, default=20.0, help="generated audio length (default 20)")
-    bench.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    bench.add_argument("--seconds", type=_in_range(float, 1.0, 3600.0), default=20.0,
+                       help="generated audio length (default 20)")
+    bench.add_argument("--rounds", type=_in_range(int, 1, 100), default=3, help="alternating rounds (default 3)")
     bench.add_argument("--no-peers", action="store_true", help="skip RNNoise")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--model", help="also measure the whole path with this .tflite model")
     run = commands.add_parser("run", help="the real-time daemon (ALSA capture -> enhance -> playback)")
     run.add_argument("--config", help="YAML config (default: built-in defaults)")
-    run.add_argument("--frames", type=int, help="stop after N frames")
-    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much audio")
+    run.add_argument("--frames", type=_in_range(int, 1), help="stop after N frames")
+    run.add_argument("--duration", type=_in_range(float, 0.01), metavar="SECONDS",
+                     help="stop after this much audio")
     run.add_argument("--demo", nargs="?", const="out/daemon-demo", metavar="DIR",
                      help="run through ALSA's file plugin on generated audio, writing WAVs to DIR")
 
@@ -80,7 +108,7 @@ def _parser():
 
     bench_model = commands.add_parser("bench-model", help="per-frame cost of the network alone")
     bench_model.add_argument("models", nargs="+", metavar="MODEL", help=".tflite files (with metadata)")
-    bench_model.add_argument("--frames", type=int, default=2000)
+    bench_model.add_argument("--frames", type=_in_range(int, 1, 10_000_000), default=2000)
     bench_model.add_argument("--json", action="store_true")
     return parser
 
@@ -108,17 +136,19 @@ def _dispatch(argv, control):
         if args.command == "oracle":
             from .files import run_demo, run_oracle
             if args.demo is not None:
-                run_demo(args.demo)
+                run_demo(args.demo, follow_symlinks=args.follow_symlinks)
             elif None in (args.clean, args.noisy, args.out):
                 raise _usage("oracle needs CLEAN NOISY OUT, or --demo [DIR]")
             else:
-                run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db)
+                run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db,
+                           follow_symlinks=args.follow_symlinks)
         elif args.command == "denoise":
             from .dsp import EnhancerSettings
             from .files import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                         postfilter_beta=args.postfilter_beta)
-            run_denoise(args.input, args.output, args.model, settings, args.threads)
+            run_denoise(args.input, args.output, args.model, settings, args.threads,
+                        follow_symlinks=args.follow_symlinks)
         elif args.command == "bench":
             from .bench import run_bench
             run_bench(args.seconds, args.rounds, not args.no_peers, args.json, args.model)

@@ -28,7 +28,7 @@ SILENCE_BAND_ENERGY = 1e-7
 #: training's silences leave it, so skipping changes nothing after that.
 SILENCE_SETTLE_FRAMES = 50
 _SILENCE_FEATURE = (np.log10(SILENCE_BAND_ENERGY + ENERGY_FLOOR) + LOG_ENERGY_OFFSET) * LOG_ENERGY_SCALE
-from .model_meta import ModelMetadataError, load_metadata
+from .model_meta import ModelMetadataError, load_metadata, sidecar_path
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
@@ -93,7 +93,7 @@ class ModelRunner:
         ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
         self.xnnpack_active = "DELEGATE" in ops
         self.num_threads = int(num_threads)
-        self._bind_tensors()
+        self._bind_tensors(*self._checked_signature(model_path))
         self.gain = np.ones(N_BANDS)
         self.strength = np.zeros(N_BANDS)
         self._scratch_features = np.zeros(N_FEATURES)
@@ -102,10 +102,35 @@ class ModelRunner:
         self.vad = None
         self.reset()
 
-    def _bind_tensors(self):
-        signature = self.interpreter._get_full_signature_list()["serving_default"]
+    def _checked_signature(self, model_path):
+        """The serving signature's inputs and outputs, holding every name the metadata relies on.
+
+        Another valid ``.tflite`` (with a sidecar that matches its bytes) is
+        refused here by name, not by a KeyError deep in the binding.
+        """
+        advice = "use a model made by the converter (python -m converter), with its own .json beside it"
+        signatures = self.interpreter._get_full_signature_list()
+        if "serving_default" not in signatures:
+            raise ModelMetadataError(f"{model_path}: not a percepnet-edge model: it has no 'serving_default' "
+                                     f"signature (it has: {', '.join(signatures) or 'none'}); {advice}")
+        inputs, outputs = signatures["serving_default"]["inputs"], signatures["serving_default"]["outputs"]
+        role = self.metadata.outputs
+        for name in ("features", *self.metadata.states):
+            if name not in inputs:
+                raise ModelMetadataError(f"{model_path}: not a percepnet-edge model: its signature has no input "
+                                         f"'{name}' (inputs: {', '.join(sorted(inputs))}); {advice}")
+        for key in ("gain", "strength", *(f"new_{name}" for name in self.metadata.states)):
+            if key not in role:
+                raise ModelMetadataError(f"{sidecar_path(model_path)}: corrupt metadata: outputs has no '{key}'; "
+                                         "re-run the converter")
+        for key, name in role.items():
+            if name not in outputs:
+                raise ModelMetadataError(f"{model_path}: not a percepnet-edge model: its signature has no output "
+                                         f"'{name}' ({key}; outputs: {', '.join(sorted(outputs))}); {advice}")
+        return inputs, outputs
+
+    def _bind_tensors(self, inputs, outputs):
         details = {d["index"]: d for d in self.interpreter.get_tensor_details()}
-        inputs, outputs = signature["inputs"], signature["outputs"]
         role = self.metadata.outputs
         tensor = self.interpreter.tensor
         features = details[inputs["features"]]

@@ -59,6 +59,26 @@ class ModelMetadata:
         return problems
 
 
+#: The JSON type of every metadata field: a null or a wrong type is refused by name, before any use.
+FIELD_TYPES = {"schema": int, "name": str, "size": str, "dsp": dict, "band_layout": list, "quantization": str,
+               "inputs": dict, "outputs": dict, "states": list, "weights": int, "model_bytes": int, "sha256": str,
+               "training_data": str, "verification": dict}
+
+
+def _check_field_types(fields, meta_path):
+    if not isinstance(fields, dict):
+        raise ModelMetadataError(f"{meta_path}: corrupt metadata: the top level is not an object; re-run the converter")
+    for name, kind in FIELD_TYPES.items():
+        if name not in fields:
+            continue                                 # a missing field: the dataclass names it
+        value = fields[name]
+        if value is None:
+            raise ModelMetadataError(f"{meta_path}: corrupt metadata: '{name}' is null; re-run the converter")
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ModelMetadataError(f"{meta_path}: corrupt metadata: '{name}' is {type(value).__name__}, expected "
+                                     f"{kind.__name__}; re-run the converter")
+
+
 def sidecar_path(model_path):
     return Path(model_path).with_suffix(".json")
 
@@ -78,8 +98,9 @@ def load_metadata(model_path, check_dsp=True):
                                  "(python -m converter) to produce the model and its metadata together")
     try:
         fields = json.loads(meta_path.read_text())
+        _check_field_types(fields, meta_path)
         metadata = ModelMetadata(**fields)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:              # JSON errors, unknown or missing fields, bad bytes
         raise ModelMetadataError(f"{meta_path}: corrupt metadata ({exc}); re-run the converter") from None
     if metadata.schema != METADATA_SCHEMA:
         raise ModelMetadataError(f"{meta_path}: metadata schema {metadata.schema}, this build reads "

@@ -32,14 +32,22 @@ SAMPLE_INTERVAL_S = 1.0
 HISTOGRAM_EDGES_MS = [0, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 1e9]
 
 
+#: The shortest profile: half of it idle, half running, one sample a second each.
+MIN_DURATION_S = 2.0
+
+
 def parse_duration(text):
-    """'30', '30s', '10m', '1h' -> seconds."""
+    """'30', '30s', '10m', '1h' -> seconds (at least MIN_DURATION_S)."""
     units = {"s": 1, "m": 60, "h": 3600}
     text = str(text).strip().lower()
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
         raise ValueError(f"--duration {text!r}: use seconds or a suffix, e.g. 30s, 10m, 1h") from None
+    if not (MIN_DURATION_S <= seconds < float("inf")):                     # also refuses NaN
+        raise ValueError(f"--duration {text!r}: must be at least {MIN_DURATION_S:g} s (half idle baseline, "
+                         "half running), e.g. 30s or 10m")
+    return seconds
 
 
 class PacedGeneratedIO:

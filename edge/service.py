@@ -204,9 +204,12 @@ def run_demo(config_path, out_dir, say=print, control=None):
     """
     from . import synthetic
     from .audio import write_wav
+    from .files import output_samples, prepare_output
     _logging()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    n_bytes = 44 + 2 * output_samples(int(DEMO_SECONDS * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
+    targets = {name: prepare_output(out_dir / f"{name}.wav", n_bytes) for name in ("noisy", "enhanced")}
     config = config_module.load(config_path) if config_path else config_module.Config()
     clean = synthetic.speech_like(DEMO_SECONDS, seed=1)
     noisy = synthetic.mix_at_snr(clean, synthetic.noise("babble-like", DEMO_SECONDS, seed=2), 5.0)
@@ -230,7 +233,7 @@ def run_demo(config_path, out_dir, say=print, control=None):
         played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
     enhanced = played[LATENCY_SAMPLES:LATENCY_SAMPLES + noisy.size]
     for name, samples in (("noisy", noisy), ("enhanced", enhanced)):
-        write_wav(out_dir / f"{name}.wav", samples, SAMPLE_RATE_HZ)
+        write_wav(targets[name], samples, SAMPLE_RATE_HZ)
         say(f"wrote {out_dir / (name + '.wav')}")
     say(loop.summary())
     return 0

@@ -50,3 +50,20 @@ def test_check_fails_cpus_that_do_not_exist(run_check):
     assert status == 1
     assert any(line.startswith("[FAIL] realtime: realtime.cpu_affinity [999]: not all of these CPUs exist here")
                for line in lines), lines
+
+
+def test_check_names_what_is_wrong_with_a_foreign_model(run_check, tmp_path):
+    """Item 8: `check` printed only `'features'` for a valid .tflite that is not ours."""
+    import json
+    from edge.model_meta import file_sha256
+    foreign = tmp_path / "foreign.tflite"
+    foreign.write_bytes(SHIPPED_MODEL.read_bytes().replace(b"features", b"featureX"))
+    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta["sha256"] = file_sha256(foreign)
+    foreign.with_suffix(".json").write_text(json.dumps(meta))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model: {{path: {foreign}}}\n")
+    lines = []
+    assert check(config, say=lines.append) == 1
+    assert f"[FAIL] model: {foreign}: not a percepnet-edge model: its signature has no input 'features' " \
+           "(inputs:" in "\n".join(lines)

@@ -1,0 +1,256 @@
+"""The file commands under hostile input (issue 15 items 6-9): refuse early and clearly, stream in flat memory."""
+
+import json
+import os
+import shutil
+import stat
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from edge.cli import main
+from edge.synthetic import mix_at_snr, noise, speech_like
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_MODEL = REPO / "models" / "lite" / "percepnet_lite.tflite"
+
+
+@pytest.fixture
+def model():
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    if not SHIPPED_MODEL.exists():
+        pytest.skip(f"{SHIPPED_MODEL} is missing")
+    return SHIPPED_MODEL
+
+
+def _noisy_wav(path, seconds=0.5, rate=48_000, channels=1, dtype=np.int16):
+    signal = mix_at_snr(speech_like(seconds, seed=1, rate=rate), noise("pink", seconds, seed=2, rate=rate), 5.0)
+    data = np.stack([signal] * channels, axis=1) if channels > 1 else signal
+    if dtype == np.int16:
+        data = np.round(np.clip(data, -1, 32767 / 32768) * 32768).astype(np.int16)
+    else:
+        data = data.astype(dtype)
+    wavfile.write(path, rate, data)
+    return path
+
+
+def _commands(tmp_path, out):
+    """Every file command with ``out`` as its output."""
+    clean, noisy = _noisy_wav(tmp_path / "clean.wav"), _noisy_wav(tmp_path / "noisy.wav")
+    return {"denoise": ["denoise", str(noisy), str(out)], "oracle": ["oracle", str(clean), str(noisy), str(out)]}
+
+
+# Item 6: output never replaces a special file, never follows a symlink unless asked.
+
+@pytest.mark.parametrize("command", ["denoise", "oracle"])
+def test_an_output_that_is_not_a_regular_file_is_refused_and_left_alone(command, tmp_path, capsys, model):
+    fifo = tmp_path / "out.wav"
+    os.mkfifo(fifo)                                     # a device node needs root; a FIFO is as special
+    assert main(_commands(tmp_path, fifo)[command]) == 2
+    assert f"{fifo} exists and is a FIFO, not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.parametrize("command", ["denoise", "oracle"])
+def test_an_output_symlink_is_refused_unless_asked(command, tmp_path, capsys, model):
+    target, link = tmp_path / "target.wav", tmp_path / "link.wav"
+    target.write_bytes(b"precious")
+    link.symlink_to(target)
+    assert main(_commands(tmp_path, link)[command]) == 2
+    err = capsys.readouterr().err
+    assert f"{link} is a symbolic link" in err and "--follow-symlinks" in err
+    assert link.is_symlink() and target.read_bytes() == b"precious"
+    assert main(_commands(tmp_path, link)[command] + ["--follow-symlinks"]) == 0
+    assert link.is_symlink() and wavfile.read(target)[1].size > 0      # written through the link, kept a link
+
+
+def test_the_demo_folders_refuse_special_files_too(tmp_path, capsys):
+    os.mkfifo(tmp_path / "clean.wav")
+    assert main(["oracle", "--demo", str(tmp_path)]) == 2
+    assert "exists and is a FIFO" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "clean.wav").st_mode)
+
+
+# Item 7: memory stays flat; absurd rates are refused.
+
+def test_denoise_streams_in_flat_memory(tmp_path, model):
+    """20 s at 16 kHz: the whole-file version peaked at 22 MB of numpy arrays (33 MB for 30 s); streaming at 3 MB."""
+    from edge.files import run_denoise
+    source = _noisy_wav(tmp_path / "long.wav", seconds=20.0, rate=16_000)
+    tracemalloc.start()
+    try:
+        run_denoise(source, tmp_path / "out.wav", model, say=lambda *_: None)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"denoise peaked at {peak / 2**20:.1f} MB for 20 s of audio"
+    rate, out = wavfile.read(tmp_path / "out.wav")
+    assert rate == 16_000 and out.shape == (20 * 16_000,)
+
+
+@pytest.mark.parametrize("rate, channels, dtype", [(48_000, 1, np.int16), (16_000, 2, np.float32),
+                                                   (44_100, 1, np.int16)])
+def test_streamed_denoise_equals_whole_file_processing(tmp_path, model, rate, channels, dtype):
+    """Block by block gives what the whole-file chain gives (to one 16-bit step)."""
+    from edge.audio import read_wav, resample, to_dsp_format
+    from edge.dsp import enhance_signal
+    from edge.engine import ModelRunner
+    from edge.files import run_denoise
+    source = _noisy_wav(tmp_path / "in.wav", seconds=2.3, rate=rate, channels=channels, dtype=dtype)
+    run_denoise(source, tmp_path / "out.wav", model, say=lambda *_: None)
+    samples, _ = read_wav(source)
+    mono, _ = to_dsp_format(samples, rate)
+    whole = resample(enhance_signal(mono, ModelRunner(model)), 48_000, rate)
+    expected = np.round(np.clip(whole, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+    out_rate, streamed = wavfile.read(tmp_path / "out.wav")
+    assert out_rate == rate and streamed.shape == expected.shape
+    assert np.max(np.abs(streamed.astype(int) - expected)) <= 1
+
+
+@pytest.mark.parametrize("rate_from, rate_to", [(44_100, 48_000), (48_000, 44_100), (8_000, 48_000),
+                                                (48_000, 16_000), (22_050, 48_000)])
+def test_the_stream_resampler_equals_resampling_the_whole_signal(rate_from, rate_to):
+    from edge.audio import StreamResampler, resample
+    signal = np.random.default_rng(5).standard_normal(rate_from // 2 + 37)
+    resampler = StreamResampler(rate_from, rate_to, signal.size)
+    cuts = [0, 1, 480, 3001, 3002, 7000, signal.size]
+    pieces = [resampler.push(signal[a:b], final=(b == signal.size)) for a, b in zip(cuts[:-1], cuts[1:])]
+    np.testing.assert_allclose(np.concatenate(pieces), resample(signal, rate_from, rate_to), atol=1e-12)
+
+
+@pytest.mark.parametrize("rate", [1, 4_000, 768_000])
+def test_absurd_sample_rates_are_refused(rate, tmp_path, capsys, model):
+    """A 4 KB file declaring 1 Hz was resampled by 48,000 and took 2.4 GB."""
+    path = tmp_path / "odd.wav"
+    wavfile.write(path, rate, np.zeros(20, np.int16))
+    assert main(["denoise", str(path), str(tmp_path / "out.wav")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: declares a sample rate of {rate} Hz" in err and "8000..384000 Hz" in err
+    assert not (tmp_path / "out.wav").exists()
+
+
+# Item 8: messages, not tracebacks, and output problems found before any processing.
+
+def test_a_truncated_wav_header_is_a_clear_error(tmp_path, capsys, model):
+    whole = _noisy_wav(tmp_path / "whole.wav").read_bytes()
+    for cut in (8, 20, 30):
+        (tmp_path / "cut.wav").write_bytes(whole[:cut])
+        assert main(["denoise", str(tmp_path / "cut.wav"), str(tmp_path / "out.wav")]) == 2
+        assert f"{tmp_path / 'cut.wav'}: truncated WAV" in capsys.readouterr().err
+
+
+@pytest.fixture
+def no_processing(monkeypatch):
+    """Fails the test if the model is loaded: output problems must be found before any work."""
+    import edge.files
+
+    class Forbidden:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("processing started before the output was checked")
+    monkeypatch.setattr(edge.files, "ModelRunner", Forbidden, raising=False)
+    monkeypatch.setattr("edge.engine.ModelRunner", Forbidden)
+
+
+def test_output_problems_are_found_before_processing(tmp_path, capsys, no_processing, monkeypatch):
+    source = _noisy_wav(tmp_path / "in.wav")
+    cases = {tmp_path / "missing" / "out.wav": f"the folder {tmp_path / 'missing'} does not exist",
+             tmp_path: "is a folder",
+             tmp_path / "in.wav.d": None}
+    (tmp_path / "in.wav.d").mkdir()
+    for out, message in cases.items():
+        assert main(["denoise", str(source), str(out)]) == 2
+        err = capsys.readouterr().err
+        assert (message or "is a folder") in err and "Traceback" not in err
+    if not os.access("/sys", os.W_OK) or _cannot_create_in("/sys"):
+        assert main(["denoise", str(source), "/sys/out.wav"]) == 2
+        assert "cannot write in /sys" in capsys.readouterr().err
+    monkeypatch.setattr("edge.files.free_bytes", lambda folder: 1000)
+    assert main(["denoise", str(source), str(tmp_path / "out.wav")]) == 2
+    assert "not enough free space" in capsys.readouterr().err
+
+
+def _cannot_create_in(folder):
+    try:
+        probe = Path(folder) / ".percepnet-probe"
+        probe.touch()
+        probe.unlink()
+        return False
+    except OSError:
+        return True
+
+
+def test_a_write_error_during_output_is_a_message_and_leaves_nothing(tmp_path, capsys, model):
+    """A write failing mid-file (the file-size limit, EFBIG, as a full disk fails with ENOSPC): a message, no debris."""
+    import resource
+    source = _noisy_wav(tmp_path / "in.wav", seconds=2.0)          # 192 kB out, over the 64 kB limit below
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))  # Python ignores SIGXFSZ: write() fails
+    try:
+        status = main(["denoise", str(source), str(tmp_path / "out.wav")])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert status == 2
+    assert f"{tmp_path / 'out.wav'}: cannot write: File too large" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def _foreign_model(tmp_path, rename=(b"features", b"featureX")):
+    """The shipped model with its input renamed (a valid .tflite of another signature) and a matching sidecar."""
+    from edge.model_meta import file_sha256
+    blob = SHIPPED_MODEL.read_bytes().replace(*rename)
+    path = tmp_path / "foreign.tflite"
+    path.write_bytes(blob)
+    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta["sha256"] = file_sha256(path)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path
+
+
+def test_a_model_of_another_signature_is_a_clear_error(tmp_path, capsys, model):
+    foreign = _foreign_model(tmp_path)
+    source = _noisy_wav(tmp_path / "in.wav")
+    assert main(["denoise", str(source), str(tmp_path / "out.wav"), "--model", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert f"{foreign}: not a percepnet-edge model: its signature has no input 'features'" in err
+
+
+@pytest.mark.parametrize("field", ["outputs", "inputs", "states", "dsp", "band_layout", "name"])
+def test_a_sidecar_with_null_fields_is_a_clear_error(field, tmp_path, capsys, model):
+    copy = tmp_path / "m.tflite"
+    shutil.copy(SHIPPED_MODEL, copy)
+    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta[field] = None
+    copy.with_suffix(".json").write_text(json.dumps(meta))
+    source = _noisy_wav(tmp_path / "in.wav")
+    assert main(["denoise", str(source), str(tmp_path / "out.wav"), "--model", str(copy)]) == 2
+    assert f"{copy.with_suffix('.json')}: corrupt metadata: '{field}' is null" in capsys.readouterr().err
+
+
+def test_profile_with_a_zero_duration_is_a_clear_error(tmp_path, capsys):
+    for duration in ("0s", "-5", "nan"):
+        assert main(["profile", "--duration", duration, "--out", str(tmp_path)]) == 2
+        assert f"--duration {duration!r}" in capsys.readouterr().err
+
+
+# Item 9: the command line checks its numbers as the config does.
+
+@pytest.mark.parametrize("option, value, allowed", [("--threads", "10000", "1..8"), ("--threads", "0", "1..8"),
+                                                    ("--postfilter-beta", "1e9", "0..1"),
+                                                    ("--max-attenuation-db", "1000", "0..100")])
+def test_out_of_range_options_are_refused(option, value, allowed, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["denoise", "missing.wav", "out.wav", option, value])
+    assert exit_info.value.code == 2
+    assert f"{option}: {value} is not allowed; expected {allowed}" in capsys.readouterr().err
+
+
+def test_the_oracle_refuses_files_longer_than_it_can_hold(tmp_path, capsys, monkeypatch):
+    """Item 7: the oracle analyses whole files (about 7 MB per second); a long file is refused, not swapped."""
+    import edge.files
+    monkeypatch.setattr(edge.files, "ORACLE_MAX_SECONDS", 1.0)
+    long = _noisy_wav(tmp_path / "long.wav", seconds=1.5)
+    assert main(["oracle", str(long), str(long), str(tmp_path / "out.wav")]) == 2
+    assert f"{long}: 1.5 s long; the oracle analyses whole files in memory and takes at most 1 s" in capsys.readouterr().err
