@@ -1,5 +1,6 @@
 """The systemd unit lints clean, scores well on hardening, and the installer stages it."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,60 @@ def test_the_unit_lets_the_service_write_its_locks_and_the_documented_prometheus
     assert f"/run/{_unit_values('RuntimeDirectory')[0]}" == LOCK_FOLDER        # $RUNTIME_DIRECTORY = the locks
     default = (REPO / "configs" / "default.yaml").read_text()
     assert f"e.g. {NODE_EXPORTER_TEXTFILE_DIR}" in default                    # the documented set-up
+
+
+def _stage(root, *extra, env=None):
+    install = REPO / "systemd" / "install.sh"
+    return subprocess.run([str(install), "--root", str(root), "--no-pip", *extra], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_an_upgrade_replaces_model_files_by_rename_never_in_place(tmp_path):
+    """Issue 15 item 5: a running daemon maps the model; truncating it in place killed it with SIGBUS."""
+    root = tmp_path / "root"
+    assert _stage(root, "--no-start").returncode == 0
+    model = root / "opt" / "percepnet-edge" / "models" / "lite" / "percepnet_lite.tflite"
+    before = model.read_bytes()
+    with open(model, "rb") as running:                      # what the running daemon holds open
+        inode = os.fstat(running.fileno()).st_ino
+        assert _stage(root, "--no-start").returncode == 0
+        assert model.stat().st_ino != inode                  # a new file took the name
+        assert running.read() == before                      # the old one is intact for its reader
+    assert model.read_bytes() == before
+    leftovers = [p.name for p in model.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def _fake_tools(tmp_path, root, check_passes):
+    """A recording systemctl on PATH and a staged `percepnet-edge` whose check passes or fails."""
+    log = tmp_path / "systemctl.log"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n")
+    entry = root / "opt" / "percepnet-edge" / "venv" / "bin" / "percepnet-edge"
+    entry.parent.mkdir(parents=True)
+    entry.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\nexit {0 if check_passes else 1}\n")
+    for script in (tools / "systemctl", entry):
+        script.chmod(0o755)
+    return log, {**os.environ, "SYSTEMCTL": str(tools / "systemctl")}
+
+
+def test_the_installer_restarts_only_after_check_passes(tmp_path):
+    """Issue 15 item 5: `check` runs on the new files first; only then enable and restart."""
+    root = tmp_path / "root"
+    log, env = _fake_tools(tmp_path, root, check_passes=True)
+    result = _stage(root, env=env)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0] == "daemon-reload" and calls[1].startswith("check --config ")
+    assert calls[2:4] == ["enable percepnet-edge.service", "restart percepnet-edge.service"]
+
+
+def test_the_installer_never_enables_a_unit_whose_check_failed(tmp_path):
+    root = tmp_path / "root"
+    log, env = _fake_tools(tmp_path, root, check_passes=False)
+    result = _stage(root, env=env)
+    assert result.returncode != 0
+    assert "check" in result.stderr and "not enabled or restarted" in result.stderr
+    calls = log.read_text().splitlines()
+    assert not any(call.startswith(("enable", "restart", "start")) for call in calls), calls
