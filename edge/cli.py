@@ -8,6 +8,7 @@ Subcommands:
   run      the real-time ALSA daemon (or --demo through ALSA's file plugin)
   check    validate a config, its model, devices and permissions
   profile  CPU, power and frame time of the running pipeline against an idle baseline
+  soak     benchmark: hours of audio through the daemon with faults injected; what leaks
 """
 
 import argparse
@@ -106,6 +107,19 @@ def _parser():
     profile.add_argument("--source", choices=("virtual", "alsa"), default="virtual",
                          help="generated audio paced at real time, or the config's ALSA devices")
 
+    soak = commands.add_parser("soak", help="benchmark: the daemon for hours of audio with device losses and "
+                                            "SIGHUP injected; RSS, fds, threads and misses at start and end")
+    soak.add_argument("--audio-minutes", type=_in_range(float, 2.0), default=60.0,
+                      help="minutes of audio to process, as fast as the machine allows (default 60)")
+    soak.add_argument("--model", help="model to run (default: the shipped lite model)")
+    soak.add_argument("--loss-every-min", type=_in_range(float, 0.1), default=5.0,
+                      help="a device loss every this many minutes of audio (default 5)")
+    soak.add_argument("--outage-opens", type=_in_range(int, 0, 20), default=3,
+                      help="failed reopens per device loss (default 3)")
+    soak.add_argument("--sighup-every-min", type=_in_range(float, 0.1), default=2.0,
+                      help="a SIGHUP reload every this many minutes of audio (default 2)")
+    soak.add_argument("--json", action="store_true", help="print one JSON object")
+
     bench_model = commands.add_parser("bench-model", help="per-frame cost of the network alone")
     bench_model.add_argument("models", nargs="+", metavar="MODEL", help=".tflite files (with metadata)")
     bench_model.add_argument("--frames", type=_in_range(int, 1, 10_000_000), default=2000)
@@ -163,6 +177,10 @@ def _dispatch(argv, control):
         elif args.command == "profile":
             from .profile import parse_duration, run_profile
             run_profile(parse_duration(args.duration), args.out, args.config, args.source)
+        elif args.command == "soak":
+            from .soak import run_soak
+            run_soak(args.audio_minutes, args.model, args.loss_every_min, args.outage_opens, args.sighup_every_min,
+                     args.json)
         elif args.command == "bench-model":
             from .bench import run_model_bench
             run_model_bench(args.models, args.frames, args.json)

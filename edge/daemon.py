@@ -23,7 +23,6 @@ import logging.handlers
 import os
 import queue
 import resource
-import signal
 import threading
 import time
 from dataclasses import dataclass

@@ -28,13 +28,14 @@ def _logging():
                         format="%(asctime)s percepnet-edge %(levelname)s %(message)s")
 
 
-def run(config_path, frames=None, duration_s=None, say=print, control=None, io_factory=AlsaDuplex):
+def run(config_path, frames=None, duration_s=None, say=print, control=None, io_factory=AlsaDuplex, on_loop=None):
     """``percepnet-edge run --config FILE``: the daemon. Returns the exit status.
 
     ``control`` carries the signal handlers the command line installed before
     the heavy imports; without one (in-process callers) they are installed
     here and removed on return. ``io_factory`` builds the audio I/O from the
-    audio config (the soak benchmark wraps it to inject faults).
+    audio config and ``on_loop(loop)`` sees the loop before it runs (the soak
+    benchmark injects faults and samples the process through them).
     """
     _logging()
     own_control = control is None
@@ -46,7 +47,8 @@ def run(config_path, frames=None, duration_s=None, say=print, control=None, io_f
         config = config_module.load(config_path) if config_path else config_module.Config()
         locks = DeviceLocks(config.audio, say=say).acquire()
         try:
-            return _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory)
+            return _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory,
+                          on_loop)
         finally:
             locks.release()
     finally:
@@ -54,7 +56,7 @@ def run(config_path, frames=None, duration_s=None, say=print, control=None, io_f
             control.restore()
 
 
-def _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory):
+def _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory, on_loop):
     apply_realtime(config.realtime, say)
     loop = AudioLoop(config, io_factory(config.audio), notifier=notifier, stop=control.stop)
     say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
@@ -67,6 +69,8 @@ def _serve(config, config_path, frames, duration_s, say, control, notifier, star
     if t.json_path or t.prometheus_dir or t.http_port is not None:
         from .telemetry import Telemetry
         telemetry = Telemetry(t, loop, say).start()
+    if on_loop is not None:
+        on_loop(loop)
     try:
         loop.run(max_frames=frames, duration_s=duration_s)
     finally:
@@ -127,7 +131,7 @@ def check(config_path, say=print):
 
 
 def _error_text(exc):
-    """An exception as a sentence: our own errors carry one; anything else gets its type ('features' alone says nothing)."""
+    """An exception as a sentence: ours carry one; anything else gets its type too ('features' alone says nothing)."""
     from .model_meta import ModelMetadataError
     if isinstance(exc, (ModelMetadataError, config_module.ConfigError, DeviceLost)):
         return str(exc)

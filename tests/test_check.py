@@ -36,7 +36,8 @@ def test_check_passes_writable_sinks_and_refuses_a_symlinked_json_path(run_check
     (tmp_path / "metrics").mkdir()
     (tmp_path / "elsewhere").write_text("")
     (tmp_path / "link.jsonl").symlink_to(tmp_path / "elsewhere")
-    status, lines = run_check(f"telemetry: {{json_path: {tmp_path / 't.jsonl'}, prometheus_dir: {tmp_path / 'metrics'}}}\n")
+    sinks = f"json_path: {tmp_path / 't.jsonl'}, prometheus_dir: {tmp_path / 'metrics'}"
+    status, lines = run_check(f"telemetry: {{{sinks}}}\n")
     assert f"[ok] telemetry: json_path {tmp_path / 't.jsonl'} is writable" in lines
     assert f"[ok] telemetry: prometheus_dir {tmp_path / 'metrics'} is writable" in lines
     assert not (tmp_path / "t.jsonl").exists() and list((tmp_path / "metrics").iterdir()) == []   # nothing left

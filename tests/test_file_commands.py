@@ -74,6 +74,15 @@ def test_the_demo_folders_refuse_special_files_too(tmp_path, capsys):
     assert stat.S_ISFIFO(os.lstat(tmp_path / "clean.wav").st_mode)
 
 
+def test_the_daemon_demo_refuses_special_files_before_running(tmp_path):
+    from edge.audio import AudioFileError
+    from edge.service import run_demo
+    os.mkfifo(tmp_path / "enhanced.wav")
+    with pytest.raises(AudioFileError, match="enhanced.wav exists and is a FIFO"):
+        run_demo(None, tmp_path, say=lambda *_: None)
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "enhanced.wav").st_mode)
+
+
 # Item 7: memory stays flat; absurd rates are refused.
 
 def test_denoise_streams_in_flat_memory(tmp_path, model):
@@ -253,4 +262,5 @@ def test_the_oracle_refuses_files_longer_than_it_can_hold(tmp_path, capsys, monk
     monkeypatch.setattr(edge.files, "ORACLE_MAX_SECONDS", 1.0)
     long = _noisy_wav(tmp_path / "long.wav", seconds=1.5)
     assert main(["oracle", str(long), str(long), str(tmp_path / "out.wav")]) == 2
-    assert f"{long}: 1.5 s long; the oracle analyses whole files in memory and takes at most 1 s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{long}: 1.5 s long; the oracle analyses whole files in memory and takes at most 1 s" in err
