@@ -107,8 +107,10 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     config = config_module.load(config_path) if config_path else config_module.Config()
     idle_s = max(5.0, duration_s / 5.0) if duration_s >= 10 else duration_s / 2
     run_s = duration_s - idle_s
+    locks = None
     if source == "alsa":
-        from .pcm import AlsaDuplex
+        from .pcm import AlsaDuplex, DeviceLocks
+        locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
         io = AlsaDuplex(config.audio)
     else:
         io = PacedGeneratedIO()
@@ -125,6 +127,8 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     samples += _phase(sources, run_s, "running", telemetry)
     loop.stop()
     worker.join(timeout=5)
+    if locks is not None:
+        locks.release()
     summary = _summarise(samples, loop, idle_s, run_s, source)
     _write(out_dir, samples, summary, say)
     return summary
