@@ -68,3 +68,19 @@ def test_check_names_what_is_wrong_with_a_foreign_model(run_check, tmp_path):
     assert check(config, say=lines.append) == 1
     assert f"[FAIL] model: {foreign}: not a percepnet-edge model: its signature has no input 'features' " \
            "(inputs:" in "\n".join(lines)
+
+
+def test_check_as_root_warns_when_the_service_group_cannot_write_the_prometheus_folder(run_check, tmp_path):
+    """Item 4: root can write anywhere, the unit's dynamic user (group audio) cannot: say so with the fix."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("the warning is for `sudo percepnet-edge check`")
+    folder = tmp_path / "metrics"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    status, lines = run_check(f"telemetry: {{prometheus_dir: {folder}}}\n")
+    assert f"[warn] telemetry: prometheus_dir {folder}: the systemd service (a dynamic user in group audio) " \
+           f"cannot write here; run: chgrp audio {folder} && chmod g+w {folder}" in lines
+    folder.chmod(0o777)
+    status, lines = run_check(f"telemetry: {{prometheus_dir: {folder}}}\n")
+    assert not any(line.startswith("[warn] telemetry: prometheus_dir") for line in lines)
