@@ -9,7 +9,7 @@
 
 import numpy as np
 
-from edge.audio import resample
+from edge.wav import resample
 from edge.dsp import EnhancerSettings, FrameGains, analyse_signal, enhance_signal
 from edge.engine import ModelRunner
 

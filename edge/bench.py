@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from . import peers, synthetic
+from . import synthetic
 from .dsp import HOP_SAMPLES, N_BANDS, SAMPLE_RATE_HZ, Enhancer
 
 
@@ -51,7 +51,7 @@ class _TimedNetwork:
 def _time_whole_path(audio, model_path, stages):
     """DSP + int8 network + S16_LE decode/encode per frame, as the daemon runs it."""
     from .engine import ModelRunner
-    from .pcm import decode, encode
+    from .alsa import decode, encode
     network = _TimedNetwork(ModelRunner(model_path))
     enhancer = Enhancer(network)
     pcm = [encode(frame, "S16_LE", np.zeros(HOP_SAMPLES)) for frame in audio.reshape(-1, HOP_SAMPLES)]
@@ -78,6 +78,7 @@ def _time_whole_path(audio, model_path, stages):
 
 
 def _time_rnnoise(audio):
+    from evaluation import peers
     wall = peers.rnnoise_frame_times(audio, time.perf_counter)
     cpu = peers.rnnoise_frame_times(audio, time.thread_time)
     return wall, cpu
@@ -117,6 +118,7 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
         methods[whole] = lambda signal: _time_whole_path(signal, model, stages)
     methods["percepnet-edge DSP only (no network)"] = _time_ours
     if with_peers:
+        from evaluation import peers
         reason = peers.rnnoise_available()
         if reason is None:
             methods["RNNoise 0.2 (pyrnnoise), whole"] = _time_rnnoise

@@ -142,15 +142,15 @@ def main(argv=None):
 
 
 def _dispatch(argv, control):
-    from .audio import AudioFileError
+    from .wav import AudioFileError
     from .model_meta import ModelMetadataError
-    from .pcm import DeviceLost
+    from .alsa import DeviceLost
     args = _parser().parse_args(argv)
     try:
         if args.command == "oracle":
-            from .files import run_demo, run_oracle
+            from .file_commands import run_oracle, run_oracle_demo
             if args.demo is not None:
-                run_demo(args.demo, follow_symlinks=args.follow_symlinks)
+                run_oracle_demo(args.demo, follow_symlinks=args.follow_symlinks)
             elif None in (args.clean, args.noisy, args.out):
                 raise _usage("oracle needs CLEAN NOISY OUT, or --demo [DIR]")
             else:
@@ -158,7 +158,7 @@ def _dispatch(argv, control):
                            follow_symlinks=args.follow_symlinks)
         elif args.command == "denoise":
             from .dsp import EnhancerSettings
-            from .files import run_denoise
+            from .file_commands import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                         postfilter_beta=args.postfilter_beta)
             run_denoise(args.input, args.output, args.model, settings, args.threads,
@@ -167,13 +167,13 @@ def _dispatch(argv, control):
             from .bench import run_bench
             run_bench(args.seconds, args.rounds, not args.no_peers, args.json, args.model)
         elif args.command == "run":
-            from . import service
+            from . import daemon_commands
             if args.demo is not None:
-                return service.run_demo(args.config, args.demo, control=control)
-            return service.run(args.config, args.frames, args.duration, control=control)
+                return daemon_commands.run_daemon_demo(args.config, args.demo, control=control)
+            return daemon_commands.run(args.config, args.frames, args.duration, control=control)
         elif args.command == "check":
-            from . import service
-            return service.check(args.config)
+            from . import daemon_commands
+            return daemon_commands.check(args.config)
         elif args.command == "profile":
             from .profile import parse_duration, run_profile
             run_profile(parse_duration(args.duration), args.out, args.config, args.source)
@@ -191,7 +191,7 @@ def _dispatch(argv, control):
 
 
 def _usage(message):
-    from .files import UsageError
+    from .file_commands import UsageError
     return UsageError(message)
 
 

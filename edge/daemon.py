@@ -33,7 +33,7 @@ from . import config as config_module
 from .control import StopLatch
 from .dsp import Enhancer
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
-from .pcm import DeviceLost
+from .alsa import DeviceLost
 from .policy import DeadlineGains
 from .sdnotify import Notifier
 

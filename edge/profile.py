@@ -109,7 +109,7 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     run_s = duration_s - idle_s
     locks = None
     if source == "alsa":
-        from .pcm import AlsaDuplex, DeviceLocks
+        from .alsa import AlsaDuplex, DeviceLocks
         locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
         io = AlsaDuplex(config.audio)
     else:

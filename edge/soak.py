@@ -32,7 +32,7 @@ import numpy as np
 
 from . import synthetic
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
-from .pcm import AlsaDuplex
+from .alsa import AlsaDuplex
 
 FRAMES_PER_MINUTE = 60 * SAMPLE_RATE_HZ // HOP_SAMPLES
 WARM_UP_FRAMES = FRAMES_PER_MINUTE          # "start" figures: after the first minute of audio
@@ -138,14 +138,14 @@ class Monitor:
 def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3, sighup_every_min=2.0,
              as_json=False, say=print):
     """Run the soak (see module doc); prints and returns the figures."""
-    from . import service
+    from . import daemon_commands
     from .control import SignalControl
     frames_total = int(round(audio_minutes * FRAMES_PER_MINUTE))
     with tempfile.TemporaryDirectory(prefix="percepnet-soak-") as folder:
         work = Path(folder)
         infile = work / "capture.raw"
         capture_file(infile, min(loss_every_min, audio_minutes) + 0.5)
-        asoundrc = service.file_plugin_asoundrc(work, infile, "/dev/null")
+        asoundrc = daemon_commands.file_plugin_asoundrc(work, infile, "/dev/null")
         config_path = work / "config.yaml"
         model_line = f"model: {{path: {Path(model).resolve()}}}\n" if model else ""
         config_path.write_text(
@@ -164,8 +164,8 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
         control = SignalControl().install()
         started = time.monotonic()
         try:
-            with service._alsa_config_path(f"{service.SYSTEM_ALSA_CONF}:{asoundrc}"):
-                service.run(config_path, frames=frames_total, say=lines.append, control=control,
+            with daemon_commands.alsa_config_path(f"{daemon_commands.SYSTEM_ALSA_CONF}:{asoundrc}"):
+                daemon_commands.run(config_path, frames=frames_total, say=lines.append, control=control,
                             io_factory=faulty, on_loop=monitor.attach)
         finally:
             wall_s = time.monotonic() - started

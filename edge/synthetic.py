@@ -105,3 +105,19 @@ def harmonic_tone(f0_hz, seconds, rate=SAMPLE_RATE_HZ, n_harmonics=None, seed=0)
     n_harmonics = n_harmonics or int(min(40, 8000 // f0_hz))
     return sum(np.sin(2 * np.pi * f0_hz * k * t + rng.uniform(0, 2 * np.pi)) / k
                for k in range(1, n_harmonics + 1))
+
+
+#: The built-in demo input of both demos (`oracle --demo` and `run --demo`, which scripts/demo runs).
+DEMO_SECONDS = 10.0
+DEMO_NOISE = "babble-like"
+DEMO_SNR_DB = 5.0
+
+
+def demo_mixture(seconds=DEMO_SECONDS):
+    """``(clean, noisy)``: generated speech in babble at :data:`DEMO_SNR_DB`, the same in every demo."""
+    clean = speech_like(seconds, seed=1)
+    return clean, mix_at_snr(clean, noise(DEMO_NOISE, seconds, seed=2), DEMO_SNR_DB)
+
+
+def describe_demo(seconds=DEMO_SECONDS):
+    return f"{seconds:g} s of generated speech in {DEMO_NOISE} noise at {DEMO_SNR_DB:g} dB SNR"

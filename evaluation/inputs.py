@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from edge.audio import AudioFileError, read_wav, to_dsp_format
+from edge.wav import AudioFileError, read_wav, to_dsp_format
 from edge.quality import snr_db
 from edge.synthetic import level_gain, mix_at_snr
 

@@ -17,8 +17,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from edge import peers
 from edge.dsp import LATENCY_MS, SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, oracle_enhance
+
+from . import peers
 
 #: Method names accepted by ``--methods``, in report order ("model" stands for every --model).
 ALL_METHODS = ("noisy", "oracle", "model", "rnnoise", "deepfilternet", "webrtc")
@@ -80,12 +81,12 @@ def our_model(path, settings=EnhancerSettings()):
 
 
 def rnnoise():
-    """RNNoise through pyrnnoise's bundled C library (:mod:`edge.peers`), fresh state per clip."""
+    """RNNoise through pyrnnoise's bundled C library (:mod:`evaluation.peers`), fresh state per clip."""
     reason = peers.rnnoise_available()
     if reason is not None:
         raise Unavailable(reason)
     return Method("RNNoise (pyrnnoise)", "rnnoise", lambda noisy, clean: peers.rnnoise_denoise(noisy),
-                  None, highpassed=True, note="lag measured; edge.peers.RNNOISE_LAG = "
+                  None, highpassed=True, note="lag measured; evaluation.peers.RNNOISE_LAG = "
                              f"{1000 * peers.RNNOISE_LAG / SAMPLE_RATE_HZ:.0f} ms")
 
 

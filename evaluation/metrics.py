@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.audio import resample
+from edge.wav import resample
 from edge.dsp import SAMPLE_RATE_HZ
 from edge.quality import align, si_sdr_db
 

@@ -15,7 +15,7 @@ pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed (needs lib
 
 from edge.dsp import LATENCY_SAMPLES, enhance_signal  # noqa: E402
 from edge.engine import ModelRunner  # noqa: E402
-from edge.service import SYSTEM_ALSA_CONF, file_plugin_asoundrc  # noqa: E402
+from edge.daemon_commands import SYSTEM_ALSA_CONF, file_plugin_asoundrc  # noqa: E402
 from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -251,16 +251,15 @@ def test_signals_during_start_up_are_handled_not_fatal(rig):
     assert "stopped during start-up" in err
 
 
-def test_run_demo_leaves_no_temporary_folder_behind(tmp_path, monkeypatch):
+def test_the_daemon_demo_leaves_no_temporary_folder_behind(tmp_path, monkeypatch):
     """Item 13: the demo's raw capture/playback files and asoundrc go away with the run."""
-    from edge import service
+    from edge import daemon_commands
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(scratch))
-    monkeypatch.setattr(service, "DEMO_SECONDS", 1.0)
     monkeypatch.setenv("ALSA_CONFIG_PATH", SYSTEM_ALSA_CONF)
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
-    assert service.run_demo(None, tmp_path / "out", say=lambda *_: None) == 0
+    assert daemon_commands.run_daemon_demo(None, tmp_path / "out", say=lambda *_: None, seconds=1.0) == 0
     assert (tmp_path / "out" / "enhanced.wav").stat().st_size > 0
     assert list(scratch.iterdir()) == []
     assert os.environ["ALSA_CONFIG_PATH"] == SYSTEM_ALSA_CONF      # the demo's asoundrc is not left in force

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.service import check
+from edge.daemon_commands import check
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = REPO / "models" / "lite" / "percepnet_lite.tflite"

@@ -6,7 +6,7 @@ import pytest
 from edge.config import parse
 from edge.daemon import AudioLoop
 from edge.dsp import HOP_SAMPLES, N_BANDS
-from edge.pcm import DeviceLost, decode, encode
+from edge.alsa import DeviceLost, decode, encode
 from edge.policy import DeadlineGains
 from edge.synthetic import speech_like
 
@@ -185,7 +185,7 @@ def test_full_scale_output_is_clipped_not_wrapped():
 def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
     """Debian bookworm ships pyalsaaudio 0.8.4, whose PCM() takes no rate/format keywords."""
     import types
-    from edge.pcm import _open_pcm
+    from edge.alsa import open_pcm
     calls = []
 
     class OldPCM:
@@ -206,12 +206,12 @@ def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
         def setperiodsize(self, size):
             calls.append(("period", size))
 
-    _open_pcm(types.SimpleNamespace(PCM=OldPCM, PCM_NORMAL=0), 1, "hw:1", 2, 7, 4)
+    open_pcm(types.SimpleNamespace(PCM=OldPCM, PCM_NORMAL=0), 1, "hw:1", 2, 7, 4)
     assert calls == [("open", 1, "hw:1"), ("channels", 2), ("rate", 48000), ("format", 7), ("period", 480)]
 
 
 def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
-    from edge.pcm import AlsaDuplex
+    from edge.alsa import AlsaDuplex
 
     class PCM44k:
         def info(self):
@@ -331,7 +331,7 @@ def test_a_stop_signal_interrupts_a_long_device_wait():
 def test_device_locks_refuse_a_second_holder_and_free_on_release(tmp_path):
     """Item 10: one lock per PCM name; the refusal names the device and the holder's pid."""
     import os
-    from edge.pcm import DeviceLocks
+    from edge.alsa import DeviceLocks
     audio = parse("audio: {capture_device: 'hw:1,0', playback_device: dmix}").audio
     first = DeviceLocks(audio, tmp_path).acquire()
     with pytest.raises(DeviceLost, match=rf"capture device 'hw:1,0' is already used by another percepnet-edge "

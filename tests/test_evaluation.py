@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.audio import write_wav
+from edge.wav import write_wav
 from edge.dsp import SAMPLE_RATE_HZ
 from edge.synthetic import mix_at_snr, noise, speech_like
 from evaluation import evaluate, metrics

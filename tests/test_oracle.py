@@ -70,7 +70,7 @@ def test_oracle_gains_at_least_8_db_at_0_db_snr_on_recorded_speech_and_noise(sha
     criterion is on the mean SNR gain.
     """
     soundfile = pytest.importorskip("soundfile", reason="soundfile reads the FLAC/OGG data (dev extra)")
-    from edge.audio import resample
+    from edge.wav import resample
     speech_files = sorted((shared_data / "speech" / "ravdess").glob("Actor_17/*.flac"))[:6]
     noise_files = [shared_data / "noise" / "blanket" / name for name in ("coffee-shop.ogg", "rain.ogg", "wind.ogg")]
     if len(speech_files) < 6 or not all(path.exists() for path in noise_files):

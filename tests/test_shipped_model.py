@@ -17,7 +17,7 @@ SHIPPED = REPO / "models" / "lite" / "percepnet_lite.tflite"
 
 def _pesq_wb(reference, degraded):
     pesq = pytest.importorskip("pesq", reason="pesq is not installed (the dev extra has it)").pesq
-    from edge.audio import resample
+    from edge.wav import resample
     return pesq(16_000, resample(reference, 48_000, 16_000), resample(degraded, 48_000, 16_000), "wb")
 
 

@@ -69,7 +69,7 @@ def _unit_values(key):
 
 def test_the_unit_lets_the_service_write_its_locks_and_the_documented_prometheus_folder():
     """Issue 15 items 4 and 10: ProtectSystem=strict makes / read-only; the unit must open what the service writes."""
-    from edge.pcm import LOCK_FOLDER
+    from edge.alsa import LOCK_FOLDER
     from edge.telemetry import NODE_EXPORTER_TEXTFILE_DIR
     assert _unit_values("ProtectSystem") == ["strict"]
     writable = [path.lstrip("-") for value in _unit_values("ReadWritePaths") for path in value.split()]

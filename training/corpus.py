@@ -140,7 +140,7 @@ def _noise_and_rooms(root, noise_root, train, validation):
 def load_audio(path, rate=48_000):
     """Read any supported file as mono float64 at ``rate``; raises CorpusError with the file name."""
     import soundfile
-    from edge.audio import resample
+    from edge.wav import resample
     try:
         data, file_rate = soundfile.read(str(path), always_2d=True)
     except Exception as exc:                                  # soundfile raises several types

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
-from edge.audio import resample
+from edge.wav import resample
 from edge.synthetic import set_level
 
 from .corpus import load_audio, pick_speaker

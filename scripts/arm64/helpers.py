@@ -50,7 +50,7 @@ def sample(args):
 
 
 def daemon_setup(args):
-    from edge.service import file_plugin_asoundrc
+    from edge.daemon_commands import file_plugin_asoundrc
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     asoundrc = file_plugin_asoundrc(folder, Path(args.capture).resolve(), Path(args.playback).resolve())

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from . import config as config_module
+from . import synthetic
 from .control import SignalControl
 from .daemon import AudioLoop, apply_realtime, default_runner_factory
 from .dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
-from .pcm import AlsaDuplex, DeviceLocks, DeviceLost
+from .alsa import AlsaDuplex, DeviceLocks, DeviceLost
 from .sdnotify import Notifier
 
 SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
-DEMO_SECONDS = 10.0
 
 
 def _logging():
@@ -199,24 +199,22 @@ pcm.pe_playback {{
     return path
 
 
-def run_demo(config_path, out_dir, say=print, control=None):
+def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synthetic.DEMO_SECONDS):
     """The built-in default: the daemon through ALSA's ``file`` plugin on generated audio.
 
     No sound card is needed: capture reads a generated noisy recording, playback
     writes a raw file, which is then aligned and saved as WAV beside the input.
     The raw files and the asoundrc live in a temporary folder removed at the end.
     """
-    from . import synthetic
-    from .audio import write_wav
-    from .files import output_samples, prepare_output
+    from .wav import write_wav
+    from .file_commands import output_samples, prepare_output
     _logging()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    n_bytes = 44 + 2 * output_samples(int(DEMO_SECONDS * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
+    n_bytes = 44 + 2 * output_samples(int(seconds * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
     targets = {name: prepare_output(out_dir / f"{name}.wav", n_bytes) for name in ("noisy", "enhanced")}
     config = config_module.load(config_path) if config_path else config_module.Config()
-    clean = synthetic.speech_like(DEMO_SECONDS, seed=1)
-    noisy = synthetic.mix_at_snr(clean, synthetic.noise("babble-like", DEMO_SECONDS, seed=2), 5.0)
+    _, noisy = synthetic.demo_mixture(seconds)
     n_frames = -(-(noisy.size + LATENCY_SAMPLES) // HOP_SAMPLES)
     with tempfile.TemporaryDirectory(prefix="percepnet-demo-") as folder:
         work = Path(folder)
@@ -227,9 +225,9 @@ def run_demo(config_path, out_dir, say=print, control=None):
         audio = replace(config.audio, capture_device="pe_capture", playback_device="pe_playback",
                         sample_format="FLOAT_LE", capture_channels=1, channel_index=0)
         config = replace(config, audio=audio)
-        say(f"demo: {DEMO_SECONDS:.0f} s of generated speech in babble at 5 dB SNR through ALSA's file plugin "
+        say(f"demo: {synthetic.describe_demo(seconds)} through ALSA's file plugin "
             f"(raw capture and playback files in {work}, removed at the end)")
-        with _alsa_config_path(f"{SYSTEM_ALSA_CONF}:{asoundrc}"):
+        with alsa_config_path(f"{SYSTEM_ALSA_CONF}:{asoundrc}"):
             started = time.monotonic()
             loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
@@ -244,7 +242,7 @@ def run_demo(config_path, out_dir, say=print, control=None):
 
 
 @contextlib.contextmanager
-def _alsa_config_path(value):
+def alsa_config_path(value):
     """ALSA_CONFIG_PATH set for the block (ALSA reads it at each open), then put back as it was."""
     before = os.environ.get("ALSA_CONFIG_PATH")
     os.environ["ALSA_CONFIG_PATH"] = value

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import synthetic
 from .atomic import refuse_special_target
-from .audio import (AudioFileError, StreamResampler, WavReader, WavWriter, conversion_notes, resample,
+from .wav import (AudioFileError, StreamResampler, WavReader, WavWriter, conversion_notes, resample,
                     write_wav)
 from .dsp import (LATENCY_MS, LATENCY_SAMPLES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, Enhancer, EnhancerSettings,
                   highpass_signal, oracle_enhance)
@@ -24,9 +24,6 @@ from .quality import si_sdr_db, snr_db
 
 #: The model `denoise` uses when none is named.
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "lite" / "percepnet_lite.tflite"
-DEMO_SECONDS = 8.0
-DEMO_SNR_DB = 0.0
-DEMO_NOISE = "pink"
 #: Frames (10 ms) per streamed block: one second, so numpy calls are few and memory small.
 BLOCK_FRAMES = 100
 #: The oracle's batch analysis of clean and noisy holds several arrays per frame (about 7 MB per
@@ -199,16 +196,14 @@ def _enhanced_48k(reader, to_48k, enhancer, block_frames):
         yield piece, frames_done == n_frames
 
 
-def run_demo(out_dir, say=print, follow_symlinks=False):
-    """The built-in default: generated speech-like audio in pink noise at 0 dB, through the oracle."""
+def run_oracle_demo(out_dir, say=print, follow_symlinks=False):
+    """The built-in default of ``oracle``: the demo input (:func:`edge.synthetic.demo_mixture`) through the oracle."""
     os.makedirs(out_dir, exist_ok=True)
-    n_bytes = _wav_bytes(int(DEMO_SECONDS * SAMPLE_RATE_HZ))
+    n_bytes = _wav_bytes(int(synthetic.DEMO_SECONDS * SAMPLE_RATE_HZ))
     targets = {name: prepare_output(os.path.join(out_dir, f"{name}.wav"), n_bytes, follow_symlinks)
                for name in ("clean", "noisy", "oracle")}
-    clean = synthetic.speech_like(DEMO_SECONDS, seed=1)
-    noisy = synthetic.mix_at_snr(clean, synthetic.noise(DEMO_NOISE, DEMO_SECONDS, seed=2), DEMO_SNR_DB)
-    say(f"demo: {DEMO_SECONDS:.0f} s of generated speech-like audio in {DEMO_NOISE} noise at "
-        f"{DEMO_SNR_DB:.0f} dB SNR, 48 kHz; algorithmic latency {LATENCY_MS:.1f} ms")
+    clean, noisy = synthetic.demo_mixture()
+    say(f"demo: {synthetic.describe_demo()}, 48 kHz; algorithmic latency {LATENCY_MS:.1f} ms")
     enhanced = oracle_enhance(clean, noisy, settings=ORACLE_SETTINGS)
     report_oracle(clean, noisy, enhanced, say)
     for name, samples in (("clean", clean), ("noisy", noisy), ("oracle", enhanced)):

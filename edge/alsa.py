@@ -54,7 +54,7 @@ def encode(frame, sample_format, out_buffer):
     return out_buffer.astype(dtype).tobytes()
 
 
-def _open_pcm(alsaaudio, kind, device, channels, format_code, periods):
+def open_pcm(alsaaudio, kind, device, channels, format_code, periods):
     """A PCM at 48 kHz with 480-frame periods, with pyalsaaudio >= 0.9's keywords or 0.8's setters.
 
     Debian bookworm's python3-alsaaudio is 0.8.4, whose PCM() takes only
@@ -92,7 +92,7 @@ class AlsaDuplex:
         for kind, device, channels in (("capture", config.capture_device, config.capture_channels),
                                        ("playback", config.playback_device, 1)):
             try:
-                pcm = _open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
+                pcm = open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
                                 format_code, config.buffer_periods)
             except alsaaudio.ALSAAudioError as exc:
                 self.close()
