@@ -4,10 +4,9 @@ import argparse
 import json
 import sys
 
-from edge.model_meta import ModelMetadataError
+from edge.errors import PercepnetError
 
-from .calibration import CalibrationError
-from .convert import DEFAULT_TRAINING_NOTE, ConversionError, convert, load_sequence_model
+from .convert import DEFAULT_TRAINING_NOTE, convert, load_sequence_model
 
 
 def _parser():
@@ -44,7 +43,7 @@ def main(argv=None):
             report = verify(args.tflite, args.cache, model, config, corpus=args.corpus)
             print(json.dumps(report, indent=2))
             passed = report["passed"]
-    except (ConversionError, CalibrationError, ModelMetadataError) as exc:
+    except PercepnetError as exc:                  # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-convert: error: {exc}", file=sys.stderr)
         return 2
     return 0 if passed else 1

@@ -3,10 +3,11 @@
 import numpy as np
 
 from edge.dsp.constants import N_FEATURES
+from edge.errors import DataError
 from training.model import CONV1_KERNEL, CONV2_KERNEL
 
 
-class CalibrationError(Exception):
+class CalibrationError(DataError):
     """The calibration or verification data cannot be used; the message says why."""
 
 

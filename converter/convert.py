@@ -4,6 +4,7 @@ from pathlib import Path
 
 from edge.atomic import atomic_write
 from edge.dsp.bands import band_centres_bins
+from edge.errors import ConversionError
 from edge.model_meta import METADATA_SCHEMA, ModelMetadata, dsp_signature, file_sha256, sidecar_path
 from training.model import ModelConfig, state_layout, step_model_from
 
@@ -19,10 +20,6 @@ CALIBRATION_FRAMES = 600
 DEFAULT_TRAINING_NOTE = ("trained on ../shared/data: RAVDESS speech (CC BY-NC-SA 4.0, non-commercial), "
                          "klettres/ktuberling words, CC0/CC-BY noises, OpenAIR room responses")
 REQUIRED_LAYERS = ("fc_in", "conv1", "conv2", "gru1", "gain_gru", "strength_gru", "gain", "strength")
-
-
-class ConversionError(Exception):
-    """The model or the data cannot be converted; the message says why and what to do."""
 
 
 def load_sequence_model(path):

@@ -3,8 +3,8 @@
 :class:`AlsaDuplex` reads one 480-frame period as float mono (channel picked
 or downmixed) and writes one float period back, converting to and from
 S16_LE, S32_LE or FLOAT_LE. It recovers from xruns (an -EPIPE read or write
-is counted and the stream re-prepared) and raises :class:`DeviceLost` when a
-device disappears, which the daemon answers by reopening with backoff.
+is counted and the stream re-prepared) and raises :class:`~edge.errors.DeviceError`
+when a device disappears, which the daemon answers by reopening with backoff.
 
 :class:`DeviceLocks` keeps two daemons off one device: an exclusive lock file
 per PCM name, held for the daemon's life.
@@ -20,12 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from .errors import DeviceError, MissingDependencyError
 
 _DTYPES = {"S16_LE": ("<i2", 32768.0), "S32_LE": ("<i4", 2147483648.0), "FLOAT_LE": ("<f4", 1.0)}
-
-
-class DeviceLost(Exception):
-    """A PCM failed in a way prepare() cannot fix (unplugged, busy, gone)."""
 
 
 def decode(data, sample_format, channels, channel_mode, channel_index, out):
@@ -84,8 +81,12 @@ class AlsaDuplex:
         self.capture = self.playback = None
 
     def open(self):
-        """Open both PCMs; raises DeviceLost naming the device that failed and ALSA's reason."""
-        import alsaaudio
+        """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
+        try:
+            import alsaaudio
+        except ImportError as exc:
+            raise MissingDependencyError(f"ALSA needs pyalsaaudio, which is not importable ({exc}): install "
+                                         "python3-alsaaudio (Debian) or pip install 'percepnet-edge[edge]'") from None
         config = self.config
         format_code = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
         self.close()
@@ -96,7 +97,7 @@ class AlsaDuplex:
                                 format_code, config.buffer_periods)
             except alsaaudio.ALSAAudioError as exc:
                 self.close()
-                raise DeviceLost(f"cannot open {kind} device {device!r}: {exc}") from None
+                raise DeviceError(f"cannot open {kind} device {device!r}: {exc}") from None
             setattr(self, kind, pcm)
         self._check_negotiated()
 
@@ -106,7 +107,7 @@ class AlsaDuplex:
             rate = pcm.info()["rate"] if hasattr(pcm, "info") else SAMPLE_RATE_HZ
             if rate != SAMPLE_RATE_HZ:
                 self.close()
-                raise DeviceLost(f"{name} device runs at {rate} Hz, not {SAMPLE_RATE_HZ}; use a plughw: "
+                raise DeviceError(f"{name} device runs at {rate} Hz, not {SAMPLE_RATE_HZ}; use a plughw: "
                                  "device or an ALSA 'plug' PCM that converts the rate")
 
     def read(self):
@@ -115,12 +116,12 @@ class AlsaDuplex:
         try:
             length, data = self.capture.read()
         except alsaaudio.ALSAAudioError as exc:
-            raise DeviceLost(f"capture failed: {exc}") from None
+            raise DeviceError(f"capture failed: {exc}") from None
         if length < 0 or len(data) == 0:
             if length == -errno.EPIPE or len(data) == 0:
                 self.xruns += 1
                 return None
-            raise DeviceLost(f"capture returned error {length}")
+            raise DeviceError(f"capture returned error {length}")
         c = self.config
         return decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
 
@@ -134,7 +135,7 @@ class AlsaDuplex:
             if getattr(exc, "errno", None) == errno.EPIPE or "Broken pipe" in str(exc):
                 self.xruns += 1
                 return
-            raise DeviceLost(f"playback failed: {exc}") from None
+            raise DeviceError(f"playback failed: {exc}") from None
         if written is not None and written < 0:
             self.xruns += 1
 
@@ -180,7 +181,7 @@ class DeviceLocks:
         self._fds = []
 
     def acquire(self):
-        """Take every lock or none; raises DeviceLost naming the device and the pid that holds it."""
+        """Take every lock or none; raises DeviceError naming the device and the pid that holds it."""
         try:
             self.folder.mkdir(mode=0o755, parents=True, exist_ok=True)
         except OSError as exc:
@@ -211,7 +212,7 @@ class DeviceLocks:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise DeviceLost(f"{kind} device {device!r} is already used by another percepnet-edge (pid {holder}, "
+            raise DeviceError(f"{kind} device {device!r} is already used by another percepnet-edge (pid {holder}, "
                              f"lock {path}); stop that one first (e.g. systemctl stop percepnet-edge) or choose "
                              "another device") from None
         self._fds.append(fd)

@@ -142,9 +142,7 @@ def main(argv=None):
 
 
 def _dispatch(argv, control):
-    from .wav import AudioFileError
-    from .model_meta import ModelMetadataError
-    from .alsa import DeviceLost
+    from .errors import PercepnetError
     args = _parser().parse_args(argv)
     try:
         if args.command == "oracle":
@@ -184,14 +182,14 @@ def _dispatch(argv, control):
         elif args.command == "bench-model":
             from .bench import run_model_bench
             run_model_bench(args.models, args.frames, args.json)
-    except (AudioFileError, ModelMetadataError, DeviceLost, ValueError) as exc:
+    except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
 def _usage(message):
-    from .file_commands import UsageError
+    from .errors import UsageError
     return UsageError(message)
 
 

@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 import yaml
 
 from .dsp.enhancer import EnhancerSettings
+from .errors import ConfigError
 from .telemetry import TelemetryConfig
 
 _DSP_DEFAULTS = EnhancerSettings()
@@ -27,10 +28,6 @@ MAX_CONFIG_BYTES = 1 << 20
 #: CPU numbers a cpu_set_t can hold.
 MAX_CPUS = 1024
 OVERRUN_POLICIES = ("bypass", "hold", "drop-model", "off")
-
-
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key, the value and what is allowed."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from . import config as config_module
 from .control import StopLatch
 from .dsp import Enhancer
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
-from .alsa import DeviceLost
+from .errors import DeviceError
 from .policy import DeadlineGains
 from .sdnotify import Notifier
 
@@ -165,7 +165,7 @@ class AudioLoop:
                     self._events.put((logging.INFO, "audio devices open; processing"))
                     self._last_wait_log = None
                 return True
-            except DeviceLost as exc:
+            except DeviceError as exc:
                 self.waiting_for_device = True
                 self.counters.device_open_failures += 1
                 message = f"waiting for the audio device: {exc}; retry in {delay_s:.1f} s"
@@ -263,7 +263,7 @@ class AudioLoop:
         """Read, enhance, write one frame. False when no frame was produced (xrun or device loss)."""
         try:
             frame = self.io.read()
-        except DeviceLost as exc:
+        except DeviceError as exc:
             return self._recover(exc)
         if frame is None:                                 # overrun: the period is lost, keep going
             self.counters.xruns = self.io.xruns
@@ -274,7 +274,7 @@ class AudioLoop:
         pipeline.enhancer.process(frame, out=self._output)
         try:
             self.io.write(self._output)
-        except DeviceLost as exc:
+        except DeviceError as exc:
             return self._recover(exc)
         elapsed = self.clock() - start
         counters = self.counters

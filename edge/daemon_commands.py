@@ -17,7 +17,8 @@ from . import synthetic
 from .control import SignalControl
 from .daemon import AudioLoop, apply_realtime, default_runner_factory
 from .dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
-from .alsa import AlsaDuplex, DeviceLocks, DeviceLost
+from .alsa import AlsaDuplex, DeviceLocks
+from .errors import DeviceError, MissingDependencyError, PercepnetError
 from .sdnotify import Notifier
 
 SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
@@ -132,8 +133,7 @@ def check(config_path, say=print):
 
 def _error_text(exc):
     """An exception as a sentence: ours carry one; anything else gets its type too ('features' alone says nothing)."""
-    from .model_meta import ModelMetadataError
-    if isinstance(exc, (ModelMetadataError, config_module.ConfigError, DeviceLost)):
+    if isinstance(exc, PercepnetError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -157,7 +157,7 @@ def _check_devices(audio, item, say):
     locks = DeviceLocks(audio, say=say)
     try:
         locks.acquire()
-    except DeviceLost as exc:
+    except DeviceError as exc:
         item("devices", True, f"not opened: {exc}")
         return
     duplex = AlsaDuplex(audio)
@@ -165,7 +165,7 @@ def _check_devices(audio, item, say):
         duplex.open()
         item("devices", True, f"capture {audio.capture_device!r} and playback "
                               f"{audio.playback_device!r} open at 48 kHz, {audio.sample_format}")
-    except (DeviceLost, ImportError) as exc:
+    except (DeviceError, MissingDependencyError) as exc:
         item("devices", False, str(exc))
     finally:
         duplex.close()

@@ -28,7 +28,8 @@ SILENCE_BAND_ENERGY = 1e-7
 #: training's silences leave it, so skipping changes nothing after that.
 SILENCE_SETTLE_FRAMES = 50
 _SILENCE_FEATURE = (np.log10(SILENCE_BAND_ENERGY + ENERGY_FLOOR) + LOG_ENERGY_OFFSET) * LOG_ENERGY_SCALE
-from .model_meta import ModelMetadataError, load_metadata, sidecar_path
+from .errors import MissingDependencyError, ModelError, UsageError
+from .model_meta import load_metadata, sidecar_path
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
@@ -45,11 +46,11 @@ def _interpreter_class(preferred=None):
             elif runtime == "tensorflow":
                 from tensorflow.lite.python.interpreter import Interpreter, OpResolverType
             else:
-                raise ModelMetadataError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+                raise UsageError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
             return runtime, Interpreter, OpResolverType
         except ImportError as exc:
             reasons.append(f"{runtime}: {exc}")
-    raise ModelMetadataError("no TFLite runtime is installed (" + "; ".join(reasons) +
+    raise MissingDependencyError("no TFLite runtime is installed (" + "; ".join(reasons) +
                              "); install one: pip install 'percepnet-edge[edge]'")
 
 
@@ -76,7 +77,7 @@ class ModelRunner:
         ``metadata``; ``vad``: the last voice-activity probability (or None).
 
     Raises:
-        ModelMetadataError: a missing or corrupt model, or one made for other features.
+        ModelError: a missing or corrupt model, or one made for other features.
     """
 
     def __init__(self, model_path, num_threads=1, use_xnnpack=True, runtime=None):
@@ -89,7 +90,7 @@ class ModelRunner:
             self.interpreter = interpreter_class(**options)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelMetadataError(f"{model_path}: the runtime cannot load it ({exc})") from None
+            raise ModelError(f"{model_path}: the runtime cannot load it ({exc})") from None
         ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
         self.xnnpack_active = "DELEGATE" in ops
         self.num_threads = int(num_threads)
@@ -111,21 +112,21 @@ class ModelRunner:
         advice = "use a model made by the converter (python -m converter), with its own .json beside it"
         signatures = self.interpreter._get_full_signature_list()
         if "serving_default" not in signatures:
-            raise ModelMetadataError(f"{model_path}: not a percepnet-edge model: it has no 'serving_default' "
+            raise ModelError(f"{model_path}: not a percepnet-edge model: it has no 'serving_default' "
                                      f"signature (it has: {', '.join(signatures) or 'none'}); {advice}")
         inputs, outputs = signatures["serving_default"]["inputs"], signatures["serving_default"]["outputs"]
         role = self.metadata.outputs
         for name in ("features", *self.metadata.states):
             if name not in inputs:
-                raise ModelMetadataError(f"{model_path}: not a percepnet-edge model: its signature has no input "
+                raise ModelError(f"{model_path}: not a percepnet-edge model: its signature has no input "
                                          f"'{name}' (inputs: {', '.join(sorted(inputs))}); {advice}")
         for key in ("gain", "strength", *(f"new_{name}" for name in self.metadata.states)):
             if key not in role:
-                raise ModelMetadataError(f"{sidecar_path(model_path)}: corrupt metadata: outputs has no '{key}'; "
+                raise ModelError(f"{sidecar_path(model_path)}: corrupt metadata: outputs has no '{key}'; "
                                          "re-run the converter")
         for key, name in role.items():
             if name not in outputs:
-                raise ModelMetadataError(f"{model_path}: not a percepnet-edge model: its signature has no output "
+                raise ModelError(f"{model_path}: not a percepnet-edge model: its signature has no output "
                                          f"'{name}' ({key}; outputs: {', '.join(sorted(outputs))}); {advice}")
         return inputs, outputs
 
@@ -135,7 +136,7 @@ class ModelRunner:
         tensor = self.interpreter.tensor
         features = details[inputs["features"]]
         if tuple(features["shape"]) != (1, N_FEATURES) or features["dtype"] not in (np.int8, np.float32):
-            raise ModelMetadataError(f"the model's features input is {features['dtype'].__name__} "
+            raise ModelError(f"the model's features input is {features['dtype'].__name__} "
                                      f"{tuple(features['shape'])}, expected int8 or float32 (1, {N_FEATURES})")
         self._features_in = tensor(inputs["features"])
         # Float models (the comparison variants) have scale 0: they take and give floats.

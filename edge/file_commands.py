@@ -15,7 +15,8 @@ import numpy as np
 
 from . import synthetic
 from .atomic import refuse_special_target
-from .wav import (AudioFileError, StreamResampler, WavReader, WavWriter, conversion_notes, resample,
+from .errors import AudioFileError, UsageError
+from .wav import (StreamResampler, WavReader, WavWriter, conversion_notes, resample,
                     write_wav)
 from .dsp import (LATENCY_MS, LATENCY_SAMPLES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, Enhancer, EnhancerSettings,
                   highpass_signal, oracle_enhance)
@@ -30,10 +31,6 @@ BLOCK_FRAMES = 100
 #: second of audio, measured with tracemalloc); longer inputs are refused rather than risk the memory.
 ORACLE_MAX_SECONDS = 30.0
 WAV_HEADER_BYTES = 44
-
-
-class UsageError(ValueError):
-    """Bad input from the user; the message says what to change."""
 
 
 def free_bytes(folder):

@@ -11,12 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .dsp import constants as dsp
+from .errors import ModelError
 
 METADATA_SCHEMA = 1
-
-
-class ModelMetadataError(Exception):
-    """The model or its metadata is missing, corrupt or does not fit this DSP."""
 
 
 def dsp_signature():
@@ -67,15 +64,15 @@ FIELD_TYPES = {"schema": int, "name": str, "size": str, "dsp": dict, "band_layou
 
 def _check_field_types(fields, meta_path):
     if not isinstance(fields, dict):
-        raise ModelMetadataError(f"{meta_path}: corrupt metadata: the top level is not an object; re-run the converter")
+        raise ModelError(f"{meta_path}: corrupt metadata: the top level is not an object; re-run the converter")
     for name, kind in FIELD_TYPES.items():
         if name not in fields:
             continue                                 # a missing field: the dataclass names it
         value = fields[name]
         if value is None:
-            raise ModelMetadataError(f"{meta_path}: corrupt metadata: '{name}' is null; re-run the converter")
+            raise ModelError(f"{meta_path}: corrupt metadata: '{name}' is null; re-run the converter")
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ModelMetadataError(f"{meta_path}: corrupt metadata: '{name}' is {type(value).__name__}, expected "
+            raise ModelError(f"{meta_path}: corrupt metadata: '{name}' is {type(value).__name__}, expected "
                                      f"{kind.__name__}; re-run the converter")
 
 
@@ -88,30 +85,30 @@ def file_sha256(path):
 
 
 def load_metadata(model_path, check_dsp=True):
-    """Read and check the sidecar of ``model_path``; raises ModelMetadataError with what to do."""
+    """Read and check the sidecar of ``model_path``; raises ModelError with what to do."""
     model_path = Path(model_path)
     if not model_path.is_file():
-        raise ModelMetadataError(f"{model_path}: no such model file; see models/ for the shipped ones")
+        raise ModelError(f"{model_path}: no such model file; see models/ for the shipped ones")
     meta_path = sidecar_path(model_path)
     if not meta_path.is_file():
-        raise ModelMetadataError(f"{meta_path}: the model's metadata is missing; re-run the converter "
+        raise ModelError(f"{meta_path}: the model's metadata is missing; re-run the converter "
                                  "(python -m converter) to produce the model and its metadata together")
     try:
         fields = json.loads(meta_path.read_text())
         _check_field_types(fields, meta_path)
         metadata = ModelMetadata(**fields)
     except (ValueError, TypeError) as exc:              # JSON errors, unknown or missing fields, bad bytes
-        raise ModelMetadataError(f"{meta_path}: corrupt metadata ({exc}); re-run the converter") from None
+        raise ModelError(f"{meta_path}: corrupt metadata ({exc}); re-run the converter") from None
     if metadata.schema != METADATA_SCHEMA:
-        raise ModelMetadataError(f"{meta_path}: metadata schema {metadata.schema}, this build reads "
+        raise ModelError(f"{meta_path}: metadata schema {metadata.schema}, this build reads "
                                  f"{METADATA_SCHEMA}; re-run the converter")
     actual = file_sha256(model_path)
     if actual != metadata.sha256:
-        raise ModelMetadataError(f"{model_path}: sha256 {actual[:12]}... does not match its metadata "
+        raise ModelError(f"{model_path}: sha256 {actual[:12]}... does not match its metadata "
                                  f"({metadata.sha256[:12]}...): the file is corrupt or was replaced")
     if check_dsp:
         problems = metadata.mismatches()
         if problems:
-            raise ModelMetadataError(f"{model_path} was made for a different DSP and cannot run here: "
+            raise ModelError(f"{model_path} was made for a different DSP and cannot run here: "
                                      + "; ".join(problems) + ". Convert a model trained on this feature version.")
     return metadata

@@ -25,6 +25,7 @@ import numpy as np
 from . import config as config_module
 from . import synthetic
 from .daemon import AudioLoop
+from .errors import UsageError
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from .telemetry import Sources, Telemetry
 
@@ -43,9 +44,9 @@ def parse_duration(text):
     try:
         seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
-        raise ValueError(f"--duration {text!r}: use seconds or a suffix, e.g. 30s, 10m, 1h") from None
+        raise UsageError(f"--duration {text!r}: use seconds or a suffix, e.g. 30s, 10m, 1h") from None
     if not (MIN_DURATION_S <= seconds < float("inf")):                     # also refuses NaN
-        raise ValueError(f"--duration {text!r}: must be at least {MIN_DURATION_S:g} s (half idle baseline, "
+        raise UsageError(f"--duration {text!r}: must be at least {MIN_DURATION_S:g} s (half idle baseline, "
                          "half running), e.g. 30s or 10m")
     return seconds
 

@@ -323,7 +323,7 @@ class Telemetry:
         try:
             self._server = MetricsServer((host, port), self)
         except OSError as exc:
-            from .config import ConfigError
+            from .errors import ConfigError
             raise ConfigError(f"telemetry.http_port {port} on {host}: cannot listen ({exc.strerror}); choose "
                               "a free port, or set http_port: null") from None
         if not is_loopback_host(host):

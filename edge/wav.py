@@ -19,15 +19,12 @@ from scipy.io import wavfile
 
 from .atomic import atomic_write
 from .dsp.constants import SAMPLE_RATE_HZ
+from .errors import AudioFileError
 
 #: Sample rates the file commands accept; anything else is a broken header, not audio
 #: (a 4 KB file declaring 1 Hz once asked for a 48,000-fold resampling and 2.4 GB).
 MIN_RATE_HZ, MAX_RATE_HZ = 8_000, 384_000
 _CONVERT_ADVICE = "convert it first, e.g. `sox in.xxx -b 16 out.wav`"
-
-
-class AudioFileError(Exception):
-    """A WAV file could not be read or written; the message says what to do."""
 
 
 def read_wav(path):

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from edge.dsp.enhancer import EnhancerSettings
+from edge.errors import PercepnetError
 
 from . import inputs, methods, report
 from .harness import evaluate
@@ -86,7 +87,7 @@ def main(argv=None):
         settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                     postfilter_beta=args.postfilter_beta)
         chosen, skipped = methods.build(wanted, model_paths, settings)
-    except ValueError as exc:
+    except PercepnetError as exc:
         say(f"evaluation: {exc}")
         return 2
     for name, reason in skipped.items():
@@ -112,7 +113,7 @@ def main(argv=None):
                                       args.split)
             source = (f"{args.split} split of {args.corpus}, clips per SNR: {args.clips_per_snr}, "
                       f"{args.seconds:g} s each, seed {args.seed}")
-    except inputs.InputError as exc:
+    except PercepnetError as exc:
         say(f"evaluation: {exc}")
         return 2
     if not chosen:

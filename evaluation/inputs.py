@@ -17,9 +17,11 @@ from typing import Optional
 
 import numpy as np
 
-from edge.wav import AudioFileError, read_wav, to_dsp_format
+from edge.dsp.constants import SAMPLE_RATE_HZ
+from edge.errors import AudioFileError, DataError
 from edge.quality import snr_db
 from edge.synthetic import level_gain, mix_at_snr
+from edge.wav import read_wav, to_dsp_format
 
 #: Input SNRs of the synthesised clips; +inf is clean speech (no noise): how much a method harms it.
 SNR_BUCKETS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0, float("inf"))
@@ -28,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "data"
 
 
-class InputError(Exception):
+class InputError(DataError):
     """The inputs cannot be found or read; the message says where we looked and what to pass."""
 
 
@@ -199,9 +201,10 @@ def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=2024, say=print)
     for source, paths in sorted(by_source.items()):
         picked = [paths[i] for i in rng.permutation(len(paths))]
         audio = [load_audio(path) for path in picked[:per_source * 8]]
-        audio = sorted(audio, key=lambda a: -min(a.size, seconds * 48_000))[:per_source]
+        audio = sorted(audio, key=lambda a: -min(a.size, seconds * SAMPLE_RATE_HZ))[:per_source]
         for index, signal in enumerate(audio):
-            clips.append(Clip(f"realworld_{source}_{index:02d}", signal[:int(seconds * 48_000)].astype(np.float64),
+            clip = signal[:int(seconds * SAMPLE_RATE_HZ)].astype(np.float64)
+            clips.append(Clip(f"realworld_{source}_{index:02d}", clip,
                               family=f"realworld/{source}", group=f"realworld/{source}"))
     say(f"{len(clips)} real-world noisy clips from {len(by_source)} sources of {corpus_dir}")
     return clips

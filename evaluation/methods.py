@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from edge.errors import MissingDependencyError, PercepnetError, UsageError
 from edge.dsp import LATENCY_MS, SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, oracle_enhance
 
 from . import peers
@@ -25,7 +26,7 @@ from . import peers
 ALL_METHODS = ("noisy", "oracle", "model", "rnnoise", "deepfilternet", "webrtc")
 
 
-class Unavailable(Exception):
+class Unavailable(MissingDependencyError):
     """The method cannot run on this machine; the message says why and how to enable it."""
 
 
@@ -64,14 +65,13 @@ def oracle():
 def our_model(path, settings=EnhancerSettings()):
     """A converted model (int8 or float .tflite with its sidecar .json) driving our DSP chain."""
     from edge.engine import ModelRunner
-    from edge.model_meta import ModelMetadataError
     path = Path(path)
     if not path.is_file():
         raise Unavailable(f"{path}: no such model file (train and convert one first, "
                           f"or drop --model)")
     try:
         runner = ModelRunner(path)
-    except ModelMetadataError as exc:
+    except PercepnetError as exc:                # a corrupt model, or no runtime installed
         raise Unavailable(str(exc)) from None
     name = f"ours: {path.stem} ({runner.metadata.quantization})"
     if settings != EnhancerSettings():
@@ -153,7 +153,7 @@ def build(names=ALL_METHODS, model_paths=(), settings=EnhancerSettings()):
     """The requested methods that can run, and ``{name: reason}`` for those that cannot."""
     unknown = set(names) - set(ALL_METHODS)
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_METHODS)}")
+        raise UsageError(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_METHODS)}")
     builders = {"noisy": noisy_input, "oracle": oracle, "rnnoise": rnnoise,
                 "deepfilternet": deepfilternet, "webrtc": webrtc_ns}
     methods, skipped = [], {}

@@ -14,7 +14,7 @@ from converter.calibration import CalibrationError  # noqa: E402
 from converter.convert import ConversionError, convert, load_sequence_model  # noqa: E402
 from edge.cli import main as edge_main  # noqa: E402
 from edge.engine import ModelRunner  # noqa: E402
-from edge.model_meta import ModelMetadataError, load_metadata, sidecar_path  # noqa: E402
+from edge.model_meta import ModelError, load_metadata, sidecar_path  # noqa: E402
 from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
 from training import model as net  # noqa: E402
 
@@ -83,7 +83,7 @@ def test_a_model_for_other_features_is_refused_with_the_difference(converted, tm
     fields["dsp"]["feature_version"] = 999
     fields["dsp"]["hop_samples"] = 256
     sidecar_path(model).write_text(json.dumps(fields))
-    with pytest.raises(ModelMetadataError, match=r"feature_version: model 999, DSP 1; hop_samples: model 256, DSP 480"):
+    with pytest.raises(ModelError, match=r"feature_version: model 999, DSP 1; hop_samples: model 256, DSP 480"):
         ModelRunner(model)
 
 
@@ -105,7 +105,7 @@ def test_missing_or_corrupt_models_are_clear_errors(converted, tmp_path, damage,
         model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
     else:
         model.unlink()
-    with pytest.raises(ModelMetadataError, match=message):
+    with pytest.raises(ModelError, match=message):
         ModelRunner(model)
 
 

@@ -6,7 +6,7 @@ import pytest
 from edge.config import parse
 from edge.daemon import AudioLoop
 from edge.dsp import HOP_SAMPLES, N_BANDS
-from edge.alsa import DeviceLost, decode, encode
+from edge.alsa import DeviceError, decode, encode
 from edge.policy import DeadlineGains
 from edge.synthetic import speech_like
 
@@ -53,14 +53,14 @@ class FakeIO:
     def open(self):
         self.opens += 1
         if self.opens <= self.fail_opens:
-            raise DeviceLost("no such device")
+            raise DeviceError("no such device")
 
     def read(self):
         index = self.position
         self.position += 1
         if index in self.lost_at:
             self.lost_at.discard(index)
-            raise DeviceLost("unplugged")
+            raise DeviceError("unplugged")
         if index in self.xrun_at:
             self.xruns += 1
             return None
@@ -153,7 +153,7 @@ def test_a_vanished_device_is_reopened_with_backoff():
     def flaky_open():
         if io.opens >= 1 and next(failures, False):
             io.opens += 1
-            raise DeviceLost("still unplugged")
+            raise DeviceError("still unplugged")
         original_open()
     io.open = flaky_open
     counters = loop.run(max_frames=40)
@@ -222,7 +222,7 @@ def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
 
     duplex = AlsaDuplex(parse("").audio)
     duplex.capture, duplex.playback = PCM44k(), PCM44k()
-    with pytest.raises(DeviceLost, match="capture device runs at 44100 Hz, not 48000; use a plughw: device"):
+    with pytest.raises(DeviceError, match="capture device runs at 44100 Hz, not 48000; use a plughw: device"):
         duplex._check_negotiated()
     assert duplex.capture is None                          # closed, nothing half-open left
 
@@ -274,7 +274,7 @@ def test_the_watchdog_keeps_being_fed_while_a_device_is_missing():
     def open_with_outage():                              # after the loss, 9 more failures: 0.1 .. 25.6 s waits
         if io.opens >= 8 and io.position > 150 and io.opens < 17:
             io.opens += 1
-            raise DeviceLost("cannot open capture device 'hw:1,0': No such device")
+            raise DeviceError("cannot open capture device 'hw:1,0': No such device")
         opens_before()
     io.open = open_with_outage
     counters = loop.run(max_frames=400)
@@ -334,11 +334,11 @@ def test_device_locks_refuse_a_second_holder_and_free_on_release(tmp_path):
     from edge.alsa import DeviceLocks
     audio = parse("audio: {capture_device: 'hw:1,0', playback_device: dmix}").audio
     first = DeviceLocks(audio, tmp_path).acquire()
-    with pytest.raises(DeviceLost, match=rf"capture device 'hw:1,0' is already used by another percepnet-edge "
+    with pytest.raises(DeviceError, match=rf"capture device 'hw:1,0' is already used by another percepnet-edge "
                                          rf"\(pid {os.getpid()}, lock {tmp_path}"):
         DeviceLocks(audio, tmp_path).acquire()
     other_capture = parse("audio: {capture_device: 'hw:2,0', playback_device: dmix}").audio
-    with pytest.raises(DeviceLost, match="playback device 'dmix' is already used"):
+    with pytest.raises(DeviceError, match="playback device 'dmix' is already used"):
         DeviceLocks(other_capture, tmp_path).acquire()
     first.release()
     DeviceLocks(audio, tmp_path).acquire().release()        # free again once released

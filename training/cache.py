@@ -22,11 +22,24 @@ import numpy as np
 
 from edge.dsp import FEATURE_VERSION, oracle_gains
 from edge.dsp.constants import HOP_SAMPLES
+from edge.errors import DataError, UsageError
 
 from .corpus import scan
 from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
 
 VAD_RANGE_DB = 35.0     # a frame is speech when within this of the example's loudest frame
+
+
+class CacheError(DataError):
+    """A feature cache cannot be used as given; the message says what to do."""
+
+
+def check_feature_version(cache_dir, meta):
+    """Refuse a cache (its meta.json as ``meta``) whose features another feature version computed."""
+    version = meta.get("feature_version")
+    if version != FEATURE_VERSION:
+        raise CacheError(f"{cache_dir} holds features of version {version}; this code computes version "
+                         f"{FEATURE_VERSION}: build a new cache in a new folder (percepnet-train cache --out NEW)")
 
 
 @dataclass(frozen=True)
@@ -44,10 +57,10 @@ class CacheSpec:
 
     def __post_init__(self):
         if not self.snr_db_min <= self.snr_db_max:
-            raise ValueError(f"SNR range {self.snr_db_min}..{self.snr_db_max} dB: the minimum must not "
+            raise UsageError(f"SNR range {self.snr_db_min}..{self.snr_db_max} dB: the minimum must not "
                              f"exceed the maximum")
         if not 0.0 <= self.clean_share <= 1.0:
-            raise ValueError(f"clean share {self.clean_share} must be in [0, 1]")
+            raise UsageError(f"clean share {self.clean_share} must be in [0, 1]")
 
     def shard_path(self, out_dir, index):
         return Path(out_dir) / f"{self.split}-{index:05d}.npz"
@@ -108,9 +121,7 @@ def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
     meta = {"feature_version": FEATURE_VERSION, spec.split: asdict(spec)}
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        if old.get("feature_version") != FEATURE_VERSION:
-            raise RuntimeError(f"{out_dir} holds features of version {old.get('feature_version')}, the code "
-                               f"computes version {FEATURE_VERSION}: use a new folder")
+        check_feature_version(out_dir, old)
         meta = {**old, **meta}
     meta_path.write_text(json.dumps(meta, indent=2))
     jobs = [(spec, out_dir, index) for index in range(spec.shards)]

@@ -8,12 +8,15 @@
 import argparse
 import sys
 
+from pathlib import Path
+
+from edge.errors import PercepnetError, UsageError
+
 from .cache import CacheSpec, build_cache
-from .corpus_build import CorpusBuildError, build_corpus
+from .corpus_build import build_corpus
 from .sources import SOURCES
-from .corpus import CorpusError
 from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
-from .train import OVER_SUPPRESSION_WEIGHT, TrainingError, fit
+from .train import OVER_SUPPRESSION_WEIGHT, fit
 
 
 def _parser():
@@ -75,12 +78,14 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("corpus", "cache", "fit"):
+            _output_folder(args.out)
         if args.command == "corpus":
             roots = {}
             for item in args.source:
                 name, sep, folder = item.partition("=")
                 if not sep or not folder:
-                    raise CorpusBuildError(f"--source {item!r}: expected NAME=DIR, e.g. gcompris=~/GCompris-voices")
+                    raise UsageError(f"--source {item!r}: expected NAME=DIR, e.g. gcompris=~/GCompris-voices")
                 roots[name] = folder
             build_corpus(args.out, roots, args.shared, args.workers)
         elif args.command == "cache":
@@ -101,10 +106,18 @@ def main(argv=None):
             fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed)
-    except (CorpusError, CorpusBuildError, TrainingError, ValueError, OSError) as exc:
+    except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _output_folder(path):
+    """Create ``--out`` before any work, so that an unwritable place is a clear error, not a traceback later."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {path}: cannot create the folder ({exc.strerror}); choose another place") from None
 
 
 if __name__ == "__main__":

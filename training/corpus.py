@@ -24,11 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.dsp.constants import SAMPLE_RATE_HZ
+from edge.errors import DataError
+
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 VALIDATION_ACTORS = {f"Actor_{number}" for number in range(17, 21)}
 
 
-class CorpusError(Exception):
+class CorpusError(DataError):
     """The corpus folder cannot be used; the message says why and what to do."""
 
 
@@ -137,7 +140,7 @@ def _noise_and_rooms(root, noise_root, train, validation):
     train.rir, validation.rir = rirs, rirs            # rooms are augmentation, not held-out content
 
 
-def load_audio(path, rate=48_000):
+def load_audio(path, rate=SAMPLE_RATE_HZ):
     """Read any supported file as mono float64 at ``rate``; raises CorpusError with the file name."""
     import soundfile
     from edge.wav import resample

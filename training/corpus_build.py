@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.errors import DataError
+
 from .sources import SOURCES, source_named
 
 MIN_SNR_DB = 30.0
@@ -59,7 +61,7 @@ MANIFEST_FIELDS = ("path", "source", "speaker", "language", "split", "group", "v
                    "rate_hz", "snr_db", "bandwidth_hz", "clipped_fraction", "licence", "original")
 
 
-class CorpusBuildError(Exception):
+class CorpusBuildError(DataError):
     """The corpus cannot be built as asked; the message says what to change."""
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, NamedTuple
 
+from edge.errors import UsageError
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 #: RAVDESS actors kept for the team's independent check; nobody trains or tunes on them.
 HELD_OUT_RAVDESS_ACTORS = frozenset(f"Actor_{number}" for number in range(21, 25))
@@ -203,4 +205,4 @@ def source_named(name):
     try:
         return SOURCES[name]
     except KeyError:
-        raise ValueError(f"unknown speech source {name!r}; known: {', '.join(SOURCES)}") from None
+        raise UsageError(f"unknown speech source {name!r}; known: {', '.join(SOURCES)}") from None

@@ -36,12 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal as sps
 
-from edge.wav import resample
+from edge.dsp.constants import SAMPLE_RATE_HZ
 from edge.synthetic import set_level
+from edge.wav import resample
 
-from .corpus import load_audio, pick_speaker
+from .corpus import CorpusError, load_audio, pick_speaker
 
-RATE = 48_000
+RATE = SAMPLE_RATE_HZ                  # mixtures are made at the DSP's rate
 EARLY_REFLECTIONS_MS = 50.0
 SNR_RANGE_DB = (-5.0, 40.0)
 CLEAN_PROBABILITY = 0.1
@@ -237,7 +238,8 @@ def speech_signal(split, rng, n_samples, bank, speaker=None):
         pieces += [gap, audio]
         total += gap.size + audio.size
     if total == 0:
-        raise RuntimeError(f"no readable speech for speaker {speaker}")
+        raise CorpusError(f"no readable speech for speaker {speaker}: every file tried was unreadable; "
+                          "check the corpus")
     speech = np.concatenate(pieces).astype(np.float64)
     if rng.random() < 0.7:              # speed and pitch together, by m/40 (small ratios resample fast)
         speech = resample(speech, RATE // 40 * int(rng.integers(36, 45)), RATE)

@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp import FEATURE_VERSION, N_BANDS, N_FEATURES
+from edge.errors import PercepnetError
 
+from .cache import check_feature_version
 from .model import build_sequence_model, config_for, output_delay_frames
 
 VAD_LOSS_WEIGHT = 0.1
@@ -31,7 +33,7 @@ OVER_SUPPRESSION_WEIGHT = 1.0
 _SQRT_EPS = 1e-6
 
 
-class TrainingError(Exception):
+class TrainingError(PercepnetError):
     """Training cannot start; the message says why."""
 
 
@@ -57,10 +59,7 @@ def _shards_of(cache_dir, split):
     meta_path = cache_dir / "meta.json"
     if not meta_path.exists():
         raise TrainingError(f"{cache_dir}: no meta.json; build the cache first (percepnet-train cache)")
-    version = json.loads(meta_path.read_text()).get("feature_version")
-    if version != FEATURE_VERSION:
-        raise TrainingError(f"{cache_dir} holds features of version {version}; this code computes "
-                            f"version {FEATURE_VERSION}: rebuild the cache")
+    check_feature_version(cache_dir, json.loads(meta_path.read_text()))
     files = sorted(str(path) for path in cache_dir.glob(f"{split}-*.npz"))
     if not files:
         raise TrainingError(f"{cache_dir}: no {split} shards ({split}-*.npz); training never runs on nothing")
