@@ -5,6 +5,7 @@ from pathlib import Path
 from edge.atomic import atomic_write
 from edge.dsp.bands import band_centres_bins
 from edge.errors import ConversionError
+from edge.litert import graph_of
 from edge.model_meta import METADATA_SCHEMA, ModelMetadata, dsp_signature, file_sha256, sidecar_path
 from training.model import ModelConfig, state_layout, step_model_from
 
@@ -67,7 +68,8 @@ def convert_step_model(step_model, quantization, calibration=None):
 def _metadata(blob_path, config, quantization, weights, training_note):
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=str(blob_path))
-    signature = interpreter._get_full_signature_list()["serving_default"]
+    interpreter.allocate_tensors()
+    signature = graph_of(interpreter).signatures["serving_default"]
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     inputs = {name: {"shape": details[index]["shape"].tolist(),
                      "dtype": details[index]["dtype"].__name__,

@@ -9,9 +9,10 @@
 
 import numpy as np
 
-from edge.wav import resample
-from edge.dsp import EnhancerSettings, FrameGains, analyse_signal, enhance_signal
+from edge.dsp import LOOKAHEAD_FRAMES, EnhancerSettings, FrameGains, analyse_signal, enhance_signal
 from edge.engine import ModelRunner
+from edge.litert import graph_of
+from evaluation.metrics import pesq_wb
 
 from .calibration import load_feature_sequences
 
@@ -25,7 +26,7 @@ def inspect_flatbuffer(model_path):
     interpreter = Interpreter(model_path=str(model_path),
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
-    ops = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    ops = sorted(graph_of(interpreter).ops)
     tensors = interpreter.get_tensor_details()
     dtypes = sorted({t["dtype"].__name__ for t in tensors})
     floating = [t["name"] for t in tensors if np.issubdtype(t["dtype"], np.floating)]
@@ -48,7 +49,7 @@ def gain_error(model_path, cache_dir, sequence_model):
         for frame in range(features.shape[1]):
             gain, strength = runner(features[example, frame])
             int8_gain[example, frame], int8_strength[example, frame] = gain, strength
-    step = runner._heads["gain"][1][0]
+    step = runner.gain_step
     gain_err, strength_err = np.abs(int8_gain - float_gain), np.abs(int8_strength - float_strength)
     return {"frames": int(features.shape[0] * features.shape[1]), "output_step": float(step),
             "gain_error_mean": float(gain_err.mean()), "gain_error_max": float(gain_err.max()),
@@ -81,18 +82,13 @@ def verification_audio(count=3, seconds=4.0, corpus=None):
     return pairs + [(clean, clean, "generated speech and noise")]
 
 
-def pesq_wb(reference, degraded):
-    from pesq import pesq
-    return float(pesq(16_000, resample(reference, 48_000, 16_000), resample(degraded, 48_000, 16_000), "wb"))
-
-
 def pesq_drop(model_path, sequence_model, corpus=None, settings=EnhancerSettings()):
     """PESQ-WB of the int8 model's output and of the float model's, through the same DSP."""
     scores = []
     for clean, noisy, source in verification_audio(corpus=corpus):
         features = analyse_signal(np.concatenate([noisy, np.zeros(4800)])).features[None].astype(np.float32)
         gain, strength = float_outputs(sequence_model, features)
-        delay = 2                                            # output t describes frame t - 2
+        delay = LOOKAHEAD_FRAMES                             # output t describes frame t - LOOKAHEAD_FRAMES
         float_out = enhance_signal(noisy, FrameGains(gain[0, delay:].astype(np.float64),
                                                      strength[0, delay:].astype(np.float64)), settings)
         int8_out = enhance_signal(noisy, ModelRunner(model_path), settings)
@@ -106,7 +102,7 @@ def pesq_drop(model_path, sequence_model, corpus=None, settings=EnhancerSettings
 
 
 def verify(model_path, cache_dir, float_model, config=None, audio=True, corpus=None, say=print):
-    """Run all three checks; print them; return them as a dict. Raises AssertionError on a failure."""
+    """Run all three checks; print them; return them as a dict whose ``passed`` says whether all passed."""
     report = {"flatbuffer": inspect_flatbuffer(model_path)}
     flat = report["flatbuffer"]
     say(f"ops: {', '.join(flat['ops'])}; tensor types: {', '.join(flat['tensor_dtypes'])}")

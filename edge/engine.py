@@ -29,6 +29,7 @@ SILENCE_BAND_ENERGY = 1e-7
 SILENCE_SETTLE_FRAMES = 50
 _SILENCE_FEATURE = (np.log10(SILENCE_BAND_ENERGY + ENERGY_FLOOR) + LOG_ENERGY_OFFSET) * LOG_ENERGY_SCALE
 from .errors import MissingDependencyError, ModelError, UsageError
+from .litert import graph_of
 from .model_meta import load_metadata, sidecar_path
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
@@ -74,10 +75,12 @@ class ModelRunner:
     Attributes:
         runtime: the runtime in use; ``xnnpack_active``: whether XNNPACK really
         runs the graph (a DELEGATE node in the op list, not the log line);
-        ``metadata``; ``vad``: the last voice-activity probability (or None).
+        ``metadata``; ``vad``: the last voice-activity probability (or None);
+        ``gain_step``: the gain output's quantisation step (1.0 for float models).
 
     Raises:
-        ModelError: a missing or corrupt model, or one made for other features.
+        ModelError: a missing or corrupt model, one made for other features, or a runtime that changed.
+        MissingDependencyError: no TFLite runtime is installed.
     """
 
     def __init__(self, model_path, num_threads=1, use_xnnpack=True, runtime=None):
@@ -91,10 +94,10 @@ class ModelRunner:
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{model_path}: the runtime cannot load it ({exc})") from None
-        ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
-        self.xnnpack_active = "DELEGATE" in ops
+        graph = graph_of(self.interpreter)
+        self.xnnpack_active = "DELEGATE" in graph.ops
         self.num_threads = int(num_threads)
-        self._bind_tensors(*self._checked_signature(model_path))
+        self._bind_tensors(*self._checked_signature(model_path, graph.signatures))
         self.gain = np.ones(N_BANDS)
         self.strength = np.zeros(N_BANDS)
         self._scratch_features = np.zeros(N_FEATURES)
@@ -103,14 +106,13 @@ class ModelRunner:
         self.vad = None
         self.reset()
 
-    def _checked_signature(self, model_path):
+    def _checked_signature(self, model_path, signatures):
         """The serving signature's inputs and outputs, holding every name the metadata relies on.
 
         Another valid ``.tflite`` (with a sidecar that matches its bytes) is
         refused here by name, not by a KeyError deep in the binding.
         """
         advice = "use a model made by the converter (python -m converter), with its own .json beside it"
-        signatures = self.interpreter._get_full_signature_list()
         if "serving_default" not in signatures:
             raise ModelError(f"{model_path}: not a percepnet-edge model: it has no 'serving_default' "
                                      f"signature (it has: {', '.join(signatures) or 'none'}); {advice}")
@@ -147,6 +149,7 @@ class ModelRunner:
                 index = outputs[role[head]]
                 quant = details[index]["quantization"] if details[index]["dtype"] == np.int8 else (1.0, 0)
                 self._heads[head] = (tensor(index), quant)
+        self.gain_step = float(self._heads["gain"][1][0])
         self._states = []
         for name in self.metadata.states:
             source, target = outputs[role[f"new_{name}"]], inputs[name]

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.wav import resample
 from edge.dsp import SAMPLE_RATE_HZ
 from edge.quality import align, si_sdr_db
+from edge.wav import resample
 
 MAX_LAG_MS = 100.0
 MAX_LAG = int(MAX_LAG_MS * SAMPLE_RATE_HZ / 1000)
@@ -42,9 +42,18 @@ def timed(function, *args):
     return result, time.thread_time() - thread0, time.process_time() - process0
 
 
-def to_metric_rate(signal):
+def to_metric_rate(signal, rate=SAMPLE_RATE_HZ):
     """The 16 kHz copy PESQ-WB, STOI and DNSMOS are computed on."""
-    return resample(np.asarray(signal, dtype=np.float64), SAMPLE_RATE_HZ, METRIC_RATE)
+    return resample(np.asarray(signal, dtype=np.float64), rate, METRIC_RATE)
+
+
+def pesq_wb(reference, degraded, rate=SAMPLE_RATE_HZ):
+    """PESQ-WB (ITU-T P.862.2) of ``degraded`` against ``reference``, both at ``rate``, scored at 16 kHz.
+
+    Raises ``pesq.PesqError`` where PESQ finds no utterance in the reference.
+    """
+    from pesq import pesq
+    return float(pesq(METRIC_RATE, to_metric_rate(reference, rate), to_metric_rate(degraded, rate), "wb"))
 
 
 def missing_packages():
@@ -62,9 +71,9 @@ def reference_scores(clean, aligned, clean_16k, skip=()):
     aligned_16k = to_metric_rate(aligned)
     scores["pesq_wb"] = None
     if "pesq_wb" not in skip:
-        from pesq import PesqError, pesq
+        from pesq import PesqError
         try:
-            scores["pesq_wb"] = float(pesq(METRIC_RATE, clean_16k, aligned_16k, "wb"))
+            scores["pesq_wb"] = pesq_wb(clean_16k, aligned_16k, rate=METRIC_RATE)
         except PesqError:                      # e.g. no utterance found in the reference
             pass
     scores["stoi"] = None
