@@ -3,10 +3,11 @@
 Every error names the key, the bad value and what is allowed (and, from
 :func:`load`, the file); unknown keys are errors. A model path given in the
 file is resolved against the file's folder; without one, the shipped model is
-used wherever the file lives.
+used (:data:`edge.model_meta.DEFAULT_MODEL_PATH`) wherever the file lives.
 """
 
 import ipaddress
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional, Tuple
@@ -15,6 +16,7 @@ import yaml
 
 from .dsp.enhancer import EnhancerSettings
 from .errors import ConfigError
+from .model_meta import DEFAULT_MODEL_PATH
 from .telemetry import TelemetryConfig
 
 _DSP_DEFAULTS = EnhancerSettings()
@@ -43,13 +45,9 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    path: str = "../models/lite/percepnet_lite.tflite"
+    path: str = os.path.relpath(DEFAULT_MODEL_PATH, DEFAULTS_FOLDER)    # as configs/default.yaml writes it
     threads: int = 1
     xnnpack: bool = True
-
-
-#: The shipped model, used when a config names none (whatever folder the config is in).
-DEFAULT_MODEL_PATH = (DEFAULTS_FOLDER / ModelConfig.path).resolve()
 
 
 @dataclass(frozen=True)

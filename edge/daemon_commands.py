@@ -16,7 +16,7 @@ from . import config as config_module
 from . import synthetic
 from .control import SignalControl
 from .daemon import AudioLoop, apply_realtime, default_runner_factory
-from .dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
+from .dsp import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
 from .alsa import AlsaDuplex, DeviceLocks
 from .errors import DeviceError, MissingDependencyError, PercepnetError
 from .sdnotify import Notifier
@@ -215,11 +215,9 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
     targets = {name: prepare_output(out_dir / f"{name}.wav", n_bytes) for name in ("noisy", "enhanced")}
     config = config_module.load(config_path) if config_path else config_module.Config()
     _, noisy = synthetic.demo_mixture(seconds)
-    n_frames = -(-(noisy.size + LATENCY_SAMPLES) // HOP_SAMPLES)
     with tempfile.TemporaryDirectory(prefix="percepnet-demo-") as folder:
         work = Path(folder)
-        capture = np.zeros(n_frames * HOP_SAMPLES, np.float32)
-        capture[:noisy.size] = noisy
+        capture = with_flush_padding(noisy, np.float32)
         capture.tofile(work / "capture.raw")
         asoundrc = file_plugin_asoundrc(work, work / "capture.raw", work / "playback.raw")
         audio = replace(config.audio, capture_device="pe_capture", playback_device="pe_playback",
@@ -231,7 +229,7 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
             started = time.monotonic()
             loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
-            loop.run(max_frames=n_frames)
+            loop.run(max_frames=capture.size // HOP_SAMPLES)
         played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
     enhanced = played[LATENCY_SAMPLES:LATENCY_SAMPLES + noisy.size]
     for name, samples in (("noisy", noisy), ("enhanced", enhanced)):

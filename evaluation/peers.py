@@ -26,8 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-RNNOISE_RATE = 48_000
-RNNOISE_FRAME = 480
+from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ, n_frames_for
+
+RNNOISE_RATE = SAMPLE_RATE_HZ
+RNNOISE_FRAME = HOP_SAMPLES     # RNNoise works in 10 ms frames at 48 kHz too
 RNNOISE_LAG = 960  # samples at 48 kHz, measured
 _SCALE = 32768.0
 
@@ -48,7 +50,7 @@ def _frames(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float64)
     if audio.ndim != 1:
         raise ValueError(f"expected a mono 1-D signal, got shape {audio.shape}")
-    n_frames = -(-audio.size // RNNOISE_FRAME)
+    n_frames = n_frames_for(audio.size)
     padded = np.zeros(n_frames * RNNOISE_FRAME)
     padded[: audio.size] = audio
     return padded.reshape(n_frames, RNNOISE_FRAME)

@@ -13,8 +13,9 @@ import pytest
 
 pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed (needs libasound2-dev to build)")
 
-from edge.dsp import LATENCY_SAMPLES, enhance_signal  # noqa: E402
+from edge.dsp import HOP_SAMPLES, LATENCY_SAMPLES, enhance_signal, with_flush_padding  # noqa: E402
 from edge.engine import ModelRunner  # noqa: E402
+from edge.model_meta import DEFAULT_MODEL_PATH  # noqa: E402
 from edge.daemon_commands import SYSTEM_ALSA_CONF, file_plugin_asoundrc  # noqa: E402
 from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
 
@@ -23,25 +24,23 @@ if not Path(SYSTEM_ALSA_CONF).exists():
     pytest.skip(f"{SYSTEM_ALSA_CONF} not found (libasound2's configuration)", allow_module_level=True)
 
 
-SHIPPED_MODEL = REPO / "models" / "lite" / "percepnet_lite.tflite"
 
 
 @pytest.fixture
 def daemon_model():
     """The shipped lite model: these tests need a real model, not the conversion pipeline."""
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    if not SHIPPED_MODEL.exists():
-        pytest.skip(f"{SHIPPED_MODEL} is missing")
-    return SHIPPED_MODEL
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip(f"{DEFAULT_MODEL_PATH} is missing")
+    return DEFAULT_MODEL_PATH
 
 
 @pytest.fixture
 def rig(tmp_path, daemon_model):
     """Capture/playback raw files, an asoundrc, and a config using them."""
     noisy = mix_at_snr(speech_like(2.0, seed=7), noise("pink", 2.0, seed=8), 5.0).astype(np.float32)
-    frames = -(-(noisy.size + LATENCY_SAMPLES) // 480)
-    capture = np.zeros(frames * 480, np.float32)
-    capture[:noisy.size] = noisy
+    capture = with_flush_padding(noisy, np.float32)
+    frames = capture.size // HOP_SAMPLES
     capture.tofile(tmp_path / "capture.raw")
     asoundrc = file_plugin_asoundrc(tmp_path, tmp_path / "capture.raw", tmp_path / "playback.raw")
     config = tmp_path / "config.yaml"
@@ -72,7 +71,7 @@ def test_daemon_output_equals_denoise_through_real_alsa_pcms(rig):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     played = np.fromfile(rig["dir"] / "playback.raw", np.float32)
-    assert played.size == rig["frames"] * 480                       # no frame lost or duplicated
+    assert played.size == rig["frames"] * HOP_SAMPLES                       # no frame lost or duplicated
     noisy = rig["noisy"].astype(np.float64)
     reference = enhance_signal(noisy, ModelRunner(rig["model"]))   # what `denoise` computes
     daemon = played[LATENCY_SAMPLES:LATENCY_SAMPLES + noisy.size].astype(np.float64)

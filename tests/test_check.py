@@ -1,13 +1,9 @@
 """`percepnet-edge check` finds at check time what would otherwise break the running daemon (issue 15)."""
 
-from pathlib import Path
-
 import pytest
 
 from edge.daemon_commands import check
-
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_MODEL = REPO / "models" / "lite" / "percepnet_lite.tflite"
+from edge.model_meta import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture
@@ -18,7 +14,7 @@ def run_check(tmp_path, monkeypatch):
 
     def run(text):
         config = tmp_path / "config.yaml"
-        config.write_text(f"model: {{path: {SHIPPED_MODEL}}}\n{text}")
+        config.write_text(f"model: {{path: {DEFAULT_MODEL_PATH}}}\n{text}")
         lines = []
         return check(config, say=lines.append), lines
     return run
@@ -58,8 +54,8 @@ def test_check_names_what_is_wrong_with_a_foreign_model(run_check, tmp_path):
     import json
     from edge.model_meta import file_sha256
     foreign = tmp_path / "foreign.tflite"
-    foreign.write_bytes(SHIPPED_MODEL.read_bytes().replace(b"features", b"featureX"))
-    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    foreign.write_bytes(DEFAULT_MODEL_PATH.read_bytes().replace(b"features", b"featureX"))
+    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
     meta["sha256"] = file_sha256(foreign)
     foreign.with_suffix(".json").write_text(json.dumps(meta))
     config = tmp_path / "config.yaml"

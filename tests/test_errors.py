@@ -93,7 +93,7 @@ def test_a_cache_of_another_feature_version_is_refused_by_cache_and_fit(tmp_path
 
 def test_a_missing_runtime_is_a_missing_dependency_not_a_bad_model(monkeypatch):
     from edge.engine import ModelRunner
-    from edge.config import DEFAULT_MODEL_PATH
+    from edge.model_meta import DEFAULT_MODEL_PATH
     monkeypatch.setitem(sys.modules, "tflite_runtime", None)          # importing it now fails
     with pytest.raises(MissingDependencyError, match="no TFLite runtime is installed") as raised:
         ModelRunner(DEFAULT_MODEL_PATH, runtime="tflite_runtime")

@@ -12,18 +12,17 @@ import pytest
 from scipy.io import wavfile
 
 from edge.cli import main
+from edge.model_meta import DEFAULT_MODEL_PATH
 from edge.synthetic import mix_at_snr, noise, speech_like
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_MODEL = REPO / "models" / "lite" / "percepnet_lite.tflite"
 
 
 @pytest.fixture
 def model():
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    if not SHIPPED_MODEL.exists():
-        pytest.skip(f"{SHIPPED_MODEL} is missing")
-    return SHIPPED_MODEL
+    if not DEFAULT_MODEL_PATH.exists():
+        pytest.skip(f"{DEFAULT_MODEL_PATH} is missing")
+    return DEFAULT_MODEL_PATH
 
 
 def _noisy_wav(path, seconds=0.5, rate=48_000, channels=1, dtype=np.int16):
@@ -209,10 +208,10 @@ def test_a_write_error_during_output_is_a_message_and_leaves_nothing(tmp_path, c
 def _foreign_model(tmp_path, rename=(b"features", b"featureX")):
     """The shipped model with its input renamed (a valid .tflite of another signature) and a matching sidecar."""
     from edge.model_meta import file_sha256
-    blob = SHIPPED_MODEL.read_bytes().replace(*rename)
+    blob = DEFAULT_MODEL_PATH.read_bytes().replace(*rename)
     path = tmp_path / "foreign.tflite"
     path.write_bytes(blob)
-    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
     meta["sha256"] = file_sha256(path)
     path.with_suffix(".json").write_text(json.dumps(meta))
     return path
@@ -229,8 +228,8 @@ def test_a_model_of_another_signature_is_a_clear_error(tmp_path, capsys, model):
 @pytest.mark.parametrize("field", ["outputs", "inputs", "states", "dsp", "band_layout", "name"])
 def test_a_sidecar_with_null_fields_is_a_clear_error(field, tmp_path, capsys, model):
     copy = tmp_path / "m.tflite"
-    shutil.copy(SHIPPED_MODEL, copy)
-    meta = json.loads(SHIPPED_MODEL.with_suffix(".json").read_text())
+    shutil.copy(DEFAULT_MODEL_PATH, copy)
+    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
     meta[field] = None
     copy.with_suffix(".json").write_text(json.dumps(meta))
     source = _noisy_wav(tmp_path / "in.wav")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge.config import DEFAULT_MODEL_PATH
+from edge.model_meta import DEFAULT_MODEL_PATH
 from edge.errors import ModelError
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed")

@@ -5,14 +5,13 @@ settings, on clips synthesised from the validation split (speakers and noise
 files never trained on); the full comparison is ``python -m evaluation``.
 """
 
-import numpy as np
 import pytest
 
 from edge.dsp import EnhancerSettings, enhance_signal, highpass_signal
+from edge.model_meta import DEFAULT_MODEL_PATH
 
-from .conftest import REPO, shared_data_dir
+from .conftest import shared_data_dir
 
-SHIPPED = REPO / "models" / "lite" / "percepnet_lite.tflite"
 
 
 def _pesq_wb(reference, degraded):
@@ -28,7 +27,7 @@ def scored():
         pytest.skip("team data not found: put it at ../shared/data or set PERCEPNET_DATA")
     from edge.engine import ModelRunner
     from evaluation.inputs import synthesise
-    runner = ModelRunner(SHIPPED)
+    runner = ModelRunner(DEFAULT_MODEL_PATH)
     scores = {}
     for clip in synthesise(shared_data, clips_per_snr=1, seconds=4.0, seed=77, say=lambda *_: None):
         runner.reset()

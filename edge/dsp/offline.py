@@ -41,6 +41,18 @@ def n_frames_for(n_samples):
     return -(-int(n_samples) // HOP_SAMPLES)
 
 
+def frames_to_flush(n_samples):
+    """Frames a stream of ``n_samples`` needs until its last sample has come out of the enhancer (30 ms later)."""
+    return n_frames_for(n_samples + LATENCY_SAMPLES)
+
+
+def with_flush_padding(signal, dtype=np.float64):
+    """``signal`` followed by silence to the end of :func:`frames_to_flush` frames: what a stream must be fed."""
+    padded = np.zeros(frames_to_flush(len(signal)) * HOP_SAMPLES, dtype)
+    padded[:len(signal)] = signal
+    return padded
+
+
 def _as_mono_float(signal):
     signal = np.asarray(signal, dtype=np.float64)
     if signal.ndim != 1:
@@ -166,9 +178,8 @@ def enhance_signal(signal, gain_source: GainSource = None, settings: EnhancerSet
     enhanced sample i of the input.
     """
     signal = _as_mono_float(signal)
-    n_frames = n_frames_for(signal.size + LATENCY_SAMPLES)
-    source = np.zeros(n_frames * HOP_SAMPLES)
-    source[:signal.size] = signal
+    source = with_flush_padding(signal)
+    n_frames = source.size // HOP_SAMPLES
     enhancer = Enhancer(gain_source, settings)
     output = np.empty_like(source)
     for t in range(n_frames):
@@ -180,6 +191,6 @@ def enhance_signal(signal, gain_source: GainSource = None, settings: EnhancerSet
 def oracle_enhance(clean, noisy, highpass=True, settings: EnhancerSettings = ORACLE_SETTINGS):
     """Enhance ``noisy`` with its oracle gains: the upper bound the network chases."""
     clean, noisy = _as_mono_float(clean), _as_mono_float(noisy)
-    pad = n_frames_for(noisy.size + LATENCY_SAMPLES) * HOP_SAMPLES - noisy.size
+    pad = frames_to_flush(noisy.size) * HOP_SAMPLES - noisy.size
     gains, strengths, _, _ = oracle_gains(np.pad(clean, (0, pad)), np.pad(noisy, (0, pad)), highpass)
     return enhance_signal(noisy, FrameGains(gains, strengths), settings)

@@ -34,16 +34,15 @@ def _stats(ref, other):
 
 def sample(args):
     from scipy.io import wavfile
-    from edge.dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
+    from edge.dsp import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
     from edge.synthetic import mix_at_snr, noise, speech_like
     clean = speech_like(args.seconds, seed=1)
     noisy = mix_at_snr(clean, noise("babble-like", args.seconds, seed=2), 5.0)
     pcm = np.round(np.clip(noisy, -1.0, 32767.0 / 32768.0) * 32768.0).astype(np.int16)
     wavfile.write(args.wav, SAMPLE_RATE_HZ, pcm)
     samples = pcm.astype(np.float32) / 32768.0          # both runs see exactly the WAV's samples
-    n_frames = -(-(samples.size + LATENCY_SAMPLES) // HOP_SAMPLES)
-    capture = np.zeros(n_frames * HOP_SAMPLES, np.float32)
-    capture[:samples.size] = samples
+    capture = with_flush_padding(samples, np.float32)
+    n_frames = capture.size // HOP_SAMPLES
     capture.tofile(args.capture)
     print(json.dumps({"samples": int(samples.size), "frames": int(n_frames), "latency": int(LATENCY_SAMPLES),
                       "rate": SAMPLE_RATE_HZ}))
