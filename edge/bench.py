@@ -14,6 +14,7 @@ import numpy as np
 
 from . import synthetic
 from .dsp import HOP_SAMPLES, N_BANDS, SAMPLE_RATE_HZ, Enhancer
+from .frame_times import time_stats
 
 
 def _constant_gains():
@@ -85,13 +86,18 @@ def _time_rnnoise(audio):
 
 
 def _summary(wall_rounds, cpu_rounds, audio_seconds):
-    wall = np.concatenate(wall_rounds) * 1e6
+    wall_us = time_stats(np.concatenate(wall_rounds) * 1e6)
     return {
-        "frame_us_p50": float(np.median(wall)),
-        "frame_us_p99": float(np.percentile(wall, 99)),
-        "frame_us_max": float(wall.max()),
+        "frame_us_p50": wall_us["p50"],
+        "frame_us_p99": wall_us["p99"],
+        "frame_us_max": wall_us["max"],
         "cpu_s_per_audio_s": float(np.median([c.sum() / audio_seconds for c in cpu_rounds])),
     }
+
+
+def _stage_ms(rounds):
+    stats = time_stats(np.concatenate(rounds) * 1e3)
+    return {"ms_p50": stats["p50"], "ms_p99": stats["p99"]}
 
 
 def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None, say=print):
@@ -140,14 +146,11 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
         frame_ms = np.concatenate(timings[whole][0]) * 1e3
         report.update({
             "model": str(model), "cpu_s_per_audio_s": results[whole]["cpu_s_per_audio_s"],
-            "frame_ms_p50": float(np.median(frame_ms)), "frame_ms_p99": float(np.percentile(frame_ms, 99)),
-            "frame_ms_p999": float(np.percentile(frame_ms, 99.9)), "frame_ms_max": float(frame_ms.max()),
+            **{f"frame_ms_{key}": value for key, value in time_stats(frame_ms).items()},
             "deadline_misses": int(np.count_nonzero(frame_ms > 10.0)),
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
             "startup_s": startup_s,
-            "stages": {name: {"ms_p50": float(np.median(np.concatenate(v)) * 1e3),
-                              "ms_p99": float(np.percentile(np.concatenate(v), 99) * 1e3)}
-                       for name, v in stages.items()},
+            "stages": {name: _stage_ms(rounds) for name, rounds in stages.items()},
         })
     if as_json:
         say(json.dumps(report, indent=2))
@@ -195,11 +198,11 @@ def run_model_bench(model_paths, frames=2000, as_json=False, say=print):
                 runner(frame)
                 times[i] = time.perf_counter_ns() - t0
             times *= 1e-3
-            meta = runner.metadata
+            meta, times_us = runner.metadata, time_stats(times)
             rows.append({"model": str(path), "size": meta.size, "quantization": meta.quantization,
                          "weights": meta.weights, "megabytes": meta.model_bytes / 1e6, "runtime": runner.runtime,
-                         "xnnpack": runner.xnnpack_active, "frame_us_p50": float(np.median(times)),
-                         "frame_us_p99": float(np.percentile(times, 99))})
+                         "xnnpack": runner.xnnpack_active, "frame_us_p50": times_us["p50"],
+                         "frame_us_p99": times_us["p99"]})
     if as_json:
         say(json.dumps(rows, indent=2))
         return rows

@@ -4,7 +4,7 @@
 arrival, runs the enhancer (whose network call goes through
 :class:`~edge.policy.DeadlineGains`), writes the result and updates counters.
 Nothing on this path logs or allocates beyond numpy's small temporaries;
-events go to a queue that a logging thread drains, and to counters.
+events go to an :class:`~edge.event_log.EventLog`, and to counters.
 
 Control (:class:`~edge.control.SignalControl`, installed before start-up):
 SIGTERM/SIGINT stop after the current frame, or at once while waiting for a
@@ -19,25 +19,22 @@ ends as soon as a stop is requested.
 
 import gc
 import logging
-import logging.handlers
 import os
-import queue
 import resource
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import config as config_module
 from .control import StopLatch
 from .dsp import Enhancer
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from .errors import DeviceError
+from .event_log import EventLog
+from .frame_times import FrameTimes
 from .policy import DeadlineGains
+from .reloader import Reloader
 from .sdnotify import Notifier
-
-log = logging.getLogger("percepnet-edge")
 
 
 @dataclass
@@ -74,9 +71,14 @@ def default_runner_factory(config):
 
 
 class AudioLoop:
-    """The daemon's audio loop (see module doc). ``io`` has ``open()``, ``read()``, ``write()``, ``close()``."""
+    """The daemon's audio loop (see module doc). ``io`` has ``open()``, ``read()``, ``write()``, ``close()``.
 
-    FRAME_TIMES_KEPT = 6000          # one minute of frame times for percentiles
+    It owns the stream and the counters; :class:`~edge.frame_times.FrameTimes`
+    keeps the frame times, :class:`~edge.event_log.EventLog` writes its log
+    lines and :class:`~edge.reloader.Reloader` loads new configs, all off the
+    audio path.
+    """
+
     RETRY_FIRST_S = 0.1              # first wait after a failed open; doubles up to device_retry_max_s
     WAIT_LOG_EVERY_S = 60.0          # a long wait is logged at most this often (STATUS= says it every retry)
 
@@ -84,17 +86,15 @@ class AudioLoop:
                  sleep=None, notifier=None, stop=None):
         """``sleep`` replaces the interruptible wait (tests with a fake clock); ``stop`` is a shared StopLatch."""
         self.config, self.io, self.clock, self.sleep = config, io, clock, sleep
-        self.runner_factory = runner_factory
         self.pipeline = Pipeline(config, clock, runner_factory)
         self.notifier = notifier or Notifier()
         self.counters = Counters()
+        self.frame_times = FrameTimes()
         self.waiting_for_device = False
-        self._frame_times = np.zeros(self.FRAME_TIMES_KEPT)
         self._stop = stop or StopLatch()
+        self.events = EventLog(self._stop)
+        self.reloader = Reloader(lambda new: Pipeline(new, clock, runner_factory), self.events, self.counters)
         self._ready_sent = False
-        self._reload_path = None             # set by request_reload (a signal handler); the loop starts the work
-        self._pending = None                 # a reloaded Pipeline waiting to be swapped in
-        self._events = queue.SimpleQueue()   # (level, message) for the logging thread
         self._output = np.zeros(HOP_SAMPLES)
         self._activations_before_reload = 0
         self._last_wait_log = None
@@ -106,47 +106,11 @@ class AudioLoop:
     def toggle_bypass(self):
         gains = self.pipeline.gains
         gains.bypass = not gains.bypass
-        self._events.put((logging.INFO, f"bypass {'on' if gains.bypass else 'off'} (SIGUSR1)"))
+        self.events.put(logging.INFO, f"bypass {'on' if gains.bypass else 'off'} (SIGUSR1)")
 
     def request_reload(self, path):
         """Ask for ``path`` to be reloaded. Safe in a signal handler: the loop starts the work."""
-        self._reload_path = path if path is not None else ""
-
-    def _start_reload(self):
-        """Load the requested config in a helper thread; it is swapped in at the next frame boundary."""
-        path, self._reload_path = self._reload_path, None
-        if not path:
-            self._events.put((logging.WARNING, "reload ignored: running on the built-in defaults (no --config)"))
-            return None
-
-        def work():
-            try:
-                new_config = config_module.load(path)
-                self._pending = Pipeline(new_config, self.clock, self.runner_factory)
-                self._events.put((logging.INFO, f"reloaded {path}"))
-                if new_config.audio != self.config.audio:
-                    self._events.put((logging.WARNING, "the audio section changed: devices and formats "
-                                                       "take effect at the next restart"))
-            except Exception as exc:                    # any failure keeps the old config running
-                self.counters.rejected_reloads += 1
-                self._events.put((logging.ERROR, f"reload of {path} rejected, keeping the running config: {exc}"))
-        thread = threading.Thread(target=work, name="reload", daemon=True)
-        thread.start()
-        return thread
-
-    def drain_events(self):
-        """Hand queued events to logging (called outside the audio path)."""
-        while True:
-            try:
-                level, message = self._events.get_nowait()
-            except queue.Empty:
-                return
-            log.log(level, message)
-
-    def _log_pump(self):
-        """Drain events to logging twice a second, off the audio path."""
-        while not self._stop.wait(0.5):
-            self.drain_events()
+        self.reloader.request(path)
 
     def _open_with_backoff(self):
         """Open the devices, retrying with doubling waits; False if a stop came first.
@@ -162,7 +126,7 @@ class AudioLoop:
                 self.io.open()
                 self.waiting_for_device = False
                 if self._last_wait_log is not None:
-                    self._events.put((logging.INFO, "audio devices open; processing"))
+                    self.events.put(logging.INFO, "audio devices open; processing")
                     self._last_wait_log = None
                 return True
             except DeviceError as exc:
@@ -181,7 +145,7 @@ class AudioLoop:
         now = self.clock()
         if self._last_wait_log is None or self.counters.device_open_failures <= 6 or \
                 now - self._last_wait_log >= self.WAIT_LOG_EVERY_S:
-            self._events.put((logging.WARNING, message))
+            self.events.put(logging.WARNING, message)
             self._last_wait_log = now
 
     def _announce_ready(self):
@@ -197,11 +161,12 @@ class AudioLoop:
         """
         step_s = self.notifier.watchdog_interval_s or seconds
         remaining_s = seconds
+        reloader = self.reloader
         while remaining_s > 0:
             self.notifier.watchdog()
-            if self._reload_path is not None:
-                self._start_reload()
-            if self._pending is not None:
+            if reloader.requested is not None:
+                reloader.start(self.config)
+            if reloader.pending is not None:
                 self._swap_pipeline()
             if self._wait(min(step_s, remaining_s)):
                 return True
@@ -219,8 +184,7 @@ class AudioLoop:
         """Process until stopped, or for ``max_frames`` / ``duration_s`` of audio. Returns the counters."""
         if duration_s is not None:
             max_frames = int(round(duration_s * SAMPLE_RATE_HZ / HOP_SAMPLES))
-        pump = threading.Thread(target=self._log_pump, name="log-pump", daemon=True)
-        pump.start()
+        self.events.start()
         try:
             if not self._open_with_backoff():
                 return self.counters
@@ -234,17 +198,17 @@ class AudioLoop:
                 self.notifier.stopping()
             self.io.close()
             gc.enable()
-            pump.join()
-            self.drain_events()
+            self.events.close()
         return self.counters
 
     def _process(self, max_frames):
         watchdog_every = self._frames_between(self.notifier.watchdog_interval_s or 1.0)
         status_every = self._frames_between(5.0)
+        reloader = self.reloader
         while not self._stop.is_set() and (max_frames is None or self.counters.frames < max_frames):
-            if self._reload_path is not None:
-                self._start_reload()
-            if self._pending is not None:
+            if reloader.requested is not None:
+                reloader.start(self.config)
+            if reloader.pending is not None:
                 self._swap_pipeline()
             if not self._one_frame():
                 continue
@@ -278,7 +242,7 @@ class AudioLoop:
             return self._recover(exc)
         elapsed = self.clock() - start
         counters = self.counters
-        self._frame_times[counters.frames % self.FRAME_TIMES_KEPT] = elapsed
+        self.frame_times.record(elapsed)
         counters.frames += 1
         if elapsed > pipeline.gains.deadline_s:
             counters.deadline_misses += 1
@@ -294,13 +258,13 @@ class AudioLoop:
     def _swap_pipeline(self):
         bypass = self.pipeline.gains.bypass
         self._activations_before_reload += self.pipeline.gains.activations
-        self.pipeline, self._pending = self._pending, None
+        self.pipeline = self.reloader.take()
         self.pipeline.gains.bypass = bypass
         self.config = self.pipeline.config
         self.counters.reloads += 1
 
     def _recover(self, exc):
-        self._events.put((logging.WARNING, f"audio device lost ({exc}); reopening"))
+        self.events.put(logging.WARNING, f"audio device lost ({exc}); reopening")
         self.io.close()
         self.counters.device_reopens += 1
         self.pipeline.enhancer.reset()
@@ -308,22 +272,9 @@ class AudioLoop:
         self._open_with_backoff()
         return False
 
-    def frame_times_ms(self, last=None):
-        """Processing times of the most recent frames (``last`` of them, at most a minute's), oldest first."""
-        frames = self.counters.frames
-        count = min(frames, self.FRAME_TIMES_KEPT, frames if last is None else max(0, last))
-        return self._frame_times[np.arange(frames - count, frames) % self.FRAME_TIMES_KEPT] * 1000.0
-
-    def frame_time_percentiles_ms(self):
-        times = self.frame_times_ms()
-        if times.size == 0:
-            return {"p50": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
-        return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99)),
-                "p999": float(np.percentile(times, 99.9)), "max": float(times.max())}
-
     def summary(self):
         """One line for STATUS= and the end of a bounded run."""
-        c, t = self.counters, self.frame_time_percentiles_ms()
+        c, t = self.counters, self.frame_times.stats_ms()
         mode = "bypass" if self.pipeline.gains.bypass else "denoising"
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         return (f"{mode}; {c.frames} frames; frame p50 {t['p50']:.2f} ms p99 {t['p99']:.2f} ms "

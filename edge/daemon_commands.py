@@ -225,7 +225,7 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
         config = replace(config, audio=audio)
         say(f"demo: {synthetic.describe_demo(seconds)} through ALSA's file plugin "
             f"(raw capture and playback files in {work}, removed at the end)")
-        with alsa_config_path(f"{SYSTEM_ALSA_CONF}:{asoundrc}"):
+        with temporary_environment(ALSA_CONFIG_PATH=f"{SYSTEM_ALSA_CONF}:{asoundrc}"):
             started = time.monotonic()
             loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
@@ -240,14 +240,20 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
 
 
 @contextlib.contextmanager
-def alsa_config_path(value):
-    """ALSA_CONFIG_PATH set for the block (ALSA reads it at each open), then put back as it was."""
-    before = os.environ.get("ALSA_CONFIG_PATH")
-    os.environ["ALSA_CONFIG_PATH"] = value
+def temporary_environment(**values):
+    """Environment variables set for the block, then put back as they were.
+
+    ALSA reads ALSA_CONFIG_PATH when it opens a device, and the device locks
+    read RUNTIME_DIRECTORY: in-process runs (the demo, the soak) have no
+    other way to point them elsewhere.
+    """
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("ALSA_CONFIG_PATH", None)
-        else:
-            os.environ["ALSA_CONFIG_PATH"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

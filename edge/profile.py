@@ -26,6 +26,7 @@ from . import config as config_module
 from . import synthetic
 from .daemon import AudioLoop
 from .errors import UsageError
+from .frame_times import time_stats
 from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from .telemetry import Sources, Telemetry
 
@@ -138,8 +139,9 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
 def _summarise(samples, loop, idle_s, run_s, source):
     idle = [s for s in samples if s["phase"] == "idle"]
     running = [s for s in samples if s["phase"] == "running"]
-    times_ms = loop.frame_times_ms()
+    times_ms = loop.frame_times.last_ms()
     frames = times_ms.size
+    frame_ms = time_stats(times_ms)
     histogram, _ = np.histogram(times_ms, bins=HISTOGRAM_EDGES_MS)
     summary = {
         "source": source, "idle_s": idle_s, "run_s": run_s, "frames": loop.counters.frames,
@@ -151,9 +153,7 @@ def _summarise(samples, loop, idle_s, run_s, source):
                     "running": _stats([s.get("power_w") for s in running])},
         "deadline_misses": loop.counters.deadline_misses, "xruns": loop.counters.xruns,
         "policy_activations": loop.counters.policy_activations,
-        "frame_ms": {"p50": float(np.percentile(times_ms, 50)) if frames else None,
-                     "p99": float(np.percentile(times_ms, 99)) if frames else None,
-                     "max": float(times_ms.max()) if frames else None},
+        "frame_ms": {key: frame_ms[key] if frames else None for key in ("p50", "p99", "max")},
         "frame_ms_histogram": {f"{lo:g}-{hi:g}" if hi < 1e9 else f">{lo:g}": int(count)
                                for lo, hi, count in zip(HISTOGRAM_EDGES_MS[:-1], HISTOGRAM_EDGES_MS[1:], histogram)},
     }

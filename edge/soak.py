@@ -159,14 +159,14 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
             devices.append(FaultyCapture(audio_config, infile, int(loss_every_min * FRAMES_PER_MINUTE),
                                          outage_opens))
             return devices[-1]
-        os.environ["RUNTIME_DIRECTORY"] = str(work)                 # locks here, not in /run/percepnet-edge
         lines = []
         control = SignalControl().install()
         started = time.monotonic()
         try:
-            with daemon_commands.alsa_config_path(f"{daemon_commands.SYSTEM_ALSA_CONF}:{asoundrc}"):
+            with daemon_commands.temporary_environment(            # device locks in WORK, not /run/percepnet-edge
+                    ALSA_CONFIG_PATH=f"{daemon_commands.SYSTEM_ALSA_CONF}:{asoundrc}", RUNTIME_DIRECTORY=str(work)):
                 daemon_commands.run(config_path, frames=frames_total, say=lines.append, control=control,
-                            io_factory=faulty, on_loop=monitor.attach)
+                                    io_factory=faulty, on_loop=monitor.attach)
         finally:
             wall_s = time.monotonic() - started
             monitor.stop()
@@ -184,7 +184,7 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
                "sighups": monitor.sighups, "reloads": counters.reloads, "rejected_reloads": counters.rejected_reloads,
                "deadline_misses": counters.deadline_misses, "xruns": counters.xruns,
                "policy_activations": counters.policy_activations, "telemetry_records": telemetry_records,
-               "frame_ms": loop.frame_time_percentiles_ms(), "summary": lines[-1] if lines else ""}
+               "frame_ms": loop.frame_times.stats_ms(), "summary": lines[-1] if lines else ""}
     say(json.dumps(figures, indent=2) if as_json else _table(figures))
     return figures
 

@@ -33,8 +33,6 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from .atomic import atomic_write
 
 POWER_SENSOR_NAMES = ("ina219", "ina226", "ina260", "ina3221", "ina2xx")
@@ -250,16 +248,14 @@ class Telemetry:
         """One telemetry record from the loop's counters and the sources."""
         loop, counters = self.loop, self.loop.counters
         frames = counters.frames
-        times = loop.frame_times_ms(last=frames - self._last_frames)
+        times = loop.frame_times.stats_ms(frames - self._last_frames)      # this interval's frames
         self._last_frames = frames
-        if times.size == 0:
-            times = np.zeros(1)
         deadline_ms = loop.config.realtime.deadline_ms
         vad_sum, vad_frames = counters.vad_sum - self._vad[0], counters.vad_frames - self._vad[1]
         self._vad = (counters.vad_sum, counters.vad_frames)
         record = {"time": round(time.time(), 3), "frames_total": frames,
-                  "frame_ms_p50": float(np.percentile(times, 50)), "frame_ms_p99": float(np.percentile(times, 99)),
-                  "frame_ms_max": float(times.max()), "deadline_margin_ms": deadline_ms - float(np.percentile(times, 99)),
+                  "frame_ms_p50": times["p50"], "frame_ms_p99": times["p99"], "frame_ms_max": times["max"],
+                  "deadline_margin_ms": deadline_ms - times["p99"],
                   "deadline_misses_total": counters.deadline_misses, "xruns_total": counters.xruns,
                   "policy_activations_total": counters.policy_activations,
                   "device_reopens_total": counters.device_reopens,

@@ -6,7 +6,8 @@ import pytest
 from edge.config import parse
 from edge.daemon import AudioLoop
 from edge.dsp import HOP_SAMPLES, N_BANDS
-from edge.alsa import DeviceError, decode, encode
+from edge.alsa import decode, encode
+from edge.errors import DeviceError
 from edge.policy import DeadlineGains
 from edge.synthetic import speech_like
 

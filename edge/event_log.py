@@ -1,0 +1,52 @@
+"""Log lines from the audio path, written by a thread of their own.
+
+The audio loop never logs: a handler can block on a full pipe to journald or
+a slow disk. It puts ``(level, message)`` on a queue (``SimpleQueue.put``
+neither blocks nor allocates beyond the tuple) and a thread hands the queue
+to :mod:`logging` twice a second.
+"""
+
+import logging
+import queue
+import threading
+
+log = logging.getLogger("percepnet-edge")
+
+
+class EventLog:
+    """A queue of log events and the thread that drains it until ``stop`` (a StopLatch) is set."""
+
+    DRAIN_EVERY_S = 0.5
+
+    def __init__(self, stop):
+        self._stop = stop
+        self._events = queue.SimpleQueue()
+        self._thread = None
+
+    def put(self, level, message):
+        """Queue one event (from any thread, the audio thread included)."""
+        self._events.put((level, message))
+
+    def start(self):
+        self._thread = threading.Thread(target=self._pump, name="log-pump", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self):
+        """After ``stop`` was set: wait for the thread, then log what is left."""
+        if self._thread is not None:
+            self._thread.join()
+        self.drain()
+
+    def drain(self):
+        """Hand every queued event to logging, now."""
+        while True:
+            try:
+                level, message = self._events.get_nowait()
+            except queue.Empty:
+                return
+            log.log(level, message)
+
+    def _pump(self):
+        while not self._stop.wait(self.DRAIN_EVERY_S):
+            self.drain()

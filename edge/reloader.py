@@ -1,0 +1,54 @@
+"""SIGHUP's config reload, kept off the audio path.
+
+:meth:`Reloader.request` only records the path, so it is safe in a signal
+handler. At the next frame boundary the loop sees ``requested`` and calls
+:meth:`Reloader.start`, which loads the file and builds the new pipeline
+(model included) in a helper thread; once built it waits in ``pending`` and
+the loop swaps it in between two frames. A config that fails to load or
+build is rejected: counted, logged, and the running one kept.
+"""
+
+import logging
+import threading
+
+from . import config as config_module
+
+
+class Reloader:
+    """Loads a requested config in a helper thread; ``build(config)`` makes the pipeline to swap in."""
+
+    def __init__(self, build, events, counters):
+        self.build, self.events, self.counters = build, events, counters
+        self.requested = None              # a path ("" with no --config) waiting for the loop to start it
+        self.pending = None                # a built pipeline waiting to be swapped in
+
+    def request(self, path):
+        """Ask for ``path`` to be reloaded (None: running on the built-in defaults)."""
+        self.requested = path if path is not None else ""
+
+    def start(self, running_config):
+        """Start loading the requested config; returns the helper thread (None when there is nothing to load)."""
+        path, self.requested = self.requested, None
+        if not path:
+            self.events.put(logging.WARNING, "reload ignored: running on the built-in defaults (no --config)")
+            return None
+        thread = threading.Thread(target=self._load, args=(path, running_config), name="reload", daemon=True)
+        thread.start()
+        return thread
+
+    def take(self):
+        """The built pipeline, handed over once."""
+        pipeline, self.pending = self.pending, None
+        return pipeline
+
+    def _load(self, path, running_config):
+        try:
+            new_config = config_module.load(path)
+            self.pending = self.build(new_config)
+            self.events.put(logging.INFO, f"reloaded {path}")
+            if new_config.audio != running_config.audio:
+                self.events.put(logging.WARNING, "the audio section changed: devices and formats take effect "
+                                                 "at the next restart")
+        except Exception as exc:                   # any failure, ours or a bug's, keeps the old config running
+            self.counters.rejected_reloads += 1
+            self.events.put(logging.ERROR, f"reload of {path} rejected, keeping the running config: {exc}")

@@ -1,0 +1,106 @@
+"""The audio loop's helpers: frame times and their percentiles, the event log, and the config reloader."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from edge.config import parse
+from edge.control import StopLatch
+from edge.daemon import AudioLoop, Counters, Pipeline
+from edge.event_log import EventLog
+from edge.frame_times import FrameTimes, time_stats
+from edge.reloader import Reloader
+from edge.synthetic import speech_like
+from tests.test_daemon import FakeClock, FakeIO, FakeNetwork
+
+
+def test_time_stats_of_a_known_set():
+    stats = time_stats(np.arange(1.0, 101.0))                      # 1..100
+    assert stats == pytest.approx({"p50": 50.5, "p99": 99.01, "p999": 99.901, "max": 100.0})
+    assert time_stats([]) == {"p50": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
+
+
+def test_frame_times_keep_the_newest_in_order_across_the_wrap():
+    times = FrameTimes(capacity=5)
+    for ms in range(1, 8):                                          # 7 frames into a ring of 5
+        times.record(ms / 1000.0)
+    assert times.count == 7
+    np.testing.assert_allclose(times.last_ms(), [3, 4, 5, 6, 7])
+    np.testing.assert_allclose(times.last_ms(2), [6, 7])
+    assert times.last_ms(0).size == 0
+    assert times.stats_ms(2)["max"] == pytest.approx(7.0) and times.stats_ms()["p50"] == pytest.approx(5.0)
+
+
+def test_the_loop_records_each_frames_time_from_its_clock():
+    clock = FakeClock()
+    network = FakeNetwork(clock, cost_s=0.003)
+    network.slow = {10: 0.012}                                      # frame 10 runs long
+    loop = AudioLoop(parse("realtime: {overrun_policy: 'off'}"), FakeIO(speech_like(1.0, seed=1)),
+                     runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    loop.run(max_frames=20)
+    times = loop.frame_times.last_ms()
+    assert times.size == 20 and times[10] == pytest.approx(12.0) and np.delete(times, 10) == pytest.approx(3.0)
+    assert loop.counters.deadline_misses == 1 and "max 12.00 ms" in loop.summary()
+
+
+def test_events_are_logged_by_the_pump_not_by_the_caller(caplog):
+    stop = StopLatch()
+    events = EventLog(stop)
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        events.put(logging.WARNING, "device lost")
+        assert caplog.records == []                                 # put() only queues
+        events.start()
+        stop.set()
+        events.close()                                              # the pump ends; what is left is logged
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.WARNING, "device lost")]
+
+
+def _reloader(built):
+    stop = StopLatch()
+    counters = Counters()
+    events = EventLog(stop)
+    return Reloader(lambda config: built.append(config) or ("pipeline", config), events, counters), counters, events
+
+
+def test_a_good_config_is_loaded_in_a_thread_and_handed_over_once(tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    path.write_text("dsp: {postfilter_beta: 0.3}\n")
+    built = []
+    reloader, counters, events = _reloader(built)
+    reloader.request(str(path))
+    assert reloader.requested == str(path) and built == []           # the request itself does no work
+    reloader.start(parse("")).join()
+    assert reloader.requested is None and reloader.take()[1].dsp.postfilter_beta == 0.3
+    assert reloader.take() is None and counters.rejected_reloads == 0
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        events.drain()
+    assert f"reloaded {path}" in caplog.text
+
+
+def test_a_bad_config_is_rejected_and_counted(tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    path.write_text("dsp: {postfilter_beta: -1}\n")
+    reloader, counters, events = _reloader([])
+    reloader.request(str(path))
+    reloader.start(parse("")).join()
+    assert reloader.pending is None and counters.rejected_reloads == 1
+    reloader.request(None)                                          # running on the built-in defaults
+    assert reloader.start(parse("")) is None
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        events.drain()
+    assert "rejected, keeping the running config" in caplog.text and "dsp.postfilter_beta" in caplog.text
+    assert "reload ignored: running on the built-in defaults" in caplog.text
+
+
+def test_the_loop_swaps_a_pending_pipeline_in_at_a_frame_boundary_and_keeps_bypass():
+    clock = FakeClock()
+    network = FakeNetwork(clock)
+    loop = AudioLoop(parse(""), FakeIO(speech_like(1.0, seed=1)), runner_factory=lambda c: network, clock=clock,
+                     sleep=lambda s: None)
+    loop.toggle_bypass()
+    new_config = parse("dsp: {postfilter_beta: 0.3}")
+    loop.reloader.pending = Pipeline(new_config, clock, lambda c: network)
+    loop.run(max_frames=3)
+    assert loop.counters.reloads == 1 and loop.config is new_config and loop.pipeline.config is new_config
+    assert loop.pipeline.gains.bypass and loop.reloader.pending is None
