@@ -78,6 +78,22 @@ def test_streaming_high_pass_equals_scipy_lfilter():
     np.testing.assert_allclose(streamed, sps.lfilter(HIGHPASS_B, HIGHPASS_A, signal), atol=1e-12)
 
 
+def test_a_private_kernel_that_changed_is_replaced_by_lfilter():
+    from edge.dsp.enhancer import choose_lfilter_kernel
+
+    def renamed_arguments(b, a, x):                     # a re-signed private function: TypeError
+        return sps.lfilter(b, a, x)
+
+    def different_result(b, a, x, axis, zi):            # same signature, other numbers
+        y, zf = sps.lfilter(b, a, x, axis, zi)
+        return y * 1.0001, zf
+    for changed in (renamed_arguments, different_result):
+        chosen = choose_lfilter_kernel(changed)
+        assert chosen is not changed
+        y, _ = chosen(HIGHPASS_B, HIGHPASS_A, np.ones(8), -1, np.zeros(2))
+        np.testing.assert_array_equal(y, sps.lfilter(HIGHPASS_B, HIGHPASS_A, np.ones(8)))
+
+
 def test_process_does_not_grow_memory():
     """Buffers are preallocated: 2000 frames leave no memory behind."""
     enhancer = Enhancer()

@@ -90,14 +90,35 @@ _UNITY_GAIN = np.ones(N_BANDS)
 _ZERO_STRENGTH = np.zeros(N_BANDS)
 
 
+def _public_lfilter(b, a, x, axis, zi):
+    return sps.lfilter(b, a, x, axis, zi)
+
+
+def choose_lfilter_kernel(kernel):
+    """``kernel`` when it still computes exactly what scipy.signal.lfilter does, else lfilter itself.
+
+    The high-pass calls scipy.signal.lfilter's own kernel, a private name: the
+    public wrapper spends three times longer validating its arguments than
+    filtering 480 samples. It is checked once, at import, on a probe with a
+    state; a scipy upgrade that moves, renames or re-signs it costs speed, never
+    correctness. tests/test_bad_input.py pins the choice.
+    """
+    probe, state = np.linspace(-1.0, 1.0, 32), np.array([0.25, -0.5])
+    try:
+        got = kernel(HIGHPASS_B, HIGHPASS_A, probe, -1, state.copy())
+        expected = _public_lfilter(HIGHPASS_B, HIGHPASS_A, probe, -1, state.copy())
+        if all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True)):
+            return kernel
+    except Exception:                                   # anything a changed private function may raise
+        pass
+    return _public_lfilter
+
+
 try:
-    # scipy.signal.lfilter's own kernel: the public wrapper spends three times
-    # longer validating its arguments than filtering 480 samples.
-    # tests/test_dsp_properties.py pins it to lfilter.
-    from scipy.signal._sigtools import _linear_filter as _lfilter_kernel
-except ImportError:                                     # pragma: no cover - other scipy layouts
-    def _lfilter_kernel(b, a, x, axis, zi):
-        return sps.lfilter(b, a, x, axis, zi)
+    from scipy.signal._sigtools import _linear_filter
+except ImportError:                                     # other scipy layouts
+    _linear_filter = _public_lfilter
+_lfilter_kernel = choose_lfilter_kernel(_linear_filter)
 
 
 class HighPass:
