@@ -2,7 +2,8 @@
 
 Three figures, one run, same model and batch:
 
-* **feed**: the input pipeline alone (``make_dataset``), batches drawn and discarded;
+* **feed**: the input pipeline alone (:class:`~training.train.ExampleStore` through
+  ``make_dataset``), batches drawn and discarded;
 * **step**: ``train_on_batch`` on one batch held in memory (the model's ceiling);
 * **fit**: ``model.fit`` fed by the pipeline, as training runs.
 
@@ -24,10 +25,13 @@ def run(cache_dirs, size="lite", batch_size=128, steps=12, warmup=3, say=print, 
     """Measure feed, step and fit rates; returns ``{name: frames per second}``."""
     import tensorflow as tf
 
-    from .train import compile_model, make_dataset
+    from .train import ExampleStore, compile_model, make_dataset
     with tf.distribute.get_strategy().scope():
         model, config = compile_model(size, 1e-4, **fit_options)
-    dataset = make_dataset(cache_dirs, "train", batch_size, shuffle=True, with_vad=config.vad_head).repeat()
+    started = time.perf_counter()
+    store = ExampleStore(cache_dirs, "train", say)
+    say(f"load: {time.perf_counter() - started:.1f} s for {store.count:,} examples (once per run)")
+    dataset = make_dataset(store, batch_size, shuffle=True, with_vad=config.vad_head)
     iterator = iter(dataset)
     batch = next(iterator)
     batch_frames = int(np.prod(batch[0].shape[:2]))
