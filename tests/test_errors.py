@@ -117,3 +117,10 @@ def test_every_error_class_of_the_packages_is_in_the_family():
     assert len(found) >= 10                                   # the walk really saw the packages
     strays = [f"{module}.{kind.__name__}" for module, kind in found if not issubclass(kind, PercepnetError)]
     assert strays == []
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_usage_error(tmp_path, capsys):
+    from training.cli import main
+    (tmp_path / "a-file").write_text("")
+    assert main(["cache", "--out", str(tmp_path / "a-file" / "cache"), "--corpus", str(tmp_path)]) == 2
+    assert f"--out {tmp_path / 'a-file' / 'cache'}: cannot create the folder" in capsys.readouterr().err
