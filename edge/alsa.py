@@ -2,9 +2,13 @@
 
 :class:`AlsaDuplex` reads one 480-frame period as float mono (channel picked
 or downmixed) and writes one float period back, converting to and from
-S16_LE, S32_LE or FLOAT_LE. It recovers from xruns (an -EPIPE read or write
-is counted and the stream re-prepared) and raises :class:`~edge.errors.DeviceError`
-when a device disappears, which the daemon answers by reopening with backoff.
+S16_LE, S32_LE or FLOAT_LE. Playback starts with ``audio.playback_prefill_periods``
+of silence queued, so that a paced device (a sound card, the loopback, PipeWire)
+does not run dry while the next period is captured and enhanced. It recovers
+from xruns (an -EPIPE read or write is counted and the stream re-prepared; an
+underrun queues the prefill again) and raises :class:`~edge.errors.DeviceError`,
+worded by :func:`edge.sound_devices.explain`, when a device is missing, busy or
+at the wrong rate, which the daemon answers by reopening with backoff.
 
 :class:`DeviceLocks` keeps two daemons off one device: an exclusive lock file
 per PCM name, held for the daemon's life.
@@ -19,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from . import pipewire, sound_devices
+from .dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
 from .errors import DeviceError, MissingDependencyError
 
 _DTYPES = {"S16_LE": ("<i2", 32768.0), "S32_LE": ("<i4", 2147483648.0), "FLOAT_LE": ("<f4", 1.0)}
@@ -70,14 +75,22 @@ def open_pcm(alsaaudio, kind, device, channels, format_code, periods):
         return pcm
 
 
+def output_delay_samples(audio_config):
+    """Samples from a captured sample to its enhanced copy in the playback stream: the algorithmic
+    latency plus the prefill (device buffering comes on top on real devices)."""
+    return LATENCY_SAMPLES + audio_config.playback_prefill_periods * HOP_SAMPLES
+
+
 class AlsaDuplex:
     """Capture + playback PCMs at 48 kHz, 480-frame periods."""
 
-    def __init__(self, audio_config):
+    def __init__(self, audio_config, proc="/proc"):
         self.config = audio_config
+        self.proc = proc                       # where sound_devices looks for cards and holders (tests: a fake tree)
         self.xruns = 0
         self._frame = np.zeros(HOP_SAMPLES)
         self._encode_buffer = np.zeros(HOP_SAMPLES)
+        self._silence = b""
         self.capture = self.playback = None
 
     def open(self):
@@ -90,6 +103,7 @@ class AlsaDuplex:
         config = self.config
         format_code = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
         self.close()
+        pipewire.check_targets(config)          # a missing node would be silently replaced by the default one
         for kind, device, channels in (("capture", config.capture_device, config.capture_channels),
                                        ("playback", config.playback_device, 1)):
             try:
@@ -97,9 +111,16 @@ class AlsaDuplex:
                                 format_code, config.buffer_periods)
             except alsaaudio.ALSAAudioError as exc:
                 self.close()
-                raise DeviceError(f"cannot open {kind} device {device!r}: {exc}") from None
+                raise DeviceError(sound_devices.explain(kind, device, str(exc), self.proc)) from None
             setattr(self, kind, pcm)
         self._check_negotiated()
+        self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
+        self._prefill()
+
+    def _prefill(self):
+        """Queue the configured periods of silence ahead of the next output period."""
+        for _ in range(self.config.playback_prefill_periods):
+            self._write_bytes(self._silence)
 
     def _check_negotiated(self):
         """Refuse a device that silently changed our rate or period (we never resample on the fly)."""
@@ -107,8 +128,11 @@ class AlsaDuplex:
             rate = pcm.info()["rate"] if hasattr(pcm, "info") else SAMPLE_RATE_HZ
             if rate != SAMPLE_RATE_HZ:
                 self.close()
-                raise DeviceError(f"{name} device runs at {rate} Hz, not {SAMPLE_RATE_HZ}; use a plughw: "
-                                 "device or an ALSA 'plug' PCM that converts the rate")
+                device = getattr(self.config, f"{name}_device")
+                plug = sound_devices.plug_name(device)
+                fix = (f"set audio.{name}_device to {plug!r}, which converts the rate" if plug else
+                       "use a plughw: device or an ALSA 'plug' PCM that converts the rate")
+                raise DeviceError(f"{name} device {device!r} runs at {rate} Hz, not {SAMPLE_RATE_HZ}: {fix}")
 
     def read(self):
         """One period as float mono (an internal buffer), or None after an overrun (counted)."""
@@ -126,18 +150,23 @@ class AlsaDuplex:
         return decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
 
     def write(self, frame):
-        """Write one float period; an underrun is counted and the stream continues."""
-        import alsaaudio
+        """Write one float period; an underrun is counted, the prefill queued again and the period written."""
         data = encode(frame, self.config.sample_format, self._encode_buffer)
+        if not self._write_bytes(data):
+            self.xruns += 1
+            self._prefill()
+            self._write_bytes(data)
+
+    def _write_bytes(self, data):
+        """False on an underrun (the stream is re-prepared: pyalsaaudio does it, or 0.8's error says it)."""
+        import alsaaudio
         try:
             written = self.playback.write(data)
         except alsaaudio.ALSAAudioError as exc:
             if getattr(exc, "errno", None) == errno.EPIPE or "Broken pipe" in str(exc):
-                self.xruns += 1
-                return
+                return False
             raise DeviceError(f"playback failed: {exc}") from None
-        if written is not None and written < 0:
-            self.xruns += 1
+        return written is None or written >= 0
 
     def close(self):
         for pcm in (self.capture, self.playback):

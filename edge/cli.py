@@ -38,6 +38,15 @@ def _in_range(kind, low, high=None):
     return parse
 
 
+def _instance_name(text):
+    """An argparse type: letters, digits, '_', '.', '-' (an ALSA card id, a unit instance), at most 64."""
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; use 1-64 letters, digits, '_', '.' or '-' "
+                                         "(e.g. the ALSA card id, as the templated unit passes it)")
+    return text
+
+
 def _parser():
     from .dsp import LATENCY_MS, EnhancerSettings
     _DSP = EnhancerSettings()        # the documented defaults of the DSP chain
@@ -96,6 +105,10 @@ def _parser():
                      help="stop after this much audio")
     run.add_argument("--demo", nargs="?", const="out/daemon-demo", metavar="DIR",
                      help="run through ALSA's file plugin on generated audio, writing WAVs to DIR")
+    run.add_argument("--instance", type=_instance_name, metavar="NAME",
+                     help="this daemon's name among several (the templated unit passes %%i): the telemetry's "
+                          "instance_name label, its .prom file name and its PipeWire stream names "
+                          "(default: none, one daemon)")
 
     check = commands.add_parser("check", help="validate config, model, devices and permissions")
     check.add_argument("--config", required=True)
@@ -168,7 +181,8 @@ def _dispatch(argv, control):
             from . import daemon_commands
             if args.demo is not None:
                 return daemon_commands.run_daemon_demo(args.config, args.demo, control=control)
-            return daemon_commands.run(args.config, args.frames, args.duration, control=control)
+            return daemon_commands.run(args.config, args.frames, args.duration, control=control,
+                                       instance=args.instance)
         elif args.command == "check":
             from . import daemon_commands
             return daemon_commands.check(args.config)

@@ -41,6 +41,7 @@ class AudioConfig:
     channel_mode: str = "downmix"
     channel_index: int = 0
     buffer_periods: int = 4
+    playback_prefill_periods: int = 2
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ def _validate(config):
     _check(0 <= audio.channel_index < audio.capture_channels, "audio.channel_index", audio.channel_index,
            f"0..{audio.capture_channels - 1} (below audio.capture_channels)")
     _check(2 <= audio.buffer_periods <= 32, "audio.buffer_periods", audio.buffer_periods, "2..32")
+    _check(0 <= audio.playback_prefill_periods < audio.buffer_periods, "audio.playback_prefill_periods",
+           audio.playback_prefill_periods, f"0..{audio.buffer_periods - 1} (below audio.buffer_periods)")
     _check(1 <= model.threads <= 8, "model.threads", model.threads, "1..8")
     _check(0 <= dsp.max_attenuation_db <= 100, "dsp.max_attenuation_db", dsp.max_attenuation_db, "0..100 dB")
     _check(0 <= dsp.postfilter_beta <= 1, "dsp.postfilter_beta", dsp.postfilter_beta, "0..1 (0 = off)")

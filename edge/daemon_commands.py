@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from . import config as config_module
-from . import synthetic
+from . import pipewire, synthetic
 from .control import SignalControl
 from .daemon import AudioLoop, apply_realtime, default_runner_factory
-from .dsp import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
-from .alsa import AlsaDuplex, DeviceLocks
+from .dsp import HOP_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
+from .alsa import AlsaDuplex, DeviceLocks, output_delay_samples
 from .errors import DeviceError, MissingDependencyError, PercepnetError
 from .sdnotify import Notifier
 
@@ -29,8 +29,12 @@ def _logging():
                         format="%(asctime)s percepnet-edge %(levelname)s %(message)s")
 
 
-def run(config_path, frames=None, duration_s=None, say=print, control=None, io_factory=AlsaDuplex, on_loop=None):
-    """``percepnet-edge run --config FILE``: the daemon. Returns the exit status.
+def run(config_path, frames=None, duration_s=None, say=print, control=None, io_factory=AlsaDuplex, on_loop=None,
+        instance=None):
+    """``percepnet-edge run --config FILE [--instance NAME]``: the daemon. Returns the exit status.
+
+    ``instance`` (the templated unit's ``%i``) labels the telemetry and names
+    the daemon's PipeWire streams.
 
     ``control`` carries the signal handlers the command line installed before
     the heavy imports; without one (in-process callers) they are installed
@@ -48,8 +52,9 @@ def run(config_path, frames=None, duration_s=None, say=print, control=None, io_f
         config = config_module.load(config_path) if config_path else config_module.Config()
         locks = DeviceLocks(config.audio, say=say).acquire()
         try:
-            return _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory,
-                          on_loop)
+            with pipewire_streams(instance):
+                return _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory,
+                              on_loop, instance)
         finally:
             locks.release()
     finally:
@@ -57,7 +62,12 @@ def run(config_path, frames=None, duration_s=None, say=print, control=None, io_f
             control.restore()
 
 
-def _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory, on_loop):
+def pipewire_streams(instance=None):
+    """PIPEWIRE_ALSA set for the block: the daemon's PipeWire streams are one named filter (edge.pipewire)."""
+    return temporary_environment(**{pipewire.ENV: pipewire.environment(instance, os.environ.get(pipewire.ENV))})
+
+
+def _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory, on_loop, instance):
     apply_realtime(config.realtime, say)
     loop = AudioLoop(config, io_factory(config.audio), notifier=notifier, stop=control.stop)
     say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
@@ -69,7 +79,7 @@ def _serve(config, config_path, frames, duration_s, say, control, notifier, star
     t = config.telemetry
     if t.json_path or t.prometheus_dir or t.http_port is not None:
         from .telemetry import Telemetry
-        telemetry = Telemetry(t, loop, say).start()
+        telemetry = Telemetry(t, loop, say, instance=instance).start()
     if on_loop is not None:
         on_loop(loop)
     try:
@@ -81,8 +91,12 @@ def _serve(config, config_path, frames, duration_s, say, control, notifier, star
     return 0
 
 
-def check(config_path, say=print):
-    """``percepnet-edge check --config FILE``: config, model, devices, permissions. Returns the exit status."""
+def check(config_path, say=print, proc="/proc"):
+    """``percepnet-edge check --config FILE``: config, model, devices, permissions. Returns the exit status.
+
+    A device that does not open is explained (edge.sound_devices: module not loaded, no such card, busy and
+    by whom, wrong rate) with the command that fixes it; ``proc`` is where that looks (tests: a fake tree).
+    """
     problems = []
 
     def item(name, ok, detail):
@@ -103,7 +117,8 @@ def check(config_path, say=print):
             item("xnnpack", False, "XNNPACK requested but not active: install ai-edge-litert")
     except Exception as exc:                              # every model failure is reported, not raised
         item("model", False, _error_text(exc))
-    _check_devices(config.audio, item, say)
+    with pipewire_streams():
+        _check_devices(config.audio, item, say, proc)
     _check_telemetry(config.telemetry, item, say)
     cpus = config.realtime.cpu_affinity
     if cpus:
@@ -152,7 +167,7 @@ def _check_telemetry(telemetry_config, item, say):
             item("telemetry", level == "ok", text)
 
 
-def _check_devices(audio, item, say):
+def _check_devices(audio, item, say, proc):
     """Open and close both devices, under their locks; devices a running daemon holds are reported, not opened."""
     locks = DeviceLocks(audio, say=say)
     try:
@@ -160,7 +175,7 @@ def _check_devices(audio, item, say):
     except DeviceError as exc:
         item("devices", True, f"not opened: {exc}")
         return
-    duplex = AlsaDuplex(audio)
+    duplex = AlsaDuplex(audio, proc=proc)
     try:
         duplex.open()
         item("devices", True, f"capture {audio.capture_device!r} and playback "
@@ -231,7 +246,8 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
             loop.run(max_frames=capture.size // HOP_SAMPLES)
         played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
-    enhanced = played[LATENCY_SAMPLES:LATENCY_SAMPLES + noisy.size]
+    delay = output_delay_samples(config.audio)
+    enhanced = played[delay:delay + noisy.size]
     for name, samples in (("noisy", noisy), ("enhanced", enhanced)):
         write_wav(targets[name], samples, SAMPLE_RATE_HZ)
         say(f"wrote {out_dir / (name + '.wav')}")

@@ -39,6 +39,7 @@ POWER_SENSOR_NAMES = ("ina219", "ina226", "ina260", "ina3221", "ina2xx")
 #: node_exporter's textfile folder on Debian / Raspberry Pi OS; the shipped unit may write there.
 NODE_EXPORTER_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 PROMETHEUS_FILE = "percepnet_edge.prom"
+INSTANCE_LABEL = "instance_name"
 PROMETHEUS_FILE_MODE = 0o644     # node_exporter runs as another user; the unit's UMask=0077 would give 0600
 
 log = logging.getLogger("percepnet-edge")
@@ -168,7 +169,13 @@ def _product(a, b, factor):
 
 
 def prometheus_text(record):
-    """The Prometheus text exposition format of one record (gauges and counters, with HELP/TYPE)."""
+    """The Prometheus text exposition format of one record (gauges and counters, with HELP/TYPE).
+
+    A record with an ``instance`` (``run --instance``, the templated unit's ``%i``) labels every sample
+    ``instance_name="..."`` (not ``instance``, which Prometheus gives the scrape target).
+    """
+    instance = record.get("instance")
+    labels = f'{{{INSTANCE_LABEL}="{_label_value(instance)}"}}' if instance else ""
     lines = []
     for key, value in record.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value is None:
@@ -176,8 +183,17 @@ def prometheus_text(record):
         kind = "counter" if key.endswith("_total") else "gauge"
         name = f"percepnet_edge_{key}"
         lines += [f"# HELP {name} percepnet-edge {key.replace('_', ' ')}", f"# TYPE {name} {kind}",
-                  f"{name} {float(value):.6g}"]
+                  f"{name}{labels} {float(value):.6g}"]
     return "\n".join(lines) + "\n"
+
+
+def _label_value(text):
+    return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_file(instance=None):
+    """The textfile's name: one per instance, so that instances sharing node_exporter's folder never collide."""
+    return f"percepnet_edge_{instance}.prom" if instance else PROMETHEUS_FILE
 
 
 def is_loopback_host(host):
@@ -215,8 +231,8 @@ def describe_os_error(exc):
 class Telemetry:
     """Samples the loop and the sources every interval, in its own daemon thread."""
 
-    def __init__(self, config: TelemetryConfig, loop, say=print):
-        self.config, self.loop = config, loop
+    def __init__(self, config: TelemetryConfig, loop, say=print, instance=None):
+        self.config, self.loop, self.instance = config, loop, instance
         self.sources = Sources(config)
         for what in self.sources.missing:
             say(f"telemetry: no {what} on this machine; not reported")
@@ -253,7 +269,7 @@ class Telemetry:
         deadline_ms = loop.config.realtime.deadline_ms
         vad_sum, vad_frames = counters.vad_sum - self._vad[0], counters.vad_frames - self._vad[1]
         self._vad = (counters.vad_sum, counters.vad_frames)
-        record = {"time": round(time.time(), 3), "frames_total": frames,
+        record = {"time": round(time.time(), 3), "instance": self.instance, "frames_total": frames,
                   "frame_ms_p50": times["p50"], "frame_ms_p99": times["p99"], "frame_ms_max": times["max"],
                   "deadline_margin_ms": deadline_ms - times["p99"],
                   "deadline_misses_total": counters.deadline_misses, "xruns_total": counters.xruns,
@@ -291,7 +307,7 @@ class Telemetry:
             self._write("json", path, lambda: append_line(path, json.dumps(record) + "\n"))
         if self.config.prometheus_dir:
             # node_exporter reads *.prom only, so the temporary name is never half-read.
-            target = Path(self.config.prometheus_dir) / PROMETHEUS_FILE
+            target = Path(self.config.prometheus_dir) / prometheus_file(self.instance)
             self._write("prometheus", target, lambda: atomic_write(target, body, mode=PROMETHEUS_FILE_MODE))
 
     def _write(self, sink, target, write):

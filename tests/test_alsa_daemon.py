@@ -16,6 +16,8 @@ pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed (needs lib
 from edge.dsp import HOP_SAMPLES, LATENCY_SAMPLES, enhance_signal, with_flush_padding  # noqa: E402
 from edge.engine import ModelRunner  # noqa: E402
 from edge.model_meta import DEFAULT_MODEL_PATH  # noqa: E402
+from edge.alsa import output_delay_samples  # noqa: E402
+from edge.config import load  # noqa: E402
 from edge.daemon_commands import SYSTEM_ALSA_CONF, file_plugin_asoundrc  # noqa: E402
 from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
 
@@ -71,10 +73,15 @@ def test_daemon_output_equals_denoise_through_real_alsa_pcms(rig):
     out, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     played = np.fromfile(rig["dir"] / "playback.raw", np.float32)
-    assert played.size == rig["frames"] * HOP_SAMPLES                       # no frame lost or duplicated
+    audio = load(rig["config"]).audio
+    prefill = audio.playback_prefill_periods * HOP_SAMPLES
+    assert played.size == prefill + rig["frames"] * HOP_SAMPLES             # no frame lost or duplicated
+    assert prefill > 0 and not played[:prefill].any()                       # the default prefill: silence first
     noisy = rig["noisy"].astype(np.float64)
     reference = enhance_signal(noisy, ModelRunner(rig["model"]))   # what `denoise` computes
-    daemon = played[LATENCY_SAMPLES:LATENCY_SAMPLES + noisy.size].astype(np.float64)
+    delay = output_delay_samples(audio)
+    assert delay == LATENCY_SAMPLES + prefill
+    daemon = played[delay:delay + noisy.size].astype(np.float64)
     np.testing.assert_allclose(daemon, np.clip(reference, -1, 1), atol=1e-6)
     assert f"{rig['frames']} frames" in out and "xruns 0" in out
 

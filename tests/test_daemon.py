@@ -223,9 +223,13 @@ def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
 
     duplex = AlsaDuplex(parse("").audio)
     duplex.capture, duplex.playback = PCM44k(), PCM44k()
-    with pytest.raises(DeviceError, match="capture device runs at 44100 Hz, not 48000; use a plughw: device"):
+    with pytest.raises(DeviceError, match="capture device 'default' runs at 44100 Hz, not 48000: use a plughw: "):
         duplex._check_negotiated()
     assert duplex.capture is None                          # closed, nothing half-open left
+    duplex = AlsaDuplex(parse("audio: {capture_device: 'hw:1,0'}").audio)      # a hw device: the name that fixes it
+    duplex.capture, duplex.playback = PCM44k(), PCM44k()
+    with pytest.raises(DeviceError, match="runs at 44100 Hz, not 48000: set audio.capture_device to 'plughw:1,0'"):
+        duplex._check_negotiated()
 
 
 class RecordingNotifier:

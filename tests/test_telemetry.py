@@ -316,3 +316,21 @@ def test_a_non_loopback_http_bind_warns_loudly(tmp_path, caplog):
         telemetry.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("0.0.0.0 is not a loopback address" in w and "reachable from the network" in w for w in warnings)
+
+
+def test_an_instance_labels_the_metrics_and_names_its_file(tmp_path):
+    """Issue 14 item 3: one daemon per headset; each instance's metrics carry its name and never share a file."""
+    loop, _, _ = _loop()
+    loop.run(max_frames=20)
+    config = _tree(tmp_path)
+    telemetry = Telemetry(TelemetryConfig(**{**config.__dict__, "prometheus_dir": str(tmp_path),
+                                             "json_path": str(tmp_path / "t.jsonl")}), loop, say=lambda *_: None,
+                          instance="Headset_1")
+    telemetry.emit(telemetry.record())
+    assert not (tmp_path / "percepnet_edge.prom").exists()
+    text = (tmp_path / "percepnet_edge_Headset_1.prom").read_text()
+    assert 'percepnet_edge_frames_total{instance_name="Headset_1"} 20' in text
+    assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[-1])["instance"] == "Headset_1"
+    parser = pytest.importorskip("prometheus_client.parser", reason="prometheus_client not installed")
+    samples = [s for f in parser.text_string_to_metric_families(text) for s in f.samples]
+    assert samples and all(s.labels == {"instance_name": "Headset_1"} for s in samples)

@@ -1,0 +1,105 @@
+"""The daemon on PipeWire, through PipeWire's ALSA plugin (the ``pipewire`` PCM of pipewire-alsa).
+
+``systemd/pipewire-percepnet-edge.conf`` (installed in
+``/etc/pipewire/pipewire.conf.d/``) makes a loopback: a sink the daemon plays
+into (:data:`INPUT_NODE`) and a source that apps record from, ``Denoised
+microphone`` (:data:`DENOISED_NODE`, ``media.class = Audio/Source``).
+
+Capture ``pipewire`` follows the default microphone (WirePlumber moves the
+stream when the default changes); ``pipewire:NODE=<node.name>`` takes a
+configured one. The daemon's two streams share one ``node.link-group``, which
+WirePlumber reads as "a filter": it never links the capture to a source fed by
+the same group's playback, so even with "Denoised microphone" chosen as the
+default, the daemon keeps listening to a real microphone instead of itself.
+
+A stream whose configured node is missing is linked by WirePlumber to the
+default one instead (the enhanced microphone would go to the speakers), so the
+daemon refuses to open until the node exists (:func:`check_targets`), as it
+waits for any missing device.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from .errors import DeviceError, MissingDependencyError
+
+#: The fragment's sink, where the daemon plays the enhanced audio.
+INPUT_NODE = "percepnet-edge.input"
+#: The fragment's source, "Denoised microphone", that apps record from.
+DENOISED_NODE = "percepnet-edge.denoised"
+FRAGMENT = "/etc/pipewire/pipewire.conf.d/percepnet-edge.conf"
+ENV = "PIPEWIRE_ALSA"
+PW_DUMP_TIMEOUT_S = 10
+
+
+def uses_pipewire(device):
+    return device == "pipewire" or device.startswith("pipewire:")
+
+
+def target_node(device):
+    """The node a ``pipewire:NODE=name`` PCM names, or None (follows the default)."""
+    if not uses_pipewire(device):
+        return None
+    match = re.search(r"(?:^|[:,])NODE=([^,]+)", device)
+    return match.group(1).strip("'\"") if match else None
+
+
+def stream_properties(instance=None):
+    """The properties of the daemon's streams, for PIPEWIRE_ALSA (SPA-JSON)."""
+    name = f"percepnet-edge.{instance}" if instance else "percepnet-edge"
+    return (f'{{ node.name = "{name}" node.description = "percepnet-edge denoiser" '
+            f'node.link-group = "{name}" node.latency = "{HOP_SAMPLES}/{SAMPLE_RATE_HZ}" }}')
+
+
+def environment(instance=None, current=None):
+    """PIPEWIRE_ALSA's value: ours, then any the user set (which win, being later)."""
+    ours = stream_properties(instance)
+    current = (current or "").strip()
+    if not current:
+        return ours
+    inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
+    return f"{ours[:-1].rstrip()} {inner.strip()} }}"
+
+
+def node_names(run=subprocess.run):
+    """The ``node.name`` of every node of the PipeWire server this user reaches (through ``pw-dump``)."""
+    if shutil.which("pw-dump") is None:
+        raise MissingDependencyError("pw-dump is missing, which checks the PipeWire nodes: "
+                                     "`sudo apt-get install pipewire-bin`")
+    try:
+        result = run(["pw-dump"], capture_output=True, text=True, timeout=PW_DUMP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise DeviceError(f"PipeWire did not answer pw-dump within {PW_DUMP_TIMEOUT_S} s") from None
+    if result.returncode != 0:
+        where = os.environ.get("XDG_RUNTIME_DIR") or "no XDG_RUNTIME_DIR set"
+        raise DeviceError(f"PipeWire is not reachable ({where}; pw-dump: {result.stderr.strip()[:200]}): run the "
+                          "daemon in the desktop user's session (`systemctl --user enable --now "
+                          "percepnet-edge@pipewire`, see docs/microphone.md), and check as that user")
+    try:
+        objects = json.loads(result.stdout or "[]")
+    except ValueError:
+        raise DeviceError("pw-dump printed something that is not JSON") from None
+    return {props["node.name"] for obj in objects
+            for props in [((obj.get("info") or {}).get("props") or {})] if "node.name" in props}
+
+
+def check_targets(audio, run=subprocess.run):
+    """Raise DeviceError when a configured PipeWire node is missing (else WirePlumber silently picks another)."""
+    wanted = [(kind, node) for kind in ("capture", "playback")
+              for node in [target_node(getattr(audio, f"{kind}_device"))] if node]
+    if not wanted:
+        return
+    names = node_names(run)
+    for kind, node in wanted:
+        if node in names:
+            continue
+        if node.startswith("percepnet-edge."):
+            raise DeviceError(f"PipeWire has no node {node!r} for the {kind} device: the fragment {FRAGMENT} is "
+                              "not loaded; install it (sudo systemd/install.sh) and restart PipeWire "
+                              "(`systemctl --user restart pipewire`)")
+        raise DeviceError(f"PipeWire has no node {node!r} for the {kind} device (unplugged?); `wpctl status` "
+                          "lists the devices and `pw-cli ls Node` their node.name")
