@@ -7,6 +7,7 @@ the same generated signal. Both run in alternating rounds so that a busy
 machine slows both alike; the table quotes medians over rounds and the ratio.
 """
 
+import importlib.util
 import json
 import time
 
@@ -123,7 +124,10 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
         startup_s = time.perf_counter() - started
         methods[whole] = lambda signal: _time_whole_path(signal, model, stages)
     methods["percepnet-edge DSP only (no network)"] = _time_ours
-    if with_peers:
+    if with_peers and importlib.util.find_spec("evaluation") is None:
+        skipped["RNNoise"] = ("its adapter, evaluation.peers, is host code and not part of a device install; "
+                              "compare on a checkout (pip install -e '.[bench]')")
+    elif with_peers:
         from evaluation import peers
         reason = peers.rnnoise_available()
         if reason is None:

@@ -96,6 +96,9 @@ def explain(kind, device, error, proc="/proc"):
     if card is not None and card not in cards.values() and not (card.isdigit() and int(card) in cards):
         return (f"{head}; there is no sound card {card!r} (cards: {listing}): plug it in, or pick a card from "
                 f"`{lister}` and set audio.{kind}_device")
+    if device in ("default", "sysdefault"):
+        return (f"{head}; ALSA's default device cannot {'capture' if kind == 'capture' else 'play'} here "
+                f"(cards: {listing}): set audio.{kind}_device to a name from `{lister}`, e.g. 'plughw:CARD=ID'")
     if device == "percepnet" or device.startswith("percepnet:"):
         return f"{head}; the `percepnet` PCM is not defined: install {ASOUND_FRAGMENT} (sudo systemd/install.sh)"
     if device == "pipewire" or device.startswith("pipewire:"):

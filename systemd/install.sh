@@ -1,36 +1,64 @@
 #!/usr/bin/env bash
-# Install percepnet-edge as a systemd service on a Raspberry Pi (or any systemd Linux).
+# Install percepnet-edge on a Raspberry Pi (or any systemd Linux): the device part only.
 #
-#   sudo systemd/install.sh              install or upgrade, then enable and start the service
-#   sudo systemd/install.sh --uninstall  stop and remove the service and the program (keeps /etc config)
-#   sudo systemd/install.sh --uninstall --purge   ... and the config
-#   systemd/install.sh --root DIR --no-pip --no-start   stage the files under DIR (for packaging and tests)
+#   sudo systemd/install.sh                   install or upgrade from a checkout (needs the network for pip)
+#   sudo systemd/install.sh --offline BUNDLE  the same from an offline bundle (scripts/package bundle: a .tar.gz
+#                                             or its unpacked folder), with no network
+#   sudo systemd/install.sh --card ID [--loopback N]   a daemon for sound card ID (its ALSA id, from
+#                                             /proc/asound/cards): /etc/percepnet-edge/ID.yaml, started by udev as
+#                                             percepnet-edge@ID when the card appears; apps read it as percepnet:N
+#   sudo systemd/install.sh --uninstall [--purge]      stop and remove everything (--purge: the configs too)
+#   systemd/install.sh --root DIR --no-pip --no-start  stage the files under DIR (for packaging and tests)
+#   --mode alsa|pipewire                      which set-up to start (default: pipewire when PipeWire is installed)
 #
-# Upgrades in place are safe for a running service: every model file is written as a new file and
-# renamed over the old one (the daemon keeps reading the old inode), and the service is enabled and
-# restarted only after `percepnet-edge check` passes on the new files. $SYSTEMCTL replaces systemctl
-# (tests point it at a recorder; with it, --root installs call it too).
+# What goes where: the program (the device wheel: the edge package, no host code) in a venv in
+# /opt/percepnet-edge/venv, the int8 models with their metadata and model cards in /opt/percepnet-edge/models,
+# the configs in /etc/percepnet-edge (kept on upgrade), the units in /etc/systemd/system (percepnet-edge,
+# percepnet-edge@) and /etc/systemd/user (percepnet-edge@, for PipeWire), the lock folder's tmpfiles.d entry,
+# the udev rule that starts one daemon per configured card, snd-aloop (modules-load.d, modprobe.d), the
+# `percepnet` ALSA PCM (/etc/alsa/conf.d) and the "Denoised microphone" PipeWire fragment.
 #
-# The program goes to /opt/percepnet-edge/venv (a venv with --system-site-packages, so Debian's
-# python3-alsaaudio is used when installed), the models to /opt/percepnet-edge/models, the config
-# to /etc/percepnet-edge/config.yaml (kept on upgrade), the unit to /etc/systemd/system.
+# Upgrades in place are safe for a running service: every file is written as a new file renamed over the old
+# one (the daemon keeps reading the old inode), and the service is enabled and restarted only after
+# `percepnet-edge check` passes on the new files. $SYSTEMCTL replaces systemctl (tests point it at a recorder;
+# with it, --root installs call it too). $PYTHON is the python the venv is made from (default python3).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-root="" ; pip=1 ; start=1 ; action=install ; purge=0
+root="" ; pip=1 ; start=1 ; action=install ; purge=0 ; offline="" ; card="" ; loopback=0 ; mode=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) root="$2"; shift 2 ;;
     --no-pip) pip=0; shift ;;
     --no-start) start=0; shift ;;
+    --offline) offline="$2"; shift 2 ;;
+    --card) action=card; card="$2"; shift 2 ;;
+    --loopback) loopback="$2"; shift 2 ;;
+    --mode) mode="$2"; shift 2 ;;
     --uninstall) action=uninstall; shift ;;
     --purge) purge=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-opt="$root/opt/percepnet-edge" ; etc="$root/etc/percepnet-edge" ; unit="$root/etc/systemd/system/percepnet-edge.service"
-systemctl="${SYSTEMCTL:-systemctl}"
-systemctl_live() { [ "$start" = 1 ] && { [ -z "$root" ] || [ -n "${SYSTEMCTL:-}" ]; } && command -v "$systemctl" >/dev/null; }
+fail() { echo "install.sh: $*" >&2; exit 1; }
+opt="$root/opt/percepnet-edge" ; etc="$root/etc/percepnet-edge"
+system_units="$root/etc/systemd/system" ; user_units="$root/etc/systemd/user"
+systemctl="${SYSTEMCTL:-systemctl}" ; python="${PYTHON:-python3}"
+live() { [ "$start" = 1 ] && { [ -z "$root" ] || [ -n "${SYSTEMCTL:-}" ]; }; }
+systemctl_live() { live && command -v "$systemctl" >/dev/null; }
+host_live() { live && [ -z "$root" ]; }      # commands that change this machine (tmpfiles, udev, modules)
+# Each fragment: source in systemd/ -> where it is installed.
+FILES=(
+  "percepnet-edge.service:$system_units/percepnet-edge.service"
+  "percepnet-edge@.service:$system_units/percepnet-edge@.service"
+  "user/percepnet-edge@.service:$user_units/percepnet-edge@.service"
+  "percepnet-edge.tmpfiles.conf:$root/etc/tmpfiles.d/percepnet-edge.conf"
+  "90-percepnet-edge.rules:$root/etc/udev/rules.d/90-percepnet-edge.rules"
+  "snd-aloop.modules-load.conf:$root/etc/modules-load.d/percepnet-edge.conf"
+  "snd-aloop.modprobe.conf:$root/etc/modprobe.d/percepnet-edge.conf"
+  "asound-percepnet.conf:$root/etc/alsa/conf.d/60-percepnet-edge.conf"
+  "pipewire-percepnet-edge.conf:$root/etc/pipewire/pipewire.conf.d/percepnet-edge.conf"
+)
 
 # Copy one file as a new inode renamed over the target: a running daemon that maps the old file
 # keeps it intact (truncating it in place killed the daemon with SIGBUS).
@@ -43,46 +71,124 @@ install_file() {
   return 1
 }
 
+# A config from configs/NAME.yaml with the model path of this install; never overwrites one.
+install_config() {
+  local source="$1" target="$2"
+  if [ -f "$target" ]; then echo "kept existing $target"; return 0; fi
+  sed "s#^  path: \.\./models/#  path: /opt/percepnet-edge/models/#" "$source" > "$target"
+  echo "wrote $target"
+}
+
 if [ "$action" = uninstall ]; then
   if systemctl_live; then "$systemctl" disable --now percepnet-edge.service || true; fi
-  rm -f "$unit"
+  for pair in "${FILES[@]}"; do rm -f "${pair#*:}"; done
   rm -rf "$opt"
   [ "$purge" = 1 ] && rm -rf "$etc"
   if systemctl_live; then "$systemctl" daemon-reload; fi
-  echo "percepnet-edge removed${purge:+}$([ "$purge" = 1 ] && echo ' (config purged)' || echo "; config kept in $etc")"
+  echo "percepnet-edge removed$([ "$purge" = 1 ] && echo ' (configs purged)' || echo "; configs kept in $etc")"
   exit 0
 fi
 
-[ -f "$repo/models/lite/percepnet_lite.tflite" ] || {
-  echo "install.sh: $repo/models/lite/percepnet_lite.tflite is missing; run from a full checkout" >&2; exit 1; }
-mkdir -p "$opt/models" "$etc" "$(dirname "$unit")"
-(cd "$repo/models" && find . -type f -print0) | while IFS= read -r -d '' file; do
-  install_file "$repo/models/$file" "$opt/models/${file#./}"
-done
+if [ "$action" = card ]; then
+  [[ "$card" =~ ^[A-Za-z0-9_]+$ ]] || fail "--card $card: an ALSA card id is letters, digits and '_' (see /proc/asound/cards)"
+  [[ "$loopback" =~ ^[0-7]$ ]] || fail "--loopback $loopback: a loopback substream 0..7 (snd-aloop pcm_substreams=8)"
+  [ -f "$etc/examples/headset-gateway.yaml" ] || fail "$etc/examples is missing: run systemd/install.sh first"
+  mkdir -p "$etc"
+  if [ -f "$etc/$card.yaml" ]; then
+    echo "kept existing $etc/$card.yaml"
+  else
+    sed -e "s#CARD=Headset#CARD=$card#" -e "s#hw:Loopback,0,0#hw:Loopback,0,$loopback#" \
+      "$etc/examples/headset-gateway.yaml" > "$etc/$card.yaml"
+    echo "wrote $etc/$card.yaml: capture plughw:CARD=$card, enhanced audio to hw:Loopback,0,$loopback"
+  fi
+  echo "percepnet-edge@$card starts whenever card $card appears; apps record its denoised microphone as" \
+       "'percepnet:$loopback' (arecord -D percepnet:$loopback ...). Now: sudo systemctl start percepnet-edge@$card"
+  exit 0
+fi
+
+# Where the files come from: this checkout, or an offline bundle (a .tar.gz or its folder).
+source_dir="$repo" ; cleanup=""
+if [ -n "$offline" ]; then
+  if [ -f "$offline" ]; then
+    cleanup="$(mktemp -d)"
+    trap 'rm -rf "$cleanup"' EXIT
+    tar -xzf "$offline" -C "$cleanup"
+    source_dir="$(find "$cleanup" -mindepth 1 -maxdepth 1 -type d | head -1)"
+  else
+    source_dir="$(cd "$offline" && pwd)"
+  fi
+  [ -f "$source_dir/BUNDLE.json" ] || fail "$offline is not an offline bundle (no BUNDLE.json): build one with scripts/package bundle"
+fi
+if [ -z "$mode" ]; then
+  if [ -x "$root/usr/bin/pipewire" ] || [ -f "$root/usr/lib/systemd/user/pipewire.service" ]; then mode=pipewire; else mode=alsa; fi
+fi
+[ "$mode" = alsa ] || [ "$mode" = pipewire ] || fail "--mode $mode: alsa or pipewire"
+
+[ -f "$source_dir/models/lite/percepnet_lite.tflite" ] || \
+  fail "$source_dir/models/lite/percepnet_lite.tflite is missing; run from a full checkout or a bundle"
+mkdir -p "$opt/models" "$etc/examples"
+# The int8 models, their metadata and model cards; never the .keras training checkpoints.
+(cd "$source_dir/models" && find . -type f \( -name '*.tflite' -o -name '*.json' -o -name MODEL_CARD.md \) -print0) |
+  while IFS= read -r -d '' file; do
+    case "$file" in *.json) [ -f "$source_dir/models/${file%.json}.tflite" ] || continue ;; esac
+    install_file "$source_dir/models/$file" "$opt/models/${file#./}"
+  done
+
 if [ "$pip" = 1 ]; then
-  python3 -m venv --system-site-packages "$opt/venv"
-  "$opt/venv/bin/python" -m pip install --quiet --upgrade pip
+  if [ -n "$offline" ]; then
+    want="$(sed -n 's/.*"python": "\([0-9.]*\)".*/\1/p' "$source_dir/BUNDLE.json")"
+    have="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    [ "$want" = "$have" ] || fail "the bundle holds wheels for Python $want; $python here is $have"
+    pipwheel="$(ls "$source_dir"/wheels/pip-*.whl | head -1)"
+    # No ensurepip needed (Debian splits it into python3-venv): pip runs from its wheel.
+    "$python" -m venv --without-pip --system-site-packages "$opt/venv"
+    pip_install=("$opt/venv/bin/python" "$pipwheel/pip" install --quiet --no-index --find-links "$source_dir/wheels")
+    "${pip_install[@]}" pip
+    spec="percepnet-edge"
+  else
+    "$python" -m venv --system-site-packages "$opt/venv"
+    "$opt/venv/bin/python" -m pip install --quiet --upgrade pip
+    pip_install=("$opt/venv/bin/python" -m pip install --quiet)
+    built="$(mktemp -d)"
+    spec="$("$opt/venv/bin/python" "$repo/scripts/package" wheel --out "$built")"
+  fi
   extras=edge
-  python3 -c "import alsaaudio" 2>/dev/null && extras=edge-no-alsa
-  "$opt/venv/bin/python" -m pip install --quiet "$repo[$extras]"
+  "$opt/venv/bin/python" -c "import alsaaudio" 2>/dev/null && extras=edge-no-alsa   # Debian's python3-alsaaudio
+  "${pip_install[@]}" "$spec[$extras]"
+  [ -z "$offline" ] && rm -rf "$built"
 fi
-if [ ! -f "$etc/config.yaml" ]; then
-  sed "s#^  path: \.\./models/#  path: /opt/percepnet-edge/models/#" "$repo/configs/default.yaml" > "$etc/config.yaml"
-  echo "wrote $etc/config.yaml (edit the audio devices, run percepnet-edge check, then: sudo systemctl enable percepnet-edge && sudo systemctl restart percepnet-edge)"
-else
-  echo "kept existing $etc/config.yaml"
-fi
-install_file "$repo/systemd/percepnet-edge.service" "$unit"
+
+for file in "$source_dir"/configs/*.yaml; do
+  sed "s#^  path: \.\./models/#  path: /opt/percepnet-edge/models/#" "$file" > "$etc/examples/$(basename "$file")"
+done
+install_config "$source_dir/configs/alsa.yaml" "$etc/config.yaml"
+install_config "$source_dir/configs/pipewire.yaml" "$etc/pipewire.yaml"
+for pair in "${FILES[@]}"; do install_file "$source_dir/systemd/${pair%%:*}" "${pair#*:}"; done
+
 if systemctl_live; then
   "$systemctl" daemon-reload
-  if ! "$opt/venv/bin/percepnet-edge" check --config "$etc/config.yaml"; then
-    echo "install.sh: 'percepnet-edge check' failed (above), so the service was not enabled or restarted" \
-         "(a running one keeps its old model and config). Fix $etc/config.yaml, then:" \
-         "sudo systemctl enable percepnet-edge && sudo systemctl restart percepnet-edge" >&2
-    exit 1
+  if host_live; then
+    systemd-tmpfiles --create /etc/tmpfiles.d/percepnet-edge.conf      # the lock folder, now (at boot anyway)
+    if command -v udevadm >/dev/null; then udevadm control --reload; fi
   fi
-  "$systemctl" enable percepnet-edge.service
-  "$systemctl" restart percepnet-edge.service
-  "$systemctl" --no-pager status percepnet-edge.service | head -5
+  if [ "$mode" = pipewire ]; then
+    echo "PipeWire is installed (--mode pipewire): the daemon runs in the desktop user's session. As that user:"
+    echo "  systemctl --user restart pipewire    # loads the 'Denoised microphone' fragment"
+    echo "  $opt/venv/bin/percepnet-edge check --config $etc/pipewire.yaml"
+    echo "  systemctl --user enable --now percepnet-edge@pipewire"
+    echo "(--mode alsa sets up the system service on the loopback card instead)"
+  else
+    if host_live && ! modprobe snd-aloop; then
+      echo "install.sh: warning: modprobe snd-aloop failed; check says what is missing" >&2
+    fi
+    if ! "$opt/venv/bin/percepnet-edge" check --config "$etc/config.yaml"; then
+      fail "'percepnet-edge check' failed (above), so the service was not enabled or restarted" \
+           "(a running one keeps its old model and config). Fix $etc/config.yaml, then:" \
+           "sudo systemctl enable percepnet-edge && sudo systemctl restart percepnet-edge"
+    fi
+    "$systemctl" enable percepnet-edge.service
+    "$systemctl" restart percepnet-edge.service
+    "$systemctl" --no-pager status percepnet-edge.service | head -5
+  fi
 fi
-echo "installed percepnet-edge into ${root:-/}"
+echo "installed percepnet-edge into ${root:-/} ($mode set-up${offline:+, offline from $offline})"

@@ -9,7 +9,7 @@ from edge.config import Config, ConfigError, load, parse
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("name", ["default", "smart-speaker", "intercom", "headset-gateway"])
+@pytest.mark.parametrize("name", sorted(path.stem for path in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_load_and_point_at_a_shipped_model_path(name):
     config = load(CONFIGS / f"{name}.yaml")
     assert config.model_path().name.endswith(".tflite")

@@ -1,6 +1,7 @@
 """The systemd unit lints clean, scores well on hardening, and the installer stages it."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,21 +12,28 @@ import pytest
 from edge.config import load
 
 REPO = Path(__file__).resolve().parents[1]
-UNIT = REPO / "systemd" / "percepnet-edge.service"
+SYSTEMD = REPO / "systemd"
+UNIT = SYSTEMD / "percepnet-edge.service"
+TEMPLATE = SYSTEMD / "percepnet-edge@.service"
+USER_TEMPLATE = SYSTEMD / "user" / "percepnet-edge@.service"
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                                 reason="systemd-analyze not found (apt-get install systemd)")
 
 
-@pytest.fixture
-def unit_here(tmp_path):
-    """The shipped unit with ExecStart pointing at this checkout's entry point (verify checks it exists)."""
+def _here(tmp_path, unit, instance="Headset"):
+    """A shipped unit with ExecStart pointing at this checkout's entry point (verify checks it exists); for a
+    template, the path of one of its instances (systemd-analyze loads the template beside it)."""
     entry = Path(sys.executable).with_name("percepnet-edge")
     if not entry.exists():
         pytest.skip(f"{entry} not installed (pip install -e .)")
-    text = UNIT.read_text().replace("/opt/percepnet-edge/venv/bin/percepnet-edge", str(entry))
-    path = tmp_path / "percepnet-edge.service"
-    path.write_text(text)
-    return path
+    text = unit.read_text().replace("/opt/percepnet-edge/venv/bin/percepnet-edge", str(entry))
+    (tmp_path / unit.name).write_text(text)
+    return tmp_path / unit.name.replace("@.", f"@{instance}.")
+
+
+@pytest.fixture(params=[UNIT, TEMPLATE], ids=["unit", "template"])
+def unit_here(request, tmp_path):
+    return _here(tmp_path, request.param)
 
 
 def test_unit_verifies_without_any_output(unit_here):
@@ -33,12 +41,57 @@ def test_unit_verifies_without_any_output(unit_here):
     assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stdout + result.stderr
 
 
-def test_unit_hardening_exposure_is_at_most_2(unit_here):
-    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit_here)],
-                            capture_output=True, text=True)
+def _exposure(*command):
+    result = subprocess.run([*command], capture_output=True, text=True)
     line = [l for l in result.stdout.splitlines() if "Overall exposure level" in l][0]
-    score = float(line.split(":")[1].split()[0])
+    return float(line.split(":")[1].split()[0]), line
+
+
+def test_unit_hardening_exposure_is_at_most_2(unit_here):
+    score, line = _exposure("systemd-analyze", "security", "--offline=yes", str(unit_here))
     assert score <= 2.0, line
+
+
+def test_the_template_loads_the_instance_config_and_labels_it(tmp_path):
+    """One service per card: %i is the card's ALSA id, its config, its telemetry label and its device binding."""
+    text = TEMPLATE.read_text()
+    assert "run --config /etc/percepnet-edge/%i.yaml --instance %i" in text
+    assert "ConditionPathExists=/etc/percepnet-edge/%i.yaml" in text
+    assert "BindsTo=sys-subsystem-sound-percepnet-%i.device" in text
+    broken = tmp_path / "broken"                                      # the verify test sees a real mistake
+    broken.mkdir()
+    instance = _here(broken, TEMPLATE)
+    (broken / TEMPLATE.name).write_text((broken / TEMPLATE.name).read_text().replace("%i.yaml --instance %i",
+                                                                                      "%i.yaml --instance %i\nBogus=1"))
+    result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True, text=True)
+    assert "Unknown key 'Bogus'" in result.stderr
+
+
+def test_the_udev_rule_names_the_device_unit_the_template_binds_to():
+    """The rule's SYSTEMD_ALIAS, escaped by systemd itself, is the template's BindsTo= for that card id."""
+    rule = (SYSTEMD / "90-percepnet-edge.rules").read_text()
+    alias = re.search(r'SYSTEMD_ALIAS}\+="([^"]+)"', rule).group(1)
+    wants = re.search(r'SYSTEMD_WANTS}\+="([^"]+)"', rule).group(1)
+    assert wants == "percepnet-edge@$attr{id}.service"
+    for card in ("Headset", "Headset_1", "Device2"):
+        device = subprocess.run(["systemd-escape", "--path", "--suffix=device", alias.replace("$attr{id}", card)],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        bound = re.search(r"^BindsTo=(\S+)$", TEMPLATE.read_text(), re.MULTILINE).group(1).replace("%i", card)
+        assert device == bound
+    assert 'ACTION=="change", SUBSYSTEM=="sound", KERNEL=="card*", ENV{SOUND_INITIALIZED}=="1"' in rule
+    assert 'TAG+="systemd"' in rule
+
+
+def test_the_user_unit_for_pipewire_verifies_without_any_output(tmp_path):
+    unit = _here(tmp_path, USER_TEMPLATE, "pipewire")
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+    result = subprocess.run(["systemd-analyze", "--user", "verify", str(unit)], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stdout + result.stderr
+    text = USER_TEMPLATE.read_text()
+    assert "PartOf=pipewire.service" in text and "RuntimeDirectoryPreserve=yes" in text
 
 
 def test_unit_has_the_promised_settings():
@@ -51,30 +104,79 @@ def test_unit_has_the_promised_settings():
         assert setting in text, setting
 
 
+#: Every file the installer places, from systemd/.
+PLACED = {"percepnet-edge.service": "etc/systemd/system/percepnet-edge.service",
+          "percepnet-edge@.service": "etc/systemd/system/percepnet-edge@.service",
+          "user/percepnet-edge@.service": "etc/systemd/user/percepnet-edge@.service",
+          "percepnet-edge.tmpfiles.conf": "etc/tmpfiles.d/percepnet-edge.conf",
+          "90-percepnet-edge.rules": "etc/udev/rules.d/90-percepnet-edge.rules",
+          "snd-aloop.modules-load.conf": "etc/modules-load.d/percepnet-edge.conf",
+          "snd-aloop.modprobe.conf": "etc/modprobe.d/percepnet-edge.conf",
+          "asound-percepnet.conf": "etc/alsa/conf.d/60-percepnet-edge.conf",
+          "pipewire-percepnet-edge.conf": "etc/pipewire/pipewire.conf.d/percepnet-edge.conf"}
+
+
 def test_installer_stages_and_removes_the_files(tmp_path):
     root = tmp_path / "root"
     install = REPO / "systemd" / "install.sh"
     subprocess.run([str(install), "--root", str(root), "--no-pip", "--no-start"], check=True, capture_output=True)
     config = root / "etc" / "percepnet-edge" / "config.yaml"
-    assert (root / "etc" / "systemd" / "system" / "percepnet-edge.service").read_text() == UNIT.read_text()
+    for source, target in PLACED.items():
+        assert (root / target).read_text() == (SYSTEMD / source).read_text(), target
     assert "path: /opt/percepnet-edge/models/lite/percepnet_lite.tflite" in config.read_text()
     assert load(config).model.path == "/opt/percepnet-edge/models/lite/percepnet_lite.tflite"
+    assert load(config).audio.playback_device == "hw:Loopback,0,0"                      # the denoised microphone
+    pipewire = load(root / "etc" / "percepnet-edge" / "pipewire.yaml")
+    assert pipewire.audio.playback_device == "pipewire:NODE=percepnet-edge.input"
+    assert pipewire.model.path == "/opt/percepnet-edge/models/lite/percepnet_lite.tflite"
     subprocess.run([str(install), "--root", str(root), "--uninstall", "--no-start"], check=True, capture_output=True)
     assert not (root / "opt" / "percepnet-edge").exists() and config.exists()
+    assert not any((root / target).exists() for target in PLACED.values())
 
 
-def _unit_values(key):
-    return [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith(f"{key}=")]
+def test_the_device_install_gets_the_int8_models_and_no_training_files(tmp_path):
+    """Issue 14 item 4: the Pi gets the model, its metadata and card; never the .keras checkpoint or history."""
+    root = tmp_path / "root"
+    subprocess.run([str(SYSTEMD / "install.sh"), "--root", str(root), "--no-pip", "--no-start"], check=True,
+                   capture_output=True)
+    models = root / "opt" / "percepnet-edge" / "models"
+    placed = sorted(str(p.relative_to(models)) for p in models.rglob("*") if p.is_file())
+    assert "lite/percepnet_lite.tflite" in placed and "lite/percepnet_lite.json" in placed
+    assert "lite/MODEL_CARD.md" in placed
+    assert [name for name in placed if not name.endswith((".tflite", ".json", "MODEL_CARD.md"))] == []
+    assert any((REPO / "models").rglob("*.keras"))                    # there is something to leave out
 
 
-def test_the_unit_lets_the_service_write_its_locks_and_the_documented_prometheus_folder():
-    """Issue 15 items 4 and 10: ProtectSystem=strict makes / read-only; the unit must open what the service writes."""
+def test_a_card_gets_its_own_config_and_loopback_substream(tmp_path):
+    root = tmp_path / "root"
+    install = SYSTEMD / "install.sh"
+    subprocess.run([str(install), "--root", str(root), "--no-pip", "--no-start"], check=True, capture_output=True)
+    result = subprocess.run([str(install), "--root", str(root), "--card", "Headset_1", "--loopback", "1"],
+                            capture_output=True, text=True, check=True)
+    config = load(root / "etc" / "percepnet-edge" / "Headset_1.yaml")
+    assert config.audio.capture_device == "plughw:CARD=Headset_1"
+    assert config.audio.playback_device == "hw:Loopback,0,1"
+    assert "'percepnet:1'" in result.stdout and "percepnet-edge@Headset_1" in result.stdout
+    bad = subprocess.run([str(install), "--root", str(root), "--card", "Head set"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "an ALSA card id is letters, digits and '_'" in bad.stderr
+
+
+def _unit_values(key, unit=UNIT):
+    return [line.split("=", 1)[1] for line in unit.read_text().splitlines() if line.startswith(f"{key}=")]
+
+
+@pytest.mark.parametrize("unit", [UNIT, TEMPLATE], ids=["unit", "template"])
+def test_the_unit_lets_the_service_write_its_locks_and_the_documented_prometheus_folder(unit):
+    """Issue 15 items 4 and 10: ProtectSystem=strict makes / read-only; the unit must open what the service writes.
+    Issue 14: one lock folder for every instance (each a different dynamic user), made by tmpfiles.d."""
     from edge.alsa import LOCK_FOLDER
     from edge.telemetry import NODE_EXPORTER_TEXTFILE_DIR
-    assert _unit_values("ProtectSystem") == ["strict"]
-    writable = [path.lstrip("-") for value in _unit_values("ReadWritePaths") for path in value.split()]
-    assert NODE_EXPORTER_TEXTFILE_DIR in writable
-    assert f"/run/{_unit_values('RuntimeDirectory')[0]}" == LOCK_FOLDER        # $RUNTIME_DIRECTORY = the locks
+    assert _unit_values("ProtectSystem", unit) == ["strict"]
+    writable = [path for value in _unit_values("ReadWritePaths", unit) for path in value.split()]
+    assert "-" + NODE_EXPORTER_TEXTFILE_DIR in writable
+    assert LOCK_FOLDER in writable and not _unit_values("RuntimeDirectory", unit)    # shared, so not per unit
+    tmpfiles = (SYSTEMD / "percepnet-edge.tmpfiles.conf").read_text().splitlines()
+    assert f"d {LOCK_FOLDER} 1775 root audio -" in tmpfiles              # every instance's group may add locks
     default = (REPO / "configs" / "default.yaml").read_text()
     assert f"e.g. {NODE_EXPORTER_TEXTFILE_DIR}" in default                    # the documented set-up
 

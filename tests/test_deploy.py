@@ -1,0 +1,143 @@
+"""Deployment as Pi owners live it (issue 14): the `percepnet` ALSA PCM, the device-only distribution."""
+
+import ctypes
+import ctypes.util
+import importlib.machinery
+import importlib.util
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FRAGMENT = REPO / "systemd" / "asound-percepnet.conf"
+SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
+
+
+def _package():
+    loader = importlib.machinery.SourceFileLoader("package_script", str(REPO / "scripts" / "package"))
+    spec = importlib.util.spec_from_loader("package_script", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def libasound():
+    name = ctypes.util.find_library("asound")
+    if name is None:
+        pytest.skip("libasound2 is not installed")
+    return ctypes.CDLL(name)
+
+
+def alsa_definition(lib, path, name):
+    """ALSA's own parse of ``path`` and its expansion of the PCM ``name`` (with arguments), as text."""
+    config, stream = ctypes.c_void_p(), ctypes.c_void_p()
+    assert lib.snd_config_top(ctypes.byref(config)) == 0
+    assert lib.snd_input_stdio_open(ctypes.byref(stream), str(path).encode(), b"r") == 0
+    loaded = lib.snd_config_load(config, stream)
+    lib.snd_input_close(stream)
+    if loaded < 0:
+        return loaded, None
+    found, out, text = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_char_p()
+    if lib.snd_config_search_definition(config, b"pcm", name.encode(), ctypes.byref(found)) < 0:
+        return loaded, None
+    lib.snd_output_buffer_open(ctypes.byref(out))
+    lib.snd_config_save(found, out)
+    size = lib.snd_output_buffer_string(out, ctypes.byref(text))
+    return loaded, ctypes.string_at(text, size).decode()
+
+
+def test_the_asound_fragment_parses_and_names_the_loopbacks_capture_side(libasound, tmp_path):
+    loaded, default = alsa_definition(libasound, FRAGMENT, "percepnet")
+    assert loaded == 0
+    assert "type plug" in default and "card Loopback" in default and "device 1" in default
+    assert "subdevice 0" in default                               # the daemon writing hw:Loopback,0,0
+    _, third = alsa_definition(libasound, FRAGMENT, "percepnet:3")
+    assert "subdevice 3" in third
+    broken = tmp_path / "broken.conf"                             # ALSA refuses what does not parse
+    broken.write_text(FRAGMENT.read_text().replace("type plug", "type plug {"))
+    assert alsa_definition(libasound, broken, "percepnet")[0] < 0
+
+
+def test_the_percepnet_pcm_opens_the_loopback_card(tmp_path):
+    """Through pyalsaaudio and the system's alsa.conf: a known name that needs the Loopback card (absent here)."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    if not SYSTEM_ALSA_CONF.exists():
+        pytest.skip(f"{SYSTEM_ALSA_CONF} not found (libasound2-data)")
+    from edge.sound_devices import sound_cards
+    if "Loopback" in sound_cards().values():
+        pytest.skip("this machine has the Loopback card: the PCM would open")
+    probe = textwrap.dedent("""
+        import alsaaudio
+        try:
+            alsaaudio.PCM(alsaaudio.PCM_CAPTURE, device="percepnet:1")
+        except alsaaudio.ALSAAudioError as exc:
+            print(exc)
+    """)
+
+    def open_error(config_path):
+        env = {**os.environ, "ALSA_CONFIG_PATH": config_path}
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout
+
+    assert open_error(f"{SYSTEM_ALSA_CONF}:{FRAGMENT}").startswith("No such device [percepnet:1]")   # the card
+    assert open_error(str(SYSTEM_ALSA_CONF)).startswith("No such file or directory [percepnet:1]")  # unknown
+
+
+@pytest.fixture(scope="module")
+def device_wheel(tmp_path_factory):
+    return _package().build_wheel(tmp_path_factory.mktemp("dist"))
+
+
+def test_the_device_distribution_holds_the_edge_package_and_no_host_code(device_wheel):
+    """Issue 14 item 4, on the built distribution's file list: what the installer installs."""
+    with zipfile.ZipFile(device_wheel) as archive:
+        names = archive.namelist()
+        entry_points = archive.read("percepnet_edge-0.1.0.dist-info/entry_points.txt").decode()
+    packages = {name.split("/")[0] for name in names}
+    assert packages == {"edge", "percepnet_edge-0.1.0.dist-info"}
+    assert not [n for n in names if n.startswith(("training/", "converter/", "evaluation/")) or n.endswith(".keras")]
+    assert {"edge/cli.py", "edge/daemon.py", "edge/dsp/enhancer.py", "edge/pipewire.py"} <= set(names)
+    assert "percepnet-edge = edge.cli:main" in entry_points and "percepnet-train" not in entry_points
+
+
+def test_the_packaging_check_refuses_host_code(tmp_path):
+    """What wheel_problems would say of a distribution built from the development pyproject (all packages)."""
+    wheel = tmp_path / "percepnet_edge-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in ("edge/cli.py", "training/train.py", "converter/__init__.py", "evaluation/peers.py",
+                     "models/lite/percepnet_lite.keras"):
+            archive.writestr(name, "")
+        archive.writestr("percepnet_edge-0.1.0.dist-info/entry_points.txt",
+                         "[console_scripts]\npercepnet-train = training.cli:main\n")
+    problems = _package().wheel_problems(wheel)
+    assert sum("host code" in p for p in problems) == 4 and any("host command" in p for p in problems)
+
+
+def test_the_device_package_runs_without_the_host_packages(device_wheel, tmp_path):
+    """The built wheel, unpacked beside this venv's third-party packages (no editable install, no checkout on the
+    path): every edge module imports, and bench says why it skips RNNoise, whose adapter is host code."""
+    with zipfile.ZipFile(device_wheel) as archive:
+        archive.extractall(tmp_path / "device")
+    script = textwrap.dedent("""
+        import importlib, importlib.util, pkgutil, sys
+        assert [importlib.util.find_spec(n) for n in ("training", "converter", "evaluation")] == [None] * 3
+        import edge
+        assert edge.__file__.startswith(sys.argv[1]), edge.__file__
+        for module in pkgutil.walk_packages(edge.__path__, "edge."):
+            importlib.import_module(module.name)
+        from edge.cli import main
+        sys.exit(main(["bench", "--seconds", "1", "--rounds", "1"]))
+    """)
+    path = os.pathsep.join([str(tmp_path / "device"), sysconfig.get_paths()["purelib"],
+                            sysconfig.get_paths()["platlib"]])
+    result = subprocess.run([sys.executable, "-S", "-c", script, str(tmp_path / "device")], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped RNNoise: its adapter, evaluation.peers, is host code and not part of a device install" \
+        in result.stdout
