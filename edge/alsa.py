@@ -96,26 +96,32 @@ class AlsaDuplex:
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
         try:
-            import alsaaudio
+            import alsaaudio  # noqa: F401 (whether it imports; open_one uses it)
         except ImportError as exc:
             raise MissingDependencyError(f"ALSA needs pyalsaaudio, which is not importable ({exc}): install "
                                          "python3-alsaaudio (Debian) or pip install 'percepnet-edge[edge]'") from None
         config = self.config
-        format_code = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
         self.close()
         pipewire.check_targets(config)          # a missing node would be silently replaced by the default one
-        for kind, device, channels in (("capture", config.capture_device, config.capture_channels),
-                                       ("playback", config.playback_device, 1)):
-            try:
-                pcm = open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
-                                format_code, config.buffer_periods)
-            except alsaaudio.ALSAAudioError as exc:
-                self.close()
-                raise DeviceError(sound_devices.explain(kind, device, str(exc), self.proc)) from None
-            setattr(self, kind, pcm)
+        for kind in ("capture", "playback"):
+            self.open_one(kind)
         self._check_negotiated()
         self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         self._prefill()
+
+    def open_one(self, kind):
+        """Open the capture or the playback PCM; on failure close both and raise the explained DeviceError."""
+        import alsaaudio
+        config = self.config
+        device = getattr(config, f"{kind}_device")
+        channels = config.capture_channels if kind == "capture" else 1
+        try:
+            pcm = open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
+                           getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"), config.buffer_periods)
+        except alsaaudio.ALSAAudioError as exc:
+            self.close()
+            raise DeviceError(sound_devices.explain(kind, device, str(exc), self.proc)) from None
+        setattr(self, kind, pcm)
 
     def _prefill(self):
         """Queue the configured periods of silence ahead of the next output period."""

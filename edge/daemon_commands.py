@@ -114,7 +114,10 @@ def check(config_path, say=print, proc="/proc"):
         runner = default_runner_factory(config)
         item("model", True, runner.describe())
         if not runner.xnnpack_active and config.model.xnnpack:
-            item("xnnpack", False, "XNNPACK requested but not active: install ai-edge-litert")
+            item("xnnpack", False, "XNNPACK requested but not active: install ai-edge-litert"
+                 if runner.runtime != "ai_edge_litert" else "XNNPACK requested but ai-edge-litert did not apply it "
+                 "on this CPU (its log above says why; it reads /proc/cpuinfo and /sys/devices/system/cpu); "
+                 "set model.xnnpack: false to run without it")
     except Exception as exc:                              # every model failure is reported, not raised
         item("model", False, _error_text(exc))
     with pipewire_streams():
@@ -180,7 +183,18 @@ def _check_devices(audio, item, say, proc):
         duplex.open()
         item("devices", True, f"capture {audio.capture_device!r} and playback "
                               f"{audio.playback_device!r} open at 48 kHz, {audio.sample_format}")
-    except (DeviceError, MissingDependencyError) as exc:
+    except DeviceError as exc:
+        item("devices", False, str(exc))
+        duplex.close()
+        for kind in ("capture", "playback"):              # the open stops at the first; say every one
+            try:
+                duplex.open_one(kind)
+            except DeviceError as other:
+                if str(other) != str(exc):
+                    item("devices", False, str(other))
+            finally:
+                duplex.close()
+    except MissingDependencyError as exc:
         item("devices", False, str(exc))
     finally:
         duplex.close()

@@ -77,13 +77,14 @@ def test_check_names_snd_aloop_for_a_loopback_playback_device(tmp_path):
     if "Loopback" in sound_devices.sound_cards().values():
         pytest.skip("this machine has snd-aloop loaded")
     config = tmp_path / "config.yaml"
-    config.write_text("audio:\n  capture_device: 'null'\n  playback_device: 'hw:Loopback,0,0'\n")
+    config.write_text("audio:\n  capture_device: 'plughw:CARD=Headset'\n  playback_device: 'hw:Loopback,0,0'\n")
     env = {**os.environ, "RUNTIME_DIRECTORY": str(tmp_path / "run")}
     result = subprocess.run([sys.executable, "-m", "edge.cli", "check", "--config", str(config)], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    line = next(line for line in result.stdout.splitlines() if line.startswith("[FAIL] devices"))
-    assert "cannot open playback device 'hw:Loopback,0,0'" in line and "`sudo modprobe snd-aloop`" in line
+    capture, playback = [line for line in result.stdout.splitlines() if line.startswith("[FAIL] devices")]
+    assert "cannot open capture device 'plughw:CARD=Headset'" in capture and "no sound card 'Headset'" in capture
+    assert "cannot open playback device 'hw:Loopback,0,0'" in playback and "`sudo modprobe snd-aloop`" in playback
 
 
 class FakeAlsa:
