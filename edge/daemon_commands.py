@@ -178,6 +178,13 @@ def _check_devices(audio, item, say, proc):
     except DeviceError as exc:
         item("devices", True, f"not opened: {exc}")
         return
+    try:
+        pipewire.check_targets(audio)
+    except (DeviceError, MissingDependencyError) as exc:
+        # Opening a PipeWire PCM whose target node is missing can block in pipewire-alsa: report, open nothing.
+        item("devices", False, str(exc))
+        locks.release()
+        return
     duplex = AlsaDuplex(audio, proc=proc)
     try:
         duplex.open()
