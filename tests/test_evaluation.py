@@ -191,3 +191,30 @@ def test_reports_break_results_down_by_group_without_the_clean_clips():
     run = summarise(evaluate(clips, [noisy_input()], use_dnsmos=False, say=lambda *_: None))
     assert set(run["by_group"]["noisy input"]) == {"g1", "g2"}
     assert run["by_group"]["noisy input"]["g2"]["n_clips"] == 1                  # the clean clip stays out
+
+
+def test_runs_on_the_same_clips_combine_and_runs_on_other_clips_are_refused(pairs_dir, tmp_path, capsys):
+    pytest.importorskip("pesq", reason="pesq is not installed (the PESQ-WB metric)")
+    from evaluation.combine import main as combine_main
+    both, noisy, oracle = tmp_path / "both", tmp_path / "noisy", tmp_path / "oracle"
+    for out, methods in ((both, "noisy,oracle"), (noisy, "noisy"), (oracle, "oracle")):
+        assert main(["--pairs", str(pairs_dir), "--methods", methods, "--no-dnsmos", "--out", str(out)]) == 0
+    assert combine_main([str(noisy / "results.json"), str(oracle / "results.json"),
+                         "--out", str(tmp_path / "combined")]) == 0
+    combined = json.loads((tmp_path / "combined" / "results.json").read_text())
+    together = json.loads((both / "results.json").read_text())
+    assert set(combined["summary"]) == {"noisy input", "oracle (upper bound)"}
+    for name in combined["summary"]:
+        for metric in ("pesq_wb", "stoi", "si_sdr_db"):
+            assert combined["summary"][name][metric] == pytest.approx(together["summary"][name][metric], abs=1e-9)
+    capsys.readouterr()
+
+    assert combine_main([str(noisy / "results.json"), str(both / "results.json"),
+                         "--out", str(tmp_path / "twice")]) == 2
+    assert "'noisy input' is in more than one run" in capsys.readouterr().err
+    other = json.loads((oracle / "results.json").read_text())
+    other["clips"] = other["clips"][:1]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert combine_main([str(noisy / "results.json"), str(tmp_path / "other.json"),
+                         "--out", str(tmp_path / "bad")]) == 2
+    assert "different clips" in capsys.readouterr().err
