@@ -13,12 +13,14 @@ import json
 import sys
 from pathlib import Path
 
+from edge.errors import PercepnetError
+
 from . import report
 
 CLIP_KEYS = ("name", "snr_db", "snr_bucket", "family", "group")
 
 
-class CombineError(ValueError):
+class CombineError(PercepnetError, ValueError):
     """The runs cannot be combined; the message says why."""
 
 
