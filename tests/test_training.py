@@ -200,3 +200,32 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
     epochs = [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
     assert len(first) == 2 and epochs == ["0", "1", "2"]         # the second run ran epochs 2 and 3 only
     assert card["epochs_run"] == 2
+
+
+def test_quiet_leads_start_some_examples_with_a_floor_and_silent_targets():
+    from edge.dsp import analyse_signal
+    from training.quiet import FLOOR_DBFS_RANGE, add_quiet_leads, floor_signal, lead_bank
+    rng = np.random.default_rng(4)
+    levels = []
+    for _ in range(40):
+        floor = floor_signal(rng, 0.5)
+        levels.append(-np.inf if not floor.any() else 10 * np.log10(np.mean(floor ** 2)))
+    finite = [level for level in levels if np.isfinite(level)]
+    assert 0 < len(finite) < 40                                        # digital silence sometimes, a floor mostly
+    assert FLOOR_DBFS_RANGE[0] - 0.5 < min(finite) and max(finite) < FLOOR_DBFS_RANGE[1] + 0.5
+    bank = lead_bank(count=2, frames=30, seed=1)
+    again = floor_signal(np.random.default_rng(1), 30 * 480 / 48_000)
+    np.testing.assert_allclose(bank[0], analyse_signal(again).features[:30], atol=1e-5)   # edge.dsp's features
+
+    frames, delay = 250, 2
+    features = np.ones((64, frames, 70), np.float32)
+    gain, strength, vad = (np.full((64, frames, 34), 0.5, np.float32), np.full((64, frames, 34), 0.5, np.float32),
+                           np.ones((64, frames), np.float32))
+    lengths = add_quiet_leads(features, gain, strength, vad, lead_bank(count=3, frames=200, seed=2), 0.5,
+                              np.random.default_rng(3), delay)
+    assert 16 < np.count_nonzero(lengths) < 48 and lengths.max() <= 200 and lengths[lengths > 0].min() >= 20
+    for row, length in enumerate(lengths):
+        assert np.all(features[row, length:] == 1) and (length == 0 or not np.all(features[row, :length] == 1))
+        assert np.all(gain[row, delay:delay + length] == 0) and np.all(gain[row, delay + length:] == 0.5)
+        assert np.all(strength[row, delay:delay + length] == 0) and np.all(vad[row, delay:delay + length] == 0)
+        assert np.all(vad[row, delay + length:] == 1) and np.all(gain[row, :delay] == 0.5)

@@ -62,6 +62,9 @@ def _parser():
                        help="extra weight on gain errors that attenuate more than the target "
                             f"(default {OVER_SUPPRESSION_WEIGHT:g}; 0 is the paper's loss)")
     train.add_argument("--seed", type=int, default=0, help="seed of the batch order (default 0)")
+    train.add_argument("--quiet-lead-share", type=float, default=0.0,
+                       help="share of training examples whose first 0.2-2 s are a microphone floor alone, "
+                            "so noise starts mid-example (default 0: none)")
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads TensorFlow may use (default: all cores); two runs side by side "
                             "with --threads 1 each get equal CPU time")
@@ -105,7 +108,8 @@ def main(argv=None):
                 tf.config.threading.set_inter_op_parallelism_threads(args.threads)
             fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
-                over_suppression_weight=args.over_suppression_weight, seed=args.seed)
+                over_suppression_weight=args.over_suppression_weight, seed=args.seed,
+                quiet_lead_share=args.quiet_lead_share)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

@@ -125,11 +125,23 @@ class ExampleStore:
             row += n
         say(f"{split}: {self.count:,} examples of {self.frames} frames in memory ({need / 2**30:.2f} GiB)")
 
-    def batch(self, indices):
+    quiet_lead_share = 0.0
+    quiet_leads = None
+
+    def use_quiet_leads(self, share, seed=0):
+        """Give ``share`` of each shuffled batch's examples a floor-only start (training.quiet)."""
+        from .quiet import lead_bank
+        if not 0.0 <= share <= 1.0:
+            raise TrainingError(f"--quiet-lead-share must be within 0..1, not {share}")
+        self.quiet_lead_share = share
+        self.quiet_leads = lead_bank(seed=seed) if share > 0 else None
+
+    def batch(self, indices, rng=None):
         """``(features, targets, weights)`` float32 for the examples at ``indices``, targets delayed.
 
         The network's output at frame t describes frame t - delay, so targets
         move ``delay`` frames later and the first ``delay`` frames carry no loss.
+        With ``rng`` and quiet leads in use, some examples start with a floor only.
         """
         delay = output_delay_frames()
         indices = np.sort(indices)              # sorted gathers read memory in order
@@ -142,6 +154,10 @@ class ExampleStore:
         vad[:, delay:, 0] = self.arrays["vad"][indices, :-delay]
         weight = np.ones((len(indices), self.frames), np.float32)
         weight[:, :delay] = 0.0
+        if rng is not None and self.quiet_leads is not None:
+            from .quiet import add_quiet_leads
+            add_quiet_leads(features, gain, strength, vad[..., 0], self.quiet_leads, self.quiet_lead_share, rng,
+                            delay)
         # The strength loss weighs each band by its target gain: it travels beside the strength.
         return (features, {"gain": gain, "strength": np.concatenate([strength, gain], axis=-1), "vad": vad},
                 {"gain": weight, "strength": weight, "vad": weight})
@@ -159,7 +175,7 @@ class ExampleStore:
         while True:
             order = rng.permutation(self.count)
             for start in range(0, self.count - batch_size + 1, batch_size):
-                yield self.batch(order[start:start + batch_size])
+                yield self.batch(order[start:start + batch_size], rng)
 
 
 def make_dataset(store, batch_size, shuffle, with_vad=True, seed=0):
@@ -294,12 +310,13 @@ def _cost_per_epoch():
 
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
-        over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0):
+        over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
     ``time_budget_min`` stops at the first epoch end past that many minutes;
-    ``init_from`` starts from a saved model's weights (fine-tuning).
+    ``init_from`` starts from a saved model's weights (fine-tuning);
+    ``quiet_lead_share`` of the training examples start with a floor only (training.quiet).
     """
     import keras
     out_dir = Path(out_dir)
@@ -308,6 +325,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         model, config = compile_model(size, learning_rate, over_suppression_weight, init_from)
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
     train_store = ExampleStore(cache_dir, "train", say)
+    train_store.use_quiet_leads(quiet_lead_share, seed)
     validation_store = ExampleStore(cache_dir, "validation", say)
     train = make_dataset(train_store, batch_size, shuffle=True, with_vad=config.vad_head, seed=seed)
     if steps_per_epoch is None:
