@@ -82,12 +82,17 @@ def main(argv=None):
                         help="team data with speech/ravdess (default ../shared/data); without it, the tone only")
     args = parser.parse_args(argv)
     from edge.engine import ModelRunner
+    from edge.errors import PercepnetError
     speech = held_out_speech(args.data) if (args.data / "speech" / "ravdess").is_dir() else None
     if speech is None:
         print(f"no RAVDESS validation speech under {args.data}: the tone only", file=sys.stderr)
     cases = signals(speech)
     for path in args.models:
-        runner = ModelRunner(path)
+        try:
+            runner = ModelRunner(path)
+        except PercepnetError as exc:
+            print(f"evaluation.sensitivity: {exc}", file=sys.stderr)
+            return 2
         print(f"{path}:")
         for name, (clean, signal) in cases.items():
             snr, change = measure(runner, clean, signal)
