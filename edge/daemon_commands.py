@@ -178,18 +178,14 @@ def _check_devices(audio, item, say, proc):
     except DeviceError as exc:
         item("devices", True, f"not opened: {exc}")
         return
-    try:
-        pipewire.check_targets(audio)
-    except (DeviceError, MissingDependencyError) as exc:
-        # Opening a PipeWire PCM whose target node is missing can block in pipewire-alsa: report, open nothing.
-        item("devices", False, str(exc))
-        locks.release()
-        return
     duplex = AlsaDuplex(audio, proc=proc)
     try:
         duplex.open()
         item("devices", True, f"capture {audio.capture_device!r} and playback "
                               f"{audio.playback_device!r} open at 48 kHz, {audio.sample_format}")
+    except pipewire.PipeWireError as exc:
+        # Raised before anything opens; opening a PCM whose target node is missing can block in pipewire-alsa.
+        item("devices", False, str(exc))
     except DeviceError as exc:
         item("devices", False, str(exc))
         duplex.close()

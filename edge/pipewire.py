@@ -36,6 +36,10 @@ ENV = "PIPEWIRE_ALSA"
 PW_DUMP_TIMEOUT_S = 10
 
 
+class PipeWireError(DeviceError):
+    """PipeWire cannot serve the configured devices (server unreachable, or a node missing); nothing was opened."""
+
+
 def uses_pipewire(device):
     return device == "pipewire" or device.startswith("pipewire:")
 
@@ -73,22 +77,22 @@ def node_names(run=subprocess.run):
     try:
         result = run(["pw-dump"], capture_output=True, text=True, timeout=PW_DUMP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        raise DeviceError(f"PipeWire did not answer pw-dump within {PW_DUMP_TIMEOUT_S} s") from None
+        raise PipeWireError(f"PipeWire did not answer pw-dump within {PW_DUMP_TIMEOUT_S} s") from None
     if result.returncode != 0:
         where = os.environ.get("XDG_RUNTIME_DIR") or "no XDG_RUNTIME_DIR set"
-        raise DeviceError(f"PipeWire is not reachable ({where}; pw-dump: {result.stderr.strip()[:200]}): run the "
+        raise PipeWireError(f"PipeWire is not reachable ({where}; pw-dump: {result.stderr.strip()[:200]}): run the "
                           "daemon in the desktop user's session (`systemctl --user enable --now "
                           "percepnet-edge@pipewire`, see docs/microphone.md), and check as that user")
     try:
         objects = json.loads(result.stdout or "[]")
     except ValueError:
-        raise DeviceError("pw-dump printed something that is not JSON") from None
+        raise PipeWireError("pw-dump printed something that is not JSON") from None
     return {props["node.name"] for obj in objects
             for props in [((obj.get("info") or {}).get("props") or {})] if "node.name" in props}
 
 
 def check_targets(audio, run=subprocess.run):
-    """Raise DeviceError when a configured PipeWire node is missing (else WirePlumber silently picks another)."""
+    """Raise PipeWireError when a configured PipeWire node is missing (else WirePlumber silently picks another)."""
     wanted = [(kind, node) for kind in ("capture", "playback")
               for node in [target_node(getattr(audio, f"{kind}_device"))] if node]
     if not wanted:
@@ -98,8 +102,8 @@ def check_targets(audio, run=subprocess.run):
         if node in names:
             continue
         if node.startswith("percepnet-edge."):
-            raise DeviceError(f"PipeWire has no node {node!r} for the {kind} device: the fragment {FRAGMENT} is "
+            raise PipeWireError(f"PipeWire has no node {node!r} for the {kind} device: the fragment {FRAGMENT} is "
                               "not loaded; install it (sudo systemd/install.sh) and restart PipeWire "
                               "(`systemctl --user restart pipewire`)")
-        raise DeviceError(f"PipeWire has no node {node!r} for the {kind} device (unplugged?); `wpctl status` "
+        raise PipeWireError(f"PipeWire has no node {node!r} for the {kind} device (unplugged?); `wpctl status` "
                           "lists the devices and `pw-cli ls Node` their node.name")

@@ -18,6 +18,8 @@ from edge.dsp import SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, highpass_
 from edge.quality import snr_db
 from edge.synthetic import harmonic_tone, mix_at_snr, noise, set_level
 
+from .inputs import DEFAULT_CORPUS
+
 SPEECH_LEVEL_DBFS = -26.0
 FLOOR_DBFS = -80.0
 FAINT_NOISE_DBFS = -100.0
@@ -78,7 +80,7 @@ def measure(runner, clean, signal, settings=EnhancerSettings()):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m evaluation.sensitivity", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help=".tflite models with their .json (int8 or float)")
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data",
+    parser.add_argument("--data", type=Path, default=DEFAULT_CORPUS,
                         help="team data with speech/ravdess (default ../shared/data); without it, the tone only")
     args = parser.parse_args(argv)
     from edge.engine import ModelRunner

@@ -12,7 +12,7 @@ pytest.importorskip("soundfile", reason="the training extra (soundfile) is not i
 from training.corpus import scan  # noqa: E402
 from training.corpus_build import (VALIDATION_PERCENT, CorpusBuildError, build_corpus, measure,  # noqa: E402
                                    split_for, verdict)
-from training.sources import gcompris_credits  # noqa: E402
+from training.sources import HELD_OUT_RAVDESS_ACTORS, gcompris_credits  # noqa: E402
 
 from .conftest import clean_speech as _clean  # noqa: E402
 from .conftest import write_wav16 as _wav  # noqa: E402
@@ -72,7 +72,8 @@ def test_build_writes_filtered_speech_a_manifest_and_licences_and_scan_reads_its
 
 
 def test_held_out_material_and_wrong_folders_are_refused_with_advice(downloads, tmp_path):
-    _wav(downloads["shared"] / "speech" / "ravdess" / "Actor_22" / "x.wav", _clean(5, rate=48_000), 48_000)
+    actor = sorted(HELD_OUT_RAVDESS_ACTORS)[0]                   # a generated file under a held-out actor's name
+    _wav(downloads["shared"] / "speech" / "ravdess" / actor / "x.wav", _clean(5, rate=48_000), 48_000)
     with pytest.raises(CorpusBuildError, match="held-out list"):
         build_corpus(tmp_path / "c1", {}, downloads["shared"], workers=1, say=lambda *_: None)
     with pytest.raises(CorpusBuildError, match="git clone https://github.com/gcompris"):

@@ -27,11 +27,12 @@ remove the mark. docs/training.md has the measurements.
 
 import pytest
 
+from edge.model_meta import DEFAULT_MODEL_PATH
 from evaluation.sensitivity import held_out_speech, measure, signals
 
-from .conftest import REPO, shared_data_dir
+from .conftest import shared_data_dir
 
-SHIPPED = REPO / "models" / "lite" / "percepnet_lite.tflite"
+SHIPPED = DEFAULT_MODEL_PATH
 MIN_CHANGE_BELOW_OUTPUT_DB = 20.0
 MAX_SNR_CHANGE_DB = 0.3
 MAX_SNR_CHANGE_HIGH_SNR_DB = 0.5

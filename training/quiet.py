@@ -3,7 +3,7 @@
 Every cached example starts with its noise at the first frame, from a zero
 network state; an always-on daemon instead meets noise that starts while the
 microphone hears only its floor, and the models trained without this
-attenuated such noise 3.5-10 dB instead of 35-41 dB (tests/test_noise_onset.py).
+attenuated such noise 3.5-9 dB instead of 35-41 dB (tests/test_noise_onset.py).
 With a share of ``fit --quiet-lead-share``, a batch's example gets its first
 0.2-2 s replaced by a floor's features (white or pink self-noise at -90..-60
 dBFS, sometimes 16-bit, sometimes digital silence) with targets of a signal
@@ -14,25 +14,24 @@ mid-example. The floors' features come from ``edge.dsp``, like the cache's.
 import numpy as np
 
 from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ
-from edge.synthetic import noise
+
+from .synth import DEFAULT_AUGMENTATION, quantise, self_noise
 
 LEAD_FRAMES_RANGE = (20, 200)             # 0.2-2 s
-FLOOR_DBFS_RANGE = (-90.0, -60.0)
+FLOOR_DBFS_RANGE = DEFAULT_AUGMENTATION.self_noise_dbfs      # the mixtures' microphone floor
 DIGITAL_SILENCE_SHARE = 0.2
 SIXTEEN_BIT_SHARE = 0.5
 BANK_SIZE = 32
 
+
 def floor_signal(rng, seconds):
-    """A microphone's floor alone: white or pink at -90..-60 dBFS RMS, or digital silence."""
+    """A microphone's floor alone (``training.synth.self_noise``), sometimes 16-bit, or digital silence."""
     samples = int(seconds * SAMPLE_RATE_HZ)
     if rng.random() < DIGITAL_SILENCE_SHARE:
         return np.zeros(samples)
-    signal = noise(str(rng.choice(["white", "pink"])), seconds, seed=int(rng.integers(2**31)))[:samples]
-    level_db = rng.uniform(*FLOOR_DBFS_RANGE)
-    signal = signal * 10 ** (level_db / 20) / max(np.sqrt(np.mean(signal ** 2)), 1e-12)
-    if rng.random() < SIXTEEN_BIT_SHARE:
-        signal = np.round(signal * 32767) / 32767
-    return signal
+    floor = self_noise(samples, rng.uniform(*FLOOR_DBFS_RANGE), rng)
+    return quantise(floor, 16) if rng.random() < SIXTEEN_BIT_SHARE else floor
+
 
 def lead_bank(count=BANK_SIZE, frames=LEAD_FRAMES_RANGE[1], seed=0):
     """``(count, frames, 70)`` float32: the features of ``count`` floors, as the stream computes them."""
@@ -41,6 +40,7 @@ def lead_bank(count=BANK_SIZE, frames=LEAD_FRAMES_RANGE[1], seed=0):
     seconds = frames * HOP_SAMPLES / SAMPLE_RATE_HZ
     return np.stack([analyse_signal(floor_signal(rng, seconds)).features[:frames] for _ in range(count)]
                     ).astype(np.float32)
+
 
 def add_quiet_leads(features, gain, strength, vad, bank, share, rng, delay):
     """Give a ``share`` of the batch's examples a floor-only start, in place; targets are already ``delay``-ed.

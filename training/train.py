@@ -124,9 +124,7 @@ class ExampleStore:
                     self.arrays[name][row:row + n] = shard[name]
             row += n
         say(f"{split}: {self.count:,} examples of {self.frames} frames in memory ({need / 2**30:.2f} GiB)")
-
-    quiet_lead_share = 0.0
-    quiet_leads = None
+        self.quiet_lead_share, self.quiet_leads = 0.0, None
 
     def use_quiet_leads(self, share, seed=0):
         """Give ``share`` of each shuffled batch's examples a floor-only start (training.quiet)."""
