@@ -37,6 +37,11 @@ def _parser():
     source.add_argument("--realworld", action="store_true",
                         help="noisy-only clips from the files such a corpus's quality filter rejected (real "
                              "microphones, hum, rooms): DNSMOS and cost only")
+    source.add_argument("--clean-speech", action="store_true",
+                        help="clean speech, no noise added, per validation group of such a corpus (dry, "
+                             "with the microphone floor): how much each method harms speech, by how clean "
+                             "the reference itself is")
+    parser.add_argument("--per-group", type=int, default=10, help="--clean-speech clips per group (default 10)")
     parser.add_argument("--per-source", type=int, default=4, help="--realworld clips per source (default 4)")
     parser.add_argument("--corpus", default=str(inputs.DEFAULT_CORPUS),
                         help="corpus folder with speech/ and noise/ (default: ../shared/data beside the repo)")
@@ -101,6 +106,10 @@ def main(argv=None):
         elif args.groups:
             clips = inputs.synthesise_groups(args.corpus, args.clips_per_snr, args.seconds, args.seed, say)
             source = (f"validation groups of {args.corpus}, clips per SNR and group: {args.clips_per_snr}, "
+                      f"{args.seconds:g} s each, seed {args.seed}")
+        elif args.clean_speech:
+            clips = inputs.synthesise_clean(args.corpus, args.per_group, args.seconds, args.seed, say)
+            source = (f"clean speech of the validation groups of {args.corpus}, {args.per_group} per group, "
                       f"{args.seconds:g} s each, seed {args.seed}")
         elif args.realworld:
             clips = inputs.realworld_clips(args.corpus, args.per_source, args.seconds, args.seed, say)

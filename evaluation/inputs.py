@@ -153,13 +153,7 @@ def synthesise_groups(corpus_dir, clips_per_snr=2, seconds=4.0, seed=2024, say=p
     microphone floor at :data:`FLOOR_DBFS`. Fixed seeds: two runs see the same clips.
     """
     from training.synth import AudioBank, simulated_rooms
-    validation = _validation_split(corpus_dir)
-    groups = {}
-    for speaker in sorted(validation.speech):
-        groups.setdefault(validation.group_of(speaker), []).append(speaker)
-    if len(groups) < 2:
-        raise InputError(f"{corpus_dir}: the validation split has {len(groups)} group(s); build the corpus with "
-                         f"percepnet-train corpus (it assigns groups), or use --split on a plain folder")
+    validation, groups = _validation_groups(corpus_dir)
     conditions = noise_conditions(validation, corpus_dir)
     rooms = simulated_rooms(8, seed)
     bank = AudioBank(say=say)
@@ -178,6 +172,69 @@ def synthesise_groups(corpus_dir, clips_per_snr=2, seconds=4.0, seed=2024, say=p
                                   label, group))
     say(f"synthesised {len(clips)} clips of {seconds:g} s in {len(groups)} groups "
         f"({', '.join(f'{g}: {len(s)} speakers' for g, s in sorted(groups.items()))}) from {corpus_dir}")
+    return clips
+
+
+#: Bounds of the reference-quality classes of :func:`synthesise_clean`, in dB below the speech level.
+REFERENCE_FLOOR_CLASSES_DB = (-60.0, -45.0)
+#: Frames quieter than this are digital silence (the pauses the corpus joins clips with), not a floor.
+DIGITAL_SILENCE_DBFS = -120.0
+
+
+def reference_floor_db(speech, frame_samples=480):
+    """The speech's own noise floor, in dB relative to its loud frames: how clean a "clean" reference is.
+
+    The 10th percentile of the 10 ms frame levels, digital silence left out
+    (the pauses the clips are joined with), minus the 95th percentile. Quiet
+    speech frames count too, so this is an upper bound of the floor: a clip
+    below -60 dB is clean for sure, while speech gated to digital silence reads
+    as its quietest speech frames and may land in a noisier class than it is.
+    -inf when fewer than 10 frames are not digital silence.
+    """
+    frames = speech[:speech.size // frame_samples * frame_samples].reshape(-1, frame_samples)
+    levels = 10.0 * np.log10(np.mean(np.square(frames), axis=1) + 1e-30)
+    heard = levels[levels > DIGITAL_SILENCE_DBFS]
+    if heard.size < 10:
+        return float("-inf")
+    return float(np.percentile(heard, 10) - np.percentile(levels, 95))
+
+
+def reference_class(floor_db):
+    """A label for :func:`reference_floor_db`: clean references and noisy ones are reported apart."""
+    low, high = REFERENCE_FLOOR_CLASSES_DB
+    if floor_db < low:
+        return f"reference floor < {low:.0f} dB"
+    if floor_db < high:
+        return f"reference floor {low:.0f}..{high:.0f} dB"
+    return f"reference floor >= {high:.0f} dB"
+
+
+def synthesise_clean(corpus_dir, per_group=10, seconds=4.0, seed=2024, say=print):
+    """Clean speech with no noise added, per validation group: how much a method harms speech.
+
+    Dry speech (no room) from each group's held-out speakers at
+    :data:`SPEECH_LEVEL_DBFS`, with the microphone floor at :data:`FLOOR_DBFS`
+    on the input only. The references are the corpus's recordings, and some
+    carry their own room noise: a method that removes it loses PESQ against
+    such a reference without harming the speech. So each clip's ``family``
+    is its :func:`reference_class`, and the report shows the classes apart.
+    """
+    from training.synth import AudioBank
+    validation, groups = _validation_groups(corpus_dir)
+    bank = AudioBank(say=say)
+    silent = ("synthetic", "coloured")                        # scaled to nothing at +inf dB SNR
+    clips = []
+    for group_index, (group, speakers) in enumerate(sorted(groups.items())):
+        for k in range(per_group):
+            rng = np.random.default_rng([seed, group_index, 99, k])
+            speaker = speakers[k % len(speakers)]
+            clean, noisy = make_clip(validation, rng, seconds, bank, float("inf"), silent, corpus_dir, speaker,
+                                     None, FLOOR_DBFS)
+            label = reference_class(reference_floor_db(clean))
+            clips.append(Clip(f"{group}_clean_{k:02d}", noisy, clean, float("inf"), label, group))
+    classes = sorted({clip.family for clip in clips})
+    say(f"synthesised {len(clips)} clean-speech clips of {seconds:g} s in {len(groups)} groups from {corpus_dir}; "
+        + ", ".join(f"{sum(c.family == label for c in clips)} with {label}" for label in classes))
     return clips
 
 
@@ -208,6 +265,18 @@ def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=2024, say=print)
                               family=f"realworld/{source}", group=f"realworld/{source}"))
     say(f"{len(clips)} real-world noisy clips from {len(by_source)} sources of {corpus_dir}")
     return clips
+
+
+def _validation_groups(corpus_dir):
+    """``(validation split, {group: [speakers]})`` of a corpus built with groups."""
+    validation = _validation_split(corpus_dir)
+    groups = {}
+    for speaker in sorted(validation.speech):
+        groups.setdefault(validation.group_of(speaker), []).append(speaker)
+    if len(groups) < 2:
+        raise InputError(f"{corpus_dir}: the validation split has {len(groups)} group(s); build the corpus with "
+                         f"percepnet-train corpus (it assigns groups), or use --split on a plain folder")
+    return validation, groups
 
 
 def _validation_split(corpus_dir):

@@ -28,13 +28,23 @@ def _is_clean(clip):
     return bucket is not None and float(bucket) == float("inf")
 
 
+def _set_aside(run):
+    """Whether the clean-speech clips stay out of the means: yes beside noisy clips, no in a clean-only run."""
+    return not all(_is_clean(clip) for clip in run["clips"])
+
+
 def summarise(run):
-    """Add ``summary`` (per method) and ``by_snr_bucket`` / ``by_family`` (per method, per group) to ``run``."""
+    """Add ``summary`` (per method) and ``by_snr_bucket`` / ``by_family`` (per method, per group) to ``run``.
+
+    Beside noisy clips, the clean-speech ones measure harm, not suppression:
+    they have their own SNR column and stay out of the means and the groups.
+    A run of clean speech only (``--clean-speech``) is summarised over all its clips.
+    """
     summary, breakdowns = {}, {key: {} for key in BREAKDOWNS}
+    set_aside = _set_aside(run)
     for name, info in run["methods"].items():
-        # The clean-speech bucket measures harm, not suppression: it has its own column, not a share of the means.
         rows = [clip["results"][name] for clip in run["clips"]
-                if name in clip["results"] and not _is_clean(clip)]
+                if name in clip["results"] and not (set_aside and _is_clean(clip))]
         if not rows:
             continue
         audio = sum(row["audio_s"] for row in rows)
@@ -52,8 +62,7 @@ def summarise(run):
         for key in BREAKDOWNS:
             groups = {}
             for clip in run["clips"]:
-                # Groups compare suppression, so the clean-speech clips (their own SNR column) stay out.
-                if key == "group" and _is_clean(clip):
+                if key == "group" and set_aside and _is_clean(clip):
                     continue
                 if name in clip["results"] and clip.get(key) is not None:
                     groups.setdefault(clip[key], []).append(clip["results"][name])
@@ -145,7 +154,7 @@ def markdown(run, title="Denoiser comparison"):
     shown = [key for key in METRICS if any(row[key] is not None for row in summary.values())]
     seconds = sum(clip["seconds"] for clip in run["clips"])
     against = "reference, " + run["reference"] if run["has_reference"] else "noisy input"
-    clean = sum(1 for clip in run["clips"] if _is_clean(clip))
+    clean = sum(1 for clip in run["clips"] if _is_clean(clip)) if _set_aside(run) else 0
     intro = (f"{len(run['clips'])} clips, {seconds:.0f} s of audio ({run.get('source', '')}); outputs aligned "
              f"to the {against} (lag searched within +-100 ms); metrics are means over clips"
              + (f", the main table over the {len(run['clips']) - clean} noisy ones (the {clean} clean-speech "
@@ -200,8 +209,9 @@ def write_figure(run, path, say=print):
     axes.set_ylim(low - margin, high + margin)
     axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     axes.set_xlabel("CPU seconds per audio second (one thread, this host)")
-    noisy_clips = sum(1 for clip in run['clips'] if not _is_clean(clip))
-    axes.set_ylabel(f"{HEADINGS[metric]} (mean over {noisy_clips} noisy clips)")
+    counted = [clip for clip in run['clips'] if not (_set_aside(run) and _is_clean(clip))]
+    kind = "noisy" if any(not _is_clean(clip) for clip in counted) else "clean-speech"
+    axes.set_ylabel(f"{HEADINGS[metric]} (mean over {len(counted)} {kind} clips)")
     axes.set_title("Quality vs cost" + ("" if metric == "pesq_wb" else " (no reference: DNSMOS)"))
     axes.grid(True, alpha=0.3)
     axes.set_xlim(left=-0.005, right=max(p[0] for p in points) * 1.3 + 0.01)

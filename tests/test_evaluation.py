@@ -165,7 +165,7 @@ def test_group_clips_come_from_each_groups_held_out_speakers_and_realworld_from_
     pytest.importorskip("soundfile", reason="the training extra (soundfile) is not installed")
     from training.corpus import scan
     from training.corpus_build import build_corpus
-    from evaluation.inputs import SNR_BUCKETS_DB, realworld_clips, synthesise_groups
+    from evaluation.inputs import SNR_BUCKETS_DB, realworld_clips, synthesise_clean, synthesise_groups
     corpus = tmp_path / "corpus"
     build_corpus(corpus, {"speechocean762": downloads["speechocean762"]}, downloads["shared"], workers=1,
                  say=lambda *_: None)
@@ -178,6 +178,12 @@ def test_group_clips_come_from_each_groups_held_out_speakers_and_realworld_from_
     assert all(clip.name.startswith(clip.group) for clip in clips)
     again = synthesise_groups(corpus, clips_per_snr=1, seconds=1.0, say=lambda *_: None)
     assert all(np.array_equal(a.noisy, b.noisy) for a, b in zip(clips, again))          # fixed seeds
+    clean_clips = synthesise_clean(corpus, per_group=2, seconds=1.0, say=lambda *_: None)
+    assert [clip.group for clip in clean_clips] == [g for g in sorted(groups) for _ in range(2)]
+    for clip in clean_clips:
+        assert clip.snr_bucket == float("inf") and clip.family.startswith("reference floor")
+        floor = clip.noisy - clip.clean          # the microphone floor, and nothing else, is added
+        assert -90 < 10 * np.log10(np.mean(floor ** 2)) < -80
     realworld = realworld_clips(corpus, per_source=2, seconds=1.0, say=lambda *_: None)
     assert {clip.group for clip in realworld} == {"realworld/speechocean762"}
     assert len(realworld) == 2 and all(clip.clean is None for clip in realworld)
@@ -191,6 +197,29 @@ def test_reports_break_results_down_by_group_without_the_clean_clips():
     run = summarise(evaluate(clips, [noisy_input()], use_dnsmos=False, say=lambda *_: None))
     assert set(run["by_group"]["noisy input"]) == {"g1", "g2"}
     assert run["by_group"]["noisy input"]["g2"]["n_clips"] == 1                  # the clean clip stays out
+
+
+def test_a_clean_speech_run_is_summarised_over_its_clips():
+    from evaluation.report import markdown, summarise
+    clips = [Clip(f"c{seed}", speech_like(SECONDS, seed=seed), speech_like(SECONDS, seed=seed),
+                  snr_db=float("inf"), family="reference floor < -60 dB", group=f"g{seed}") for seed in (1, 2)]
+    run = summarise(evaluate(clips, [noisy_input()], use_dnsmos=False, say=lambda *_: None))
+    run.update(source="test", command=[], environment={})
+    assert run["summary"]["noisy input"]["n_clips"] == 2
+    assert set(run["by_group"]["noisy input"]) == {"g1", "g2"}
+    assert "noisy ones" not in markdown(run)
+
+
+def test_the_reference_floor_tells_a_clean_reference_from_one_with_room_noise():
+    from evaluation.inputs import reference_class, reference_floor_db
+    pause = 1e-5 * noise("white", 0.3, seed=7)                                 # a studio's floor, -100 dBFS
+    speech = np.concatenate([speech_like(1.0, seed=4), pause, speech_like(1.0, seed=5), pause])
+    speech[:-pause.size] *= 0.1 / np.sqrt(np.mean(speech[:-pause.size] ** 2))
+    hiss = noise("white", speech.size / SAMPLE_RATE_HZ, seed=6)[:speech.size]
+    with_room = speech + 10 ** (-50 / 20) * hiss                              # about 30 dB below the speech
+    assert reference_floor_db(speech) < -60 and reference_class(reference_floor_db(speech)).endswith("< -60 dB")
+    assert -45 <= reference_floor_db(with_room) < -20
+    assert reference_class(reference_floor_db(with_room)) == "reference floor >= -45 dB"
 
 
 def test_runs_on_the_same_clips_combine_and_runs_on_other_clips_are_refused(pairs_dir, tmp_path, capsys):
