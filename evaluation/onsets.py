@@ -4,7 +4,8 @@ An always-on daemon meets noise that starts while the microphone hears only
 its floor; every training example and evaluation clip starts with its noise.
 For each model this prints the attenuation, second by second, of 8 s of
 stationary pink noise at -35 dBFS from the first frame, after 0.5 s of a
--70 dBFS floor and after 0.5 s of digital silence. With ``--corpus`` (a corpus
+-70 dBFS floor, after 0.5 s of digital silence, and after white noise that
+stopped 2 s before (noise that stops and restarts). With ``--corpus`` (a corpus
 built by ``percepnet-train corpus``) it also scores the 20 noisy
 validation-group clips (one per SNR and group, seed 2024) with and without a
 2 s floor before each. docs/training.md (*Noise onsets after quiet*) quotes
@@ -23,12 +24,17 @@ from edge.synthetic import noise, set_level
 NOISE_DBFS = -35.0
 NOISE_SECONDS = 8
 FLOOR_DBFS = -70.0
+RESTART = "restart"
 LEADS = {"from the first frame": None, "after 0.5 s of a -70 dBFS floor": FLOOR_DBFS,
-         "after 0.5 s of digital silence": "silence"}
+         "after 0.5 s of digital silence": "silence",
+         "after 4 s of white noise then 2 s of the floor": RESTART}
 CLIP_LEAD_SECONDS = 2.0
 
 
 def _lead(seconds, floor_dbfs, seed):
+    if floor_dbfs == RESTART:                    # earlier noise, then quiet: the noise stops and restarts
+        earlier = set_level(noise("white", 4.0, seed=seed + 10), NOISE_DBFS)
+        return np.concatenate([earlier, _lead(2.0, FLOOR_DBFS, seed)])
     samples = int(seconds * SAMPLE_RATE_HZ)
     if floor_dbfs is None or floor_dbfs == "silence":
         return np.zeros(samples if floor_dbfs == "silence" else 0)
