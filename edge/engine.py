@@ -204,6 +204,14 @@ class ModelRunner:
                 np.take(table, source().view(np.uint8), out=target())
         return self.gain, self.strength
 
+    def model_input(self):
+        """A copy of the last frame's features as the network received them (int8 steps, or floats)."""
+        return np.array(self._features_in()[0])
+
+    def state_snapshot(self):
+        """A copy of every state the next frame will start from, concatenated (for diagnostics)."""
+        return np.concatenate([np.array(target()).ravel() for _, target, _, _ in self._states])
+
     def describe(self):
         """One line: model, runtime, XNNPACK, threads."""
         return (f"{self.metadata.name} ({self.metadata.size}, {self.metadata.quantization}, "

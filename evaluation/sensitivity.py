@@ -77,11 +77,44 @@ def measure(runner, clean, signal, settings=EnhancerSettings()):
     return {name: float(snr_db(reference, output)) for name, output in outputs.items()}, change
 
 
+def trace(runner, signal, other):
+    """Where two inputs part inside the network, frame by frame.
+
+    Returns ``{"frames", "input_frames", "first_input_frame", "state_frames",
+    "state_elements_median", "state_elements", "gain_difference_max"}``: the frames
+    whose model input differs (an int8 model: by a rounding step), the frames after
+    that whose carried-over state differs, the median count of differing state
+    elements over those, the total count, and the largest gain difference.
+    """
+    from edge.dsp import analyse_signal
+    recorded = []
+    for given in (signal, other):
+        runner.reset()
+        inputs, states, gains = [], [], []
+        for features in analyse_signal(given).features:
+            gain, _ = runner(features)
+            inputs.append(runner.model_input())
+            states.append(runner.state_snapshot())
+            gains.append(gain.copy())
+        recorded.append((np.array(inputs), np.array(states), np.array(gains)))
+    (inputs_a, states_a, gains_a), (inputs_b, states_b, gains_b) = recorded
+    input_frames = np.flatnonzero(np.any(inputs_a != inputs_b, axis=1))
+    differing = np.sum(states_a != states_b, axis=1)
+    return {"frames": int(inputs_a.shape[0]), "input_frames": int(input_frames.size),
+            "first_input_frame": int(input_frames[0]) if input_frames.size else None,
+            "state_frames": int(np.count_nonzero(differing)),
+            "state_elements_median": float(np.median(differing[differing > 0])) if differing.any() else 0.0,
+            "state_elements": int(states_a.shape[1]),
+            "gain_difference_max": float(np.max(np.abs(gains_a - gains_b)))}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m evaluation.sensitivity", description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path, help=".tflite models with their .json (int8 or float)")
     parser.add_argument("--data", type=Path, default=DEFAULT_CORPUS,
                         help="team data with speech/ravdess (default ../shared/data); without it, the tone only")
+    parser.add_argument("--trace", action="store_true",
+                        help="also show where float and 16-bit input part inside the network (input, state)")
     args = parser.parse_args(argv)
     from edge.engine import ModelRunner
     from edge.errors import PercepnetError
@@ -101,6 +134,13 @@ def main(argv=None):
             print(f"  {name}: output SNR " + ", ".join(f"{k} {v:.2f}" for k, v in snr.items())
                   + f" dB (spread {max(snr.values()) - min(snr.values()):.2f}); outputs differ "
                   + ", ".join(f"{k} {v:.1f}" for k, v in change.items()) + " dB below their level")
+            if args.trace:
+                path_of = trace(runner, *[variants(signal)[k] for k in ("float", "16-bit")])
+                print(f"    float against 16-bit: the model's input differs in {path_of['input_frames']} of "
+                      f"{path_of['frames']} frames (first: {path_of['first_input_frame']}); its state differs "
+                      f"in {path_of['state_frames']} frames (median {path_of['state_elements_median']:.0f} of "
+                      f"{path_of['state_elements']} elements); gains differ by up to "
+                      f"{path_of['gain_difference_max']:.3f}")
     return 0
 
 

@@ -73,3 +73,17 @@ def test_inaudible_input_changes_leave_the_output_as_it_was(name):
     spread = max(snr.values()) - min(snr.values())
     allowed = MAX_SNR_CHANGE_DB if min(snr.values()) < HIGH_SNR_DB else MAX_SNR_CHANGE_HIGH_SNR_DB
     assert spread < allowed, f"{name}: output SNR " + ", ".join(f"{k} {v:.2f} dB" for k, v in snr.items())
+
+
+def test_the_trace_sees_nothing_between_equal_inputs_and_the_rounding_steps_between_float_and_16_bit():
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (the edge extra has it)")
+    from edge.engine import ModelRunner
+    from evaluation.sensitivity import trace, variants
+    runner = ModelRunner(SHIPPED)
+    _, tone = signals()["modulated tone in white noise"]
+    same = trace(runner, tone, tone.copy())
+    assert (same["input_frames"], same["state_frames"], same["gain_difference_max"]) == (0, 0, 0.0)
+    given = variants(tone)
+    parted = trace(runner, given["float"], given["16-bit"])
+    assert 0 < parted["input_frames"] < parted["frames"] and parted["first_input_frame"] is not None
+    assert parted["state_frames"] >= parted["input_frames"]          # the convolution history holds the input
