@@ -202,6 +202,27 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
     assert card["epochs_run"] == 2
 
 
+def test_state_noise_perturbs_training_only_and_the_saved_model_is_the_plain_form(mini_corpus, tmp_path):
+    import keras
+    from training.model import INT8_STATE_STEP, build_sequence_model, config_for, without_state_noise
+    from training.train import fit
+    config = config_for("tiny")
+    noisy = build_sequence_model(config, state_noise=INT8_STATE_STEP)
+    plain = without_state_noise(noisy, config)
+    x = np.random.default_rng(2).standard_normal((2, 30, noisy.input_shape[-1])).astype("float32")
+    assert np.array_equal(noisy(x, training=False)["gain"], plain(x)["gain"])
+    assert not np.array_equal(noisy(x, training=True)["gain"], plain(x)["gain"])
+    cache = tmp_path / "cache"
+    for split in ("train", "validation"):
+        build_cache(CacheSpec(str(mini_corpus), split, shards=1, examples_per_shard=2, seconds=1.0, seed=5,
+                              simulated_rooms=1), cache, workers=1, say=lambda *_: None)
+    best, card = fit(cache, tmp_path / "run", size="tiny", epochs=1, batch_size=2, say=lambda *_: None,
+                     state_noise=INT8_STATE_STEP)
+    saved = keras.models.load_model(best, compile=False)            # no custom objects needed
+    assert card["state_noise"] == INT8_STATE_STEP
+    assert all(type(layer).__name__ == "GRU" for layer in saved.layers if "gru" in layer.name)
+
+
 def test_quiet_leads_start_some_examples_with_a_floor_and_silent_targets():
     from edge.dsp import analyse_signal
     from training.quiet import FLOOR_DBFS_RANGE, add_quiet_leads, floor_signal, lead_bank

@@ -65,6 +65,10 @@ def _parser():
     train.add_argument("--quiet-lead-share", type=float, default=0.0,
                        help="share of training examples whose first 0.2-2 s are a microphone floor alone, "
                             "so noise starts mid-example (default 0: none)")
+    train.add_argument("--state-noise", type=float, default=0.0,
+                       help="uniform noise of up to this much added to every GRU state each training frame, "
+                            "so that one int8 rounding step (1/127.5) does not move the outputs "
+                            "(default 0: none)")
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads TensorFlow may use (default: all cores); two runs side by side "
                             "with --threads 1 each get equal CPU time")
@@ -109,7 +113,7 @@ def main(argv=None):
             fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed,
-                quiet_lead_share=args.quiet_lead_share)
+                quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

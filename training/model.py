@@ -69,8 +69,48 @@ def _keras():
     return keras
 
 
-def build_sequence_model(config: ModelConfig):
-    """The training form: features (batch, frames, 70) -> dict of per-frame outputs."""
+#: One int8 step of a state in [-1, 1] (the converter's scale for every GRU state is 1/127.5).
+INT8_STATE_STEP = 2.0 / 255.0
+
+
+def _state_noise_gru_cell(keras):
+    """A GRU cell that adds uniform noise to its new state while training (the int8 state's rounding)."""
+
+    class StateNoiseGRUCell(keras.layers.GRUCell):
+        def __init__(self, units, state_noise=0.0, **kwargs):
+            super().__init__(units, **kwargs)
+            self.state_noise = float(state_noise)
+            self._noise_seed = keras.random.SeedGenerator(7)
+
+        def call(self, inputs, states, training=False):
+            h, _ = super().call(inputs, states, training=training)
+            if training and self.state_noise > 0.0:
+                h = h + keras.random.uniform(keras.ops.shape(h), -self.state_noise, self.state_noise,
+                                             seed=self._noise_seed)
+            return h, [h] if isinstance(states, (list, tuple)) else h
+
+    return StateNoiseGRUCell
+
+
+def _gru(layers, units, name, state_noise):
+    """A sequence GRU; with ``state_noise``, its state is perturbed by up to that much each training frame.
+
+    The cell's weights are a GRU's, so the weights move freely between the two forms.
+    """
+    if state_noise <= 0.0:
+        return layers.GRU(units, return_sequences=True, name=name)
+    import keras
+    return layers.RNN(_state_noise_gru_cell(keras)(units, state_noise), return_sequences=True, name=name)
+
+
+def build_sequence_model(config: ModelConfig, state_noise=0.0):
+    """The training form: features (batch, frames, 70) -> dict of per-frame outputs.
+
+    ``state_noise`` > 0 (training only): every GRU state gets uniform noise of
+    +-``state_noise`` per frame, so that the network learns outputs that a
+    one-step difference in an int8 state does not move (docs/training.md,
+    *Inaudible input changes*). Save such a model through :func:`without_state_noise`.
+    """
     keras = _keras()
     layers = keras.layers
     features = keras.Input((None, N_FEATURES), name="features")
@@ -78,15 +118,22 @@ def build_sequence_model(config: ModelConfig):
     x = layers.Conv1D(config.conv_units, CONV1_KERNEL, padding="causal", activation="tanh", name="conv1")(x)
     x = layers.Conv1D(config.conv_units, CONV2_KERNEL, padding="causal", activation="tanh", name="conv2")(x)
     for index in range(config.gru_layers):
-        x = layers.GRU(config.gru_units, return_sequences=True, name=f"gru{index + 1}")(x)
-    gain = layers.GRU(config.gain_gru_units, return_sequences=True, name="gain_gru")(x)
+        x = _gru(layers, config.gru_units, f"gru{index + 1}", state_noise)(x)
+    gain = _gru(layers, config.gain_gru_units, "gain_gru", state_noise)(x)
     gain = layers.Dense(N_BANDS, activation="sigmoid", name="gain")(gain)
-    strength = layers.GRU(config.strength_gru_units, return_sequences=True, name="strength_gru")(x)
+    strength = _gru(layers, config.strength_gru_units, "strength_gru", state_noise)(x)
     strength = layers.Dense(N_BANDS, activation="sigmoid", name="strength")(strength)
     outputs = {"gain": gain, "strength": strength}
     if config.vad_head:
         outputs["vad"] = layers.Dense(1, activation="sigmoid", name="vad")(x)
     return keras.Model(features, outputs, name=f"percepnet_{config.name}")
+
+
+def without_state_noise(model, config: ModelConfig):
+    """The same weights in the plain form (keras.layers.GRU): what is saved, converted and shipped."""
+    plain = build_sequence_model(config)
+    plain.set_weights(model.get_weights())
+    return plain
 
 
 def state_layout(config: ModelConfig):

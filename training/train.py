@@ -23,7 +23,7 @@ from edge.dsp import FEATURE_VERSION, N_BANDS, N_FEATURES
 from edge.errors import PercepnetError
 
 from .cache import check_feature_version
-from .model import build_sequence_model, config_for, output_delay_frames
+from .model import build_sequence_model, config_for, output_delay_frames, without_state_noise
 
 VAD_LOSS_WEIGHT = 0.1
 #: The strength loss is weighed by the target gains (about 0.4 on average), so it counts double to keep
@@ -241,10 +241,11 @@ def strategy_for(name):
     raise TrainingError(f"unknown strategy {name!r}; choose default, mirrored or multi-worker")
 
 
-def compile_model(size, learning_rate, over_suppression_weight=OVER_SUPPRESSION_WEIGHT, init_from=None):
+def compile_model(size, learning_rate, over_suppression_weight=OVER_SUPPRESSION_WEIGHT, init_from=None,
+                  state_noise=0.0):
     import keras
     config = config_for(size)
-    model = build_sequence_model(config)
+    model = build_sequence_model(config, state_noise)
     if init_from is not None:
         _load_weights(model, init_from)
     losses = {"gain": _gain_loss_with(over_suppression_weight), "strength": strength_loss}
@@ -308,19 +309,21 @@ def _cost_per_epoch():
 
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
-        over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0):
+        over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
     ``time_budget_min`` stops at the first epoch end past that many minutes;
     ``init_from`` starts from a saved model's weights (fine-tuning);
-    ``quiet_lead_share`` of the training examples start with a floor only (training.quiet).
+    ``quiet_lead_share`` of the training examples start with a floor only (training.quiet);
+    ``state_noise`` perturbs every GRU state by up to that much per training frame
+    (training.model.build_sequence_model); the saved model is the plain form all the same.
     """
     import keras
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with strategy_for(strategy).scope():
-        model, config = compile_model(size, learning_rate, over_suppression_weight, init_from)
+        model, config = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise)
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
     train_store = ExampleStore(cache_dir, "train", say)
     train_store.use_quiet_leads(quiet_lead_share, seed)
@@ -330,11 +333,14 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         steps_per_epoch = max(1, train_store.count // batch_size)
     validation = make_dataset(validation_store, batch_size, shuffle=False, with_vad=config.vad_head)
     best = out_dir / f"percepnet_{config.name}.keras"
+    best_weights = out_dir / f"percepnet_{config.name}.best.weights.h5"
     callbacks = [
         # Kept after a normal end too, so a later run with more --epochs (another session) continues.
         keras.callbacks.BackupAndRestore(str(out_dir / "resume"), delete_checkpoint=False),
         _cost_per_epoch(),
-        keras.callbacks.ModelCheckpoint(str(best), monitor="val_loss", save_best_only=True),
+        # A noisy-state model holds a custom cell: keep its best weights, save the plain form at the end.
+        keras.callbacks.ModelCheckpoint(str(best_weights) if state_noise > 0 else str(best), monitor="val_loss",
+                                        save_best_only=True, save_weights_only=state_noise > 0),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
     ]
@@ -344,6 +350,9 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     history = model.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=callbacks, verbose=2)
     val_losses = history.history.get("val_loss", [])
+    if state_noise > 0 and best_weights.is_file():
+        model.load_weights(str(best_weights))
+        without_state_noise(model, config).save(str(best))
     card = {
         "size": config.name, "config": config.as_dict(), "weights": int(model.count_params()),
         "feature_version": FEATURE_VERSION, "epochs_run": len(val_losses),
@@ -352,6 +361,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         "cache": [str(c) for c in cache_dir] if isinstance(cache_dir, (list, tuple)) else str(cache_dir),
         "init_from": None if init_from is None else str(init_from),
         "over_suppression_weight": over_suppression_weight, "learning_rate": learning_rate,
+        "quiet_lead_share": quiet_lead_share, "state_noise": state_noise,
     }
     (out_dir / "training.json").write_text(json.dumps(card, indent=2))
     say(f"best validation loss {card['best_val_loss']}; model in {best}")
