@@ -234,9 +234,12 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
     print(report)
     assert set(shifts.values()) == {0}, report
     assert error_db(aligned) < error_db(noisy) - 6, report                 # 4 times closer in energy
-    # How much the model removes of noise that starts after silence is the model's business (tests/test_noise_onset.py,
-    # a known weakness); here the PipeWire path must remove what `denoise` removes.
-    assert attenuation["denoise"] < -1 and abs(attenuation["recorded"] - attenuation["denoise"]) < 3, report
+    # How much the model removes of noise that starts after silence is the model's business (tests/test_noise_onset.py);
+    # here the PipeWire path must remove about what `denoise` removes. Not exactly: the daemon's stream heard
+    # silence for as long as it ran before pw-play, `denoise` for half a second, and in the first second after
+    # quiet the shipped model's attenuation depends on how long the quiet lasted (23-30 dB, docs/training.md).
+    assert attenuation["denoise"] < -15 and attenuation["recorded"] < -15, report
+    assert abs(attenuation["recorded"] - attenuation["denoise"]) < 6, report
 
 
 def test_the_daemon_follows_the_default_microphone_but_never_itself(pipewire, tmp_path):
