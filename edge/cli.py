@@ -49,6 +49,7 @@ def _instance_name(text):
 
 def _parser():
     from .dsp import LATENCY_MS, EnhancerSettings
+    from .dsp.gains import GAIN_EXPONENT_RANGE
     _DSP = EnhancerSettings()        # the documented defaults of the DSP chain
     parser = argparse.ArgumentParser(
         prog="percepnet-edge",
@@ -86,6 +87,10 @@ def _parser():
     denoise.add_argument("--postfilter-beta", type=_in_range(float, *POSTFILTER_BETA_RANGE),
                          default=_DSP.postfilter_beta,
                          help=f"envelope post-filter strength, 0 = off (default {_DSP.postfilter_beta:g})")
+    denoise.add_argument("--gain-exponent", type=_in_range(float, *GAIN_EXPONENT_RANGE),
+                         default=_DSP.gain_exponent,
+                         help=f"power on the network's gains, 1 = as trained, higher suppresses deeper "
+                              f"(default {_DSP.gain_exponent:g})")
     denoise.add_argument("--threads", type=_in_range(int, *THREADS_RANGE), default=1,
                          help="interpreter threads, 1..8 (default 1)")
     denoise.add_argument("--follow-symlinks", action="store_true",
@@ -171,7 +176,7 @@ def _dispatch(argv, control):
             from .dsp import EnhancerSettings
             from .file_commands import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
-                                        postfilter_beta=args.postfilter_beta)
+                                        postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
             run_denoise(args.input, args.output, args.model, settings, args.threads,
                         follow_symlinks=args.follow_symlinks)
         elif args.command == "bench":

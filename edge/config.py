@@ -15,6 +15,7 @@ from typing import Optional, Tuple
 import yaml
 
 from .dsp.enhancer import EnhancerSettings
+from .dsp.gains import GAIN_EXPONENT_RANGE
 from .errors import ConfigError
 from .model_meta import DEFAULT_MODEL_PATH
 from .telemetry import TelemetryConfig
@@ -58,6 +59,7 @@ class DspConfig:
     gain_release_per_frame: Optional[float] = _DSP_DEFAULTS.gain_release_per_frame
     highpass: bool = True
     lookahead_frames: int = 2
+    gain_exponent: float = _DSP_DEFAULTS.gain_exponent
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class Config:
     def enhancer_settings(self):
         from .dsp import EnhancerSettings
         return EnhancerSettings(self.dsp.max_attenuation_db, self.dsp.postfilter_beta,
-                                self.dsp.gain_release_per_frame, self.dsp.highpass)
+                                self.dsp.gain_release_per_frame, self.dsp.highpass, self.dsp.gain_exponent)
 
 
 def _check(condition, key, value, allowed):
@@ -141,6 +143,9 @@ def _validate(config):
     _check(1 <= model.threads <= 8, "model.threads", model.threads, "1..8")
     _check(0 <= dsp.max_attenuation_db <= 100, "dsp.max_attenuation_db", dsp.max_attenuation_db, "0..100 dB")
     _check(0 <= dsp.postfilter_beta <= 1, "dsp.postfilter_beta", dsp.postfilter_beta, "0..1 (0 = off)")
+    _check(_is_number(dsp.gain_exponent) and GAIN_EXPONENT_RANGE[0] <= dsp.gain_exponent <= GAIN_EXPONENT_RANGE[1],
+           "dsp.gain_exponent", dsp.gain_exponent,
+           "{:g}..{:g} (1 = the gains as trained; higher suppresses deeper)".format(*GAIN_EXPONENT_RANGE))
     release = dsp.gain_release_per_frame
     _check(release is None or (_is_number(release) and 0 <= release < 1),
            "dsp.gain_release_per_frame", release, "a number in [0, 1) or null (off)")

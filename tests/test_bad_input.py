@@ -59,6 +59,8 @@ def test_invalid_settings_name_the_problem():
         EnhancerSettings(postfilter_beta=float("nan"))
     with pytest.raises(ValueError, match="gain_release_per_frame"):
         EnhancerSettings(gain_release_per_frame=1.5)
+    with pytest.raises(ValueError, match="gain_exponent"):
+        EnhancerSettings(gain_exponent=float("inf"))
 
 
 def test_attenuation_floor_bounds_the_suppression():

@@ -43,6 +43,20 @@ def test_perfect_reconstruction_with_unit_gains(rng):
     assert error < 1e-5
 
 
+def test_the_gain_exponent_raises_the_network_gains_to_its_power(rng):
+    """A constant gain of 0.5 with exponent 2 scales the output by exactly 0.25 (no other limit active)."""
+    half, none = np.full(N_BANDS, 0.5), np.zeros(N_BANDS)
+    signal = 0.3 * rng.standard_normal(100 * HOP_SAMPLES)
+    outputs = {}
+    for exponent in (1.0, 2.0):
+        enhancer = Enhancer(lambda features: (half, none), EnhancerSettings(
+            postfilter_beta=0.0, gain_release_per_frame=None, highpass=False, gain_exponent=exponent))
+        outputs[exponent] = np.concatenate([enhancer.process(f).copy() for f in signal.reshape(-1, HOP_SAMPLES)])
+    steady = slice(LATENCY_SAMPLES + HOP_SAMPLES, None)
+    np.testing.assert_allclose(outputs[1.0][steady], 0.5 * signal[:-LATENCY_SAMPLES][HOP_SAMPLES:], atol=1e-6)
+    np.testing.assert_allclose(outputs[2.0][steady], 0.25 * signal[:-LATENCY_SAMPLES][HOP_SAMPLES:], atol=1e-6)
+
+
 def test_perfect_reconstruction_holds_through_the_comb_path_for_periodic_input():
     """Full pitch filtering (r = 1) of a strictly periodic signal changes nothing either."""
     from edge.synthetic import harmonic_tone

@@ -51,6 +51,7 @@ def test_empty_config_is_the_documented_defaults():
     ("realtime: {cpu_affinity: [true]}", "realtime.cpu_affinity: [True] is not allowed"),
     ("realtime: {cpu_affinity: [99999]}", "realtime.cpu_affinity: [99999] is not allowed"),
     ("dsp: {gain_release_per_frame: true}", "dsp.gain_release_per_frame: True is not allowed"),
+    ("dsp: {gain_exponent: 0.5}", "dsp.gain_exponent: 0.5 is not allowed; expected 1..3"),
 ])
 def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
     with pytest.raises(ConfigError) as error:

@@ -9,8 +9,8 @@
    earlier, and the comb-filtered delayed frame; their band energies;
 4. features of the newest frame;
 5. gains and strengths for the delayed frame, from a gain source (the
-   network, or the oracle), then the limits: release, envelope post-filter,
-   attenuation floor;
+   network, or the oracle), then the limits: gain exponent, release,
+   envelope post-filter, attenuation floor;
 6. pitch-filter mix and band gains on the delayed frame;
 7. synthesis: inverse FFT and overlap-add.
 
@@ -30,8 +30,8 @@ from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
 from .features import assemble, band_coherence
-from .gains import (GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB, POSTFILTER_BETA, GainApplier,
-                    attenuation_floor, envelope_postfilter)
+from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
+                    POSTFILTER_BETA, GainApplier, attenuation_floor, envelope_postfilter)
 from .pitch import HISTORY_NEEDED, PitchTracker
 from .stft import analyse, synthesise, vorbis_window
 
@@ -61,17 +61,23 @@ class EnhancerSettings:
         gain_release_per_frame: a band gain falls by at most this factor per
             frame (0.6 ~ 135 ms RT60); ``None`` turns the limit off.
         highpass: apply RNNoise's DC/rumble high-pass to the input.
+        gain_exponent: power on the network's gains before the limits (1 = as
+            trained; 1..3, higher suppresses deeper where gains are low).
     """
 
     max_attenuation_db: float = MAX_ATTENUATION_DB
     postfilter_beta: float = POSTFILTER_BETA
     gain_release_per_frame: Optional[float] = GAIN_RELEASE_PER_FRAME
     highpass: bool = True
+    gain_exponent: float = GAIN_EXPONENT
 
     def __post_init__(self):
         attenuation_floor(self.max_attenuation_db)        # validates
         if not (np.isfinite(self.postfilter_beta) and self.postfilter_beta >= 0.0):
             raise ValueError(f"postfilter_beta must be >= 0, got {self.postfilter_beta!r}")
+        low, high = GAIN_EXPONENT_RANGE
+        if not (np.isfinite(self.gain_exponent) and low <= self.gain_exponent <= high):
+            raise ValueError(f"gain_exponent must be in {low:g}..{high:g}, got {self.gain_exponent!r}")
         release = self.gain_release_per_frame
         if release is not None and not 0.0 <= release < 1.0:
             raise ValueError(f"gain_release_per_frame must be in [0, 1) or None, got {release!r}")
@@ -259,9 +265,11 @@ class Enhancer:
                                   else self._input)
 
     def _limit_gains(self, gain, noisy_energy):
-        """Release limit, envelope post-filter and attenuation floor, into ``self.gain``."""
+        """Gain exponent, release limit, envelope post-filter and attenuation floor, into ``self.gain``."""
         released = self._released
         np.copyto(released, gain)
+        if self.settings.gain_exponent != 1.0:
+            np.power(released, self.settings.gain_exponent, out=released)
         release = self.settings.gain_release_per_frame
         if release is not None:
             np.maximum(released, release * self.previous_gain, out=released)
