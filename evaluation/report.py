@@ -28,9 +28,9 @@ def _is_clean(clip):
     return bucket is not None and float(bucket) == float("inf")
 
 
-def _set_aside(run):
-    """Whether the clean-speech clips stay out of the means: yes beside noisy clips, no in a clean-only run."""
-    return not all(_is_clean(clip) for clip in run["clips"])
+def _averaged(run):
+    """The clips the means and the groups are over: the noisy ones, or every clip of a clean-only run."""
+    return [clip for clip in run["clips"] if not _is_clean(clip)] or run["clips"]
 
 
 def summarise(run):
@@ -41,10 +41,9 @@ def summarise(run):
     A run of clean speech only (``--clean-speech``) is summarised over all its clips.
     """
     summary, breakdowns = {}, {key: {} for key in BREAKDOWNS}
-    set_aside = _set_aside(run)
+    averaged = _averaged(run)
     for name, info in run["methods"].items():
-        rows = [clip["results"][name] for clip in run["clips"]
-                if name in clip["results"] and not (set_aside and _is_clean(clip))]
+        rows = [clip["results"][name] for clip in averaged if name in clip["results"]]
         if not rows:
             continue
         audio = sum(row["audio_s"] for row in rows)
@@ -61,9 +60,7 @@ def summarise(run):
         }
         for key in BREAKDOWNS:
             groups = {}
-            for clip in run["clips"]:
-                if key == "group" and set_aside and _is_clean(clip):
-                    continue
+            for clip in averaged if key == "group" else run["clips"]:
                 if name in clip["results"] and clip.get(key) is not None:
                     groups.setdefault(clip[key], []).append(clip["results"][name])
             breakdowns[key][name] = {str(group): _averages(rows)
@@ -154,7 +151,7 @@ def markdown(run, title="Denoiser comparison"):
     shown = [key for key in METRICS if any(row[key] is not None for row in summary.values())]
     seconds = sum(clip["seconds"] for clip in run["clips"])
     against = "reference, " + run["reference"] if run["has_reference"] else "noisy input"
-    clean = sum(1 for clip in run["clips"] if _is_clean(clip)) if _set_aside(run) else 0
+    clean = len(run["clips"]) - len(_averaged(run))
     intro = (f"{len(run['clips'])} clips, {seconds:.0f} s of audio ({run.get('source', '')}); outputs aligned "
              f"to the {against} (lag searched within +-100 ms); metrics are means over clips"
              + (f", the main table over the {len(run['clips']) - clean} noisy ones (the {clean} clean-speech "
@@ -209,8 +206,8 @@ def write_figure(run, path, say=print):
     axes.set_ylim(low - margin, high + margin)
     axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     axes.set_xlabel("CPU seconds per audio second (one thread, this host)")
-    counted = [clip for clip in run['clips'] if not (_set_aside(run) and _is_clean(clip))]
-    kind = "noisy" if any(not _is_clean(clip) for clip in counted) else "clean-speech"
+    counted = _averaged(run)
+    kind = "clean-speech" if all(_is_clean(clip) for clip in counted) else "noisy"
     axes.set_ylabel(f"{HEADINGS[metric]} (mean over {len(counted)} {kind} clips)")
     axes.set_title("Quality vs cost" + ("" if metric == "pesq_wb" else " (no reference: DNSMOS)"))
     axes.grid(True, alpha=0.3)

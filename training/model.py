@@ -15,6 +15,7 @@ GRU 512 -> FC 34 sigmoid, strength head GRU 128 -> FC 34 sigmoid, and an
 optional voice-activity head FC 1 sigmoid on the last shared GRU.
 """
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,6 +74,7 @@ def _keras():
 INT8_STATE_STEP = 2.0 / 255.0
 
 
+@functools.cache
 def _state_noise_gru_cell(keras):
     """A GRU cell that adds uniform noise to its new state while training (the int8 state's rounding)."""
 
@@ -92,15 +94,14 @@ def _state_noise_gru_cell(keras):
     return StateNoiseGRUCell
 
 
-def _gru(layers, units, name, state_noise):
+def _gru(keras, units, name, state_noise):
     """A sequence GRU; with ``state_noise``, its state is perturbed by up to that much each training frame.
 
     The cell's weights are a GRU's, so the weights move freely between the two forms.
     """
     if state_noise <= 0.0:
-        return layers.GRU(units, return_sequences=True, name=name)
-    import keras
-    return layers.RNN(_state_noise_gru_cell(keras)(units, state_noise), return_sequences=True, name=name)
+        return keras.layers.GRU(units, return_sequences=True, name=name)
+    return keras.layers.RNN(_state_noise_gru_cell(keras)(units, state_noise), return_sequences=True, name=name)
 
 
 def build_sequence_model(config: ModelConfig, state_noise=0.0):
@@ -118,10 +119,10 @@ def build_sequence_model(config: ModelConfig, state_noise=0.0):
     x = layers.Conv1D(config.conv_units, CONV1_KERNEL, padding="causal", activation="tanh", name="conv1")(x)
     x = layers.Conv1D(config.conv_units, CONV2_KERNEL, padding="causal", activation="tanh", name="conv2")(x)
     for index in range(config.gru_layers):
-        x = _gru(layers, config.gru_units, f"gru{index + 1}", state_noise)(x)
-    gain = _gru(layers, config.gain_gru_units, "gain_gru", state_noise)(x)
+        x = _gru(keras, config.gru_units, f"gru{index + 1}", state_noise)(x)
+    gain = _gru(keras, config.gain_gru_units, "gain_gru", state_noise)(x)
     gain = layers.Dense(N_BANDS, activation="sigmoid", name="gain")(gain)
-    strength = _gru(layers, config.strength_gru_units, "strength_gru", state_noise)(x)
+    strength = _gru(keras, config.strength_gru_units, "strength_gru", state_noise)(x)
     strength = layers.Dense(N_BANDS, activation="sigmoid", name="strength")(strength)
     outputs = {"gain": gain, "strength": strength}
     if config.vad_head:
