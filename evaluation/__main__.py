@@ -61,7 +61,8 @@ def _parser():
                         help=f".tflite model(s) with sidecar .json, int8 or float (default: "
                              f"{DEFAULT_MODEL_PATH.relative_to(inputs.REPO)} when it exists)")
     parser.add_argument("--methods", default=",".join(methods.ALL_METHODS),
-                        help=f"comma-separated subset of {','.join(methods.ALL_METHODS)} (default: all)")
+                        help=f"comma-separated subset of {','.join(methods.ALL_METHODS)} (default: all of these), "
+                             f"or also {','.join(methods.OPTIONAL_METHODS)} (the clean signal scored as an output)")
     parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest metric)")
     parser.add_argument("--out", default="out/evaluation", help="output folder (default out/evaluation)")
     return parser

@@ -5,9 +5,15 @@ gains, strengths and voice-activity outputs are recorded and replayed through
 the same DSP chain with each map applied: a power on the gains (``g**p``,
 deeper suppression where the gain is low, like a Wiener gain at p = 2), a
 stronger envelope post-filter, and extra attenuation where the network says
-there is no speech. Prints PESQ-WB, STOI and DNSMOS (OVRL, SIG, BAK) per map
-over the noisy clips, and PESQ-WB on the clean-speech ones: what each map
-trades. docs/results.md ('Why DNSMOS trails') has the figures.
+there is no speech. The pitch filter's share is mapped too: strengths set to
+0 (no comb filter) or raised to a power below 1, and the oracle's gains or
+strengths (from the clean reference) put in place of one of the model's two
+outputs, which bounds what a better head of each kind could buy. Last, the
+oracle itself, and the oracle towards a target with the reference's own
+noise floor taken out: what a cleaner training target could buy. Prints
+PESQ-WB, STOI and DNSMOS (OVRL, SIG, BAK) per map over the noisy clips, and
+PESQ-WB on the clean-speech ones: what each map trades. docs/results.md ('Why
+DNSMOS trails') has the figures.
 """
 
 import argparse
@@ -15,31 +21,73 @@ import json
 import sys
 from pathlib import Path
 
+from typing import NamedTuple
+
 import numpy as np
 
-from edge.dsp import EnhancerSettings, enhance_signal, highpass_signal
+from edge.dsp import (HOP_SAMPLES, LOOKAHEAD_FRAMES, ORACLE_SETTINGS, EnhancerSettings, enhance_signal,
+                      highpass_signal, oracle_gains)
 
 from . import metrics
 from .inputs import DEFAULT_CORPUS, synthesise_groups
 
 
+class Recorded(NamedTuple):
+    """The model's outputs per call (row k answers call k), and the oracle's, call-indexed alike."""
+    gains: np.ndarray
+    strengths: np.ndarray
+    vad: np.ndarray
+    oracle_gains: np.ndarray = None
+    oracle_strengths: np.ndarray = None
+    clean_energy: np.ndarray = None             # the reference's band energies, 0 before the first frame
+
+
 def _power(p):
-    return lambda gain, strength, vad: (gain ** p, strength)
+    return lambda rec: (rec.gains ** p, rec.strengths)
 
 
 def _vad_gate(full_at, depth):
     """Gains times ``depth`` where VAD = 0, rising linearly to 1 at VAD >= ``full_at``."""
-    def gate(gain, strength, vad):
-        weight = np.clip(vad / full_at, 0.0, 1.0)[:, None]
-        return gain * (depth + (1.0 - depth) * weight), strength
+    def gate(rec):
+        weight = np.clip(rec.vad / full_at, 0.0, 1.0)[:, None]
+        return rec.gains * (depth + (1.0 - depth) * weight), rec.strengths
     return gate
 
 
-def _unchanged(gain, strength, vad):
-    return gain, strength
+def _unchanged(rec):
+    return rec.gains, rec.strengths
 
 
-#: ``(name, map over (gains, strengths, vad) per clip, DSP settings)``.
+def _strength_power(p):
+    return lambda rec: (rec.gains, rec.strengths ** p)
+
+
+def _no_pitch_filter(rec):
+    return rec.gains, np.zeros_like(rec.strengths)
+
+
+def _oracle_strengths(rec):
+    return rec.gains, rec.oracle_strengths
+
+
+def _oracle_gains(rec):
+    return rec.oracle_gains, rec.strengths
+
+
+def _oracle_without_reference_floor(percentile, factor):
+    """Oracle gains towards a target with ``factor`` times the reference's own floor taken out of each band.
+
+    The floor is the band's ``percentile``-th energy over the clip: the room
+    and microphone noise the 'clean' recordings carry, which DNSMOS marks down.
+    """
+    def oracle(rec):
+        floor = np.percentile(rec.clean_energy, percentile, axis=0)
+        kept = np.maximum(rec.clean_energy - factor * floor, 0.0) / np.maximum(rec.clean_energy, 1e-30)
+        return np.clip(rec.oracle_gains * np.sqrt(kept), 0.0, 1.0), rec.oracle_strengths
+    return oracle
+
+
+#: ``(name, map over a Recorded clip -> (gains, strengths), DSP settings)``.
 MAPS = (
     ("as shipped", _unchanged, EnhancerSettings()),
     ("gain ** 1.3", _power(1.3), EnhancerSettings()),
@@ -49,6 +97,13 @@ MAPS = (
     ("post-filter beta 2", _unchanged, EnhancerSettings(postfilter_beta=2.0)),
     ("x0.3 where VAD < 0.3", _vad_gate(0.3, 0.3), EnhancerSettings()),
     ("x0.3 where VAD < 0.5", _vad_gate(0.5, 0.3), EnhancerSettings()),
+    ("no pitch filter (strength 0)", _no_pitch_filter, EnhancerSettings()),
+    ("strength ** 0.5", _strength_power(0.5), EnhancerSettings()),
+    ("oracle strengths, model gains", _oracle_strengths, EnhancerSettings()),
+    ("oracle gains, model strengths", _oracle_gains, EnhancerSettings()),
+    ("oracle", lambda rec: (rec.oracle_gains, rec.oracle_strengths), ORACLE_SETTINGS),
+    ("oracle, reference floor x2 removed", _oracle_without_reference_floor(10, 2.0), ORACLE_SETTINGS),
+    ("oracle, reference floor x4 removed", _oracle_without_reference_floor(20, 4.0), ORACLE_SETTINGS),
 )
 
 
@@ -66,8 +121,8 @@ class Recorder:
         return gain, strength
 
     def replayable(self):
-        """``(gains, strengths, vad)``, one row per call, for :class:`Replay`."""
-        return np.array(self.gains), np.array(self.strengths), np.array(self.vad, dtype=np.float64)
+        """A :class:`Recorded` (no oracle yet), one row per call, for :func:`replay`."""
+        return Recorded(np.array(self.gains), np.array(self.strengths), np.array(self.vad, dtype=np.float64))
 
 
 class Replay:
@@ -86,27 +141,46 @@ class Replay:
 
 
 def record(runner, noisy):
-    """Enhance ``noisy`` with the model; returns ``(output, (gains, strengths, vad))``."""
+    """Enhance ``noisy`` with the model; returns ``(output, Recorded)``."""
     runner.reset()
     recorder = Recorder(runner)
     output = enhance_signal(noisy, recorder)
     return output, recorder.replayable()
 
 
+def with_oracle(recorded, clean, noisy):
+    """``recorded`` plus the oracle's gains and strengths for ``clean``/``noisy``, indexed by call.
+
+    Call k answers frame k - LOOKAHEAD_FRAMES (as :class:`edge.dsp.FrameGains`
+    does); calls before the first frame get unity gains and no pitch filter.
+    """
+    n_calls = recorded.gains.shape[0]
+    pad = n_calls * HOP_SAMPLES - noisy.size
+    gains, strengths, _, clean_analysis = oracle_gains(np.pad(clean, (0, pad)), np.pad(noisy, (0, pad)))
+    by_call = {"oracle_gains": np.ones_like(recorded.gains), "oracle_strengths": np.zeros_like(recorded.strengths),
+               "clean_energy": np.zeros_like(recorded.gains)}
+    for name, frames in zip(by_call, (gains, strengths, clean_analysis.energy)):
+        by_call[name][LOOKAHEAD_FRAMES:] = frames[:n_calls - LOOKAHEAD_FRAMES]
+    return recorded._replace(**by_call)
+
+
 def replay(noisy, recorded, gain_map=_unchanged, settings=EnhancerSettings()):
     """The output the DSP chain gives with the recorded outputs passed through ``gain_map``."""
-    return enhance_signal(noisy, Replay(*gain_map(*recorded)), settings)
+    return enhance_signal(noisy, Replay(*gain_map(recorded)), settings)
 
 
-def score_maps(runner, clips, dnsmos, say=print):
-    """``{map name: [per-clip scores]}`` over ``clips`` (each has a clean reference)."""
-    rows = {name: [] for name, _, _ in MAPS}
+def score_maps(runner, clips, dnsmos, say=print, names=None):
+    """``{map name: [per-clip scores]}`` over ``clips`` (each has a clean reference), for the maps
+    named in ``names`` (default: all of :data:`MAPS`)."""
+    maps = [m for m in MAPS if names is None or m[0] in names]
+    rows = {name: [] for name, _, _ in maps}
     for index, clip in enumerate(clips):
         padded = np.pad(clip.noisy, (0, metrics.MAX_LAG))
         _, recorded = record(runner, padded)
+        recorded = with_oracle(recorded, np.pad(clip.clean, (0, metrics.MAX_LAG)), padded)
         reference = highpass_signal(clip.clean)
         reference_16k = metrics.to_metric_rate(reference)
-        for name, gain_map, settings in MAPS:
+        for name, gain_map, settings in maps:
             aligned, _ = metrics.align_to(reference, replay(padded, recorded, gain_map, settings))
             scores = metrics.reference_scores(reference, aligned, reference_16k, ())
             scores.update({f"dnsmos_{k}": v for k, v in dnsmos(metrics.to_metric_rate(aligned)).items()})
@@ -135,6 +209,8 @@ def main(argv=None):
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus built by percepnet-train corpus")
     parser.add_argument("--clips-per-snr", type=int, default=2, help="as in --groups (default 2)")
     parser.add_argument("--out", help="also write the per-clip scores to this JSON file")
+    parser.add_argument("--maps", nargs="+", metavar="NAME", choices=[name for name, _, _ in MAPS],
+                        help="score only these maps (default: all); 'as shipped' is the baseline")
     args = parser.parse_args(argv)
     from edge.engine import ModelRunner
     from edge.errors import PercepnetError
@@ -152,7 +228,7 @@ def main(argv=None):
     if dnsmos is None:
         say(f"gain_maps: DNSMOS is needed here and cannot run: {reason}")
         return 2
-    rows = score_maps(runner, clips, dnsmos, say)
+    rows = score_maps(runner, clips, dnsmos, say, args.maps)
     if args.out:
         Path(args.out).write_text(json.dumps(rows))
     print(table(rows))

@@ -23,8 +23,11 @@ from edge.dsp import (HOP_SAMPLES, LATENCY_MS, SAMPLE_RATE_HZ, EnhancerSettings,
 
 from . import peers
 
-#: Method names accepted by ``--methods``, in report order ("model" stands for every --model).
+#: Method names run by default, in report order ("model" stands for every --model).
 ALL_METHODS = ("noisy", "oracle", "model", "rnnoise", "deepfilternet", "webrtc")
+#: Accepted by ``--methods`` but only run when named: the clean reference itself, scored like an output.
+OPTIONAL_METHODS = ("reference",)
+_REPORT_ORDER = ("noisy", "reference") + ALL_METHODS[1:]
 
 
 class Unavailable(MissingDependencyError):
@@ -54,6 +57,17 @@ class Method:
 def noisy_input():
     """The unprocessed input: the floor every method should beat."""
     return Method("noisy input", "noisy", lambda noisy, clean: noisy, 0.0, note="no processing")
+
+
+def clean_reference():
+    """The clean reference as the output: a perfect enhancer.
+
+    Its reference metrics are trivially the best; its DNSMOS is what the
+    no-reference model thinks of the reference itself, which caps any method
+    that restores it faithfully (docs/results.md, 'Why DNSMOS trails').
+    """
+    return Method("clean reference (a perfect enhancer)", "reference", lambda noisy, clean: clean, 0.0,
+                  needs_clean=True, note="the clean signal itself: its DNSMOS is the ceiling of a faithful method")
 
 
 def oracle():
@@ -151,13 +165,13 @@ def webrtc_ns():
 
 def build(names=ALL_METHODS, model_paths=(), settings=EnhancerSettings()):
     """The requested methods that can run, and ``{name: reason}`` for those that cannot."""
-    unknown = set(names) - set(ALL_METHODS)
+    unknown = set(names) - set(_REPORT_ORDER)
     if unknown:
-        raise UsageError(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL_METHODS)}")
-    builders = {"noisy": noisy_input, "oracle": oracle, "rnnoise": rnnoise,
+        raise UsageError(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(_REPORT_ORDER)}")
+    builders = {"noisy": noisy_input, "reference": clean_reference, "oracle": oracle, "rnnoise": rnnoise,
                 "deepfilternet": deepfilternet, "webrtc": webrtc_ns}
     methods, skipped = [], {}
-    for name in ALL_METHODS:
+    for name in _REPORT_ORDER:
         if name not in names:
             continue
         if name == "model":

@@ -193,7 +193,7 @@ def write_figure(run, path, say=print):
     figure, axes = plt.subplots(figsize=(8.0, 5.2), dpi=120)
     markers = "osD^vP*Xh<>"
     for index, (x, y, name) in enumerate(points):
-        hollow = run["methods"][name]["kind"] == "oracle"
+        hollow = run["methods"][name]["kind"] in ("oracle", "reference")      # not methods one can run
         color = f"C{index % 10}"
         axes.scatter([x], [y], s=70, marker=markers[index % len(markers)], zorder=3,
                      facecolors="none" if hollow else color, edgecolors=color,

@@ -247,3 +247,17 @@ def test_runs_on_the_same_clips_combine_and_runs_on_other_clips_are_refused(pair
     assert combine_main([str(noisy / "results.json"), str(tmp_path / "other.json"),
                          "--out", str(tmp_path / "bad")]) == 2
     assert "different clips" in capsys.readouterr().err
+
+
+def test_the_clean_reference_runs_only_when_named_scores_as_perfect_and_comes_after_the_input(pairs_dir, tmp_path):
+    pytest.importorskip("pesq", reason="pesq is not installed (the PESQ-WB metric)")
+    from evaluation.methods import ALL_METHODS, build
+    assert "reference" not in ALL_METHODS                      # the default runs do not include it
+    chosen, _ = build(["oracle", "reference", "noisy"])
+    assert [method.kind for method in chosen] == ["noisy", "reference", "oracle"]
+    out = tmp_path / "out"
+    assert main(["--pairs", str(pairs_dir), "--methods", "noisy,reference", "--no-dnsmos", "--out", str(out)]) == 0
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    perfect = summary["clean reference (a perfect enhancer)"]
+    assert perfect["pesq_wb"] > 4.5 and perfect["si_sdr_db"] > 60.0
+    assert perfect["pesq_wb"] > summary["noisy input"]["pesq_wb"] + 1.0

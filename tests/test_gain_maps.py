@@ -16,24 +16,55 @@ def recorded():
     speech = set_level(speech_like(2.0, seed=8), -26.0)
     noisy = mix_at_snr(speech, noise("pink", 2.0, seed=9), 0.0)
     output, replayable = record(ModelRunner(DEFAULT_MODEL_PATH), noisy)
-    return noisy, output, replayable
+    return noisy, output, replayable, speech
 
 
 def test_replaying_the_recorded_outputs_reproduces_the_model(recorded):
     from evaluation.gain_maps import replay
-    noisy, output, replayable = recorded
+    noisy, output, replayable, _ = recorded
     assert np.max(np.abs(replay(noisy, replayable) - output)) < 1e-12
 
 
 def test_a_power_above_one_suppresses_more_and_a_vad_gate_only_where_the_model_hears_no_speech(recorded):
     from evaluation.gain_maps import MAPS, replay
-    noisy, output, (gains, strengths, vad) = recorded
+    noisy, output, replayable, _ = recorded
+    gains, vad = replayable.gains, replayable.vad
     by_name = {name: (gain_map, settings) for name, gain_map, settings in MAPS}
-    squared = replay(noisy, (gains, strengths, vad), *by_name["gain ** 2"])
+    squared = replay(noisy, replayable, *by_name["gain ** 2"])
     assert np.mean(squared ** 2) < np.mean(output ** 2)
     gate = by_name["x0.3 where VAD < 0.3"][0]
-    gated, _ = gate(gains, strengths, vad)
+    gated, _ = gate(replayable)
     speaking = vad >= 0.3
     assert np.array_equal(gated[speaking], gains[speaking])
     assert np.allclose(gated[~speaking & (vad == 0.0)], 0.3 * gains[~speaking & (vad == 0.0)])
     assert 0.0 < vad.min() or (~speaking).any()
+
+
+def test_the_oracle_rows_answer_the_calls_the_oracle_enhancer_would(recorded):
+    """Oracle gains and strengths replayed with the oracle's settings give oracle_enhance, bit for bit,
+    so the oracle-for-one-head maps put each oracle row on the frame it was computed for."""
+    from edge.dsp import LOOKAHEAD_FRAMES, ORACLE_SETTINGS, oracle_enhance
+    from evaluation.gain_maps import MAPS, replay, with_oracle
+    noisy, _, replayable, speech = recorded
+    rec = with_oracle(replayable, speech, noisy)
+    assert np.all(rec.oracle_gains[:LOOKAHEAD_FRAMES] == 1.0) and np.all(rec.oracle_strengths[:LOOKAHEAD_FRAMES] == 0)
+    by_name = {name: gain_map for name, gain_map, _ in MAPS}
+    both = replay(noisy, rec, by_name["oracle"], ORACLE_SETTINGS)
+    assert np.max(np.abs(both - oracle_enhance(speech, noisy))) < 1e-12
+    gains, strengths = by_name["oracle strengths, model gains"](rec)
+    assert gains is rec.gains and strengths is rec.oracle_strengths
+    assert not np.any(by_name["no pitch filter (strength 0)"](rec)[1])
+
+
+def test_taking_the_reference_floor_out_only_lowers_oracle_gains_and_most_where_the_reference_is_quiet(recorded):
+    from evaluation.gain_maps import MAPS, with_oracle
+    noisy, _, replayable, speech = recorded
+    rec = with_oracle(replayable, speech, noisy)
+    by_name = {name: gain_map for name, gain_map, _ in MAPS}
+    gains, strengths = by_name["oracle, reference floor x4 removed"](rec)
+    assert strengths is rec.oracle_strengths
+    assert np.all(gains <= rec.oracle_gains + 1e-12)
+    quiet = rec.clean_energy <= np.percentile(rec.clean_energy, 20, axis=0)
+    assert not np.any(gains[quiet])                               # at or below 4 x its floor: nothing kept
+    loud = rec.clean_energy > 100 * np.percentile(rec.clean_energy, 20, axis=0)
+    assert np.allclose(gains[loud], rec.oracle_gains[loud], rtol=0.03)

@@ -3,6 +3,7 @@
   percepnet-train corpus --out CORPUS --shared ../shared/data --source gcompris=DIR [--source NAME=DIR ...]
   percepnet-train cache --corpus ../shared/data --out CACHE [--shards N --examples-per-shard K --seconds S]
   percepnet-train fit --cache CACHE --out models/lite --size lite [--epochs E] [--strategy mirrored]
+  percepnet-train compare --run lite=RUN_LITE --run mid=RUN_MID      (validation loss per CPU-hour)
 """
 
 import argparse
@@ -74,6 +75,11 @@ def _parser():
                             "with --threads 1 each get equal CPU time")
     train.add_argument("--time-budget-min", type=float, default=None,
                        help="stop at the first epoch end past this many minutes")
+    compare = commands.add_parser("compare", help="fit runs side by side: best validation loss per CPU-hour")
+    compare.add_argument("--run", action="append", required=True, metavar="NAME=DIR",
+                         help="a fit --out folder (repeat for each run to compare)")
+    compare.add_argument("--budgets", type=int, default=8,
+                         help="CPU budgets (rows), evenly spaced up to the shortest run's CPU (default 8)")
     bench = commands.add_parser("bench", help="training throughput: input feed, model step and fit, frames/s")
     bench.add_argument("--cache", required=True, action="append", help="cache folder (repeatable)")
     bench.add_argument("--size", default="lite", choices=("lite", "mid", "full", "tiny"))
@@ -102,6 +108,15 @@ def main(argv=None):
                 build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
                                       args.seed, snr_db_min=args.snr_db[0], snr_db_max=args.snr_db[1],
                                       clean_share=args.clean_share), args.out, args.workers)
+        elif args.command == "compare":
+            from .compare import run
+            runs = {}
+            for item in args.run:
+                name, sep, folder = item.partition("=")
+                if not sep or not name or not folder:
+                    raise UsageError(f"--run {item!r}: expected NAME=DIR, e.g. lite=runs/lite")
+                runs[name] = folder
+            run(runs, args.budgets)
         elif args.command == "bench":
             from .bench import run
             run(args.cache, args.size, args.batch_size, args.steps)
