@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
 from typing import NamedTuple
 
 import numpy as np

@@ -94,12 +94,7 @@ def main(argv=None):
         if args.command in ("corpus", "cache", "fit"):
             _output_folder(args.out)
         if args.command == "corpus":
-            roots = {}
-            for item in args.source:
-                name, sep, folder = item.partition("=")
-                if not sep or not folder:
-                    raise UsageError(f"--source {item!r}: expected NAME=DIR, e.g. gcompris=~/GCompris-voices")
-                roots[name] = folder
+            roots = _named_folders(args.source, "--source", "gcompris=~/GCompris-voices")
             build_corpus(args.out, roots, args.shared, args.workers)
         elif args.command == "cache":
             splits = ("train", "validation") if args.split == "both" else (args.split,)
@@ -110,13 +105,7 @@ def main(argv=None):
                                       clean_share=args.clean_share), args.out, args.workers)
         elif args.command == "compare":
             from .compare import run
-            runs = {}
-            for item in args.run:
-                name, sep, folder = item.partition("=")
-                if not sep or not name or not folder:
-                    raise UsageError(f"--run {item!r}: expected NAME=DIR, e.g. lite=runs/lite")
-                runs[name] = folder
-            run(runs, args.budgets)
+            run(_named_folders(args.run, "--run", "lite=runs/lite"), args.budgets)
         elif args.command == "bench":
             from .bench import run
             run(args.cache, args.size, args.batch_size, args.steps)
@@ -133,6 +122,17 @@ def main(argv=None):
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _named_folders(items, option, example):
+    """``{name: folder}`` from ``NAME=DIR`` arguments of ``option``; a malformed one is a usage error."""
+    folders = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise UsageError(f"{option} {item!r}: expected NAME=DIR, e.g. {example}")
+        folders[name] = folder
+    return folders
 
 
 def _output_folder(path):
