@@ -19,8 +19,10 @@ dB below their level on these inputs). The int8 network is not: a feature that
 sits within 1e-5 of an int8 rounding step flips it, and the flip never dies out
 in the recurrent state, so the two outputs drift apart by about the model's
 own rounding error (float against int8 differs by the same amount). Training
-with microphone floors did not change that; quantization-aware training or a
-16-bit recurrent state would. The case the shipped model fails is marked
+with microphone floors did not change that, nor did noise on the GRU states or
+rounding every carried tensor to its int8 grid in training (which cases pass
+moves from checkpoint to checkpoint; the divergence stays); a 16-bit recurrent
+state would. The case the shipped model fails is marked
 strict xfail with its figures, so that the fix shows up as a failure to
 remove the mark. docs/training.md has the measurements.
 """

@@ -204,11 +204,11 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
 
 def test_state_noise_perturbs_training_only_and_the_saved_model_is_the_plain_form(mini_corpus, tmp_path):
     import keras
-    from training.model import INT8_STATE_STEP, build_sequence_model, config_for, without_state_noise
+    from training.model import INT8_STATE_STEP, build_sequence_model, config_for, plain_form
     from training.train import fit
     config = config_for("tiny")
     noisy = build_sequence_model(config, state_noise=INT8_STATE_STEP)
-    plain = without_state_noise(noisy, config)
+    plain = plain_form(noisy, config)
     x = np.random.default_rng(2).standard_normal((2, 30, noisy.input_shape[-1])).astype("float32")
     assert np.array_equal(noisy(x, training=False)["gain"], plain(x)["gain"])
     assert not np.array_equal(noisy(x, training=True)["gain"], plain(x)["gain"])
@@ -250,3 +250,46 @@ def test_quiet_leads_start_some_examples_with_a_floor_and_silent_targets():
         assert np.all(gain[row, delay:delay + length] == 0) and np.all(gain[row, delay + length:] == 0.5)
         assert np.all(strength[row, delay:delay + length] == 0) and np.all(vad[row, delay:delay + length] == 0)
         assert np.all(vad[row, delay + length:] == 1) and np.all(gain[row, :delay] == 0.5)
+
+
+def test_int8_aware_training_rounds_what_the_int8_model_carries_and_saves_the_plain_form(tiny_model, tmp_path):
+    import keras
+    import tensorflow as tf
+    from training.model import build_sequence_model, on_int8_grid, plain_form, state_layout
+    from training.train import fit, int8_grids_from
+    config = tiny_model["config"]
+    grids = int8_grids_from(tiny_model["out"].with_suffix(".json"), config)
+    assert set(grids) == {"features"} | {name for name, _ in state_layout(config)}
+    aware = build_sequence_model(config, int8_grids=grids)
+    aware.set_weights(tiny_model["model"].get_weights())
+    x = np.random.default_rng(3).uniform(-3, 3, (2, 30, aware.input_shape[-1])).astype("float32")
+    for name in ("features", "conv1_history", "conv2_history"):
+        scale, zero_point = grids[name]
+        probe = keras.Model(aware.input, aware.get_layer(f"{name}_int8").output)
+        steps = np.asarray(probe(x)) / scale + zero_point
+        np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)      # on the converter's grid
+        assert steps.min() >= -128 - 1e-3 and steps.max() <= 127 + 1e-3    # and inside int8's range
+    plain = plain_form(aware, config)
+    assert not np.array_equal(aware(x)["gain"], plain(x)["gain"])            # validation rounds too
+    np.testing.assert_allclose(aware(x)["gain"], plain(x)["gain"], atol=0.1)
+    value = tf.Variable([0.3, 20.0])
+    with tf.GradientTape() as tape:
+        rounded = on_int8_grid(keras, value, (0.1, 0))
+    np.testing.assert_allclose(rounded, [0.3, 12.7], atol=1e-6)              # clipped at step 127
+    np.testing.assert_allclose(tape.gradient(rounded, value), [1.0, 1.0])    # straight through
+    best, card = fit(tiny_model["cache"], tmp_path / "run", size="tiny", epochs=1, batch_size=2,
+                     say=lambda *_: None, int8_aware=tiny_model["out"].with_suffix(".json"))
+    saved = keras.models.load_model(best, compile=False)                     # no custom objects needed
+    assert card["int8_aware"] == str(tiny_model["out"].with_suffix(".json"))
+    assert not any(layer.name.endswith("_int8") for layer in saved.layers)
+
+
+def test_int8_aware_training_refuses_metadata_that_is_not_an_int8_model_of_its_size(tiny_model, tmp_path):
+    from training.model import config_for
+    from training.train import int8_grids_from
+    bad = tmp_path / "broken.json"
+    bad.write_text("{not json")
+    with pytest.raises(TrainingError, match="percepnet-convert"):
+        int8_grids_from(bad, config_for("tiny"))
+    with pytest.raises(TrainingError, match="gru3_state.*: not the int8 inputs of a lite model"):
+        int8_grids_from(tiny_model["out"].with_suffix(".json"), config_for("lite"))

@@ -70,6 +70,10 @@ def _parser():
                        help="uniform noise of up to this much added to every GRU state each training frame, "
                             "so that one int8 rounding step (1/127.5) does not move the outputs "
                             "(default 0: none)")
+    train.add_argument("--int8-aware", metavar="MODEL.json",
+                       help="round the features and every state carried between frames to the int8 grids of "
+                            "this converted model's metadata, in training and validation (quantization-aware "
+                            "fine-tuning; default: float)")
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads TensorFlow may use (default: all cores); two runs side by side "
                             "with --threads 1 each get equal CPU time")
@@ -117,7 +121,8 @@ def main(argv=None):
             fit(args.cache, args.out, args.size, args.epochs, args.batch_size, args.learning_rate,
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed,
-                quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise)
+                quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise,
+                int8_aware=args.int8_aware)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

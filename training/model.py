@@ -74,14 +74,27 @@ def _keras():
 INT8_STATE_STEP = 2.0 / 255.0
 
 
-@functools.cache
-def _state_noise_gru_cell(keras):
-    """A GRU cell that adds uniform noise to its new state while training (the int8 state's rounding)."""
+def on_int8_grid(keras, x, grid):
+    """``x`` rounded to an int8 tensor's grid ``(scale, zero_point)``; gradients pass straight through.
 
-    class StateNoiseGRUCell(keras.layers.GRUCell):
-        def __init__(self, units, state_noise=0.0, **kwargs):
+    The grids are the converter's own (a converted model's metadata), so a
+    network trained through them meets in training the rounding the int8
+    flatbuffer applies between frames.
+    """
+    scale, zero_point = grid
+    steps = keras.ops.clip(keras.ops.round(x / scale) + zero_point, -128.0, 127.0)
+    return x + keras.ops.stop_gradient((steps - zero_point) * scale - x)
+
+
+@functools.cache
+def _int8_aware_gru_cell(keras):
+    """A GRU cell whose new state gets, in this order, training noise and the int8 state's rounding."""
+
+    class Int8AwareGRUCell(keras.layers.GRUCell):
+        def __init__(self, units, state_noise=0.0, state_grid=None, **kwargs):
             super().__init__(units, **kwargs)
             self.state_noise = float(state_noise)
+            self.state_grid = state_grid
             self._noise_seed = keras.random.SeedGenerator(7)
 
         def call(self, inputs, states, training=False):
@@ -89,40 +102,76 @@ def _state_noise_gru_cell(keras):
             if training and self.state_noise > 0.0:
                 h = h + keras.random.uniform(keras.ops.shape(h), -self.state_noise, self.state_noise,
                                              seed=self._noise_seed)
+            if self.state_grid is not None:        # validation too: its loss is then the int8 network's
+                h = on_int8_grid(keras, h, self.state_grid)
             return h, [h] if isinstance(states, (list, tuple)) else h
 
-    return StateNoiseGRUCell
+    return Int8AwareGRUCell
 
 
-def _gru(keras, units, name, state_noise):
-    """A sequence GRU; with ``state_noise``, its state is perturbed by up to that much each training frame.
+@functools.cache
+def _int8_grid_layer(keras):
+    class Int8Grid(keras.layers.Layer):
+        """Rounds its input to one int8 tensor's grid (straight-through gradients); no weights."""
 
-    The cell's weights are a GRU's, so the weights move freely between the two forms.
+        def __init__(self, grid, **kwargs):
+            super().__init__(**kwargs)
+            self.grid = tuple(grid)
+
+        def call(self, x):
+            return on_int8_grid(keras, x, self.grid)
+
+    return Int8Grid
+
+
+def _gru(keras, units, name, state_noise, state_grid=None):
+    """A sequence GRU; with ``state_noise`` or ``state_grid``, a cell that perturbs or rounds its state.
+
+    The cell's weights are a GRU's, so the weights move freely between the forms.
     """
-    if state_noise <= 0.0:
+    if state_noise <= 0.0 and state_grid is None:
         return keras.layers.GRU(units, return_sequences=True, name=name)
-    return keras.layers.RNN(_state_noise_gru_cell(keras)(units, state_noise), return_sequences=True, name=name)
+    cell = _int8_aware_gru_cell(keras)(units, state_noise, state_grid)
+    return keras.layers.RNN(cell, return_sequences=True, name=name)
 
 
-def build_sequence_model(config: ModelConfig, state_noise=0.0):
+def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None):
     """The training form: features (batch, frames, 70) -> dict of per-frame outputs.
 
     ``state_noise`` > 0 (training only): every GRU state gets uniform noise of
     +-``state_noise`` per frame, so that the network learns outputs that a
     one-step difference in an int8 state does not move (docs/training.md,
-    *Inaudible input changes*). Save such a model through :func:`without_state_noise`.
+    *Inaudible input changes*).
+
+    ``int8_grids`` (``{tensor name: (scale, zero_point)}`` for the step form's
+    ``features`` and every name of :func:`state_layout`, as a converted model's
+    metadata gives them): the features and every tensor the step form carries
+    from frame to frame (convolution histories, GRU states) are rounded to
+    those grids, in training and validation, which is quantization-aware
+    training of what the int8 network keeps between frames.
+
+    Save either kind through :func:`plain_form`.
     """
     keras = _keras()
     layers = keras.layers
+    grids = int8_grids or {}
+
+    def on_grid(x, name):
+        return _int8_grid_layer(keras)(grids[name], name=f"{name}_int8")(x) if name in grids else x
+
     features = keras.Input((None, N_FEATURES), name="features")
-    x = layers.Dense(config.fc_units, activation="tanh", name="fc_in")(features)
+    x = layers.Dense(config.fc_units, activation="tanh", name="fc_in")(on_grid(features, "features"))
+    x = on_grid(x, "conv1_history")
     x = layers.Conv1D(config.conv_units, CONV1_KERNEL, padding="causal", activation="tanh", name="conv1")(x)
+    x = on_grid(x, "conv2_history")
     x = layers.Conv1D(config.conv_units, CONV2_KERNEL, padding="causal", activation="tanh", name="conv2")(x)
     for index in range(config.gru_layers):
-        x = _gru(keras, config.gru_units, f"gru{index + 1}", state_noise)(x)
-    gain = _gru(keras, config.gain_gru_units, "gain_gru", state_noise)(x)
+        name = f"gru{index + 1}"
+        x = _gru(keras, config.gru_units, name, state_noise, grids.get(f"{name}_state"))(x)
+    gain = _gru(keras, config.gain_gru_units, "gain_gru", state_noise, grids.get("gain_gru_state"))(x)
     gain = layers.Dense(N_BANDS, activation="sigmoid", name="gain")(gain)
-    strength = _gru(keras, config.strength_gru_units, "strength_gru", state_noise)(x)
+    strength = _gru(keras, config.strength_gru_units, "strength_gru", state_noise,
+                    grids.get("strength_gru_state"))(x)
     strength = layers.Dense(N_BANDS, activation="sigmoid", name="strength")(strength)
     outputs = {"gain": gain, "strength": strength}
     if config.vad_head:
@@ -130,8 +179,8 @@ def build_sequence_model(config: ModelConfig, state_noise=0.0):
     return keras.Model(features, outputs, name=f"percepnet_{config.name}")
 
 
-def without_state_noise(model, config: ModelConfig):
-    """The same weights in the plain form (keras.layers.GRU): what is saved, converted and shipped."""
+def plain_form(model, config: ModelConfig):
+    """The same weights in the plain form (keras.layers.GRU, no rounding): what is saved, converted and shipped."""
     plain = build_sequence_model(config)
     plain.set_weights(model.get_weights())
     return plain

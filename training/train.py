@@ -23,7 +23,7 @@ from edge.dsp import FEATURE_VERSION, N_BANDS, N_FEATURES
 from edge.errors import PercepnetError
 
 from .cache import check_feature_version
-from .model import build_sequence_model, config_for, output_delay_frames, without_state_noise
+from .model import build_sequence_model, config_for, output_delay_frames, plain_form, state_layout
 
 VAD_LOSS_WEIGHT = 0.1
 #: The strength loss is weighed by the target gains (about 0.4 on average), so it counts double to keep
@@ -242,10 +242,10 @@ def strategy_for(name):
 
 
 def compile_model(size, learning_rate, over_suppression_weight=OVER_SUPPRESSION_WEIGHT, init_from=None,
-                  state_noise=0.0):
+                  state_noise=0.0, int8_grids=None):
     import keras
     config = config_for(size)
-    model = build_sequence_model(config, state_noise)
+    model = build_sequence_model(config, state_noise, int8_grids)
     if init_from is not None:
         _load_weights(model, init_from)
     losses = {"gain": _gain_loss_with(over_suppression_weight), "strength": strength_loss}
@@ -255,6 +255,29 @@ def compile_model(size, learning_rate, over_suppression_weight=OVER_SUPPRESSION_
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=1.0), loss=losses,
                   loss_weights=weights)
     return model, config
+
+
+def int8_grids_from(metadata_path, config):
+    """``{tensor: (scale, zero_point)}`` of an int8 step model's features and states, from its .json.
+
+    What ``fit --int8-aware`` rounds to: the converter's scales, so training
+    meets the rounding that the shipped flatbuffer applies between frames.
+    """
+    path = Path(metadata_path)
+    try:
+        inputs = json.loads(path.read_text())["inputs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TrainingError(f"{path}: not a converted model's metadata ({type(exc).__name__}: {exc}); pass the "
+                            f".json written beside an int8 .tflite by percepnet-convert") from None
+    widths = {"features": N_FEATURES, **dict(state_layout(config))}
+    names = list(widths)
+    missing = [name for name in names if name not in inputs or inputs[name].get("dtype") != "int8"
+               or list(inputs[name].get("shape", ())) != [1, widths[name]]]
+    if missing:
+        raise TrainingError(f"{path}: {', '.join(missing)}: not the int8 inputs of a {config.name} model; pass "
+                            f"the metadata of an int8 {config.name} model (percepnet-convert convert "
+                            f"RUN/percepnet_{config.name}.keras ...)")
+    return {name: (float(inputs[name]["scale"]), int(inputs[name]["zero_point"])) for name in names}
 
 
 def _load_weights(model, path):
@@ -309,7 +332,8 @@ def _cost_per_epoch():
 
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
-        over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0):
+        over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0,
+        int8_aware=None):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
@@ -317,13 +341,20 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     ``init_from`` starts from a saved model's weights (fine-tuning);
     ``quiet_lead_share`` of the training examples start with a floor only (training.quiet);
     ``state_noise`` perturbs every GRU state by up to that much per training frame
-    (training.model.build_sequence_model); the saved model is the plain form all the same.
+    (training.model.build_sequence_model); ``int8_aware`` (a converted int8
+    model's .json) rounds the features and every carried state to that model's
+    int8 grids in training and validation (:func:`int8_grids_from`). Either way
+    the saved model is the plain form.
     """
     import keras
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    config = config_for(size)
+    int8_grids = None if int8_aware is None else int8_grids_from(int8_aware, config)
+    custom_layers = state_noise > 0 or int8_grids is not None
     with strategy_for(strategy).scope():
-        model, config = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise)
+        model, config = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise,
+                                      int8_grids)
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
     train_store = ExampleStore(cache_dir, "train", say)
     train_store.use_quiet_leads(quiet_lead_share, seed)
@@ -338,9 +369,9 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         # Kept after a normal end too, so a later run with more --epochs (another session) continues.
         keras.callbacks.BackupAndRestore(str(out_dir / "resume"), delete_checkpoint=False),
         _cost_per_epoch(),
-        # A noisy-state model holds a custom cell: keep its best weights, save the plain form at the end.
-        keras.callbacks.ModelCheckpoint(str(best_weights) if state_noise > 0 else str(best), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=state_noise > 0),
+        # A noisy or rounded model holds custom layers: keep its best weights, save the plain form at the end.
+        keras.callbacks.ModelCheckpoint(str(best_weights) if custom_layers else str(best), monitor="val_loss",
+                                        save_best_only=True, save_weights_only=custom_layers),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
     ]
@@ -350,9 +381,9 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     history = model.fit(train, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         callbacks=callbacks, verbose=2)
     val_losses = history.history.get("val_loss", [])
-    if state_noise > 0 and best_weights.is_file():
+    if custom_layers and best_weights.is_file():
         model.load_weights(str(best_weights))
-        without_state_noise(model, config).save(str(best))
+        plain_form(model, config).save(str(best))
     card = {
         "size": config.name, "config": config.as_dict(), "weights": int(model.count_params()),
         "feature_version": FEATURE_VERSION, "epochs_run": len(val_losses),
@@ -362,6 +393,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         "init_from": None if init_from is None else str(init_from),
         "over_suppression_weight": over_suppression_weight, "learning_rate": learning_rate,
         "quiet_lead_share": quiet_lead_share, "state_noise": state_noise,
+        "int8_aware": None if int8_aware is None else str(int8_aware),
     }
     (out_dir / "training.json").write_text(json.dumps(card, indent=2))
     say(f"best validation loss {card['best_val_loss']}; model in {best}")
