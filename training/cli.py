@@ -72,8 +72,8 @@ def _parser():
                             "(default 0: none)")
     train.add_argument("--int8-aware", metavar="MODEL.json",
                        help="round the features and every state carried between frames to the int8 grids of "
-                            "this converted model's metadata, in training and validation (quantization-aware "
-                            "fine-tuning; default: float)")
+                            "this converted model's metadata (beside its .tflite), in training and validation "
+                            "(quantization-aware fine-tuning; default: float)")
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads TensorFlow may use (default: all cores); two runs side by side "
                             "with --threads 1 each get equal CPU time")

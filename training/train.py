@@ -261,14 +261,17 @@ def int8_grids_from(metadata_path, config):
     """``{tensor: (scale, zero_point)}`` of an int8 step model's features and states, from its .json.
 
     What ``fit --int8-aware`` rounds to: the converter's scales, so training
-    meets the rounding that the shipped flatbuffer applies between frames.
+    meets the rounding that the shipped flatbuffer applies between frames. The
+    metadata is read and checked (schema, checksum, feature version) by the
+    device's own loader, with the .tflite beside it.
     """
+    from edge.model_meta import load_metadata
     path = Path(metadata_path)
     try:
-        inputs = json.loads(path.read_text())["inputs"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise TrainingError(f"{path}: not a converted model's metadata ({type(exc).__name__}: {exc}); pass the "
-                            f".json written beside an int8 .tflite by percepnet-convert") from None
+        inputs = load_metadata(path.with_suffix(".tflite")).inputs
+    except PercepnetError as exc:
+        raise TrainingError(f"{path}: not a converted model's metadata ({exc}); pass the .json written beside "
+                            f"an int8 .tflite by percepnet-convert") from None
     widths = {"features": N_FEATURES, **dict(state_layout(config))}
     names = list(widths)
     missing = [name for name in names if name not in inputs or inputs[name].get("dtype") != "int8"
@@ -353,8 +356,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     int8_grids = None if int8_aware is None else int8_grids_from(int8_aware, config)
     custom_layers = state_noise > 0 or int8_grids is not None
     with strategy_for(strategy).scope():
-        model, config = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise,
-                                      int8_grids)
+        model, _ = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise, int8_grids)
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
     train_store = ExampleStore(cache_dir, "train", say)
     train_store.use_quiet_leads(quiet_lead_share, seed)
