@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from edge.atomic import atomic_write
+from edge.io.atomic import atomic_write
 from edge.dsp.bands import band_centres_bins
 from edge.errors import ConversionError
-from edge.litert import graph_of
-from edge.model_meta import METADATA_SCHEMA, ModelMetadata, dsp_signature, file_sha256, sidecar_path
+from edge.model.litert import graph_of
+from edge.model.model_meta import METADATA_SCHEMA, ModelMetadata, dsp_signature, file_sha256, sidecar_path
 from training.model import ModelConfig, state_layout, step_model_from
 
 from .calibration import load_feature_sequences, representative_dataset, step_inputs

@@ -10,8 +10,8 @@
 import numpy as np
 
 from edge.dsp import LOOKAHEAD_FRAMES, EnhancerSettings, FrameGains, analyse_signal, enhance_signal
-from edge.engine import ModelRunner
-from edge.litert import graph_of
+from edge.model.engine import ModelRunner
+from edge.model.litert import graph_of
 from evaluation.metrics import pesq_wb
 
 from .calibration import load_feature_sequences
@@ -73,7 +73,7 @@ def verification_audio(count=3, seconds=4.0, corpus=None):
                   f"{corpus} validation split") for _ in range(count)]
         clean, _ = make_example(validation, rng, seconds, bank, clean_probability=1.0, rooms=())
         return pairs + [(clean, clean, f"{corpus} validation split")]
-    from edge.synthetic import mix_at_snr, noise, speech_like
+    from edge.io.synthetic import mix_at_snr, noise, speech_like
     kinds = ["pink", "babble-like", "hum", "white"]
     pairs = [(clean := speech_like(seconds, seed=500 + i),
               mix_at_snr(clean, noise(kinds[i % len(kinds)], seconds, seed=600 + i), [0.0, 5.0, 10.0][i % 3]),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edge.dsp.enhancer import EnhancerSettings
 from edge.errors import PercepnetError
-from edge.model_meta import DEFAULT_MODEL_PATH
+from edge.model.model_meta import DEFAULT_MODEL_PATH
 
 from . import inputs, methods, report
 from .harness import evaluate

@@ -211,7 +211,7 @@ def main(argv=None):
     parser.add_argument("--maps", nargs="+", metavar="NAME", choices=[name for name, _, _ in MAPS],
                         help="score only these maps (default: all); 'as shipped' is the baseline")
     args = parser.parse_args(argv)
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     from edge.errors import PercepnetError
 
     def say(message):

@@ -23,7 +23,7 @@ cover the same clips.
 import numpy as np
 
 from edge.dsp import SAMPLE_RATE_HZ, highpass_signal
-from edge.synthetic import mix_at_snr, noise, speech_like
+from edge.io.synthetic import mix_at_snr, noise, speech_like
 
 from . import metrics
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from edge.dsp.constants import SAMPLE_RATE_HZ
 from edge.errors import AudioFileError, DataError
-from edge.quality import snr_db
-from edge.synthetic import level_gain, mix_at_snr
-from edge.wav import read_wav, to_dsp_format
+from edge.io.quality import snr_db
+from edge.io.synthetic import level_gain, mix_at_snr
+from edge.io.wav import read_wav, to_dsp_format
 
 #: Input SNRs of the synthesised clips; +inf is clean speech (no noise): how much a method harms it.
 SNR_BUCKETS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0, float("inf"))

@@ -79,7 +79,7 @@ def oracle():
 
 def our_model(path, settings=EnhancerSettings()):
     """A converted model (int8 or float .tflite with its sidecar .json) driving our DSP chain."""
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     path = Path(path)
     if not path.is_file():
         raise Unavailable(f"{path}: no such model file (train and convert one first, "

@@ -1,9 +1,9 @@
 """Alignment, quality metrics and CPU cost.
 
-* Alignment: :func:`edge.quality.align` against the reference, lag searched
+* Alignment: :func:`edge.io.quality.align` against the reference, lag searched
   within +-:data:`MAX_LAG_MS`; the lag found is reported per method.
 * PESQ-WB (``pesq``, mode 'wb') and STOI (``pystoi``, which resamples to its
-  10 kHz itself) on 16 kHz copies; SI-SDR (:func:`edge.quality.si_sdr_db`) at 48 kHz.
+  10 kHz itself) on 16 kHz copies; SI-SDR (:func:`edge.io.quality.si_sdr_db`) at 48 kHz.
 * DNSMOS P.835 (OVRL, SIG, BAK), offline, from the ONNX models bundled with
   ``speechmos``: through ``speechmos.dnsmos.run(audio_16k, sr=16000)`` when
   that imports (it needs ``librosa``), else the same primary model and the
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp import SAMPLE_RATE_HZ
-from edge.quality import align, si_sdr_db
-from edge.wav import resample
+from edge.io.quality import align, si_sdr_db
+from edge.io.wav import resample
 
 MAX_LAG_MS = 100.0
 MAX_LAG = int(MAX_LAG_MS * SAMPLE_RATE_HZ / 1000)

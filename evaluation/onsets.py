@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp import SAMPLE_RATE_HZ, enhance_signal, highpass_signal
-from edge.synthetic import noise, set_level
+from edge.io.synthetic import noise, set_level
 
 NOISE_DBFS = -35.0
 NOISE_SECONDS = 8
@@ -77,7 +77,7 @@ def main(argv=None):
     parser.add_argument("models", nargs="+", type=Path, help=".tflite models with their .json")
     parser.add_argument("--corpus", type=Path, help="a built corpus: also score group clips with a lead-in")
     args = parser.parse_args(argv)
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     from edge.errors import PercepnetError
     try:
         runners = {path.name: ModelRunner(path) for path in args.models}

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp import SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, highpass_signal
-from edge.quality import snr_db
-from edge.synthetic import harmonic_tone, mix_at_snr, noise, set_level
+from edge.io.quality import snr_db
+from edge.io.synthetic import harmonic_tone, mix_at_snr, noise, set_level
 
 from .inputs import DEFAULT_CORPUS
 
@@ -116,7 +116,7 @@ def main(argv=None):
     parser.add_argument("--trace", action="store_true",
                         help="also show where float and 16-bit input part inside the network (input, state)")
     args = parser.parse_args(argv)
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     from edge.errors import PercepnetError
     speech = held_out_speech(args.data) if (args.data / "speech" / "ravdess").is_dir() else None
     if speech is None:

@@ -28,7 +28,7 @@ def shared_data():
 def mini_corpus(tmp_path):
     """A corpus of generated WAVs in the shared data's layout (3 RAVDESS-named actors, 5 noises)."""
     from scipy.io import wavfile
-    from edge.synthetic import noise, speech_like
+    from edge.io.synthetic import noise, speech_like
     root = tmp_path / "corpus"
     for actor in (1, 2, 17):
         folder = root / "speech" / "ravdess" / f"Actor_{actor:02d}"
@@ -51,14 +51,14 @@ def write_wav16(path, samples, rate=16_000):
 
 
 def clean_speech(seed, seconds=2.0, rate=16_000):
-    from edge.synthetic import speech_like
+    from edge.io.synthetic import speech_like
     return speech_like(seconds, seed=seed, rate=rate, level_dbfs=-30.0)
 
 
 @pytest.fixture
 def downloads(tmp_path):
     """A speechocean762-shaped folder (clean, noisy and clipped files) and a team folder with RAVDESS."""
-    from edge.synthetic import noise
+    from edge.io.synthetic import noise
     ocean = tmp_path / "speechocean762"
     for speaker in range(1, 19):                 # speakers 16 and 18 fall in the validation buckets
         for clip in range(2):
@@ -84,7 +84,7 @@ def rng():
 def _write_feature_cache(folder):
     """A feature cache made from generated audio through the real DSP (train and validation)."""
     import json
-    from edge.synthetic import mix_at_snr, noise, speech_like
+    from edge.io.synthetic import mix_at_snr, noise, speech_like
     from training.cache import example_arrays
     folder.mkdir()
     (folder / "meta.json").write_text(json.dumps({"feature_version": 1}))

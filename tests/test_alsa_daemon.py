@@ -14,12 +14,12 @@ import pytest
 pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed (needs libasound2-dev to build)")
 
 from edge.dsp import HOP_SAMPLES, LATENCY_SAMPLES, enhance_signal, with_flush_padding  # noqa: E402
-from edge.engine import ModelRunner  # noqa: E402
-from edge.model_meta import DEFAULT_MODEL_PATH  # noqa: E402
-from edge.alsa import output_delay_samples  # noqa: E402
-from edge.config import load  # noqa: E402
-from edge.daemon_commands import SYSTEM_ALSA_CONF, file_plugin_asoundrc  # noqa: E402
-from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
+from edge.model.engine import ModelRunner  # noqa: E402
+from edge.model.model_meta import DEFAULT_MODEL_PATH  # noqa: E402
+from edge.devices.alsa import output_delay_samples  # noqa: E402
+from edge.daemon.config import load  # noqa: E402
+from edge.commands.run import SYSTEM_ALSA_CONF, file_plugin_asoundrc  # noqa: E402
+from edge.io.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if not Path(SYSTEM_ALSA_CONF).exists():
@@ -61,7 +61,7 @@ model:
 
 
 def _daemon(rig, *args, **kwargs):
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(rig["config"]), *args],
+    return subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(rig["config"]), *args],
                             cwd=REPO, env=rig["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kwargs)
 
@@ -136,7 +136,7 @@ def test_sd_notify_ready_watchdog_status_stopping(rig, tmp_path):
 
 
 def test_check_reports_config_model_devices_and_permissions(rig):
-    run = lambda: subprocess.run([sys.executable, "-m", "edge.cli", "check", "--config", str(rig["config"])],  # noqa: E731
+    run = lambda: subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(rig["config"])],  # noqa: E731
                                  cwd=REPO, env=rig["env"], capture_output=True, text=True, timeout=120)
     good = run()
     assert good.returncode == 0, good.stdout + good.stderr
@@ -151,7 +151,7 @@ def test_check_reports_config_model_devices_and_permissions(rig):
 
 def test_run_with_a_missing_model_exits_with_a_clear_error(rig):
     rig["config"].write_text(rig["config"].read_text().replace(str(rig["model"]), "/nowhere/model.tflite"))
-    result = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(rig["config"]), "--frames", "1"],
+    result = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(rig["config"]), "--frames", "1"],
                             cwd=REPO, env=rig["env"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no such model file" in result.stderr
 
@@ -197,7 +197,7 @@ def test_a_second_daemon_on_the_same_devices_is_refused(rig):
     first = _daemon(rig)                                 # unbounded: the file plugin never runs dry
     try:
         _wait_until_processing(rig, first)
-        second = subprocess.run([sys.executable, "-m", "edge.cli", "run", "--config", str(rig["config"]),
+        second = subprocess.run([sys.executable, "-m", "edge", "run", "--config", str(rig["config"]),
                                  "--frames", "100"], cwd=REPO, env=rig["env"], capture_output=True, text=True,
                                 timeout=120)
     finally:
@@ -224,7 +224,7 @@ def test_signals_during_start_up_are_handled_not_fatal(rig):
     text = rig["config"].read_text().encode()
     fifo = rig["dir"] / "config.fifo"
     os.mkfifo(fifo)
-    command = [sys.executable, "-m", "edge.cli", "run", "--config", str(fifo)]
+    command = [sys.executable, "-m", "edge", "run", "--config", str(fifo)]
     popen = dict(cwd=REPO, env=rig["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # SIGHUP and SIGUSR1 during start-up: bypass is applied, and the config re-read once running.
     process = subprocess.Popen(command + ["--frames", "20000"], **popen)
@@ -265,7 +265,7 @@ def test_signals_during_start_up_are_handled_not_fatal(rig):
 
 def test_the_daemon_demo_leaves_no_temporary_folder_behind(tmp_path, monkeypatch):
     """Item 13: the demo's raw capture/playback files and asoundrc go away with the run."""
-    from edge import daemon_commands
+    from edge.commands import run as daemon_commands
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(scratch))

@@ -8,7 +8,7 @@ from scipy import signal as sps
 
 from edge.dsp import HOP_SAMPLES, Enhancer, EnhancerSettings
 from edge.dsp.enhancer import HIGHPASS_A, HIGHPASS_B, HighPass
-from edge.synthetic import speech_like
+from edge.io.synthetic import speech_like
 
 
 @pytest.mark.parametrize("shape", [(479,), (481,), (480, 2), (2, 480), ()])

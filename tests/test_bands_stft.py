@@ -59,7 +59,7 @@ def test_the_gain_exponent_raises_the_network_gains_to_its_power(rng):
 
 def test_perfect_reconstruction_holds_through_the_comb_path_for_periodic_input():
     """Full pitch filtering (r = 1) of a strictly periodic signal changes nothing either."""
-    from edge.synthetic import harmonic_tone
+    from edge.io.synthetic import harmonic_tone
     period_hz = 48_000 / 240                                    # period of exactly 240 samples
     signal = 0.1 * harmonic_tone(period_hz, 2.0)
     ones, full = np.ones(N_BANDS), np.ones(N_BANDS)

@@ -2,8 +2,8 @@
 
 import pytest
 
-from edge.daemon_commands import check
-from edge.model_meta import DEFAULT_MODEL_PATH
+from edge.commands.run import check
+from edge.model.model_meta import DEFAULT_MODEL_PATH
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_check_fails_cpus_that_do_not_exist(run_check):
 def test_check_names_what_is_wrong_with_a_foreign_model(run_check, tmp_path):
     """Item 8: `check` printed only `'features'` for a valid .tflite that is not ours."""
     import json
-    from edge.model_meta import file_sha256
+    from edge.model.model_meta import file_sha256
     foreign = tmp_path / "foreign.tflite"
     foreign.write_bytes(DEFAULT_MODEL_PATH.read_bytes().replace(b"features", b"featureX"))
     meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from edge.cli import main
-from edge.synthetic import DEMO_SECONDS, mix_at_snr, noise, speech_like
+from edge.commands.cli import main
+from edge.io.synthetic import DEMO_SECONDS, mix_at_snr, noise, speech_like
 
 
 def test_demo_writes_wavs_and_reports_a_gain(tmp_path, capsys):

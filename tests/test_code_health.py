@@ -63,8 +63,8 @@ def test_the_scan_sees_each_kind_of_reach(tmp_path, monkeypatch):
     monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
     (tmp_path / "converter").mkdir()
     sample = tmp_path / "converter" / "sample.py"
-    sample.write_text("from training.train import _shards\nfrom edge import engine\nfrom . import _own\n"
-                      "import edge.daemon_commands as commands\n"
+    sample.write_text("from training.train import _shards\nfrom edge.model import engine\nfrom . import _own\n"
+                      "import edge.commands.run as commands\n"
                       "engine._heads\ncommands._alsa_config_path()\nrunner._private_but_not_a_module\n")
     assert [name for _, name in private_reaches(sample)] == [
-        "training.train._shards", "edge.engine._heads", "edge.daemon_commands._alsa_config_path"]
+        "training.train._shards", "edge.model.engine._heads", "edge.commands.run._alsa_config_path"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import Config, ConfigError, load, parse
+from edge.daemon.config import Config, ConfigError, load, parse
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -99,7 +99,7 @@ def test_check_on_dev_zero_is_a_clear_error_not_a_memory_error():
     import subprocess
     import sys
     limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
-    run = "from edge.cli import main; raise SystemExit(main(['check', '--config', '/dev/zero']))"
+    run = "from edge.commands.cli import main; raise SystemExit(main(['check', '--config', '/dev/zero']))"
     result = subprocess.run([sys.executable, "-c", limit + run], cwd=CONFIGS.parent, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 1, result.stderr

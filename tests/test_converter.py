@@ -12,10 +12,10 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 
 from converter.calibration import CalibrationError  # noqa: E402
 from converter.convert import ConversionError, convert, load_sequence_model  # noqa: E402
-from edge.cli import main as edge_main  # noqa: E402
-from edge.engine import ModelRunner  # noqa: E402
-from edge.model_meta import ModelError, load_metadata, sidecar_path  # noqa: E402
-from edge.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
+from edge.commands.cli import main as edge_main  # noqa: E402
+from edge.model.engine import ModelRunner  # noqa: E402
+from edge.model.model_meta import ModelError, load_metadata, sidecar_path  # noqa: E402
+from edge.io.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
 from training import model as net  # noqa: E402
 
 EXPECTED_OPS = {"ADD", "CONCATENATION", "FULLY_CONNECTED", "LOGISTIC", "MUL", "QUANTIZE", "RESHAPE",
@@ -162,7 +162,7 @@ def test_whole_path_benchmark_reports_the_daemon_figures(converted, capsys):
 
 
 def test_long_digital_silence_skips_the_network_once_its_state_has_settled(converted):
-    from edge.engine import SILENCE_SETTLE_FRAMES
+    from edge.model.engine import SILENCE_SETTLE_FRAMES
     runner, reference = ModelRunner(converted["out"]), ModelRunner(converted["out"])
     features = np.random.default_rng(4).standard_normal((40, 70)) * 0.3
     silence = np.zeros(70)

@@ -5,7 +5,7 @@ import csv
 import numpy as np
 import pytest
 
-from edge.synthetic import noise
+from edge.io.synthetic import noise
 
 pytest.importorskip("soundfile", reason="the training extra (soundfile) is not installed")
 

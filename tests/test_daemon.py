@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from edge.config import parse
-from edge.daemon import AudioLoop
+from edge.daemon.config import parse
+from edge.daemon.loop import AudioLoop
 from edge.dsp import HOP_SAMPLES, N_BANDS
-from edge.alsa import decode, encode
+from edge.devices.alsa import decode, encode
 from edge.errors import DeviceError
-from edge.policy import DeadlineGains
-from edge.synthetic import speech_like
+from edge.daemon.policy import DeadlineGains
+from edge.io.synthetic import speech_like
 
 
 class FakeClock:
@@ -186,7 +186,7 @@ def test_full_scale_output_is_clipped_not_wrapped():
 def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
     """Debian bookworm ships pyalsaaudio 0.8.4, whose PCM() takes no rate/format keywords."""
     import types
-    from edge.alsa import open_pcm
+    from edge.devices.alsa import open_pcm
     calls = []
 
     class OldPCM:
@@ -212,7 +212,7 @@ def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
 
 
 def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
-    from edge.alsa import AlsaDuplex
+    from edge.devices.alsa import AlsaDuplex
 
     class PCM44k:
         def info(self):
@@ -299,7 +299,7 @@ def test_a_stop_signal_interrupts_a_long_device_wait():
     import os
     import signal
     import threading
-    from edge.control import SignalControl
+    from edge.daemon.control import SignalControl
     io = FakeIO(speech_like(1.0, seed=3), fail_opens=10 ** 9)
     clock = FakeClock()
     network = FakeNetwork(clock)
@@ -336,7 +336,7 @@ def test_a_stop_signal_interrupts_a_long_device_wait():
 def test_device_locks_refuse_a_second_holder_and_free_on_release(tmp_path):
     """Item 10: one lock per PCM name; the refusal names the device and the holder's pid."""
     import os
-    from edge.alsa import DeviceLocks
+    from edge.devices.alsa import DeviceLocks
     audio = parse("audio: {capture_device: 'hw:1,0', playback_device: dmix}").audio
     first = DeviceLocks(audio, tmp_path).acquire()
     with pytest.raises(DeviceError, match=rf"capture device 'hw:1,0' is already used by another percepnet-edge "

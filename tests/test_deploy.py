@@ -70,7 +70,7 @@ def test_the_percepnet_pcm_opens_the_loopback_card(tmp_path):
     pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
     if not SYSTEM_ALSA_CONF.exists():
         pytest.skip(f"{SYSTEM_ALSA_CONF} not found (libasound2-data)")
-    from edge.sound_devices import sound_cards
+    from edge.devices.sound_devices import sound_cards
     if "Loopback" in sound_cards().values():
         pytest.skip("this machine has the Loopback card: the PCM would open")
     probe = textwrap.dedent("""
@@ -102,15 +102,15 @@ def test_the_device_distribution_holds_the_edge_package_and_no_host_code(device_
     packages = {name.split("/")[0] for name in names}
     assert packages == {"edge", "percepnet_edge-0.1.0.dist-info"}
     assert not [n for n in names if n.startswith(("training/", "converter/", "evaluation/")) or n.endswith(".keras")]
-    assert {"edge/cli.py", "edge/daemon.py", "edge/dsp/enhancer.py", "edge/pipewire.py"} <= set(names)
-    assert "percepnet-edge = edge.cli:main" in entry_points and "percepnet-train" not in entry_points
+    assert {"edge/commands/cli.py", "edge/daemon/loop.py", "edge/dsp/enhancer.py", "edge/devices/pipewire.py"} <= set(names)
+    assert "percepnet-edge = edge.commands.cli:main" in entry_points and "percepnet-train" not in entry_points
 
 
 def test_the_packaging_check_refuses_host_code(tmp_path):
     """What wheel_problems would say of a distribution built from the development pyproject (all packages)."""
     wheel = tmp_path / "percepnet_edge-0.1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
-        for name in ("edge/cli.py", "training/train.py", "converter/__init__.py", "evaluation/peers.py",
+        for name in ("edge/commands/cli.py", "training/train.py", "converter/__init__.py", "evaluation/peers.py",
                      "models/lite/percepnet_lite.keras"):
             archive.writestr(name, "")
         archive.writestr("percepnet_edge-0.1.0.dist-info/entry_points.txt",
@@ -131,7 +131,7 @@ def test_the_device_package_runs_without_the_host_packages(device_wheel, tmp_pat
         assert edge.__file__.startswith(sys.argv[1]), edge.__file__
         for module in pkgutil.walk_packages(edge.__path__, "edge."):
             importlib.import_module(module.name)
-        from edge.cli import main
+        from edge.commands.cli import main
         sys.exit(main(["bench", "--seconds", "1", "--rounds", "1"]))
     """)
     path = os.pathsep.join([str(tmp_path / "device"), sysconfig.get_paths()["purelib"],

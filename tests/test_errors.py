@@ -9,7 +9,7 @@ from edge.errors import DataError, MissingDependencyError, ModelError, Percepnet
 
 
 def _edge(monkeypatch, error):
-    from edge import cli, file_commands
+    from edge.commands import cli, files as file_commands
 
     def fail(*args, **kwargs):
         raise error
@@ -83,7 +83,7 @@ def test_a_cache_of_another_feature_version_is_refused_by_cache_and_fit(tmp_path
     for folder in ("speech/a", "noise/b"):
         (corpus / folder).mkdir(parents=True)
     from tests.conftest import write_wav16
-    from edge.synthetic import noise, speech_like
+    from edge.io.synthetic import noise, speech_like
     write_wav16(corpus / "speech" / "a" / "x.wav", speech_like(1.0, seed=1, rate=48_000), 48_000)
     write_wav16(corpus / "noise" / "b" / "n.wav", 0.1 * noise("pink", 1.0, seed=2), 48_000)
     assert main(["cache", "--corpus", str(corpus), "--out", str(cache), "--shards", "1", "--split", "train"]) == 2
@@ -92,8 +92,8 @@ def test_a_cache_of_another_feature_version_is_refused_by_cache_and_fit(tmp_path
 
 
 def test_a_missing_runtime_is_a_missing_dependency_not_a_bad_model(monkeypatch):
-    from edge.engine import ModelRunner
-    from edge.model_meta import DEFAULT_MODEL_PATH
+    from edge.model.engine import ModelRunner
+    from edge.model.model_meta import DEFAULT_MODEL_PATH
     monkeypatch.setitem(sys.modules, "tflite_runtime", None)          # importing it now fails
     with pytest.raises(MissingDependencyError, match="no TFLite runtime is installed") as raised:
         ModelRunner(DEFAULT_MODEL_PATH, runtime="tflite_runtime")

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from edge.wav import write_wav
+from edge.io.wav import write_wav
 from edge.dsp import SAMPLE_RATE_HZ
-from edge.synthetic import mix_at_snr, noise, speech_like
+from edge.io.synthetic import mix_at_snr, noise, speech_like
 from evaluation import evaluate, metrics
 from evaluation.__main__ import main
 from evaluation.inputs import Clip
@@ -129,7 +129,7 @@ def test_dnsmos_scores_a_signal():
 @pytest.mark.data
 def test_synthesised_clips_hit_their_snr(shared_data):
     from evaluation.inputs import SNR_BUCKETS_DB, synthesise
-    from edge.quality import snr_db
+    from edge.io.quality import snr_db
     clips = synthesise(shared_data, clips_per_snr=1, seconds=1.0, say=lambda *_: None)
     assert [clip.snr_bucket for clip in clips] == list(SNR_BUCKETS_DB)
     for clip in clips:

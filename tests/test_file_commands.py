@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from edge.cli import main
-from edge.model_meta import DEFAULT_MODEL_PATH
-from edge.synthetic import mix_at_snr, noise, speech_like
+from edge.commands.cli import main
+from edge.model.model_meta import DEFAULT_MODEL_PATH
+from edge.io.synthetic import mix_at_snr, noise, speech_like
 
 
 
@@ -74,8 +74,8 @@ def test_the_demo_folders_refuse_special_files_too(tmp_path, capsys):
 
 
 def test_the_daemon_demo_refuses_special_files_before_running(tmp_path):
-    from edge.wav import AudioFileError
-    from edge.daemon_commands import run_daemon_demo
+    from edge.io.wav import AudioFileError
+    from edge.commands.run import run_daemon_demo
     os.mkfifo(tmp_path / "enhanced.wav")
     with pytest.raises(AudioFileError, match="enhanced.wav exists and is a FIFO"):
         run_daemon_demo(None, tmp_path, say=lambda *_: None)
@@ -86,7 +86,7 @@ def test_the_daemon_demo_refuses_special_files_before_running(tmp_path):
 
 def test_denoise_streams_in_flat_memory(tmp_path, model):
     """20 s at 16 kHz: the whole-file version peaked at 22 MB of numpy arrays (33 MB for 30 s); streaming at 3 MB."""
-    from edge.file_commands import run_denoise
+    from edge.commands.files import run_denoise
     source = _noisy_wav(tmp_path / "long.wav", seconds=20.0, rate=16_000)
     tracemalloc.start()
     try:
@@ -103,10 +103,10 @@ def test_denoise_streams_in_flat_memory(tmp_path, model):
                                                    (44_100, 1, np.int16)])
 def test_streamed_denoise_equals_whole_file_processing(tmp_path, model, rate, channels, dtype):
     """Block by block gives what the whole-file chain gives (to one 16-bit step)."""
-    from edge.wav import read_wav, resample, to_dsp_format
+    from edge.io.wav import read_wav, resample, to_dsp_format
     from edge.dsp import enhance_signal
-    from edge.engine import ModelRunner
-    from edge.file_commands import run_denoise
+    from edge.model.engine import ModelRunner
+    from edge.commands.files import run_denoise
     source = _noisy_wav(tmp_path / "in.wav", seconds=2.3, rate=rate, channels=channels, dtype=dtype)
     run_denoise(source, tmp_path / "out.wav", model, say=lambda *_: None)
     samples, _ = read_wav(source)
@@ -121,7 +121,7 @@ def test_streamed_denoise_equals_whole_file_processing(tmp_path, model, rate, ch
 @pytest.mark.parametrize("rate_from, rate_to", [(44_100, 48_000), (48_000, 44_100), (8_000, 48_000),
                                                 (48_000, 16_000), (22_050, 48_000)])
 def test_the_stream_resampler_equals_resampling_the_whole_signal(rate_from, rate_to):
-    from edge.wav import StreamResampler, resample
+    from edge.io.wav import StreamResampler, resample
     signal = np.random.default_rng(5).standard_normal(rate_from // 2 + 37)
     resampler = StreamResampler(rate_from, rate_to, signal.size)
     cuts = [0, 1, 480, 3001, 3002, 7000, signal.size]
@@ -153,13 +153,13 @@ def test_a_truncated_wav_header_is_a_clear_error(tmp_path, capsys, model):
 @pytest.fixture
 def no_processing(monkeypatch):
     """Fails the test if the model is loaded: output problems must be found before any work."""
-    import edge.file_commands
+    import edge.commands.files
 
     class Forbidden:
         def __init__(self, *args, **kwargs):
             raise AssertionError("processing started before the output was checked")
-    monkeypatch.setattr(edge.file_commands, "ModelRunner", Forbidden, raising=False)
-    monkeypatch.setattr("edge.engine.ModelRunner", Forbidden)
+    monkeypatch.setattr(edge.commands.files, "ModelRunner", Forbidden, raising=False)
+    monkeypatch.setattr("edge.model.engine.ModelRunner", Forbidden)
 
 
 def test_output_problems_are_found_before_processing(tmp_path, capsys, no_processing, monkeypatch):
@@ -175,7 +175,7 @@ def test_output_problems_are_found_before_processing(tmp_path, capsys, no_proces
     if not os.access("/sys", os.W_OK) or _cannot_create_in("/sys"):
         assert main(["denoise", str(source), "/sys/out.wav"]) == 2
         assert "cannot write in /sys" in capsys.readouterr().err
-    monkeypatch.setattr("edge.file_commands.free_bytes", lambda folder: 1000)
+    monkeypatch.setattr("edge.commands.files.free_bytes", lambda folder: 1000)
     assert main(["denoise", str(source), str(tmp_path / "out.wav")]) == 2
     assert "not enough free space" in capsys.readouterr().err
 
@@ -207,7 +207,7 @@ def test_a_write_error_during_output_is_a_message_and_leaves_nothing(tmp_path, c
 
 def _foreign_model(tmp_path, rename=(b"features", b"featureX")):
     """The shipped model with its input renamed (a valid .tflite of another signature) and a matching sidecar."""
-    from edge.model_meta import file_sha256
+    from edge.model.model_meta import file_sha256
     blob = DEFAULT_MODEL_PATH.read_bytes().replace(*rename)
     path = tmp_path / "foreign.tflite"
     path.write_bytes(blob)
@@ -257,8 +257,8 @@ def test_out_of_range_options_are_refused(option, value, allowed, capsys):
 
 def test_the_oracle_refuses_files_longer_than_it_can_hold(tmp_path, capsys, monkeypatch):
     """Item 7: the oracle analyses whole files (about 7 MB per second); a long file is refused, not swapped."""
-    import edge.file_commands
-    monkeypatch.setattr(edge.file_commands, "ORACLE_MAX_SECONDS", 1.0)
+    import edge.commands.files
+    monkeypatch.setattr(edge.commands.files, "ORACLE_MAX_SECONDS", 1.0)
     long = _noisy_wav(tmp_path / "long.wav", seconds=1.5)
     assert main(["oracle", str(long), str(long), str(tmp_path / "out.wav")]) == 2
     err = capsys.readouterr().err

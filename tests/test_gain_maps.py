@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from edge.dsp import SAMPLE_RATE_HZ
-from edge.model_meta import DEFAULT_MODEL_PATH
-from edge.synthetic import mix_at_snr, noise, set_level, speech_like
+from edge.model.model_meta import DEFAULT_MODEL_PATH
+from edge.io.synthetic import mix_at_snr, noise, set_level, speech_like
 
 
 @pytest.fixture(scope="module")
 def recorded():
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (the edge extra has it)")
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     from evaluation.gain_maps import record
     speech = set_level(speech_like(2.0, seed=8), -26.0)
     noisy = mix_at_snr(speech, noise("pink", 2.0, seed=9), 0.0)

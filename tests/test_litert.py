@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge.model_meta import DEFAULT_MODEL_PATH
+from edge.model.model_meta import DEFAULT_MODEL_PATH
 from edge.errors import ModelError
 
 litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert is not installed")
@@ -18,7 +18,7 @@ def _interpreter(xnnpack):
 
 
 def test_ops_and_signatures_of_the_shipped_model():
-    from edge.litert import graph_of
+    from edge.model.litert import graph_of
     plain, delegated = graph_of(_interpreter(False)), graph_of(_interpreter(True))
     assert "DELEGATE" in delegated.ops and "DELEGATE" not in plain.ops
     assert {"FULLY_CONNECTED", "QUANTIZE"} & plain.ops
@@ -47,30 +47,30 @@ class _Reshaped:
 
 @pytest.mark.parametrize("interpreter", [_Renamed(), _Reshaped()], ids=["renamed", "reshaped"])
 def test_a_runtime_that_changed_is_a_model_error_that_says_what_to_install(interpreter):
-    from edge.litert import TESTED_LITERT, graph_of
+    from edge.model.litert import TESTED_LITERT, graph_of
     with pytest.raises(ModelError, match="no longer describes its graph") as raised:
         graph_of(interpreter)
     assert f"ai-edge-litert=={TESTED_LITERT}" in str(raised.value) and "ai-edge-litert 2." in str(raised.value)
 
 
 def test_the_daemon_and_denoise_refuse_to_start_on_a_changed_runtime(monkeypatch, tmp_path, capsys):
-    from edge.cli import main
-    from edge.engine import ModelRunner
+    from edge.commands.cli import main
+    from edge.model.engine import ModelRunner
     monkeypatch.setattr(litert.Interpreter, "_get_full_signature_list", _Reshaped._get_full_signature_list,
                         raising=False)
     with pytest.raises(ModelError, match="no longer describes its graph"):
         ModelRunner(DEFAULT_MODEL_PATH)
-    from edge.wav import write_wav
+    from edge.io.wav import write_wav
     write_wav(tmp_path / "in.wav", np.zeros(4800), 48_000)
     assert main(["denoise", str(tmp_path / "in.wav"), str(tmp_path / "out.wav")]) == 2
     assert "no longer describes its graph" in capsys.readouterr().err
 
 
 def test_the_gain_step_is_the_gain_outputs_quantisation():
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     runner = ModelRunner(DEFAULT_MODEL_PATH)
     interpreter = runner.interpreter
-    from edge.litert import graph_of
+    from edge.model.litert import graph_of
     outputs = graph_of(interpreter).signatures["serving_default"]["outputs"]
     index = outputs[runner.metadata.outputs["gain"]]
     scale = {d["index"]: d for d in interpreter.get_tensor_details()}[index]["quantization"][0]

@@ -5,13 +5,13 @@ import logging
 import numpy as np
 import pytest
 
-from edge.config import parse
-from edge.control import StopLatch
-from edge.daemon import AudioLoop, Counters, Pipeline
-from edge.event_log import EventLog
-from edge.frame_times import FrameTimes, time_stats
-from edge.reloader import Reloader
-from edge.synthetic import speech_like
+from edge.daemon.config import parse
+from edge.daemon.control import StopLatch
+from edge.daemon.loop import AudioLoop, Counters, Pipeline
+from edge.daemon.event_log import EventLog
+from edge.daemon.frame_times import FrameTimes, time_stats
+from edge.daemon.reloader import Reloader
+from edge.io.synthetic import speech_like
 from tests.test_daemon import FakeClock, FakeIO, FakeNetwork
 
 

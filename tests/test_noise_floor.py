@@ -29,7 +29,7 @@ remove the mark. docs/training.md has the measurements.
 
 import pytest
 
-from edge.model_meta import DEFAULT_MODEL_PATH
+from edge.model.model_meta import DEFAULT_MODEL_PATH
 from evaluation.sensitivity import held_out_speech, measure, signals
 
 from .conftest import shared_data_dir
@@ -65,7 +65,7 @@ CASES = [
 @pytest.mark.parametrize("name", CASES)
 def test_inaudible_input_changes_leave_the_output_as_it_was(name):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (the edge extra has it)")
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     cases = _signals()
     if name not in cases:
         pytest.skip("team data not found (held-out RAVDESS speech): put it at ../shared/data or set PERCEPNET_DATA")
@@ -79,7 +79,7 @@ def test_inaudible_input_changes_leave_the_output_as_it_was(name):
 
 def test_the_trace_sees_nothing_between_equal_inputs_and_the_rounding_steps_between_float_and_16_bit():
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (the edge extra has it)")
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     from evaluation.sensitivity import trace, variants
     runner = ModelRunner(SHIPPED)
     _, tone = signals()["modulated tone in white noise"]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from edge.dsp import SAMPLE_RATE_HZ, enhance_signal
-from edge.model_meta import DEFAULT_MODEL_PATH
-from edge.synthetic import noise, set_level
+from edge.model.model_meta import DEFAULT_MODEL_PATH
+from edge.io.synthetic import noise, set_level
 
 SHIPPED = DEFAULT_MODEL_PATH
 NOISE_DBFS = -35.0
@@ -27,7 +27,7 @@ def _attenuation_db(lead_seconds, floor_dbfs=FLOOR_DBFS, noise_before_s=0.0):
     """Attenuation of 4 s of pink noise (seconds 1-4 after its onset) behind ``lead_seconds`` of a floor
     (``floor_dbfs`` None: digital silence), itself behind ``noise_before_s`` of white noise."""
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (the edge extra has it)")
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     pink = set_level(noise("pink", 4.0, seed=3), NOISE_DBFS)
     lead = np.zeros(int(lead_seconds * SAMPLE_RATE_HZ))
     if floor_dbfs is not None:

@@ -6,8 +6,8 @@ import pytest
 from edge.dsp import highpass_signal, oracle_enhance, oracle_gains
 from edge.dsp.comb import KAPPA
 from edge.dsp.gains import envelope_postfilter, oracle_targets
-from edge.quality import si_sdr_db, snr_db
-from edge.synthetic import mix_at_snr, noise, speech_like
+from edge.io.quality import si_sdr_db, snr_db
+from edge.io.synthetic import mix_at_snr, noise, speech_like
 
 
 def test_targets_are_finite_and_in_range_for_any_coherences(rng):
@@ -70,7 +70,7 @@ def test_oracle_gains_at_least_8_db_at_0_db_snr_on_recorded_speech_and_noise(sha
     criterion is on the mean SNR gain.
     """
     soundfile = pytest.importorskip("soundfile", reason="soundfile reads the FLAC/OGG data (dev extra)")
-    from edge.wav import resample
+    from edge.io.wav import resample
     speech_files = sorted((shared_data / "speech" / "ravdess").glob("Actor_17/*.flac"))[:6]
     noise_files = [shared_data / "noise" / "blanket" / name for name in ("coffee-shop.ogg", "rain.ogg", "wind.ogg")]
     if len(speech_files) < 6 or not all(path.exists() for path in noise_files):

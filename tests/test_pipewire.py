@@ -163,7 +163,7 @@ def write_config(path, capture="pipewire", playback="pipewire:NODE=percepnet-edg
 
 def start_daemon(pipewire, config, instance):
     log = open(pipewire.folder / f"daemon-{instance}.log", "w")
-    return subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config), "--instance", instance],
+    return subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config), "--instance", instance],
                             cwd=REPO, env=pipewire.env, stdout=log, stderr=subprocess.STDOUT), log.name
 
 
@@ -182,9 +182,9 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
     from scipy.io import wavfile
     from scipy.signal import correlate
     from edge.dsp import enhance_signal
-    from edge.engine import ModelRunner
-    from edge.model_meta import DEFAULT_MODEL_PATH
-    from edge.synthetic import mix_at_snr, noise, speech_like
+    from edge.model.engine import ModelRunner
+    from edge.model.model_meta import DEFAULT_MODEL_PATH
+    from edge.io.synthetic import mix_at_snr, noise, speech_like
     rate, half = 48_000, 24_000
     clean = np.concatenate([np.zeros(rate), speech_like(2.0, seed=11)])          # 1 s of noise alone first
     noisy = mix_at_snr(clean, noise("pink", 3.0, seed=12), 5.0)
@@ -268,11 +268,11 @@ def test_a_configured_microphone_is_taken_and_check_sees_the_pipewire_nodes(pipe
         stop(daemon)
     shipped = (REPO / "configs" / "pipewire.yaml").read_text().replace("../models/", f"{REPO}/models/")
     (tmp_path / "shipped.yaml").write_text(shipped)
-    check = pipewire.run(sys.executable, "-m", "edge.cli", "check", "--config", str(tmp_path / "shipped.yaml"),
+    check = pipewire.run(sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "shipped.yaml"),
                          cwd=REPO)
     assert "[ok] devices: capture 'pipewire' and playback 'pipewire:NODE=percepnet-edge.input' open" in check.stdout
     write_config(tmp_path / "gone.yaml", playback="pipewire:NODE=percepnet-edge.other.input")
-    check = pipewire.run(sys.executable, "-m", "edge.cli", "check", "--config", str(tmp_path / "gone.yaml"), cwd=REPO)
+    check = pipewire.run(sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "gone.yaml"), cwd=REPO)
     assert check.returncode == 1
     assert ("[FAIL] devices: PipeWire has no node 'percepnet-edge.other.input' for the playback device: the fragment "
             "/etc/pipewire/pipewire.conf.d/percepnet-edge.conf is not loaded") in check.stdout

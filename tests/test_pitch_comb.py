@@ -6,7 +6,7 @@ import pytest
 from edge.dsp import SAMPLE_RATE_HZ, analyse_signal
 from edge.dsp.comb import KAPPA, TAP_WEIGHTS, comb_filter, taps_each_side
 from edge.dsp.constants import LOOKAHEAD_SAMPLES, PITCH_MAX_SAMPLES, PITCH_MIN_SAMPLES, WINDOW_SAMPLES
-from edge.synthetic import harmonic_tone, mix_at_snr, noise, speech_like
+from edge.io.synthetic import harmonic_tone, mix_at_snr, noise, speech_like
 
 F0S_HZ = np.geomspace(80.0, 400.0, 12)
 GROSS_ERROR = 0.2          # an estimate more than 20% off is a gross error

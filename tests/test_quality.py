@@ -5,8 +5,8 @@ import pytest
 
 from edge.dsp import SAMPLE_RATE_HZ, analyse_signal
 from edge.dsp.features import COHERENCE, CORRELATION, LOG_ENERGY, PERIOD, normalise_period
-from edge.quality import align, find_lag, si_sdr_db, snr_db
-from edge.synthetic import harmonic_tone, mix_at_snr, noise, speech_like
+from edge.io.quality import align, find_lag, si_sdr_db, snr_db
+from edge.io.synthetic import harmonic_tone, mix_at_snr, noise, speech_like
 
 
 def test_a_known_20_ms_delay_is_found_and_removed():

@@ -8,7 +8,7 @@ files never trained on); the full comparison is ``python -m evaluation``.
 import pytest
 
 from edge.dsp import EnhancerSettings, enhance_signal, highpass_signal
-from edge.model_meta import DEFAULT_MODEL_PATH
+from edge.model.model_meta import DEFAULT_MODEL_PATH
 
 from .conftest import shared_data_dir
 
@@ -25,7 +25,7 @@ def scored():
     shared_data = shared_data_dir()
     if shared_data is None:
         pytest.skip("team data not found: put it at ../shared/data or set PERCEPNET_DATA")
-    from edge.engine import ModelRunner
+    from edge.model.engine import ModelRunner
     from evaluation.inputs import synthesise
     runner = ModelRunner(DEFAULT_MODEL_PATH)
     scores = {}

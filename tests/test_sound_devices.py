@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge import sound_devices
-from edge.config import parse
+from edge.devices import sound_devices
+from edge.daemon.config import parse
 from edge.errors import ConfigError, DeviceError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_check_names_snd_aloop_for_a_loopback_playback_device(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("audio:\n  capture_device: 'plughw:CARD=Headset'\n  playback_device: 'hw:Loopback,0,0'\n")
     env = {**os.environ, "RUNTIME_DIRECTORY": str(tmp_path / "run")}
-    result = subprocess.run([sys.executable, "-m", "edge.cli", "check", "--config", str(config)], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(config)], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     capture, playback = [line for line in result.stdout.splitlines() if line.startswith("[FAIL] devices")]
@@ -118,7 +118,7 @@ class FakeAlsa:
 
 def test_playback_starts_with_the_prefill_and_refills_it_after_an_underrun(monkeypatch):
     import numpy as np
-    from edge.alsa import AlsaDuplex
+    from edge.devices.alsa import AlsaDuplex
     fake = FakeAlsa()
     monkeypatch.setitem(sys.modules, "alsaaudio", fake)
     duplex = AlsaDuplex(parse("audio: {capture_device: 'hw:1,0', playback_device: 'hw:2,0'}").audio)
@@ -144,7 +144,7 @@ def test_prefill_is_validated_against_the_buffer():
 def test_a_pipewire_node_that_is_missing_is_refused_not_replaced(monkeypatch):
     """WirePlumber would link a stream whose target is missing to the default node: the daemon waits instead."""
     import json
-    from edge import pipewire
+    from edge.devices import pipewire
     monkeypatch.setattr(pipewire.shutil, "which", lambda name: "/usr/bin/" + name)
     nodes = [{"id": 30, "info": {"props": {"node.name": "alsa_input.usb-Headset"}}}, {"id": 1, "info": None}]
     run = lambda *a, **k: types.SimpleNamespace(returncode=0, stdout=json.dumps(nodes), stderr="")  # noqa: E731
@@ -165,7 +165,7 @@ def test_a_pipewire_node_that_is_missing_is_refused_not_replaced(monkeypatch):
 
 
 def test_the_daemons_pipewire_streams_are_one_named_filter():
-    from edge import pipewire
+    from edge.devices import pipewire
     props = pipewire.environment("Headset")
     assert 'node.link-group = "percepnet-edge.Headset"' in props and 'node.latency = "480/48000"' in props
     assert pipewire.environment(None, "{ media.role = Communication }").endswith("media.role = Communication }")

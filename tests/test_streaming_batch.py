@@ -4,7 +4,7 @@ import numpy as np
 
 from edge.dsp import (HOP_SAMPLES, LATENCY_SAMPLES, N_BANDS, ORACLE_SETTINGS, Enhancer, FrameGains,
                       analyse_signal, enhance_signal, oracle_enhance, oracle_gains)
-from edge.synthetic import mix_at_snr, noise, speech_like
+from edge.io.synthetic import mix_at_snr, noise, speech_like
 
 
 def _noisy(seconds=3.0):

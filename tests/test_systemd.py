@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load
+from edge.daemon.config import load
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEMD = REPO / "systemd"
@@ -169,8 +169,8 @@ def _unit_values(key, unit=UNIT):
 def test_the_unit_lets_the_service_write_its_locks_and_the_documented_prometheus_folder(unit):
     """Issue 15 items 4 and 10: ProtectSystem=strict makes / read-only; the unit must open what the service writes.
     Issue 14: one lock folder for every instance (each a different dynamic user), made by tmpfiles.d."""
-    from edge.alsa import LOCK_FOLDER
-    from edge.telemetry import NODE_EXPORTER_TEXTFILE_DIR
+    from edge.devices.alsa import LOCK_FOLDER
+    from edge.daemon.telemetry import NODE_EXPORTER_TEXTFILE_DIR
     assert _unit_values("ProtectSystem", unit) == ["strict"]
     writable = [path for value in _unit_values("ReadWritePaths", unit) for path in value.split()]
     assert "-" + NODE_EXPORTER_TEXTFILE_DIR in writable

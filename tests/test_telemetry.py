@@ -7,11 +7,11 @@ import urllib.request
 
 import pytest
 
-from edge.config import parse
-from edge.daemon import AudioLoop
-from edge.telemetry import Sources, Telemetry, TelemetryConfig
+from edge.daemon.config import parse
+from edge.daemon.loop import AudioLoop
+from edge.daemon.telemetry import Sources, Telemetry, TelemetryConfig
 from tests.test_daemon import FakeClock, FakeIO, FakeNetwork
-from edge.synthetic import speech_like
+from edge.io.synthetic import speech_like
 
 
 def _tree(root, with_power=True):
@@ -119,7 +119,7 @@ def test_a_blocked_sink_never_blocks_the_audio_loop(tmp_path):
     Frame times come from the fake clock, so they cannot show a stall: what
     shows one is the loop's thread not finishing while the sink is stuck.
     """
-    from edge.profile import PacedGeneratedIO
+    from edge.commands.profile import PacedGeneratedIO
     clock = FakeClock()
     network = FakeNetwork(clock)
     io = PacedGeneratedIO(sleep=clock.advance, clock=clock)          # one period per 10 ms of fake time
@@ -149,7 +149,7 @@ def test_a_blocked_sink_never_blocks_the_audio_loop(tmp_path):
 
 def test_profile_writes_report_csv_and_plots(tmp_path, tiny_model):
     """A short paced run (4 s: 2 s idle, 2 s running); `profile --duration 30s` was checked by eye."""
-    from edge.profile import parse_duration, run_profile
+    from edge.commands.profile import parse_duration, run_profile
     config = _tree(tmp_path)
     (tmp_path / "config.yaml").write_text(
         f"model: {{path: {tiny_model['out']}}}\n"
@@ -167,7 +167,7 @@ def test_profile_writes_report_csv_and_plots(tmp_path, tiny_model):
 
 
 def test_duration_parsing():
-    from edge.profile import parse_duration
+    from edge.commands.profile import parse_duration
     assert parse_duration("10m") == 600 and parse_duration("30s") == 30 and parse_duration("45") == 45
     with pytest.raises(ValueError, match="use seconds or a suffix"):
         parse_duration("ten minutes")
@@ -249,7 +249,7 @@ def test_the_prometheus_file_is_world_readable_under_the_units_umask(tmp_path):
 
 def test_http_requests_are_served_from_a_cached_body(tmp_path):
     """Item 11: a request renders nothing: the body is rendered once per interval, off the request path."""
-    import edge.telemetry as telemetry_module
+    import edge.daemon.telemetry as telemetry_module
     telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
     renders = []
     real_render = telemetry_module.prometheus_text

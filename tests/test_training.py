@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from edge.synthetic import noise, speech_like
+from edge.io.synthetic import noise, speech_like
 
 tf = pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
 

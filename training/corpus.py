@@ -143,7 +143,7 @@ def _noise_and_rooms(root, noise_root, train, validation):
 def load_audio(path, rate=SAMPLE_RATE_HZ):
     """Read any supported file as mono float64 at ``rate``; raises CorpusError with the file name."""
     import soundfile
-    from edge.wav import resample
+    from edge.io.wav import resample
     try:
         data, file_rate = soundfile.read(str(path), always_2d=True)
     except Exception as exc:                                  # soundfile raises several types

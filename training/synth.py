@@ -37,8 +37,8 @@ import numpy as np
 from scipy import signal as sps
 
 from edge.dsp.constants import SAMPLE_RATE_HZ
-from edge.synthetic import set_level
-from edge.wav import resample
+from edge.io.synthetic import set_level
+from edge.io.wav import resample
 
 from .corpus import CorpusError, load_audio, pick_speaker
 

@@ -265,7 +265,7 @@ def int8_grids_from(metadata_path, config):
     metadata is read and checked (schema, checksum, feature version) by the
     device's own loader, with the .tflite beside it.
     """
-    from edge.model_meta import load_metadata
+    from edge.model.model_meta import load_metadata
     path = Path(metadata_path)
     try:
         inputs = load_metadata(path.with_suffix(".tflite")).inputs

@@ -35,7 +35,7 @@ def _stats(ref, other):
 def sample(args):
     from scipy.io import wavfile
     from edge.dsp import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
-    from edge.synthetic import mix_at_snr, noise, speech_like
+    from edge.io.synthetic import mix_at_snr, noise, speech_like
     clean = speech_like(args.seconds, seed=1)
     noisy = mix_at_snr(clean, noise("babble-like", args.seconds, seed=2), 5.0)
     pcm = np.round(np.clip(noisy, -1.0, 32767.0 / 32768.0) * 32768.0).astype(np.int16)
@@ -49,7 +49,7 @@ def sample(args):
 
 
 def daemon_setup(args):
-    from edge.daemon_commands import file_plugin_asoundrc
+    from edge.commands.run import file_plugin_asoundrc
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     asoundrc = file_plugin_asoundrc(folder, Path(args.capture).resolve(), Path(args.playback).resolve())

@@ -1,4 +1,4 @@
-"""The ``run``, ``check`` and ``run --demo`` commands around :class:`~edge.daemon.AudioLoop`."""
+"""The ``run``, ``check`` and ``run --demo`` commands around :class:`~edge.daemon.loop.AudioLoop`."""
 
 import contextlib
 import grp
@@ -12,14 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config as config_module
-from . import pipewire, synthetic
-from .control import SignalControl
-from .daemon import AudioLoop, apply_realtime, default_runner_factory
-from .dsp import HOP_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
-from .alsa import AlsaDuplex, DeviceLocks, output_delay_samples
-from .errors import DeviceError, MissingDependencyError, PercepnetError
-from .sdnotify import Notifier
+from edge.daemon import config as config_module
+from edge.devices import pipewire
+from edge.io import synthetic
+from edge.daemon.control import SignalControl
+from edge.daemon.loop import AudioLoop, apply_realtime, default_runner_factory
+from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
+from edge.devices.alsa import AlsaDuplex, DeviceLocks, output_delay_samples
+from edge.errors import DeviceError, MissingDependencyError, PercepnetError
+from edge.daemon.sdnotify import Notifier
 
 SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
 
@@ -63,7 +64,7 @@ def run(config_path, frames=None, duration_s=None, say=print, control=None, io_f
 
 
 def pipewire_streams(instance=None):
-    """PIPEWIRE_ALSA set for the block: the daemon's PipeWire streams are one named filter (edge.pipewire)."""
+    """PIPEWIRE_ALSA set for the block: the daemon's PipeWire streams are one named filter (edge.devices.pipewire)."""
     return temporary_environment(**{pipewire.ENV: pipewire.environment(instance, os.environ.get(pipewire.ENV))})
 
 
@@ -78,7 +79,7 @@ def _serve(config, config_path, frames, duration_s, say, control, notifier, star
     telemetry = None
     t = config.telemetry
     if t.json_path or t.prometheus_dir or t.http_port is not None:
-        from .telemetry import Telemetry
+        from edge.daemon.telemetry import Telemetry
         telemetry = Telemetry(t, loop, say, instance=instance).start()
     if on_loop is not None:
         on_loop(loop)
@@ -94,7 +95,7 @@ def _serve(config, config_path, frames, duration_s, say, control, notifier, star
 def check(config_path, say=print, proc="/proc"):
     """``percepnet-edge check --config FILE``: config, model, devices, permissions. Returns the exit status.
 
-    A device that does not open is explained (edge.sound_devices: module not loaded, no such card, busy and
+    A device that does not open is explained (edge.devices.sound_devices: module not loaded, no such card, busy and
     by whom, wrong rate) with the command that fixes it; ``proc`` is where that looks (tests: a fake tree).
     """
     problems = []
@@ -162,7 +163,7 @@ def _cpu_list(cpus):
 
 def _check_telemetry(telemetry_config, item, say):
     """Every configured sink must be writable (or listenable) now, not discovered broken after start."""
-    from .telemetry import check_sinks
+    from edge.daemon.telemetry import check_sinks
     for level, text in check_sinks(telemetry_config):
         if level == "warn":
             say(f"[warn] telemetry: {text}")
@@ -238,8 +239,8 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
     writes a raw file, which is then aligned and saved as WAV beside the input.
     The raw files and the asoundrc live in a temporary folder removed at the end.
     """
-    from .wav import write_wav
-    from .file_commands import output_samples, prepare_output
+    from edge.io.wav import write_wav
+    from edge.commands.files import output_samples, prepare_output
     _logging()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

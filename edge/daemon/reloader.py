@@ -11,7 +11,7 @@ build is rejected: counted, logged, and the running one kept.
 import logging
 import threading
 
-from . import config as config_module
+from edge.daemon import config as config_module
 
 
 class Reloader:

@@ -12,7 +12,7 @@ about.
 import numpy as np
 from scipy import signal as sps
 
-from .dsp.constants import SAMPLE_RATE_HZ
+from edge.dsp.constants import SAMPLE_RATE_HZ
 
 #: First three formants (Hz) of a few vowels.
 _VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240],

@@ -3,7 +3,7 @@
 Every error names the key, the bad value and what is allowed (and, from
 :func:`load`, the file); unknown keys are errors. A model path given in the
 file is resolved against the file's folder; without one, the shipped model is
-used (:data:`edge.model_meta.DEFAULT_MODEL_PATH`) wherever the file lives.
+used (:data:`edge.model.model_meta.DEFAULT_MODEL_PATH`) wherever the file lives.
 """
 
 import ipaddress
@@ -14,17 +14,17 @@ from typing import Optional, Tuple
 
 import yaml
 
-from .dsp.enhancer import EnhancerSettings
-from .dsp.gains import GAIN_EXPONENT_RANGE
-from .errors import ConfigError
-from .model_meta import DEFAULT_MODEL_PATH
-from .telemetry import TelemetryConfig
+from edge.dsp.enhancer import EnhancerSettings
+from edge.dsp.gains import GAIN_EXPONENT_RANGE
+from edge.errors import ConfigError
+from edge.model.model_meta import DEFAULT_MODEL_PATH
+from edge.daemon.telemetry import TelemetryConfig
 
 _DSP_DEFAULTS = EnhancerSettings()
 
 SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 #: Where configs/default.yaml lives: the built-in defaults resolve the model path from here.
-DEFAULTS_FOLDER = Path(__file__).resolve().parents[1] / "configs"
+DEFAULTS_FOLDER = Path(__file__).resolve().parents[2] / "configs"
 CHANNEL_MODES = ("downmix", "pick")
 #: A config is a few hundred bytes; anything this big is the wrong file (or /dev/zero).
 MAX_CONFIG_BYTES = 1 << 20
@@ -90,7 +90,7 @@ class Config:
         return (base / path).resolve()
 
     def enhancer_settings(self):
-        from .dsp import EnhancerSettings
+        from edge.dsp import EnhancerSettings
         return EnhancerSettings(self.dsp.max_attenuation_db, self.dsp.postfilter_beta,
                                 self.dsp.gain_release_per_frame, self.dsp.highpass, self.dsp.gain_exponent)
 

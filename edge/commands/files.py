@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import synthetic
-from .atomic import refuse_special_target
-from .errors import AudioFileError, UsageError
-from .model_meta import DEFAULT_MODEL_PATH
-from .wav import (StreamResampler, WavReader, WavWriter, conversion_notes, resample,
+from edge.io import synthetic
+from edge.io.atomic import refuse_special_target
+from edge.errors import AudioFileError, UsageError
+from edge.model.model_meta import DEFAULT_MODEL_PATH
+from edge.io.wav import (StreamResampler, WavReader, WavWriter, conversion_notes, resample,
                     write_wav)
-from .dsp import (LATENCY_MS, LATENCY_SAMPLES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, Enhancer, EnhancerSettings,
+from edge.dsp import (LATENCY_MS, LATENCY_SAMPLES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, Enhancer, EnhancerSettings,
                   frames_to_flush, highpass_signal, oracle_enhance)
-from .dsp.constants import HOP_SAMPLES
-from .quality import si_sdr_db, snr_db
+from edge.dsp.constants import HOP_SAMPLES
+from edge.io.quality import si_sdr_db, snr_db
 
 #: Frames (10 ms) per streamed block: one second, so numpy calls are few and memory small.
 BLOCK_FRAMES = 100
@@ -133,7 +133,7 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
     Streams: the input is read, resampled, enhanced, resampled back and
     written one block at a time, so memory stays flat for any length.
     """
-    from .engine import ModelRunner
+    from edge.model.engine import ModelRunner
     with WavReader(in_path) as reader:
         n_out = output_samples(reader.frames, reader.rate)
         target = prepare_output(out_path, _wav_bytes(n_out), follow_symlinks)
@@ -193,7 +193,7 @@ def _enhanced_48k(reader, to_48k, enhancer, block_frames):
 
 
 def run_oracle_demo(out_dir, say=print, follow_symlinks=False):
-    """The built-in default of ``oracle``: the demo input (:func:`edge.synthetic.demo_mixture`) through the oracle."""
+    """The built-in default of ``oracle``: the demo input (:func:`edge.io.synthetic.demo_mixture`) through the oracle."""
     os.makedirs(out_dir, exist_ok=True)
     n_bytes = _wav_bytes(int(synthetic.DEMO_SECONDS * SAMPLE_RATE_HZ))
     targets = {name: prepare_output(os.path.join(out_dir, f"{name}.wav"), n_bytes, follow_symlinks)

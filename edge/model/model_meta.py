@@ -10,12 +10,12 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .dsp import constants as dsp
-from .errors import ModelError
+from edge.dsp import constants as dsp
+from edge.errors import ModelError
 
 METADATA_SCHEMA = 1
 #: The shipped model: what `denoise`, the daemon's built-in config and the evaluation use when none is named.
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "lite" / "percepnet_lite.tflite"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "lite" / "percepnet_lite.tflite"
 
 
 def dsp_signature():
@@ -49,7 +49,7 @@ class ModelMetadata:
 
     def mismatches(self):
         """Differences from the running DSP, as readable strings (empty when compatible)."""
-        from .dsp.bands import band_centres_bins
+        from edge.dsp.bands import band_centres_bins
         here = dsp_signature()
         problems = [f"{key}: model {self.dsp.get(key)!r}, DSP {value!r}"
                     for key, value in here.items() if self.dsp.get(key) != value]

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config as config_module
-from . import synthetic
-from .daemon import AudioLoop
-from .errors import UsageError
-from .frame_times import time_stats
-from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
-from .telemetry import Sources, Telemetry
+from edge.daemon import config as config_module
+from edge.io import synthetic
+from edge.daemon.loop import AudioLoop
+from edge.errors import UsageError
+from edge.daemon.frame_times import time_stats
+from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from edge.daemon.telemetry import Sources, Telemetry
 
 SAMPLE_INTERVAL_S = 1.0
 HISTOGRAM_EDGES_MS = [0, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 1e9]
@@ -111,7 +111,7 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     run_s = duration_s - idle_s
     locks = None
     if source == "alsa":
-        from .alsa import AlsaDuplex, DeviceLocks
+        from edge.devices.alsa import AlsaDuplex, DeviceLocks
         locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
         io = AlsaDuplex(config.audio)
     else:

@@ -2,11 +2,11 @@
 
 :class:`AudioLoop` owns the stream. Per frame it reads a period, stamps its
 arrival, runs the enhancer (whose network call goes through
-:class:`~edge.policy.DeadlineGains`), writes the result and updates counters.
+:class:`~edge.daemon.policy.DeadlineGains`), writes the result and updates counters.
 Nothing on this path logs or allocates beyond numpy's small temporaries;
-events go to an :class:`~edge.event_log.EventLog`, and to counters.
+events go to an :class:`~edge.daemon.event_log.EventLog`, and to counters.
 
-Control (:class:`~edge.control.SignalControl`, installed before start-up):
+Control (:class:`~edge.daemon.control.SignalControl`, installed before start-up):
 SIGTERM/SIGINT stop after the current frame, or at once while waiting for a
 device; SIGHUP reloads the config in a helper thread and swaps it in at a frame
 boundary (a bad config is rejected, the old one kept); SIGUSR1 toggles bypass.
@@ -26,15 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .control import StopLatch
-from .dsp import Enhancer
-from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
-from .errors import DeviceError
-from .event_log import EventLog
-from .frame_times import FrameTimes
-from .policy import DeadlineGains
-from .reloader import Reloader
-from .sdnotify import Notifier
+from edge.daemon.control import StopLatch
+from edge.dsp import Enhancer
+from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from edge.errors import DeviceError
+from edge.daemon.event_log import EventLog
+from edge.daemon.frame_times import FrameTimes
+from edge.daemon.policy import DeadlineGains
+from edge.daemon.reloader import Reloader
+from edge.daemon.sdnotify import Notifier
 
 
 @dataclass
@@ -66,16 +66,16 @@ class Pipeline:
 
 
 def default_runner_factory(config):
-    from .engine import ModelRunner
+    from edge.model.engine import ModelRunner
     return ModelRunner(config.model_path(), num_threads=config.model.threads, use_xnnpack=config.model.xnnpack)
 
 
 class AudioLoop:
     """The daemon's audio loop (see module doc). ``io`` has ``open()``, ``read()``, ``write()``, ``close()``.
 
-    It owns the stream and the counters; :class:`~edge.frame_times.FrameTimes`
-    keeps the frame times, :class:`~edge.event_log.EventLog` writes its log
-    lines and :class:`~edge.reloader.Reloader` loads new configs, all off the
+    It owns the stream and the counters; :class:`~edge.daemon.frame_times.FrameTimes`
+    keeps the frame times, :class:`~edge.daemon.event_log.EventLog` writes its log
+    lines and :class:`~edge.daemon.reloader.Reloader` loads new configs, all off the
     audio path.
     """
 

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from . import synthetic
-from .dsp import HOP_SAMPLES, N_BANDS, SAMPLE_RATE_HZ, Enhancer
-from .frame_times import time_stats
+from edge.io import synthetic
+from edge.dsp import HOP_SAMPLES, N_BANDS, SAMPLE_RATE_HZ, Enhancer
+from edge.daemon.frame_times import time_stats
 
 
 def _constant_gains():
@@ -52,8 +52,8 @@ class _TimedNetwork:
 
 def _time_whole_path(audio, model_path, stages):
     """DSP + int8 network + S16_LE decode/encode per frame, as the daemon runs it."""
-    from .engine import ModelRunner
-    from .alsa import decode, encode
+    from edge.model.engine import ModelRunner
+    from edge.devices.alsa import decode, encode
     network = _TimedNetwork(ModelRunner(model_path))
     enhancer = Enhancer(network)
     pcm = [encode(frame, "S16_LE", np.zeros(HOP_SAMPLES)) for frame in audio.reshape(-1, HOP_SAMPLES)]
@@ -118,7 +118,7 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
     whole = "percepnet-edge whole path (DSP + int8 model + S16 I/O)"
     startup_s = None
     if model is not None:
-        from .engine import ModelRunner
+        from edge.model.engine import ModelRunner
         started = time.perf_counter()
         Enhancer(ModelRunner(model))
         startup_s = time.perf_counter() - started
@@ -181,11 +181,11 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
 def run_model_bench(model_paths, frames=2000, as_json=False, say=print):
     """``percepnet-edge bench-model``: the network alone, per frame, XNNPACK on and off.
 
-    Times :class:`~edge.engine.ModelRunner` calls (quantise, invoke, dequantise,
+    Times :class:`~edge.model.engine.ModelRunner` calls (quantise, invoke, dequantise,
     state hand-over) on features of generated noisy speech.
     """
-    from .dsp import analyse_signal
-    from .engine import ModelRunner
+    from edge.dsp import analyse_signal
+    from edge.model.engine import ModelRunner
     seconds = frames / 100.0
     noisy = synthetic.mix_at_snr(synthetic.speech_like(seconds, seed=5),
                                  synthetic.noise("pink", seconds, seed=6), 5.0)

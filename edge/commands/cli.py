@@ -15,10 +15,10 @@ import argparse
 import sys
 
 # Nothing heavy is imported at module level: `run` installs its signal handlers
-# before numpy, scipy and the model load (see edge.control).
+# before numpy, scipy and the model load (see edge.daemon.control).
 
 DEFAULT_DEMO_DIR = "out/demo"
-#: The same limits as the config's (edge.config) for the same knobs.
+#: The same limits as the config's (edge.daemon.config) for the same knobs.
 THREADS_RANGE = (1, 8)
 ATTENUATION_DB_RANGE = (0.0, 100.0)
 POSTFILTER_BETA_RANGE = (0.0, 1.0)
@@ -48,8 +48,8 @@ def _instance_name(text):
 
 
 def _parser():
-    from .dsp import LATENCY_MS, EnhancerSettings
-    from .dsp.gains import GAIN_EXPONENT_RANGE
+    from edge.dsp import LATENCY_MS, EnhancerSettings
+    from edge.dsp.gains import GAIN_EXPONENT_RANGE
     _DSP = EnhancerSettings()        # the documented defaults of the DSP chain
     parser = argparse.ArgumentParser(
         prog="percepnet-edge",
@@ -150,7 +150,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     control = None
     if argv[:1] == ["run"]:                 # first of all: a signal during start-up must not kill the daemon
-        from .control import SignalControl
+        from edge.daemon.control import SignalControl
         control = SignalControl().install()
     try:
         return _dispatch(argv, control)
@@ -160,11 +160,11 @@ def main(argv=None):
 
 
 def _dispatch(argv, control):
-    from .errors import PercepnetError
+    from edge.errors import PercepnetError
     args = _parser().parse_args(argv)
     try:
         if args.command == "oracle":
-            from .file_commands import run_oracle, run_oracle_demo
+            from edge.commands.files import run_oracle, run_oracle_demo
             if args.demo is not None:
                 run_oracle_demo(args.demo, follow_symlinks=args.follow_symlinks)
             elif None in (args.clean, args.noisy, args.out):
@@ -173,33 +173,33 @@ def _dispatch(argv, control):
                 run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db,
                            follow_symlinks=args.follow_symlinks)
         elif args.command == "denoise":
-            from .dsp import EnhancerSettings
-            from .file_commands import run_denoise
+            from edge.dsp import EnhancerSettings
+            from edge.commands.files import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                         postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
             run_denoise(args.input, args.output, args.model, settings, args.threads,
                         follow_symlinks=args.follow_symlinks)
         elif args.command == "bench":
-            from .bench import run_bench
+            from edge.commands.bench import run_bench
             run_bench(args.seconds, args.rounds, not args.no_peers, args.json, args.model)
         elif args.command == "run":
-            from . import daemon_commands
+            from edge.commands import run as daemon_commands
             if args.demo is not None:
                 return daemon_commands.run_daemon_demo(args.config, args.demo, control=control)
             return daemon_commands.run(args.config, args.frames, args.duration, control=control,
                                        instance=args.instance)
         elif args.command == "check":
-            from . import daemon_commands
+            from edge.commands import run as daemon_commands
             return daemon_commands.check(args.config)
         elif args.command == "profile":
-            from .profile import parse_duration, run_profile
+            from edge.commands.profile import parse_duration, run_profile
             run_profile(parse_duration(args.duration), args.out, args.config, args.source)
         elif args.command == "soak":
-            from .soak import run_soak
+            from edge.commands.soak import run_soak
             run_soak(args.audio_minutes, args.model, args.loss_every_min, args.outage_opens, args.sighup_every_min,
                      args.json)
         elif args.command == "bench-model":
-            from .bench import run_model_bench
+            from edge.commands.bench import run_model_bench
             run_model_bench(args.models, args.frames, args.json)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
@@ -208,7 +208,7 @@ def _dispatch(argv, control):
 
 
 def _usage(message):
-    from .errors import UsageError
+    from edge.errors import UsageError
     return UsageError(message)
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import synthetic
-from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
-from .alsa import AlsaDuplex
+from edge.io import synthetic
+from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from edge.devices.alsa import AlsaDuplex
 
 FRAMES_PER_MINUTE = 60 * SAMPLE_RATE_HZ // HOP_SAMPLES
 WARM_UP_FRAMES = FRAMES_PER_MINUTE          # "start" figures: after the first minute of audio
@@ -138,8 +138,8 @@ class Monitor:
 def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3, sighup_every_min=2.0,
              as_json=False, say=print):
     """Run the soak (see module doc); prints and returns the figures."""
-    from . import daemon_commands
-    from .control import SignalControl
+    from edge.commands import run as daemon_commands
+    from edge.daemon.control import SignalControl
     frames_total = int(round(audio_minutes * FRAMES_PER_MINUTE))
     with tempfile.TemporaryDirectory(prefix="percepnet-soak-") as folder:
         work = Path(folder)

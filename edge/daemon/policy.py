@@ -19,8 +19,8 @@ the network is retried instead of skipped forever.
 
 import numpy as np
 
-from .dsp.constants import N_BANDS
-from .dsp.features import LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
+from edge.dsp.constants import N_BANDS
+from edge.dsp.features import LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
 
 COST_AVERAGING = 0.1         # weight of the newest network call in the cost estimate
 COST_DECAY_WHEN_SKIPPED = 0.8

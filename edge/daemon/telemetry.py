@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Optional
 
-from .atomic import atomic_write
+from edge.io.atomic import atomic_write
 
 POWER_SENSOR_NAMES = ("ina219", "ina226", "ina260", "ina3221", "ina2xx")
 #: node_exporter's textfile folder on Debian / Raspberry Pi OS; the shipped unit may write there.
@@ -335,7 +335,7 @@ class Telemetry:
         try:
             self._server = MetricsServer((host, port), self)
         except OSError as exc:
-            from .errors import ConfigError
+            from edge.errors import ConfigError
             raise ConfigError(f"telemetry.http_port {port} on {host}: cannot listen ({exc.strerror}); choose "
                               "a free port, or set http_port: null") from None
         if not is_loopback_host(host):

@@ -14,8 +14,8 @@ the raw int8 across different scales triples the error.
 
 import numpy as np
 
-from .dsp.constants import N_BANDS, N_FEATURES
-from .dsp.features import ENERGY_FLOOR, LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
+from edge.dsp.constants import N_BANDS, N_FEATURES
+from edge.dsp.features import ENERGY_FLOOR, LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
 
 #: Frames whose every band energy is below this are digital silence (about -117
 #: dBFS). After SILENCE_SETTLE_FRAMES of them in a row the network is skipped, as
@@ -28,9 +28,9 @@ SILENCE_BAND_ENERGY = 1e-7
 #: training's silences leave it, so skipping changes nothing after that.
 SILENCE_SETTLE_FRAMES = 50
 _SILENCE_FEATURE = (np.log10(SILENCE_BAND_ENERGY + ENERGY_FLOOR) + LOG_ENERGY_OFFSET) * LOG_ENERGY_SCALE
-from .errors import MissingDependencyError, ModelError, UsageError
-from .litert import graph_of
-from .model_meta import load_metadata, sidecar_path
+from edge.errors import MissingDependencyError, ModelError, UsageError
+from edge.model.litert import graph_of
+from edge.model.model_meta import load_metadata, sidecar_path
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 

@@ -7,7 +7,7 @@ of silence queued, so that a paced device (a sound card, the loopback, PipeWire)
 does not run dry while the next period is captured and enhanced. It recovers
 from xruns (an -EPIPE read or write is counted and the stream re-prepared; an
 underrun queues the prefill again) and raises :class:`~edge.errors.DeviceError`,
-worded by :func:`edge.sound_devices.explain`, when a device is missing, busy or
+worded by :func:`edge.devices.sound_devices.explain`, when a device is missing, busy or
 at the wrong rate, which the daemon answers by reopening with backoff.
 
 :class:`DeviceLocks` keeps two daemons off one device: an exclusive lock file
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import pipewire, sound_devices
-from .dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
-from .errors import DeviceError, MissingDependencyError
+from edge.devices import pipewire, sound_devices
+from edge.dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
+from edge.errors import DeviceError, MissingDependencyError
 
 _DTYPES = {"S16_LE": ("<i2", 32768.0), "S32_LE": ("<i4", 2147483648.0), "FLOAT_LE": ("<f4", 1.0)}
 

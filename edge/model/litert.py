@@ -13,7 +13,7 @@ and what to do, instead of a daemon that silently misreads its model.
 from dataclasses import dataclass
 from importlib import metadata
 
-from .errors import ModelError
+from edge.errors import ModelError
 
 #: The distributions that provide an interpreter, for the error message.
 RUNTIME_DISTRIBUTIONS = ("ai-edge-litert", "tflite-runtime", "tensorflow-cpu", "tensorflow")

@@ -24,8 +24,8 @@ import re
 import shutil
 import subprocess
 
-from .dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
-from .errors import DeviceError, MissingDependencyError
+from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from edge.errors import DeviceError, MissingDependencyError
 
 #: The fragment's sink, where the daemon plays the enhanced audio.
 INPUT_NODE = "percepnet-edge.input"

@@ -17,9 +17,9 @@ import numpy as np
 from scipy import signal as sps
 from scipy.io import wavfile
 
-from .atomic import atomic_write
-from .dsp.constants import SAMPLE_RATE_HZ
-from .errors import AudioFileError
+from edge.io.atomic import atomic_write
+from edge.dsp.constants import SAMPLE_RATE_HZ
+from edge.errors import AudioFileError
 
 #: Sample rates the file commands accept; anything else is a broken header, not audio
 #: (a 4 KB file declaring 1 Hz once asked for a 48,000-fold resampling and 2.4 GB).
