@@ -144,7 +144,7 @@ def test_check_reports_config_model_devices_and_permissions(rig):
     rig["config"].write_text(rig["config"].read_text().replace("pe_playback", "no_such_pcm")
                              .replace(str(rig["model"]), "/nowhere/model.tflite"))
     bad = run()
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "[FAIL] model: /nowhere/model.tflite: no such model file" in bad.stdout
     assert "[FAIL] devices: cannot open playback device 'no_such_pcm'" in bad.stdout
 

@@ -39,7 +39,7 @@ def test_arm64_check_passes():
     assert result.returncode == 0 and "arm64-check: PASS" in result.stdout, output[-6000:]
 
 
-def test_the_offline_bundle_installs_without_network_and_check_runs_from_it():
+def test_the_offline_bundle_installs_without_network_and_check_runs_from_it(tmp_path):
     """Issue 14 item 4: `scripts/arm64-check --offline-bundle` builds the bundle, installs it with
     `install.sh --offline` into a bare arm64 userland in a chroot without network (binfmt_misc runs its
     programs through qemu), and runs `percepnet-edge check` from the installed venv (about 3 minutes)."""
@@ -47,9 +47,16 @@ def test_the_offline_bundle_installs_without_network_and_check_runs_from_it():
         pytest.skip(f"the check emulates aarch64 on an x86_64 host; this host is {platform.machine()}")
     if os.geteuid() != 0:
         pytest.skip("the offline install runs in a chroot and registers binfmt_misc: run as root")
-    args = [sys.executable, str(SCRIPT), "--offline-bundle", "--native-python", sys.executable,
-            *shlex.split(os.environ.get("PERCEPNET_ARM64_ARGS", ""))]
-    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    # Issue 26 item 10: as a newcomer runs it, from a fresh clone whose venv only `scripts/bootstrap edge` made
+    # (it once lacked `wheel`, and pip's build of pyalsaaudio's sdist failed with "invalid command 'bdist_wheel'").
+    clone, venv = tmp_path / "clone", tmp_path / "venv"
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True, timeout=300)
+    made = subprocess.run([str(clone / "scripts" / "bootstrap"), "edge"], env={**os.environ, "PERCEPNET_VENV": str(venv)},
+                          capture_output=True, text=True, timeout=1800)
+    assert made.returncode == 0, made.stderr[-3000:]
+    args = [sys.executable, str(clone / "scripts" / "arm64-check"), "--offline-bundle", "--native-python",
+            str(venv / "bin" / "python"), *shlex.split(os.environ.get("PERCEPNET_ARM64_ARGS", ""))]
+    result = subprocess.run(args, cwd=clone, capture_output=True, text=True, timeout=3600)
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "arm64-check: PASS" in result.stdout, output[-6000:]
     for line in ("ok   no network in the chroot", "ok   installed: the edge package in the venv, no host code",

@@ -23,7 +23,7 @@ def run_check(tmp_path, monkeypatch):
 def test_check_fails_a_json_sink_in_a_missing_folder(run_check, tmp_path):
     """Item 3: `check` passed this config, then `run` lost its telemetry at the first write."""
     status, lines = run_check(f"telemetry: {{json_path: {tmp_path / 'nowhere' / 't.jsonl'}}}\n")
-    assert status == 1
+    assert status == 2
     assert f"[FAIL] telemetry: json_path {tmp_path / 'nowhere' / 't.jsonl'}: the folder {tmp_path / 'nowhere'} " \
            "does not exist" in lines
 
@@ -44,7 +44,7 @@ def test_check_passes_writable_sinks_and_refuses_a_symlinked_json_path(run_check
 def test_check_fails_cpus_that_do_not_exist(run_check):
     """Item 9: `cpu_affinity: [999]` passed `check`."""
     status, lines = run_check("realtime: {cpu_affinity: [999]}\n")
-    assert status == 1
+    assert status == 2
     assert any(line.startswith("[FAIL] realtime: realtime.cpu_affinity [999]: not all of these CPUs exist here")
                for line in lines), lines
 
@@ -61,7 +61,7 @@ def test_check_names_what_is_wrong_with_a_foreign_model(run_check, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(f"model: {{path: {foreign}}}\n")
     lines = []
-    assert check(config, say=lines.append) == 1
+    assert check(config, say=lines.append) == 2
     assert f"[FAIL] model: {foreign}: not a percepnet-edge model: its signature has no input 'features' " \
            "(inputs:" in "\n".join(lines)
 

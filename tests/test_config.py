@@ -102,5 +102,5 @@ def test_check_on_dev_zero_is_a_clear_error_not_a_memory_error():
     run = "from edge.commands.cli import main; raise SystemExit(main(['check', '--config', '/dev/zero']))"
     result = subprocess.run([sys.executable, "-c", limit + run], cwd=CONFIGS.parent, capture_output=True,
                             text=True, timeout=120)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "[FAIL] config: /dev/zero: larger than 1 MiB" in result.stdout and "Traceback" not in result.stderr

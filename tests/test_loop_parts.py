@@ -1,6 +1,7 @@
 """The audio loop's helpers: frame times and their percentiles, the event log, and the config reloader."""
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -54,6 +55,22 @@ def test_events_are_logged_by_the_pump_not_by_the_caller(caplog):
         stop.set()
         events.close()                                              # the pump ends; what is left is logged
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.WARNING, "device lost")]
+
+
+def test_each_event_carries_the_time_it_happened_not_the_time_it_was_logged(caplog):
+    """Issue 26 item 9: three retries queued 50 ms apart and drained together keep their own timestamps."""
+    events = EventLog(StopLatch())
+    stamps = []
+    for delay_s in (0.1, 0.2, 0.4):
+        stamps.append(time.time())
+        events.put(logging.WARNING, f"waiting for the audio device: gone; retry in {delay_s:.1f} s")
+        time.sleep(0.05)
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        events.drain()
+    created = [record.created for record in caplog.records]
+    assert len(created) == 3 and created == pytest.approx(stamps, abs=0.005)
+    assert created[2] - created[0] >= 0.09
+    assert "(events)" not in caplog.text and caplog.records[0].msecs == pytest.approx((stamps[0] % 1) * 1000, abs=5)
 
 
 def _reloader(built):

@@ -273,6 +273,6 @@ def test_a_configured_microphone_is_taken_and_check_sees_the_pipewire_nodes(pipe
     assert "[ok] devices: capture 'pipewire' and playback 'pipewire:NODE=percepnet-edge.input' open" in check.stdout
     write_config(tmp_path / "gone.yaml", playback="pipewire:NODE=percepnet-edge.other.input")
     check = pipewire.run(sys.executable, "-m", "edge", "check", "--config", str(tmp_path / "gone.yaml"), cwd=REPO)
-    assert check.returncode == 1
+    assert check.returncode == 2
     assert ("[FAIL] devices: PipeWire has no node 'percepnet-edge.other.input' for the playback device: the fragment "
             "/etc/pipewire/pipewire.conf.d/percepnet-edge.conf is not loaded") in check.stdout

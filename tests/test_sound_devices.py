@@ -81,10 +81,27 @@ def test_check_names_snd_aloop_for_a_loopback_playback_device(tmp_path):
     env = {**os.environ, "RUNTIME_DIRECTORY": str(tmp_path / "run")}
     result = subprocess.run([sys.executable, "-m", "edge", "check", "--config", str(config)], cwd=REPO,
                             env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
+    assert result.returncode == 2
     capture, playback = [line for line in result.stdout.splitlines() if line.startswith("[FAIL] devices")]
     assert "cannot open capture device 'plughw:CARD=Headset'" in capture and "no sound card 'Headset'" in capture
     assert "cannot open playback device 'hw:Loopback,0,0'" in playback and "`sudo modprobe snd-aloop`" in playback
+    # issue 26: ALSA's own lines are folded into the report, not printed raw, and the summary names "devices" once
+    assert "ALSA lib" not in result.stdout + result.stderr
+    assert "(ALSA: Cannot get card index for Headset)" in capture
+    assert result.stdout.splitlines()[-1] == "check FAILED: devices"
+
+
+def test_library_messages_catches_what_c_code_writes_on_stderr():
+    """The capture works at the file-descriptor level, where libasound writes, and gives stderr back."""
+    with sound_devices.library_messages() as lines:
+        os.write(2, b"ALSA lib confmisc.c:165:(snd_config_get_card) Cannot get card index for 5\n")
+        os.write(2, b"ALSA lib confmisc.c:165:(snd_config_get_card) Cannot get card index for 5\n")
+        os.write(2, b"ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM nope\n")
+    assert len(lines) == 3
+    assert sound_devices.said_by_alsa(lines) == ["Cannot get card index for 5", "Unknown PCM nope"]
+    with sound_devices.library_messages() as after:
+        pass
+    assert after == []
 
 
 class FakeAlsa:

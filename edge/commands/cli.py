@@ -75,8 +75,9 @@ def _parser():
                         help="write through an output that is a symbolic link (refused otherwise)")
 
     denoise = commands.add_parser("denoise", help="enhance a WAV file with a trained model",
-                                  description="Enhance IN with a trained model; OUT is aligned with IN "
-                                              "(delay compensated), same length and rate.")
+                                  description="Enhance IN with a trained model, each channel on its own "
+                                              "(at most 8); OUT is aligned with IN (delay compensated) and has "
+                                              "its rate, channels, sample format and length.")
     denoise.add_argument("input", metavar="IN")
     denoise.add_argument("output", metavar="OUT")
     denoise.add_argument("--model", help="int8 .tflite model with its .json metadata beside it "

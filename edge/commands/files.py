@@ -4,7 +4,9 @@ Every command checks its output before any work: the folder exists and takes
 a new file, there is room for the result, and the target is not a device,
 FIFO or folder, nor (unless ``--follow-symlinks``) a symlink. ``denoise``
 streams the file in one-second blocks, so its memory does not grow with the
-file's length; the oracle analyses whole files and refuses long ones.
+file's length, and gives back the input's format: every channel enhanced on
+its own, the same rate, sample format and length. The oracle, a research tool,
+analyses whole files as mono and refuses long ones.
 """
 
 import os
@@ -17,8 +19,8 @@ from edge.io import synthetic
 from edge.io.atomic import refuse_special_target
 from edge.errors import AudioFileError, UsageError
 from edge.model.model_meta import DEFAULT_MODEL_PATH
-from edge.io.wav import (StreamResampler, WavReader, WavWriter, conversion_notes, resample,
-                    write_wav)
+from edge.io.wav import (MAX_CHANNELS, StreamResampler, WavReader, WavWriter, conversion_notes, resample,
+                         wav_header_bytes, write_wav)
 from edge.dsp import (LATENCY_MS, LATENCY_SAMPLES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, Enhancer, EnhancerSettings,
                   frames_to_flush, highpass_signal, oracle_enhance)
 from edge.dsp.constants import HOP_SAMPLES
@@ -29,7 +31,6 @@ BLOCK_FRAMES = 100
 #: The oracle's batch analysis of clean and noisy holds several arrays per frame (about 7 MB per
 #: second of audio, measured with tracemalloc); longer inputs are refused rather than risk the memory.
 ORACLE_MAX_SECONDS = 30.0
-WAV_HEADER_BYTES = 44
 
 
 def free_bytes(folder):
@@ -73,7 +74,8 @@ def output_samples(n_samples, rate):
 
 
 def _wav_bytes(n_samples):
-    return WAV_HEADER_BYTES + 2 * n_samples
+    """Size of a 16-bit mono WAV of ``n_samples`` (what the oracle writes)."""
+    return 44 + 2 * n_samples
 
 
 def _read_mono_48k(reader, say):
@@ -81,8 +83,16 @@ def _read_mono_48k(reader, say):
     for note in reader.notes + conversion_notes(reader.channels, reader.rate):
         say(f"{reader.path}: {note}")
     samples = reader.read_all()
+    _warn_nonfinite(reader, say)
     mono = samples.mean(axis=1) if reader.channels > 1 else samples[:, 0]
     return resample(mono, reader.rate, SAMPLE_RATE_HZ)
+
+
+def _warn_nonfinite(reader, say):
+    if reader.nonfinite:
+        first, last = reader.nonfinite_span_s
+        say(f"warning: {reader.path}: {reader.nonfinite} NaN or infinite samples between {first:.3f} s and "
+            f"{last:.3f} s were replaced by silence (0) before enhancing")
 
 
 def report_oracle(clean, noisy, enhanced, say=print):
@@ -123,73 +133,99 @@ def run_oracle(clean_path, noisy_path, out_path, max_attenuation_db=ORACLE_SETTI
     enhanced = oracle_enhance(clean, noisy, settings=settings)
     report_oracle(clean, noisy, enhanced, say)
     clipped = write_wav(target, resample(enhanced, SAMPLE_RATE_HZ, noisy_rate), noisy_rate)
-    _say_written(out_path, noisy_rate, clipped, say)
+    _say_written(out_path, clipped, say, f"{noisy_rate} Hz, mono, 16-bit integer")
 
 
 def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(), num_threads=1, say=print,
                 follow_symlinks=False):
-    """``percepnet-edge denoise IN OUT``: enhance with the int8 model; OUT aligned with IN, same rate and length.
+    """``percepnet-edge denoise IN OUT``: enhance with the int8 model; OUT has IN's format, aligned with it.
 
-    Streams: the input is read, resampled, enhanced, resampled back and
-    written one block at a time, so memory stays flat for any length.
+    Each channel is enhanced on its own (its own network state), and OUT keeps
+    IN's rate, channels, sample format and length. Streams: the input is read,
+    resampled, enhanced, resampled back and written one block at a time, so
+    memory stays flat for any length.
     """
     from edge.model.engine import ModelRunner
     with WavReader(in_path) as reader:
-        n_out = output_samples(reader.frames, reader.rate)
-        target = prepare_output(out_path, _wav_bytes(n_out), follow_symlinks)
-        for note in reader.notes + conversion_notes(reader.channels, reader.rate):
+        if reader.channels > MAX_CHANNELS:
+            raise AudioFileError(f"{in_path}: {reader.channels} channels; denoise enhances at most {MAX_CHANNELS}, "
+                                 "each on its own: pick or mix the channels first, e.g. `sox in.wav out.wav remix 1 2`")
+        target = prepare_output(out_path, wav_header_bytes(reader.fmt_chunk) + reader.frames * reader.block_align,
+                                follow_symlinks)
+        for note in reader.notes + conversion_notes(1, reader.rate):
             say(f"{in_path}: {note}")
-        runner = ModelRunner(model_path or DEFAULT_MODEL_PATH, num_threads=num_threads)
-        say(f"model: {runner.describe()}")
-        enhancer = Enhancer(runner, settings)
-        with WavWriter(target, reader.rate, n_out) as writer:
-            for block in denoise_blocks(reader, enhancer):
+        runners = [ModelRunner(model_path or DEFAULT_MODEL_PATH, num_threads=num_threads)
+                   for _ in range(reader.channels)]
+        say(f"model: {runners[0].describe()}" + (f", one per channel ({reader.channels})" if len(runners) > 1 else ""))
+        enhancers = [Enhancer(runner, settings) for runner in runners]
+        with WavWriter(target, reader.rate, reader.frames, reader.fmt_chunk) as writer:
+            for block in denoise_blocks(reader, enhancers):
                 writer.write(block)
-    _say_written(out_path, reader.rate, writer.clipped, say)
+        _warn_nonfinite(reader, say)
+    _say_written(out_path, writer.clipped, say, reader.describe())
 
 
-def denoise_blocks(reader, enhancer, block_frames=BLOCK_FRAMES):
-    """The enhanced file at the input's rate, block by block, aligned with the input (latency removed)."""
-    to_48k = StreamResampler(reader.rate, SAMPLE_RATE_HZ, reader.frames)
-    from_48k = StreamResampler(SAMPLE_RATE_HZ, reader.rate, to_48k.total_out)
-    for enhanced, last in _enhanced_48k(reader, to_48k, enhancer, block_frames):
-        out = from_48k.push(enhanced, final=last)
-        if out.size:
-            yield out
-
-
-def _enhanced_48k(reader, to_48k, enhancer, block_frames):
-    """Yields ``(samples, last)``: the 48 kHz enhanced signal without its 30 ms lead, as enhance_signal gives it.
-
-    As in :func:`edge.dsp.enhance_signal`, the input is followed by silence
-    until the last input sample has come out of the enhancer.
-    """
-    total = to_48k.total_out
-    n_frames = frames_to_flush(total)
+def denoise_blocks(reader, enhancers, block_frames=BLOCK_FRAMES):
+    """The enhanced file at the input's rate as ``(n, channels)`` blocks, aligned with the input (latency removed),
+    exactly as long as the input; channel ``c`` goes through ``enhancers[c]``."""
+    chains = [_ChannelChain(reader.rate, reader.frames, enhancer) for enhancer in enhancers]
     block_in = max(1, block_frames * HOP_SAMPLES * reader.rate // SAMPLE_RATE_HZ)
-    carry = np.zeros(0)
-    frames_done, to_skip, to_emit, left_in = 0, LATENCY_SAMPLES, total, reader.frames
-    while frames_done < n_frames:
+    left_in, emitted = reader.frames, 0
+    while not chains[0].done:
         if left_in > 0:
             block = reader.read(min(block_in, left_in))
             left_in = left_in - block.shape[0] if block.shape[0] else 0     # a file cut short ends here
-            mono = block.mean(axis=1) if reader.channels > 1 else block[:, 0]
-            new = to_48k.push(mono, final=left_in == 0)
+            outs = [chain.push(block[:, c], left_in == 0) for c, chain in enumerate(chains)]
         else:
-            new = np.zeros(block_frames * HOP_SAMPLES)                    # flush the look-ahead with silence
-        source = np.concatenate([carry, new]) if carry.size else new
-        count = min(source.size // HOP_SAMPLES, n_frames - frames_done)
+            outs = [chain.flush(block_frames) for chain in chains]            # the look-ahead, with silence
+        out = np.stack(outs, axis=1)[:reader.frames - emitted]
+        emitted += out.shape[0]
+        if out.size:
+            yield out
+    if emitted < reader.frames:              # above 48 kHz, the round trip can come back one sample short
+        yield np.zeros((reader.frames - emitted, len(chains)))
+
+
+class _ChannelChain:
+    """One channel through the enhancer: its rate -> 48 kHz -> enhance -> its rate, streamed.
+
+    As in :func:`edge.dsp.enhance_signal`, the input is followed by silence
+    until its last sample has come out of the enhancer, and the 30 ms lead is
+    dropped, so the output lines up with the input.
+    """
+
+    def __init__(self, rate, n_in, enhancer):
+        self.to_48k = StreamResampler(rate, SAMPLE_RATE_HZ, n_in)
+        self.from_48k = StreamResampler(SAMPLE_RATE_HZ, rate, self.to_48k.total_out)
+        self.enhancer = enhancer
+        self.n_frames = frames_to_flush(self.to_48k.total_out)
+        self.frames_done, self.to_skip, self.to_emit = 0, LATENCY_SAMPLES, self.to_48k.total_out
+        self.carry = np.zeros(0)
+
+    @property
+    def done(self):
+        return self.frames_done == self.n_frames
+
+    def push(self, samples, last):
+        return self._enhance(self.to_48k.push(samples, final=last))
+
+    def flush(self, block_frames):
+        return self._enhance(np.zeros(block_frames * HOP_SAMPLES))
+
+    def _enhance(self, new):
+        source = np.concatenate([self.carry, new]) if self.carry.size else new
+        count = min(source.size // HOP_SAMPLES, self.n_frames - self.frames_done)
         out = np.empty(count * HOP_SAMPLES)
         for t in range(count):
             frame = slice(t * HOP_SAMPLES, (t + 1) * HOP_SAMPLES)
-            enhancer.process(source[frame], out=out[frame])
-        carry = source[count * HOP_SAMPLES:]
-        frames_done += count
-        skip = min(to_skip, out.size)
-        to_skip -= skip
-        piece = out[skip:skip + to_emit]
-        to_emit -= piece.size
-        yield piece, frames_done == n_frames
+            self.enhancer.process(source[frame], out=out[frame])
+        self.carry = source[count * HOP_SAMPLES:]
+        self.frames_done += count
+        skip = min(self.to_skip, out.size)
+        self.to_skip -= skip
+        piece = out[skip:skip + self.to_emit]
+        self.to_emit -= piece.size
+        return self.from_48k.push(piece, final=self.done)
 
 
 def run_oracle_demo(out_dir, say=print, follow_symlinks=False):
@@ -204,9 +240,10 @@ def run_oracle_demo(out_dir, say=print, follow_symlinks=False):
     report_oracle(clean, noisy, enhanced, say)
     for name, samples in (("clean", clean), ("noisy", noisy), ("oracle", enhanced)):
         path = os.path.join(out_dir, f"{name}.wav")
-        _say_written(path, SAMPLE_RATE_HZ, write_wav(targets[name], samples, SAMPLE_RATE_HZ), say)
+        _say_written(path, write_wav(targets[name], samples, SAMPLE_RATE_HZ), say,
+                     f"{SAMPLE_RATE_HZ} Hz, mono, 16-bit integer")
 
 
-def _say_written(path, rate, clipped, say):
+def _say_written(path, clipped, say, layout):
     note = f" ({clipped} samples clipped to full scale)" if clipped else ""
-    say(f"wrote {path} ({rate} Hz, mono, 16-bit){note}")
+    say(f"wrote {path} ({layout}){note}")

@@ -200,7 +200,7 @@ def _markdown(summary):
                      f"{summary['added_power_w']:.3f} W, which changes battery life by "
                      f"{summary['battery_life_change_pct']:+.1f}% against idle.")
     else:
-        lines.append("Power: no power source on this machine (see README: INA2xx hwmon, power_supply, Pi 5 vcgencmd).")
+        lines.append("Power: no power source on this machine (see docs/daemon.md, 'Power': INA2xx hwmon, power_supply, Pi 5 vcgencmd).")
     frame = summary["frame_ms"]
     lines += ["", f"Frame time: p50 {frame['p50']:.2f} ms, p99 {frame['p99']:.2f} ms, max {frame['max']:.2f} ms; "
               f"deadline misses {summary['deadline_misses']}, xruns {summary['xruns']}, "

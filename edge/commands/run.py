@@ -19,6 +19,7 @@ from edge.daemon.control import SignalControl
 from edge.daemon.loop import AudioLoop, apply_realtime, default_runner_factory
 from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
 from edge.devices.alsa import AlsaDuplex, DeviceLocks, output_delay_samples
+from edge.devices.sound_devices import library_messages, said_by_alsa
 from edge.errors import DeviceError, MissingDependencyError, PercepnetError
 from edge.daemon.sdnotify import Notifier
 
@@ -102,7 +103,7 @@ def check(config_path, say=print, proc="/proc"):
 
     def item(name, ok, detail):
         say(f"[{'ok' if ok else 'FAIL'}] {name}: {detail}")
-        if not ok:
+        if not ok and name not in problems:
             problems.append(name)
 
     try:
@@ -110,9 +111,10 @@ def check(config_path, say=print, proc="/proc"):
         item("config", True, f"{config_path} is valid")
     except config_module.ConfigError as exc:
         item("config", False, str(exc))
-        return 1
+        return 2
     try:
-        runner = default_runner_factory(config)
+        with library_messages():            # LiteRT's "INFO: Created ... delegate" says nothing the item does not
+            runner = default_runner_factory(config)
         item("model", True, runner.describe())
         if not runner.xnnpack_active and config.model.xnnpack:
             item("xnnpack", False, "XNNPACK requested but not active: install ai-edge-litert"
@@ -147,7 +149,7 @@ def check(config_path, say=print, proc="/proc"):
     item("permissions", in_audio_group, "may use /dev/snd" if in_audio_group
          else "not in the 'audio' group: add the service user to it")
     say("check " + ("passed" if not problems else f"FAILED: {', '.join(problems)}"))
-    return 0 if not problems else 1
+    return 0 if not problems else 2                 # every check is a problem the user can fix (README)
 
 
 def _error_text(exc):
@@ -180,22 +182,29 @@ def _check_devices(audio, item, say, proc):
         item("devices", True, f"not opened: {exc}")
         return
     duplex = AlsaDuplex(audio, proc=proc)
+
+    def failed(exc, lines):
+        said = said_by_alsa(lines)
+        item("devices", False, str(exc) + (f" (ALSA: {'; '.join(said)})" if said else ""))
+
     try:
-        duplex.open()
+        with library_messages() as lines:
+            duplex.open()
         item("devices", True, f"capture {audio.capture_device!r} and playback "
                               f"{audio.playback_device!r} open at 48 kHz, {audio.sample_format}")
     except pipewire.PipeWireError as exc:
         # Raised before anything opens; opening a PCM whose target node is missing can block in pipewire-alsa.
         item("devices", False, str(exc))
     except DeviceError as exc:
-        item("devices", False, str(exc))
+        failed(exc, lines)
         duplex.close()
         for kind in ("capture", "playback"):              # the open stops at the first; say every one
             try:
-                duplex.open_one(kind)
+                with library_messages() as lines:
+                    duplex.open_one(kind)
             except DeviceError as other:
                 if str(other) != str(exc):
-                    item("devices", False, str(other))
+                    failed(other, lines)
             finally:
                 duplex.close()
     except MissingDependencyError as exc:

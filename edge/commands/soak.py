@@ -16,8 +16,9 @@ device locks, telemetry sinks, the audio loop, ALSA PCMs) through ALSA's
   pipeline (model included) is loaded and swapped in.
 
 It samples the resident memory, open file descriptors and OS threads once
-a second, and reports them after the first minute of audio (start) and just
-before the end, with the loop's counters.
+a second, and reports them after the first minute of audio (start) and once
+more when the loop has ended (end: every frame counted, devices closed, so a
+leaked descriptor or thread shows there), with the loop's counters.
 """
 
 import json
@@ -92,7 +93,7 @@ class Monitor:
     def __init__(self, frames_total, config_path, sighup_every_frames):
         self.frames_total, self.config_path = frames_total, Path(config_path)
         self.sighup_every_frames = sighup_every_frames
-        self.loop, self.start, self.end, self.peak_rss_mb = None, None, None, 0.0
+        self.loop, self.start, self.end, self.peak_rss_mb = None, None, None, 0.0      # end: see stop()
         self.rss_by_ten_minutes = {}                  # minute of audio -> RSS (MB), to see a plateau from a leak
         self.sighups = 0
         self._stop = threading.Event()
@@ -102,21 +103,23 @@ class Monitor:
         self.loop = loop
         self._thread.start()
 
+    def _sample(self):
+        counters = self.loop.counters
+        sample = {**process_figures(), "frames": counters.frames, "deadline_misses": counters.deadline_misses,
+                  "time": time.monotonic()}
+        self.peak_rss_mb = max(self.peak_rss_mb, sample["rss_mb"])
+        return sample
+
     def _run(self):
         next_sighup = self.sighup_every_frames
         while not self._stop.wait(SAMPLE_EVERY_S):
-            counters = self.loop.counters
-            sample = {**process_figures(), "frames": counters.frames, "deadline_misses": counters.deadline_misses,
-                      "time": time.monotonic()}
-            self.peak_rss_mb = max(self.peak_rss_mb, sample["rss_mb"])
-            if self.start is None and counters.frames >= WARM_UP_FRAMES:
+            sample = self._sample()
+            if self.start is None and sample["frames"] >= WARM_UP_FRAMES:
                 self.start = sample
-            if counters.frames < self.frames_total:
-                self.end = sample
-            minute = counters.frames // (10 * FRAMES_PER_MINUTE) * 10
+            minute = sample["frames"] // (10 * FRAMES_PER_MINUTE) * 10
             if minute and minute not in self.rss_by_ten_minutes:
                 self.rss_by_ten_minutes[minute] = round(sample["rss_mb"], 1)
-            if self.sighup_every_frames and counters.frames >= next_sighup:
+            if self.sighup_every_frames and sample["frames"] >= next_sighup:
                 next_sighup += self.sighup_every_frames
                 self._switch_config()
                 self.sighups += 1
@@ -131,8 +134,12 @@ class Monitor:
                                     .replace("postfilter_beta: X", f"postfilter_beta: {beta}"))
 
     def stop(self):
+        """Stop sampling; the end figures are taken now, after the loop has run its last frame."""
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self.loop is not None:
+            self.end = self._sample()
 
 
 def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3, sighup_every_min=2.0,

@@ -1,14 +1,17 @@
 """Log lines from the audio path, written by a thread of their own.
 
 The audio loop never logs: a handler can block on a full pipe to journald or
-a slow disk. It puts ``(level, message)`` on a queue (``SimpleQueue.put``
+a slow disk. It puts ``(level, message, time)`` on a queue (``SimpleQueue.put``
 neither blocks nor allocates beyond the tuple) and a thread hands the queue
-to :mod:`logging` twice a second.
+to :mod:`logging` twice a second, each record stamped with the time its event
+happened, not the time it was drained ("retry in 0.1 / 0.2 / 0.4 s" once all
+carried one timestamp).
 """
 
 import logging
 import queue
 import threading
+import time
 
 log = logging.getLogger("percepnet-edge")
 
@@ -25,7 +28,7 @@ class EventLog:
 
     def put(self, level, message):
         """Queue one event (from any thread, the audio thread included)."""
-        self._events.put((level, message))
+        self._events.put((level, message, time.time()))
 
     def start(self):
         self._thread = threading.Thread(target=self._pump, name="log-pump", daemon=True)
@@ -42,10 +45,14 @@ class EventLog:
         """Hand every queued event to logging, now."""
         while True:
             try:
-                level, message = self._events.get_nowait()
+                level, message, stamp = self._events.get_nowait()
             except queue.Empty:
                 return
-            log.log(level, message)
+            if log.isEnabledFor(level):
+                record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
+                record.created, record.msecs = stamp, (stamp - int(stamp)) * 1000.0
+                record.relativeCreated = (stamp - logging._startTime) * 1000.0
+                log.handle(record)
 
     def _pump(self):
         while not self._stop.wait(self.DRAIN_EVERY_S):

@@ -8,8 +8,11 @@ whether ``snd-aloop`` is loaded, and which processes hold a busy card
 ``proc`` root, so tests point it at a fake tree.
 """
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 #: The loopback card's ALSA id, as systemd/snd-aloop.modprobe.conf sets it.
@@ -129,3 +132,36 @@ def _busy(kind, device, cards, proc):
 def plug_name(device):
     """The rate-converting name for a hw device (``hw:1,0`` -> ``plughw:1,0``), or None when there is none."""
     return "plug" + device if device.startswith("hw:") else None
+
+
+@contextlib.contextmanager
+def library_messages():
+    """Catch what C libraries print on stderr (``ALSA lib confmisc.c:165:(...) Cannot get card index for 5``)
+    while a device opens, so that a report can fold it into its own sentence instead of 24 raw lines.
+
+    Yields a list that holds the captured lines once the block ends. Redirects file descriptor 2 of the whole
+    process: for one-shot commands (``check``), not for the daemon's threads.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    lines = []
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read(64 * 1024).decode(errors="replace").splitlines())
+
+
+def said_by_alsa(lines, most=3):
+    """The distinct messages in captured ALSA lines, without their source-file prefix: what ``check`` quotes."""
+    said = []
+    for line in lines:
+        text = re.sub(r"^ALSA lib [^ ]+:\d+:\([^)]*\)\s*", "", line.strip())
+        if text and text not in said:
+            said.append(text)
+    return said[:most]

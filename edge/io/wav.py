@@ -116,6 +116,13 @@ def check_rate(path, rate):
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 
 
+#: Channels the file commands enhance (each one separately). More is a header error or a microphone array
+#: that wants beamforming first; either way the block size (one second times the channels) must stay bounded.
+MAX_CHANNELS = 8
+#: A 'fmt ' chunk is 16-40 bytes; anything this large is a corrupt header, not a format.
+MAX_FMT_BYTES = 1024
+
+
 class WavReader:
     """A WAV file read block by block as float64 ``(n, channels)`` in [-1, 1], scaled as :func:`read_wav` does.
 
@@ -123,15 +130,22 @@ class WavReader:
     odd header is an :class:`AudioFileError` naming the file), so nothing is
     processed before the input is known to be usable. ``notes`` lists, in
     words, anything read differently from what the header declares.
+
+    NaN and infinite samples (float files) are replaced by 0 as they are read;
+    ``nonfinite`` counts them and ``nonfinite_span_s`` gives the first and last
+    time they occur, for the warning the caller prints.
     """
 
     def __init__(self, path):
         self.path = path
         self.notes = []
+        self.nonfinite, self.nonfinite_span_s = 0, None
         try:
             self._file = open(path, "rb")
         except FileNotFoundError:
             raise AudioFileError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise AudioFileError(f"{path}: is a folder, not a WAV file") from None
         except OSError as exc:
             raise AudioFileError(f"{path}: cannot read ({exc.strerror})") from None
         try:
@@ -155,11 +169,15 @@ class WavReader:
 
     def _parse_header(self):
         stream = self._file
+        file_bytes = os.fstat(stream.fileno()).st_size
         head = stream.read(12)
+        if not head:
+            raise AudioFileError(f"{self.path}: the file is empty (0 bytes); give a WAV file")
+        if not head.startswith(b"RIFF"[:len(head)]) or (len(head) == 12 and head[8:12] != b"WAVE"):
+            raise AudioFileError(f"{self.path}: not a WAV file (it starts with {head[:8]!r}, not 'RIFF....WAVE'); "
+                                 f"{_CONVERT_ADVICE}")
         if len(head) < 12:
             raise self._truncated("the RIFF header")
-        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            raise AudioFileError(f"{self.path}: not a readable WAV file (no RIFF/WAVE header); {_CONVERT_ADVICE}")
         layout = None
         while True:
             chunk = stream.read(8)
@@ -167,10 +185,14 @@ class WavReader:
                 raise self._truncated("the 'fmt ' chunk" if layout is None else "the chunk list, before 'data'")
             name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             if name == b"fmt ":
+                if size > MAX_FMT_BYTES:                 # a corrupt size: never read what cannot be there
+                    raise AudioFileError(f"{self.path}: corrupt WAV header: its 'fmt ' chunk claims {size} bytes "
+                                         f"in a {file_bytes}-byte file; {_CONVERT_ADVICE}")
                 body = stream.read(size + size % 2)
                 if size < 16 or len(body) < size:
                     raise self._truncated("the 'fmt ' chunk")
                 layout = self._layout(body, size)
+                self.fmt_chunk = body[:size]
             elif name == b"data":
                 if layout is None:
                     raise AudioFileError(f"{self.path}: the 'data' chunk comes before 'fmt '; {_CONVERT_ADVICE}")
@@ -179,7 +201,7 @@ class WavReader:
                 stream.seek(size + size % 2, os.SEEK_CUR)
         self.format_tag, self.channels, self.rate, self.block_align, self.bits = layout
         data_start = stream.tell()
-        available = os.fstat(stream.fileno()).st_size - data_start
+        available = file_bytes - data_start
         if size > available:                         # cut short, or a streamed file's placeholder size
             self.notes.append(f"the data chunk declares {size} bytes but the file holds {available}; "
                               f"reading {available}")
@@ -194,21 +216,44 @@ class WavReader:
             tag = struct.unpack("<H", body[24:26])[0]
         supported = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}
         if tag not in supported or bits not in supported[tag]:
-            raise AudioFileError(f"{self.path}: WAV format {tag} with {bits}-bit samples is not supported "
-                                 f"(16/24/32-bit integer or 32/64-bit float are); {_CONVERT_ADVICE}")
+            name = {6: "A-law", 7: "mu-law", 2: "ADPCM", 0x11: "IMA ADPCM", 0x55: "MP3"}.get(tag, f"format {tag}")
+            raise AudioFileError(f"{self.path}: {name} with {bits}-bit samples is not supported "
+                                 f"(8-bit unsigned, 16/24/32-bit integer PCM and 32/64-bit float are); "
+                                 f"{_CONVERT_ADVICE}")
         if channels < 1 or block_align != channels * bits // 8:
             raise AudioFileError(f"{self.path}: inconsistent WAV header ({channels} channels, {bits}-bit, "
                                  f"{block_align}-byte frames); {_CONVERT_ADVICE}")
         check_rate(self.path, rate)
         return tag, channels, rate, block_align, bits
 
+    def describe(self):
+        """The sample format in words: ``44100 Hz, 2 channels, 24-bit integer``."""
+        kind = "float" if self.format_tag == _FLOAT else ("unsigned" if self.bits == 8 else "integer")
+        return (f"{self.rate} Hz, {self.channels} channel{'s' if self.channels > 1 else ''}, "
+                f"{self.bits}-bit {kind}")
+
     def read(self, n_frames):
         """The next ``n_frames`` (fewer at the end) as float64 ``(n, channels)``."""
         n_frames = min(n_frames, self._left)
+        first = self.frames - self._left
         data = self._file.read(n_frames * self.block_align)
         n_frames = len(data) // self.block_align
         self._left -= n_frames
-        return self._decode(data[:n_frames * self.block_align]).reshape(n_frames, self.channels)
+        samples = self._decode(data[:n_frames * self.block_align]).reshape(n_frames, self.channels)
+        if self.format_tag == _FLOAT:
+            self._repair(samples, first)
+        return samples
+
+    def _repair(self, samples, first_frame):
+        """NaN and infinity are not audio: 0 in their place, counted and located for the caller's warning."""
+        bad = ~np.isfinite(samples)
+        if not bad.any():
+            return
+        frames = np.flatnonzero(bad.any(axis=1)) + first_frame
+        span = (frames[0] / self.rate, frames[-1] / self.rate)
+        self.nonfinite += int(np.count_nonzero(bad))
+        self.nonfinite_span_s = span if self.nonfinite_span_s is None else (self.nonfinite_span_s[0], span[1])
+        samples[bad] = 0.0
 
     def read_all(self):
         return self.read(self.frames)
@@ -224,6 +269,26 @@ class WavReader:
             return values.astype(np.float64) / 8388608.0
         dtype = "<i2" if self.bits == 16 else "<i4"
         return np.frombuffer(data, dtype).astype(np.float64) / float(-np.iinfo(dtype).min)
+
+
+def encode(samples, format_tag, bits):
+    """Float samples (any shape, interleaved order) as a WAV's bytes; the inverse of ``WavReader._decode``.
+
+    Returns ``(bytes, clipped)``: integer formats clip at full scale and count what they clipped; float formats
+    keep every value, as the input's own format would.
+    """
+    samples = np.asarray(samples, dtype=np.float64).ravel()
+    if format_tag == _FLOAT:
+        return samples.astype("<f4" if bits == 32 else "<f8").tobytes(), 0
+    clipped = int(np.count_nonzero(np.abs(samples) > 1.0))
+    if bits == 8:
+        return np.clip(np.round(samples * 128.0) + 128.0, 0, 255).astype(np.uint8).tobytes(), clipped
+    full = float(1 << (bits - 1))
+    values = np.clip(np.round(samples * full), -full, full - 1).astype(np.int64)
+    if bits == 24:
+        as_bytes = (values & 0xFFFFFF).astype("<u4").view(np.uint8).reshape(-1, 4)[:, :3]
+        return as_bytes.tobytes(), clipped
+    return values.astype("<i2" if bits == 16 else "<i4").tobytes(), clipped
 
 
 class StreamResampler:
@@ -281,28 +346,38 @@ class StreamResampler:
         return out
 
 
-def _wav_header(rate, n_samples):
-    """The 44-byte header of a 16-bit mono PCM WAV holding ``n_samples``."""
-    data_bytes = 2 * n_samples
-    return struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, _PCM, 1,
-                       int(rate), 2 * int(rate), 2, 16, b"data", data_bytes)
+#: The 'fmt ' chunk of 16-bit mono PCM at a given rate (everything the daemon and the oracle write).
+def pcm16_mono_fmt(rate):
+    return struct.pack("<HHIIHH", _PCM, 1, int(rate), 2 * int(rate), 2, 16)
 
 
 class WavWriter:
-    """A 16-bit mono WAV written block by block, atomically: a temporary file beside the target, renamed at the end.
+    """A WAV file written block by block, atomically: a temporary file beside the target, renamed at the end.
 
-    Use as a context manager; any failure removes the temporary file and
-    leaves the target as it was. A write error is an :class:`AudioFileError`
-    naming the target. ``clipped`` counts samples beyond full scale.
+    ``fmt_chunk`` is the body of the 'fmt ' chunk to write (the input's own, so that the output has its
+    format, channels and channel mask; default 16-bit mono PCM at ``rate``). Blocks are float
+    ``(n, channels)`` (or ``(n,)`` for mono). Use as a context manager; any failure removes the temporary file
+    and leaves the target as it was. A write error is an :class:`AudioFileError` naming the target. ``clipped``
+    counts samples beyond full scale (integer formats only).
     """
 
-    def __init__(self, path, rate, n_samples):
+    def __init__(self, path, rate, n_frames, fmt_chunk=None):
         self.path = Path(path)
-        self.n_samples, self.clipped, self._written = int(n_samples), 0, 0
+        self.fmt_chunk = fmt_chunk or pcm16_mono_fmt(rate)
+        tag, self.channels, _, _, block_align, self.bits = struct.unpack("<HHIIHH", self.fmt_chunk[:16])
+        self.format_tag = struct.unpack("<H", self.fmt_chunk[24:26])[0] if tag == _EXTENSIBLE else tag
+        self.n_frames, self.clipped, self._written = int(n_frames), 0, 0
+        self._data_bytes = self.n_frames * block_align
+        header = wav_header_bytes(self.fmt_chunk)
+        if header + self._data_bytes + self._data_bytes % 2 > 0xFFFFFFFF:
+            raise AudioFileError(f"{self.path}: the output would hold {self._data_bytes} bytes of audio, more than "
+                                 "a WAV file can (4 GiB); cut the input into parts")
         try:
             handle, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             self._stream = os.fdopen(handle, "wb")
-            self._put(_wav_header(rate, self.n_samples))
+            self._put(struct.pack("<4sI4s4sI", b"RIFF", header - 8 + self._data_bytes + self._data_bytes % 2,
+                                  b"WAVE", b"fmt ", len(self.fmt_chunk)) + self.fmt_chunk
+                      + b"\0" * (len(self.fmt_chunk) % 2) + struct.pack("<4sI", b"data", self._data_bytes))
         except OSError as exc:
             raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
 
@@ -317,10 +392,10 @@ class WavWriter:
 
     def write(self, samples):
         samples = np.asarray(samples, dtype=np.float64)
-        self.clipped += int(np.count_nonzero(np.abs(samples) > 1.0))
-        pcm = np.round(np.clip(samples, -1.0, 32767.0 / 32768.0) * 32768.0).astype("<i2")
-        self._put(pcm.tobytes())
-        self._written += samples.size
+        data, clipped = encode(samples, self.format_tag, self.bits)
+        self.clipped += clipped
+        self._put(data)
+        self._written += samples.shape[0]
 
     def _put(self, data):
         try:
@@ -330,10 +405,12 @@ class WavWriter:
             raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
 
     def _commit(self):
-        if self._written != self.n_samples:
+        if self._written != self.n_frames:
             self._discard()
-            raise AssertionError(f"wrote {self._written} samples, the header says {self.n_samples}")
+            raise AssertionError(f"wrote {self._written} frames, the header says {self.n_frames}")
         try:
+            if self._data_bytes % 2:
+                self._stream.write(b"\0")           # RIFF chunks are word-aligned
             self._stream.close()
             umask = os.umask(0)
             os.umask(umask)
@@ -350,3 +427,8 @@ class WavWriter:
             pass
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)
+
+
+def wav_header_bytes(fmt_chunk):
+    """Bytes before the audio in a file :class:`WavWriter` writes with this 'fmt ' chunk."""
+    return 12 + 8 + len(fmt_chunk) + len(fmt_chunk) % 2 + 8

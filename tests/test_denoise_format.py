@@ -1,0 +1,145 @@
+"""`denoise` gives back what it was given (issue 26 items 3-5, issue 24 item 6).
+
+The same rate, channels, sample format and length; each channel enhanced on its own; NaN and infinity repaired
+with a warning that says how many and where; headers that lie refused before anything large is read.
+"""
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edge.commands.cli import main
+from edge.io.synthetic import mix_at_snr, noise, speech_like
+from edge.io.wav import WavReader, WavWriter, encode
+from edge.model.model_meta import DEFAULT_MODEL_PATH
+
+
+@pytest.fixture
+def model():
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    return DEFAULT_MODEL_PATH
+
+
+def fmt_chunk(tag, channels, rate, bits, extensible=False):
+    align = channels * bits // 8
+    body = struct.pack("<HHIIHH", 0xFFFE if extensible else tag, channels, rate, rate * align, align, bits)
+    if extensible:                      # cbSize, valid bits, channel mask (front left + right), sub-format GUID
+        body += struct.pack("<HHI", 22, bits, 0x3) + struct.pack("<H", tag) + bytes.fromhex(
+            "000000001000800000aa00389b71")
+    return body
+
+
+def write_file(path, samples, rate, tag=1, bits=16, extensible=False):
+    samples = np.atleast_2d(samples.T).T
+    with WavWriter(path, rate, samples.shape[0], fmt_chunk(tag, samples.shape[1], rate, bits, extensible)) as out:
+        out.write(samples)
+    return path
+
+
+def noisy(seconds, rate, seed=1):
+    return mix_at_snr(speech_like(seconds, seed=seed, rate=rate), noise("pink", seconds, seed=seed + 1, rate=rate), 5.0)
+
+
+@pytest.mark.parametrize("tag, bits", [(1, 8), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64)])
+def test_every_sample_format_round_trips_through_the_writer_and_reader(tmp_path, tag, bits):
+    signal = np.stack([noisy(0.05, 44_100), -noisy(0.05, 44_100, seed=5)], axis=1) * 0.9
+    path = write_file(tmp_path / "x.wav", signal, 44_100, tag, bits, extensible=bits > 16)
+    with WavReader(path) as reader:
+        back = reader.read_all()
+        assert (reader.rate, reader.channels, reader.bits, reader.format_tag) == (44_100, 2, bits, tag)
+    step = 2.0 ** -(bits - 1) if tag == 1 else 1e-7
+    assert np.max(np.abs(back - signal)) <= step
+    if bits == 8:                       # an odd number of 8-bit mono bytes gets RIFF's pad byte
+        path = write_file(tmp_path / "odd.wav", signal[:101, 0], 44_100, 1, 8)
+        assert path.stat().st_size % 2 == 0 and WavReader(path).frames == 101
+
+
+def test_a_44k1_stereo_24_bit_file_comes_back_as_44k1_stereo_24_bit_of_the_same_length(tmp_path, model, capsys):
+    """The issue's case; and each channel is enhanced on its own: a silent channel stays silent."""
+    speech = noisy(1.3, 44_100) * 0.5
+    source = write_file(tmp_path / "in.wav", np.stack([speech, np.zeros_like(speech)], axis=1), 44_100, 1, 24,
+                        extensible=True)
+    assert main(["denoise", str(source), str(tmp_path / "out.wav")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with WavReader(source) as given, WavReader(tmp_path / "out.wav") as got:
+        assert got.fmt_chunk == given.fmt_chunk                 # format, channels, rate and channel mask
+        assert got.frames == given.frames
+        enhanced = got.read_all()
+    assert np.max(np.abs(enhanced[:, 1])) == 0.0
+    mono = write_file(tmp_path / "mono.wav", speech, 44_100, 1, 24)
+    assert main(["denoise", str(mono), str(tmp_path / "mono-out.wav")]) == 0
+    with WavReader(tmp_path / "mono-out.wav") as alone:
+        np.testing.assert_array_equal(enhanced[:, 0], alone.read_all()[:, 0])     # as if it were alone
+    assert np.max(np.abs(enhanced[:, 0] - speech)) > 0.1                         # enhanced, not passed through
+
+
+@pytest.mark.parametrize("rate, frames", [(96_000, 96_001), (44_100, 44_101), (8_000, 8_003)])
+def test_the_output_has_exactly_the_input_length_at_any_rate(tmp_path, model, rate, frames):
+    source = write_file(tmp_path / "in.wav", noisy(frames / rate + 0.01, rate)[:frames], rate)
+    assert WavReader(source).frames == frames
+    assert main(["denoise", str(source), str(tmp_path / "out.wav")]) == 0
+    with WavReader(tmp_path / "out.wav") as got:
+        assert (got.rate, got.frames) == (rate, frames)
+
+
+def test_nan_and_infinity_are_repaired_with_a_warning_that_says_how_many_and_where(tmp_path, model, capsys):
+    signal = noisy(2.0, 48_000).astype(np.float32)
+    signal[24_000] = np.nan
+    signal[24_001] = np.inf
+    signal[72_000] = -np.inf
+    source = write_file(tmp_path / "in.wav", signal, 48_000, 3, 32)
+    assert main(["denoise", str(source), str(tmp_path / "out.wav")]) == 0
+    out = capsys.readouterr().out
+    assert "3 NaN or infinite samples between 0.500 s and 1.500 s were replaced by silence (0)" in out
+    with WavReader(tmp_path / "out.wav") as got:
+        assert np.all(np.isfinite(got.read_all()))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "the file is empty (0 bytes)"),
+    (b"hello\n", "not a WAV file (it starts with b'hello\\n'"),
+    (b"just some longer text that is not audio\n", "not a WAV file (it starts with b'just som'"),
+    (b"RIFF\x10\x00", "truncated WAV file: it ends inside the RIFF header"),
+])
+def test_empty_and_text_files_are_named_for_what_they_are(tmp_path, capsys, content, message):
+    (tmp_path / "in.wav").write_bytes(content)
+    assert main(["denoise", str(tmp_path / "in.wav"), str(tmp_path / "out.wav")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_a_law_refusal_lists_8_bit_pcm_among_the_supported_formats(tmp_path, capsys):
+    path = tmp_path / "alaw.wav"
+    body = struct.pack("<HHIIHH", 6, 1, 8000, 8000, 1, 8)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 8 + 16 + 8 + 100) + b"WAVE" + b"fmt " + struct.pack("<I", 16)
+                     + body + b"data" + struct.pack("<I", 100) + bytes(100))
+    assert main(["denoise", str(path), str(tmp_path / "out.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "A-law with 8-bit samples is not supported" in err and "8-bit unsigned" in err
+
+
+def test_a_fmt_chunk_that_claims_4_gb_is_refused_without_reading_it(tmp_path):
+    """An 84-byte file whose 'fmt ' chunk claims 0xFFFFFFFE bytes: refused in a process capped at 256 MB."""
+    path = tmp_path / "liar.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 76) + b"WAVE" + b"fmt " + struct.pack("<I", 0xFFFFFFFE) + bytes(64))
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    run = f"from edge.commands.cli import main; raise SystemExit(main(['denoise', {str(path)!r}, '/dev/null']))"
+    result = subprocess.run([sys.executable, "-c", limit + run], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "its 'fmt ' chunk claims 4294967294 bytes in a 84-byte file" in result.stderr
+
+
+def test_more_channels_than_denoise_enhances_are_refused_with_what_to_do(tmp_path, capsys, model):
+    source = write_file(tmp_path / "wide.wav", np.zeros((480, 9)), 48_000)
+    assert main(["denoise", str(source), str(tmp_path / "out.wav")]) == 2
+    assert "9 channels; denoise enhances at most 8" in capsys.readouterr().err
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_encode_clips_integers_at_full_scale_and_keeps_floats(tmp_path):
+    values = np.array([-2.0, -1.0, 0.0, 0.5, 2.0])
+    data, clipped = encode(values, 1, 16)
+    assert clipped == 2 and list(np.frombuffer(data, "<i2")) == [-32768, -32768, 0, 16384, 32767]
+    data, clipped = encode(values, 3, 32)
+    assert clipped == 0 and list(np.frombuffer(data, "<f4")) == list(values)

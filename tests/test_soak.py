@@ -1,0 +1,15 @@
+"""`soak`'s figures (issue 26 item 8): the end column is the end of the run, not the last once-a-second sample."""
+import pytest
+
+
+def test_the_end_figures_count_every_frame_of_the_run():
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from edge.commands.soak import FRAMES_PER_MINUTE, run_soak
+    lines = []
+    figures = run_soak(audio_minutes=1.5, loss_every_min=1.0, outage_opens=1, sighup_every_min=0, say=lines.append)
+    assert figures["end"]["frames"] == int(1.5 * FRAMES_PER_MINUTE)           # 9,000: all of them
+    if figures["start"] is not None:                                         # a run faster than 1 s has no start
+        assert figures["start"]["frames"] < figures["end"]["frames"]
+    frames_row = next(row for row in lines[0].splitlines() if row.startswith("| frames"))
+    assert frames_row.rstrip().endswith("9000 |")
