@@ -5,9 +5,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("edge", "training", "converter", "evaluation", "tests")
-#: The deliberate exceptions, each checked where it is used: scipy's lfilter kernel is compared with
-#: lfilter once at import (edge.dsp.enhancer.choose_lfilter_kernel) and replaced by it if it differs.
-ALLOWED = {("edge/dsp/enhancer.py", "scipy.signal._sigtools._linear_filter")}
+#: The deliberate exceptions, each checked where it is used (none at present).
+ALLOWED = set()
 
 
 def _sources():

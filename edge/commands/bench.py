@@ -79,6 +79,54 @@ def _time_whole_path(audio, model_path, stages):
     return wall * 1e-9, cpu * 1e-9
 
 
+#: The enhancer's stages, as the names its module calls them by (see ``Enhancer.process``).
+DSP_STAGES = {"analyse": "stft", "synthesise": "stft", "comb_filter": "comb", "band_energy": "features",
+              "band_coherence": "features", "assemble": "features"}
+
+
+def dsp_stage_times(audio, gain_source):
+    """Median ms per frame of each DSP stage: pitch, comb, stft (analysis + synthesis), features, gains.
+
+    A separate pass from the timed rounds: each stage is wrapped in a clock
+    (about 0.3 us per call), by rebinding the names ``edge.dsp.enhancer``
+    calls for the length of this pass, then put back.
+    """
+    import edge.dsp.enhancer as module
+    spent = {}
+
+    def timed(function, stage):
+        def clocked(*args, **kwargs):
+            t0 = time.perf_counter_ns()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[stage] = spent.get(stage, 0) + time.perf_counter_ns() - t0
+        return clocked
+
+    enhancer = Enhancer(gain_source)
+    originals = {name: getattr(module, name) for name in DSP_STAGES}
+    enhancer.pitch.step = timed(enhancer.pitch.step, "pitch")
+    enhancer._limit_gains = timed(enhancer._limit_gains, "gains")
+    enhancer.applier.apply = timed(enhancer.applier.apply, "gains")
+    enhancer.gain_source = timed(enhancer.gain_source, "network")
+    per_frame = {}
+    try:
+        for name, stage in DSP_STAGES.items():
+            setattr(module, name, timed(originals[name], stage))
+        for frame in audio.reshape(-1, HOP_SAMPLES):
+            spent.clear()
+            t0 = time.perf_counter_ns()
+            enhancer.process(frame)
+            total = time.perf_counter_ns() - t0
+            spent["other"] = total - sum(spent.values())
+            for stage, ns in spent.items():
+                per_frame.setdefault(stage, []).append(ns * 1e-6)
+    finally:
+        for name, function in originals.items():
+            setattr(module, name, function)
+    return {stage: float(np.median(ms)) for stage, ms in per_frame.items()}
+
+
 def _time_rnnoise(audio):
     from evaluation import peers
     wall = peers.rnnoise_frame_times(audio, time.perf_counter)
@@ -156,6 +204,8 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
             "startup_s": startup_s,
             "stages": {name: _stage_ms(rounds) for name, rounds in stages.items()},
         })
+        from edge.model.engine import ModelRunner
+        report["dsp_stages_ms_p50"] = dsp_stage_times(audio, ModelRunner(model))
     if as_json:
         say(json.dumps(report, indent=2))
         return report
@@ -173,6 +223,8 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
             f"deadline misses {report['deadline_misses']}, peak RSS {report['rss_mb']:.0f} MB, "
             f"start-up {report['startup_s']:.2f} s")
         say("stages (median ms): " + ", ".join(f"{name} {v['ms_p50']:.3f}" for name, v in report["stages"].items()))
+        say("DSP stages, separate pass (median ms): "
+            + ", ".join(f"{name} {ms:.3f}" for name, ms in report["dsp_stages_ms_p50"].items()))
     for name, reason in skipped.items():
         say(f"skipped {name}: {reason}")
     return report
@@ -218,3 +270,53 @@ def run_model_bench(model_paths, frames=2000, as_json=False, say=print):
             f"{row['megabytes']:.2f} | {row['runtime']} | {'on' if row['xnnpack'] else 'off'} | "
             f"{row['frame_us_p50']:.0f} | {row['frame_us_p99']:.0f} |")
     return rows
+
+
+#: What the daemon loads, in the order it loads it (``run``), for :func:`run_import_footprint`.
+DAEMON_IMPORTS = ("numpy", "yaml", "edge.dsp", "edge.io.wav", "edge.daemon.config", "edge.daemon.telemetry",
+                  "edge.daemon.loop", "edge.devices.alsa", "edge.commands.run", "alsaaudio", "edge.model.engine")
+
+_FOOTPRINT_PROBE = """
+import importlib, json, sys
+def rss_mb():
+    with open('/proc/self/status') as status:
+        return next(int(line.split()[1]) for line in status if line.startswith('VmRSS')) / 1024
+rows, last = [['python', rss_mb(), rss_mb()]], rss_mb()
+for name in sys.argv[2:]:
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        rows.append([name + ' (not installed: ' + str(exc) + ')', 0.0, last])
+        continue
+    now = rss_mb(); rows.append([name, now - last, now]); last = now
+if sys.argv[1]:
+    from edge.model.engine import ModelRunner
+    from edge.dsp import Enhancer
+    Enhancer(ModelRunner(sys.argv[1]))
+    now = rss_mb(); rows.append(['the model and the enhancer', now - last, now]); last = now
+print(json.dumps({'rows': rows, 'scipy_loaded': 'scipy' in sys.modules}))
+"""
+
+
+def run_import_footprint(model=None, as_json=False, say=print):
+    """Print the resident memory (VmRSS, MB) each daemon import adds, measured in a fresh interpreter.
+
+    Linux only (it reads /proc/self/status). With ``model``, the model load
+    and an enhancer are the last row. Returns the report dict.
+    """
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _FOOTPRINT_PROBE, model or "", *DAEMON_IMPORTS],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"the import probe failed: {done.stderr.strip()[-500:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if as_json:
+        say(json.dumps(report, indent=2))
+        return report
+    say("| import | RSS added (MB) | RSS after (MB) |")
+    say("|---|---:|---:|")
+    for name, added, total in report["rows"]:
+        say(f"| {name} | {added:.1f} | {total:.1f} |")
+    say(f"scipy loaded: {'yes' if report['scipy_loaded'] else 'no'}")
+    return report

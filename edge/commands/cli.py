@@ -104,6 +104,8 @@ def _parser():
     bench.add_argument("--no-peers", action="store_true", help="skip RNNoise")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.add_argument("--model", help="also measure the whole path with this .tflite model")
+    bench.add_argument("--imports", action="store_true",
+                       help="instead: the resident memory each of the daemon's imports adds, in a fresh interpreter")
     run = commands.add_parser("run", help="the real-time daemon (ALSA capture -> enhance -> playback)")
     run.add_argument("--config", help="YAML config (default: built-in defaults)")
     run.add_argument("--frames", type=_in_range(int, 1), help="stop after N frames")
@@ -181,8 +183,11 @@ def _dispatch(argv, control):
             run_denoise(args.input, args.output, args.model, settings, args.threads,
                         follow_symlinks=args.follow_symlinks)
         elif args.command == "bench":
-            from edge.commands.bench import run_bench
-            run_bench(args.seconds, args.rounds, not args.no_peers, args.json, args.model)
+            from edge.commands.bench import run_bench, run_import_footprint
+            if args.imports:
+                run_import_footprint(args.model, args.json)
+            else:
+                run_bench(args.seconds, args.rounds, not args.no_peers, args.json, args.model)
         elif args.command == "run":
             from edge.commands import run as daemon_commands
             if args.demo is not None:

@@ -1,6 +1,7 @@
 """The ``run``, ``check`` and ``run --demo`` commands around :class:`~edge.daemon.loop.AudioLoop`."""
 
 import contextlib
+import ctypes
 import grp
 import logging
 import os
@@ -18,6 +19,7 @@ from edge.io import synthetic
 from edge.daemon.control import SignalControl
 from edge.daemon.loop import AudioLoop, apply_realtime, default_runner_factory
 from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ, with_flush_padding
+from edge.dsp.offline import frames_to_flush
 from edge.devices.alsa import AlsaDuplex, DeviceLocks, output_delay_samples
 from edge.devices.sound_devices import library_messages, said_by_alsa
 from edge.errors import DeviceError, MissingDependencyError, PercepnetError
@@ -256,11 +258,15 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
     n_bytes = 44 + 2 * output_samples(int(seconds * SAMPLE_RATE_HZ), SAMPLE_RATE_HZ)
     targets = {name: prepare_output(out_dir / f"{name}.wav", n_bytes) for name in ("noisy", "enhanced")}
     config = config_module.load(config_path) if config_path else config_module.Config()
-    _, noisy = synthetic.demo_mixture(seconds)
+    noisy = synthetic.demo_mixture(seconds)[1]          # the clean half is not kept: peak RSS is reported
+    n_samples = noisy.size
     with tempfile.TemporaryDirectory(prefix="percepnet-demo-") as folder:
         work = Path(folder)
-        capture = with_flush_padding(noisy, np.float32)
-        capture.tofile(work / "capture.raw")
+        with_flush_padding(noisy, np.float32).tofile(work / "capture.raw")
+        write_wav(targets["noisy"], noisy, SAMPLE_RATE_HZ)
+        say(f"wrote {out_dir / 'noisy.wav'}")
+        del noisy                                       # the daemon reads it from the capture file
+        release_freed_memory()
         asoundrc = file_plugin_asoundrc(work, work / "capture.raw", work / "playback.raw")
         audio = replace(config.audio, capture_device="pe_capture", playback_device="pe_playback",
                         sample_format="FLOAT_LE", capture_channels=1, channel_index=0)
@@ -271,15 +277,28 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
             started = time.monotonic()
             loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
-            loop.run(max_frames=capture.size // HOP_SAMPLES)
-        played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
-    delay = output_delay_samples(config.audio)
-    enhanced = played[delay:delay + noisy.size]
-    for name, samples in (("noisy", noisy), ("enhanced", enhanced)):
-        write_wav(targets[name], samples, SAMPLE_RATE_HZ)
-        say(f"wrote {out_dir / (name + '.wav')}")
+            loop.run(max_frames=frames_to_flush(n_samples))
+        delay = output_delay_samples(config.audio)
+        played = np.memmap(work / "playback.raw", np.float32, mode="r")     # not copied: peak RSS is reported
+        write_wav(targets["enhanced"], played[delay:delay + n_samples], SAMPLE_RATE_HZ)
+        del played
+    say(f"wrote {out_dir / 'enhanced.wav'}")
     say(loop.summary())
     return 0
+
+
+def release_freed_memory():
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Generating the demo audio frees several signal-sized arrays; glibc keeps
+    such memory in the process after the first one (its mmap threshold
+    adapts), and the demo reports the peak RSS of a daemon, not of a
+    generator.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):                   # not glibc: nothing to release this way
+        pass
 
 
 @contextlib.contextmanager

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 import numpy as np
-from scipy import signal as sps
 
 from .bands import band_energy, band_matrix
 from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
 from .features import assemble, band_coherence
+from .iir import StreamIIR
 from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
                     POSTFILTER_BETA, GainApplier, attenuation_floor, envelope_postfilter)
 from .pitch import HISTORY_NEEDED, PitchTracker
@@ -96,51 +96,25 @@ _UNITY_GAIN = np.ones(N_BANDS)
 _ZERO_STRENGTH = np.zeros(N_BANDS)
 
 
-def _public_lfilter(b, a, x, axis, zi):
-    return sps.lfilter(b, a, x, axis, zi)
-
-
-def choose_lfilter_kernel(kernel):
-    """``kernel`` when it still computes exactly what scipy.signal.lfilter does, else lfilter itself.
-
-    The high-pass calls scipy.signal.lfilter's own kernel, a private name: the
-    public wrapper spends three times longer validating its arguments than
-    filtering 480 samples. It is checked once, at import, on a probe with a
-    state; a scipy upgrade that moves, renames or re-signs it costs speed, never
-    correctness. tests/test_bad_input.py pins the choice.
-    """
-    probe, state = np.linspace(-1.0, 1.0, 32), np.array([0.25, -0.5])
-    try:
-        got = kernel(HIGHPASS_B, HIGHPASS_A, probe, -1, state.copy())
-        expected = _public_lfilter(HIGHPASS_B, HIGHPASS_A, probe, -1, state.copy())
-        if all(np.array_equal(g, e) for g, e in zip(got, expected, strict=True)):
-            return kernel
-    except Exception:                                   # anything a changed private function may raise
-        pass
-    return _public_lfilter
-
-
-try:
-    from scipy.signal._sigtools import _linear_filter
-except ImportError:                                     # other scipy layouts
-    _linear_filter = _public_lfilter
-_lfilter_kernel = choose_lfilter_kernel(_linear_filter)
-
-
 class HighPass:
-    """Streaming biquad with its state; the state is flushed to 0 before it turns denormal."""
+    """RNNoise's DC/rumble high-pass as a streaming filter with its state (numpy only, :mod:`edge.dsp.iir`).
+
+    Its state is flushed to 0 before it turns denormal.
+    """
 
     def __init__(self):
-        self.state = np.zeros(2)
+        self._filter = StreamIIR(HIGHPASS_B, HIGHPASS_A)
+
+    @property
+    def state(self):
+        """The filter's state: one complex value per first-order section."""
+        return self._filter.section_state
 
     def reset(self):
-        self.state[:] = 0.0
+        self._filter.reset()
 
     def process(self, frame):
-        filtered, self.state = _lfilter_kernel(HIGHPASS_B, HIGHPASS_A, frame, -1, self.state)
-        if abs(self.state[0]) < 1e-30 and abs(self.state[1]) < 1e-30:
-            self.state[:] = 0.0
-        return filtered
+        return self._filter.process(frame)
 
 
 class Enhancer:

@@ -20,10 +20,10 @@ Per frame:
 """
 
 import numpy as np
-from scipy import signal as sps
 
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, PITCH_DECIMATION, PITCH_MAX_SAMPLES,
                         PITCH_MIN_SAMPLES, SAMPLE_RATE_HZ, WINDOW_SAMPLES)
+from .iir import firwin_lowpass
 
 N_CANDIDATES = 6
 OCTAVE_BIAS = 0.04          # observation penalty per octave of lag
@@ -74,7 +74,7 @@ class PitchTracker:
 
     def __init__(self):
         # Linear-phase FIR low-pass evaluated only at the kept (every 4th) samples.
-        self._decimator = sps.firwin(DECIMATOR_TAPS, DECIMATOR_CUTOFF_HZ, fs=SAMPLE_RATE_HZ)[::-1].copy()
+        self._decimator = firwin_lowpass(DECIMATOR_TAPS, DECIMATOR_CUTOFF_HZ, SAMPLE_RATE_HZ)[::-1].copy()
         self._decimated = np.zeros(_DEC_HISTORY)
         self._lag_octaves = np.log2(np.arange(_LAG_MIN, _LAG_MAX + 1) / _LAG_MIN)
         self._octave_bias = OCTAVE_BIAS * self._lag_octaves

@@ -10,9 +10,9 @@ about.
 """
 
 import numpy as np
-from scipy import signal as sps
 
 from edge.dsp.constants import SAMPLE_RATE_HZ
+from edge.dsp.iir import butter2_highpass, lfilter
 
 #: First three formants (Hz) of a few vowels.
 _VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240],
@@ -39,23 +39,24 @@ def speech_like(seconds, seed=0, rate=SAMPLE_RATE_HZ, f0_range_hz=(90.0, 240.0),
         f0 = rng.uniform(*f0_range_hz) * (1 + 0.15 * np.sin(2 * np.pi * rng.uniform(1, 4) * t))
         phase = np.cumsum(f0) / rate
         pulses = np.diff(np.floor(phase), prepend=np.floor(phase[0])).astype(float)
-        source = sps.lfilter([1.0], [1.0, -0.97], pulses)            # glottal tilt
+        source = lfilter([1.0], [1.0, -0.97], pulses)            # glottal tilt
         vowel = _VOWELS[rng.integers(len(_VOWELS))] * rng.uniform(0.9, 1.15)
         voiced = source
         for formant in vowel:
             b, a = _resonator(formant, 80 + 0.05 * formant, rate)
-            voiced = sps.lfilter(b, a, voiced)
+            voiced = lfilter(b, a, voiced)
         envelope = np.sin(np.pi * np.arange(stop - position) / (stop - position)) ** 0.6
         out[position:stop] += voiced * envelope
         position = stop
         if rng.random() < 0.35:                                       # fricative
             length = int(rng.uniform(0.05, 0.12) * rate)
             stop = min(n, position + length)
-            hiss = sps.lfilter(*sps.butter(2, 3500, "highpass", fs=rate), rng.standard_normal(stop - position))
+            hiss = lfilter(*butter2_highpass(3500.0, rate), rng.standard_normal(stop - position))
             out[position:stop] += 0.1 * hiss * np.hanning(stop - position)
             position = stop
         position += int(rng.uniform(0.03, 0.25) * rate)               # pause
-    return set_level(out, level_dbfs)
+    out *= level_gain(out, level_dbfs)
+    return out
 
 
 def noise(kind, seconds, seed=0, rate=SAMPLE_RATE_HZ):
@@ -74,16 +75,29 @@ def noise(kind, seconds, seed=0, rate=SAMPLE_RATE_HZ):
         floor = noise("pink", seconds, seed + 1, rate)
         return hum / np.std(hum) + 0.3 * floor / np.std(floor)
     if kind == "babble-like":
-        talkers = [speech_like(seconds, seed + 100 + i, rate) for i in range(6)]
-        return np.sum(talkers, axis=0)
+        babble = speech_like(seconds, seed + 100, rate)
+        for talker in range(1, 6):                    # summed one by one: six at once would be the demo's peak memory
+            babble += speech_like(seconds, seed + 100 + talker, rate)
+        return babble
     raise ValueError(f"unknown noise kind {kind!r}; choose white, pink, hum or babble-like")
 
 
 def level_gain(samples, level_dbfs):
     """The factor that brings ``samples`` to an RMS level in dBFS over their non-silent part (1 if silent)."""
-    active = samples[np.abs(samples) > 1e-4 * np.max(np.abs(samples))] if np.any(samples) else samples
-    rms = np.sqrt(np.mean(active ** 2)) if active.size else 0.0
-    return 1.0 if rms == 0 else 10 ** (level_dbfs / 20) / rms
+    blocks = [samples[start:start + _BLOCK] for start in range(0, samples.size, _BLOCK)]
+    peak = max((float(np.max(np.abs(block))) for block in blocks), default=0.0)
+    if peak == 0.0:
+        return 1.0
+    energy, count = 0.0, 0
+    for block in blocks:                                  # 1 s at a time: no signal-sized temporaries
+        active = block[np.abs(block) > 1e-4 * peak]
+        energy += float(np.dot(active, active))
+        count += active.size
+    return 10 ** (level_dbfs / 20) / np.sqrt(energy / count)
+
+
+#: Samples per block of :func:`level_gain` (bounded temporaries: the demo's peak memory counts).
+_BLOCK = 48_000
 
 
 def set_level(samples, level_dbfs):
@@ -94,8 +108,10 @@ def set_level(samples, level_dbfs):
 def mix_at_snr(clean, noise_samples, snr_db):
     """``clean + noise`` with the noise scaled to the given SNR (over whole signals)."""
     noise_samples = noise_samples[:clean.size]
-    gain = np.sqrt(np.sum(clean ** 2) / (np.sum(noise_samples ** 2) * 10 ** (snr_db / 10)))
-    return clean + gain * noise_samples
+    gain = np.sqrt(np.dot(clean, clean) / (np.dot(noise_samples, noise_samples) * 10 ** (snr_db / 10)))
+    mixture = noise_samples * gain
+    mixture += clean
+    return mixture
 
 
 def harmonic_tone(f0_hz, seconds, rate=SAMPLE_RATE_HZ, n_harmonics=None, seed=0):

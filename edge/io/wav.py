@@ -3,10 +3,11 @@
 Whole files (:func:`read_wav`, :func:`write_wav`) for short clips, and streams
 (:class:`WavReader`, :class:`StreamResampler`, :class:`WavWriter`) for the
 file commands, whose memory must not grow with the file's length.
-Only numpy and scipy are used, so this works on the device as well.
+The daemon's path (:func:`write_wav`, :class:`WavReader`, :class:`WavWriter`)
+needs numpy alone; scipy (78 MB resident) is imported only by the calls that
+resample or read whole files, which the file commands make.
 """
 
-import io
 import os
 import struct
 import tempfile
@@ -14,10 +15,8 @@ from math import gcd
 from pathlib import Path
 
 import numpy as np
-from scipy import signal as sps
-from scipy.io import wavfile
 
-from edge.io.atomic import atomic_write
+from edge.io.atomic import refuse_special_target
 from edge.dsp.constants import SAMPLE_RATE_HZ
 from edge.errors import AudioFileError
 
@@ -29,6 +28,7 @@ _CONVERT_ADVICE = "convert it first, e.g. `sox in.xxx -b 16 out.wav`"
 
 def read_wav(path):
     """Read a WAV file as float64 in [-1, 1], shape (n_samples, n_channels), and its rate."""
+    from scipy.io import wavfile                      # host-side use only: see the module doc
     try:
         rate, data = wavfile.read(path)
     except FileNotFoundError:
@@ -77,6 +77,7 @@ def resample(samples, rate_from, rate_to):
     """Polyphase resampling; the result has round(n * rate_to / rate_from) samples."""
     if rate_from == rate_to:
         return samples
+    from scipy import signal as sps                   # only when the rates differ: see the module doc
     common = gcd(int(rate_from), int(rate_to))
     out = sps.resample_poly(samples, rate_to // common, rate_from // common)
     return out[:int(round(samples.shape[0] * rate_to / rate_from))]
@@ -88,21 +89,19 @@ def write_wav(path, samples, rate):
     The file appears complete or not at all: it is written to a temporary
     file beside the target, then renamed.
     """
-    samples = np.asarray(samples, dtype=np.float64)
-    clipped = int(np.count_nonzero(np.abs(samples) > 1.0))
-    pcm = np.round(np.clip(samples, -1.0, 32767.0 / 32768.0) * 32768.0).astype(np.int16)
+    samples = np.asarray(samples)                    # converted block by block (it may be a memory map)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise AudioFileError(f"{path}: the folder {directory} does not exist")
-    buffer = io.BytesIO()
-    wavfile.write(buffer, int(rate), pcm)
     try:
-        atomic_write(path, buffer.getvalue())
-    except FileExistsError as exc:                   # a device, FIFO or folder: never replaced
+        refuse_special_target(path)                  # a device, FIFO or folder: never replaced
+    except FileExistsError as exc:
         raise AudioFileError(exc.strerror) from None
-    except OSError as exc:
-        raise AudioFileError(f"{path}: cannot write: {exc.strerror}") from None
-    return clipped
+    # In one-second blocks, so that no temporary is the size of the signal (peak RSS is reported).
+    with WavWriter(path, rate, samples.shape[0]) as writer:
+        for start in range(0, samples.shape[0], int(rate)):
+            writer.write(samples[start:start + int(rate)])
+    return writer.clipped
 
 
 def check_rate(path, rate):
@@ -303,6 +302,8 @@ class StreamResampler:
     """
 
     def __init__(self, rate_from, rate_to, total_in):
+        from scipy import signal as sps                   # see the module doc
+        self._resample_poly = sps.resample_poly
         common = gcd(int(rate_from), int(rate_to))
         self.up, self.down = int(rate_to) // common, int(rate_from) // common
         max_rate = max(self.up, self.down)
@@ -336,7 +337,7 @@ class StreamResampler:
         if end <= self._emitted:
             return np.zeros(0)
         start = self._segment_start(self._emitted)
-        resampled = sps.resample_poly(self._buffer[start - self._start:], self.up, self.down, window=self._filter)
+        resampled = self._resample_poly(self._buffer[start - self._start:], self.up, self.down, window=self._filter)
         offset = start * self.up // self.down
         out = resampled[self._emitted - offset:end - offset]
         self._emitted = end

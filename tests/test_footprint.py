@@ -1,0 +1,61 @@
+"""The daemon's import footprint: what its modules load, in a fresh interpreter (issue 23).
+
+Resident memory is the scarce resource on a 512 MB board, and most of it is
+imports: ``scipy.signal`` alone is 78 MB. The daemon's path must load none of
+the modules on :data:`DENY`; host-side code (file commands that resample,
+training, evaluation) may, lazily.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Modules the daemon must never load, with what each costs or why it is wrong there.
+DENY = {
+    "scipy": "78 MB resident for scipy.signal; the DSP and the demo use edge.dsp.iir",
+    "matplotlib": "plots are for `profile` on a host",
+    "tensorflow": "the device runs LiteRT; TensorFlow is the host's converter",
+    "keras": "training only",
+    "pandas": "evaluation only",
+    "sklearn": "not used on the device",
+}
+
+#: Every module the daemon (`run`, its demo and `check`) imports.
+DAEMON_MODULES = ["edge.commands.run", "edge.daemon.loop", "edge.model.engine", "edge.devices.alsa",
+                  "edge.devices.sound_devices", "edge.daemon.telemetry", "edge.io.synthetic", "edge.io.wav",
+                  "edge.commands.files", "edge.dsp"]
+
+
+def loaded_after(code):
+    """Top-level module names loaded by a fresh interpreter after running ``code``."""
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_the_daemons_modules_load_nothing_on_the_deny_list():
+    loaded = loaded_after("\n".join(f"import {name}" for name in DAEMON_MODULES))
+    assert "numpy" in loaded                                    # the probe sees real imports
+    assert not loaded & DENY.keys(), {name: DENY[name] for name in loaded & DENY.keys()}
+
+
+def test_the_enhancer_and_the_demo_audio_run_without_scipy():
+    code = ("import numpy as np\n"
+            "from edge.dsp import Enhancer\n"
+            "from edge.io import synthetic\n"
+            "clean, noisy = synthetic.demo_mixture(1.0)\n"
+            "enhancer = Enhancer()\n"
+            "for frame in noisy[:48000 // 480 * 480].reshape(-1, 480): enhancer.process(frame)\n"
+            "from edge.io.wav import write_wav\n"
+            "import tempfile, os\n"
+            "write_wav(os.path.join(tempfile.mkdtemp(), 'x.wav'), noisy, 48000)\n")
+    loaded = loaded_after(code)
+    assert not loaded & DENY.keys(), {name: DENY[name] for name in loaded & DENY.keys()}
+
+
+def test_the_probe_would_catch_a_denied_import():
+    assert "scipy" in loaded_after("import edge.dsp\nfrom scipy import signal")
