@@ -54,6 +54,7 @@ class CacheSpec:
     snr_db_min: float = SNR_RANGE_DB[0]
     snr_db_max: float = SNR_RANGE_DB[1]
     clean_share: float = CLEAN_PROBABILITY
+    noise_corpus: str = None   # a ``percepnet-train noise-corpus`` folder; None: the corpus's own noise/
 
     def __post_init__(self):
         if not self.snr_db_min <= self.snr_db_max:
@@ -78,9 +79,9 @@ def example_arrays(target, noisy):
 
 
 @functools.lru_cache(maxsize=4)
-def _split_of(corpus, split):
+def _split_of(corpus, split, noise_corpus=None):
     """The corpus split, scanned once per worker process (a 35,000-row manifest takes 0.3 s)."""
-    train, validation = scan(corpus)
+    train, validation = scan(corpus, noise_corpus)
     return train if split == "train" else validation
 
 
@@ -90,7 +91,7 @@ def _fill_shard(args):
     path = spec.shard_path(out_dir, index)
     if path.exists():
         return index, 0
-    split = _split_of(spec.corpus, spec.split)
+    split = _split_of(spec.corpus, spec.split, spec.noise_corpus)
     rng = np.random.default_rng([spec.seed, index, 0 if spec.split == "train" else 1])
     rooms = simulated_rooms(spec.simulated_rooms // max(1, spec.shards) + 2, seed=spec.seed * 1000 + index)
     bank = AudioBank(say=lambda message: None)
@@ -115,7 +116,7 @@ def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
     """Fill ``out_dir`` with the shards of ``spec`` (existing shards are kept)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train, validation = scan(spec.corpus)                # fails early, with a reason
+    train, validation = scan(spec.corpus, spec.noise_corpus)     # fails early, with a reason
     say(f"corpus {spec.corpus}: train {train.describe()}; validation {validation.describe()}")
     meta_path = out_dir / "meta.json"
     meta = {"feature_version": FEATURE_VERSION, spec.split: asdict(spec)}

@@ -1,6 +1,7 @@
 """``percepnet-train``: build a corpus, build the feature cache, then train.
 
   percepnet-train corpus --out CORPUS --shared ../shared/data --source gcompris=DIR [--source NAME=DIR ...]
+  percepnet-train noise-corpus --out NOISE --sources /work/extdata/sources --shared ../shared/data --speech-corpus CORPUS
   percepnet-train cache --corpus ../shared/data --out CACHE [--shards N --examples-per-shard K --seconds S]
   percepnet-train fit --cache CACHE --out models/lite --size lite [--epochs E] [--strategy mirrored]
   percepnet-train compare --run lite=RUN_LITE --run mid=RUN_MID      (validation loss per CPU-hour)
@@ -15,6 +16,8 @@ from edge.errors import PercepnetError, UsageError
 
 from .cache import CacheSpec, build_cache
 from .corpus_build import build_corpus
+from .noise_build import build_noise_corpus
+from .noise_sources import NOISE_SOURCES
 from .sources import SOURCES
 from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
 from .train import OVER_SUPPRESSION_WEIGHT, fit
@@ -32,9 +35,27 @@ def _parser():
                         help="the team data folder (../shared/data): its RAVDESS and word lists join the "
                              "speech, its noise/ and rir/ are linked")
     corpus.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    noise = commands.add_parser("noise-corpus", help="turn downloaded noise sources (and synthesis) into a "
+                                "noise corpus folder, filtered, split and licensed (docs/noise-corpus.md)")
+    noise.add_argument("--out", required=True, help="noise corpus folder to create (outside the repository)")
+    noise.add_argument("--sources", default=None, metavar="DIR",
+                       help="the raw downloads (noise/ and music/ inside, see /work/extdata/sources/SOURCES.md)")
+    noise.add_argument("--shared", default=None, metavar="DIR", help="the team data folder (../shared/data)")
+    noise.add_argument("--speech-corpus", default=None, metavar="DIR",
+                       help="a built speech corpus: its training speakers make the babble and TV/radio classes")
+    noise.add_argument("--only", action="append", default=None, metavar="SOURCE",
+                       help=f"build only these sources (repeat; known: {', '.join(NOISE_SOURCES)})")
+    noise.add_argument("--synthetic-clips", type=int, default=30,
+                       help="10 s clips per synthetic class (default 30: 5 min each; 0: none)")
+    noise.add_argument("--seed", type=int, default=1, help="seed of the synthetic classes (default 1)")
+    noise.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     cache = commands.add_parser("cache", help="synthesise mixtures and cache features + oracle targets")
     cache.add_argument("--corpus", default="../shared/data", help="corpus folder (speech/, noise/, rir/)")
     cache.add_argument("--out", required=True, help="cache folder")
+    cache.add_argument("--noise-corpus", default=None, metavar="DIR",
+                       help="take recorded noise from this noise corpus (its train split for training shards, "
+                            "its validation split for validation shards, classes drawn evenly) instead of "
+                            "the corpus's noise/ folder")
     cache.add_argument("--split", choices=("train", "validation", "both"), default="both")
     cache.add_argument("--shards", type=int, default=400, help="training shards (default 400: 4.4 h of mixtures)")
     cache.add_argument("--validation-shards", type=int, default=None,
@@ -95,18 +116,22 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        if args.command in ("corpus", "cache", "fit"):
+        if args.command in ("corpus", "noise-corpus", "cache", "fit"):
             _output_folder(args.out)
         if args.command == "corpus":
             roots = _named_folders(args.source, "--source", "gcompris=~/GCompris-voices")
             build_corpus(args.out, roots, args.shared, args.workers)
+        elif args.command == "noise-corpus":
+            build_noise_corpus(args.out, args.sources, args.shared, args.speech_corpus, args.workers,
+                               args.synthetic_clips, args.seed, args.only)
         elif args.command == "cache":
             splits = ("train", "validation") if args.split == "both" else (args.split,)
             for split in splits:
                 shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 16))
                 build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
                                       args.seed, snr_db_min=args.snr_db[0], snr_db_max=args.snr_db[1],
-                                      clean_share=args.clean_share), args.out, args.workers)
+                                      clean_share=args.clean_share, noise_corpus=args.noise_corpus),
+                            args.out, args.workers)
         elif args.command == "compare":
             from .compare import run
             run(_named_folders(args.run, "--run", "lite=runs/lite"), args.budgets)

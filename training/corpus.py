@@ -12,7 +12,10 @@ validation material is never seen in training:
   them in its ``manifest.csv`` (see :mod:`training.corpus_build`: held-out
   speakers and whole languages, with a report group each); a plain folder
   holds out RAVDESS actors 17-20 and every 7th other speaker in sorted order;
-* validation noises: in each noise folder, every 5th file in sorted order (index 2, 7, ...).
+* validation noises: in each noise folder, every 5th file in sorted order (index 2, 7, ...);
+  with a noise corpus (``percepnet-train noise-corpus``, :mod:`training.noise_build`) its
+  manifest's splits instead (whole classes and sources held out), and training draws a class
+  evenly, then a file of it (:attr:`Split.noise_classes`).
 
 Speakers are drawn balanced by source, then by speaker (:func:`pick_speaker`),
 never by duration: otherwise one source with many speakers, or one
@@ -42,6 +45,7 @@ class Split:
     rir: list = field(default_factory=list)
     groups: dict = field(default_factory=dict)     # "source/speaker" -> validation report group
     realworld: list = field(default_factory=list)  # (path, "source/speaker") of files that failed the filter
+    noise_classes: dict = field(default_factory=dict)  # class -> [paths], from a noise corpus only
 
     def describe(self):
         n_files = sum(len(paths) for paths in self.speech.values())
@@ -101,12 +105,16 @@ def _speech_from_manifest(root, rows, train, validation):
             validation.realworld.append((root / row["path"], speaker))
 
 
-def scan(corpus_dir):
-    """Return ``(train, validation)`` :class:`Split` objects for a corpus folder."""
+def scan(corpus_dir, noise_corpus=None):
+    """Return ``(train, validation)`` :class:`Split` objects for a corpus folder.
+
+    ``noise_corpus``: a folder built by ``percepnet-train noise-corpus``; its
+    manifest replaces the corpus's own ``noise/`` folder (which may then be absent).
+    """
     from .corpus_build import read_manifest
     root = Path(corpus_dir)
     speech_root, noise_root = root / "speech", root / "noise"
-    if not speech_root.is_dir() or not noise_root.is_dir():
+    if not speech_root.is_dir() or (noise_corpus is None and not noise_root.is_dir()):
         raise CorpusError(f"{root}: expected folders speech/ and noise/ inside (got "
                           f"{sorted(p.name for p in root.iterdir()) if root.is_dir() else 'no such folder'})")
     train, validation = Split(), Split()
@@ -116,6 +124,8 @@ def scan(corpus_dir):
     else:
         _speech_by_rule(speech_root, train, validation)
     _noise_and_rooms(root, noise_root, train, validation)
+    if noise_corpus is not None:
+        _noise_from_corpus(Path(noise_corpus), train, validation)
     if not train.speech or not train.noise:
         raise CorpusError(f"{root}: found no usable audio for training ({train.describe()}); "
                           f"supported formats: {', '.join(sorted(AUDIO_SUFFIXES))}")
@@ -132,9 +142,22 @@ def _speech_by_rule(speech_root, train, validation):
         (validation if is_validation_speaker(speaker, index) else train).speech[speaker] = paths
 
 
+def _noise_from_corpus(noise_root, train, validation):
+    """Replace the noise of both splits with a noise corpus's kept segments, by its manifest's split."""
+    from .noise_build import read_noise_manifest
+    for split in (train, validation):
+        split.noise, split.noise_classes = [], {}
+    for row in read_noise_manifest(noise_root):
+        if row["path"] and not row["reject_reason"]:
+            split = validation if row["split"] == "validation" else train
+            split.noise.append(noise_root / row["path"])
+            split.noise_classes.setdefault(row["class"], []).append(noise_root / row["path"])
+
+
 def _noise_and_rooms(root, noise_root, train, validation):
-    for folder in sorted({path.parent for path in _audio_files(noise_root)}):
-        for index, path in enumerate(p for p in _audio_files(noise_root) if p.parent == folder):
+    noise_files = _audio_files(noise_root) if noise_root.is_dir() else []     # absent: a noise corpus stands in
+    for folder in sorted({path.parent for path in noise_files}):
+        for index, path in enumerate(p for p in noise_files if p.parent == folder):
             (validation if index % 5 == 2 else train).noise.append(path)
     rirs = _audio_files(root / "rir") if (root / "rir").is_dir() else []
     train.rir, validation.rir = rirs, rirs            # rooms are augmentation, not held-out content

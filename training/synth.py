@@ -305,8 +305,16 @@ def synthetic_noise(family, n_samples, rng, split=None, bank=None):
 
 def recorded_noise(split, rng, n_samples, bank):
     """A random stretch of a recorded noise file of the split (looped if short)."""
+    classes = sorted(split.noise_classes)
     for _ in range(8):
-        audio = bank.get(split.noise[rng.integers(len(split.noise))], pin=True)
+        if classes:         # a noise corpus: a class evenly, then one of its files (rain must not drown typing)
+            files = split.noise_classes[classes[rng.integers(len(classes))]]
+            path = files[rng.integers(len(files))]
+        else:
+            path = split.noise[rng.integers(len(split.noise))]
+        # Pinned: a few long, slow-to-resample files. A noise corpus holds thousands of 10 s, 48 kHz
+        # segments (gigabytes decoded): those share the bounded pool with speech.
+        audio = bank.get(path, pin=not classes)
         if audio is not None and np.any(audio):
             if audio.size < n_samples:
                 audio = np.resize(audio, n_samples)
