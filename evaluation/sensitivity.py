@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp import SAMPLE_RATE_HZ, EnhancerSettings, enhance_signal, highpass_signal
-from edge.io.quality import snr_db
+from edge.io.quality import si_sdr_db, snr_db
 from edge.io.synthetic import harmonic_tone, mix_at_snr, noise, set_level
 
 from .inputs import DEFAULT_CORPUS
@@ -75,6 +75,24 @@ def measure(runner, clean, signal, settings=EnhancerSettings()):
     change = {name: float(10 * np.log10(np.mean((output - outputs["float"]) ** 2) / level + 1e-30))
               for name, output in outputs.items() if name != "float"}
     return {name: float(snr_db(reference, output)) for name, output in outputs.items()}, change
+
+
+def measure_quality(runner, clean, signal, settings=EnhancerSettings(), with_pesq=True):
+    """``{variant: {"si_snr_db", "pesq_wb"}}`` of each variant's output against the clean signal.
+
+    What a listener would notice: the int8 recurrent state may take another
+    path after an inaudible change, but the quality of the result must not
+    move (``pesq_wb`` is None without the ``pesq`` package or ``with_pesq``).
+    """
+    from .metrics import pesq_wb
+    reference = highpass_signal(clean)
+    scores = {}
+    for name, given in variants(signal).items():
+        runner.reset()
+        output = enhance_signal(given, runner, settings)
+        scores[name] = {"si_snr_db": float(si_sdr_db(reference, output)),
+                        "pesq_wb": pesq_wb(reference, output) if with_pesq else None}
+    return scores
 
 
 def trace(runner, signal, other):

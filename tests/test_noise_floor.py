@@ -1,30 +1,14 @@
-"""The shipped model does not hear what nobody can hear (issue 12, item 7).
+"""Inaudible input changes leave the shipped model's quality as it was (issue 12 item 7; issue 25).
 
 The same input given as float, as 16-bit samples, and with white noise at
--100 dBFS added differs by nothing audible. So, for each of the three:
-
-- the enhanced outputs differ from each other at least 20 dB below their own
-  level (the first lite model's outputs of a modulated tone in white noise
-  differed only 13.8 dB below it: a network trained on noise-gated speech had
-  never met a microphone's floor, and its state followed inaudible noise);
-- the output SNR against the clean signal moves by under 0.3 dB where it is
-  below 15 dB, and under 0.5 dB above (there a change 45 dB below the output
-  already moves a 25 dB SNR by up to half a decibel; the first model moved
-  speech with digital-silence gaps by 0.79 dB and speech on a -80 dBFS floor
-  by 0.83 dB).
-
-Where the differences come from: not the training data. The float32
-networks, the first one included, are insensitive (their outputs differ 60-90
-dB below their level on these inputs). The int8 network is not: a feature that
-sits within 1e-5 of an int8 rounding step flips it, and the flip never dies out
-in the recurrent state, so the two outputs drift apart by about the model's
-own rounding error (float against int8 differs by the same amount). Training
-with microphone floors did not change that, nor did noise on the GRU states or
-rounding every carried tensor to its int8 grid in training (which cases pass
-moves from checkpoint to checkpoint; the divergence stays); a 16-bit recurrent
-state would. The case the shipped model fails is marked
-strict xfail with its figures, so that the fix shows up as a failure to
-remove the mark. docs/training.md has the measurements.
+-100 dBFS added differs by nothing audible. The int8 network's recurrent state
+may still take another path: a feature within 1e-5 of an int8 rounding step
+flips it, and the flip never dies out in the state (docs/training.md,
+*Inaudible input changes*). That is a property of an int8 GRU, accepted in
+issue 25 ("keep the state in int8"). What is required is quality stability:
+between the three variants, SI-SNR against the clean signal moves by less than
+0.5 dB and PESQ-WB by less than 0.05. This replaces the strict xfail on the
+output difference, which the shipped model failed on the modulated tone.
 """
 
 import pytest
@@ -35,10 +19,8 @@ from evaluation.sensitivity import held_out_speech, measure, signals
 from .conftest import shared_data_dir
 
 SHIPPED = DEFAULT_MODEL_PATH
-MIN_CHANGE_BELOW_OUTPUT_DB = 20.0
-MAX_SNR_CHANGE_DB = 0.3
-MAX_SNR_CHANGE_HIGH_SNR_DB = 0.5
-HIGH_SNR_DB = 15.0
+MAX_SI_SNR_MOVE_DB = 0.5
+MAX_PESQ_MOVE = 0.05
 
 
 def _signals():
@@ -49,32 +31,35 @@ def _signals():
     return signals(held_out_speech(data))
 
 
-INT8_ROUNDING = ("int8 rounding flips persist in the recurrent state (docs/training.md, 'Inaudible input "
-                 "changes'); the float32 network passes")
+UNSTABLE = "the shipped model misses the quality-stability bound here (docs/training.md, 'Inaudible input changes'): "
 CASES = [
     pytest.param("modulated tone in white noise", marks=pytest.mark.xfail(
         strict=True, raises=AssertionError,
-        reason="with -100 dBFS added the output changes 13.1 dB below its level and its SNR moves 0.43 dB "
-               "(float32 network: 77.1 dB, 0.00 dB); " + INT8_ROUNDING)),
+        reason=UNSTABLE + "SI-SNR 1.45 / 1.69 / 2.12 dB and PESQ-WB 1.31 / 1.37 / 1.29 (float / 16-bit / -100 dBFS)")),
     "speech in noise at -5 dB",
     "speech with digital-silence gaps",
-    "speech on a -80 dBFS floor",
+    pytest.param("speech on a -80 dBFS floor", marks=pytest.mark.xfail(
+        strict=True, raises=AssertionError,
+        reason=UNSTABLE + "SI-SNR 32.24 / 32.82 / 32.66 dB (PESQ-WB 4.547 / 4.564 / 4.553, within bounds)")),
 ]
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_inaudible_input_changes_leave_the_output_as_it_was(name):
+def test_inaudible_input_changes_leave_the_quality_as_it_was(name):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (the edge extra has it)")
+    pytest.importorskip("pesq", reason="pesq is not installed (the eval extra has it)")
     from edge.model.engine import ModelRunner
+    from evaluation.sensitivity import measure_quality
     cases = _signals()
     if name not in cases:
         pytest.skip("team data not found (held-out RAVDESS speech): put it at ../shared/data or set PERCEPNET_DATA")
-    snr, change = measure(ModelRunner(SHIPPED), *cases[name])
-    for variant, change_db in change.items():
-        assert change_db < -MIN_CHANGE_BELOW_OUTPUT_DB, f"{name}, {variant}: the output changed {change_db:.1f} dB"
-    spread = max(snr.values()) - min(snr.values())
-    allowed = MAX_SNR_CHANGE_DB if min(snr.values()) < HIGH_SNR_DB else MAX_SNR_CHANGE_HIGH_SNR_DB
-    assert spread < allowed, f"{name}: output SNR " + ", ".join(f"{k} {v:.2f} dB" for k, v in snr.items())
+    scores = measure_quality(ModelRunner(SHIPPED), *cases[name])
+    described = "; ".join(f"{variant}: SI-SNR {s['si_snr_db']:.2f} dB, PESQ-WB {s['pesq_wb']:.3f}"
+                          for variant, s in scores.items())
+    si_snr = [s["si_snr_db"] for s in scores.values()]
+    pesq = [s["pesq_wb"] for s in scores.values()]
+    assert max(si_snr) - min(si_snr) < MAX_SI_SNR_MOVE_DB, f"{name}: {described}"
+    assert max(pesq) - min(pesq) < MAX_PESQ_MOVE, f"{name}: {described}"
 
 
 def test_the_trace_sees_nothing_between_equal_inputs_and_the_rounding_steps_between_float_and_16_bit():

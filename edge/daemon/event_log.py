@@ -50,8 +50,10 @@ class EventLog:
                 return
             if log.isEnabledFor(level):
                 record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
+                # Moved back to when the event happened; relativeCreated by the same shift, as it is
+                # measured from logging's own start.
+                record.relativeCreated -= (record.created - stamp) * 1000.0
                 record.created, record.msecs = stamp, (stamp - int(stamp)) * 1000.0
-                record.relativeCreated = (stamp - logging._startTime) * 1000.0
                 log.handle(record)
 
     def _pump(self):
