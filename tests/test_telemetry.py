@@ -334,3 +334,26 @@ def test_an_instance_labels_the_metrics_and_names_its_file(tmp_path):
     parser = pytest.importorskip("prometheus_client.parser", reason="prometheus_client not installed")
     samples = [s for f in parser.text_string_to_metric_families(text) for s in f.samples]
     assert samples and all(s.labels == {"instance_name": "Headset_1"} for s in samples)
+
+
+def test_a_full_disk_cuts_one_record_and_the_next_starts_on_a_clean_line(tmp_path):
+    """Issue 24 item 8: a write cut short by a full disk (here RLIMIT_FSIZE, which cuts a write the same way)
+    is an error, counted; the next record starts on its own line, so it parses."""
+    import resource
+    target = tmp_path / "t.jsonl"
+    telemetry = _telemetry(tmp_path, json_path=str(target))
+    telemetry.emit(telemetry.record())
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (target.stat().st_size + 100, hard))    # Python ignores SIGXFSZ
+    try:
+        telemetry.emit(telemetry.record())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert telemetry.errors["json"] == 1
+    telemetry.emit(telemetry.record())                                  # space again
+    lines = target.read_text().split("\n")
+    assert lines[-1] == "" and len(lines) == 4
+    whole = [json.loads(lines[0]), json.loads(lines[2])]
+    assert all(record["frames_total"] == 10 for record in whole)
+    with pytest.raises(ValueError):
+        json.loads(lines[1])                                            # the cut record, alone on its line

@@ -207,13 +207,34 @@ def is_loopback_host(host):
 
 
 def append_line(path, text):
-    """Append ``text`` to a regular file: never through a symlink, never into a FIFO or a device."""
+    """Append one line to a regular file: never through a symlink, never into a FIFO or a device.
+
+    A full disk cuts a write short: that is an error (ENOSPC, counted by the caller), and the next record
+    starts on a clean line: when the file does not end with a newline (a cut-off record), one is written first,
+    so a reader loses the cut record only, never the one after it.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                  0o644)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.write(fd, text.encode())
+        data = text.encode()
+        if info.st_size and _last_byte(path) != b"\n":
+            data = b"\n" + data
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"short write: {written} of {len(data)} bytes (is the disk full?)", str(path))
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path):
+    """The file's last byte, read through a separate O_RDONLY descriptor (the append one cannot read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, 1, size - 1) if size else b""
     finally:
         os.close(fd)
 
