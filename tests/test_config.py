@@ -160,10 +160,13 @@ def test_control_characters_and_lone_surrogates_are_refused_by_name(value, shown
     message.encode("utf-8")                                    # printable: no lone surrogate in the message
 
 
-def test_a_fifo_config_is_refused_at_once_not_waited_on(tmp_path):
-    """Issue 24 (smaller): SIGHUP while the config path was a FIFO left one thread blocked in open() per SIGHUP."""
+def test_a_fifo_config_without_a_writer_is_given_up_on_not_waited_on_for_good(tmp_path, monkeypatch):
+    """Issue 24 (smaller): SIGHUP while the config path was a FIFO left one thread blocked in open() per SIGHUP.
+    A FIFO is read within CONFIG_FIFO_WAIT_S (shortened here); a device is refused at once."""
     import os
     import threading
+    from edge.daemon import config as config_module
+    monkeypatch.setattr(config_module, "CONFIG_FIFO_WAIT_S", 0.5)
     fifo = tmp_path / "config.yaml"
     os.mkfifo(fifo)
     outcome = []
@@ -171,7 +174,8 @@ def test_a_fifo_config_is_refused_at_once_not_waited_on(tmp_path):
     worker.start()
     worker.join(10)
     assert not worker.is_alive(), "load() blocked on a FIFO without a writer"
-    assert "is a FIFO, not a regular file" in outcome[0]
+    assert "is a FIFO, and no complete config came through it within 0.5 s" in outcome[0]
+    assert "is a device, not a regular file" in _error_of(load, "/dev/null")
 
 
 def _error_of(function, *args):

@@ -9,7 +9,9 @@ used (:data:`edge.model.model_meta.DEFAULT_MODEL_PATH`) wherever the file lives.
 import ipaddress
 import os
 import reprlib
+import select
 import stat
+import time
 import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -37,6 +39,8 @@ MAX_CONFIG_NODES = 10_000
 #: Nesting depth of the YAML (a config is 3 deep: section, key, list). PyYAML composes recursively, so
 #: 1,000 nested brackets were a RecursionError; the depth is checked while composing.
 MAX_CONFIG_DEPTH = 20
+#: How long a config given as a FIFO may take to arrive (a reload thread never waits longer).
+CONFIG_FIFO_WAIT_S = 10.0
 #: Longest string value (a device name or a path): longer is a pasted blob, not a setting.
 MAX_STRING_CHARS = 4096
 #: CPU numbers a cpu_set_t can hold.
@@ -216,9 +220,8 @@ def _validate(config):
         value = getattr(telemetry, key)
         _check(value is None or (isinstance(value, str) and value), f"telemetry.{key}", value,
                "null (off) or a path" + (' ("-" = stdout)' if key == "json_path" else ""))
-    if telemetry.prometheus_dir is not None:
-        _check(Path(telemetry.prometheus_dir).is_dir(), "telemetry.prometheus_dir", telemetry.prometheus_dir,
-               "an existing folder (node_exporter's --collector.textfile.directory)")
+    # A missing prometheus_dir is not a config error: telemetry never stops the audio, so the daemon starts (or
+    # reloads) without that sink and retries it every interval; `check` reports it (edge.daemon.telemetry).
     port = telemetry.http_port
     _check(port is None or (_is_integer(port) and 1 <= port <= 65535), "telemetry.http_port", port,
            "null (off) or a TCP port 1..65535")
@@ -335,20 +338,23 @@ def _cut(text, limit=300):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _read_regular_file(path):
-    """At most MAX_CONFIG_BYTES + 1 bytes of a regular file. A FIFO is refused without waiting for a writer
-    (each SIGHUP used to leave one thread blocked in open()), and so are devices such as /dev/zero."""
+def _read_config_bytes(path):
+    """At most MAX_CONFIG_BYTES + 1 bytes of the config. A regular file is read; a FIFO (``--config <(...)``) is
+    read within CONFIG_FIFO_WAIT_S, never waited on for good (each SIGHUP while the path was a FIFO without a
+    writer used to leave one thread blocked in open()); a device (/dev/zero), folder or socket is refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)       # a FIFO opens at once this way
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
     except ValueError:                                      # a NUL in the path
         raise ConfigError(f"{shown(str(path))}: not a usable path (it contains a NUL character)") from None
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode):
+            return _read_fifo(fd, path)
         if not stat.S_ISREG(mode):
-            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket")
             raise ConfigError(f"{path}: is {kind}, not a regular file; a config is a YAML file "
                               "(see configs/default.yaml)")
         with os.fdopen(os.dup(fd), "rb") as stream:
@@ -359,10 +365,34 @@ def _read_regular_file(path):
         os.close(fd)
 
 
+def _read_fifo(fd, path):
+    """Everything a writer puts in the FIFO until it closes it, within CONFIG_FIFO_WAIT_S (Linux's poll() reports
+    nothing until a writer has opened it, then end of file once it closes)."""
+    deadline = time.monotonic() + CONFIG_FIFO_WAIT_S
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = b""
+    while len(data) <= MAX_CONFIG_BYTES:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            raise ConfigError(f"{path}: is a FIFO, and no complete config came through it within "
+                              f"{CONFIG_FIFO_WAIT_S:g} s; give a regular file")
+        if not poller.poll(left_s * 1000):
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
 def load(path):
     """Read and validate a YAML config file; every error names the file."""
     path = Path(path)
-    data = _read_regular_file(path)
+    data = _read_config_bytes(path)
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few hundred bytes "
                           "of YAML, so this is probably the wrong file (see configs/default.yaml)")

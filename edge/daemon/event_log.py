@@ -50,8 +50,8 @@ class EventLog:
                 return
             if log.isEnabledFor(level):
                 record = log.makeRecord(log.name, level, __file__, 0, message, None, None)
+                record.relativeCreated += (stamp - record.created) * 1000.0    # no private logging name
                 record.created, record.msecs = stamp, (stamp - int(stamp)) * 1000.0
-                record.relativeCreated = (stamp - logging._startTime) * 1000.0
                 log.handle(record)
 
     def _pump(self):
