@@ -174,8 +174,12 @@ def _check_telemetry(telemetry_config, item, say):
 
 
 def _check_devices(audio, item, say, proc):
-    """Open and close both devices, under their locks; devices a running daemon holds are reported, not opened."""
-    locks = DeviceLocks(audio, say=say)
+    """Open and close both devices, under their locks; devices a running daemon holds are reported, not opened.
+
+    The locks are taken without creating or writing anything (``create=False``): a root ``check`` (install.sh
+    runs one) used to leave root-owned lock files that the service could not write its pid into.
+    """
+    locks = DeviceLocks(audio, say=say, create=False)
     try:
         locks.acquire()
     except DeviceError as exc:
