@@ -12,6 +12,8 @@ Subcommands:
 """
 
 import argparse
+import contextlib
+import signal
 import sys
 
 # Nothing heavy is imported at module level: `run` installs its signal handlers
@@ -167,19 +169,22 @@ def _dispatch(argv, control):
         if args.command == "oracle":
             from edge.commands.files import run_oracle, run_oracle_demo
             if args.demo is not None:
-                run_oracle_demo(args.demo, follow_symlinks=args.follow_symlinks)
+                with stop_signals_raise():
+                    run_oracle_demo(args.demo, follow_symlinks=args.follow_symlinks)
             elif None in (args.clean, args.noisy, args.out):
                 raise _usage("oracle needs CLEAN NOISY OUT, or --demo [DIR]")
             else:
-                run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db,
-                           follow_symlinks=args.follow_symlinks)
+                with stop_signals_raise():
+                    run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db,
+                               follow_symlinks=args.follow_symlinks)
         elif args.command == "denoise":
             from edge.dsp import EnhancerSettings
             from edge.commands.files import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                         postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
-            run_denoise(args.input, args.output, args.model, settings, args.threads,
-                        follow_symlinks=args.follow_symlinks)
+            with stop_signals_raise():
+                run_denoise(args.input, args.output, args.model, settings, args.threads,
+                            follow_symlinks=args.follow_symlinks)
         elif args.command == "bench":
             from edge.commands.bench import run_bench
             run_bench(args.seconds, args.rounds, not args.no_peers, args.json, args.model)
@@ -205,7 +210,35 @@ def _dispatch(argv, control):
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, Stopped) as exc:     # the writers removed their temporary files on the way out
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        print(f"percepnet-edge: stopped by {signal.Signals(signum).name} before the end; the output file was not "
+              "written (nothing half-written is left)", file=sys.stderr)
+        return 128 + signum
     return 0
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP during a file command: raised like KeyboardInterrupt, so every ``finally`` and
+    ``__exit__`` runs (the WAV writer removes its temporary file) before the exit status 128 + signal."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals_raise():
+    """SIGTERM and SIGHUP raise :class:`Stopped` for the block (by default they killed the process and left
+    a hidden .tmp beside the output); SIGINT already raises KeyboardInterrupt."""
+    def raise_stopped(signum, _frame):
+        raise Stopped(signum)
+    previous = {signum: signal.signal(signum, raise_stopped) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _usage(message):
