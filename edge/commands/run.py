@@ -24,6 +24,8 @@ from edge.errors import DeviceError, MissingDependencyError, PercepnetError
 from edge.daemon.sdnotify import Notifier
 
 SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
+#: `run --demo` stopped by a signal before the end: 128 + SIGTERM, as a shell reports a process it ended.
+DEMO_STOPPED_STATUS = 143
 
 
 def _logging():
@@ -276,6 +278,10 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
             loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
             loop.run(max_frames=capture.size // HOP_SAMPLES)
+        if loop.counters.frames < capture.size // HOP_SAMPLES:       # SIGTERM/SIGINT: a short file is no result
+            say(f"demo stopped by a signal after {loop.counters.frames * HOP_SAMPLES / SAMPLE_RATE_HZ:.1f} s of "
+                f"{seconds:g} s; {out_dir} was not written (a truncated enhanced.wav would pass for a result)")
+            return DEMO_STOPPED_STATUS
         played = np.fromfile(work / "playback.raw", np.float32).astype(np.float64)
     delay = output_delay_samples(config.audio)
     enhanced = played[delay:delay + noisy.size]
