@@ -53,33 +53,63 @@ def test_unit_hardening_exposure_is_at_most_2(unit_here):
 
 
 def test_the_template_loads_the_instance_config_and_labels_it(tmp_path):
-    """One service per card: %i is the card's ALSA id, its config, its telemetry label and its device binding."""
+    """One service per card: %I is the card's ALSA id (its config, its telemetry label), %i its escaped form
+    (its device binding)."""
     text = TEMPLATE.read_text()
-    assert "run --config /etc/percepnet-edge/%i.yaml --instance %i" in text
-    assert "ConditionPathExists=/etc/percepnet-edge/%i.yaml" in text
+    assert "run --config /etc/percepnet-edge/%I.yaml --instance %I" in text
+    assert "ConditionPathExists=/etc/percepnet-edge/%I.yaml" in text
     assert "BindsTo=sys-subsystem-sound-percepnet-%i.device" in text
     broken = tmp_path / "broken"                                      # the verify test sees a real mistake
     broken.mkdir()
     instance = _here(broken, TEMPLATE)
-    (broken / TEMPLATE.name).write_text((broken / TEMPLATE.name).read_text().replace("%i.yaml --instance %i",
-                                                                                      "%i.yaml --instance %i\nBogus=1"))
+    (broken / TEMPLATE.name).write_text((broken / TEMPLATE.name).read_text().replace("%I.yaml --instance %I",
+                                                                                      "%I.yaml --instance %I\nBogus=1"))
     result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True, text=True)
     assert "Unknown key 'Bogus'" in result.stderr
 
 
-def test_the_udev_rule_names_the_device_unit_the_template_binds_to():
-    """The rule's SYSTEMD_ALIAS, escaped by systemd itself, is the template's BindsTo= for that card id."""
+def _systemd_escape(*args):
+    return subprocess.run(["systemd-escape", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _expand(value, instance):
+    """A unit setting with %i (the instance as named) and %I (unescaped) expanded, as systemd does."""
+    return value.replace("%i", instance).replace("%I", _systemd_escape("--unescape", instance))
+
+
+@pytest.mark.parametrize("card", ["Headset", "Headset_1", "Device2", "USB-Audio", "my-usb-mic-2"])
+def test_the_udev_rule_names_the_device_unit_the_template_binds_to(card):
+    """Issue 24 item 10: for a card id with a '-', udev's device unit is ...percepnet-USB\x2dAudio.device, but
+    BindsTo= expanded %i to ...percepnet-USB-Audio.device, which never appears. The rule now escapes the instance
+    (systemd-escape, as systemd escapes the alias), the template binds with %i and reads files with %I."""
     rule = (SYSTEMD / "90-percepnet-edge.rules").read_text()
     alias = re.search(r'SYSTEMD_ALIAS}\+="([^"]+)"', rule).group(1)
     wants = re.search(r'SYSTEMD_WANTS}\+="([^"]+)"', rule).group(1)
-    assert wants == "percepnet-edge@$attr{id}.service"
-    for card in ("Headset", "Headset_1", "Device2"):
-        device = subprocess.run(["systemd-escape", "--path", "--suffix=device", alias.replace("$attr{id}", card)],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        bound = re.search(r"^BindsTo=(\S+)$", TEMPLATE.read_text(), re.MULTILINE).group(1).replace("%i", card)
-        assert device == bound
+    program = re.search(r'PROGRAM="([^"]+)"', rule).group(1)
+    assert program == "/usr/bin/systemd-escape $attr{id}" and wants == "percepnet-edge@%c.service"
+    result = _systemd_escape(program.split()[1].replace("$attr{id}", card))      # what udev's %c will hold
+    unit = wants.replace("%c", result)
+    instance = unit[len("percepnet-edge@"):-len(".service")]
+    device = _systemd_escape("--path", "--suffix=device", alias.replace("$attr{id}", card))
+    template = TEMPLATE.read_text()
+    bound = _expand(re.search(r"^BindsTo=(\S+)$", template, re.MULTILINE).group(1), instance)
+    assert bound == device
+    after = _expand(re.search(r"^After=(.+)$", template, re.MULTILINE).group(1), instance).split()
+    assert device in after
+    assert _expand(re.search(r"^ConditionPathExists=(\S+)$", template, re.MULTILINE).group(1), instance) == \
+        f"/etc/percepnet-edge/{card}.yaml"
+    exec_start = _expand(re.search(r"^ExecStart=(.+)$", template, re.MULTILINE).group(1), instance)
+    assert exec_start.endswith(f"run --config /etc/percepnet-edge/{card}.yaml --instance {card}")
     assert 'ACTION=="change", SUBSYSTEM=="sound", KERNEL=="card*", ENV{SOUND_INITIALIZED}=="1"' in rule
     assert 'TAG+="systemd"' in rule
+
+
+def test_an_instance_with_a_dash_verifies(tmp_path):
+    """Issue 24 item 10: the escaped instance loads and verifies like any other."""
+    unit = _here(tmp_path, TEMPLATE, instance=_systemd_escape("USB-Audio"))
+    assert unit.name == "percepnet-edge@USB\\x2dAudio.service"
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stdout + result.stderr
 
 
 def test_the_user_unit_for_pipewire_verifies_without_any_output(tmp_path):
