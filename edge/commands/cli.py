@@ -140,6 +140,9 @@ def _parser():
     soak.add_argument("--sighup-every-min", type=_in_range(float, 0.1), default=2.0,
                       help="a SIGHUP reload every this many minutes of audio (default 2)")
     soak.add_argument("--json", action="store_true", help="print one JSON object")
+    soak.add_argument("--http-load", action="store_true",
+                      help="serve the metrics endpoint on a loopback port under slow and idle clients and a "
+                           "scrape a second, from a separate process (frame times and scrape latency reported)")
 
     bench_model = commands.add_parser("bench-model", help="per-frame cost of the network alone")
     bench_model.add_argument("models", nargs="+", metavar="MODEL", help=".tflite files (with metadata)")
@@ -203,7 +206,7 @@ def _dispatch(argv, control):
         elif args.command == "soak":
             from edge.commands.soak import run_soak
             run_soak(args.audio_minutes, args.model, args.loss_every_min, args.outage_opens, args.sighup_every_min,
-                     args.json)
+                     args.json, http_load=args.http_load)
         elif args.command == "bench-model":
             from edge.commands.bench import run_model_bench
             run_model_bench(args.models, args.frames, args.json)

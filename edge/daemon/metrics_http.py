@@ -13,6 +13,9 @@ at once (``selectors``), so a slow client delays no one else, and:
 * at most :data:`MAX_CONNECTIONS` are open; a new one at the limit closes
   the oldest (so idle connections cannot lock a scrape out: whoever holds
   them must keep reconnecting, and each is dropped in turn);
+* at most :data:`MAX_CONNECTIONS_PER_S` are accepted a second (a flood waits
+  in the kernel's queue); a new connection is read at once, so a scrape that
+  sends its request with the connection is answered before anything evicts it;
 * a request is at most :data:`MAX_REQUEST_BYTES` (request line and headers);
   the body sent is the one the telemetry thread rendered, never rendered here;
 * :meth:`MetricsServer.shutdown` wakes the thread through a pipe and closes
@@ -33,8 +36,9 @@ REQUEST_DEADLINE_S = 2.0
 MAX_CONNECTIONS = 16
 #: Request line and headers; Prometheus sends about 300 bytes.
 MAX_REQUEST_BYTES = 8192
-#: Responses per second, at most (Prometheus scrapes every 15 s): a flood costs this thread, not the audio.
-MAX_REQUESTS_PER_S = 50
+#: Connections accepted per second, at most (Prometheus scrapes every 15 s): past it, new clients wait in the
+#: kernel's queue until the next second, so a connection flood costs this thread a bounded share of the CPU.
+MAX_CONNECTIONS_PER_S = 50
 #: Longest the thread waits on the waiting sockets before looking at the deadlines again.
 _POLL_S = 0.5
 
@@ -78,7 +82,7 @@ class MetricsServer:
         self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
         self._connections = {}                      # fileno -> _Connection, in accept order
         self._stopping = False
-        self._sent_times = []                       # when the last responses went out (rate limit)
+        self._accept_times = []                     # when the last connections came in (rate limit)
         self._paused_until = None                   # accepting paused until then (over the rate limit)
         self._thread = None
 
@@ -129,7 +133,7 @@ class MetricsServer:
     def _accept(self):
         while True:
             if not self._rate_ok():                 # the kernel's queue holds new clients until the next second
-                self._paused_until = self._sent_times[0] + 1.0
+                self._paused_until = self._accept_times[0] + 1.0
                 self._selector.unregister(self._listener)
                 return
             try:
@@ -147,14 +151,16 @@ class MetricsServer:
                 self._close(oldest)
             sock.setblocking(False)
             connection = _Connection(sock, address, self.clock())
+            self._accept_times.append(connection.accepted)
             self._connections[sock.fileno()] = connection
             self._selector.register(sock, selectors.EVENT_READ, connection)
+            self._service(connection, selectors.EVENT_READ)      # a request sent with the connect: answered now
 
     def _rate_ok(self):
-        """Below MAX_REQUESTS_PER_S over the last second (else new connections wait in the kernel's queue)."""
+        """Below MAX_CONNECTIONS_PER_S over the last second (else new connections wait in the kernel's queue)."""
         now = self.clock()
-        self._sent_times = [t for t in self._sent_times if now - t < 1.0]
-        return len(self._sent_times) < MAX_REQUESTS_PER_S
+        self._accept_times = [t for t in self._accept_times if now - t < 1.0]
+        return len(self._accept_times) < MAX_CONNECTIONS_PER_S
 
     def _drain_wake(self):
         try:
@@ -166,7 +172,10 @@ class MetricsServer:
     def _service(self, connection, mask):
         try:
             if mask & selectors.EVENT_READ and connection.outgoing is None:
-                data = connection.sock.recv(4096)
+                try:
+                    data = connection.sock.recv(4096)
+                except (BlockingIOError, InterruptedError):    # nothing yet (a connection just accepted)
+                    return
                 if not data:
                     self.counters["http_disconnects"] += 1
                     self._close(connection)
@@ -191,7 +200,6 @@ class MetricsServer:
         connection.outgoing = connection.outgoing[sent:]
         if not connection.outgoing:
             self.counters["http_requests"] += 1
-            self._sent_times.append(self.clock())
             self._close(connection)
 
     def _expire(self):
