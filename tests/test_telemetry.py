@@ -542,3 +542,34 @@ def test_a_full_disk_cuts_one_record_and_the_next_starts_on_a_clean_line(tmp_pat
     assert all(record["frames_total"] == 10 for record in whole)
     with pytest.raises(ValueError):
         json.loads(lines[1])                                            # the cut record, alone on its line
+
+
+def test_the_endpoint_survives_an_error_on_one_connection(tmp_path, monkeypatch):
+    """Issue 24 item 3: in the soak under load, a connection evicted earlier in the same batch of events was
+    read after its close (EBADF) and the endpoint's thread died. An error now closes that connection only."""
+    import socket
+    import edge.daemon.metrics_http as metrics_http
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    telemetry.start()
+    server = telemetry._server
+    address = server.server_address
+    real_answer = metrics_http.answer_request
+    calls = []
+
+    def failing_once(received, body):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(9, "Bad file descriptor")
+        return real_answer(received, body)
+    monkeypatch.setattr(metrics_http, "answer_request", failing_once)
+    try:
+        with socket.create_connection(address, timeout=5) as client:
+            client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert client.recv(100) == b""                       # closed, no answer
+        assert _scrape_s(address) < 1.0                          # the thread lives on
+        closed = metrics_http._Connection(socket.socket(), ("127.0.0.1", 1), 0.0)
+        closed.sock.close()
+        server._service(closed, metrics_http.selectors.EVENT_READ)   # a closed one is skipped, not read
+    finally:
+        telemetry.stop()
+    assert telemetry.http["http_errors"] == 1

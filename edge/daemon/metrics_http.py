@@ -144,7 +144,8 @@ class MetricsServer:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     self.counters["http_accept_errors"] += 1
                     return
-                raise
+                self.counters["http_errors"] += 1   # anything else: counted, and the next poll tries again
+                return
             if len(self._connections) >= MAX_CONNECTIONS:
                 oldest = next(iter(self._connections.values()))
                 self.counters["http_evicted"] += 1
@@ -170,6 +171,9 @@ class MetricsServer:
             pass
 
     def _service(self, connection, mask):
+        """Read or write one connection. Nothing a client does may end the thread: an error closes that one."""
+        if connection.sock.fileno() < 0:            # closed earlier in this batch of events (evicted, say)
+            return
         try:
             if mask & selectors.EVENT_READ and connection.outgoing is None:
                 try:
@@ -190,6 +194,9 @@ class MetricsServer:
                 self._send(connection)
         except (ConnectionError, TimeoutError):
             self.counters["http_disconnects"] += 1
+            self._close(connection)
+        except Exception:                           # noqa: BLE001 (an OSError we did not foresee, a bug)
+            self.counters["http_errors"] += 1
             self._close(connection)
 
     def _send(self, connection):
