@@ -312,6 +312,7 @@ class Telemetry:
                   "telemetry_errors_total": sum(self.errors.values()),
                   "http_disconnects_total": self.http["http_disconnects"],
                   "http_timeouts_total": self.http["http_timeouts"] + self.http["http_evicted"],
+                  "http_errors_total": self.http["http_errors"],
                   "http_listening": int(self._server is not None) if self.config.http_port is not None else None,
                   "speech_share": vad_sum / vad_frames if vad_frames else None}
         record.update(self.sources.sample())
