@@ -113,6 +113,7 @@ class Monitor:
         self.rss_by_ten_minutes = {}                  # minute of audio -> RSS (MB), to see a plateau from a leak
         self.sighups = 0
         self._frame_ms, self._frames_seen = [], 0     # every frame's time, for whole-run percentiles
+        self.http_thread_cpu_s = None                 # CPU time of the metrics-http thread, last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-monitor", daemon=True)
 
@@ -130,8 +131,19 @@ class Monitor:
         from edge.daemon.frame_times import time_stats
         return time_stats(np.concatenate(self._frame_ms) if self._frame_ms else [])
 
+    def _sample_http_thread(self):
+        """CPU seconds the endpoint's thread has used (utime + stime from /proc), while it exists."""
+        for thread in threading.enumerate():
+            if thread.name == "metrics-http" and thread.native_id:
+                try:
+                    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    return
+                self.http_thread_cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def _sample(self):
         self._collect_frame_times()
+        self._sample_http_thread()
         counters = self.loop.counters
         sample = {**process_figures(), "frames": counters.frames, "deadline_misses": counters.deadline_misses,
                   "time": time.monotonic()}
@@ -295,6 +307,11 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
                 load.terminate()
                 out, _ = load.communicate(timeout=30)
                 http_figures = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
+                if http_figures is not None:
+                    import resource
+                    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    http_figures["load_process_cpu_s"] = children.ru_utime + children.ru_stime
+                    http_figures["server_thread_cpu_s"] = monitor.http_thread_cpu_s
         records = work / "telemetry.jsonl"
         telemetry_records = len(records.read_text().splitlines()) if records.exists() else 0
     loop = monitor.loop
@@ -341,7 +358,9 @@ def _table(f):
         lines.append(f"http load ({HTTP_SLOW_CLIENTS} slow + {HTTP_IDLE_CLIENTS} idle clients, loopback): "
                      f"{h['scrapes']} scrapes, {h['scrape_failures']} failed, scrape p50 "
                      f"{h['scrape_ms_p50'] or 0:.1f} ms max {h['scrape_ms_max'] or 0:.1f} ms; "
-                     f"{h['reconnects']} client reconnects (closed by the server)")
+                     f"{h['reconnects']} client reconnects (closed by the server); CPU: the server thread "
+                     f"{h.get('server_thread_cpu_s') or 0:.2f} s (sampled once a second), the load process "
+                     f"{h.get('load_process_cpu_s', 0):.1f} s")
     return "\n".join(lines)
 
 
