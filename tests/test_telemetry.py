@@ -567,7 +567,7 @@ def test_the_endpoint_survives_an_error_on_one_connection(tmp_path, monkeypatch)
             client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
             assert client.recv(100) == b""                       # closed, no answer
         assert _scrape_s(address) < 1.0                          # the thread lives on
-        closed = metrics_http._Connection(socket.socket(), ("127.0.0.1", 1), 0.0)
+        closed = metrics_http.Connection(socket.socket(), ("127.0.0.1", 1), 0.0)
         closed.sock.close()
         server._service(closed, metrics_http.selectors.EVENT_READ)   # a closed one is skipped, not read
     finally:

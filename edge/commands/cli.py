@@ -213,29 +213,21 @@ def _dispatch(argv, control):
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Stopped) as exc:     # the writers removed their temporary files on the way out
-        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+    except KeyboardInterrupt as exc:                # SIGINT, or SIGTERM/SIGHUP in a file command (stop_signals_raise);
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT   # writers cleaned up
         print(f"percepnet-edge: stopped by {signal.Signals(signum).name} before the end; the output file was not "
               "written (nothing half-written is left)", file=sys.stderr)
         return 128 + signum
     return 0
 
 
-class Stopped(BaseException):
-    """SIGTERM or SIGHUP during a file command: raised like KeyboardInterrupt, so every ``finally`` and
-    ``__exit__`` runs (the WAV writer removes its temporary file) before the exit status 128 + signal."""
-
-    def __init__(self, signum):
-        super().__init__(signum)
-        self.signum = signum
-
-
 @contextlib.contextmanager
 def stop_signals_raise():
-    """SIGTERM and SIGHUP raise :class:`Stopped` for the block (by default they killed the process and left
-    a hidden .tmp beside the output); SIGINT already raises KeyboardInterrupt."""
+    """SIGTERM and SIGHUP raise KeyboardInterrupt(signum) for the block, as SIGINT does, so every ``finally`` and
+    ``__exit__`` runs (the WAV writer removes its temporary file); by default they killed the process and left a
+    hidden .tmp beside the output."""
     def raise_stopped(signum, _frame):
-        raise Stopped(signum)
+        raise KeyboardInterrupt(signum)
     previous = {signum: signal.signal(signum, raise_stopped) for signum in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield

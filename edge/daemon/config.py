@@ -247,8 +247,8 @@ def _is_ip_address(host):
         return False
 
 
-class _TooBig(Exception):
-    """Raised inside the YAML loader; :func:`parse` words it."""
+class _TooBig(ConfigError):
+    """Raised inside the YAML loader; :func:`parse` words it with the file's name."""
 
 
 class _BoundedLoader(yaml.SafeLoader):

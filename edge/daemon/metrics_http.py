@@ -50,7 +50,7 @@ def socket_family(host):
         return socket.AF_INET
 
 
-class _Connection:
+class Connection:
     __slots__ = ("sock", "address", "deadline", "received", "outgoing", "accepted")
 
     def __init__(self, sock, address, now):
@@ -80,7 +80,7 @@ class MetricsServer:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, "listen")
         self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
-        self._connections = {}                      # fileno -> _Connection, in accept order
+        self._connections = {}                      # fileno -> Connection, in accept order
         self._stopping = False
         self._accept_times = []                     # when the last connections came in (rate limit)
         self._paused_until = None                   # accepting paused until then (over the rate limit)
@@ -151,7 +151,7 @@ class MetricsServer:
                 self.counters["http_evicted"] += 1
                 self._close(oldest)
             sock.setblocking(False)
-            connection = _Connection(sock, address, self.clock())
+            connection = Connection(sock, address, self.clock())
             self._accept_times.append(connection.accepted)
             self._connections[sock.fileno()] = connection
             self._selector.register(sock, selectors.EVENT_READ, connection)
