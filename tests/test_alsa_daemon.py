@@ -275,3 +275,19 @@ def test_the_daemon_demo_leaves_no_temporary_folder_behind(tmp_path, monkeypatch
     assert (tmp_path / "out" / "enhanced.wav").stat().st_size > 0
     assert list(scratch.iterdir()) == []
     assert os.environ["ALSA_CONFIG_PATH"] == SYSTEM_ALSA_CONF      # the demo's asoundrc is not left in force
+
+
+def test_a_stopped_daemon_demo_exits_nonzero_and_writes_no_truncated_result(tmp_path, monkeypatch):
+    """Issue 24 (smaller): SIGTERM during `run --demo` exited 0 with a 1.5 s enhanced.wav against 10 s of input.
+    (The stop is set before the loop starts here; a SIGTERM sets the same latch.)"""
+    from edge.commands import run as daemon_commands
+    from edge.daemon.control import SignalControl
+    monkeypatch.setenv("ALSA_CONFIG_PATH", SYSTEM_ALSA_CONF)
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    control = SignalControl()
+    control.stop.set()
+    said = []
+    status = daemon_commands.run_daemon_demo(None, tmp_path / "out", say=said.append, control=control, seconds=1.0)
+    assert status == 143
+    assert any("demo stopped by a signal after 0.0 s of 1 s" in line for line in said), said
+    assert list((tmp_path / "out").iterdir()) == []

@@ -80,3 +80,42 @@ def test_check_as_root_warns_when_the_service_group_cannot_write_the_prometheus_
     folder.chmod(0o777)
     status, lines = run_check(f"telemetry: {{prometheus_dir: {folder}}}\n")
     assert not any(line.startswith("[warn] telemetry: prometheus_dir") for line in lines)
+
+
+def test_a_huge_model_is_refused_before_it_is_read(tmp_path):
+    """Issue 24 item 2: a 2 GB model made `check` peak at 2.2 GB (hashed whole in memory). Now it is refused by
+    its size before one byte is read; under a 1 GiB address-space limit `check` ends with a one-line FAIL."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    huge = tmp_path / "huge.tflite"
+    with open(huge, "wb") as stream:
+        stream.truncate(2 << 30)                                # sparse: no disk used
+    huge.with_suffix(".json").write_text(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
+    config = tmp_path / "config.yaml"
+    config.write_text(f"model: {{path: {huge}}}\n")
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    run = f"from edge.commands.cli import main; raise SystemExit(main(['check', '--config', {str(config)!r}]))"
+    env = {**__import__("os").environ, "RUNTIME_DIRECTORY": str(tmp_path / "run")}
+    result = subprocess.run([sys.executable, "-c", limit + run], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"[FAIL] model: {huge}: 2048 MiB, larger than any percepnet-edge model (at most 64 MiB" in result.stdout
+
+
+def test_the_model_hash_reads_in_chunks(tmp_path):
+    """Issue 24 item 2: hashing a 48 MB file allocates about one 1 MiB chunk, not the file."""
+    import hashlib
+    import tracemalloc
+    from edge.model.model_meta import file_sha256
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as stream:
+        stream.truncate(48 << 20)
+    tracemalloc.start()
+    try:
+        digest = file_sha256(big)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert digest == hashlib.sha256(bytes(48 << 20)).hexdigest()
+    assert peak < 4 << 20, f"peak {peak / 2**20:.1f} MiB"

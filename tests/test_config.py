@@ -41,7 +41,6 @@ def test_empty_config_is_the_documented_defaults():
     ("realtime: {sched_fifo_priority: 120}", "realtime.sched_fifo_priority: 120 is not allowed; expected null (off) or 1..99"),
     ("realtime: {cpu_affinity: [a]}", "realtime.cpu_affinity: ['a'] is not allowed"),
     ("telemetry: {http_port: 70000}", "telemetry.http_port: 70000 is not allowed; expected null (off) or a TCP port"),
-    ("telemetry: {prometheus_dir: /nowhere}", "telemetry.prometheus_dir: '/nowhere' is not allowed; expected an existing folder"),
     # Issue 15 item 8: a host that can never be bound is refused at load time, not by a gaierror at run time.
     ("telemetry: {http_host: 999.1.1.1}", "telemetry.http_host: '999.1.1.1' is not allowed; expected an IP address"),
     ("telemetry: {http_host: metrics.example.com}", "telemetry.http_host: 'metrics.example.com' is not allowed"),
@@ -87,7 +86,7 @@ def test_a_config_that_is_too_big_or_not_text_is_a_clear_error_naming_the_file(t
         load(binary)
     big = tmp_path / "big.yaml"
     big.write_text("# padding\n" * 200_000)
-    with pytest.raises(ConfigError, match=rf"{big}: larger than 1 MiB"):
+    with pytest.raises(ConfigError, match=rf"{big}: larger than 64 KiB"):
         load(big)
     with pytest.raises(ConfigError, match=rf"{tmp_path / 'keys.yaml'}: audio.rate: unknown key"):
         (tmp_path / "keys.yaml").write_text("audio: {rate: 44100}\n")
@@ -103,4 +102,85 @@ def test_check_on_dev_zero_is_a_clear_error_not_a_memory_error():
     result = subprocess.run([sys.executable, "-c", limit + run], cwd=CONFIGS.parent, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert "[FAIL] config: /dev/zero: larger than 1 MiB" in result.stdout and "Traceback" not in result.stderr
+    assert "[FAIL] config: /dev/zero: is a device, not a regular file" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+#: Issue 24 item 1: 429 bytes whose anchors expand to about 10^9 list items.
+BILLION_LAUGHS = "\n".join(["a: &a [1,1,1,1,1,1,1,1,1,1]"] + [
+    f"{chr(ord('b') + i)}: &{chr(ord('b') + i)} [" + ",".join([f"*{chr(ord('a') + i)}"] * 10) + "]"
+    for i in range(8)] + ["realtime: {cpu_affinity: *i}"]) + "\n"
+
+
+def test_a_billion_laughs_config_is_refused_quickly_in_little_memory(tmp_path):
+    """Issue 24 item 1: the alias-expanded size is counted before anything is built or formatted (under a 1 GiB
+    address-space limit, in a subprocess, as `check` and as a SIGHUP reload would load it)."""
+    import subprocess
+    import sys
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS)
+    assert len(BILLION_LAUGHS) < 600
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    run = f"from edge.commands.cli import main; raise SystemExit(main(['check', '--config', {str(path)!r}]))"
+    result = subprocess.run([sys.executable, "-c", limit + run], cwd=CONFIGS.parent, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "more than 10000 values once its anchors and aliases are expanded" in result.stdout
+    assert "Traceback" not in result.stderr and len(result.stdout) < 1000
+
+
+def test_deeply_nested_yaml_is_a_one_line_error_not_a_recursion_error():
+    """Issue 24 item 9: 5,000 nested brackets were a RecursionError inside PyYAML."""
+    with pytest.raises(ConfigError, match="nested more than 20 levels deep"):
+        parse("audio: " + "[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigError, match="recursive structure|more than"):
+        parse("a: &a [*a]\n")
+
+
+def test_messages_never_format_an_unbounded_value():
+    """Issue 24 item 1: a value is shown cut to a few dozen characters and items, however big it is."""
+    with pytest.raises(ConfigError) as error:
+        parse("realtime: {cpu_affinity: [" + ",".join(["-1"] * 5000) + "]}")
+    assert len(str(error.value)) < 300 and "..." in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        parse("audio: {sample_format: " + "x" * 50_000 + "}")
+    assert len(str(error.value)) < 300
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse("audio: {1: 2, a: 3}")                           # mixed key types were a TypeError in sorted()
+
+
+@pytest.mark.parametrize("value, shown", [('"pe\\0cap"', "U+0000"), ('"\\ud800"', "U+D800"),
+                                          ('"a\\nb"', "U+000A")])
+def test_control_characters_and_lone_surrogates_are_refused_by_name(value, shown):
+    """Issue 24 item 9: `capture_device: "pe\\0cap"` was a ValueError traceback, "\\ud800" a UnicodeEncodeError."""
+    with pytest.raises(ConfigError) as error:
+        parse(f"audio: {{capture_device: {value}}}")
+    message = str(error.value)
+    assert message.startswith("audio.capture_device: ") and shown in message
+    message.encode("utf-8")                                    # printable: no lone surrogate in the message
+
+
+def test_a_fifo_config_without_a_writer_is_given_up_on_not_waited_on_for_good(tmp_path, monkeypatch):
+    """Issue 24 (smaller): SIGHUP while the config path was a FIFO left one thread blocked in open() per SIGHUP.
+    A FIFO is read within CONFIG_FIFO_WAIT_S (shortened here); a device is refused at once."""
+    import os
+    import threading
+    from edge.daemon import config as config_module
+    monkeypatch.setattr(config_module, "CONFIG_FIFO_WAIT_S", 0.5)
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(_error_of(load, fifo)), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "load() blocked on a FIFO without a writer"
+    assert "is a FIFO, and no complete config came through it within 0.5 s" in outcome[0]
+    assert "is a device, not a regular file" in _error_of(load, "/dev/null")
+
+
+def _error_of(function, *args):
+    try:
+        function(*args)
+    except ConfigError as exc:
+        return str(exc)
+    return "no error"

@@ -347,3 +347,50 @@ def test_device_locks_refuse_a_second_holder_and_free_on_release(tmp_path):
         DeviceLocks(other_capture, tmp_path).acquire()
     first.release()
     DeviceLocks(audio, tmp_path).acquire().release()        # free again once released
+
+
+def test_a_planted_symlink_or_fifo_at_a_lock_path_refuses_the_start(tmp_path):
+    """Issue 24 item 7: a member of group audio planted a symlink at a lock path and two daemons then shared
+    the device with warnings only. A lock is never followed: the start is refused, naming what to remove."""
+    import os
+    from edge.devices.alsa import DeviceLocks, lock_file_name
+    audio = parse("audio: {capture_device: 'hw:1,0', playback_device: dmix}").audio
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    link = tmp_path / lock_file_name("hw:1,0")
+    link.symlink_to(victim)
+    with pytest.raises(DeviceError, match=rf"capture device 'hw:1,0': its lock {link} is a symbolic link, owned by "
+                                          rf"uid \d+; .*Remove it \(sudo rm {link}\)"):
+        DeviceLocks(audio, tmp_path, say=lambda *_: None).acquire()
+    assert victim.read_text() == "keep\n"
+    link.unlink()
+    os.mkfifo(tmp_path / lock_file_name("dmix"))
+    with pytest.raises(DeviceError, match="playback device 'dmix': its lock .* is not a regular file"):
+        DeviceLocks(audio, tmp_path, say=lambda *_: None).acquire()
+
+
+def test_check_creates_no_lock_files_and_a_refusal_names_the_real_holder(tmp_path):
+    """Issue 24 item 7: a root `check` left root-owned lock files, the service could not write its pid in them,
+    and a refused second daemon named the dead check. `check` now creates nothing; the holder comes from the
+    kernel's lock table, whatever pid the file holds."""
+    import subprocess
+    import sys
+    from edge.devices.alsa import DeviceLocks, lock_file_name
+    audio = parse("audio: {capture_device: 'hw:1,0', playback_device: dmix}").audio
+    DeviceLocks(audio, tmp_path / "run", create=False).acquire().release()
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()
+    DeviceLocks(audio, tmp_path / "run", create=False).acquire().release()
+    assert list((tmp_path / "run").iterdir()) == []
+    path = tmp_path / "run" / lock_file_name("hw:1,0")
+    path.write_text("424242\n")                              # a stale note: the check that once made the file
+    holder = subprocess.Popen([sys.executable, "-c", f"import fcntl, os, sys; fd = os.open({str(path)!r}, os.O_RDONLY); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        for create in (True, False):
+            with pytest.raises(DeviceError, match=rf"already used by another percepnet-edge \(pid {holder.pid}, "):
+                DeviceLocks(audio, tmp_path / "run", create=create).acquire()
+    finally:
+        holder.communicate("", timeout=10)

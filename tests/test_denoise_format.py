@@ -143,3 +143,32 @@ def test_encode_clips_integers_at_full_scale_and_keeps_floats(tmp_path):
     assert clipped == 2 and list(np.frombuffer(data, "<i2")) == [-32768, -32768, 0, 16384, 32767]
     data, clipped = encode(values, 3, 32)
     assert clipped == 0 and list(np.frombuffer(data, "<f4")) == list(values)
+
+
+def test_a_65535_channel_file_is_refused_in_little_memory_leaving_nothing(tmp_path):
+    """Issue 24 item 6: a 196 MB, 65535-channel 8-bit file peaked at 1.86 GB (a block was one second times the
+    channels) and was killed under 1 GiB, leaving a .tmp. The channel limit refuses it before any block; the
+    file here is sparse (a header that claims 196 MB of data, holes for the rest)."""
+    channels, data_bytes = 65535, 196 << 20
+    path = tmp_path / "wide.wav"
+    fmt = struct.pack("<HHIIHH", 1, channels, 48_000, 48_000 * channels, channels, 8)
+    with open(path, "wb") as stream:
+        stream.write(b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+                     + b"data" + struct.pack("<I", data_bytes))
+        stream.truncate(44 + data_bytes)
+    limit = "import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+    out = tmp_path / "out.wav"
+    run = f"from edge.commands.cli import main; raise SystemExit(main(['denoise', {str(path)!r}, {str(out)!r}]))"
+    result = subprocess.run([sys.executable, "-c", limit + run], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "65535 channels; denoise enhances at most 8" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.wav"]
+
+
+def test_a_block_is_bounded_whatever_the_rate_and_channels():
+    """Issue 24 item 6: the largest block denoise reads (384 kHz, 8 channels, float64) stays a few tens of MB."""
+    from edge.commands.files import BLOCK_FRAMES
+    from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+    from edge.io.wav import MAX_CHANNELS, MAX_RATE_HZ
+    block_frames = BLOCK_FRAMES * HOP_SAMPLES * MAX_RATE_HZ // SAMPLE_RATE_HZ
+    assert block_frames * MAX_CHANNELS * 8 <= 32 << 20

@@ -15,6 +15,8 @@ from edge.commands.cli import main
 from edge.model.model_meta import DEFAULT_MODEL_PATH
 from edge.io.synthetic import mix_at_snr, noise, speech_like
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 
 @pytest.fixture
@@ -268,3 +270,60 @@ def test_the_oracle_refuses_files_longer_than_it_can_hold(tmp_path, capsys, monk
     assert main(["oracle", str(long), str(long), str(tmp_path / "out.wav")]) == 2
     err = capsys.readouterr().err
     assert f"{long}: 1.5 s long; the oracle analyses whole files in memory and takes at most 1 s" in err
+
+
+def test_a_fifo_or_a_pipe_as_denoise_input_is_refused_at_once(tmp_path, capsys):
+    """Issue 24 item 9: a FIFO with no writer hung `denoise`; a pipe ended in an `Illegal seek` traceback."""
+    import os
+    import subprocess
+    import sys
+    fifo = tmp_path / "in.wav"
+    os.mkfifo(fifo)
+    assert main(["denoise", str(fifo), str(tmp_path / "out.wav")]) == 2
+    assert f"{fifo}: is a FIFO or pipe, not a WAV file" in capsys.readouterr().err
+    source = _noisy_wav(tmp_path / "real.wav")
+    result = subprocess.run([sys.executable, "-m", "edge", "denoise", "/dev/stdin", str(tmp_path / "out.wav")],
+                            input=source.read_bytes(), capture_output=True, timeout=120)
+    assert result.returncode == 2 and b"Traceback" not in result.stderr
+    assert b"/dev/stdin: is a FIFO or pipe, not a WAV file" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "real.wav"]
+
+
+def test_denoise_refuses_to_write_over_its_own_input(tmp_path, capsys):
+    """Issue 24 (smaller): `denoise a.wav a.wav` replaced the original without a word (a hard link too)."""
+    import os
+    source = _noisy_wav(tmp_path / "a.wav")
+    before = source.read_bytes()
+    os.link(source, tmp_path / "b.wav")
+    for output in (source, tmp_path / "b.wav", tmp_path / "." / "a.wav"):
+        assert main(["denoise", str(source), str(output)]) == 2
+        assert f"{output} is the input file {source}: writing it would replace the original" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_during_denoise_leaves_no_temporary_file(tmp_path, model, signame, status):
+    """Issue 24 item 9 and smaller: SIGINT gave a traceback, SIGTERM and SIGHUP left a hidden .tmp behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    source = _noisy_wav(tmp_path / "in.wav", seconds=120.0)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "edge", "denoise", str(source), str(tmp_path / "out.wav")],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        time.sleep(0.3)                                         # well into the enhancing
+        process.send_signal(getattr(signal, signame))
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == status, err
+    assert f"stopped by {signame} before the end; the output file was not written" in err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]

@@ -13,3 +13,17 @@ def test_the_end_figures_count_every_frame_of_the_run():
         assert figures["start"]["frames"] < figures["end"]["frames"]
     frames_row = next(row for row in lines[0].splitlines() if row.startswith("| frames"))
     assert frames_row.rstrip().endswith("9000 |")
+
+
+def test_the_soak_under_http_load_reports_scrapes_and_whole_run_frame_times():
+    """Issue 24: the soak with the metrics endpoint under slow and idle clients (a separate process, loopback)."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from edge.commands.soak import run_soak
+    lines = []
+    figures = run_soak(audio_minutes=2.0, loss_every_min=5.0, outage_opens=0, sighup_every_min=0, say=lines.append,
+                       http_load=True)
+    load = figures["http_load"]
+    assert load is not None and load["scrapes"] >= 1 and load["scrape_failures"] == 0, load
+    assert figures["frame_ms_whole_run"]["p999"] > 0
+    assert "http load (4 slow + 30 idle clients, loopback)" in lines[0] and "p99.9" in lines[0]

@@ -53,33 +53,63 @@ def test_unit_hardening_exposure_is_at_most_2(unit_here):
 
 
 def test_the_template_loads_the_instance_config_and_labels_it(tmp_path):
-    """One service per card: %i is the card's ALSA id, its config, its telemetry label and its device binding."""
+    """One service per card: %I is the card's ALSA id (its config, its telemetry label), %i its escaped form
+    (its device binding)."""
     text = TEMPLATE.read_text()
-    assert "run --config /etc/percepnet-edge/%i.yaml --instance %i" in text
-    assert "ConditionPathExists=/etc/percepnet-edge/%i.yaml" in text
+    assert "run --config /etc/percepnet-edge/%I.yaml --instance %I" in text
+    assert "ConditionPathExists=/etc/percepnet-edge/%I.yaml" in text
     assert "BindsTo=sys-subsystem-sound-percepnet-%i.device" in text
     broken = tmp_path / "broken"                                      # the verify test sees a real mistake
     broken.mkdir()
     instance = _here(broken, TEMPLATE)
-    (broken / TEMPLATE.name).write_text((broken / TEMPLATE.name).read_text().replace("%i.yaml --instance %i",
-                                                                                      "%i.yaml --instance %i\nBogus=1"))
+    (broken / TEMPLATE.name).write_text((broken / TEMPLATE.name).read_text().replace("%I.yaml --instance %I",
+                                                                                      "%I.yaml --instance %I\nBogus=1"))
     result = subprocess.run(["systemd-analyze", "verify", str(instance)], capture_output=True, text=True)
     assert "Unknown key 'Bogus'" in result.stderr
 
 
-def test_the_udev_rule_names_the_device_unit_the_template_binds_to():
-    """The rule's SYSTEMD_ALIAS, escaped by systemd itself, is the template's BindsTo= for that card id."""
+def _systemd_escape(*args):
+    return subprocess.run(["systemd-escape", *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _expand(value, instance):
+    """A unit setting with %i (the instance as named) and %I (unescaped) expanded, as systemd does."""
+    return value.replace("%i", instance).replace("%I", _systemd_escape("--unescape", instance))
+
+
+@pytest.mark.parametrize("card", ["Headset", "Headset_1", "Device2", "USB-Audio", "my-usb-mic-2"])
+def test_the_udev_rule_names_the_device_unit_the_template_binds_to(card):
+    """Issue 24 item 10: for a card id with a '-', udev's device unit is ...percepnet-USB\x2dAudio.device, but
+    BindsTo= expanded %i to ...percepnet-USB-Audio.device, which never appears. The rule now escapes the instance
+    (systemd-escape, as systemd escapes the alias), the template binds with %i and reads files with %I."""
     rule = (SYSTEMD / "90-percepnet-edge.rules").read_text()
     alias = re.search(r'SYSTEMD_ALIAS}\+="([^"]+)"', rule).group(1)
     wants = re.search(r'SYSTEMD_WANTS}\+="([^"]+)"', rule).group(1)
-    assert wants == "percepnet-edge@$attr{id}.service"
-    for card in ("Headset", "Headset_1", "Device2"):
-        device = subprocess.run(["systemd-escape", "--path", "--suffix=device", alias.replace("$attr{id}", card)],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        bound = re.search(r"^BindsTo=(\S+)$", TEMPLATE.read_text(), re.MULTILINE).group(1).replace("%i", card)
-        assert device == bound
+    program = re.search(r'PROGRAM="([^"]+)"', rule).group(1)
+    assert program == "/usr/bin/systemd-escape $attr{id}" and wants == "percepnet-edge@%c.service"
+    result = _systemd_escape(program.split()[1].replace("$attr{id}", card))      # what udev's %c will hold
+    unit = wants.replace("%c", result)
+    instance = unit[len("percepnet-edge@"):-len(".service")]
+    device = _systemd_escape("--path", "--suffix=device", alias.replace("$attr{id}", card))
+    template = TEMPLATE.read_text()
+    bound = _expand(re.search(r"^BindsTo=(\S+)$", template, re.MULTILINE).group(1), instance)
+    assert bound == device
+    after = _expand(re.search(r"^After=(.+)$", template, re.MULTILINE).group(1), instance).split()
+    assert device in after
+    assert _expand(re.search(r"^ConditionPathExists=(\S+)$", template, re.MULTILINE).group(1), instance) == \
+        f"/etc/percepnet-edge/{card}.yaml"
+    exec_start = _expand(re.search(r"^ExecStart=(.+)$", template, re.MULTILINE).group(1), instance)
+    assert exec_start.endswith(f"run --config /etc/percepnet-edge/{card}.yaml --instance {card}")
     assert 'ACTION=="change", SUBSYSTEM=="sound", KERNEL=="card*", ENV{SOUND_INITIALIZED}=="1"' in rule
     assert 'TAG+="systemd"' in rule
+
+
+def test_an_instance_with_a_dash_verifies(tmp_path):
+    """Issue 24 item 10: the escaped instance loads and verifies like any other."""
+    unit = _here(tmp_path, TEMPLATE, instance=_systemd_escape("USB-Audio"))
+    assert unit.name == "percepnet-edge@USB\\x2dAudio.service"
+    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stdout + result.stderr
 
 
 def test_the_user_unit_for_pipewire_verifies_without_any_output(tmp_path):
@@ -158,7 +188,10 @@ def test_a_card_gets_its_own_config_and_loopback_substream(tmp_path):
     assert config.audio.playback_device == "hw:Loopback,0,1"
     assert "'percepnet:1'" in result.stdout and "percepnet-edge@Headset_1" in result.stdout
     bad = subprocess.run([str(install), "--root", str(root), "--card", "Head set"], capture_output=True, text=True)
-    assert bad.returncode == 1 and "an ALSA card id is letters, digits and '_'" in bad.stderr
+    assert bad.returncode == 1 and "an ALSA card id is letters, digits, '_' and '-'" in bad.stderr
+    dashed = subprocess.run([str(install), "--root", str(root), "--card", "USB-Audio"], capture_output=True,
+                            text=True, check=True)
+    assert "sudo systemctl start percepnet-edge@USB\\x2dAudio.service" in dashed.stdout
 
 
 def _unit_values(key, unit=UNIT):
@@ -224,7 +257,7 @@ def test_the_installer_restarts_only_after_check_passes(tmp_path):
     result = _stage(root, env=env)
     assert result.returncode == 0, result.stderr
     calls = log.read_text().splitlines()
-    assert calls[0] == "daemon-reload" and calls[1].startswith("check --config ")
+    assert calls[0].startswith("check --config ") and calls[1] == "daemon-reload"
     assert calls[2:4] == ["enable percepnet-edge.service", "restart percepnet-edge.service"]
 
 
@@ -233,6 +266,89 @@ def test_the_installer_never_enables_a_unit_whose_check_failed(tmp_path):
     log, env = _fake_tools(tmp_path, root, check_passes=False)
     result = _stage(root, env=env)
     assert result.returncode != 0
-    assert "check" in result.stderr and "not enabled or restarted" in result.stderr
+    assert "check" in result.stderr and "nothing was changed" in result.stderr
     calls = log.read_text().splitlines()
     assert not any(call.startswith(("enable", "restart", "start")) for call in calls), calls
+
+
+def _live_release(root):
+    return (root / "opt" / "percepnet-edge" / "models").resolve().parent
+
+
+def test_an_upgrade_that_fails_check_changes_nothing_live(tmp_path):
+    """Issue 24 item 5: the models and units were renamed into place and daemon-reload ran before `check`, so a
+    failed upgrade left an incompatible model for the next restart. Now check runs on the new release (its
+    models, the live config) first; a failure removes the release and leaves every live file as it was."""
+    root = tmp_path / "root"
+    log, env = _fake_tools(tmp_path, root, check_passes=True)
+    assert _stage(root, env=env).returncode == 0
+    live = _live_release(root)
+    model = root / "opt" / "percepnet-edge" / "models" / "lite" / "percepnet_lite.tflite"
+    unit = root / "etc" / "systemd" / "system" / "percepnet-edge@.service"
+    before = {path: path.read_bytes() for path in (model, unit)}
+    unit_inode = unit.stat().st_ino
+    log.write_text("")
+    entry = root / "opt" / "percepnet-edge" / "venv" / "bin" / "percepnet-edge"
+    entry.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\ncat \"$3\" >> {tmp_path / 'checked.yaml'}\nexit 1\n")
+    result = _stage(root, env=env)
+    assert result.returncode == 1 and "nothing was changed" in result.stderr
+    calls = log.read_text().splitlines()
+    assert len(calls) == 1 and calls[0].startswith("check --config ")        # no daemon-reload, no restart
+    checked = (tmp_path / "checked.yaml").read_text()
+    assert "/opt/percepnet-edge/models/" not in checked and "/releases/" in checked   # the NEW models
+    assert _live_release(root) == live and unit.stat().st_ino == unit_inode
+    assert {path: path.read_bytes() for path in before} == before
+    assert sorted(p.name for p in (root / "opt" / "percepnet-edge" / "releases").iterdir()) == [live.name]
+
+
+def test_an_upgrade_keeps_the_previous_version_to_roll_back_to(tmp_path):
+    """Issue 24 item 5: the previous release stays (models, venv, units) and --rollback brings it back."""
+    import time
+    root = tmp_path / "root"
+    log, env = _fake_tools(tmp_path, root, check_passes=True)
+    assert _stage(root, env=env).returncode == 0
+    first = _live_release(root)
+    time.sleep(1.1)                                               # release folders are named by the second
+    upgrade = _stage(root, env=env)
+    assert upgrade.returncode == 0 and "install.sh --rollback" in upgrade.stdout
+    second = _live_release(root)
+    assert second != first
+    assert (root / "opt" / "percepnet-edge" / "previous").resolve() == first
+    (first / "systemd" / "percepnet-edge.service").write_text("# the old unit\n")
+    log.write_text("")
+    rollback = subprocess.run([str(REPO / "systemd" / "install.sh"), "--root", str(root), "--rollback"],
+                              capture_output=True, text=True, env=env, timeout=60)
+    assert rollback.returncode == 0, rollback.stderr
+    assert _live_release(root) == first
+    assert (root / "opt" / "percepnet-edge" / "previous").resolve() == second
+    assert (root / "etc" / "systemd" / "system" / "percepnet-edge.service").read_text() == "# the old unit\n"
+    assert log.read_text().splitlines()[:3] == ["daemon-reload", "enable percepnet-edge.service",
+                                                "restart percepnet-edge.service"]
+    time.sleep(1.1)
+    assert _stage(root, env=env).returncode == 0                  # a third: only two releases are kept
+    assert len(list((root / "opt" / "percepnet-edge" / "releases").iterdir())) == 2
+
+
+def test_uninstall_stops_every_instance_and_users_instances(tmp_path):
+    """Issue 24 item 5: --uninstall disabled only percepnet-edge.service; percepnet-edge@ instances and user
+    instances kept running with /opt deleted under them."""
+    root = tmp_path / "root"
+    log, env = _fake_tools(tmp_path, root, check_passes=True)
+    loginctl = tmp_path / "bin" / "loginctl"
+    loginctl.write_text("#!/bin/sh\necho '1000 pi no active'\necho '1001 kiosk no active'\n")
+    loginctl.chmod(0o755)
+    env["LOGINCTL"] = str(loginctl)
+    assert _stage(root, "--no-start").returncode == 0
+    wants = root / "home" / "pi" / ".config" / "systemd" / "user" / "default.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "percepnet-edge@pipewire.service").symlink_to("/etc/systemd/user/percepnet-edge@.service")
+    result = subprocess.run([str(REPO / "systemd" / "install.sh"), "--root", str(root), "--uninstall"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert "disable --now percepnet-edge.service" in calls
+    assert "stop percepnet-edge@*.service" in calls
+    assert "--user -M pi@ stop percepnet-edge@*.service" in calls
+    assert "--user -M kiosk@ stop percepnet-edge@*.service" in calls
+    assert not os.path.lexists(wants / "percepnet-edge@pipewire.service")
+    assert calls[-1] == "daemon-reload" and not (root / "opt" / "percepnet-edge").exists()

@@ -267,19 +267,20 @@ def test_http_requests_are_served_from_a_cached_body(tmp_path):
     assert b"percepnet_edge_frames_total 10" in bodies.pop()
 
 
-def test_http_clients_are_served_one_at_a_time_by_one_thread(tmp_path):
-    """Item 11: 16 clients at once get one server thread, not a thread each."""
+def test_http_clients_are_served_by_one_thread(tmp_path, monkeypatch):
+    """Issue 15 item 11: 16 clients at once get one server thread, not a thread each."""
     from concurrent.futures import ThreadPoolExecutor
+    import edge.daemon.metrics_http as metrics_http
     telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    serving = []
+    real_answer = metrics_http.answer_request
+
+    def spy(received, body):
+        serving.append(threading.current_thread().name)
+        return real_answer(received, body)
+    monkeypatch.setattr(metrics_http, "answer_request", spy)
     telemetry.start()
     host, port = telemetry._server.server_address
-    serving = []
-    real_handle = telemetry._server.finish_request
-
-    def spy(request, address):
-        serving.append(threading.current_thread().name)
-        return real_handle(request, address)
-    telemetry._server.finish_request = spy
     try:
         with ThreadPoolExecutor(16) as pool:
             bodies = list(pool.map(lambda _: urllib.request.urlopen(f"http://{host}:{port}/metrics",
@@ -287,24 +288,208 @@ def test_http_clients_are_served_one_at_a_time_by_one_thread(tmp_path):
     finally:
         telemetry.stop()
     assert len(bodies) == 32 and len(set(bodies)) == 1
-    assert len(serving) == 32 and set(serving) == {"metrics-http"}
+    assert len(serving) >= 32 and set(serving) == {"metrics-http"}
 
 
 def test_http_client_disconnects_are_quiet(tmp_path, capfd):
-    """Item 11: a client that hangs up mid-response is counted, never a traceback."""
+    """Issue 15 item 11: a client that hangs up (here with a reset) is counted, never a traceback."""
+    import socket
+    import struct
+    import time
     telemetry = _telemetry(tmp_path, http_port=0)
     telemetry.start()
     try:
-        for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "Connection reset by peer")):
-            try:
-                raise error
-            except OSError:
-                telemetry._server.handle_error(None, ("127.0.0.1", 40000))
+        for _ in range(2):
+            client = socket.create_connection(telemetry._server.server_address)
+            client.sendall(b"GET /metr")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()                                           # RST
+        deadline = time.monotonic() + 5
+        while telemetry.http_disconnects < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
     finally:
         telemetry.stop()
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err and "Broken pipe" not in captured.err
     assert telemetry.http_disconnects == 2
+
+
+def _scrape_s(address):
+    import time
+    started = time.monotonic()
+    body = urllib.request.urlopen(f"http://{address[0]}:{address[1]}/metrics", timeout=30).read()
+    assert b"percepnet_edge_frames_total" in body
+    return time.monotonic() - started
+
+
+def test_a_slow_client_delays_no_scrape_and_is_cut_at_its_deadline(tmp_path):
+    """Issue 24 item 3: a client sending one byte every 1.5 s held the only worker (2 s per receive); a scrape
+    waited for it. Now it delays no one, and its whole request has REQUEST_DEADLINE_S."""
+    import socket
+    import time
+    from edge.daemon.metrics_http import REQUEST_DEADLINE_S
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    telemetry.start()
+    address = telemetry._server.server_address
+    slow = socket.create_connection(address)
+    stop = threading.Event()
+    closed_after = []
+
+    def trickle():
+        started = time.monotonic()
+        try:
+            for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\n" * 4:
+                slow.send(bytes([byte]))
+                if stop.wait(0.3):
+                    return
+        except OSError:
+            pass
+        closed_after.append(time.monotonic() - started)
+    writer = threading.Thread(target=trickle, daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        scrapes = [_scrape_s(address) for _ in range(3)]
+        writer.join(REQUEST_DEADLINE_S + 5)
+    finally:
+        stop.set()
+        slow.close()
+        telemetry.stop()
+    assert max(scrapes) < 0.5, scrapes
+    assert closed_after and closed_after[0] < REQUEST_DEADLINE_S + 1.0, closed_after      # cut, not served forever
+    assert telemetry.http["http_timeouts"] >= 1
+
+
+def test_idle_connections_cannot_lock_a_scrape_out(tmp_path):
+    """Issue 24 item 3: thirty idle connections made a scrape wait 17 s. Now they wait side by side (at most
+    MAX_CONNECTIONS open; the oldest is closed for a new one) and a scrape is answered at once."""
+    import socket
+    from edge.daemon.metrics_http import MAX_CONNECTIONS
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    telemetry.start()
+    address = telemetry._server.server_address
+    idle = [socket.create_connection(address) for _ in range(30)]
+    try:
+        seconds = [_scrape_s(address) for _ in range(3)]
+    finally:
+        for connection in idle:
+            connection.close()
+        telemetry.stop()
+    assert max(seconds) < 0.5, seconds
+    assert telemetry.http["http_evicted"] >= 30 - MAX_CONNECTIONS
+
+
+def test_stopping_the_endpoint_waits_for_no_client(tmp_path):
+    """Issue 24 item 3: after SIGTERM the process lived 39 s more, waiting for a slow client."""
+    import socket
+    import time
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    telemetry.start()
+    address = telemetry._server.server_address
+    clients = [socket.create_connection(address) for _ in range(5)]
+    clients[0].send(b"GET /met")
+    time.sleep(0.2)
+    started = time.monotonic()
+    telemetry.stop()
+    took_s = time.monotonic() - started
+    for client in clients:
+        client.close()
+    assert took_s < 0.5, took_s
+    with pytest.raises(OSError):
+        socket.create_connection(address, timeout=1)                  # the port is closed
+
+
+def test_methods_other_than_get_and_oversized_requests_get_an_answer_not_a_hang(tmp_path):
+    import socket
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    telemetry.start()
+    address = telemetry._server.server_address
+    try:
+        answers = []
+        for request in (b"POST /metrics HTTP/1.0\r\n\r\n", b"nonsense\r\n\r\n",
+                        b"GET /" + b"a" * 10_000 + b" HTTP/1.0\r\n\r\n"):
+            with socket.create_connection(address, timeout=5) as client:
+                client.sendall(request)
+                answers.append(client.recv(100).split(b"\r\n")[0])
+    finally:
+        telemetry.stop()
+    assert answers == [b"HTTP/1.0 405 Method Not Allowed", b"HTTP/1.0 400 Bad Request",
+                       b"HTTP/1.0 431 Request Header Fields Too Large"]
+
+
+def test_a_port_another_process_holds_never_stops_the_daemon(tmp_path, caplog):
+    """Issue 24 item 4: any local user who took the port first made the daemon exit 2. Now telemetry starts
+    without the endpoint, says so once, retries every interval, and listens once the port is free."""
+    import logging
+    import socket
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    telemetry = _telemetry(tmp_path, http_port=port, interval_s=3600)
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        telemetry.start()
+        try:
+            assert telemetry._server is None
+            telemetry._interval()                                     # still taken: no second warning
+            assert telemetry.latest["http_listening"] == 0
+            squatter.close()
+            telemetry._interval()
+            assert telemetry._server is not None
+            assert _scrape_s(("127.0.0.1", port)) < 1.0
+        finally:
+            telemetry.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"127.0.0.1:{port} cannot listen; the daemon runs without it" in warnings[0]
+    assert f"the http endpoint 127.0.0.1:{port} listens now" in caplog.text
+
+
+def test_a_missing_prometheus_dir_is_a_sink_error_not_a_refusal(tmp_path):
+    """Issue 24 item 4: a prometheus_dir missing at start exited 2, and a SIGHUP while it was missing was
+    rejected. Now the config loads, the write fails and is counted, and it works once the folder exists."""
+    folder = tmp_path / "later"
+    assert parse(f"telemetry: {{prometheus_dir: {folder}}}").telemetry.prometheus_dir == str(folder)
+    (tmp_path / "parent-is-a-file").write_text("")
+    telemetry = _telemetry(tmp_path, prometheus_dir=str(tmp_path / "parent-is-a-file" / "metrics"))
+    telemetry.emit(telemetry.record())
+    assert telemetry.errors["prometheus"] == 1
+
+
+def test_a_prometheus_dir_removed_mid_run_comes_back_0755_not_0700(tmp_path):
+    """Issue 24 (smaller): recreated under the unit's UMask=0077 it was 0700, unreadable for node_exporter."""
+    import os
+    import stat
+    folder = tmp_path / "metrics"
+    telemetry = _telemetry(tmp_path, prometheus_dir=str(folder))
+    previous = os.umask(0o077)
+    try:
+        telemetry.emit(telemetry.record())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert stat.S_IMODE((folder / "percepnet_edge.prom").stat().st_mode) == 0o644
+
+
+def test_a_telemetry_change_on_reload_says_it_needs_a_restart(tmp_path, caplog):
+    """Issue 24 (smaller): the telemetry section changed, SIGHUP said "reloaded" and nothing changed. Now the
+    log says which part needs a restart, at every reload until then."""
+    import logging
+    from edge.daemon.control import StopLatch
+    from edge.daemon.event_log import EventLog
+    from edge.daemon.loop import Counters
+    from edge.daemon.reloader import Reloader
+    events = EventLog(StopLatch())
+    reloader = Reloader(lambda config: config, events, Counters())
+    started = parse("")
+    path = tmp_path / "config.yaml"
+    path.write_text("telemetry: {interval_s: 1}\n")
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        for _ in range(2):
+            reloader.request(str(path))
+            reloader.start(started).join()
+            events.drain()
+    changed = [r.getMessage() for r in caplog.records if "telemetry section changed" in r.getMessage()]
+    assert len(changed) == 2 and "need a restart" in changed[0]
 
 
 def test_a_non_loopback_http_bind_warns_loudly(tmp_path, caplog):
@@ -334,3 +519,57 @@ def test_an_instance_labels_the_metrics_and_names_its_file(tmp_path):
     parser = pytest.importorskip("prometheus_client.parser", reason="prometheus_client not installed")
     samples = [s for f in parser.text_string_to_metric_families(text) for s in f.samples]
     assert samples and all(s.labels == {"instance_name": "Headset_1"} for s in samples)
+
+
+def test_a_full_disk_cuts_one_record_and_the_next_starts_on_a_clean_line(tmp_path):
+    """Issue 24 item 8: a write cut short by a full disk (here RLIMIT_FSIZE, which cuts a write the same way)
+    is an error, counted; the next record starts on its own line, so it parses."""
+    import resource
+    target = tmp_path / "t.jsonl"
+    telemetry = _telemetry(tmp_path, json_path=str(target))
+    telemetry.emit(telemetry.record())
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (target.stat().st_size + 100, hard))    # Python ignores SIGXFSZ
+    try:
+        telemetry.emit(telemetry.record())
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert telemetry.errors["json"] == 1
+    telemetry.emit(telemetry.record())                                  # space again
+    lines = target.read_text().split("\n")
+    assert lines[-1] == "" and len(lines) == 4
+    whole = [json.loads(lines[0]), json.loads(lines[2])]
+    assert all(record["frames_total"] == 10 for record in whole)
+    with pytest.raises(ValueError):
+        json.loads(lines[1])                                            # the cut record, alone on its line
+
+
+def test_the_endpoint_survives_an_error_on_one_connection(tmp_path, monkeypatch):
+    """Issue 24 item 3: in the soak under load, a connection evicted earlier in the same batch of events was
+    read after its close (EBADF) and the endpoint's thread died. An error now closes that connection only."""
+    import socket
+    import edge.daemon.metrics_http as metrics_http
+    telemetry = _telemetry(tmp_path, http_port=0, interval_s=3600)
+    telemetry.start()
+    server = telemetry._server
+    address = server.server_address
+    real_answer = metrics_http.answer_request
+    calls = []
+
+    def failing_once(received, body):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(9, "Bad file descriptor")
+        return real_answer(received, body)
+    monkeypatch.setattr(metrics_http, "answer_request", failing_once)
+    try:
+        with socket.create_connection(address, timeout=5) as client:
+            client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            assert client.recv(100) == b""                       # closed, no answer
+        assert _scrape_s(address) < 1.0                          # the thread lives on
+        closed = metrics_http.Connection(socket.socket(), ("127.0.0.1", 1), 0.0)
+        closed.sock.close()
+        server._service(closed, metrics_http.selectors.EVENT_READ)   # a closed one is skipped, not read
+    finally:
+        telemetry.stop()
+    assert telemetry.http["http_errors"] == 1

@@ -12,6 +12,8 @@ Subcommands:
 """
 
 import argparse
+import contextlib
+import signal
 import sys
 
 # Nothing heavy is imported at module level: `run` installs its signal handlers
@@ -140,6 +142,9 @@ def _parser():
     soak.add_argument("--sighup-every-min", type=_in_range(float, 0.1), default=2.0,
                       help="a SIGHUP reload every this many minutes of audio (default 2)")
     soak.add_argument("--json", action="store_true", help="print one JSON object")
+    soak.add_argument("--http-load", action="store_true",
+                      help="serve the metrics endpoint on a loopback port under slow and idle clients and a "
+                           "scrape a second, from a separate process (frame times and scrape latency reported)")
 
     bench_model = commands.add_parser("bench-model", help="per-frame cost of the network alone")
     bench_model.add_argument("models", nargs="+", metavar="MODEL", help=".tflite files (with metadata)")
@@ -169,19 +174,22 @@ def _dispatch(argv, control):
         if args.command == "oracle":
             from edge.commands.files import run_oracle, run_oracle_demo
             if args.demo is not None:
-                run_oracle_demo(args.demo, follow_symlinks=args.follow_symlinks)
+                with stop_signals_raise():
+                    run_oracle_demo(args.demo, follow_symlinks=args.follow_symlinks)
             elif None in (args.clean, args.noisy, args.out):
                 raise _usage("oracle needs CLEAN NOISY OUT, or --demo [DIR]")
             else:
-                run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db,
-                           follow_symlinks=args.follow_symlinks)
+                with stop_signals_raise():
+                    run_oracle(args.clean, args.noisy, args.out, args.max_attenuation_db,
+                               follow_symlinks=args.follow_symlinks)
         elif args.command == "denoise":
             from edge.dsp import EnhancerSettings
             from edge.commands.files import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                         postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
-            run_denoise(args.input, args.output, args.model, settings, args.threads,
-                        follow_symlinks=args.follow_symlinks)
+            with stop_signals_raise():
+                run_denoise(args.input, args.output, args.model, settings, args.threads,
+                            follow_symlinks=args.follow_symlinks)
         elif args.command == "bench":
             from edge.commands.bench import run_bench, run_import_footprint
             if args.imports:
@@ -203,14 +211,34 @@ def _dispatch(argv, control):
         elif args.command == "soak":
             from edge.commands.soak import run_soak
             run_soak(args.audio_minutes, args.model, args.loss_every_min, args.outage_opens, args.sighup_every_min,
-                     args.json)
+                     args.json, http_load=args.http_load)
         elif args.command == "bench-model":
             from edge.commands.bench import run_model_bench
             run_model_bench(args.models, args.frames, args.json)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-edge: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:                # SIGINT, or SIGTERM/SIGHUP in a file command (stop_signals_raise);
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT   # writers cleaned up
+        print(f"percepnet-edge: stopped by {signal.Signals(signum).name} before the end; the output file was not "
+              "written (nothing half-written is left)", file=sys.stderr)
+        return 128 + signum
     return 0
+
+
+@contextlib.contextmanager
+def stop_signals_raise():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt(signum) for the block, as SIGINT does, so every ``finally`` and
+    ``__exit__`` runs (the WAV writer removes its temporary file); by default they killed the process and left a
+    hidden .tmp beside the output."""
+    def raise_stopped(signum, _frame):
+        raise KeyboardInterrupt(signum)
+    previous = {signum: signal.signal(signum, raise_stopped) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _usage(message):

@@ -67,6 +67,17 @@ def prepare_output(path, n_bytes, follow_symlinks=False):
     return path
 
 
+def refuse_same_file(in_path, out_path):
+    """OUT naming IN (the same path, a hard link or a symlink to it) would replace the original: refused."""
+    try:
+        same = os.path.samefile(in_path, out_path)
+    except (OSError, ValueError):                  # OUT does not exist yet (or IN does not): not the same file
+        same = False
+    if same:
+        raise UsageError(f"{out_path} is the input file {in_path}: writing it would replace the original; "
+                         "name another output file")
+
+
 def output_samples(n_samples, rate):
     """Samples of an output at the input's rate: the input's length through 48 kHz and back."""
     at_48k = int(round(n_samples * SAMPLE_RATE_HZ / rate))
@@ -146,6 +157,7 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
     memory stays flat for any length.
     """
     from edge.model.engine import ModelRunner
+    refuse_same_file(in_path, out_path)
     with WavReader(in_path) as reader:
         if reader.channels > MAX_CHANNELS:
             raise AudioFileError(f"{in_path}: {reader.channels} channels; denoise enhances at most {MAX_CHANNELS}, "

@@ -26,6 +26,8 @@ from edge.errors import DeviceError, MissingDependencyError, PercepnetError
 from edge.daemon.sdnotify import Notifier
 
 SYSTEM_ALSA_CONF = "/usr/share/alsa/alsa.conf"
+#: `run --demo` stopped by a signal before the end: 128 + SIGTERM, as a shell reports a process it ended.
+DEMO_STOPPED_STATUS = 143
 
 
 def _logging():
@@ -176,8 +178,12 @@ def _check_telemetry(telemetry_config, item, say):
 
 
 def _check_devices(audio, item, say, proc):
-    """Open and close both devices, under their locks; devices a running daemon holds are reported, not opened."""
-    locks = DeviceLocks(audio, say=say)
+    """Open and close both devices, under their locks; devices a running daemon holds are reported, not opened.
+
+    The locks are taken without creating or writing anything (``create=False``): a root ``check`` (install.sh
+    runs one) used to leave root-owned lock files that the service could not write its pid into.
+    """
+    locks = DeviceLocks(audio, say=say, create=False)
     try:
         locks.acquire()
     except DeviceError as exc:
@@ -278,6 +284,11 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
             loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
             loop.run(max_frames=frames_to_flush(n_samples))
+        if loop.counters.frames < frames_to_flush(n_samples):   # SIGTERM/SIGINT: a short file is no result
+            targets["noisy"].unlink(missing_ok=True)            # written before the run; not a result alone
+            say(f"demo stopped by a signal after {loop.counters.frames * HOP_SAMPLES / SAMPLE_RATE_HZ:.1f} s of "
+                f"{seconds:g} s; {out_dir} was not written (a truncated enhanced.wav would pass for a result)")
+            return DEMO_STOPPED_STATUS
         delay = output_delay_samples(config.audio)
         played = np.memmap(work / "playback.raw", np.float32, mode="r")     # not copied: peak RSS is reported
         write_wav(targets["enhanced"], played[delay:delay + n_samples], SAMPLE_RATE_HZ)

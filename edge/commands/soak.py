@@ -15,6 +15,12 @@ device locks, telemetry sinks, the audio loop, ALSA PCMs) through ALSA's
   SIGHUP, after switching the config's post-filter strength, so that a new
   pipeline (model included) is loaded and swapped in.
 
+With ``http_load``, the telemetry's HTTP endpoint listens on a loopback port
+and a separate process (:func:`http_load_main`) loads it for the whole run:
+``HTTP_SLOW_CLIENTS`` clients that send one byte every 1.5 s, ``HTTP_IDLE_CLIENTS``
+connections that send nothing (each reconnects when closed), and a scrape a
+second whose latency is reported; bounded in count and time, loopback only.
+
 It samples the resident memory, open file descriptors and OS threads once
 a second, and reports them after the first minute of audio (start) and once
 more when the loop has ended (end: every frame counted, devices closed, so a
@@ -23,7 +29,11 @@ leaked descriptor or thread shows there), with the loop's counters.
 
 import json
 import os
+import selectors
 import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +48,12 @@ from edge.devices.alsa import AlsaDuplex
 FRAMES_PER_MINUTE = 60 * SAMPLE_RATE_HZ // HOP_SAMPLES
 WARM_UP_FRAMES = FRAMES_PER_MINUTE          # "start" figures: after the first minute of audio
 SAMPLE_EVERY_S = 1.0
+#: The HTTP load of ``--http-load`` (issue 24): clients in a separate process, on loopback only.
+HTTP_SLOW_CLIENTS = 4
+HTTP_IDLE_CLIENTS = 30
+HTTP_SLOW_BYTE_EVERY_S = 1.5
+HTTP_SCRAPE_EVERY_S = 1.0
+HTTP_RECONNECT_AFTER_S = 0.5                 # a closed load client comes back after this (a crowd, not a flood)
 
 
 def process_figures():
@@ -96,6 +112,8 @@ class Monitor:
         self.loop, self.start, self.end, self.peak_rss_mb = None, None, None, 0.0      # end: see stop()
         self.rss_by_ten_minutes = {}                  # minute of audio -> RSS (MB), to see a plateau from a leak
         self.sighups = 0
+        self._frame_ms, self._frames_seen = [], 0     # every frame's time, for whole-run percentiles
+        self.http_thread_cpu_s = None                 # CPU time of the metrics-http thread, last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-monitor", daemon=True)
 
@@ -103,7 +121,29 @@ class Monitor:
         self.loop = loop
         self._thread.start()
 
+    def _collect_frame_times(self):
+        frames = self.loop.frame_times.count
+        self._frame_ms.append(self.loop.frame_times.last_ms(frames - self._frames_seen))   # < 1 min per second
+        self._frames_seen = frames
+
+    def frame_stats_ms(self):
+        """Percentiles over every frame of the run (the loop's own ring holds the last minute only)."""
+        from edge.daemon.frame_times import time_stats
+        return time_stats(np.concatenate(self._frame_ms) if self._frame_ms else [])
+
+    def _sample_http_thread(self):
+        """CPU seconds the endpoint's thread has used (utime + stime from /proc), while it exists."""
+        for thread in threading.enumerate():
+            if thread.name == "metrics-http" and thread.native_id:
+                try:
+                    fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    return
+                self.http_thread_cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def _sample(self):
+        self._collect_frame_times()
+        self._sample_http_thread()
         counters = self.loop.counters
         sample = {**process_figures(), "frames": counters.frames, "deadline_misses": counters.deadline_misses,
                   "time": time.monotonic()}
@@ -142,8 +182,85 @@ class Monitor:
             self.end = self._sample()
 
 
+def _free_loopback_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_load_main(port, slow=HTTP_SLOW_CLIENTS, idle=HTTP_IDLE_CLIENTS):
+    """The ``--http-load`` client process: slow and idle connections plus one scrape a second against
+    127.0.0.1:``port`` until SIGTERM, then one JSON line of scrape latencies and counts on stdout."""
+    import urllib.request
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    scrapes_s, failures = [], [0]
+    while not stop.is_set():                             # the daemon is still loading its model: wait for it
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            stop.wait(0.1)
+
+    def scrape():
+        while not stop.wait(HTTP_SCRAPE_EVERY_S):
+            started = time.monotonic()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+                scrapes_s.append(time.monotonic() - started)
+            except OSError:
+                failures[0] += 1
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    selector = selectors.DefaultSelector()
+    connections = {}                                     # socket -> "slow" | "idle"
+    reconnects, pending = 0, []                          # pending: (when, kind) to reconnect
+
+    def connect(kind):
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        except OSError:
+            return
+        sock.setblocking(False)
+        connections[sock] = kind
+        selector.register(sock, selectors.EVENT_READ)
+    for kind, count in (("slow", slow), ("idle", idle)):
+        for _ in range(count):
+            connect(kind)
+    request = b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n" * 100
+    next_byte = time.monotonic()
+    while not stop.is_set():
+        for key, _ in selector.select(0.1):              # readable: the server answered or closed it
+            sock = key.fileobj
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                kind = connections.pop(sock)
+                selector.unregister(sock)
+                sock.close()
+                reconnects += 1
+                pending.append((time.monotonic() + HTTP_RECONNECT_AFTER_S, kind))
+        for due, kind in [p for p in pending if p[0] <= time.monotonic()]:
+            pending.remove((due, kind))
+            connect(kind)
+        if time.monotonic() >= next_byte:
+            next_byte += HTTP_SLOW_BYTE_EVERY_S
+            for sock, kind in list(connections.items()):
+                if kind == "slow":
+                    try:
+                        sock.send(request[:1])
+                    except OSError:
+                        pass
+    times = sorted(scrapes_s)
+    print(json.dumps({"scrapes": len(times), "scrape_failures": failures[0], "reconnects": reconnects,
+                      "scrape_ms_p50": 1000 * times[len(times) // 2] if times else None,
+                      "scrape_ms_max": 1000 * times[-1] if times else None}), flush=True)
+
+
 def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3, sighup_every_min=2.0,
-             as_json=False, say=print):
+             as_json=False, say=print, http_load=False):
     """Run the soak (see module doc); prints and returns the figures."""
     from edge.commands import run as daemon_commands
     from edge.daemon.control import SignalControl
@@ -155,10 +272,12 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
         asoundrc = daemon_commands.file_plugin_asoundrc(work, infile, "/dev/null")
         config_path = work / "config.yaml"
         model_line = f"model: {{path: {Path(model).resolve()}}}\n" if model else ""
+        port = _free_loopback_port() if http_load else None
+        http_line = f", http_port: {port}, http_host: 127.0.0.1" if http_load else ""
         config_path.write_text(
             "audio: {capture_device: pe_capture, playback_device: pe_playback, sample_format: S16_LE}\n"
             f"{model_line}dsp:\n  postfilter_beta: 0.4\nrealtime: {{device_retry_max_s: 0.2}}\n"
-            f"telemetry: {{json_path: {work / 'telemetry.jsonl'}, prometheus_dir: {work}, interval_s: 2}}\n")
+            f"telemetry: {{json_path: {work / 'telemetry.jsonl'}, prometheus_dir: {work}, interval_s: 2{http_line}}}\n")
         monitor = Monitor(frames_total, config_path, int(sighup_every_min * FRAMES_PER_MINUTE))
         devices = []
 
@@ -168,6 +287,11 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
             return devices[-1]
         lines = []
         control = SignalControl().install()
+        load = None
+        if http_load:
+            load = subprocess.Popen([sys.executable, "-c", f"from edge.commands.soak import http_load_main; "
+                                     f"http_load_main({port})"], stdout=subprocess.PIPE, text=True,
+                                    env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
         started = time.monotonic()
         try:
             with daemon_commands.temporary_environment(            # device locks in WORK, not /run/percepnet-edge
@@ -178,6 +302,16 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
             wall_s = time.monotonic() - started
             monitor.stop()
             control.restore()
+            http_figures = None
+            if load is not None:
+                load.terminate()
+                out, _ = load.communicate(timeout=30)
+                http_figures = json.loads(out.strip().splitlines()[-1]) if out.strip() else None
+                if http_figures is not None:
+                    import resource
+                    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    http_figures["load_process_cpu_s"] = children.ru_utime + children.ru_stime
+                    http_figures["server_thread_cpu_s"] = monitor.http_thread_cpu_s
         records = work / "telemetry.jsonl"
         telemetry_records = len(records.read_text().splitlines()) if records.exists() else 0
     loop = monitor.loop
@@ -191,7 +325,8 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
                "sighups": monitor.sighups, "reloads": counters.reloads, "rejected_reloads": counters.rejected_reloads,
                "deadline_misses": counters.deadline_misses, "xruns": counters.xruns,
                "policy_activations": counters.policy_activations, "telemetry_records": telemetry_records,
-               "frame_ms": loop.frame_times.stats_ms(), "summary": lines[-1] if lines else ""}
+               "frame_ms": loop.frame_times.stats_ms(), "frame_ms_whole_run": monitor.frame_stats_ms(),
+               "http_load": http_figures, "summary": lines[-1] if lines else ""}
     say(json.dumps(figures, indent=2) if as_json else _table(figures))
     return figures
 
@@ -215,6 +350,17 @@ def _table(f):
     lines.append(f"frame p50 {t['p50']:.2f} ms p99 {t['p99']:.2f} ms max {t['max']:.2f} ms (last minute); "
                  f"xruns {f['xruns']}; policy activations {f['policy_activations']}; "
                  f"peak RSS {f['peak_rss_mb']:.1f} MB")
+    w = f["frame_ms_whole_run"]
+    lines.append(f"whole run: frame p50 {w['p50']:.2f} ms p99 {w['p99']:.2f} ms p99.9 {w['p999']:.2f} ms "
+                 f"max {w['max']:.2f} ms; deadline misses {f['deadline_misses']}")
+    h = f.get("http_load")
+    if h:
+        lines.append(f"http load ({HTTP_SLOW_CLIENTS} slow + {HTTP_IDLE_CLIENTS} idle clients, loopback): "
+                     f"{h['scrapes']} scrapes, {h['scrape_failures']} failed, scrape p50 "
+                     f"{h['scrape_ms_p50'] or 0:.1f} ms max {h['scrape_ms_max'] or 0:.1f} ms; "
+                     f"{h['reconnects']} client reconnects (closed by the server); CPU: the server thread "
+                     f"{h.get('server_thread_cpu_s') or 0:.2f} s (sampled once a second), the load process "
+                     f"{h.get('load_process_cpu_s', 0):.1f} s")
     return "\n".join(lines)
 
 

@@ -8,6 +8,11 @@ used (:data:`edge.model.model_meta.DEFAULT_MODEL_PATH`) wherever the file lives.
 
 import ipaddress
 import os
+import reprlib
+import select
+import stat
+import time
+import unicodedata
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional, Tuple
@@ -26,8 +31,18 @@ SAMPLE_FORMATS = ("S16_LE", "S32_LE", "FLOAT_LE")
 #: Where configs/default.yaml lives: the built-in defaults resolve the model path from here.
 DEFAULTS_FOLDER = Path(__file__).resolve().parents[2] / "configs"
 CHANNEL_MODES = ("downmix", "pick")
-#: A config is a few hundred bytes; anything this big is the wrong file (or /dev/zero).
-MAX_CONFIG_BYTES = 1 << 20
+#: A config is a few hundred bytes; anything this big is the wrong file.
+MAX_CONFIG_BYTES = 64 * 1024
+#: YAML nodes after anchors and aliases are expanded: the full default.yaml has about 100. A 429-byte file of
+#: nested aliases expands to 10^9 (the "billion laughs"); counting before constructing keeps it a message.
+MAX_CONFIG_NODES = 10_000
+#: Nesting depth of the YAML (a config is 3 deep: section, key, list). PyYAML composes recursively, so
+#: 1,000 nested brackets were a RecursionError; the depth is checked while composing.
+MAX_CONFIG_DEPTH = 20
+#: How long a config given as a FIFO may take to arrive (a reload thread never waits longer).
+CONFIG_FIFO_WAIT_S = 10.0
+#: Longest string value (a device name or a path): longer is a pasted blob, not a setting.
+MAX_STRING_CHARS = 4096
 #: CPU numbers a cpu_set_t can hold.
 MAX_CPUS = 1024
 OVERRUN_POLICIES = ("bypass", "hold", "drop-model", "off")
@@ -95,9 +110,40 @@ class Config:
                                 self.dsp.gain_release_per_frame, self.dsp.highpass, self.dsp.gain_exponent)
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 8
+_SHOWN.maxlevel = 3
+
+
+def shown(value):
+    """A value as a message shows it: repr, cut to a few dozen characters and a few items, however big it is.
+
+    reprlib stops at its limits instead of formatting the whole value and cutting afterwards: the whole
+    repr of an aliased YAML list was 10^9 items, which killed the daemon it was meant to inform.
+    """
+    return _SHOWN.repr(value)
+
+
+def _key_shown(key):
+    """A key as the message names it: a plain short string as is, anything else (a number, a blob) via shown()."""
+    return key if isinstance(key, str) and key.isprintable() and len(key) <= 64 else shown(key)
+
+
 def _check(condition, key, value, allowed):
     if not condition:
-        raise ConfigError(f"{key}: {value!r} is not allowed; expected {allowed}")
+        raise ConfigError(f"{key}: {shown(value)} is not allowed; expected {allowed}")
+
+
+def _string_problem(text):
+    """Why a string cannot be a setting (None if it can): too long, a control character (NUL) or a lone surrogate."""
+    if len(text) > MAX_STRING_CHARS:
+        return f"a string of at most {MAX_STRING_CHARS} characters"
+    for char in text:
+        if unicodedata.category(char) in ("Cc", "Cs"):        # NUL, newline, escape, or "\ud800"
+            return (f"text without control characters or lone surrogates (found U+{ord(char):04X}); device names "
+                    "and paths are printable text")
+    return None
 
 
 def _section(cls, name, raw):
@@ -105,9 +151,9 @@ def _section(cls, name, raw):
         raw = {}
     _check(isinstance(raw, dict), name, raw, "a mapping of keys")
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(set(raw) - set(known), key=str)          # keys may be numbers too
     if unknown:
-        raise ConfigError(f"{name}.{unknown[0]}: unknown key; allowed keys in {name}: {', '.join(known)}")
+        raise ConfigError(f"{name}.{_key_shown(unknown[0])}: unknown key; allowed keys in {name}: {', '.join(known)}")
     values = {}
     for key, value in raw.items():
         default = known[key].default
@@ -124,6 +170,9 @@ def _section(cls, name, raw):
             value = float(value)
         elif isinstance(default, str):
             _check(isinstance(value, str), full, value, "a string")
+        if isinstance(value, str):
+            problem = _string_problem(value)
+            _check(problem is None, full, value, problem)
         values[key] = value
     return cls(**values)
 
@@ -171,9 +220,8 @@ def _validate(config):
         value = getattr(telemetry, key)
         _check(value is None or (isinstance(value, str) and value), f"telemetry.{key}", value,
                "null (off) or a path" + (' ("-" = stdout)' if key == "json_path" else ""))
-    if telemetry.prometheus_dir is not None:
-        _check(Path(telemetry.prometheus_dir).is_dir(), "telemetry.prometheus_dir", telemetry.prometheus_dir,
-               "an existing folder (node_exporter's --collector.textfile.directory)")
+    # A missing prometheus_dir is not a config error: telemetry never stops the audio, so the daemon starts (or
+    # reloads) without that sink and retries it every interval; `check` reports it (edge.daemon.telemetry).
     port = telemetry.http_port
     _check(port is None or (_is_integer(port) and 1 <= port <= 65535), "telemetry.http_port", port,
            "null (off) or a TCP port 1..65535")
@@ -199,21 +247,84 @@ def _is_ip_address(host):
         return False
 
 
+class _TooBig(ConfigError):
+    """Raised inside the YAML loader; :func:`parse` words it with the file's name."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the nesting depth checked as nodes are composed (before Python recursion runs out)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise _TooBig(f"nested more than {MAX_CONFIG_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_nodes(root):
+    """Nodes in the document with every alias expanded, counted without expanding anything (memoised per node);
+    _TooBig beyond MAX_CONFIG_NODES or for an alias that contains itself."""
+    sizes, open_nodes = {}, set()
+
+    def size(node):
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise _TooBig("an alias refers to a node that contains it (a recursive structure)")
+        open_nodes.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        open_nodes.discard(key)
+        if total > MAX_CONFIG_NODES:
+            raise _TooBig(f"more than {MAX_CONFIG_NODES} values once its anchors and aliases are expanded")
+        sizes[key] = total
+        return total
+    return size(root)
+
+
+def safe_load_bounded(text):
+    """``yaml.safe_load`` within the limits: depth, and values after alias expansion (``_TooBig`` otherwise)."""
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_nodes(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse(text, source="<string>"):
     """Parse YAML text into a validated :class:`Config`."""
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_load_bounded(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({exc})") from None
+        raise ConfigError(f"{source}: not valid YAML ({_cut(str(exc))})") from None
+    except _TooBig as exc:
+        raise ConfigError(f"{source}: refused: the YAML is {exc}; a config is a short mapping of sections "
+                          "(see configs/default.yaml)") from None
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with sections "
                           "audio, model, dsp, realtime, telemetry")
     sections = {"audio": AudioConfig, "model": ModelConfig, "dsp": DspConfig, "realtime": RealtimeConfig,
                 "telemetry": TelemetryConfig}
-    unknown = sorted(set(raw) - set(sections))
+    unknown = sorted(set(raw) - set(sections), key=str)
     if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {', '.join(sections)}")
+        raise ConfigError(f"{_key_shown(unknown[0])}: unknown section; allowed sections: {', '.join(sections)}")
     parts = {name: _section(cls, name, raw.get(name)) for name, cls in sections.items()}
     if "path" not in (raw.get("model") or {}):            # not "../models" from wherever the file lives
         parts["model"] = replace(parts["model"], path=str(DEFAULT_MODEL_PATH))
@@ -223,17 +334,68 @@ def parse(text, source="<string>"):
     return Config(**parts, source=source)
 
 
+def _cut(text, limit=300):
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _read_config_bytes(path):
+    """At most MAX_CONFIG_BYTES + 1 bytes of the config. A regular file is read; a FIFO (``--config <(...)``) is
+    read within CONFIG_FIFO_WAIT_S, never waited on for good (each SIGHUP while the path was a FIFO without a
+    writer used to leave one thread blocked in open()); a device (/dev/zero), folder or socket is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)       # a FIFO opens at once this way
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
+    except ValueError:                                      # a NUL in the path
+        raise ConfigError(f"{shown(str(path))}: not a usable path (it contains a NUL character)") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode):
+            return _read_fifo(fd, path)
+        if not stat.S_ISREG(mode):
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket")
+            raise ConfigError(f"{path}: is {kind}, not a regular file; a config is a YAML file "
+                              "(see configs/default.yaml)")
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            return stream.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_fifo(fd, path):
+    """Everything a writer puts in the FIFO until it closes it, within CONFIG_FIFO_WAIT_S (Linux's poll() reports
+    nothing until a writer has opened it, then end of file once it closes)."""
+    deadline = time.monotonic() + CONFIG_FIFO_WAIT_S
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    data = b""
+    while len(data) <= MAX_CONFIG_BYTES:
+        left_s = deadline - time.monotonic()
+        if left_s <= 0:
+            raise ConfigError(f"{path}: is a FIFO, and no complete config came through it within "
+                              f"{CONFIG_FIFO_WAIT_S:g} s; give a regular file")
+        if not poller.poll(left_s * 1000):
+            continue
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            return data
+        data += chunk
+    return data
+
+
 def load(path):
     """Read and validate a YAML config file; every error names the file."""
     path = Path(path)
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_CONFIG_BYTES + 1)      # /dev/zero or a disk image is never read whole
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
+    data = _read_config_bytes(path)
     if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: larger than 1 MiB; a config is a few hundred bytes of YAML, so this is "
-                          "probably the wrong file (see configs/default.yaml)")
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a few hundred bytes "
+                          "of YAML, so this is probably the wrong file (see configs/default.yaml)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

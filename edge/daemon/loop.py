@@ -86,6 +86,7 @@ class AudioLoop:
                  sleep=None, notifier=None, stop=None):
         """``sleep`` replaces the interruptible wait (tests with a fake clock); ``stop`` is a shared StopLatch."""
         self.config, self.io, self.clock, self.sleep = config, io, clock, sleep
+        self.started_config = config          # what a reload cannot change (devices, telemetry) came from this
         self.pipeline = Pipeline(config, clock, runner_factory)
         self.notifier = notifier or Notifier()
         self.counters = Counters()
@@ -165,7 +166,7 @@ class AudioLoop:
         while remaining_s > 0:
             self.notifier.watchdog()
             if reloader.requested is not None:
-                reloader.start(self.config)
+                reloader.start(self.started_config)
             if reloader.pending is not None:
                 self._swap_pipeline()
             if self._wait(min(step_s, remaining_s)):
@@ -207,7 +208,7 @@ class AudioLoop:
         reloader = self.reloader
         while not self._stop.is_set() and (max_frames is None or self.counters.frames < max_frames):
             if reloader.requested is not None:
-                reloader.start(self.config)
+                reloader.start(self.started_config)
             if reloader.pending is not None:
                 self._swap_pipeline()
             if not self._one_frame():

@@ -26,13 +26,17 @@ class Reloader:
         """Ask for ``path`` to be reloaded (None: running on the built-in defaults)."""
         self.requested = path if path is not None else ""
 
-    def start(self, running_config):
-        """Start loading the requested config; returns the helper thread (None when there is nothing to load)."""
+    def start(self, started_config):
+        """Start loading the requested config; returns the helper thread (None when there is nothing to load).
+
+        ``started_config`` is the config the daemon started with: its audio and telemetry sections are the ones
+        in effect whatever was reloaded since, so a change to them is reported against it, at every reload.
+        """
         path, self.requested = self.requested, None
         if not path:
             self.events.put(logging.WARNING, "reload ignored: running on the built-in defaults (no --config)")
             return None
-        thread = threading.Thread(target=self._load, args=(path, running_config), name="reload", daemon=True)
+        thread = threading.Thread(target=self._load, args=(path, started_config), name="reload", daemon=True)
         thread.start()
         return thread
 
@@ -41,14 +45,15 @@ class Reloader:
         pipeline, self.pending = self.pending, None
         return pipeline
 
-    def _load(self, path, running_config):
+    def _load(self, path, started_config):
         try:
             new_config = config_module.load(path)
             self.pending = self.build(new_config)
-            self.events.put(logging.INFO, f"reloaded {path}")
-            if new_config.audio != running_config.audio:
-                self.events.put(logging.WARNING, "the audio section changed: devices and formats take effect "
-                                                 "at the next restart")
+            self.events.put(logging.INFO, f"reloaded {path}: model, dsp and realtime settings applied")
+            for section, what in (("audio", "devices and formats"), ("telemetry", "telemetry sinks and interval")):
+                if getattr(new_config, section) != getattr(started_config, section):
+                    self.events.put(logging.WARNING, f"the {section} section changed: {what} need a restart "
+                                                     "(systemctl restart); until then the running ones stay")
         except Exception as exc:                   # any failure, ours or a bug's, keeps the old config running
             self.counters.rejected_reloads += 1
             self.events.put(logging.ERROR, f"reload of {path} rejected, keeping the running config: {exc}")

@@ -8,11 +8,13 @@ sources, then writes a JSON line and/or the Prometheus text format (a
 node_exporter textfile, renamed atomically, or an HTTP endpoint bound to
 localhost). A slow sink delays only this thread, never the audio.
 
-Sinks survive their errors: a failed write is counted
-(``telemetry_sink_errors_total``), logged once per kind of error, and retried
-next interval; nothing that goes wrong in an interval ends the thread. The
-HTTP endpoint serves a body rendered once per interval, from one thread, one
-request at a time (see :class:`MetricsServer`).
+Telemetry never stops the audio. Sinks survive their errors: a failed write
+is counted (``telemetry_sink_errors_total``), logged once per kind of error,
+and retried next interval; nothing that goes wrong in an interval ends the
+thread. A missing ``prometheus_dir`` or an HTTP port another process holds is
+such an error too: the daemon starts without that sink, says so, and retries
+every interval. The HTTP endpoint serves a body rendered once per interval
+(see :mod:`edge.daemon.metrics_http` for its deadlines and limits).
 """
 
 import collections
@@ -29,10 +31,10 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Optional
 
+from edge.daemon.metrics_http import MetricsServer, socket_family
 from edge.io.atomic import atomic_write
 
 POWER_SENSOR_NAMES = ("ina219", "ina226", "ina260", "ina3221", "ina2xx")
@@ -41,6 +43,9 @@ NODE_EXPORTER_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 PROMETHEUS_FILE = "percepnet_edge.prom"
 INSTANCE_LABEL = "instance_name"
 PROMETHEUS_FILE_MODE = 0o644     # node_exporter runs as another user; the unit's UMask=0077 would give 0600
+#: A prometheus_dir removed under a running daemon is made again with this mode (node_exporter's package
+#: makes it 0755), not the 0700 that the unit's UMask=0077 would give it.
+PROMETHEUS_DIR_MODE = 0o755
 
 log = logging.getLogger("percepnet-edge")
 
@@ -207,13 +212,34 @@ def is_loopback_host(host):
 
 
 def append_line(path, text):
-    """Append ``text`` to a regular file: never through a symlink, never into a FIFO or a device."""
+    """Append one line to a regular file: never through a symlink, never into a FIFO or a device.
+
+    A full disk cuts a write short: that is an error (ENOSPC, counted by the caller), and the next record
+    starts on a clean line: when the file does not end with a newline (a cut-off record), one is written first,
+    so a reader loses the cut record only, never the one after it.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                  0o644)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.write(fd, text.encode())
+        data = text.encode()
+        if info.st_size and _last_byte(path) != b"\n":
+            data = b"\n" + data
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(errno.ENOSPC, f"short write: {written} of {len(data)} bytes (is the disk full?)", str(path))
+    finally:
+        os.close(fd)
+
+
+def _last_byte(path):
+    """The file's last byte, read through a separate O_RDONLY descriptor (the append one cannot read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, 1, size - 1) if size else b""
     finally:
         os.close(fd)
 
@@ -238,7 +264,7 @@ class Telemetry:
             say(f"telemetry: no {what} on this machine; not reported")
         self.latest = {}
         self.errors = collections.Counter()        # per sink ("json", "prometheus", "http") and "interval"
-        self.http_disconnects = 0
+        self.http = collections.Counter()          # the endpoint's own counts (metrics_http.MetricsServer)
         self._failing = {}                         # sink -> the kind of error last logged for it
         self._body = b""                           # the HTTP body, rendered once per interval
         self._stop = threading.Event()
@@ -247,14 +273,19 @@ class Telemetry:
         self._vad = (0.0, 0)
         self._server = None
 
+    @property
+    def http_disconnects(self):
+        return self.http["http_disconnects"]
+
     def start(self):
         if self.config.http_port is not None:
             self._body = prometheus_text(self.record()).encode()
-            self._serve()
+            self._listen()
         self._thread.start()
         return self
 
     def stop(self):
+        """Stop the thread and the endpoint at once: no client, and no slow sink, is waited for."""
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
@@ -279,7 +310,10 @@ class Telemetry:
                   "waiting_for_device": int(getattr(loop, "waiting_for_device", False)),
                   "telemetry_sink_errors_total": self.errors["json"] + self.errors["prometheus"],
                   "telemetry_errors_total": sum(self.errors.values()),
-                  "http_disconnects_total": self.http_disconnects,
+                  "http_disconnects_total": self.http["http_disconnects"],
+                  "http_timeouts_total": self.http["http_timeouts"] + self.http["http_evicted"],
+                  "http_errors_total": self.http["http_errors"],
+                  "http_listening": int(self._server is not None) if self.config.http_port is not None else None,
                   "speech_share": vad_sum / vad_frames if vad_frames else None}
         record.update(self.sources.sample())
         return record
@@ -291,6 +325,8 @@ class Telemetry:
     def _interval(self):
         """One record to every sink. Nothing that goes wrong here may end the thread."""
         try:
+            if self.config.http_port is not None and self._server is None:
+                self._listen()                      # the port was taken at start: try again
             self.emit(self.record())
         except Exception as exc:                    # a vanished source, a bug: report it, try next interval
             self._failed("interval", "the telemetry interval", exc)
@@ -308,7 +344,8 @@ class Telemetry:
         if self.config.prometheus_dir:
             # node_exporter reads *.prom only, so the temporary name is never half-read.
             target = Path(self.config.prometheus_dir) / prometheus_file(self.instance)
-            self._write("prometheus", target, lambda: atomic_write(target, body, mode=PROMETHEUS_FILE_MODE))
+            self._write("prometheus", target, lambda: atomic_write(target, body, mode=PROMETHEUS_FILE_MODE,
+                                                                    folder_mode=PROMETHEUS_DIR_MODE))
 
     def _write(self, sink, target, write):
         try:
@@ -320,87 +357,34 @@ class Telemetry:
             del self._failing[sink]
             log.info(f"telemetry: the {sink} sink {target} works again after {self.errors[sink]} error(s)")
 
-    def _failed(self, sink, target, exc):
+    def _failed(self, sink, target, exc, what="failed"):
         self.errors[sink] += 1
         kind = (type(exc).__name__, getattr(exc, "errno", None))
         if self._failing.get(sink) == kind:
             return                                  # already said; counted in telemetry_*errors_total
         self._failing[sink] = kind
         reason = describe_os_error(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
-        log.warning(f"telemetry: the {sink} sink {target} failed: {reason}; retrying every "
+        log.warning(f"telemetry: the {sink} sink {target} {what}: {reason}; retrying every "
                     f"{self.config.interval_s:g} s (errors are counted in percepnet_edge_telemetry_errors_total)")
 
-    def _serve(self):
+    def _listen(self):
+        """Open the HTTP endpoint; a port that cannot be bound (another process holds it) is a sink error:
+        logged once, counted, retried every interval, and the audio runs on."""
         host, port = self.config.http_host, self.config.http_port
         try:
-            self._server = MetricsServer((host, port), self)
+            server = MetricsServer((host, port), lambda: self._body, self.http)
         except OSError as exc:
-            from edge.errors import ConfigError
-            raise ConfigError(f"telemetry.http_port {port} on {host}: cannot listen ({exc.strerror}); choose "
-                              "a free port, or set http_port: null") from None
+            self._failed("http", f"endpoint {host}:{port}", exc, "cannot listen; the daemon runs without it")
+            return False
+        self._server = server.start()
+        if "http" in self._failing:
+            del self._failing["http"]
+            log.info(f"telemetry: the http endpoint {host}:{port} listens now")
         if not is_loopback_host(host):
             log.warning(f"telemetry.http_host {host} is not a loopback address: the metrics endpoint is "
                         "reachable from the network, without authentication; bind 127.0.0.1 unless that is "
                         "intended")
-        threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True).start()
-
-
-class MetricsHandler(BaseHTTPRequestHandler):
-    """Answers every GET with the pre-rendered body; quiet (errors go to the server's handle_error)."""
-
-    protocol_version = "HTTP/1.0"                  # one request per connection: nothing held open
-    timeout = 2.0                                  # a client that sends nothing is dropped after 2 s
-
-    def do_GET(self):                              # noqa: N802 (http.server's name)
-        body = self.server.telemetry._body
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-class MetricsServer(HTTPServer):
-    """The metrics endpoint, built so that no request can take the audio thread's time.
-
-    One thread serves one request at a time (no thread per connection, at
-    most ``request_queue_size`` connections waiting, the kernel refuses the
-    rest), at most ``MAX_REQUESTS_PER_S`` requests a second, and a request
-    only copies bytes rendered by the telemetry thread. A client that hangs
-    up is counted, never a traceback.
-    """
-
-    request_queue_size = 8
-    allow_reuse_address = True
-    MAX_REQUESTS_PER_S = 50                         # Prometheus scrapes every 15 s; this bounds a flood
-
-    def __init__(self, address, telemetry):
-        self.telemetry = telemetry
-        family = socket_family(address[0])
-        self.address_family = family
-        super().__init__(address, MetricsHandler)
-
-    def process_request(self, request, client_address):
-        super().process_request(request, client_address)
-        time.sleep(1.0 / self.MAX_REQUESTS_PER_S)    # pacing: the GIL share of this thread stays small
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):   # the client went away: routine
-            self.telemetry.http_disconnects += 1
-            return
-        self.telemetry._failed("http", f"request from {client_address[0]}", exc)
-
-
-def socket_family(host):
-    import socket
-    try:
-        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        return socket.AF_INET
+        return True
 
 
 def check_sinks(config: TelemetryConfig):

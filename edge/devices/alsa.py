@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -199,24 +200,53 @@ def lock_file_name(device):
     return f"device-{readable}-{hashlib.sha1(device.encode()).hexdigest()[:8]}.lock"
 
 
+def lock_holder_pid(fd, proc="/proc"):
+    """The pid holding a flock on the file open as ``fd``, from the kernel's /proc/locks (None if not listed).
+
+    The pid written into a lock file can be stale: a root `check` left root-owned files that the service could
+    not write its pid into, so a refusal named the long-dead check. The kernel's table is always right.
+    """
+    info = os.fstat(fd)
+    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        lines = Path(proc, "locks").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; blocked waiters are marked "->" and skipped
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted and fields[4].isdigit():
+            return int(fields[4])
+    return None
+
+
 class DeviceLocks:
     """An exclusive ``flock`` per ALSA PCM name (capture and playback), held until :meth:`release`.
 
     The kernel drops the locks when the process ends, even by SIGKILL, so a
-    crash never leaves a device locked. Each lock file holds its owner's pid
-    for the refusal message. The lock is per PCM *name*: two names for one
-    card (``hw:1`` and ``plughw:1``) are not detected here, but ALSA refuses a
-    second open of a ``hw`` device anyway.
+    crash never leaves a device locked. A refusal names the holder as the
+    kernel's lock table gives it (the pid the holder wrote in the file is only a
+    fallback). The lock is per PCM *name*: two names for one card (``hw:1`` and
+    ``plughw:1``) are not detected here, but ALSA refuses a second open of a
+    ``hw`` device anyway.
+
+    Locks fail closed: a lock path that is a symbolic link or not a regular file
+    (planted by another member of group ``audio`` in the shared folder) is never
+    followed and refuses the start, naming the path to remove. ``create=False``
+    (``check``) creates no folder and no file, writes nothing, and only takes
+    the locks that exist, so a root ``check`` leaves nothing root-owned behind.
     """
 
-    def __init__(self, audio_config, folder=None, say=print):
+    def __init__(self, audio_config, folder=None, say=print, create=True, proc="/proc"):
         self.devices = {audio_config.capture_device: "capture", audio_config.playback_device: "playback"}
         self.folder = Path(folder) if folder is not None else lock_folder()
-        self.say = say
+        self.say, self.create, self.proc = say, create, proc
         self._fds = []
 
     def acquire(self):
         """Take every lock or none; raises DeviceError naming the device and the pid that holds it."""
+        if not self.create and not self.folder.is_dir():
+            return self                          # nobody holds a lock in a folder that does not exist
         try:
             self.folder.mkdir(mode=0o755, parents=True, exist_ok=True)
         except OSError as exc:
@@ -231,32 +261,63 @@ class DeviceLocks:
                 raise
         return self
 
+    def _open(self, path):
+        """The lock file open without following a symlink, or None (check: no such file). Raises OSError."""
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        if not self.create:
+            try:
+                return os.open(path, os.O_RDONLY | flags)
+            except FileNotFoundError:
+                return None
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT | flags, 0o644)
+        except PermissionError:                  # another user's file: read-only suffices for flock
+            return os.open(path, os.O_RDONLY | flags)
+
     def _take(self, device, kind):
         path = self.folder / lock_file_name(device)
         try:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-            except PermissionError:              # the service's file, seen by another user: read-only suffices
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = self._open(path)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DeviceError(self._planted(kind, device, path, "a symbolic link")) from None
             self.say(f"warning: {kind} device {device!r} is not locked: cannot open {path} ({exc.strerror}); "
                      "a second daemon on it would not be refused")
             return
+        if fd is None:
+            return
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise DeviceError(self._planted(kind, device, path, "not a regular file"))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            holder = lock_holder_pid(fd, self.proc)
+            if holder is None:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise DeviceError(f"{kind} device {device!r} is already used by another percepnet-edge (pid {holder}, "
                              f"lock {path}); stop that one first (e.g. systemctl stop percepnet-edge) or choose "
                              "another device") from None
         self._fds.append(fd)
+        if not self.create:
+            return
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             os.fchmod(fd, 0o644)                 # readable by others under UMask=0077, for their message
         except OSError:                          # opened read-only: the lock holds, the pid note is skipped
             pass
+
+    @staticmethod
+    def _planted(kind, device, path, what):
+        try:
+            owner = f", owned by uid {os.lstat(path).st_uid}"
+        except OSError:
+            owner = ""
+        return (f"{kind} device {device!r}: its lock {path} is {what}{owner}; a lock is never followed, so the "
+                f"device cannot be locked and the daemon does not start. Remove it (sudo rm {path}) and start again")
 
     def release(self):
         for fd in self._fds:

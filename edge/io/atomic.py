@@ -23,8 +23,10 @@ def refuse_special_target(path):
                                             "replace it (name a file instead)", str(path))
 
 
-def atomic_write(path, data: bytes, mode=None):
+def atomic_write(path, data: bytes, mode=None, folder_mode=None):
     """Write ``data`` to ``path`` atomically, with ``mode`` or the permissions the umask gives a new file.
+
+    A missing folder is made (with its parents), with ``folder_mode`` when given whatever the umask.
 
     A failure leaves the old file (or none) and no temporary behind. An
     existing target that is not a regular file (``/dev/null``, a folder) is
@@ -32,7 +34,10 @@ def atomic_write(path, data: bytes, mode=None):
     """
     path = Path(path)
     refuse_special_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if folder_mode is not None:
+            os.chmod(path.parent, folder_mode)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:

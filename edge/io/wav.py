@@ -9,6 +9,7 @@ resample or read whole files, which the file commands make.
 """
 
 import os
+import stat
 import struct
 import tempfile
 from math import gcd
@@ -122,6 +123,27 @@ MAX_CHANNELS = 8
 MAX_FMT_BYTES = 1024
 
 
+def open_regular_file(path):
+    """``path`` open for binary reading, if it is a regular file. A FIFO or pipe (``<(...)``, ``/dev/stdin``) is
+    refused at once: opening one waited for a writer forever, and reading one ended in ``Illegal seek``; the
+    reader seeks past chunks and needs the file's size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)      # a FIFO opens at once this way
+    except FileNotFoundError:
+        raise AudioFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise AudioFileError(f"{path}: cannot read ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO or pipe" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+        raise AudioFileError(f"{path}: is {kind}, not a WAV file; the file commands read regular files (they seek): "
+                             "save the stream to a file first, e.g. `cat > in.wav`")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 class WavReader:
     """A WAV file read block by block as float64 ``(n, channels)`` in [-1, 1], scaled as :func:`read_wav` does.
 
@@ -139,14 +161,7 @@ class WavReader:
         self.path = path
         self.notes = []
         self.nonfinite, self.nonfinite_span_s = 0, None
-        try:
-            self._file = open(path, "rb")
-        except FileNotFoundError:
-            raise AudioFileError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise AudioFileError(f"{path}: is a folder, not a WAV file") from None
-        except OSError as exc:
-            raise AudioFileError(f"{path}: cannot read ({exc.strerror})") from None
+        self._file = open_regular_file(path)
         try:
             self._parse_header()
         except BaseException:

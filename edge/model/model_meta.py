@@ -16,6 +16,13 @@ from edge.errors import ModelError
 METADATA_SCHEMA = 1
 #: The shipped model: what `denoise`, the daemon's built-in config and the evaluation use when none is named.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "lite" / "percepnet_lite.tflite"
+#: The largest model file accepted: the shipped int8 lite model is 1.3 MB and a PercepNet-size network is a few
+#: MB in any precision; a file this large is the wrong file, refused before a byte is hashed or mapped.
+MAX_MODEL_BYTES = 64 << 20
+#: The sidecar JSON is about 4 KB.
+MAX_METADATA_BYTES = 1 << 20
+#: Bytes hashed at a time: the hash's memory does not grow with the file.
+HASH_CHUNK_BYTES = 1 << 20
 
 
 def dsp_signature():
@@ -83,7 +90,14 @@ def sidecar_path(model_path):
 
 
 def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """The file's sha256, read in HASH_CHUNK_BYTES pieces (reading a 2 GB file whole peaked at 2.2 GB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while True:
+            chunk = stream.read(HASH_CHUNK_BYTES)
+            if not chunk:
+                return digest.hexdigest()
+            digest.update(chunk)
 
 
 def load_metadata(model_path, check_dsp=True):
@@ -91,10 +105,18 @@ def load_metadata(model_path, check_dsp=True):
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file; see models/ for the shipped ones")
+    model_bytes = model_path.stat().st_size
+    if model_bytes > MAX_MODEL_BYTES:
+        raise ModelError(f"{model_path}: {model_bytes / 2**20:.0f} MiB, larger than any percepnet-edge model "
+                         f"(at most {MAX_MODEL_BYTES >> 20} MiB; the shipped one is about 1.3 MB): refusing to "
+                         "read it; name the converted .tflite file")
     meta_path = sidecar_path(model_path)
     if not meta_path.is_file():
         raise ModelError(f"{meta_path}: the model's metadata is missing; re-run the converter "
                                  "(python -m converter) to produce the model and its metadata together")
+    if meta_path.stat().st_size > MAX_METADATA_BYTES:
+        raise ModelError(f"{meta_path}: larger than {MAX_METADATA_BYTES >> 20} MiB, so not a model's metadata "
+                         "(about 4 KB); re-run the converter")
     try:
         fields = json.loads(meta_path.read_text())
         _check_field_types(fields, meta_path)
