@@ -277,6 +277,8 @@ class Telemetry:
                   "device_reopens_total": counters.device_reopens,
                   "device_open_failures_total": counters.device_open_failures,
                   "waiting_for_device": int(getattr(loop, "waiting_for_device", False)),
+                  "echo_cancelling_frames_total": counters.echo_cancelling_frames,
+                  "echo_no_reference_frames_total": counters.echo_no_reference_frames,
                   "telemetry_sink_errors_total": self.errors["json"] + self.errors["prometheus"],
                   "telemetry_errors_total": sum(self.errors.values()),
                   "http_disconnects_total": self.http_disconnects,

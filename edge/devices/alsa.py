@@ -82,16 +82,29 @@ def output_delay_samples(audio_config):
 
 
 class AlsaDuplex:
-    """Capture + playback PCMs at 48 kHz, 480-frame periods."""
+    """Capture + playback PCMs at 48 kHz, 480-frame periods; optionally a reference capture PCM.
 
-    def __init__(self, audio_config, proc="/proc"):
+    The reference (``reference_device``: what the loudspeaker plays, for the echo
+    canceller) is read right after each microphone period into :attr:`reference_frame`.
+    It is optional by design: when it does not open, or fails or runs dry mid-run,
+    :attr:`reference_frame` is None, :attr:`reference_problem` says why, and the
+    microphone path goes on (the canceller then passes the microphone through and
+    says so). It is tried again at every reopen.
+    """
+
+    def __init__(self, audio_config, proc="/proc", reference_device=None):
         self.config = audio_config
         self.proc = proc                       # where sound_devices looks for cards and holders (tests: a fake tree)
+        self.reference_device = reference_device
         self.xruns = 0
+        self.reference_xruns = 0
         self._frame = np.zeros(HOP_SAMPLES)
+        self._reference_buffer = np.zeros(HOP_SAMPLES)
         self._encode_buffer = np.zeros(HOP_SAMPLES)
         self._silence = b""
-        self.capture = self.playback = None
+        self.capture = self.playback = self.reference = None
+        self.reference_frame = None
+        self.reference_problem = None
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -108,6 +121,45 @@ class AlsaDuplex:
         self._check_negotiated()
         self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         self._prefill()
+        if self.reference_device is not None:
+            self.open_reference()
+
+    def open_reference(self):
+        """Open the reference capture PCM (mono, the audio section's sample format); a failure is recorded."""
+        import alsaaudio
+        config = self.config
+        try:
+            self.reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1,
+                                      getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"), config.buffer_periods)
+            rate = self.reference.info()["rate"] if hasattr(self.reference, "info") else SAMPLE_RATE_HZ
+            if rate != SAMPLE_RATE_HZ:
+                self._drop_reference(f"echo reference {self.reference_device!r} runs at {rate} Hz, not "
+                                     f"{SAMPLE_RATE_HZ}: use a plughw: device or an ALSA 'plug' PCM")
+                return
+            self.reference_problem = None
+        except alsaaudio.ALSAAudioError as exc:
+            self._drop_reference(sound_devices.explain("capture", self.reference_device, str(exc), self.proc))
+
+    def _drop_reference(self, why):
+        if self.reference is not None:
+            try:
+                self.reference.close()
+            except Exception:                              # a vanished device may fail to close; nothing to do
+                pass
+        self.reference, self.reference_frame = None, None
+        self.reference_problem = f"{why}; echo cancellation is off until the reference is back (next reopen)"
+
+    def read_reference(self):
+        import alsaaudio
+        try:
+            length, data = self.reference.read()
+        except alsaaudio.ALSAAudioError as exc:
+            self._drop_reference(f"echo reference {self.reference_device!r} failed: {exc}")
+            return None
+        if length < 0 or len(data) != HOP_SAMPLES * np.dtype(_DTYPES[self.config.sample_format][0]).itemsize:
+            self.reference_xruns += 1                      # this period has no reference; the next may
+            return None
+        return decode(data, self.config.sample_format, 1, "downmix", 0, self._reference_buffer)
 
     def open_one(self, kind):
         """Open the capture or the playback PCM; on failure close both and raise the explained DeviceError."""
@@ -153,7 +205,10 @@ class AlsaDuplex:
                 return None
             raise DeviceError(f"capture returned error {length}")
         c = self.config
-        return decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
+        frame = decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
+        if self.reference is not None:
+            self.reference_frame = self.read_reference()
+        return frame
 
     def write(self, frame):
         """Write one float period; an underrun is counted, the prefill queued again and the period written."""
@@ -175,13 +230,14 @@ class AlsaDuplex:
         return written is None or written >= 0
 
     def close(self):
-        for pcm in (self.capture, self.playback):
+        for pcm in (self.capture, self.playback, self.reference):
             if pcm is not None:
                 try:
                     pcm.close()
                 except Exception:                          # closing a vanished device may fail; nothing to do
                     pass
-        self.capture = self.playback = None
+        self.capture = self.playback = self.reference = None
+        self.reference_frame = None
 
 
 #: Where device locks live when systemd gives no $RUNTIME_DIRECTORY: the unit's RuntimeDirectory,
