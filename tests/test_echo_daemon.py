@@ -55,6 +55,12 @@ def rig(tmp_path):
     infile "{tmp_path / 'reference.raw'}"
     format "raw"
 }}
+pcm.pe_speaker {{
+    type file
+    slave.pcm "null"
+    file "{tmp_path / 'speaker.raw'}"
+    format "raw"
+}}
 """)
     config = tmp_path / "config.yaml"
     config.write_text(f"""audio:
@@ -68,6 +74,7 @@ realtime:
 echo:
   enabled: true
   reference_device: pe_reference
+  speaker_device: pe_speaker
 """)
     (tmp_path / "run").mkdir()
     env = {**os.environ, "ALSA_CONFIG_PATH": f"{SYSTEM_ALSA_CONF}:{asoundrc}", "PYTHONUNBUFFERED": "1",
@@ -108,6 +115,11 @@ def test_the_daemon_cancels_the_echo_of_its_reference(rig):
     assert "echo: far end playing: cancelling its echo" in result.stderr
     assert "reference delayed by" in result.stderr
     daemon = _played(rig)
+    # the daemon forwarded the reference to the loudspeaker, sample for sample, after the prefill
+    forwarded = np.fromfile(rig["dir"] / "speaker.raw", np.float32)
+    prefill = load(rig["config"]).audio.playback_prefill_periods * HOP_SAMPLES
+    assert forwarded.size == prefill + rig["reference"].size and not forwarded[:prefill].any()
+    np.testing.assert_array_equal(forwarded[prefill:], rig["reference"])
     np.testing.assert_allclose(daemon, np.clip(_offline(rig["capture"], rig["reference"]), -1, 1), atol=1e-5)
     last = slice(int(4.5 * FS), 6 * FS)        # MDF converges in ~4 s on this harmonic far end (docs/echo.md)
     plain = _offline(rig["capture"], rig["reference"], canceller=False)
@@ -131,7 +143,7 @@ def test_check_verifies_the_reference_path(rig):
     good = _edge(rig, "check")
     assert "[ok] echo: SpeexDSP loaded" in good.stdout, good.stdout
     assert "[ok] echo reference: 'pe_reference' open at 48 kHz, FLOAT_LE, mono; 20 periods read, peak" \
-        in good.stdout
+        in good.stdout and "forwarded to 'pe_speaker'" in good.stdout
     rig["config"].write_text(rig["config"].read_text().replace("reference_device: pe_reference",
                                                                "reference_device: pe_no_such_reference"))
     bad = _edge(rig, "check")

@@ -71,7 +71,8 @@ def pipewire_streams(instance=None):
 
 def _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory, on_loop, instance):
     apply_realtime(config.realtime, say)
-    reference = {"reference_device": config.echo.reference_device} if config.echo.enabled else {}
+    reference = {"reference_device": config.echo.reference_device,
+                 "speaker_device": config.echo.speaker_device} if config.echo.enabled else {}
     loop = AudioLoop(config, io_factory(config.audio, **reference), notifier=notifier, stop=control.stop)
     say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
     if control.stop.is_set():
@@ -231,7 +232,8 @@ def _check_echo(config, item, proc):
         item("echo", True, f"SpeexDSP loaded; tail {echo.tail_ms:g} ms, delay search up to {echo.delay_search_ms:g} ms")
     except MissingDependencyError as exc:
         item("echo", False, str(exc))
-    duplex = AlsaDuplex(config.audio, proc=proc, reference_device=echo.reference_device)
+    duplex = AlsaDuplex(config.audio, proc=proc, reference_device=echo.reference_device,
+                        speaker_device=echo.speaker_device)
     try:
         import alsaaudio  # noqa: F401
     except ImportError as exc:
@@ -255,7 +257,8 @@ def _check_echo(config, item, proc):
         else:
             level = f"peak {20 * np.log10(peak):.0f} dBFS" if peak > 0 else "silent (nothing playing now)"
             item("echo reference", True, f"{echo.reference_device!r} open at 48 kHz, {config.audio.sample_format}, "
-                                         f"mono; {CHECK_REFERENCE_PERIODS} periods read, {level}")
+                                         f"mono; {CHECK_REFERENCE_PERIODS} periods read, {level}"
+                                         + (f"; forwarded to {echo.speaker_device!r}" if echo.speaker_device else ""))
     finally:
         duplex.close()
 

@@ -76,6 +76,7 @@ class RealtimeConfig:
 class EchoConfig:
     enabled: bool = False
     reference_device: Optional[str] = None
+    speaker_device: Optional[str] = None
     tail_ms: float = 150.0
     delay_search_ms: float = 250.0
     residual_suppression: bool = True
@@ -188,6 +189,10 @@ def _validate(config):
     _check(not echo.enabled or echo.reference_device is not None, "echo.reference_device", echo.reference_device,
            "the ALSA PCM that records what the loudspeaker plays (e.g. percepnet_speaker_ref, see docs/echo.md) "
            "when echo.enabled is true")
+    _check(echo.speaker_device is None or (isinstance(echo.speaker_device, str) and echo.speaker_device),
+           "echo.speaker_device", echo.speaker_device, "null (the daemon does not forward) or an ALSA PCM name")
+    _check(echo.speaker_device is None or echo.speaker_device != echo.reference_device, "echo.speaker_device",
+           echo.speaker_device, "a PCM other than echo.reference_device (forwarding into itself is a loop)")
     _check(10 <= echo.tail_ms <= 500, "echo.tail_ms", echo.tail_ms, "10..500 ms")
     _check(0 <= echo.delay_search_ms <= 1000, "echo.delay_search_ms", echo.delay_search_ms, "0..1000 ms (0 = none)")
     telemetry = config.telemetry

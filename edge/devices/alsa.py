@@ -92,17 +92,18 @@ class AlsaDuplex:
     says so). It is tried again at every reopen.
     """
 
-    def __init__(self, audio_config, proc="/proc", reference_device=None):
+    def __init__(self, audio_config, proc="/proc", reference_device=None, speaker_device=None):
         self.config = audio_config
         self.proc = proc                       # where sound_devices looks for cards and holders (tests: a fake tree)
         self.reference_device = reference_device
+        self.speaker_device = speaker_device   # the daemon plays the reference here (the real loudspeaker)
         self.xruns = 0
         self.reference_xruns = 0
         self._frame = np.zeros(HOP_SAMPLES)
         self._reference_buffer = np.zeros(HOP_SAMPLES)
         self._encode_buffer = np.zeros(HOP_SAMPLES)
         self._silence = b""
-        self.capture = self.playback = self.reference = None
+        self.capture = self.playback = self.reference = self.speaker = None
         self.reference_frame = None
         self.reference_problem = None
 
@@ -128,9 +129,20 @@ class AlsaDuplex:
         """Open the reference capture PCM (mono, the audio section's sample format); a failure is recorded."""
         import alsaaudio
         config = self.config
+        self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         try:
-            self.reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1,
-                                      getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"), config.buffer_periods)
+            before = os.environ.get(pipewire.ENV)
+            if pipewire.uses_pipewire(self.reference_device):        # read at open time: only for this stream
+                os.environ[pipewire.ENV] = pipewire.monitor_environment(before)
+            try:
+                self.reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1,
+                                          getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
+                                          config.buffer_periods)
+            finally:
+                if before is None:
+                    os.environ.pop(pipewire.ENV, None)
+                else:
+                    os.environ[pipewire.ENV] = before
             rate = self.reference.info()["rate"] if hasattr(self.reference, "info") else SAMPLE_RATE_HZ
             if rate != SAMPLE_RATE_HZ:
                 self._drop_reference(f"echo reference {self.reference_device!r} runs at {rate} Hz, not "
@@ -139,14 +151,26 @@ class AlsaDuplex:
             self.reference_problem = None
         except alsaaudio.ALSAAudioError as exc:
             self._drop_reference(sound_devices.explain("capture", self.reference_device, str(exc), self.proc))
+            return
+        if self.speaker_device is not None:
+            try:
+                self.speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1,
+                                        getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
+                                        config.buffer_periods)
+            except alsaaudio.ALSAAudioError as exc:
+                self._drop_reference(sound_devices.explain("playback", self.speaker_device, str(exc), self.proc))
+                return
+            for _ in range(config.playback_prefill_periods):     # the same slack as the microphone's output
+                self._forward(self._silence)
 
     def _drop_reference(self, why):
-        if self.reference is not None:
-            try:
-                self.reference.close()
-            except Exception:                              # a vanished device may fail to close; nothing to do
-                pass
-        self.reference, self.reference_frame = None, None
+        for pcm in (self.reference, self.speaker):
+            if pcm is not None:
+                try:
+                    pcm.close()
+                except Exception:                          # a vanished device may fail to close; nothing to do
+                    pass
+        self.reference, self.speaker, self.reference_frame = None, None, None
         self.reference_problem = f"{why}; echo cancellation is off until the reference is back (next reopen)"
 
     def read_reference(self):
@@ -158,8 +182,25 @@ class AlsaDuplex:
             return None
         if length < 0 or len(data) != HOP_SAMPLES * np.dtype(_DTYPES[self.config.sample_format][0]).itemsize:
             self.reference_xruns += 1                      # this period has no reference; the next may
+            if self.speaker is not None:
+                self._forward(self._silence)               # keep the loudspeaker's stream fed
             return None
+        if self.speaker is not None:
+            self._forward(data)                            # exactly what the canceller gets as its reference
         return decode(data, self.config.sample_format, 1, "downmix", 0, self._reference_buffer)
+
+    def _forward(self, data):
+        import alsaaudio
+        try:
+            written = self.speaker.write(data)
+            if written is not None and written < 0:        # an underrun: the stream was re-prepared; once more
+                self.reference_xruns += 1
+                self.speaker.write(data)
+        except alsaaudio.ALSAAudioError as exc:
+            if getattr(exc, "errno", None) == errno.EPIPE or "Broken pipe" in str(exc):
+                self.reference_xruns += 1
+                return
+            self._drop_reference(f"loudspeaker {self.speaker_device!r} failed: {exc}")
 
     def open_one(self, kind):
         """Open the capture or the playback PCM; on failure close both and raise the explained DeviceError."""
@@ -230,13 +271,13 @@ class AlsaDuplex:
         return written is None or written >= 0
 
     def close(self):
-        for pcm in (self.capture, self.playback, self.reference):
+        for pcm in (self.capture, self.playback, self.reference, self.speaker):
             if pcm is not None:
                 try:
                     pcm.close()
                 except Exception:                          # closing a vanished device may fail; nothing to do
                     pass
-        self.capture = self.playback = self.reference = None
+        self.capture = self.playback = self.reference = self.speaker = None
         self.reference_frame = None
 
 

@@ -69,6 +69,14 @@ def environment(instance=None, current=None):
     return f"{ours[:-1].rstrip()} {inner.strip()} }}"
 
 
+def monitor_environment(current):
+    """PIPEWIRE_ALSA for a capture PCM that records a *sink* (the echo reference: what apps play into the
+    "Echo-cancelled speaker"): without ``stream.capture.sink`` pipewire-alsa links it to the default source."""
+    current = (current or "").strip()
+    inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
+    return f"{{ {inner.strip()} stream.capture.sink = true }}"
+
+
 def node_names(run=subprocess.run):
     """The ``node.name`` of every node of the PipeWire server this user reaches (through ``pw-dump``)."""
     if shutil.which("pw-dump") is None:
