@@ -252,7 +252,8 @@ def report(table, costs, n_clips, command):
                ("st_echo_mos", "st AECMOS echo", 2), ("st_convergence_s", "st conv. s (reached)", 1),
                ("st_reconvergence_s", "st re-conv. s (reached)", 1),
                ("dt_echo_mos", "dt AECMOS echo", 2), ("dt_deg_mos", "dt AECMOS deg.", 2),
-               ("dt_pesq_wb", "dt PESQ-WB", 2), ("nst_pesq_wb", "nst PESQ-WB", 2), ("nst_deg_mos", "nst AECMOS deg.", 2)]
+               ("dt_pesq_wb", "dt PESQ-WB", 2), ("nst_pesq_wb", "nst PESQ-WB", 2),
+               ("nst_deg_mos", "nst AECMOS deg.", 2)]
     lines = [f"Echo set: {n_clips} clips. Reproduce: `{command}`", "",
              "| method | " + " | ".join(title for _, title, _ in columns) + " | cost us/frame |",
              "|---|" + "---:|" * (len(columns) + 1)]

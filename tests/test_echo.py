@@ -147,6 +147,15 @@ def test_the_tracker_says_nothing_while_the_far_end_is_silent():
     assert tracker.delay_samples is None
 
 
+def test_a_delay_beyond_the_search_range_is_not_taken_for_its_edge():
+    far = far_noise(3)
+    mic = echo_of(far, room(30, 1, delay_ms=150))
+    tracker = DelayTracker(FS, N, max_delay_ms=100)
+    for start in range(0, far.size - N + 1, N):
+        tracker.push(mic[start:start + N], far[start:start + N])
+    assert tracker.last_estimate is not None and tracker.delay_samples is None
+
+
 def test_the_delay_line_delays_by_exactly_the_set_samples():
     line = DelayLine(N, 4800)
     line.set_delay(1234)

@@ -14,6 +14,7 @@ at the wrong rate, which the daemon answers by reopening with backoff.
 per PCM name, held for the daemon's life.
 """
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -81,6 +82,23 @@ def output_delay_samples(audio_config):
     return LATENCY_SAMPLES + audio_config.playback_prefill_periods * HOP_SAMPLES
 
 
+@contextlib.contextmanager
+def _side_stream(device, role, capture_sink=False):
+    """PIPEWIRE_ALSA for the echo path's own streams, set only while one opens (pipewire-alsa reads it then)."""
+    if not pipewire.uses_pipewire(device):
+        yield
+        return
+    before = os.environ.get(pipewire.ENV)
+    os.environ[pipewire.ENV] = pipewire.side_stream_environment(before, role, capture_sink)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(pipewire.ENV, None)
+        else:
+            os.environ[pipewire.ENV] = before
+
+
 class AlsaDuplex:
     """Capture + playback PCMs at 48 kHz, 480-frame periods; optionally a reference capture PCM.
 
@@ -131,18 +149,10 @@ class AlsaDuplex:
         config = self.config
         self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         try:
-            before = os.environ.get(pipewire.ENV)
-            if pipewire.uses_pipewire(self.reference_device):        # read at open time: only for this stream
-                os.environ[pipewire.ENV] = pipewire.monitor_environment(before)
-            try:
+            with _side_stream(self.reference_device, "reference", capture_sink=True):
                 self.reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1,
                                           getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
                                           config.buffer_periods)
-            finally:
-                if before is None:
-                    os.environ.pop(pipewire.ENV, None)
-                else:
-                    os.environ[pipewire.ENV] = before
             rate = self.reference.info()["rate"] if hasattr(self.reference, "info") else SAMPLE_RATE_HZ
             if rate != SAMPLE_RATE_HZ:
                 self._drop_reference(f"echo reference {self.reference_device!r} runs at {rate} Hz, not "
@@ -154,9 +164,10 @@ class AlsaDuplex:
             return
         if self.speaker_device is not None:
             try:
-                self.speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1,
-                                        getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
-                                        config.buffer_periods)
+                with _side_stream(self.speaker_device, "forward"):
+                    self.speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1,
+                                            getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
+                                            config.buffer_periods)
             except alsaaudio.ALSAAudioError as exc:
                 self._drop_reference(sound_devices.explain("playback", self.speaker_device, str(exc), self.proc))
                 return

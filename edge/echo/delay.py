@@ -92,7 +92,8 @@ class DelayTracker:
         mic_window = self._ring_mic[start:start + self._size]
         lag, confidence = gcc_phat(reference, mic_window, self.max_lag, self._fft)
         self.last_estimate = (lag * DECIMATION, confidence)
-        if confidence >= self.min_confidence:
+        # a peak on the range's edge may be the slope of one beyond it (seen on PipeWire at start-up): not taken
+        if confidence >= self.min_confidence and lag < self.max_lag:
             self._accepted = (self._accepted + [lag * DECIMATION])[-self.history:]
             self.delay_samples = int(np.median(self._accepted))
         return True
