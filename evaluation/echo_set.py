@@ -110,11 +110,18 @@ class Sources:
         raise DataError("no music file is long enough for the clip")
 
 
-def loudspeaker(x, rng):
-    """A small device's loudspeaker: high-pass driver and amplifier overdrive (clipping). Returns (y, recipe)."""
+OVERDRIVE_DB = (3.0, 9.0)
+
+
+def loudspeaker(x, rng, overdrive_range_db=OVERDRIVE_DB):
+    """A small device's loudspeaker: high-pass driver and amplifier overdrive (clipping). Returns (y, recipe).
+
+    ``overdrive_range_db`` (0, 0): no clipping (a diagnostic: how much of what is left is nonlinear)."""
     cutoff_hz = float(rng.uniform(150, 400))
-    overdrive_db = float(rng.uniform(3, 9))
+    overdrive_db = float(rng.uniform(*overdrive_range_db))
     y = sosfilt(butter(2, cutoff_hz, "highpass", fs=FS, output="sos"), x)
+    if overdrive_range_db[1] <= 0:
+        return y, {"driver_highpass_hz": round(cutoff_hz), "overdrive_db": 0.0}
     limit = np.percentile(np.abs(y), 99.9) * 10 ** (-overdrive_db / 20)      # the amplifier's rail
     y = np.tanh(np.clip(y, -limit, limit) / limit * 1.2) * limit
     return y, {"driver_highpass_hz": round(cutoff_hz), "overdrive_db": round(overdrive_db, 1)}
@@ -182,7 +189,7 @@ def _path_for(room_kind, room, distance, rng, dims=None):
     return room(distance), None
 
 
-def build_clip(sources, talk_type, index, rng, seconds, rirs_folder):
+def build_clip(sources, talk_type, index, rng, seconds, rirs_folder, overdrive_range_db=OVERDRIVE_DB):
     device = ("smart-speaker", "intercom")[index % 2]
     content = ("speech", "music")[(index // 2) % 2]
     path_change = index % 4 in (1, 2) and talk_type != "nst"
@@ -203,7 +210,7 @@ def build_clip(sources, talk_type, index, rng, seconds, rirs_folder):
     recipe.update({"distance_m": round(distance, 2), "system_delay_ms": round(delay_ms, 1)})
 
     far = sources.talker(FAR_ACTORS, seconds, rng) if content == "speech" else sources.music_excerpt(seconds, rng)
-    played, speaker_info = loudspeaker(far, rng)
+    played, speaker_info = loudspeaker(far, rng, overdrive_range_db)
     recipe.update(speaker_info)
     delayed = np.concatenate([np.zeros(int(delay_ms * FS / 1000)), played])[:n]
     echo = fftconvolve(delayed, h_echo)[:n]
@@ -239,15 +246,15 @@ def build_clip(sources, talk_type, index, rng, seconds, rirs_folder):
 
 
 def build(out_dir, per_talk_type=6, seconds=10.0, seed=21, corpus=CORPUS, music=MUSIC, rirs=MEASURED_RIRS,
-          say=print):
+          say=print, overdrive_range_db=OVERDRIVE_DB, talk_types=TALK_TYPES):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = Sources(corpus, music)
     clips = []
-    for talk_type in TALK_TYPES:
+    for talk_type in talk_types:
         for index in range(per_talk_type):
             rng = np.random.default_rng([seed, TALK_TYPES.index(talk_type), index])
-            signals, recipe = build_clip(sources, talk_type, index, rng, seconds, rirs)
+            signals, recipe = build_clip(sources, talk_type, index, rng, seconds, rirs, overdrive_range_db)
             name = f"{talk_type}-{index:02d}"
             for part, samples in signals.items():
                 write_wav(out_dir / f"{name}.{part}.wav", samples, FS)
@@ -266,9 +273,13 @@ def main(argv=None):
     parser.add_argument("--corpus", default=str(CORPUS))
     parser.add_argument("--music", default=str(MUSIC))
     parser.add_argument("--rirs", default=str(MEASURED_RIRS))
+    parser.add_argument("--overdrive-db", type=float, nargs=2, default=OVERDRIVE_DB, metavar=("LOW", "HIGH"),
+                        help="the loudspeaker amplifier's overdrive range in dB (default 3 9; 0 0 = no clipping)")
+    parser.add_argument("--talk-types", default=",".join(TALK_TYPES), help="subset of st,dt,nst")
     args = parser.parse_args(argv)
     try:
-        build(args.out_dir, args.per_talk_type, args.seconds, args.seed, args.corpus, args.music, args.rirs)
+        build(args.out_dir, args.per_talk_type, args.seconds, args.seed, args.corpus, args.music, args.rirs,
+              overdrive_range_db=tuple(args.overdrive_db), talk_types=args.talk_types.split(","))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -87,6 +87,18 @@ def test_it_finds_and_compensates_a_reference_delayed_by_80_ms():
     assert erle_db(mic, out, 5.0) > 30
 
 
+def test_an_echo_louder_than_its_reference_is_cancelled_after_turning_the_reference_up():
+    """MDF alone stalls when the echo path has gain (a loud loudspeaker next to the microphone, a quiet
+    reference): 0.3 dB ERLE on such a clip of the echo set; the canceller turns the reference up instead."""
+    far = far_noise(6) * 0.1                                     # -40 dBFS reference
+    mic = echo_of(far, room(100, 1, delay_ms=20)) * 16           # echo path gain +18 dB
+    events = []
+    out, canceller = cancel(mic, far, events=events)
+    assert canceller.reference_gain >= 16
+    assert any("above the reference: reference gain" in text for text in events)
+    assert erle_db(mic, out, 6.0) > 25
+
+
 def test_a_bulk_delay_beyond_the_tail_is_cancelled_only_with_tracking():
     """Why the tracker exists: the filter covers the room, the delay line covers the system delay.
 

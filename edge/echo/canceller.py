@@ -29,6 +29,10 @@ from edge.echo.speex_mdf import SpeexMdf
 from edge.errors import UsageError
 
 INT16_SCALE = 32768.0
+#: The most the reference is turned up for MDF (36 dB): beyond, the far end is too quiet to matter.
+MAX_REFERENCE_GAIN = 64.0
+#: The reference is turned up until the microphone's level is at most this fraction of it (-6 dB).
+MIC_OVER_REFERENCE_MAX = 0.5
 
 
 class Mode(str, enum.Enum):
@@ -107,32 +111,66 @@ class EchoCanceller:
         self._zeros = np.zeros(n)
         self._fade_in = (np.arange(n) + 0.5) / n
         self.delay_changes = 0
+        # reference gain: MDF stalls when the echo is louder than its reference (measured: 0.3 dB ERLE with the
+        # echo 19 dB above the reference, 25 dB with the reference 20 dB up); the level statistics run over
+        # frames where the far end plays (about 1 s memory)
+        self.reference_gain = 1.0
+        self._far_power = self._mic_power = 0.0
+        self._far_peak = 0.0
+        self._active_frames = 0
 
     @property
     def delay_ms(self):
         """The bulk delay the reference is held back by now."""
         return 1000.0 * self.delay_line.delay_samples / SAMPLE_RATE_HZ
 
-    def _to_int16(self, frame, out):
-        np.multiply(frame, INT16_SCALE, out=self._scratch)
+    def _to_int16(self, frame, out, gain=1.0):
+        np.multiply(frame, INT16_SCALE * gain, out=self._scratch)
         np.rint(self._scratch, out=self._scratch)
         np.clip(self._scratch, -32768, 32767, out=self._scratch)
         out[:] = self._scratch
         return out
 
-    def _follow_delay(self, mic, far):
-        if self.tracker is None or not self.tracker.push(mic, far) or self.tracker.delay_samples is None:
+    def _wanted_gain(self):
+        """The power of two that puts the reference at least 6 dB above the microphone (echo and near end
+        together) without letting its peaks clip; 1 when it already is."""
+        gain, ratio = 1.0, np.sqrt(self._mic_power / max(self._far_power, 1e-20))
+        while gain < MAX_REFERENCE_GAIN and ratio > MIC_OVER_REFERENCE_MAX * gain and self._far_peak * gain * 2.0 <= 1.0:
+            gain *= 2.0
+        return gain
+
+    def _adapt(self, mic, far, far_power):
+        """Follow the bulk delay and the reference gain; either change restarts MDF (its filter is then wrong)."""
+        estimated = self.tracker is not None and self.tracker.push(mic, far)
+        if far_power > self._silent_power:
+            self._far_power += 0.01 * (far_power - self._far_power)
+            self._mic_power += 0.01 * (float(np.dot(mic, mic)) / mic.size - self._mic_power)
+            self._far_peak = max(self._far_peak * 0.999, float(np.max(np.abs(far))))
+            self._active_frames += 1
+        # decide every half second of far end: with the tracker's estimates, or on its own without a tracker
+        if not estimated and (self.tracker is not None or self._active_frames % 50 or self._active_frames < 100):
             return
-        target = min(max(0, self.tracker.delay_samples - self._margin), self.delay_line.max_delay_samples)
-        if abs(target - self.delay_line.delay_samples) <= HOP_SAMPLES:
+        target = self.delay_line.delay_samples
+        if self.tracker is not None and self.tracker.delay_samples is not None:
+            target = min(max(0, self.tracker.delay_samples - self._margin), self.delay_line.max_delay_samples)
+        gain = self._wanted_gain() if self._active_frames >= 100 else self.reference_gain
+        moved = abs(target - self.delay_line.delay_samples) > HOP_SAMPLES
+        regained = not 0.25 <= gain / self.reference_gain <= 4.0          # 12 dB: worth a restart
+        if not (moved or regained):
             return
-        self.delay_line.set_delay(target)
-        self.mdf.reset()                      # every tap of the old filter sits at the wrong lag now
-        self.delay_changes += 1
-        lag, confidence = self.tracker.last_estimate
-        self.on_event(f"echo: reference delayed by {self.delay_ms:.1f} ms (bulk delay estimated at "
-                      f"{1000.0 * self.tracker.delay_samples / SAMPLE_RATE_HZ:.1f} ms, GCC-PHAT confidence "
-                      f"{confidence:.0f}); the linear filter restarts")
+        if moved:
+            self.delay_line.set_delay(target)
+            self.delay_changes += 1
+            lag, confidence = self.tracker.last_estimate
+            self.on_event(f"echo: reference delayed by {self.delay_ms:.1f} ms (bulk delay estimated at "
+                          f"{1000.0 * self.tracker.delay_samples / SAMPLE_RATE_HZ:.1f} ms, GCC-PHAT confidence "
+                          f"{confidence:.0f}); the linear filter restarts")
+        if gain != self.reference_gain:
+            self.on_event(f"echo: the microphone is {20 * np.log10(np.sqrt(self._mic_power / self._far_power)):.0f}"
+                          f" dB above the reference: reference gain {20 * np.log10(gain):.0f} dB; the linear "
+                          "filter restarts")
+            self.reference_gain = gain
+        self.mdf.reset()                      # every tap of the old filter is wrong now
 
     def _set_mode(self, mode):
         if mode != self._announced:
@@ -150,15 +188,16 @@ class EchoCanceller:
             self._set_mode(Mode.NO_REFERENCE)
             far = self._zeros
         else:
-            self._follow_delay(mic, far)
-            loud = float(np.dot(far, far)) / far.size > self._silent_power
+            far_power = float(np.dot(far, far)) / far.size
+            self._adapt(mic, far, far_power)
+            loud = far_power > self._silent_power
             self._silent_frames = 0 if loud else self._silent_frames + 1
             self._set_mode(Mode.CANCELLING if self._silent_frames < self._silent_frames_to_bypass
                            else Mode.FAR_END_SILENT)
         # MDF runs in every mode so its state (DC notch, filter) stays continuous across the switches
         self.delay_line.process(far, self._far_delayed)
-        self.mdf.process(self._to_int16(mic, self._mic16), self._to_int16(self._far_delayed, self._far16),
-                         self._out16)
+        self.mdf.process(self._to_int16(mic, self._mic16),
+                         self._to_int16(self._far_delayed, self._far16, self.reference_gain), self._out16)
         cancelled = self._scratch
         np.multiply(self._out16, 1.0 / INT16_SCALE, out=cancelled)
         was_cancelling, is_cancelling = previous == Mode.CANCELLING, self.mode == Mode.CANCELLING
