@@ -99,6 +99,20 @@ def test_an_echo_louder_than_its_reference_is_cancelled_after_turning_the_refere
     assert erle_db(mic, out, 6.0) > 25
 
 
+def test_clock_drift_between_reference_and_microphone_is_measured_and_reported():
+    from scipy.signal import resample_poly
+    far = far_noise(30)
+    echo = echo_of(far, room(50, 1, delay_ms=30))
+    mic = resample_poly(echo, 2001, 2000)[:far.size]            # the microphone's clock 500 ppm slow
+    events = []
+    _, canceller = cancel(mic, far, events=events)
+    assert canceller.drift_ppm == pytest.approx(500, abs=60)
+    assert any("different clocks" in text and "ppm" in text for text in events)
+    assert canceller.delay_changes >= 2                          # the tracker followed the moving echo
+    steady = cancel(echo, far)[1]
+    assert abs(steady.drift_ppm) < 20
+
+
 def test_a_bulk_delay_beyond_the_tail_is_cancelled_only_with_tracking():
     """Why the tracker exists: the filter covers the room, the delay line covers the system delay.
 

@@ -20,6 +20,7 @@ import errno
 import ipaddress
 import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -283,6 +284,11 @@ class Telemetry:
                   "telemetry_errors_total": sum(self.errors.values()),
                   "http_disconnects_total": self.http_disconnects,
                   "speech_share": vad_sum / vad_frames if vad_frames else None}
+        canceller = getattr(getattr(loop, "pipeline", None), "canceller", None)
+        if canceller is not None:               # the echo stage's state: where the echo is, how the clocks agree
+            record.update({"echo_delay_ms": canceller.delay_ms,
+                           "echo_reference_gain_db": 20.0 * math.log10(canceller.reference_gain),
+                           "echo_drift_ppm": canceller.drift_ppm})
         record.update(self.sources.sample())
         return record
 

@@ -33,6 +33,10 @@ INT16_SCALE = 32768.0
 MAX_REFERENCE_GAIN = 64.0
 #: The reference is turned up until the microphone's level is at most this fraction of it (-6 dB).
 MIC_OVER_REFERENCE_MAX = 0.5
+#: Clock drift between the reference and the microphone worth a warning: 50 ppm moves the echo by 3 ms a minute,
+#: and every 10 ms of it restarts the linear filter (different sound cards typically differ by 10-100 ppm).
+DRIFT_WARN_PPM = 50.0
+DRIFT_MIN_SPAN_S = 20.0
 
 
 class Mode(str, enum.Enum):
@@ -118,6 +122,10 @@ class EchoCanceller:
         self._far_power = self._mic_power = 0.0
         self._far_peak = 0.0
         self._active_frames = 0
+        self._frames = 0
+        self._lags = []                        # (frame, raw GCC-PHAT lag) of confident estimates, for the drift
+        self.drift_ppm = None
+        self._drift_said = False
 
     @property
     def delay_ms(self):
@@ -142,6 +150,8 @@ class EchoCanceller:
     def _adapt(self, mic, far, far_power):
         """Follow the bulk delay and the reference gain; either change restarts MDF (its filter is then wrong)."""
         estimated = self.tracker is not None and self.tracker.push(mic, far)
+        if estimated:
+            self._follow_drift()
         if far_power > self._silent_power:
             self._far_power += 0.01 * (far_power - self._far_power)
             self._mic_power += 0.01 * (float(np.dot(mic, mic)) / mic.size - self._mic_power)
@@ -172,6 +182,24 @@ class EchoCanceller:
             self.reference_gain = gain
         self.mdf.reset()                      # every tap of the old filter is wrong now
 
+    def _follow_drift(self):
+        """The slope of the raw delay estimates over the last minute: the two clocks' rate difference."""
+        lag, confidence = self.tracker.last_estimate
+        if confidence < self.tracker.min_confidence:
+            return
+        self._lags = (self._lags + [(self._frames, lag)])[-120:]
+        frames = np.array([f for f, _ in self._lags], float)
+        if frames[-1] - frames[0] < DRIFT_MIN_SPAN_S * SAMPLE_RATE_HZ / HOP_SAMPLES or len(frames) < 10:
+            return
+        slope = np.polyfit(frames, np.array([g for _, g in self._lags], float), 1)[0]   # samples per frame
+        self.drift_ppm = float(slope / HOP_SAMPLES * 1e6)
+        if abs(self.drift_ppm) >= DRIFT_WARN_PPM and not self._drift_said:
+            self._drift_said = True
+            self.on_event(f"echo: the loudspeaker reference and the microphone run on different clocks: the echo "
+                          f"moves by {self.drift_ppm:+.0f} ppm ({self.drift_ppm * 0.06:+.1f} ms a minute), and the "
+                          "linear filter restarts at every 10 ms of it; put the microphone and the loudspeaker on "
+                          "one sound card (or one clock: snd-aloop's timer_source, docs/echo.md)")
+
     def _set_mode(self, mode):
         if mode != self._announced:
             self.on_event({Mode.CANCELLING: "echo: far end playing: cancelling its echo",
@@ -184,6 +212,7 @@ class EchoCanceller:
     def process(self, mic, far, out):
         """``out`` = ``mic`` without the echo of ``far`` (None: no reference). Float frames of 480 samples."""
         previous = self.mode
+        self._frames += 1
         if far is None:
             self._set_mode(Mode.NO_REFERENCE)
             far = self._zeros
