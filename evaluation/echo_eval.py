@@ -68,9 +68,18 @@ def mdf_preprocessor(mic, far):
     return out
 
 
+#: EchoSettings fields for "ours" and "echo-stage" (--echo KEY=VALUE,...): the defaults unless given.
+ECHO_OVERRIDES = {}
+
+
+def _echo_settings():
+    from edge.echo import EchoSettings
+    return EchoSettings(**ECHO_OVERRIDES)
+
+
 def echo_stage(mic, far):
     from edge.echo import EchoCanceller
-    canceller, out = EchoCanceller(), np.zeros_like(mic)
+    canceller, out = EchoCanceller(_echo_settings()), np.zeros_like(mic)
     for s in _frames(mic.size):
         canceller.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES], out[s:s + HOP_SAMPLES])
     return out
@@ -99,7 +108,8 @@ def _denoise_file(mic_path, far_path):
     from edge.commands.files import run_denoise
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out.wav"
-        run_denoise(mic_path, out, say=lambda text: None, far_end_path=far_path)
+        run_denoise(mic_path, out, say=lambda text: None, far_end_path=far_path,
+                    echo_settings=_echo_settings() if far_path is not None else None)
         return _read(out)
 
 
@@ -274,7 +284,7 @@ def report(table, costs, n_clips, command):
     lines += ["", "Cost, this thread's CPU per 10 ms frame (same run, same clip):", ""]
     lines += [f"- {name}: {value:.0f} us" for name, value in costs.items()]
     ours, ns = table.get("ours: denoise --far-end (echo stage + NS)"), table.get("our denoise (no far end)")
-    if ours and ns:
+    if ours and ns and ours["nst_pesq_wb"] is not None:
         lines += ["", "Targets (issue 21), ours (`denoise --far-end`):", ""]
         checks = [("far-end single talk ERLE after 2 s >= 20 dB", ours["st_erle_2s"], 20.0),
                   ("far-end single talk AECMOS echo >= 3.0", ours["st_echo_mos"], 3.0),
@@ -305,8 +315,15 @@ def main(argv=None):
     parser.add_argument("out_dir")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help=f"comma-separated subset of {', '.join(METHODS)} (default: all)")
+    parser.add_argument("--echo", default="", metavar="KEY=VALUE,...",
+                        help="EchoSettings for ours, e.g. tail_ms=250,delay_search_ms=0 (default: the defaults)")
+    parser.add_argument("--talk-types", default="st,dt,nst", help="score only these talk types")
+    parser.add_argument("--no-cost", action="store_true", help="skip the per-frame cost measurement")
     args = parser.parse_args(argv)
-    clips = load_set(args.set_dir)
+    for item in filter(None, args.echo.split(",")):
+        key, value = item.split("=", 1)
+        ECHO_OVERRIDES[key.strip()] = None if value == "null" else float(value)
+    clips = [c for c in load_set(args.set_dir) if c["talk_type"] in args.talk_types.split(",")]
     aecmos = Aecmos()
     chosen = [m.strip() for m in args.methods.split(",")]
     rows = {}
@@ -319,7 +336,7 @@ def main(argv=None):
             rows[method].append({"clip": clip["name"], "talk_type": clip["talk_type"], **scores})
             print(f"{method} {clip['name']}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()
                                                         if isinstance(v, float)), file=sys.stderr)
-    costs = frame_costs(next(c for c in clips if c["talk_type"] == "dt"))
+    costs = {} if args.no_cost else frame_costs(next(c for c in clips if c["talk_type"] == "dt"))
     table = summarise(rows)
     text = report(table, costs, len(clips), " ".join(["python -m evaluation.echo_eval"] + (argv or sys.argv[1:])))
     out = Path(args.out_dir)
