@@ -7,7 +7,9 @@ without the echo. It
 1. feeds both to the :class:`~edge.echo.delay.DelayTracker` and, when the tracked
    bulk delay moves by more than a frame, delays the reference by it (less a
    margin, since GCC-PHAT finds the strongest tap, not the first) and resets MDF,
-   whose filter is then wrong at every tap;
+   whose filter is then wrong at every tap; it also turns the reference up when
+   the microphone is louder than it (MDF stalls on an echo path with gain), and
+   measures the clock drift between the two from the delay estimates;
 2. runs SpeexDSP's MDF on the microphone and the delayed reference, then its
    preprocessor's residual echo suppression (noise is left to the network);
 3. passes the microphone through unchanged while there is no reference (``None``)
@@ -58,9 +60,10 @@ class EchoSettings:
     fixed_delay_ms: float = None
     #: SpeexDSP's residual echo suppression after the linear filter.
     residual_suppression: bool = True
-    #: Residual echo attenuation limits (dB, negative): far end alone / during double talk.
-    echo_suppress_db: int = -40
-    echo_suppress_active_db: int = -15
+    #: Residual echo attenuation limits (dB, negative): far end alone / during double talk. SpeexDSP's
+    #: defaults are -40 / -15; -60 / -30 was a little better on every echo-set figure (docs/echo.md).
+    echo_suppress_db: int = -60
+    echo_suppress_active_db: int = -30
     #: A reference frame quieter than this counts as silent (dB re full scale, rms).
     silent_dbfs: float = -60.0
 
@@ -158,7 +161,9 @@ class EchoCanceller:
             self._far_peak = max(self._far_peak * 0.999, float(np.max(np.abs(far))))
             self._active_frames += 1
         # decide every half second of far end: with the tracker's estimates, or on its own without a tracker
-        if not estimated and (self.tracker is not None or self._active_frames % 50 or self._active_frames < 100):
+        periodic = (self.tracker is None and far_power > self._silent_power and self._active_frames >= 100
+                    and self._active_frames % 50 == 0)
+        if not (estimated or periodic):
             return
         target = self.delay_line.delay_samples
         if self.tracker is not None and self.tracker.delay_samples is not None:

@@ -98,11 +98,6 @@ class DelayTracker:
             self.delay_samples = int(np.median(self._accepted))
         return True
 
-    def reset(self):
-        """Forget the accepted estimates (the path moved, or the reference came back after a gap)."""
-        self._accepted = []
-        self.delay_samples = None
-
 
 class DelayLine:
     """Delays a stream of frames by a settable number of samples (0..max_delay_samples), no allocation."""
