@@ -184,3 +184,29 @@ def _error_of(function, *args):
     except ConfigError as exc:
         return str(exc)
     return "no error"
+
+
+
+def test_the_echo_section_is_documented_with_its_defaults_and_checked():
+    assert load(CONFIGS / "default.yaml").echo == Config().echo
+    assert not Config().echo.enabled
+    with pytest.raises(ConfigError, match="echo.reference_device: None is not allowed; expected the ALSA PCM"):
+        parse("echo: {enabled: true}")
+    with pytest.raises(ConfigError, match="echo.tail_ms: 5.0 is not allowed; expected 10..500 ms"):
+        parse("echo: {tail_ms: 5}")
+    with pytest.raises(ConfigError, match="echo.reference_device: 3 is not allowed"):
+        parse("echo: {reference_device: 3}")
+    config = parse("echo: {enabled: true, reference_device: pe_reference, tail_ms: 100, delay_search_ms: 0}")
+    settings = config.echo_settings()
+    assert (settings.tail_ms, settings.delay_search_ms, settings.residual_suppression) == (100.0, 0.0, True)
+
+
+def test_every_key_of_every_section_is_in_default_yaml():
+    import dataclasses
+    text = (CONFIGS / "default.yaml").read_text()
+    for section in dataclasses.fields(Config):
+        if section.name == "source":
+            continue
+        assert f"\n{section.name}:" in "\n" + text, section.name
+        for key in dataclasses.fields(section.default_factory()):
+            assert f"  {key.name}:" in text, f"{section.name}.{key.name} is not documented in configs/default.yaml"

@@ -141,3 +141,14 @@ def test_the_device_package_runs_without_the_host_packages(device_wheel, tmp_pat
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped RNNoise: its adapter, evaluation.peers, is host code and not part of a device install" \
         in result.stdout
+
+
+def test_the_echo_speaker_fragment_parses_and_pairs_the_loopback_directions(libasound):
+    fragment = REPO / "systemd" / "asound-percepnet-speaker.conf"
+    loaded, speaker = alsa_definition(libasound, fragment, "percepnet_speaker_mix")
+    assert loaded == 0
+    assert "type dmix" in speaker and "device 1" in speaker and "rate 48000" in speaker and "period_size 480" in speaker
+    _, reference = alsa_definition(libasound, fragment, "percepnet_speaker_ref")
+    assert "card Loopback" in reference and "device 0" in reference          # the same cable, other direction
+    _, plug = alsa_definition(libasound, fragment, "percepnet_speaker")
+    assert "percepnet_speaker_mix" in plug

@@ -26,7 +26,7 @@ DENY = {
 #: Every module the daemon (`run`, its demo and `check`) imports.
 DAEMON_MODULES = ["edge.commands.run", "edge.daemon.loop", "edge.model.engine", "edge.devices.alsa",
                   "edge.devices.sound_devices", "edge.daemon.telemetry", "edge.io.synthetic", "edge.io.wav",
-                  "edge.commands.files", "edge.dsp"]
+                  "edge.commands.files", "edge.dsp", "edge.echo", "edge.daemon.metrics_http"]
 
 
 def loaded_after(code):

@@ -98,6 +98,13 @@ def _parser():
                          help="interpreter threads, 1..8 (default 1)")
     denoise.add_argument("--follow-symlinks", action="store_true",
                          help="write through an OUT that is a symbolic link (refused otherwise)")
+    denoise.add_argument("--far-end", metavar="FAR",
+                         help="what the loudspeaker played, starting with IN (same rate and sample format; mono "
+                              "or one channel per IN channel): its echo is cancelled before the noise network")
+    denoise.add_argument("--echo-tail-ms", type=_in_range(float, 10.0, 500.0), default=None,
+                         help="echo path length the canceller's filter covers after the bulk delay (default 150)")
+    denoise.add_argument("--echo-delay-search-ms", type=_in_range(float, 0.0, 1000.0), default=None,
+                         help="largest loudspeaker-to-microphone bulk delay searched (default 250; 0 = none)")
 
     bench = commands.add_parser("bench", help="per-frame cost of the DSP chain, beside RNNoise")
     bench.add_argument("--seconds", type=_in_range(float, 1.0, 3600.0), default=20.0,
@@ -187,9 +194,19 @@ def _dispatch(argv, control):
             from edge.commands.files import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                         postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
+            echo_settings = None
+            if args.far_end is not None:
+                from edge.echo import EchoSettings
+                overrides = {key: value for key, value in (("tail_ms", args.echo_tail_ms),
+                                                            ("delay_search_ms", args.echo_delay_search_ms))
+                             if value is not None}
+                echo_settings = EchoSettings(**overrides)
+            elif args.echo_tail_ms is not None or args.echo_delay_search_ms is not None:
+                raise _usage("--echo-tail-ms and --echo-delay-search-ms need --far-end FAR")
             with stop_signals_raise():
                 run_denoise(args.input, args.output, args.model, settings, args.threads,
-                            follow_symlinks=args.follow_symlinks)
+                            follow_symlinks=args.follow_symlinks, far_end_path=args.far_end,
+                            echo_settings=echo_settings)
         elif args.command == "bench":
             from edge.commands.bench import run_bench, run_import_footprint
             if args.imports:

@@ -148,17 +148,20 @@ def run_oracle(clean_path, noisy_path, out_path, max_attenuation_db=ORACLE_SETTI
 
 
 def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(), num_threads=1, say=print,
-                follow_symlinks=False):
-    """``percepnet-edge denoise IN OUT``: enhance with the int8 model; OUT has IN's format, aligned with it.
+                follow_symlinks=False, far_end_path=None, echo_settings=None):
+    """``percepnet-edge denoise IN OUT [--far-end FAR]``: enhance with the int8 model; OUT has IN's format.
 
     Each channel is enhanced on its own (its own network state), and OUT keeps
     IN's rate, channels, sample format and length. Streams: the input is read,
     resampled, enhanced, resampled back and written one block at a time, so
-    memory stays flat for any length.
+    memory stays flat for any length. With ``far_end_path`` (what the
+    loudspeaker played, starting with IN, same rate and format), each channel
+    first goes through :class:`edge.echo.EchoCanceller` and the network
+    enhances what is left.
     """
     from edge.model.engine import ModelRunner
     refuse_same_file(in_path, out_path)
-    with WavReader(in_path) as reader:
+    with WavReader(in_path) as reader, _open_far_end(far_end_path, reader, say) as far_reader:
         if reader.channels > MAX_CHANNELS:
             raise AudioFileError(f"{in_path}: {reader.channels} channels; denoise enhances at most {MAX_CHANNELS}, "
                                  "each on its own: pick or mix the channels first, e.g. `sox in.wav out.wav remix 1 2`")
@@ -170,24 +173,89 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
                    for _ in range(reader.channels)]
         say(f"model: {runners[0].describe()}" + (f", one per channel ({reader.channels})" if len(runners) > 1 else ""))
         enhancers = [Enhancer(runner, settings) for runner in runners]
+        cancellers = None
+        if far_reader is not None:
+            from edge.echo import EchoCanceller, EchoSettings
+            echo_settings = echo_settings or EchoSettings()
+            cancellers = [EchoCanceller(echo_settings, on_event=_channel_events(c, reader.channels, say))
+                          for c in range(reader.channels)]
+            say(f"echo: SpeexDSP MDF, tail {echo_settings.tail_ms:g} ms, bulk delay "
+                + (f"fixed at {echo_settings.fixed_delay_ms:g} ms" if echo_settings.fixed_delay_ms is not None
+                   else f"tracked up to {echo_settings.delay_search_ms:g} ms")
+                + (", residual echo suppression" if echo_settings.residual_suppression else ""))
         with WavWriter(target, reader.rate, reader.frames, reader.fmt_chunk) as writer:
-            for block in denoise_blocks(reader, enhancers):
+            for block in denoise_blocks(reader, enhancers, far_reader=far_reader, cancellers=cancellers):
                 writer.write(block)
         _warn_nonfinite(reader, say)
+        if far_reader is not None:
+            _warn_nonfinite(far_reader, say)
     _say_written(out_path, writer.clipped, say, reader.describe())
 
 
-def denoise_blocks(reader, enhancers, block_frames=BLOCK_FRAMES):
+class _NoFarEnd:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _open_far_end(path, mic_reader, say):
+    """FAR as a reader that matches MIC (rate, sample format; one channel or MIC's count), or a clear error."""
+    if path is None:
+        return _NoFarEnd()
+    far = WavReader(path)
+    try:
+        if far.rate != mic_reader.rate or (far.format_tag, far.bits) != (mic_reader.format_tag, mic_reader.bits):
+            raise AudioFileError(f"{path} ({far.describe()}) does not match {mic_reader.path} "
+                                 f"({mic_reader.describe()}): the far end must have the microphone's rate and "
+                                 f"sample format; convert it first, e.g. `sox {path} -r {mic_reader.rate} -b "
+                                 f"{mic_reader.bits} far-matched.wav`")
+        if far.channels not in (1, mic_reader.channels):
+            raise AudioFileError(f"{path} has {far.channels} channels and {mic_reader.path} {mic_reader.channels}: "
+                                 "the far end must be mono (what the loudspeaker played, shared by every "
+                                 "microphone channel) or have one channel per microphone channel; mix it down "
+                                 "first, e.g. `sox far.wav far-mono.wav remix -`")
+        if far.frames < mic_reader.frames:
+            say(f"{path}: {far.frames / far.rate:.2f} s, shorter than {mic_reader.path} "
+                f"({mic_reader.frames / mic_reader.rate:.2f} s): the rest counts as silence (nothing played)")
+        elif far.frames > mic_reader.frames:
+            say(f"{path}: {far.frames / far.rate:.2f} s, longer than {mic_reader.path}: the rest is not used")
+    except BaseException:
+        far.close()
+        raise
+    return far
+
+
+def _channel_events(channel, channels, say):
+    prefix = f"channel {channel + 1}: " if channels > 1 else ""
+    return lambda text: say(prefix + text)
+
+
+def _read_far(far_reader, n, channels):
+    """``n`` frames of the far end as ``(n, channels)``: silence past its end, one channel shared by all."""
+    block = far_reader.read(n)
+    if block.shape[0] < n:
+        block = np.concatenate([block, np.zeros((n - block.shape[0], block.shape[1]))])
+    return np.repeat(block, channels, axis=1) if block.shape[1] != channels else block
+
+
+def denoise_blocks(reader, enhancers, block_frames=BLOCK_FRAMES, far_reader=None, cancellers=None):
     """The enhanced file at the input's rate as ``(n, channels)`` blocks, aligned with the input (latency removed),
-    exactly as long as the input; channel ``c`` goes through ``enhancers[c]``."""
-    chains = [_ChannelChain(reader.rate, reader.frames, enhancer) for enhancer in enhancers]
+    exactly as long as the input; channel ``c`` goes through ``cancellers[c]`` (with the far end of
+    ``far_reader``) and ``enhancers[c]``."""
+    cancellers = cancellers or [None] * len(enhancers)
+    chains = [_ChannelChain(reader.rate, reader.frames, enhancer, canceller)
+              for enhancer, canceller in zip(enhancers, cancellers)]
     block_in = max(1, block_frames * HOP_SAMPLES * reader.rate // SAMPLE_RATE_HZ)
     left_in, emitted = reader.frames, 0
     while not chains[0].done:
         if left_in > 0:
             block = reader.read(min(block_in, left_in))
             left_in = left_in - block.shape[0] if block.shape[0] else 0     # a file cut short ends here
-            outs = [chain.push(block[:, c], left_in == 0) for c, chain in enumerate(chains)]
+            far = _read_far(far_reader, block.shape[0], len(chains)) if far_reader is not None else None
+            outs = [chain.push(block[:, c], left_in == 0, None if far is None else far[:, c])
+                    for c, chain in enumerate(chains)]
         else:
             outs = [chain.flush(block_frames) for chain in chains]            # the look-ahead, with silence
         out = np.stack(outs, axis=1)[:reader.frames - emitted]
@@ -206,32 +274,45 @@ class _ChannelChain:
     dropped, so the output lines up with the input.
     """
 
-    def __init__(self, rate, n_in, enhancer):
+    def __init__(self, rate, n_in, enhancer, canceller=None):
         self.to_48k = StreamResampler(rate, SAMPLE_RATE_HZ, n_in)
         self.from_48k = StreamResampler(SAMPLE_RATE_HZ, rate, self.to_48k.total_out)
-        self.enhancer = enhancer
+        self.enhancer, self.canceller = enhancer, canceller
+        # the far end takes the microphone's path to 48 kHz, so the two stay sample-aligned
+        self.far_to_48k = StreamResampler(rate, SAMPLE_RATE_HZ, n_in) if canceller is not None else None
         self.n_frames = frames_to_flush(self.to_48k.total_out)
         self.frames_done, self.to_skip, self.to_emit = 0, LATENCY_SAMPLES, self.to_48k.total_out
         self.carry = np.zeros(0)
+        self.far_carry = np.zeros(0)
+        self.echo_free = np.empty(HOP_SAMPLES)
 
     @property
     def done(self):
         return self.frames_done == self.n_frames
 
-    def push(self, samples, last):
-        return self._enhance(self.to_48k.push(samples, final=last))
+    def push(self, samples, last, far=None):
+        far_new = self.far_to_48k.push(far, final=last) if self.canceller is not None else None
+        return self._enhance(self.to_48k.push(samples, final=last), far_new)
 
     def flush(self, block_frames):
-        return self._enhance(np.zeros(block_frames * HOP_SAMPLES))
+        silence = np.zeros(block_frames * HOP_SAMPLES)
+        return self._enhance(silence, silence if self.canceller is not None else None)
 
-    def _enhance(self, new):
+    def _enhance(self, new, far_new=None):
         source = np.concatenate([self.carry, new]) if self.carry.size else new
         count = min(source.size // HOP_SAMPLES, self.n_frames - self.frames_done)
         out = np.empty(count * HOP_SAMPLES)
+        if self.canceller is not None:
+            far = np.concatenate([self.far_carry, far_new]) if self.far_carry.size else far_new
         for t in range(count):
             frame = slice(t * HOP_SAMPLES, (t + 1) * HOP_SAMPLES)
-            self.enhancer.process(source[frame], out=out[frame])
+            mic = source[frame]
+            if self.canceller is not None:                   # echo first: the network sees what is left
+                mic = self.canceller.process(mic, far[frame], self.echo_free)
+            self.enhancer.process(mic, out=out[frame])
         self.carry = source[count * HOP_SAMPLES:]
+        if self.canceller is not None:
+            self.far_carry = far[count * HOP_SAMPLES:]
         self.frames_done += count
         skip = min(self.to_skip, out.size)
         self.to_skip -= skip

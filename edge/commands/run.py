@@ -75,7 +75,9 @@ def pipewire_streams(instance=None):
 
 def _serve(config, config_path, frames, duration_s, say, control, notifier, started, io_factory, on_loop, instance):
     apply_realtime(config.realtime, say)
-    loop = AudioLoop(config, io_factory(config.audio), notifier=notifier, stop=control.stop)
+    reference = {"reference_device": config.echo.reference_device,
+                 "speaker_device": config.echo.speaker_device} if config.echo.enabled else {}
+    loop = AudioLoop(config, io_factory(config.audio, **reference), notifier=notifier, stop=control.stop)
     say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
     if control.stop.is_set():
         logging.getLogger("percepnet-edge").info("stopped during start-up (signal); exiting")
@@ -129,6 +131,7 @@ def check(config_path, say=print, proc="/proc"):
         item("model", False, _error_text(exc))
     with pipewire_streams():
         _check_devices(config.audio, item, say, proc)
+        _check_echo(config, item, proc)
     _check_telemetry(config.telemetry, item, say)
     cpus = config.realtime.cpu_affinity
     if cpus:
@@ -220,6 +223,52 @@ def _check_devices(audio, item, say, proc):
     finally:
         duplex.close()
         locks.release()
+
+
+#: Periods read from the echo reference by `check`: enough to see whether something plays, short enough not to wait.
+CHECK_REFERENCE_PERIODS = 20
+
+
+def _check_echo(config, item, proc):
+    """With echo on: SpeexDSP loads, and the reference PCM opens at 48 kHz and delivers periods (and how loud)."""
+    echo = config.echo
+    if not echo.enabled:
+        return
+    from edge.echo import speex_mdf
+    try:
+        speex_mdf.library()
+        item("echo", True, f"SpeexDSP loaded; tail {echo.tail_ms:g} ms, delay search up to {echo.delay_search_ms:g} ms")
+    except MissingDependencyError as exc:
+        item("echo", False, str(exc))
+    duplex = AlsaDuplex(config.audio, proc=proc, reference_device=echo.reference_device,
+                        speaker_device=echo.speaker_device)
+    try:
+        import alsaaudio  # noqa: F401
+    except ImportError as exc:
+        item("echo reference", False, f"pyalsaaudio is not importable ({exc})")
+        return
+    try:
+        with library_messages() as lines:
+            duplex.open_reference()
+            peak, periods = 0.0, 0
+            for _ in range(CHECK_REFERENCE_PERIODS if duplex.reference is not None else 0):
+                frame = duplex.read_reference()
+                if frame is None:
+                    break
+                peak, periods = max(peak, float(np.max(np.abs(frame)))), periods + 1
+        if duplex.reference_problem is not None:
+            said = said_by_alsa(lines)
+            item("echo reference", False, duplex.reference_problem + (f" (ALSA: {'; '.join(said)})" if said else ""))
+        elif periods < CHECK_REFERENCE_PERIODS:
+            item("echo reference", False, f"{echo.reference_device!r} opened but delivered {periods} of "
+                                          f"{CHECK_REFERENCE_PERIODS} periods: is its stream running?")
+        else:
+            level = f"peak {20 * np.log10(peak):.0f} dBFS" if peak > 0 else "silent (nothing playing now)"
+            item("echo reference", True, f"{echo.reference_device!r} open at 48 kHz, {config.audio.sample_format}, "
+                                         f"mono; {CHECK_REFERENCE_PERIODS} periods read, {level}"
+                                         + (f"; forwarded to {echo.speaker_device!r}" if echo.speaker_device else ""))
+    finally:
+        duplex.close()
 
 
 def _in_group(name):

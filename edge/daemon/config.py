@@ -88,12 +88,23 @@ class RealtimeConfig:
 
 
 @dataclass(frozen=True)
+class EchoConfig:
+    enabled: bool = False
+    reference_device: Optional[str] = None
+    speaker_device: Optional[str] = None
+    tail_ms: float = 150.0
+    delay_search_ms: float = 250.0
+    residual_suppression: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     audio: AudioConfig = field(default_factory=AudioConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     dsp: DspConfig = field(default_factory=DspConfig)
     realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    echo: EchoConfig = field(default_factory=EchoConfig)
     source: str = "<defaults>"
 
     def model_path(self):
@@ -103,6 +114,13 @@ class Config:
             return path
         base = DEFAULTS_FOLDER if self.source == "<defaults>" else Path(self.source).parent
         return (base / path).resolve()
+
+    def echo_settings(self):
+        """The canceller's settings (:class:`edge.echo.EchoSettings`) from the ``echo`` section."""
+        from edge.echo import EchoSettings
+        echo = self.echo
+        return EchoSettings(tail_ms=echo.tail_ms, delay_search_ms=echo.delay_search_ms,
+                            residual_suppression=echo.residual_suppression)
 
     def enhancer_settings(self):
         from edge.dsp import EnhancerSettings
@@ -214,6 +232,18 @@ def _validate(config):
            "realtime.cpu_affinity", cpus, f"null (any CPU) or a list of CPU numbers 0..{MAX_CPUS - 1}, e.g. [3]")
     _check(0.1 <= realtime.device_retry_max_s <= 600, "realtime.device_retry_max_s",
            realtime.device_retry_max_s, "0.1..600 s")
+    echo = config.echo
+    _check(echo.reference_device is None or (isinstance(echo.reference_device, str) and echo.reference_device),
+           "echo.reference_device", echo.reference_device, "null or an ALSA PCM name")
+    _check(not echo.enabled or echo.reference_device is not None, "echo.reference_device", echo.reference_device,
+           "the ALSA PCM that records what the loudspeaker plays (e.g. percepnet_speaker_ref, see docs/echo.md) "
+           "when echo.enabled is true")
+    _check(echo.speaker_device is None or (isinstance(echo.speaker_device, str) and echo.speaker_device),
+           "echo.speaker_device", echo.speaker_device, "null (the daemon does not forward) or an ALSA PCM name")
+    _check(echo.speaker_device is None or echo.speaker_device != echo.reference_device, "echo.speaker_device",
+           echo.speaker_device, "a PCM other than echo.reference_device (forwarding into itself is a loop)")
+    _check(10 <= echo.tail_ms <= 500, "echo.tail_ms", echo.tail_ms, "10..500 ms")
+    _check(0 <= echo.delay_search_ms <= 1000, "echo.delay_search_ms", echo.delay_search_ms, "0..1000 ms (0 = none)")
     telemetry = config.telemetry
     _check(0.5 <= telemetry.interval_s <= 3600, "telemetry.interval_s", telemetry.interval_s, "0.5..3600 s")
     for key in ("json_path", "prometheus_dir"):
@@ -319,9 +349,9 @@ def parse(text, source="<string>"):
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with sections "
-                          "audio, model, dsp, realtime, telemetry")
+                          "audio, model, dsp, realtime, telemetry, echo")
     sections = {"audio": AudioConfig, "model": ModelConfig, "dsp": DspConfig, "realtime": RealtimeConfig,
-                "telemetry": TelemetryConfig}
+                "telemetry": TelemetryConfig, "echo": EchoConfig}
     unknown = sorted(set(raw) - set(sections), key=str)
     if unknown:
         raise ConfigError(f"{_key_shown(unknown[0])}: unknown section; allowed sections: {', '.join(sections)}")

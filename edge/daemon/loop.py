@@ -48,6 +48,8 @@ class Counters:
     reloads: int = 0
     rejected_reloads: int = 0
     nonfinite_frames: int = 0
+    echo_cancelling_frames: int = 0  # frames the echo canceller's output went on (far end playing)
+    echo_no_reference_frames: int = 0   # frames with echo enabled but no reference: noise suppression alone
     vad_sum: float = 0.0             # voice-activity probabilities summed (models with the head)
     vad_frames: int = 0
 
@@ -63,6 +65,10 @@ class Pipeline:
                                    rt.drop_model_frames)
         self.enhancer = Enhancer(self.gains, config.enhancer_settings())
         self.network = network
+        self.canceller = None
+        if config.echo.enabled:                  # ahead of the network, which enhances what is left
+            from edge.echo import EchoCanceller
+            self.canceller = EchoCanceller(config.echo_settings())
 
 
 def default_runner_factory(config):
@@ -97,8 +103,16 @@ class AudioLoop:
         self.reloader = Reloader(lambda new: Pipeline(new, clock, runner_factory), self.events, self.counters)
         self._ready_sent = False
         self._output = np.zeros(HOP_SAMPLES)
+        self._echo_free = np.zeros(HOP_SAMPLES)
+        self._reference_problem_said = None
+        self._connect_echo_events(self.pipeline)
         self._activations_before_reload = 0
         self._last_wait_log = None
+
+    def _connect_echo_events(self, pipeline):
+        if pipeline.canceller is not None:
+            pipeline.canceller.on_event = lambda text: self.events.put(
+                logging.WARNING if "NOT removed" in text else logging.INFO, text)
 
     # Control, callable from signal handlers or other threads.
     def stop(self):
@@ -236,6 +250,8 @@ class AudioLoop:
         start = self.clock()
         pipeline = self.pipeline
         pipeline.gains.start_frame(start)
+        if pipeline.canceller is not None:
+            frame = self._cancel_echo(pipeline.canceller, frame)
         pipeline.enhancer.process(frame, out=self._output)
         try:
             self.io.write(self._output)
@@ -256,10 +272,23 @@ class AudioLoop:
             counters.vad_frames += 1
         return True
 
+    def _cancel_echo(self, canceller, frame):
+        problem = getattr(self.io, "reference_problem", None)
+        if problem is not None and problem != self._reference_problem_said:
+            self.events.put(logging.WARNING, problem)
+        self._reference_problem_said = problem
+        canceller.process(frame, getattr(self.io, "reference_frame", None), self._echo_free)
+        if canceller.mode == "cancelling":
+            self.counters.echo_cancelling_frames += 1
+        elif canceller.mode == "no reference":
+            self.counters.echo_no_reference_frames += 1
+        return self._echo_free
+
     def _swap_pipeline(self):
         bypass = self.pipeline.gains.bypass
         self._activations_before_reload += self.pipeline.gains.activations
         self.pipeline = self.reloader.take()
+        self._connect_echo_events(self.pipeline)
         self.pipeline.gains.bypass = bypass
         self.config = self.pipeline.config
         self.counters.reloads += 1

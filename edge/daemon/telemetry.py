@@ -22,6 +22,7 @@ import errno
 import ipaddress
 import json
 import logging
+import math
 import os
 import shutil
 import stat
@@ -308,6 +309,8 @@ class Telemetry:
                   "device_reopens_total": counters.device_reopens,
                   "device_open_failures_total": counters.device_open_failures,
                   "waiting_for_device": int(getattr(loop, "waiting_for_device", False)),
+                  "echo_cancelling_frames_total": counters.echo_cancelling_frames,
+                  "echo_no_reference_frames_total": counters.echo_no_reference_frames,
                   "telemetry_sink_errors_total": self.errors["json"] + self.errors["prometheus"],
                   "telemetry_errors_total": sum(self.errors.values()),
                   "http_disconnects_total": self.http["http_disconnects"],
@@ -315,6 +318,11 @@ class Telemetry:
                   "http_errors_total": self.http["http_errors"],
                   "http_listening": int(self._server is not None) if self.config.http_port is not None else None,
                   "speech_share": vad_sum / vad_frames if vad_frames else None}
+        canceller = getattr(getattr(loop, "pipeline", None), "canceller", None)
+        if canceller is not None:               # the echo stage's state: where the echo is, how the clocks agree
+            record.update({"echo_delay_ms": canceller.delay_ms,
+                           "echo_reference_gain_db": 20.0 * math.log10(canceller.reference_gain),
+                           "echo_drift_ppm": canceller.drift_ppm})
         record.update(self.sources.sample())
         return record
 

@@ -14,6 +14,7 @@ at the wrong rate, which the daemon answers by reopening with backoff.
 per PCM name, held for the daemon's life.
 """
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -82,17 +83,48 @@ def output_delay_samples(audio_config):
     return LATENCY_SAMPLES + audio_config.playback_prefill_periods * HOP_SAMPLES
 
 
-class AlsaDuplex:
-    """Capture + playback PCMs at 48 kHz, 480-frame periods."""
+@contextlib.contextmanager
+def _side_stream(device, role, capture_sink=False):
+    """PIPEWIRE_ALSA for the echo path's own streams, set only while one opens (pipewire-alsa reads it then)."""
+    if not pipewire.uses_pipewire(device):
+        yield
+        return
+    before = os.environ.get(pipewire.ENV)
+    os.environ[pipewire.ENV] = pipewire.side_stream_environment(before, role, capture_sink)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(pipewire.ENV, None)
+        else:
+            os.environ[pipewire.ENV] = before
 
-    def __init__(self, audio_config, proc="/proc"):
+
+class AlsaDuplex:
+    """Capture + playback PCMs at 48 kHz, 480-frame periods; optionally a reference capture PCM.
+
+    The reference (``reference_device``: what the loudspeaker plays, for the echo
+    canceller) is read right after each microphone period into :attr:`reference_frame`.
+    It is optional by design: when it does not open, or fails or runs dry mid-run,
+    :attr:`reference_frame` is None, :attr:`reference_problem` says why, and the
+    microphone path goes on (the canceller then passes the microphone through and
+    says so). It is tried again at every reopen.
+    """
+
+    def __init__(self, audio_config, proc="/proc", reference_device=None, speaker_device=None):
         self.config = audio_config
         self.proc = proc                       # where sound_devices looks for cards and holders (tests: a fake tree)
+        self.reference_device = reference_device
+        self.speaker_device = speaker_device   # the daemon plays the reference here (the real loudspeaker)
         self.xruns = 0
+        self.reference_xruns = 0
         self._frame = np.zeros(HOP_SAMPLES)
+        self._reference_buffer = np.zeros(HOP_SAMPLES)
         self._encode_buffer = np.zeros(HOP_SAMPLES)
         self._silence = b""
-        self.capture = self.playback = None
+        self.capture = self.playback = self.reference = self.speaker = None
+        self.reference_frame = None
+        self.reference_problem = None
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -109,6 +141,78 @@ class AlsaDuplex:
         self._check_negotiated()
         self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         self._prefill()
+        if self.reference_device is not None:
+            self.open_reference()
+
+    def open_reference(self):
+        """Open the reference capture PCM (mono, the audio section's sample format); a failure is recorded."""
+        import alsaaudio
+        config = self.config
+        self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
+        try:
+            with _side_stream(self.reference_device, "reference", capture_sink=True):
+                self.reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1,
+                                          getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
+                                          config.buffer_periods)
+            rate = self.reference.info()["rate"] if hasattr(self.reference, "info") else SAMPLE_RATE_HZ
+            if rate != SAMPLE_RATE_HZ:
+                self._drop_reference(f"echo reference {self.reference_device!r} runs at {rate} Hz, not "
+                                     f"{SAMPLE_RATE_HZ}: use a plughw: device or an ALSA 'plug' PCM")
+                return
+            self.reference_problem = None
+        except alsaaudio.ALSAAudioError as exc:
+            self._drop_reference(sound_devices.explain("capture", self.reference_device, str(exc), self.proc))
+            return
+        if self.speaker_device is not None:
+            try:
+                with _side_stream(self.speaker_device, "forward"):
+                    self.speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1,
+                                            getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
+                                            config.buffer_periods)
+            except alsaaudio.ALSAAudioError as exc:
+                self._drop_reference(sound_devices.explain("playback", self.speaker_device, str(exc), self.proc))
+                return
+            for _ in range(config.playback_prefill_periods):     # the same slack as the microphone's output
+                self._forward(self._silence)
+
+    def _drop_reference(self, why):
+        for pcm in (self.reference, self.speaker):
+            if pcm is not None:
+                try:
+                    pcm.close()
+                except Exception:                          # a vanished device may fail to close; nothing to do
+                    pass
+        self.reference, self.speaker, self.reference_frame = None, None, None
+        self.reference_problem = f"{why}; echo cancellation is off until the reference is back (next reopen)"
+
+    def read_reference(self):
+        import alsaaudio
+        try:
+            length, data = self.reference.read()
+        except alsaaudio.ALSAAudioError as exc:
+            self._drop_reference(f"echo reference {self.reference_device!r} failed: {exc}")
+            return None
+        if length < 0 or len(data) != HOP_SAMPLES * np.dtype(_DTYPES[self.config.sample_format][0]).itemsize:
+            self.reference_xruns += 1                      # this period has no reference; the next may
+            if self.speaker is not None:
+                self._forward(self._silence)               # keep the loudspeaker's stream fed
+            return None
+        if self.speaker is not None:
+            self._forward(data)                            # exactly what the canceller gets as its reference
+        return decode(data, self.config.sample_format, 1, "downmix", 0, self._reference_buffer)
+
+    def _forward(self, data):
+        import alsaaudio
+        try:
+            written = self.speaker.write(data)
+            if written is not None and written < 0:        # an underrun: the stream was re-prepared; once more
+                self.reference_xruns += 1
+                self.speaker.write(data)
+        except alsaaudio.ALSAAudioError as exc:
+            if getattr(exc, "errno", None) == errno.EPIPE or "Broken pipe" in str(exc):
+                self.reference_xruns += 1
+                return
+            self._drop_reference(f"loudspeaker {self.speaker_device!r} failed: {exc}")
 
     def open_one(self, kind):
         """Open the capture or the playback PCM; on failure close both and raise the explained DeviceError."""
@@ -154,7 +258,10 @@ class AlsaDuplex:
                 return None
             raise DeviceError(f"capture returned error {length}")
         c = self.config
-        return decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
+        frame = decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
+        if self.reference is not None:
+            self.reference_frame = self.read_reference()
+        return frame
 
     def write(self, frame):
         """Write one float period; an underrun is counted, the prefill queued again and the period written."""
@@ -176,13 +283,14 @@ class AlsaDuplex:
         return written is None or written >= 0
 
     def close(self):
-        for pcm in (self.capture, self.playback):
+        for pcm in (self.capture, self.playback, self.reference, self.speaker):
             if pcm is not None:
                 try:
                     pcm.close()
                 except Exception:                          # closing a vanished device may fail; nothing to do
                     pass
-        self.capture = self.playback = None
+        self.capture = self.playback = self.reference = self.speaker = None
+        self.reference_frame = None
 
 
 #: Where device locks live when systemd gives no $RUNTIME_DIRECTORY: the unit's RuntimeDirectory,

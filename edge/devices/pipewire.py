@@ -69,6 +69,25 @@ def environment(instance=None, current=None):
     return f"{ours[:-1].rstrip()} {inner.strip()} }}"
 
 
+def side_stream_environment(current, role, capture_sink=False):
+    """PIPEWIRE_ALSA for one of the echo path's streams: ``role`` "reference", or "forward" for the copy
+    played to the loudspeaker (not "speaker": percepnet-edge.speaker is the virtual sink's name).
+
+    Each gets its own node name and link group (``<the daemon's name>.<role>``), so that it is told apart
+    from the microphone streams and not taken for part of their filter. The reference records a *sink*
+    (what apps play into the "Echo-cancelled speaker"): without ``stream.capture.sink`` pipewire-alsa
+    links it to the default source instead.
+    """
+    current = (current or "").strip()
+    inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
+    match = re.search(r'node\.name\s*=\s*"([^"]+)"', inner)
+    name = f"{match.group(1) if match else 'percepnet-edge'}.{role}"
+    extra = f'node.name = "{name}" node.link-group = "{name}" node.description = "percepnet-edge echo {role}"'
+    if capture_sink:
+        extra += " stream.capture.sink = true"
+    return f"{{ {inner.strip()} {extra} }}"
+
+
 def node_names(run=subprocess.run):
     """The ``node.name`` of every node of the PipeWire server this user reaches (through ``pw-dump``)."""
     if shutil.which("pw-dump") is None:

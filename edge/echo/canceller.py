@@ -1,0 +1,247 @@
+"""The echo stage ahead of the noise network: delay compensation, MDF, residual echo suppression.
+
+Per 10 ms frame, :meth:`EchoCanceller.process` takes the microphone and what the
+loudspeaker played in the same 10 ms (float, [-1, 1]) and writes the microphone
+without the echo. It
+
+1. feeds both to the :class:`~edge.echo.delay.DelayTracker` and, when the tracked
+   bulk delay moves by more than a frame, delays the reference by it (less a
+   margin, since GCC-PHAT finds the strongest tap, not the first) and resets MDF,
+   whose filter is then wrong at every tap; it also turns the reference up when
+   the microphone is louder than it (MDF stalls on an echo path with gain), and
+   measures the clock drift between the two from the delay estimates;
+2. runs SpeexDSP's MDF on the microphone and the delayed reference, then its
+   preprocessor's residual echo suppression (noise is left to the network);
+3. passes the microphone through unchanged while there is no reference (``None``)
+   or the reference has been silent for longer than the delay range plus the
+   tail (no echo can be left). MDF's input DC notch alters the near end below
+   ~300 Hz even with a silent far end, so this bypass is what keeps near-end-only
+   speech bit-exact. Mode changes cross-fade over one frame and are reported
+   through ``on_event`` (the daemon logs them; ``denoise`` prints them).
+"""
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from edge.echo.delay import DelayLine, DelayTracker
+from edge.echo.speex_mdf import SpeexMdf
+from edge.errors import UsageError
+
+INT16_SCALE = 32768.0
+#: The most the reference is turned up for MDF (36 dB): beyond, the far end is too quiet to matter.
+MAX_REFERENCE_GAIN = 64.0
+#: The reference is turned up until the microphone's level is at most this fraction of it (-6 dB).
+MIC_OVER_REFERENCE_MAX = 0.5
+#: Clock drift between the reference and the microphone worth a warning: 50 ppm moves the echo by 3 ms a minute,
+#: and every 10 ms of it restarts the linear filter (different sound cards typically differ by 10-100 ppm).
+DRIFT_WARN_PPM = 50.0
+DRIFT_MIN_SPAN_S = 20.0
+
+
+class Mode(str, enum.Enum):
+    CANCELLING = "cancelling"
+    FAR_END_SILENT = "far end silent"          # passing the microphone through: nothing to cancel
+    NO_REFERENCE = "no reference"              # passing the microphone through: noise suppression alone
+
+
+@dataclass(frozen=True)
+class EchoSettings:
+    #: Room part of the echo path the filter covers (after the bulk delay is taken out). Longer tails
+    #: converge more slowly and cost more (100 / 200 / 250 ms: 166 / 217 / 241 us per frame on x86).
+    tail_ms: float = 150.0
+    #: Largest bulk delay (reference -> microphone) searched and compensated.
+    delay_search_ms: float = 250.0
+    #: The reference is delayed by the estimate minus this, so the first taps are inside the filter.
+    delay_margin_ms: float = 10.0
+    #: A fixed bulk delay instead of tracking (null: track).
+    fixed_delay_ms: float = None
+    #: SpeexDSP's residual echo suppression after the linear filter.
+    residual_suppression: bool = True
+    #: Residual echo attenuation limits (dB, negative): far end alone / during double talk. SpeexDSP's
+    #: defaults are -40 / -15; -60 / -30 was a little better on every echo-set figure (docs/echo.md).
+    echo_suppress_db: int = -60
+    echo_suppress_active_db: int = -30
+    #: A reference frame quieter than this counts as silent (dB re full scale, rms).
+    silent_dbfs: float = -60.0
+
+    def validate(self):
+        def need(ok, key, value, allowed):
+            if not ok:
+                raise UsageError(f"echo.{key}: {value!r} is not allowed; expected {allowed}")
+        need(10 <= self.tail_ms <= 500, "tail_ms", self.tail_ms, "10..500 ms")
+        need(0 <= self.delay_search_ms <= 1000, "delay_search_ms", self.delay_search_ms, "0..1000 ms")
+        need(0 <= self.delay_margin_ms <= 50, "delay_margin_ms", self.delay_margin_ms, "0..50 ms")
+        need(self.fixed_delay_ms is None or 0 <= self.fixed_delay_ms <= self.delay_search_ms, "fixed_delay_ms",
+             self.fixed_delay_ms, "null (track the delay) or 0..delay_search_ms")
+        need(-100 <= self.echo_suppress_db <= 0, "echo_suppress_db", self.echo_suppress_db, "-100..0 dB")
+        need(-100 <= self.echo_suppress_active_db <= 0, "echo_suppress_active_db", self.echo_suppress_active_db,
+             "-100..0 dB")
+        need(-120 <= self.silent_dbfs <= -20, "silent_dbfs", self.silent_dbfs, "-120..-20 dBFS")
+        return self
+
+
+def _ms_to_samples(ms):
+    return int(round(ms * SAMPLE_RATE_HZ / 1000))
+
+
+class EchoCanceller:
+    """One microphone channel's echo stage; ``process(mic, far, out)`` once per 480-sample frame."""
+
+    def __init__(self, settings=EchoSettings(), on_event=None):
+        self.settings = settings.validate()
+        self.on_event = on_event or (lambda text: None)
+        n = HOP_SAMPLES
+        tail = max(n, -(-_ms_to_samples(settings.tail_ms + settings.delay_margin_ms) // n) * n)
+        self.mdf = SpeexMdf(n, tail, SAMPLE_RATE_HZ, settings.residual_suppression, settings.echo_suppress_db,
+                            settings.echo_suppress_active_db)
+        self.delay_line = DelayLine(n, _ms_to_samples(settings.delay_search_ms))
+        self.tracker = None
+        if settings.fixed_delay_ms is not None:
+            self.delay_line.set_delay(_ms_to_samples(settings.fixed_delay_ms))
+        elif settings.delay_search_ms > 0:
+            self.tracker = DelayTracker(SAMPLE_RATE_HZ, n, settings.delay_search_ms)
+        self._margin = _ms_to_samples(settings.delay_margin_ms)
+        # silent this long = no echo can be left in the microphone: the delay range plus the filter's tail
+        self._silent_frames_to_bypass = -(-(_ms_to_samples(settings.delay_search_ms) + tail) // n) + 1
+        self._silent_power = 10 ** (settings.silent_dbfs / 10)
+        self._silent_frames = self._silent_frames_to_bypass     # start in bypass until the far end plays
+        self.mode = Mode.FAR_END_SILENT
+        self._announced = None
+        self._mic16 = np.zeros(n, np.int16)
+        self._far16 = np.zeros(n, np.int16)
+        self._out16 = np.zeros(n, np.int16)
+        self._scratch = np.zeros(n)
+        self._far_delayed = np.zeros(n)
+        self._zeros = np.zeros(n)
+        self._fade_in = (np.arange(n) + 0.5) / n
+        self.delay_changes = 0
+        # reference gain: MDF stalls when the echo is louder than its reference (measured: 0.3 dB ERLE with the
+        # echo 19 dB above the reference, 25 dB with the reference 20 dB up); the level statistics run over
+        # frames where the far end plays (about 1 s memory)
+        self.reference_gain = 1.0
+        self._far_power = self._mic_power = 0.0
+        self._far_peak = 0.0
+        self._active_frames = 0
+        self._frames = 0
+        self._lags = []                        # (frame, raw GCC-PHAT lag) of confident estimates, for the drift
+        self.drift_ppm = None
+        self._drift_said = False
+
+    @property
+    def delay_ms(self):
+        """The bulk delay the reference is held back by now."""
+        return 1000.0 * self.delay_line.delay_samples / SAMPLE_RATE_HZ
+
+    def _to_int16(self, frame, out, gain=1.0):
+        np.multiply(frame, INT16_SCALE * gain, out=self._scratch)
+        np.rint(self._scratch, out=self._scratch)
+        np.clip(self._scratch, -32768, 32767, out=self._scratch)
+        out[:] = self._scratch
+        return out
+
+    def _wanted_gain(self):
+        """The power of two that puts the reference at least 6 dB above the microphone (echo and near end
+        together) without letting its peaks clip; 1 when it already is."""
+        gain, ratio = 1.0, np.sqrt(self._mic_power / max(self._far_power, 1e-20))
+        while gain < MAX_REFERENCE_GAIN and ratio > MIC_OVER_REFERENCE_MAX * gain and self._far_peak * gain * 2.0 <= 1.0:
+            gain *= 2.0
+        return gain
+
+    def _adapt(self, mic, far, far_power):
+        """Follow the bulk delay and the reference gain; either change restarts MDF (its filter is then wrong)."""
+        estimated = self.tracker is not None and self.tracker.push(mic, far)
+        if estimated:
+            self._follow_drift()
+        if far_power > self._silent_power:
+            self._far_power += 0.01 * (far_power - self._far_power)
+            self._mic_power += 0.01 * (float(np.dot(mic, mic)) / mic.size - self._mic_power)
+            self._far_peak = max(self._far_peak * 0.999, float(np.max(np.abs(far))))
+            self._active_frames += 1
+        # decide every half second of far end: with the tracker's estimates, or on its own without a tracker
+        periodic = (self.tracker is None and far_power > self._silent_power and self._active_frames >= 100
+                    and self._active_frames % 50 == 0)
+        if not (estimated or periodic):
+            return
+        target = self.delay_line.delay_samples
+        if self.tracker is not None and self.tracker.delay_samples is not None:
+            target = min(max(0, self.tracker.delay_samples - self._margin), self.delay_line.max_delay_samples)
+        gain = self._wanted_gain() if self._active_frames >= 100 else self.reference_gain
+        moved = abs(target - self.delay_line.delay_samples) > HOP_SAMPLES
+        regained = not 0.25 <= gain / self.reference_gain <= 4.0          # 12 dB: worth a restart
+        if not (moved or regained):
+            return
+        if moved:
+            self.delay_line.set_delay(target)
+            self.delay_changes += 1
+            lag, confidence = self.tracker.last_estimate
+            self.on_event(f"echo: reference delayed by {self.delay_ms:.1f} ms (bulk delay estimated at "
+                          f"{1000.0 * self.tracker.delay_samples / SAMPLE_RATE_HZ:.1f} ms, GCC-PHAT confidence "
+                          f"{confidence:.0f}); the linear filter restarts")
+        if gain != self.reference_gain:
+            self.on_event(f"echo: the microphone is {20 * np.log10(np.sqrt(self._mic_power / self._far_power)):.0f}"
+                          f" dB above the reference: reference gain {20 * np.log10(gain):.0f} dB; the linear "
+                          "filter restarts")
+            self.reference_gain = gain
+        self.mdf.reset()                      # every tap of the old filter is wrong now
+
+    def _follow_drift(self):
+        """The slope of the raw delay estimates over the last minute: the two clocks' rate difference."""
+        lag, confidence = self.tracker.last_estimate
+        if confidence < self.tracker.min_confidence:
+            return
+        self._lags = (self._lags + [(self._frames, lag)])[-120:]
+        frames = np.array([f for f, _ in self._lags], float)
+        if frames[-1] - frames[0] < DRIFT_MIN_SPAN_S * SAMPLE_RATE_HZ / HOP_SAMPLES or len(frames) < 10:
+            return
+        slope = np.polyfit(frames, np.array([g for _, g in self._lags], float), 1)[0]   # samples per frame
+        self.drift_ppm = float(slope / HOP_SAMPLES * 1e6)
+        if abs(self.drift_ppm) >= DRIFT_WARN_PPM and not self._drift_said:
+            self._drift_said = True
+            self.on_event(f"echo: the loudspeaker reference and the microphone run on different clocks: the echo "
+                          f"moves by {self.drift_ppm:+.0f} ppm ({self.drift_ppm * 0.06:+.1f} ms a minute), and the "
+                          "linear filter restarts at every 10 ms of it; put the microphone and the loudspeaker on "
+                          "one sound card (or one clock: snd-aloop's timer_source, docs/echo.md)")
+
+    def _set_mode(self, mode):
+        if mode != self._announced:
+            self.on_event({Mode.CANCELLING: "echo: far end playing: cancelling its echo",
+                           Mode.FAR_END_SILENT: "echo: far end silent: passing the microphone through",
+                           Mode.NO_REFERENCE: "echo: no loudspeaker reference: noise suppression alone, the "
+                                              "echo is NOT removed"}[mode])
+            self._announced = mode
+        self.mode = mode
+
+    def process(self, mic, far, out):
+        """``out`` = ``mic`` without the echo of ``far`` (None: no reference). Float frames of 480 samples."""
+        previous = self.mode
+        self._frames += 1
+        if far is None:
+            self._set_mode(Mode.NO_REFERENCE)
+            far = self._zeros
+        else:
+            far_power = float(np.dot(far, far)) / far.size
+            self._adapt(mic, far, far_power)
+            loud = far_power > self._silent_power
+            self._silent_frames = 0 if loud else self._silent_frames + 1
+            self._set_mode(Mode.CANCELLING if self._silent_frames < self._silent_frames_to_bypass
+                           else Mode.FAR_END_SILENT)
+        # MDF runs in every mode so its state (DC notch, filter) stays continuous across the switches
+        self.delay_line.process(far, self._far_delayed)
+        self.mdf.process(self._to_int16(mic, self._mic16),
+                         self._to_int16(self._far_delayed, self._far16, self.reference_gain), self._out16)
+        cancelled = self._scratch
+        np.multiply(self._out16, 1.0 / INT16_SCALE, out=cancelled)
+        was_cancelling, is_cancelling = previous == Mode.CANCELLING, self.mode == Mode.CANCELLING
+        if was_cancelling == is_cancelling:
+            out[:] = cancelled if is_cancelling else mic
+        else:                                 # one-frame cross-fade: no step between the two signals
+            into, away = (cancelled, mic) if is_cancelling else (mic, cancelled)
+            np.multiply(into, self._fade_in, out=out)
+            out += away * (1.0 - self._fade_in)
+        return out
+
+    def close(self):
+        self.mdf.close()

@@ -1,0 +1,43 @@
+"""The echo set's pieces and the echo metrics (evaluation/echo_set.py, evaluation/echo_eval.py), without the corpus."""
+import numpy as np
+import pytest
+
+from edge.errors import DataError
+from evaluation import echo_eval, echo_set
+
+FS = 48_000
+
+
+def test_the_loudspeaker_high_passes_and_clips():
+    rng = np.random.default_rng(0)
+    t = np.arange(FS) / FS
+    x = 0.3 * np.sin(2 * np.pi * 60 * t) + 0.3 * np.sin(2 * np.pi * 1000 * t)
+    y, recipe = echo_set.loudspeaker(x, rng)
+    spectrum = np.abs(np.fft.rfft(y[FS // 4:]))
+    bins = np.fft.rfftfreq(y[FS // 4:].size, 1 / FS)
+    low, mid = spectrum[np.argmin(np.abs(bins - 60))], spectrum[np.argmin(np.abs(bins - 1000))]
+    assert low < 0.25 * mid                                           # the small driver's high-pass
+    assert 150 <= recipe["driver_highpass_hz"] <= 400 and 3 <= recipe["overdrive_db"] <= 9
+    assert np.max(np.abs(y)) < np.percentile(np.abs(x), 99.9)         # the amplifier's rail
+    linear, recipe = echo_set.loudspeaker(x, rng, (0.0, 0.0))
+    assert recipe["overdrive_db"] == 0.0 and np.max(np.abs(linear)) > np.max(np.abs(y))
+
+
+def test_held_out_speakers_are_refused(tmp_path):
+    (tmp_path / "manifest.csv").write_text(
+        "path,source,speaker,language,split,group\n"
+        "speech/ravdess/actor-22/x.flac,ravdess,actor-22,en,validation,acted-en-48k\n")
+    with pytest.raises(DataError, match="held-out speaker actor-22"):
+        echo_set.Sources(tmp_path, tmp_path)
+
+
+def test_erle_and_convergence_time():
+    rng = np.random.default_rng(1)
+    echo = rng.standard_normal(4 * FS) * 0.1
+    out = echo.copy()
+    out[2 * FS:] *= 0.01                                              # 40 dB less from 2 s on
+    assert echo_eval.erle_db(echo, out, 2.0) == pytest.approx(40, abs=0.1)
+    assert echo_eval.erle_db(echo, echo, 0.0) == pytest.approx(0)
+    assert echo_eval.convergence_s(echo, out, echo) == pytest.approx(2.5, abs=0.11)
+    assert echo_eval.convergence_s(echo, echo, echo) is None
+    assert echo_eval.convergence_s(echo, out, echo, after_s=1.0) == pytest.approx(1.5, abs=0.11)
