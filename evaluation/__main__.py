@@ -15,7 +15,7 @@ from edge.dsp.enhancer import EnhancerSettings
 from edge.errors import PercepnetError
 from edge.model.model_meta import DEFAULT_MODEL_PATH
 
-from . import inputs, methods, report
+from . import inputs, methods, realrec, report
 from .harness import evaluate
 
 PACKAGES = ("numpy", "scipy", "ai-edge-litert", "pesq", "pystoi", "speechmos", "onnxruntime", "librosa",
@@ -37,6 +37,10 @@ def _parser():
     source.add_argument("--realworld", action="store_true",
                         help="noisy-only clips from the files such a corpus's quality filter rejected (real "
                              "microphones, hum, rooms): DNSMOS and cost only")
+    source.add_argument("--realrec", metavar="DIR",
+                        help="noisy-only real recordings from public sources outside the training corpus, as "
+                             "built by `python -m evaluation.realrec build` (DIR/manifest.csv): DNSMOS and cost "
+                             "only, per source and input level")
     source.add_argument("--clean-speech", action="store_true",
                         help="clean speech, no noise added, per validation group of such a corpus (dry, "
                              "with the microphone floor): how much each method harms speech, by how clean "
@@ -104,6 +108,9 @@ def main(argv=None):
         elif args.noisy_only:
             clips = inputs.load_noisy_only(args.noisy_only, say)
             source = f"noisy-only files from {args.noisy_only}"
+        elif args.realrec:
+            clips = realrec.load_clips(args.realrec, say)
+            source = f"real recordings of {len(clips)} clips listed in {Path(args.realrec) / realrec.MANIFEST}"
         elif args.groups:
             clips = inputs.synthesise_groups(args.corpus, args.clips_per_snr, args.seconds, args.seed, say)
             source = (f"validation groups of {args.corpus}, clips per SNR and group: {args.clips_per_snr}, "

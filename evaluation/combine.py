@@ -45,14 +45,15 @@ def combine(runs):
                                    "file to compare two versions of the same model)")
             methods[name] = info
     clips = []
-    for index, clip in enumerate(first["clips"]):
-        merged = {k: v for k, v in clip.items() if k != "results"}
-        merged["results"] = {}
-        for run in runs:
-            merged["results"].update(run["clips"][index]["results"])
+    for index in range(len(first["clips"])):
+        merged = {"results": {}}
+        for run in runs:                      # a run written before levels were measured lacks level_*
+            clip = run["clips"][index]
+            merged.update({k: v for k, v in clip.items() if k != "results" and v is not None})
+            merged["results"].update(clip["results"])
         clips.append(merged)
-    combined = {key: value for key, value in first.items() if key not in ("summary", "by_snr_bucket", "by_family",
-                                                                          "by_group")}
+    combined = {key: value for key, value in first.items() if key not in ("summary", "below_input")
+                and not key.startswith("by_")}
     combined.update({
         "clips": clips, "methods": methods,
         "command": [run["command"] for run in runs],

@@ -15,6 +15,10 @@ clip's energy), which every method removes, does not cap everyone's SI-SDR,
 and the filter's phase is the same on both sides (a one-sample misalignment
 alone would cap SI-SDR near 20 dB).
 
+Each clip also carries its input level (:mod:`.levels`): the active speech
+level of the clean reference, or of the input when there is none, and its
+level band; the report breaks every table down by band.
+
 A method that raises is reported with the error and dropped from the rest of
 the run; its earlier clips are discarded too, so that every method's averages
 cover the same clips.
@@ -25,7 +29,7 @@ import numpy as np
 from edge.dsp import SAMPLE_RATE_HZ, highpass_signal
 from edge.io.synthetic import mix_at_snr, noise, speech_like
 
-from . import metrics
+from . import levels, metrics
 
 WARM_UP_SECONDS = 1.0
 NO_REFERENCE = "none: lags measured against the noisy input (high-passed)"
@@ -106,9 +110,11 @@ def evaluate(clips, methods, use_dnsmos=True, say=print):
                 active.remove(method)
                 for earlier in results:
                     earlier["results"].pop(method.name, None)
+        level_dbfs, level_of = levels.clip_level(clip, SAMPLE_RATE_HZ)
         results.append({"name": clip.name, "snr_db": clip.snr_db, "snr_bucket": clip.snr_bucket,
                         "family": clip.family, "group": clip.group, "seconds": clip.noisy.size / SAMPLE_RATE_HZ,
-                        "results": per_method})
+                        "level_dbfs": level_dbfs, "level_of": level_of,
+                        "level_band": levels.level_band(level_dbfs), "results": per_method})
         headline = "pesq_wb" if has_reference and "pesq_wb" not in metrics_skipped else "dnsmos_ovrl"
         say(f"[{index + 1}/{len(clips)}] {clip.name} {headline}: " + ", ".join(
             f"{name.split(' (')[0]} {row[headline]:.2f}" for name, row in per_method.items()

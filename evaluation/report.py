@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .levels import band_sort_key
+
 METRICS = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
 HEADINGS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "si_sdr_db": "SI-SDR (dB)", "dnsmos_ovrl": "DNSMOS OVRL",
             "dnsmos_sig": "SIG", "dnsmos_bak": "BAK", "dnsmos_p808": "P.808"}
@@ -33,8 +35,105 @@ def _averaged(run):
     return [clip for clip in run["clips"] if not _is_clean(clip)] or run["clips"]
 
 
+#: Breakdown by input level (:mod:`.levels`), computed over the same clips as the means; shown as one
+#: full table per band, and every other breakdown is repeated per band.
+LEVEL_KEY = "level_band"
+LEVEL_METRICS = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")
+#: Kinds of method that count as denoisers one can run (the floor and the upper bounds do not).
+RUNNABLE_KINDS = ("model", "rnnoise", "deepfilternet", "webrtc")
+
+
+def _grouped(clips, name, key):
+    """``{group value: [result rows of method name]}`` over ``clips`` that have a value for ``key``."""
+    groups = {}
+    for clip in clips:
+        if name in clip["results"] and clip.get(key) is not None:
+            groups.setdefault(clip[key], []).append(clip["results"][name])
+    return groups
+
+
+def _sorted_groups(groups, key):
+    order = (lambda item: band_sort_key(item[0])) if key == LEVEL_KEY else (lambda item: item[0])
+    return {str(group): _averages(rows) for group, rows in sorted(groups.items(), key=order)}
+
+
+def _by_level(run, averaged):
+    """``by_level_band`` ({method: {band: averages}}) and, per other breakdown, ``{method: {band: {group: ...}}}``."""
+    by_band, per_breakdown = {}, {key: {} for key in BREAKDOWNS}
+    for name in run["summary"]:
+        by_band[name] = _sorted_groups(_grouped(averaged, name, LEVEL_KEY), LEVEL_KEY)
+        for key in BREAKDOWNS:
+            clips = averaged if key == "group" else run["clips"]
+            bands = {}
+            for clip in clips:
+                if clip.get(LEVEL_KEY) is not None:
+                    bands.setdefault(clip[LEVEL_KEY], []).append(clip)
+            per_breakdown[key][name] = {band: _sorted_groups(_grouped(members, name, key), key)
+                                        for band, members in sorted(bands.items(),
+                                                                    key=lambda item: band_sort_key(item[0]))}
+    return by_band, per_breakdown
+
+
+def below_input(run):
+    """Where a runnable method scores below the noisy input: ``[(method, where, metric, value, input's)]``.
+
+    Checked on the means, per level band and per source group (within each
+    band too). Such a cell is a condition where that method fails (a level
+    gate, a band limit): it is reported, and it is never counted as a win
+    for anyone else.
+    """
+    noisy = next((name for name, info in run["methods"].items() if info["kind"] == "noisy"), None)
+    if noisy is None or noisy not in run.get("summary", {}):
+        return []
+    tables = [("all clips", {name: row for name, row in run["summary"].items()})]
+    for band in _bands(run):
+        tables.append((band, {name: groups.get(band, {}) for name, groups in run["by_level_band"].items()}))
+    for band, groups in _group_cells(run):
+        tables += [(f"{group}, {band}" if band else group, cells) for group, cells in groups.items()]
+    found = []
+    for where, cells in tables:
+        floor = cells.get(noisy, {})
+        for name, row in cells.items():
+            if run["methods"].get(name, {}).get("kind") not in RUNNABLE_KINDS:
+                continue
+            for metric in METRICS:
+                value, reference = row.get(metric), floor.get(metric)
+                if value is not None and reference is not None and value < reference - 0.005:
+                    found.append((name, where, metric, value, reference))
+    return found
+
+
+def _bands(run):
+    """The level bands present in a summarised run, in report order."""
+    present = {band for groups in run.get("by_level_band", {}).values() for band in groups}
+    return sorted(present, key=band_sort_key)
+
+
+def _group_cells(run):
+    """``[(band or None, {group: {method: averages}})]`` of the source-group breakdown (per band when several)."""
+    if len({clip.get("group") for clip in run["clips"]}) < 2:
+        return []
+    per_band = run.get("by_group_by_level_band", {})
+    bands = _bands(run)
+    cells = []
+    for band in ([None] + bands if len(bands) > 1 else [None]):
+        groups = {}
+        source = run["by_group"] if band is None else {name: by_band.get(band, {})
+                                                       for name, by_band in per_band.items()}
+        for name, by_group in source.items():
+            for group, row in by_group.items():
+                groups.setdefault(group, {})[name] = row
+        cells.append((band, groups))
+    return cells
+
+
 def summarise(run):
     """Add ``summary`` (per method) and ``by_snr_bucket`` / ``by_family`` (per method, per group) to ``run``.
+
+    Also ``by_level_band`` (per method, per input-level band of
+    :mod:`.levels`), ``by_<breakdown>_by_level_band`` (every breakdown within
+    each band) and ``below_input`` (:func:`below_input`). Clips without a
+    level (runs written before levels were measured) are in no band.
 
     Beside noisy clips, the clean-speech ones measure harm, not suppression:
     they have their own SNR column and stay out of the means and the groups.
@@ -68,6 +167,10 @@ def summarise(run):
     run["summary"] = summary
     for key, table in breakdowns.items():
         run[f"by_{key}"] = table
+    run["by_level_band"], per_breakdown = _by_level(run, averaged)
+    for key, table in per_breakdown.items():
+        run[f"by_{key}_by_level_band"] = table
+    run["below_input"] = below_input(run)
     return run
 
 
@@ -98,10 +201,12 @@ def _main_table(summary, shown):
     return _table(head, rows)
 
 
-def _breakdown_tables(run, shown):
+def _breakdown_tables(run, shown, band=None):
+    """The breakdown tables (SNR, noise family, source group); within one level ``band`` when given."""
     lines = []
     for key, label in BREAKDOWNS.items():
-        table = run[f"by_{key}"]
+        table = run[f"by_{key}"] if band is None else {
+            name: by_band.get(band, {}) for name, by_band in run.get(f"by_{key}_by_level_band", {}).items()}
         metrics = [m for m in BREAKDOWN_METRICS[key] if m in shown] or \
                   [m for m in ("dnsmos_ovrl",) if m in shown]
         groups = sorted({group for by_group in table.values() for group in by_group},
@@ -115,7 +220,30 @@ def _breakdown_tables(run, shown):
         for metric in metrics:
             rows = [[name] + [_cell(by_group.get(g, {}).get(metric), metric) for g in groups]
                     for name, by_group in table.items()]
-            lines += ["", f"**{HEADINGS[metric]} by {label}**", ""] + _table(head, rows)
+            within = "" if band is None else f", input level {band}"
+            lines += ["", f"**{HEADINGS[metric]} by {label}{within}**", ""] + _table(head, rows)
+    return lines
+
+
+def _level_tables(run, shown):
+    """One table per input-level band (normal first: models are chosen there), then the breakdowns per band."""
+    bands = _bands(run)
+    if not bands:
+        return []
+    metrics = [m for m in LEVEL_METRICS if m in shown]
+    counts = {band: max(groups.get(band, {}).get("n_clips", 0) for groups in run["by_level_band"].values())
+              for band in bands}
+    lines = ["", "### By input level (active speech level of the reference, else of the input)", "",
+             "Models are chosen on the normal band first (issue 25). Bands present: " +
+             ", ".join(f"{band} n={counts[band]}" for band in bands) + "."]
+    for band in bands:
+        rows = [[name] + [_cell(groups.get(band, {}).get(m), m) for m in metrics]
+                for name, groups in run["by_level_band"].items() if band in groups]
+        lines += ["", f"**Input level {band}, {counts[band]} clips**", ""] + \
+            _table(["method"] + [HEADINGS[m] for m in metrics], rows)
+    if len(bands) > 1:
+        for band in bands:
+            lines += _breakdown_tables(run, shown, band)
     return lines
 
 
@@ -142,7 +270,17 @@ def _notes(run):
             notes.append(f"- {name}: lag more than 1 ms off its median {median:.1f} ms on {', '.join(odd)}; "
                          "the output hardly correlates with the reference there, so its alignment is doubtful")
     notes += [f"- {name}: {info['note']}" for name, info in run["methods"].items() if info.get("note")]
+    notes += _below_input_notes(run)
     return notes
+
+
+def _below_input_notes(run):
+    """One note per method that scores below the noisy input somewhere: such cells are not wins for anyone."""
+    by_method = {}
+    for name, where, metric, value, reference in run.get("below_input", []):
+        by_method.setdefault(name, []).append(f"{HEADINGS[metric]} in {where} ({value:.2f} < {reference:.2f})")
+    return [f"- below the noisy input (a condition where it fails, e.g. a level gate or a band limit; "
+            f"not a win for anyone): {name}: {'; '.join(cells)}" for name, cells in by_method.items()]
 
 
 def markdown(run, title="Denoiser comparison"):
@@ -157,13 +295,14 @@ def markdown(run, title="Denoiser comparison"):
              + (f", the main table over the {len(run['clips']) - clean} noisy ones (the {clean} clean-speech "
                 "clips, no noise added, have their own 'clean' column below)." if clean else "."))
     lines = [f"## {title}", "", intro, ""] + _main_table(summary, shown)
-    lines += _breakdown_tables(run, shown)
+    lines += _level_tables(run, shown)
+    lines += [""] + (["### All levels together"] if _bands(run) else []) + _breakdown_tables(run, shown)
     return "\n".join(lines + ["", "Notes:"] + _notes(run)) + "\n"
 
 
 JSON_FIRST = ("schema", "created", "command", "source", "has_reference", "reference", "environment", "methods",
-              "skipped", "failed", "metrics_skipped", "dnsmos_backend", "summary", "by_snr_bucket", "by_family",
-              "by_group")
+              "skipped", "failed", "metrics_skipped", "dnsmos_backend", "summary", "below_input", "by_level_band",
+              "by_snr_bucket", "by_family", "by_group")
 
 
 def write_json(run, path):

@@ -1,0 +1,137 @@
+"""Input-level bands of the evaluation (issue 25): the P.56 active level, the bands, and the report per band."""
+
+import numpy as np
+import pytest
+
+from edge.dsp import SAMPLE_RATE_HZ
+from edge.io.synthetic import set_level, speech_like
+from evaluation import levels, report
+from evaluation.combine import combine
+from evaluation.inputs import Clip
+
+RATE = SAMPLE_RATE_HZ
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return set_level(speech_like(1.5, seed=3), -26.0)
+
+
+def test_active_level_follows_gain_and_ignores_pauses(speech):
+    level = levels.active_level_dbfs(speech, RATE)
+    assert -30.0 < level < -24.0
+    assert levels.active_level_dbfs(speech * 10 ** (-20 / 20), RATE) == pytest.approx(level - 20.0, abs=0.2)
+    paused = np.concatenate([speech, np.zeros(speech.size)])          # RMS drops 3 dB, the active level not
+    assert levels.active_level_dbfs(paused, RATE) == pytest.approx(level, abs=1.0)     # 200 ms hangover
+
+
+def test_active_level_of_silence_and_bad_input():
+    assert levels.active_level_dbfs(np.zeros(4800), RATE) == float("-inf")
+    with pytest.raises(ValueError, match="empty"):
+        levels.active_level_dbfs(np.zeros(0), RATE)
+    with pytest.raises(ValueError, match="rate_hz"):
+        levels.active_level_dbfs(np.ones(10), 0)
+
+
+@pytest.mark.parametrize("level_dbfs, band", [
+    (-60.0, levels.QUIET), (-40.01, levels.QUIET), (-40.0, levels.BETWEEN), (-35.01, levels.BETWEEN),
+    (-35.0, levels.NORMAL), (-26.0, levels.NORMAL), (-15.0, levels.NORMAL), (-14.99, levels.LOUD),
+    (float("-inf"), levels.SILENT), (None, levels.SILENT)])
+def test_level_band_boundaries(level_dbfs, band):
+    assert levels.level_band(level_dbfs) == band
+
+
+def test_bands_sort_normal_first():
+    shuffled = [levels.LOUD, "odd", levels.QUIET, levels.NORMAL, levels.BETWEEN]
+    assert sorted(shuffled, key=levels.band_sort_key) == [levels.NORMAL, levels.QUIET, levels.BETWEEN,
+                                                          levels.LOUD, "odd"]
+
+
+def test_clip_level_reads_the_reference_else_the_input(speech):
+    loud_input = speech * 10.0                                          # +20 dB: what the noisy input holds
+    level, measured = levels.clip_level(Clip("a", loud_input, clean=speech), RATE)
+    assert measured == "clean reference" and level < -24.0
+    level, measured = levels.clip_level(Clip("b", loud_input), RATE)
+    assert measured == "input (no reference)" and level > -10.0
+
+
+def _row(ovrl):
+    return {"dnsmos_ovrl": ovrl, "lag_ms": 0.0, "cpu_s": 0.0, "process_cpu_s": 0.0, "audio_s": 1.0}
+
+
+def _clip(name, band, group, noisy, peer):
+    return {"name": name, "snr_db": None, "snr_bucket": None, "family": group, "group": group,
+            "seconds": 1.0, "level_dbfs": None, "level_band": band,
+            "results": {"noisy input": _row(noisy), "peer": _row(peer)}}
+
+
+def _run(clips):
+    return {"clips": clips, "skipped": {}, "failed": {}, "metrics_skipped": {}, "has_reference": False,
+            "reference": "none", "source": "fixture", "command": ["fixture"],
+            "methods": {"noisy input": {"kind": "noisy", "latency_ms": 0.0, "note": ""},
+                        "peer": {"kind": "rnnoise", "latency_ms": 0.0, "note": ""}}}
+
+
+@pytest.fixture
+def run():
+    """Two normal clips in two groups, two quiet ones where the peer falls below the input, one loud."""
+    return report.summarise(_run([
+        _clip("a", levels.NORMAL, "g1", 2.0, 3.0), _clip("b", levels.NORMAL, "g2", 2.2, 3.2),
+        _clip("c", levels.QUIET, "g1", 1.6, 1.2), _clip("d", levels.QUIET, "g2", 1.4, 1.2),
+        _clip("e", levels.LOUD, "g1", 2.5, 2.9)]))
+
+
+def test_summary_groups_by_band(run):
+    by_band = run["by_level_band"]["peer"]
+    assert list(by_band) == [levels.NORMAL, levels.QUIET, levels.LOUD]
+    assert by_band[levels.NORMAL]["dnsmos_ovrl"] == pytest.approx(3.1)
+    assert by_band[levels.QUIET]["n_clips"] == 2 and by_band[levels.QUIET]["dnsmos_ovrl"] == pytest.approx(1.2)
+    within = run["by_group_by_level_band"]["noisy input"]
+    assert within[levels.QUIET]["g1"]["dnsmos_ovrl"] == pytest.approx(1.6)
+    assert within[levels.NORMAL]["g2"]["dnsmos_ovrl"] == pytest.approx(2.2)
+
+
+def test_below_input_flags_the_failing_band_only(run):
+    where = {(name, place) for name, place, metric, *_ in run["below_input"]}
+    assert ("peer", levels.QUIET) in where
+    assert ("peer", f"g1, {levels.QUIET}") in where and ("peer", f"g2, {levels.QUIET}") in where
+    assert not any(levels.NORMAL in place or levels.LOUD in place or place == "all clips" for _, place in where)
+    assert all(name == "peer" for name, _ in where)                 # the input itself is never flagged
+
+
+def test_markdown_shows_every_band_normal_first(run):
+    text = report.markdown(run)
+    normal = text.index(f"**Input level {levels.NORMAL}, 2 clips**")
+    quiet = text.index(f"**Input level {levels.QUIET}, 2 clips**")
+    loud = text.index(f"**Input level {levels.LOUD}, 1 clips**")
+    assert normal < quiet < loud
+    assert "chosen on the normal band first" in text
+    assert f"**DNSMOS OVRL by source group, input level {levels.QUIET}**" in text
+    assert "below the noisy input" in text and f"DNSMOS OVRL in {levels.QUIET} (1.20 < 1.50)" in text
+
+
+def test_a_run_without_levels_has_no_band_tables():
+    clip = _clip("a", None, "g1", 2.0, 3.0)
+    text = report.markdown(report.summarise(_run([clip, _clip("b", None, "g2", 2.0, 3.0)])))
+    assert "By input level" not in text and "**DNSMOS OVRL by source group**" in text
+
+
+def test_combine_takes_levels_from_the_run_that_has_them(run):
+    old = _run([{**clip, "level_band": None, "level_dbfs": None,
+                 "results": {"old model": clip["results"]["peer"]}} for clip in run["clips"]])
+    old["methods"] = {"old model": {"kind": "model", "latency_ms": 30.0, "note": ""}}
+    new = _run([{k: v for k, v in clip.items()} for clip in run["clips"]])
+    combined = combine([old, new])
+    assert [clip["level_band"] for clip in combined["clips"]] == [clip["level_band"] for clip in run["clips"]]
+    assert set(combined["by_level_band"]) == {"old model", "noisy input", "peer"}
+
+
+def test_evaluate_records_each_clip_level_and_band(speech):
+    from evaluation import evaluate
+    from evaluation.methods import noisy_input
+    quiet = speech * 10 ** (-20 / 20)
+    clips = [Clip("normal", speech + 1e-4, clean=speech), Clip("quiet", quiet + 1e-5, clean=quiet)]
+    run = evaluate(clips, [noisy_input()], use_dnsmos=False, say=lambda message: None)
+    assert [clip["level_band"] for clip in run["clips"]] == [levels.NORMAL, levels.QUIET]
+    assert all(clip["level_of"] == "clean reference" for clip in run["clips"])
+    assert run["clips"][0]["level_dbfs"] - run["clips"][1]["level_dbfs"] == pytest.approx(20.0, abs=0.2)
