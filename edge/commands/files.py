@@ -183,8 +183,9 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
                 + (f"fixed at {echo_settings.fixed_delay_ms:g} ms" if echo_settings.fixed_delay_ms is not None
                    else f"tracked up to {echo_settings.delay_search_ms:g} ms")
                 + (", residual echo suppression" if echo_settings.residual_suppression else ""))
+        blocks = denoise_blocks(reader, enhancers, far_reader=far_reader, cancellers=cancellers)
         with WavWriter(target, reader.rate, reader.frames, reader.fmt_chunk) as writer:
-            for block in denoise_blocks(reader, enhancers, far_reader=far_reader, cancellers=cancellers):
+            for block in blocks:
                 writer.write(block)
         _warn_nonfinite(reader, say)
         if far_reader is not None:
@@ -245,8 +246,14 @@ def denoise_blocks(reader, enhancers, block_frames=BLOCK_FRAMES, far_reader=None
     exactly as long as the input; channel ``c`` goes through ``cancellers[c]`` (with the far end of
     ``far_reader``) and ``enhancers[c]``."""
     cancellers = cancellers or [None] * len(enhancers)
+    # Built now, not on the first block: a resampler imports scipy, and an import cut by a signal once the
+    # output's temporary file exists ended the process by SIGINT instead of a clean 128 + signal.
     chains = [_ChannelChain(reader.rate, reader.frames, enhancer, canceller)
               for enhancer, canceller in zip(enhancers, cancellers)]
+    return _enhanced_blocks(reader, chains, block_frames, far_reader)
+
+
+def _enhanced_blocks(reader, chains, block_frames, far_reader):
     block_in = max(1, block_frames * HOP_SAMPLES * reader.rate // SAMPLE_RATE_HZ)
     left_in, emitted = reader.frames, 0
     while not chains[0].done:

@@ -317,14 +317,15 @@ class StreamResampler:
     """
 
     def __init__(self, rate_from, rate_to, total_in):
-        from scipy import signal as sps                   # see the module doc
-        self._resample_poly = sps.resample_poly
         common = gcd(int(rate_from), int(rate_to))
         self.up, self.down = int(rate_to) // common, int(rate_from) // common
         max_rate = max(self.up, self.down)
         half_len = 10 * max_rate                         # scipy's default filter, built once here
-        self._filter = (sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-                        if max_rate > 1 else None)       # same rate: samples pass through
+        self._filter = self._resample_poly = None        # same rate: samples pass through, and no scipy
+        if max_rate > 1:
+            from scipy import signal as sps               # see the module doc
+            self._resample_poly = sps.resample_poly
+            self._filter = sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0))
         reach_in = half_len // self.up + 2               # input samples on either side of an output sample
         self._margin = (-(-reach_in // self.down) + 1) * self.down
         self.total_in = int(total_in)
