@@ -70,7 +70,13 @@ def refine_period(history, window_end, coarse_lag):
 
 
 class PitchTracker:
-    """Streaming pitch tracker; all its state lives in this object (see module doc)."""
+    """Streaming pitch tracker; all its state lives in this object (see module doc).
+
+    The Viterbi over ``N_CANDIDATES`` (6) candidates runs on Python floats:
+    a 6 x 6 step costs less in plain arithmetic than in a dozen numpy calls
+    on arrays that small, and the operations are the same IEEE ones in the
+    same order, so the track is identical.
+    """
 
     def __init__(self):
         # Linear-phase FIR low-pass evaluated only at the kept (every 4th) samples.
@@ -78,25 +84,24 @@ class PitchTracker:
         self._decimated = np.zeros(_DEC_HISTORY)
         self._lag_octaves = np.log2(np.arange(_LAG_MIN, _LAG_MAX + 1) / _LAG_MIN)
         self._octave_bias = OCTAVE_BIAS * self._lag_octaves
+        self._lag_octaves_list = self._lag_octaves.tolist()
         self._norm_by_lag = np.empty(_N_LAGS)
         self._scores = np.empty(_N_LAGS)
         self._not_peak = np.ones(_N_LAGS, dtype=bool)          # the end points never peak
         self._energy = np.zeros(_DEC_HISTORY + 1)
-        depth = LOOKAHEAD_FRAMES + 1
-        self._candidates = np.zeros((depth, N_CANDIDATES), dtype=np.int64)   # lag - _LAG_MIN
-        self._octaves = np.zeros((depth, N_CANDIDATES))
-        self._backpointers = np.zeros((depth, N_CANDIDATES), dtype=np.int64)
-        self._path_score = np.zeros(N_CANDIDATES)
-        self._rows = np.arange(N_CANDIDATES)
         self.reset()
 
     def reset(self):
         """Forget all history (stream restart)."""
         self._decimated[:] = 0.0
-        self._candidates[:] = 0
-        self._octaves[:] = 0.0
-        self._backpointers[:] = 0
-        self._path_score[:] = 0.0
+        depth = LOOKAHEAD_FRAMES + 1
+        # Per frame slot (a ring of depth frames): candidate lags (- _LAG_MIN), their octaves, back-pointers.
+        self._candidates = [[0] * N_CANDIDATES for _ in range(depth)]
+        self._octaves = [[0.0] * N_CANDIDATES for _ in range(depth)]
+        self._backpointers = [[0] * N_CANDIDATES for _ in range(depth)]
+        # The online decision's coarse lag and refined period per slot; -1: none yet.
+        self._refined = [(-1, 0) for _ in range(depth)]
+        self._path_score = [0.0] * N_CANDIDATES
         self._frame = 0
 
     def _coarse_correlation(self, history, window_end):
@@ -118,44 +123,69 @@ class PitchTracker:
         np.sqrt(delayed_energy, out=delayed_energy)
         np.divide(xcorr[::-1], delayed_energy[::-1], out=self._norm_by_lag)
 
-    def step(self, history, window_end):
-        """Advance one frame.
-
-        ``history`` holds the high-passed input, at least
-        :data:`HISTORY_NEEDED` samples ending at ``window_end`` (exclusive),
-        the newest frame last. Returns ``(period_now, correlation_now,
-        period_delayed)``: the online period and its correlation for the
-        newest frame, and the smoothed period for the frame
-        ``LOOKAHEAD_FRAMES`` earlier.
-        """
-        self._coarse_correlation(history, window_end)
+    def _candidate_lags(self):
+        """The ``N_CANDIDATES`` best coarse lags (index lag - 15) and their scores, as Python lists."""
         norm, scores, not_peak = self._norm_by_lag, self._scores, self._not_peak
         np.subtract(norm, self._octave_bias, out=scores)
         np.less_equal(norm[1:-1], norm[:-2], out=not_peak[1:-1])
         not_peak[1:-1] |= norm[1:-1] < norm[2:]
         np.subtract(scores, 2.0, out=scores, where=not_peak)     # non-peaks only as fillers
         picks = scores.argpartition(-N_CANDIDATES)[-N_CANDIDATES:]
-        octaves = self._lag_octaves[picks]
-        depth = LOOKAHEAD_FRAMES + 1
-        slot = self._frame % depth
-        transition = np.subtract.outer(octaves, self._octaves[(self._frame - 1) % depth])
-        np.abs(transition, out=transition)
-        transition *= -JUMP_COST_PER_OCTAVE
-        transition += self._path_score
-        best_previous = transition.argmax(axis=1)
-        path = scores[picks]
-        path += transition[self._rows, best_previous]
-        np.subtract(path, path.max(), out=self._path_score)
+        return picks.tolist(), scores[picks].tolist()
+
+    def _viterbi(self, picks, scores, slot, previous):
+        """One Viterbi step into ``slot``; returns the index of the best path end.
+
+        Path score of candidate i: its score plus the best over predecessors j
+        of (path score of j - JUMP_COST_PER_OCTAVE * |octave i - octave j|);
+        scores are kept relative to the best (which is 0).
+        """
+        lag_octaves = self._lag_octaves_list
+        octaves = [lag_octaves[pick] for pick in picks]
+        previous_octaves, previous_score = self._octaves[previous], self._path_score
+        backpointers, path = self._backpointers[slot], [0.0] * N_CANDIDATES
+        for i, octave in enumerate(octaves):
+            best_j, best = 0, abs(octave - previous_octaves[0]) * -JUMP_COST_PER_OCTAVE + previous_score[0]
+            for j in range(1, N_CANDIDATES):
+                value = abs(octave - previous_octaves[j]) * -JUMP_COST_PER_OCTAVE + previous_score[j]
+                if value > best:                            # the first of equals, as argmax
+                    best_j, best = j, value
+            backpointers[i] = best_j
+            path[i] = scores[i] + best
+        top = max(path)
+        self._path_score = [score - top for score in path]
         self._candidates[slot] = picks
         self._octaves[slot] = octaves
-        self._backpointers[slot] = best_previous
+        return path.index(top)
+
+    def step(self, history, window_end):
+        """Advance one frame.
+
+        ``history`` holds the high-passed input, at least
+        :data:`HISTORY_NEEDED` samples ending at ``window_end`` (exclusive),
+        the newest frame last, and moves on by one hop per call. Returns
+        ``(period_now, correlation_now, period_delayed)``: the online period
+        and its correlation for the newest frame, and the smoothed period for
+        the frame ``LOOKAHEAD_FRAMES`` earlier.
+        """
+        self._coarse_correlation(history, window_end)
+        picks, scores = self._candidate_lags()
+        depth = LOOKAHEAD_FRAMES + 1
+        slot = self._frame % depth
+        best = self._viterbi(picks, scores, slot, (self._frame - 1) % depth)
         self._frame += 1
 
-        best = int(path.argmax())
-        period_now, correlation_now = refine_period(history, window_end, picks[best] + _LAG_MIN)
+        lag_now = picks[best] + _LAG_MIN
+        period_now, correlation_now = refine_period(history, window_end, lag_now)
+        self._refined[slot] = (lag_now, period_now)
         for back in range(LOOKAHEAD_FRAMES):
             best = self._backpointers[(slot - back) % depth][best]
-        delayed_lag = self._candidates[(slot - LOOKAHEAD_FRAMES) % depth][best] + _LAG_MIN
-        period_delayed, _ = refine_period(
-            history, window_end - LOOKAHEAD_FRAMES * HOP_SAMPLES, delayed_lag)
+        delayed_slot = (slot - LOOKAHEAD_FRAMES) % depth
+        delayed_lag = self._candidates[delayed_slot][best] + _LAG_MIN
+        refined_lag, refined_period = self._refined[delayed_slot]
+        if delayed_lag == refined_lag:
+            # The track kept that frame's online decision: refined then, on the same samples.
+            period_delayed = refined_period
+        else:
+            period_delayed, _ = refine_period(history, window_end - LOOKAHEAD_FRAMES * HOP_SAMPLES, delayed_lag)
         return period_now, correlation_now, period_delayed
