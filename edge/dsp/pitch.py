@@ -88,7 +88,9 @@ class PitchTracker:
         self._norm_by_lag = np.empty(_N_LAGS)
         self._scores = np.empty(_N_LAGS)
         self._not_peak = np.ones(_N_LAGS, dtype=bool)          # the end points never peak
+        self._squares = np.zeros(_DEC_HISTORY)
         self._energy = np.zeros(_DEC_HISTORY + 1)
+        self._delayed_energy = np.zeros(_N_LAGS)
         self.reset()
 
     def reset(self):
@@ -113,10 +115,11 @@ class PitchTracker:
         dec[:-_DEC_HOP] = dec[_DEC_HOP:]
         np.matmul(taps, self._decimator, out=dec[-_DEC_HOP:])
         current = dec[-_SEG:]
-        xcorr = np.correlate(dec, current, "valid")[:_N_LAGS]      # index m <-> lag 192 - m
+        # Index m <-> lag 192 - m; lags below 15 are not computed.
+        xcorr = np.correlate(dec[:_SEG + _N_LAGS - 1], current, "valid")
         energy = self._energy
-        np.square(dec).cumsum(out=energy[1:])
-        delayed_energy = energy[_SEG:_SEG + _N_LAGS] - energy[:_N_LAGS]
+        np.square(dec, out=self._squares).cumsum(out=energy[1:])
+        delayed_energy = np.subtract(energy[_SEG:_SEG + _N_LAGS], energy[:_N_LAGS], out=self._delayed_energy)
         np.maximum(delayed_energy, 0.0, out=delayed_energy)         # cumsum rounding
         delayed_energy *= float(np.dot(current, current))
         delayed_energy += _EPS
@@ -142,14 +145,15 @@ class PitchTracker:
         """
         lag_octaves = self._lag_octaves_list
         octaves = [lag_octaves[pick] for pick in picks]
-        previous_octaves, previous_score = self._octaves[previous], self._path_score
+        previous_octaves = self._octaves[previous]
+        previous_scores = self._path_score
         backpointers, path = self._backpointers[slot], [0.0] * N_CANDIDATES
         for i, octave in enumerate(octaves):
-            best_j, best = 0, abs(octave - previous_octaves[0]) * -JUMP_COST_PER_OCTAVE + previous_score[0]
+            best_j, best = 0, abs(octave - previous_octaves[0]) * -JUMP_COST_PER_OCTAVE + previous_scores[0]
             for j in range(1, N_CANDIDATES):
-                value = abs(octave - previous_octaves[j]) * -JUMP_COST_PER_OCTAVE + previous_score[j]
-                if value > best:                            # the first of equals, as argmax
-                    best_j, best = j, value
+                arriving = abs(octave - previous_octaves[j]) * -JUMP_COST_PER_OCTAVE + previous_scores[j]
+                if arriving > best:                         # the first of equals, as argmax
+                    best_j, best = j, arriving
             backpointers[i] = best_j
             path[i] = scores[i] + best
         top = max(path)
