@@ -24,11 +24,11 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from .bands import band_energy, band_matrix
+from .bands import band_matrix
 from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
-from .features import assemble, band_coherence
+from .features import assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
 from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
                     POSTFILTER_BETA, GainApplier, attenuation_floor, envelope_postfilter)
@@ -153,8 +153,9 @@ class Enhancer:
         self._input = np.zeros(HOP_SAMPLES)
         self._frames = np.zeros((_N_ANALYSED, WINDOW_SAMPLES))
         self._spectra = np.zeros((_N_ANALYSED, N_BINS), dtype=np.complex128)
-        self._power = np.zeros((_N_ANALYSED, N_BINS))
-        self._energies = np.zeros((_N_ANALYSED, N_BANDS))
+        self._squares = np.zeros((_N_ANALYSED + 1, 2 * N_BINS))
+        self._bin_power = np.zeros((_N_ANALYSED + 1, N_BINS))
+        self._band_power = np.zeros((_N_ANALYSED + 1, N_BANDS))      # three band energies, one cross-power
         self._output_spectrum = np.zeros(N_BINS, dtype=np.complex128)
         self._scratch = np.zeros(WINDOW_SAMPLES)
         self._overlap = np.zeros(HOP_SAMPLES)
@@ -197,15 +198,15 @@ class Enhancer:
         comb_filter(history, end - WINDOW_SAMPLES - LOOKAHEAD_FRAMES * HOP_SAMPLES, period_delayed,
                     frames[COMB_FILTERED])
         spectra = analyse(frames, self.window, frames, self._spectra)
-        np.abs(spectra, out=self._power)
-        np.square(self._power, out=self._power)
-        energies = band_energy(self._power, self.weights, out=self._energies)
+        # Their band energies and the coherences' numerator Re<X, X_T>, in one band product.
+        band_power = band_energies_and_cross(spectra, self.weights, self._squares, self._bin_power,
+                                             self._band_power)
+        energies, cross = band_power[:_N_ANALYSED], band_power[_N_ANALYSED]
         self.spectrum_ring[newest] = spectra[NEWEST]
         self.energy_ring[newest] = energies[NEWEST]
 
         # Features of the newest frame.
-        band_coherence(spectra[NEWEST], energies[NEWEST], spectra[ONE_PERIOD_BACK],
-                       energies[ONE_PERIOD_BACK], self.weights, self._power[NEWEST], self.coherence)
+        coherence_from_cross(cross, energies[NEWEST], energies[ONE_PERIOD_BACK], self.coherence)
         assemble(energies[NEWEST], self.coherence, period_now, correlation_now, self.features)
 
         # Gains and strengths for the delayed frame (network or oracle), then their limits.
