@@ -19,6 +19,7 @@ a few small temporaries inside numpy. Output lags input by
 :data:`~edge.dsp.constants.LATENCY_SAMPLES` (30 ms).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -113,8 +114,8 @@ class HighPass:
     def reset(self):
         self._filter.reset()
 
-    def process(self, frame):
-        return self._filter.process(frame)
+    def process(self, frame, out=None):
+        return self._filter.process(frame, out)
 
 
 class Enhancer:
@@ -231,23 +232,25 @@ class Enhancer:
                              f"(10 ms at 48 kHz), got an array of shape {frame.shape}")
         np.copyto(self._input, frame, casting="unsafe")
         # One dot product proves the frame finite; only a suspect frame is scanned.
-        if not np.isfinite(np.dot(self._input, self._input)) and not np.isfinite(self._input).all():
+        if not math.isfinite(np.dot(self._input, self._input)) and not np.isfinite(self._input).all():
             np.nan_to_num(self._input, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self.nonfinite_frames += 1
         history = self.history
         history[:-HOP_SAMPLES] = history[HOP_SAMPLES:]
-        history[-HOP_SAMPLES:] = (self.highpass.process(self._input) if self.settings.highpass
-                                  else self._input)
+        if self.settings.highpass:
+            self.highpass.process(self._input, out=history[-HOP_SAMPLES:])
+        else:
+            history[-HOP_SAMPLES:] = self._input
 
     def _limit_gains(self, gain, noisy_energy):
         """Gain exponent, release limit, envelope post-filter and attenuation floor, into ``self.gain``."""
-        released = self._released
-        np.copyto(released, gain)
+        shaped = gain
         if self.settings.gain_exponent != 1.0:
-            np.power(released, self.settings.gain_exponent, out=released)
+            shaped = np.power(gain, self.settings.gain_exponent, out=self._released)
         release = self.settings.gain_release_per_frame
         if release is not None:
-            np.maximum(released, release * self.previous_gain, out=released)
-            self.previous_gain[:] = released
-        envelope_postfilter(released, noisy_energy, self.settings.postfilter_beta, out=self.gain)
+            # A band gain falls by at most the release factor per frame; the result is also next frame's reference.
+            self.previous_gain *= release
+            shaped = np.maximum(shaped, self.previous_gain, out=self.previous_gain)
+        envelope_postfilter(shaped, noisy_energy, self.settings.postfilter_beta, out=self.gain)
         return np.maximum(self.gain, self._floor, out=self.gain)

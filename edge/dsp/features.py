@@ -80,13 +80,19 @@ def normalise_period(period):
     return 2.0 * (np.log2(period) - _LOG_PERIOD_MIN) / _LOG_PERIOD_SPAN - 1.0
 
 
+#: :func:`normalise_period` of every integer period, indexed by period - PITCH_MIN_SAMPLES (a lookup per frame
+#: costs less than a logarithm of a numpy scalar).
+_PERIOD_FEATURE = normalise_period(np.arange(PITCH_MIN_SAMPLES, PITCH_MAX_SAMPLES + 1))
+
+
 def assemble(energy, coherence, period, correlation, out):
-    """Write the normalised feature vector(s) into ``out`` (..., 70)."""
+    """Write the normalised feature vector(s) into ``out`` (..., 70); ``period`` is an integer or integer array."""
     log_energy = out[..., LOG_ENERGY]
     np.add(energy, ENERGY_FLOOR, out=log_energy)
     np.log10(log_energy, out=log_energy)
-    np.multiply(log_energy + LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE, out=log_energy)
+    log_energy += LOG_ENERGY_OFFSET
+    log_energy *= LOG_ENERGY_SCALE
     out[..., COHERENCE] = coherence
-    out[..., PERIOD] = normalise_period(period)
+    out[..., PERIOD] = _PERIOD_FEATURE[period - PITCH_MIN_SAMPLES]
     out[..., CORRELATION] = correlation
     return out
