@@ -100,6 +100,9 @@ class ModelRunner:
         self._bind_tensors(*self._checked_signature(model_path, graph.signatures))
         self.gain = np.ones(N_BANDS)
         self.strength = np.zeros(N_BANDS)
+        self._gain_heads = [(self._heads[head][0], *self._heads[head][1], out)
+                            for head, out in (("gain", self.gain), ("strength", self.strength))]
+        self._vad_head = self._heads.get("vad")
         self._scratch_features = np.zeros(N_FEATURES)
         self.silent_frames = 0
         self._silent_run = 0
@@ -187,21 +190,21 @@ class ModelRunner:
             np.divide(features, scale, out=self._scratch_features)
             np.rint(self._scratch_features, out=self._scratch_features)
             self._scratch_features += zero_point
-            np.clip(self._scratch_features, -128, 127, out=self._scratch_features)
+            np.maximum(self._scratch_features, -128.0, out=self._scratch_features)   # np.clip, in two
+            np.minimum(self._scratch_features, 127.0, out=self._scratch_features)    # cheaper ufunc calls
             self._features_in()[0] = self._scratch_features
         self._invoke()
-        for head, out in (("gain", self.gain), ("strength", self.strength)):
-            accessor, (head_scale, head_zero) = self._heads[head]
+        for accessor, head_scale, head_zero, out in self._gain_heads:
             np.subtract(accessor()[0], head_zero, out=out, dtype=np.float64)   # no int8 wrap-around
             out *= head_scale
-        if "vad" in self._heads:
-            accessor, (head_scale, head_zero) = self._heads["vad"]
+        if self._vad_head is not None:
+            accessor, (head_scale, head_zero) = self._vad_head
             self.vad = (float(accessor()[0, 0]) - head_zero) * head_scale
         for source, target, table, _ in self._states:
             if table is None:
                 target()[...] = source()
-            else:
-                np.take(table, source().view(np.uint8), out=target())
+            else:               # every uint8 index is in the table: mode="wrap" skips the buffered bounds check
+                np.take(table, source().view(np.uint8), out=target(), mode="wrap")
         return self.gain, self.strength
 
     def model_input(self):
