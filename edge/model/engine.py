@@ -154,12 +154,14 @@ class ModelRunner:
                 self._heads[head] = (tensor(index), quant)
         self.gain_step = float(self._heads["gain"][1][0])
         self._states = []
+        self._handover = []            # (source index, target index, table or None), for __call__
         for name in self.metadata.states:
             source, target = outputs[role[f"new_{name}"]], inputs[name]
             source_quant, target_quant = details[source]["quantization"], details[target]["quantization"]
             same = source_quant == target_quant or details[target]["dtype"] != np.int8
             table = None if same else _requantise_table(source_quant, target_quant)
             self._states.append((tensor(source), tensor(target), table, target_quant[1]))
+            self._handover.append((source, target, table))
         self._invoke = self.interpreter.invoke
 
     def reset(self):
@@ -176,7 +178,7 @@ class ModelRunner:
         silence on, the network is not run and the previous outputs are
         returned (they multiply silence); ``silent_frames`` counts such frames.
         """
-        if features[LOG_ENERGY].max() < _SILENCE_FEATURE:
+        if np.maximum.reduce(features[LOG_ENERGY]) < _SILENCE_FEATURE:          # .max() without its wrapper
             self._silent_run += 1
             if self._silent_run > SILENCE_SETTLE_FRAMES:
                 self.silent_frames += 1
@@ -200,11 +202,11 @@ class ModelRunner:
         if self._vad_head is not None:
             accessor, (head_scale, head_zero) = self._vad_head
             self.vad = (float(accessor()[0, 0]) - head_zero) * head_scale
-        for source, target, table, _ in self._states:
-            if table is None:
-                target()[...] = source()
-            else:               # every uint8 index is in the table: mode="wrap" skips the buffered bounds check
-                np.take(table, source().view(np.uint8), out=target(), mode="wrap")
+        # get_tensor/set_tensor: one call each, where a tensor() view costs a call and an assignment.
+        get_tensor, set_tensor = self.interpreter.get_tensor, self.interpreter.set_tensor
+        for source, target, table in self._handover:
+            state = get_tensor(source)
+            set_tensor(target, state if table is None else table.take(state.view(np.uint8)))
         return self.gain, self.strength
 
     def model_input(self):
