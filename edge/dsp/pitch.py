@@ -91,6 +91,7 @@ class PitchTracker:
         self._squares = np.zeros(_DEC_HISTORY)
         self._energy = np.zeros(_DEC_HISTORY + 1)
         self._delayed_energy = np.zeros(_N_LAGS)
+        self._view_source = self._view_end = self._view = None
         self.reset()
 
     def reset(self):
@@ -108,12 +109,9 @@ class PitchTracker:
 
     def _coarse_correlation(self, history, window_end):
         """Normalised correlation for coarse lags 15..192 into ``self._norm_by_lag``."""
-        newest = history[window_end - HOP_SAMPLES - DECIMATOR_TAPS + PITCH_DECIMATION:window_end]
-        taps = np.ndarray((_DEC_HOP, DECIMATOR_TAPS), dtype=newest.dtype, buffer=newest,
-                          strides=(PITCH_DECIMATION * newest.strides[0], newest.strides[0]))
         dec = self._decimated
         dec[:-_DEC_HOP] = dec[_DEC_HOP:]
-        np.matmul(taps, self._decimator, out=dec[-_DEC_HOP:])
+        np.matmul(self._decimator_inputs(history, window_end), self._decimator, out=dec[-_DEC_HOP:])
         current = dec[-_SEG:]
         # Index m <-> lag 192 - m; lags below 15 are not computed.
         xcorr = np.correlate(dec[:_SEG + _N_LAGS - 1], current, "valid")
@@ -125,6 +123,19 @@ class PitchTracker:
         delayed_energy += _EPS
         np.sqrt(delayed_energy, out=delayed_energy)
         np.divide(xcorr[::-1], delayed_energy[::-1], out=self._norm_by_lag)
+
+    def _decimator_inputs(self, history, window_end):
+        """The 120 x 24 input samples of the decimator's kept outputs: a strided view into ``history``.
+
+        Built once per history buffer and end (the stream passes the same ones every frame): the
+        view follows the buffer's contents, and making it costs more than using it.
+        """
+        if history is not self._view_source or window_end != self._view_end:
+            newest = history[window_end - HOP_SAMPLES - DECIMATOR_TAPS + PITCH_DECIMATION:window_end]
+            self._view = np.ndarray((_DEC_HOP, DECIMATOR_TAPS), dtype=newest.dtype, buffer=newest,
+                                    strides=(PITCH_DECIMATION * newest.strides[0], newest.strides[0]))
+            self._view_source, self._view_end = history, window_end
+        return self._view
 
     def _candidate_lags(self):
         """The ``N_CANDIDATES`` best coarse lags (index lag - 15) and their scores, as Python lists."""
