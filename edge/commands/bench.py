@@ -80,8 +80,8 @@ def _time_whole_path(audio, model_path, stages):
 
 
 #: The enhancer's stages, as the names its module calls them by (see ``Enhancer.process``).
-DSP_STAGES = {"analyse": "stft", "synthesise": "stft", "comb_filter": "comb", "band_energy": "features",
-              "band_coherence": "features", "assemble": "features"}
+DSP_STAGES = {"analyse": "stft", "synthesise": "stft", "comb_filter": "comb",
+              "band_energies_and_cross": "features", "coherence_from_cross": "features", "assemble": "features"}
 
 
 def dsp_stage_times(audio, gain_source):

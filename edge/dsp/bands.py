@@ -58,6 +58,13 @@ def band_matrix() -> np.ndarray:
     return weights
 
 
+def power_spectrum(spectra, out=None):
+    """Power per bin, ``re**2 + im**2``, of complex spectra (..., N_BINS) (no square root, unlike ``abs()**2``)."""
+    out = np.square(spectra.real, out=out)
+    out += np.square(spectra.imag)
+    return out
+
+
 def band_energy(power, weights, out=None):
     """Band energies from a power spectrum (..., N_BINS) -> (..., N_BANDS)."""
     return np.matmul(power, weights.T, out=out)

@@ -19,16 +19,17 @@ a few small temporaries inside numpy. Output lags input by
 :data:`~edge.dsp.constants.LATENCY_SAMPLES` (30 ms).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from .bands import band_energy, band_matrix
+from .bands import band_matrix
 from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
-from .features import assemble, band_coherence
+from .features import assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
 from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
                     POSTFILTER_BETA, GainApplier, attenuation_floor, envelope_postfilter)
@@ -113,8 +114,8 @@ class HighPass:
     def reset(self):
         self._filter.reset()
 
-    def process(self, frame):
-        return self._filter.process(frame)
+    def process(self, frame, out=None):
+        return self._filter.process(frame, out)
 
 
 class Enhancer:
@@ -153,8 +154,9 @@ class Enhancer:
         self._input = np.zeros(HOP_SAMPLES)
         self._frames = np.zeros((_N_ANALYSED, WINDOW_SAMPLES))
         self._spectra = np.zeros((_N_ANALYSED, N_BINS), dtype=np.complex128)
-        self._power = np.zeros((_N_ANALYSED, N_BINS))
-        self._energies = np.zeros((_N_ANALYSED, N_BANDS))
+        self._squares = np.zeros((_N_ANALYSED + 1, 2 * N_BINS))
+        self._bin_power = np.zeros((_N_ANALYSED + 1, N_BINS))
+        self._band_power = np.zeros((_N_ANALYSED + 1, N_BANDS))      # three band energies, one cross-power
         self._output_spectrum = np.zeros(N_BINS, dtype=np.complex128)
         self._scratch = np.zeros(WINDOW_SAMPLES)
         self._overlap = np.zeros(HOP_SAMPLES)
@@ -197,15 +199,15 @@ class Enhancer:
         comb_filter(history, end - WINDOW_SAMPLES - LOOKAHEAD_FRAMES * HOP_SAMPLES, period_delayed,
                     frames[COMB_FILTERED])
         spectra = analyse(frames, self.window, frames, self._spectra)
-        np.abs(spectra, out=self._power)
-        np.square(self._power, out=self._power)
-        energies = band_energy(self._power, self.weights, out=self._energies)
+        # Their band energies and the coherences' numerator Re<X, X_T>, in one band product.
+        band_power = band_energies_and_cross(spectra, self.weights, self._squares, self._bin_power,
+                                             self._band_power)
+        energies, cross = band_power[:_N_ANALYSED], band_power[_N_ANALYSED]
         self.spectrum_ring[newest] = spectra[NEWEST]
         self.energy_ring[newest] = energies[NEWEST]
 
         # Features of the newest frame.
-        band_coherence(spectra[NEWEST], energies[NEWEST], spectra[ONE_PERIOD_BACK],
-                       energies[ONE_PERIOD_BACK], self.weights, self._power[NEWEST], self.coherence)
+        coherence_from_cross(cross, energies[NEWEST], energies[ONE_PERIOD_BACK], self.coherence)
         assemble(energies[NEWEST], self.coherence, period_now, correlation_now, self.features)
 
         # Gains and strengths for the delayed frame (network or oracle), then their limits.
@@ -230,23 +232,25 @@ class Enhancer:
                              f"(10 ms at 48 kHz), got an array of shape {frame.shape}")
         np.copyto(self._input, frame, casting="unsafe")
         # One dot product proves the frame finite; only a suspect frame is scanned.
-        if not np.isfinite(np.dot(self._input, self._input)) and not np.isfinite(self._input).all():
+        if not math.isfinite(np.dot(self._input, self._input)) and not np.isfinite(self._input).all():
             np.nan_to_num(self._input, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self.nonfinite_frames += 1
         history = self.history
         history[:-HOP_SAMPLES] = history[HOP_SAMPLES:]
-        history[-HOP_SAMPLES:] = (self.highpass.process(self._input) if self.settings.highpass
-                                  else self._input)
+        if self.settings.highpass:
+            self.highpass.process(self._input, out=history[-HOP_SAMPLES:])
+        else:
+            history[-HOP_SAMPLES:] = self._input
 
     def _limit_gains(self, gain, noisy_energy):
         """Gain exponent, release limit, envelope post-filter and attenuation floor, into ``self.gain``."""
-        released = self._released
-        np.copyto(released, gain)
+        shaped = gain
         if self.settings.gain_exponent != 1.0:
-            np.power(released, self.settings.gain_exponent, out=released)
+            shaped = np.power(gain, self.settings.gain_exponent, out=self._released)
         release = self.settings.gain_release_per_frame
         if release is not None:
-            np.maximum(released, release * self.previous_gain, out=released)
-            self.previous_gain[:] = released
-        envelope_postfilter(released, noisy_energy, self.settings.postfilter_beta, out=self.gain)
+            # A band gain falls by at most the release factor per frame; the result is also next frame's reference.
+            self.previous_gain *= release
+            shaped = np.maximum(shaped, self.previous_gain, out=self.previous_gain)
+        envelope_postfilter(shaped, noisy_energy, self.settings.postfilter_beta, out=self.gain)
         return np.maximum(self.gain, self._floor, out=self.gain)

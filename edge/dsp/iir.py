@@ -82,7 +82,8 @@ class StreamIIR:
         k = np.arange(self.block)
         self._down = [p ** -k for p in self.poles]                     # p^-k
         self._out = [w * r * p ** k for p, r, w in zip(self.poles, residues, weights)]  # weighted residue * p^k
-        self._last = [p ** (self.block - 1) for p in self.poles]
+        self._sections = list(zip(range(self.poles.size), self.poles.tolist(), self._down, self._out))
+        self._last = {self.block: [p ** (self.block - 1) for p in self.poles]}   # p^(n-1) by block length n
         self.flush_below = flush_below
         self.section_state = np.zeros(self.poles.size, complex)
         self._work = np.empty(self.block, complex)
@@ -90,9 +91,13 @@ class StreamIIR:
     def reset(self):
         self.section_state[:] = 0.0
 
-    def process(self, block):
+    def process(self, block, out=None):
+        """Filter the next samples of the stream; into ``out`` (same length) when given."""
         block = np.asarray(block, dtype=np.float64)
-        out = block * self.direct
+        out = np.multiply(block, self.direct, out=out)
+        if 0 < block.size <= self.block:              # a streaming frame: one block
+            self._add_sections(block, out)
+            return out
         for start in range(0, block.size, self.block):
             self._add_sections(block[start:start + self.block], out[start:start + self.block])
         return out
@@ -101,13 +106,17 @@ class StreamIIR:
         """``out += sum(weight * Re(residue * w))`` with ``w[n] = p^n (p w[-1] + cumsum(x[k] p^-k)[n])``."""
         n = x.size
         work = self._work[:n]
-        for i, pole in enumerate(self.poles):
-            np.multiply(x, self._down[i][:n], out=work)
-            np.cumsum(work, out=work)
-            work += pole * self.section_state[i]
-            state = work[-1] * (self._last[i] if n == self.block else pole ** (n - 1))
-            self.section_state[i] = state if abs(state) >= self.flush_below else 0.0
-            np.multiply(work, self._out[i][:n], out=work)
+        last = self._last.get(n)
+        if last is None:
+            last = self._last[n] = [p ** (n - 1) for p in self.poles]
+        state = self.section_state
+        for i, pole, down, weighted_out in self._sections:
+            np.multiply(x, down[:n], out=work)
+            work.cumsum(out=work)
+            work += pole * state[i]
+            end = work[-1] * last[i]
+            state[i] = end if abs(end) >= self.flush_below else 0.0
+            np.multiply(work, weighted_out[:n], out=work)
             out += work.real
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bands import band_energy, band_matrix
+from .bands import band_energy, band_matrix, power_spectrum
 from .comb import kappa_for_period
 from .constants import HOP_SAMPLES, LATENCY_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_FEATURES, WINDOW_SAMPLES
 from .enhancer import (HISTORY_SAMPLES, ORACLE_SETTINGS, Enhancer, EnhancerSettings, GainSource,
@@ -69,7 +69,7 @@ def _delayed_windows(padded, window_starts, periods):
 def coherence_at(spectra, energy, padded, window_starts, periods, weights, window):
     """Band pitch coherences of all frames at the given per-frame periods."""
     delayed = analyse_frames(_delayed_windows(padded, window_starts, periods), window)
-    delayed_energy = band_energy(np.abs(delayed) ** 2, weights)
+    delayed_energy = band_energy(power_spectrum(delayed), weights)
     return band_coherence(spectra, energy, delayed, delayed_energy, weights,
                           np.empty(spectra.shape), np.empty_like(energy))
 
@@ -104,7 +104,7 @@ def analyse_signal(signal, highpass=True):
     window, weights = vorbis_window(), band_matrix()
     frames = padded[window_starts[:, None] + np.arange(WINDOW_SAMPLES)[None, :]]
     spectra = analyse_frames(frames, window)
-    energy = band_energy(np.abs(spectra) ** 2, weights)
+    energy = band_energy(power_spectrum(spectra), weights)
     coherence = coherence_at(spectra, energy, padded, window_starts, period_now[:n_frames],
                              weights, window)
     features = assemble(energy, coherence, period_now[:n_frames], correlation[:n_frames],

@@ -37,10 +37,11 @@ def synthesise(spectrum, window, overlap_480, scratch_960, out_480):
     ``overlap_480`` carries the second half of the previous frame and is
     updated in place.
     """
-    np.fft.irfft(spectrum, n=WINDOW_SAMPLES, out=scratch_960)
-    np.multiply(scratch_960, window, out=scratch_960)
-    np.add(overlap_480, scratch_960[:HOP_SAMPLES], out=out_480)
-    overlap_480[:] = scratch_960[HOP_SAMPLES:]
+    frame = np.fft.irfft(spectrum, n=WINDOW_SAMPLES, out=scratch_960)
+    first, second = frame[:HOP_SAMPLES], frame[HOP_SAMPLES:]
+    np.multiply(first, window[:HOP_SAMPLES], out=first)
+    np.add(overlap_480, first, out=out_480)
+    np.multiply(second, window[HOP_SAMPLES:], out=overlap_480)
     return out_480
 
 

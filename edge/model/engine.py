@@ -100,6 +100,9 @@ class ModelRunner:
         self._bind_tensors(*self._checked_signature(model_path, graph.signatures))
         self.gain = np.ones(N_BANDS)
         self.strength = np.zeros(N_BANDS)
+        self._gain_heads = [(self._heads[head][0], *self._heads[head][1], out)
+                            for head, out in (("gain", self.gain), ("strength", self.strength))]
+        self._vad_head = self._heads.get("vad")
         self._scratch_features = np.zeros(N_FEATURES)
         self.silent_frames = 0
         self._silent_run = 0
@@ -151,12 +154,14 @@ class ModelRunner:
                 self._heads[head] = (tensor(index), quant)
         self.gain_step = float(self._heads["gain"][1][0])
         self._states = []
+        self._handover = []            # (source index, target index, table or None), for __call__
         for name in self.metadata.states:
             source, target = outputs[role[f"new_{name}"]], inputs[name]
             source_quant, target_quant = details[source]["quantization"], details[target]["quantization"]
             same = source_quant == target_quant or details[target]["dtype"] != np.int8
             table = None if same else _requantise_table(source_quant, target_quant)
             self._states.append((tensor(source), tensor(target), table, target_quant[1]))
+            self._handover.append((source, target, table))
         self._invoke = self.interpreter.invoke
 
     def reset(self):
@@ -173,7 +178,7 @@ class ModelRunner:
         silence on, the network is not run and the previous outputs are
         returned (they multiply silence); ``silent_frames`` counts such frames.
         """
-        if features[LOG_ENERGY].max() < _SILENCE_FEATURE:
+        if np.maximum.reduce(features[LOG_ENERGY]) < _SILENCE_FEATURE:          # .max() without its wrapper
             self._silent_run += 1
             if self._silent_run > SILENCE_SETTLE_FRAMES:
                 self.silent_frames += 1
@@ -187,21 +192,21 @@ class ModelRunner:
             np.divide(features, scale, out=self._scratch_features)
             np.rint(self._scratch_features, out=self._scratch_features)
             self._scratch_features += zero_point
-            np.clip(self._scratch_features, -128, 127, out=self._scratch_features)
+            np.maximum(self._scratch_features, -128.0, out=self._scratch_features)   # np.clip, in two
+            np.minimum(self._scratch_features, 127.0, out=self._scratch_features)    # cheaper ufunc calls
             self._features_in()[0] = self._scratch_features
         self._invoke()
-        for head, out in (("gain", self.gain), ("strength", self.strength)):
-            accessor, (head_scale, head_zero) = self._heads[head]
+        for accessor, head_scale, head_zero, out in self._gain_heads:
             np.subtract(accessor()[0], head_zero, out=out, dtype=np.float64)   # no int8 wrap-around
             out *= head_scale
-        if "vad" in self._heads:
-            accessor, (head_scale, head_zero) = self._heads["vad"]
+        if self._vad_head is not None:
+            accessor, (head_scale, head_zero) = self._vad_head
             self.vad = (float(accessor()[0, 0]) - head_zero) * head_scale
-        for source, target, table, _ in self._states:
-            if table is None:
-                target()[...] = source()
-            else:
-                np.take(table, source().view(np.uint8), out=target())
+        # get_tensor/set_tensor: one call each, where a tensor() view costs a call and an assignment.
+        get_tensor, set_tensor = self.interpreter.get_tensor, self.interpreter.set_tensor
+        for source, target, table in self._handover:
+            state = get_tensor(source)
+            set_tensor(target, state if table is None else table.take(state.view(np.uint8)))
         return self.gain, self.strength
 
     def model_input(self):
