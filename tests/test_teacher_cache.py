@@ -134,13 +134,34 @@ def test_a_teacher_that_returns_its_input_gives_unity_gains_and_no_pitch_filteri
     for teacher in (identity, late):
         target, noisy, measured = teacher_pair(signal, teacher, measure_lag(teacher), preroll=2400)
         assert measured == measure_lag(teacher) and noisy.size == signal.size - 2400
-        np.testing.assert_array_equal(target, noisy)
+        np.testing.assert_allclose(target, noisy, rtol=1e-12, atol=1e-15)
         features, gain, strength, vad = example_arrays(target, noisy)
         assert features.shape == (noisy.size // 480, N_FEATURES) and gain.shape == (noisy.size // 480, N_BANDS)
         assert gain.min() > 0.999 and strength.max() < 1e-3
     target, noisy, _ = teacher_pair(signal, half, 0)
     _, gain, strength, _ = example_arrays(target, noisy)
     np.testing.assert_allclose(gain, 0.5, atol=1e-3)              # the targets follow the teacher
+
+
+def test_the_teacher_hears_every_example_at_its_working_level():
+    from training.teacher import TEACHER_LEVEL_DBFS, rms_dbfs
+    heard = []
+
+    def gated(x):                     # mutes quiet input, as DeepFilterNet3 does below about -45 dBFS
+        heard.append(rms_dbfs(x[:x.size - 4800]))
+        return x if heard[-1] > -45.0 else 0.0 * x
+
+    quiet = _broadband() * 10 ** (-35 / 20)                     # about -61 dBFS
+    target, noisy, _ = teacher_pair(quiet, gated, 0)
+    assert abs(heard[-1] - TEACHER_LEVEL_DBFS) < 0.01
+    np.testing.assert_allclose(target, quiet, rtol=1e-12)          # scaled back: a quiet input keeps unity gains
+    _, gain, _, _ = example_arrays(target, noisy)
+    assert gain.min() > 0.99                                       # (the oracle's energy floor, at -61 dBFS)
+    target, _, _ = teacher_pair(quiet, gated, 0, level_dbfs=None)  # heard as it is, it would be muted
+    assert not np.any(target)
+    loud = np.clip(_broadband() * 60, -1, 1)                       # clipped: its peak stays under full scale
+    teacher_pair(loud, lambda x: heard.append(np.max(np.abs(x))) or x, 0)
+    assert heard[-1] <= 0.99
 
 
 def test_segments_skip_digital_silence_and_stay_with_one_speaker(realworld_corpus):

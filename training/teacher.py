@@ -31,11 +31,21 @@ training and validation speakers (:data:`TEACHER_VALIDATION_PERCENT`).
 draws them, that speaker's files one after the other (digital silence
 trimmed from their ends, files that are mostly digital silence skipped)
 from a random point until :data:`PREROLL_SECONDS` plus the example's length
-are filled, lowered by 0..20 dB (:data:`LEVEL_DROP_DB`; never raised). The
-teacher runs on all of it, fresh state per example, and its output is
-shifted back by its delay (measured once, as the evaluation harness measures
-peers); the pre-roll, where the teacher is still settling, is then cut from
-both signals.
+are filled. The teacher runs on all of it at :data:`TEACHER_LEVEL_DBFS`
+(see below), fresh state per example; its output is scaled back to the
+recording's level and shifted back by its delay (measured once, as the
+evaluation harness measures peers), and the pre-roll, where the teacher is
+still settling, is cut from both signals. Then both are lowered by the same
+0..20 dB (:data:`LEVEL_DROP_DB`; never raised): the features see many
+levels, the targets (ratios of the two) do not change.
+
+**The teacher's level.** DeepFilterNet3 (this runtime, default settings)
+mutes quiet input: 4 s of real speech at -55..-45 dBFS RMS comes out 20 to
+90 dB lower, at -40..-20 dBFS it loses 0.2-5 dB, louder a little more
+(measured on 8 training segments, 2026-12-03). Labelled at the level an
+example ends up at, quiet examples would teach the network to remove quiet
+speech; so the teacher always hears the segment at -30 dBFS RMS (its peak
+kept under full scale), the middle of its plateau.
 """
 
 import functools
@@ -64,6 +74,8 @@ MAX_CLIPPED_FRACTION = 1e-2
 TEACHER_VALIDATION_PERCENT = 15
 PREROLL_SECONDS = 0.5
 LEVEL_DROP_DB = (0.0, 20.0)
+#: The teacher hears every segment at this RMS level (its plateau is about -40..-20 dBFS; see the module doc).
+TEACHER_LEVEL_DBFS = -30.0
 #: A sample within one 16-bit step of zero is digital silence; so is a 10 ms frame of only such samples.
 DIGITAL_SILENCE = 2.0 ** -15
 MAX_SILENT_SHARE = 0.25
@@ -207,31 +219,40 @@ def real_segment(split, rng, n_samples, bank, stats=None):
     raise TeacherError("32 speakers in a row had too little audio for one example; lower --seconds")
 
 
-def teacher_pair(signal, teacher, lag, preroll=0):
+def rms_dbfs(signal):
+    return float(10 * np.log10(np.mean(np.square(signal)) + 1e-20))
+
+
+def teacher_pair(signal, teacher, lag, preroll=0, level_dbfs=TEACHER_LEVEL_DBFS):
     """``(target, noisy, measured lag)``: the teacher's output on ``signal``, shifted back by ``lag`` samples.
 
-    The teacher gets ``signal`` followed by the evaluation's maximum lag of
-    zeros (so its late output is complete), as the harness feeds peers; the
-    first ``preroll`` samples are cut from both. The measured lag (the
+    The teacher hears ``signal`` scaled to ``level_dbfs`` RMS (None: as it
+    is; the peak stays under full scale either way) followed by the
+    evaluation's maximum lag of zeros (so its late output is complete), as
+    the harness feeds peers; its output is scaled back to ``signal``'s level.
+    The first ``preroll`` samples are cut from both. The measured lag (the
     harness's alignment of the high-passed output to the high-passed input)
     is returned for the record; ``lag`` is what is applied.
     """
     from edge.io.quality import find_lag
     from evaluation.metrics import MAX_LAG
-    out = np.asarray(teacher(np.pad(signal, (0, MAX_LAG))), dtype=np.float64).reshape(-1)
+    signal = np.asarray(signal, dtype=np.float64)
+    scale = 1.0 if level_dbfs is None else 10 ** ((level_dbfs - rms_dbfs(signal)) / 20)
+    scale = min(scale, 0.99 / max(float(np.max(np.abs(signal))), 1e-12))
+    out = np.asarray(teacher(np.pad(signal * scale, (0, MAX_LAG))), dtype=np.float64).reshape(-1) / scale
     aligned = np.zeros(signal.size)
     part = out[lag:lag + signal.size]
     aligned[:part.size] = part
     measured = find_lag(highpass_signal(signal), highpass_signal(out), MAX_LAG)
-    return aligned[preroll:], np.asarray(signal[preroll:], dtype=np.float64), measured
+    return aligned[preroll:], signal[preroll:], measured
 
 
 def measure_lag(teacher):
     """The teacher's output lag in samples, on the harness's warm-up signal (generated speech in pink noise)."""
     from edge.io.quality import find_lag
-    from edge.io.synthetic import mix_at_snr, noise, speech_like
+    from edge.io.synthetic import mix_at_snr, noise, set_level, speech_like
     from evaluation.metrics import MAX_LAG
-    signal = mix_at_snr(speech_like(2.0, seed=11), noise("pink", 2.0, seed=12), 5.0)
+    signal = set_level(mix_at_snr(speech_like(2.0, seed=11), noise("pink", 2.0, seed=12), 5.0), TEACHER_LEVEL_DBFS)
     out = np.asarray(teacher(np.pad(signal, (0, MAX_LAG))), dtype=np.float64)
     return find_lag(highpass_signal(signal), highpass_signal(out), MAX_LAG)
 
@@ -273,6 +294,7 @@ class TeacherSpec:
     preroll_seconds: float = PREROLL_SECONDS
     level_drop_db: tuple = LEVEL_DROP_DB
     max_clipped_fraction: float = MAX_CLIPPED_FRACTION
+    teacher_level_dbfs: float = TEACHER_LEVEL_DBFS
 
     def __post_init__(self):
         if self.split not in ("train", "validation"):
@@ -303,15 +325,17 @@ def label_shard(spec, teacher, material, index, lag):
     preroll = int(round(spec.preroll_seconds * SAMPLE_RATE_HZ))
     n_samples = int(spec.seconds * SAMPLE_RATE_HZ)
     columns = {"features": [], "gain": [], "strength": [], "vad": []}
-    stats, files, lags = Counter(), [], []
+    stats, files, lags, levels = Counter(), [], [], []
     root = corpus_root(spec.realworld)
     started, cpu_started, teacher_cpu = time.time(), time.process_time(), 0.0
     for _ in range(spec.examples_per_shard):
         signal, _, used = real_segment(split, rng, preroll + n_samples, bank, stats)
-        signal = signal * 10 ** (-rng.uniform(*spec.level_drop_db) / 20)
         before = time.process_time()
-        target, noisy, measured = teacher_pair(signal, teacher, lag, preroll)
+        target, noisy, measured = teacher_pair(signal, teacher, lag, preroll, spec.teacher_level_dbfs)
         teacher_cpu += time.process_time() - before
+        drop = 10 ** (-rng.uniform(*spec.level_drop_db) / 20)          # the same for both: targets unchanged
+        target, noisy = target * drop, noisy * drop
+        levels.append([round(rms_dbfs(signal), 1), round(rms_dbfs(noisy), 1)])
         for key, value in zip(columns, example_arrays(target, noisy)):
             columns[key].append(value)
         files.append([str(Path(p).relative_to(root)) for p in used])
@@ -321,6 +345,7 @@ def label_shard(spec, teacher, material, index, lag):
               "teacher_audio_s": spec.examples_per_shard * (preroll + n_samples) / SAMPLE_RATE_HZ,
               "cpu_s": round(time.process_time() - cpu_started, 3), "teacher_cpu_s": round(teacher_cpu, 3),
               "wall_s": round(time.time() - started, 3), "lag_applied": int(lag), "lags_measured": lags,
+              "levels_dbfs": levels,            # per example: the recording's RMS, the cached input's RMS
               "unreadable_files": len(bank.failed), **dict(stats), "files": files}
     return {key: np.stack(values).astype(np.float16) for key, values in columns.items()}, record
 
@@ -465,8 +490,9 @@ def check_targets(realworld, clips=6, seconds=4.0, seed=99, say=print, teacher=N
     rows = []
     for index in range(clips):
         signal, speaker, _ = real_segment(material.validation, rng, preroll + int(seconds * SAMPLE_RATE_HZ), bank)
-        signal = signal * 10 ** (-rng.uniform(*LEVEL_DROP_DB) / 20)
         target, noisy, _ = teacher_pair(signal, teacher, teacher.lag, preroll)
+        drop = 10 ** (-rng.uniform(*LEVEL_DROP_DB) / 20)
+        target, noisy = target * drop, noisy * drop
         outputs = {"input": highpass_signal(noisy), "teacher": highpass_signal(target),
                    "ours with teacher targets": oracle_enhance(target, noisy)}
         if rnnoise:
