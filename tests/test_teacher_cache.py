@@ -37,7 +37,7 @@ def _row(source, speaker, language, name, clipped=0.0, seconds=0.6):
 @pytest.fixture
 def realworld_corpus(tmp_path):
     """A built corpus's shape: manifest.csv, one passing speaker, a noise file, and 270 real-world files."""
-    root = tmp_path / "corpus"
+    root = tmp_path / "realworld-corpus"
     rows = [{**_row("gcompris", "en-clean", "en", "clean"), "path": "speech/gcompris/en-clean/clean.flac",
              "verdict": "pass", "group": "multilingual", "split": "train"}]
     index = 0
