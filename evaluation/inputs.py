@@ -28,6 +28,9 @@ SNR_BUCKETS_DB = (-5.0, 0.0, 5.0, 10.0, 20.0, float("inf"))
 SPEECH_LEVEL_DBFS = -26.0
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "data"
+#: --realworld: files read per clip wanted (the clips are the longest of them), and the default seed.
+REALWORLD_CANDIDATES_PER_CLIP = 8
+REALWORLD_SEED = 2024
 
 
 class InputError(DataError):
@@ -238,7 +241,7 @@ def synthesise_clean(corpus_dir, per_group=10, seconds=4.0, seed=2024, say=print
     return clips
 
 
-def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=2024, say=print):
+def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=REALWORLD_SEED, say=print):
     """Noisy-only clips from the files the corpus filter rejected: real microphones, hum and rooms.
 
     ``per_source`` files from each source (at least ``seconds`` long where
@@ -250,21 +253,35 @@ def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=2024, say=print)
     if not validation.realworld:
         raise InputError(f"{corpus_dir}: no real-world files (the corpus builder keeps the files its filter "
                          f"rejects under realworld/); build the corpus with percepnet-train corpus")
-    by_source = {}
-    for path, speaker in validation.realworld:
-        by_source.setdefault(speaker.split("/")[0], []).append(path)
-    rng = np.random.default_rng(seed)
+    candidates = realworld_candidates(validation.realworld, per_source, seed)
     clips = []
-    for source, paths in sorted(by_source.items()):
-        picked = [paths[i] for i in rng.permutation(len(paths))]
-        audio = [load_audio(path) for path in picked[:per_source * 8]]
+    for source, picked in candidates.items():
+        audio = [load_audio(path) for path in picked]
         audio = sorted(audio, key=lambda a: -min(a.size, seconds * SAMPLE_RATE_HZ))[:per_source]
         for index, signal in enumerate(audio):
             clip = signal[:int(seconds * SAMPLE_RATE_HZ)].astype(np.float64)
             clips.append(Clip(f"realworld_{source}_{index:02d}", clip,
                               family=f"realworld/{source}", group=f"realworld/{source}"))
-    say(f"{len(clips)} real-world noisy clips from {len(by_source)} sources of {corpus_dir}")
+    say(f"{len(clips)} real-world noisy clips from {len(candidates)} sources of {corpus_dir}")
     return clips
+
+
+def realworld_candidates(realworld, per_source=4, seed=REALWORLD_SEED):
+    """``{source: [paths]}``: every file :func:`realworld_clips` reads, in the order it reads them.
+
+    ``realworld`` is a corpus split's ``(path, "source/speaker")`` list. Per
+    source (in sorted order, one generator for all), a fixed-seed permutation
+    of its files, cut to :data:`REALWORLD_CANDIDATES_PER_CLIP` per clip; the
+    clips are the longest of these. The permutation does not depend on
+    ``per_source``, so a smaller ``per_source`` reads a prefix of a larger
+    one's files: what training must never see (``training.teacher``).
+    """
+    by_source = {}
+    for path, speaker in realworld:
+        by_source.setdefault(speaker.split("/")[0], []).append(path)
+    rng = np.random.default_rng(seed)
+    return {source: [paths[i] for i in rng.permutation(len(paths))][:per_source * REALWORLD_CANDIDATES_PER_CLIP]
+            for source, paths in sorted(by_source.items())}
 
 
 def _validation_groups(corpus_dir):

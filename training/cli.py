@@ -3,6 +3,7 @@
   percepnet-train corpus --out CORPUS --shared ../shared/data --source gcompris=DIR [--source NAME=DIR ...]
   percepnet-train noise-corpus --out NOISE --sources /work/extdata/sources --shared ../shared/data --speech-corpus CORPUS
   percepnet-train cache --corpus ../shared/data --out CACHE [--shards N --examples-per-shard K --seconds S]
+  percepnet-train teacher-cache --realworld CORPUS/realworld --out TEACHER [--shards N --workers 1]
   percepnet-train fit --cache CACHE --out models/lite --size lite [--epochs E] [--strategy mirrored]
   percepnet-train compare --run lite=RUN_LITE --run mid=RUN_MID      (validation loss per CPU-hour)
 """
@@ -68,6 +69,27 @@ def _parser():
     cache.add_argument("--clean-share", type=float, default=CLEAN_PROBABILITY,
                        help=f"share of examples with no noise (default {CLEAN_PROBABILITY:g})")
     cache.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    teacher = commands.add_parser("teacher-cache", help="label real recordings with a teacher (DeepFilterNet3) and "
+                                  "cache features + our oracle targets in the cache's format (docs/training.md)")
+    teacher.add_argument("--realworld", required=True, metavar="DIR",
+                         help="a corpus built by percepnet-train corpus, or its realworld/ folder (the manifest "
+                              "beside it gives speakers and splits)")
+    teacher.add_argument("--out", required=True, help="cache folder (outside the repository)")
+    teacher.add_argument("--split", choices=("train", "validation", "both"), default="both")
+    teacher.add_argument("--shards", type=int, default=90, help="training shards (default 90: 2 h of 4 s examples)")
+    teacher.add_argument("--validation-shards", type=int, default=None,
+                         help="validation shards (default: shards / 12, at least 4)")
+    teacher.add_argument("--examples-per-shard", type=int, default=20)
+    teacher.add_argument("--seconds", type=float, default=4.0,
+                         help="length of each example (the same as the caches it is pooled with)")
+    teacher.add_argument("--seed", type=int, default=7)
+    teacher.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    check = commands.add_parser("teacher-check", help="DNSMOS of the input, the teacher, and our DSP driven by "
+                                "the teacher's targets on teacher validation audio")
+    check.add_argument("--realworld", required=True, metavar="DIR", help="as for teacher-cache")
+    check.add_argument("--clips", type=int, default=6)
+    check.add_argument("--seconds", type=float, default=4.0)
+    check.add_argument("--seed", type=int, default=99)
     train = commands.add_parser("fit", help="train a model on a cache")
     train.add_argument("--cache", required=True, action="append",
                        help="cache folder; repeat to train on several (their shards are pooled)")
@@ -116,7 +138,7 @@ def _parser():
 def main(argv=None):
     args = _parser().parse_args(argv)
     try:
-        if args.command in ("corpus", "noise-corpus", "cache", "fit"):
+        if args.command in ("corpus", "noise-corpus", "cache", "teacher-cache", "fit"):
             _output_folder(args.out)
         if args.command == "corpus":
             roots = _named_folders(args.source, "--source", "gcompris=~/GCompris-voices")
@@ -132,6 +154,19 @@ def main(argv=None):
                                       args.seed, snr_db_min=args.snr_db[0], snr_db_max=args.snr_db[1],
                                       clean_share=args.clean_share, noise_corpus=args.noise_corpus),
                             args.out, args.workers)
+        elif args.command == "teacher-cache":
+            from .teacher import TeacherSpec, build_teacher_cache
+            splits = ("train", "validation") if args.split == "both" else (args.split,)
+            for split in splits:
+                shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 12))
+                build_teacher_cache(TeacherSpec(args.realworld, split, shards, args.examples_per_shard, args.seconds,
+                                                args.seed), args.out, args.workers)
+        elif args.command == "teacher-check":
+            from .teacher import check_targets
+            means, _ = check_targets(args.realworld, args.clips, args.seconds, args.seed)
+            print("DNSMOS means | OVRL | SIG | BAK")
+            for name, scores in means.items():
+                print(f"{name} | {scores['ovrl']:.2f} | {scores['sig']:.2f} | {scores['bak']:.2f}")
         elif args.command == "compare":
             from .compare import run
             run(_named_folders(args.run, "--run", "lite=runs/lite"), args.budgets)
