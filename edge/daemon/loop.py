@@ -111,8 +111,8 @@ class AudioLoop:
 
     def _connect_echo_events(self, pipeline):
         if pipeline.canceller is not None:
-            pipeline.canceller.on_event = lambda text: self.events.put(
-                logging.WARNING if "NOT removed" in text else logging.INFO, text)
+            pipeline.canceller.on_event = lambda text: self.events.put(logging.INFO, text)
+            pipeline.canceller.on_warning = lambda text: self.events.put(logging.WARNING, text)
 
     # Control, callable from signal handlers or other threads.
     def stop(self):

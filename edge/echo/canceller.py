@@ -90,9 +90,10 @@ def _ms_to_samples(ms):
 class EchoCanceller:
     """One microphone channel's echo stage; ``process(mic, far, out)`` once per 480-sample frame."""
 
-    def __init__(self, settings=EchoSettings(), on_event=None):
+    def __init__(self, settings=EchoSettings(), on_event=None, on_warning=None):
         self.settings = settings.validate()
         self.on_event = on_event or (lambda text: None)
+        self.on_warning = on_warning             # events that mean echo goes through; None: ``on_event`` too
         n = HOP_SAMPLES
         tail = max(n, -(-_ms_to_samples(settings.tail_ms + settings.delay_margin_ms) // n) * n)
         self.mdf = SpeexMdf(n, tail, SAMPLE_RATE_HZ, settings.residual_suppression, settings.echo_suppress_db,
@@ -207,10 +208,11 @@ class EchoCanceller:
 
     def _set_mode(self, mode):
         if mode != self._announced:
-            self.on_event({Mode.CANCELLING: "echo: far end playing: cancelling its echo",
-                           Mode.FAR_END_SILENT: "echo: far end silent: passing the microphone through",
-                           Mode.NO_REFERENCE: "echo: no loudspeaker reference: noise suppression alone, the "
-                                              "echo is NOT removed"}[mode])
+            report = (self.on_warning or self.on_event) if mode == Mode.NO_REFERENCE else self.on_event
+            report({Mode.CANCELLING: "echo: far end playing: cancelling its echo",
+                    Mode.FAR_END_SILENT: "echo: far end silent: passing the microphone through",
+                    Mode.NO_REFERENCE: "echo: no loudspeaker reference: noise suppression alone, the "
+                                       "echo is NOT removed"}[mode])
             self._announced = mode
         self.mode = mode
 
