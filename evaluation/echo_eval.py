@@ -104,11 +104,20 @@ def apm(mic, far):
                    APM_DELAY)
 
 
+#: The model "ns", "ours" and the cost run (--model; None: the shipped default).
+MODEL_PATH = None
+
+
+def _model_path():
+    from edge.model.model_meta import DEFAULT_MODEL_PATH
+    return MODEL_PATH or DEFAULT_MODEL_PATH
+
+
 def _denoise_file(mic_path, far_path):
     from edge.commands.files import run_denoise
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out.wav"
-        run_denoise(mic_path, out, say=lambda text: None, far_end_path=far_path,
+        run_denoise(mic_path, out, model_path=_model_path(), say=lambda text: None, far_end_path=far_path,
                     echo_settings=_echo_settings() if far_path is not None else None)
         return _read(out)
 
@@ -181,10 +190,9 @@ def score(clip, out, aecmos):
 def frame_costs(clip, rounds=1):
     """Microseconds of this thread's CPU per 10 ms frame, each method timed frame by frame on one clip."""
     from edge.dsp import Enhancer
-    from edge.echo import EchoCanceller
+    from edge.echo import EchoCanceller, EchoSettings, for_model
     from edge.echo.speex_mdf import SpeexMdf
     from edge.model.engine import ModelRunner
-    from edge.model.model_meta import DEFAULT_MODEL_PATH
     mic, far = clip["mic"], clip["far"]
     n = len(_frames(mic.size))
     timer = time.thread_time
@@ -195,9 +203,12 @@ def frame_costs(clip, rounds=1):
             step(s)
         return 1e6 * (timer() - start) / n
 
+    runner, both_runner = ModelRunner(_model_path()), ModelRunner(_model_path())
+    joint = runner.far_end_inputs                        # a joint model reads the canceller's echo estimate
     canceller, buffer, out = EchoCanceller(), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
-    enhancer = Enhancer(ModelRunner(DEFAULT_MODEL_PATH))
-    both_echo, both_enhancer = EchoCanceller(), Enhancer(ModelRunner(DEFAULT_MODEL_PATH))
+    enhancer = Enhancer(runner, far_end_inputs=joint)
+    both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner,
+                                                                                        far_end_inputs=joint)
     mdf = SpeexMdf(HOP_SAMPLES, 9600, FS)
     m16 = np.clip(np.rint(mic * 32768), -32768, 32767).astype(np.int16)
     f16 = np.clip(np.rint(far * 32768), -32768, 32767).astype(np.int16)
@@ -211,7 +222,8 @@ def frame_costs(clip, rounds=1):
                                                               buffer)),
         "ours: NS (DSP + int8 network)": timed(lambda s: enhancer.process(mic[s:s + HOP_SAMPLES], out=out)),
         "ours: echo stage + NS": timed(lambda s: both_enhancer.process(
-            both_echo.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES], buffer), out=out)),
+            both_echo.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES], buffer), out=out,
+            echo_estimate=both_echo.echo_estimate)),
         "SpeexDSP MDF + preprocessor (200 ms)": timed(lambda s: mdf.process(m16[s:s + HOP_SAMPLES],
                                                                           f16[s:s + HOP_SAMPLES], o16)),
         "WebRTC AEC3": timed(lambda s: aec.process(m32[s:s + HOP_SAMPLES], f32[s:s + HOP_SAMPLES])),
@@ -319,7 +331,11 @@ def main(argv=None):
                         help="EchoSettings for ours, e.g. tail_ms=250,delay_search_ms=0 (default: the defaults)")
     parser.add_argument("--talk-types", default="st,dt,nst", help="score only these talk types")
     parser.add_argument("--no-cost", action="store_true", help="skip the per-frame cost measurement")
+    parser.add_argument("--model", default=None, help="the .tflite model of ns, ours and the cost run (default: "
+                        "the shipped one); a joint echo model gets the canceller's echo estimate")
     args = parser.parse_args(argv)
+    global MODEL_PATH
+    MODEL_PATH = args.model
     for item in filter(None, args.echo.split(",")):
         key, value = item.split("=", 1)
         ECHO_OVERRIDES[key.strip()] = None if value == "null" else float(value)

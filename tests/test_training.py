@@ -109,7 +109,8 @@ def test_fit_trains_checkpoints_and_writes_a_card(mini_corpus, tmp_path):
     best, card = fit(cache, tmp_path / "run", size="tiny", epochs=2, batch_size=2, say=lambda *_: None)
     assert best.exists() and card["epochs_run"] == 2 and np.isfinite(card["best_val_loss"])
     assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
-    assert json.loads((tmp_path / "run" / "training.json").read_text())["feature_version"] == 1
+    card = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert card["feature_version"] == 2 and card["n_features"] == 70
 
 
 def test_over_suppression_costs_more_than_the_same_error_upwards():
