@@ -34,7 +34,7 @@ import numpy as np
 from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ as FS
 from edge.io.wav import WavReader
 
-from .metrics import pesq_wb
+from .metrics import Dnsmos, pesq_wb, to_metric_rate
 
 AEC3_DELAY = 430
 APM_DELAY = 718
@@ -172,10 +172,12 @@ class Aecmos:
         return float(result["echo_mos"]), float(result["deg_mos"])
 
 
-def score(clip, out, aecmos):
+def score(clip, out, aecmos, dnsmos=None):
     talk, mic, far, near, echo = clip["talk_type"], clip["mic"], clip["far"], clip["near"], clip["echo"]
     scores = {}
     scores["echo_mos"], scores["deg_mos"] = aecmos(far, mic, out, talk)
+    if dnsmos is not None and talk != "st":          # the near end's quality as a listener hears it
+        scores["dnsmos_ovrl"] = dnsmos(to_metric_rate(out))["ovrl"]
     if talk == "st":
         scores["erle_2s"] = erle_db(mic, out, 2.0)
         scores["erle_end"] = erle_db(mic, out, clip["seconds"] - 3.0)
@@ -259,8 +261,9 @@ def summarise(rows):
             "st_reconverged": f"{sum(v is not None for v in reconv)}/{len(reconv)}",
             "st_reconvergence_s": _mean(reconv),
             "dt_echo_mos": _mean(by("dt", "echo_mos")), "dt_deg_mos": _mean(by("dt", "deg_mos")),
-            "dt_pesq_wb": _mean(by("dt", "pesq_wb")),
+            "dt_pesq_wb": _mean(by("dt", "pesq_wb")), "dt_dnsmos_ovrl": _mean(by("dt", "dnsmos_ovrl")),
             "nst_pesq_wb": _mean(by("nst", "pesq_wb")), "nst_deg_mos": _mean(by("nst", "deg_mos")),
+            "nst_dnsmos_ovrl": _mean(by("nst", "dnsmos_ovrl")),
         }
     return table
 
@@ -274,8 +277,9 @@ def report(table, costs, n_clips, command):
                ("st_echo_mos", "st AECMOS echo", 2), ("st_convergence_s", "st conv. s (reached)", 1),
                ("st_reconvergence_s", "st re-conv. s (reached)", 1),
                ("dt_echo_mos", "dt AECMOS echo", 2), ("dt_deg_mos", "dt AECMOS deg.", 2),
-               ("dt_pesq_wb", "dt PESQ-WB", 2), ("nst_pesq_wb", "nst PESQ-WB", 2),
-               ("nst_deg_mos", "nst AECMOS deg.", 2)]
+               ("dt_pesq_wb", "dt PESQ-WB", 2), ("dt_dnsmos_ovrl", "dt DNSMOS OVRL", 2),
+               ("nst_pesq_wb", "nst PESQ-WB", 2), ("nst_deg_mos", "nst AECMOS deg.", 2),
+               ("nst_dnsmos_ovrl", "nst DNSMOS OVRL", 2)]
     lines = [f"Echo set: {n_clips} clips. Reproduce: `{command}`", "",
              "| method | " + " | ".join(title for _, title, _ in columns) + " | cost us/frame |",
              "|---|" + "---:|" * (len(columns) + 1)]
@@ -341,6 +345,9 @@ def main(argv=None):
         ECHO_OVERRIDES[key.strip()] = None if value == "null" else float(value)
     clips = [c for c in load_set(args.set_dir) if c["talk_type"] in args.talk_types.split(",")]
     aecmos = Aecmos()
+    dnsmos, why = Dnsmos.load()
+    if dnsmos is None:
+        print(f"no DNSMOS column: {why}", file=sys.stderr)
     chosen = [m.strip() for m in args.methods.split(",")]
     rows = {}
     for key in chosen:
@@ -348,7 +355,7 @@ def main(argv=None):
         rows[method] = []
         for clip in clips:
             out = function(clip)
-            scores = score(clip, out, aecmos)
+            scores = score(clip, out, aecmos, dnsmos)
             rows[method].append({"clip": clip["name"], "talk_type": clip["talk_type"], **scores})
             print(f"{method} {clip['name']}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()
                                                         if isinstance(v, float)), file=sys.stderr)
