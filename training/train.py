@@ -329,6 +329,17 @@ def widen_inputs(source_weights, target_weights):
     return list(source_weights)
 
 
+def best_val_loss_so_far(out_dir):
+    """The lowest ``val_loss`` in ``out_dir/history.csv`` when a resumable checkpoint is there, else None."""
+    import csv
+    history, resume = Path(out_dir) / "history.csv", Path(out_dir) / "resume"
+    if not history.is_file() or not resume.is_dir():
+        return None
+    with history.open(newline="") as handle:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(handle) if row.get("val_loss")]
+    return min(losses) if losses else None
+
+
 def _stop_after(minutes):
     """A callback that ends training at the first epoch end past ``minutes`` of wall time."""
     import keras
@@ -400,8 +411,11 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         keras.callbacks.BackupAndRestore(str(out_dir / "resume"), delete_checkpoint=False),
         _cost_per_epoch(),
         # A noisy or rounded model holds custom layers: keep its best weights, save the plain form at the end.
+        # A resumed run starts from the best validation loss so far (history.csv): a fresh checkpoint callback
+        # would take its first epoch for the best and overwrite a better model (it did, once).
         keras.callbacks.ModelCheckpoint(str(best_weights) if custom_layers else str(best), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=custom_layers),
+                                        save_best_only=True, save_weights_only=custom_layers,
+                                        initial_value_threshold=best_val_loss_so_far(out_dir)),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
     ]
