@@ -129,7 +129,9 @@ class Enhancer:
             for the frame ``LOOKAHEAD_FRAMES`` earlier. Defaults to :func:`unity_gains`.
         settings: :class:`EnhancerSettings`.
         far_end_inputs: compute the 68 far-end inputs of a joint echo-and-noise
-            model from the ``echo_estimate`` given to :meth:`process`.
+            model from the ``echo_estimate`` given to :meth:`process`; None (the
+            default): the gain source's own ``far_end_inputs`` (a
+            :class:`~edge.model.engine.ModelRunner` of a joint model has it), else off.
 
     Attributes:
         features: the newest frame's feature vector (valid after ``process``).
@@ -137,8 +139,10 @@ class Enhancer:
     """
 
     def __init__(self, gain_source: Optional[GainSource] = None,
-                 settings: EnhancerSettings = EnhancerSettings(), far_end_inputs: bool = False):
+                 settings: EnhancerSettings = EnhancerSettings(), far_end_inputs: Optional[bool] = None):
         self.gain_source = gain_source or unity_gains
+        if far_end_inputs is None:                   # a joint model's runner says so itself
+            far_end_inputs = bool(getattr(gain_source, "far_end_inputs", False))
         self.settings = settings
         self.weights = band_matrix()
         self.window = vorbis_window()
