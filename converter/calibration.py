@@ -3,6 +3,7 @@
 import numpy as np
 
 from edge.dsp.constants import N_FEATURES
+from edge.model.model_meta import MODEL_FEATURE_WIDTHS
 from edge.errors import DataError
 from training.model import CONV1_KERNEL, CONV2_KERNEL
 
@@ -11,8 +12,11 @@ class CalibrationError(DataError):
     """The calibration or verification data cannot be used; the message says why."""
 
 
-def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None):
-    """Feature sequences (n, frames, 70) float32 from the shards of one cache or several.
+def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None, n_features=N_FEATURES):
+    """Feature sequences (n, frames, ``n_features``) float32 from the shards of one cache or several.
+
+    A joint model's 138 inputs from a 70-feature cache get far-end inputs of 0 (no reference); a
+    70-input model reads the first 70 of a joint cache.
 
     With ``spread_seed`` the shards are visited in a random order and, when
     there are at least ``max_examples`` of them, one random example is taken
@@ -32,8 +36,14 @@ def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None):
     for path in paths:
         with np.load(path) as shard:
             features = shard["features"].astype(np.float32)
-        if features.ndim != 3 or features.shape[-1] != N_FEATURES:
-            raise CalibrationError(f"{path}: features of shape {features.shape}, expected (n, frames, {N_FEATURES})")
+        if features.ndim != 3 or features.shape[-1] not in MODEL_FEATURE_WIDTHS:
+            raise CalibrationError(f"{path}: features of shape {features.shape}, expected (n, frames, "
+                                   f"{' or '.join(map(str, MODEL_FEATURE_WIDTHS))})")
+        if features.shape[-1] != n_features:
+            widened = np.zeros(features.shape[:2] + (n_features,), np.float32)
+            kept = min(n_features, features.shape[-1])
+            widened[..., :kept] = features[..., :kept]
+            features = widened
         if one_per_shard and len(features):
             features = features[rng.integers(len(features))][None]
         sequences.extend(features)

@@ -6,7 +6,9 @@ from edge.io.atomic import atomic_write
 from edge.dsp.bands import band_centres_bins
 from edge.errors import ConversionError
 from edge.model.litert import graph_of
-from edge.model.model_meta import METADATA_SCHEMA, ModelMetadata, dsp_signature, file_sha256, sidecar_path
+from edge.dsp.constants import N_JOINT_FEATURES
+from edge.model.model_meta import (METADATA_SCHEMA, MODEL_FEATURE_WIDTHS, ModelMetadata, dsp_signature, file_sha256,
+                                   sidecar_path)
 from training.model import ModelConfig, state_layout, step_model_from
 
 from .calibration import load_feature_sequences, representative_dataset, step_inputs
@@ -44,7 +46,11 @@ def load_sequence_model(path):
         fc_units=model.get_layer("fc_in").units, conv_units=model.get_layer("conv1").filters,
         gru_units=model.get_layer("gru1").units, gru_layers=len(grus),
         gain_gru_units=model.get_layer("gain_gru").units,
-        strength_gru_units=model.get_layer("strength_gru").units, vad_head="vad" in names)
+        strength_gru_units=model.get_layer("strength_gru").units, vad_head="vad" in names,
+        far_end_inputs=int(model.input_shape[-1]) == N_JOINT_FEATURES)
+    if int(model.input_shape[-1]) not in MODEL_FEATURE_WIDTHS:
+        raise ConversionError(f"{path}: takes {model.input_shape[-1]} features per frame; the DSP gives "
+                              f"{' or '.join(map(str, MODEL_FEATURE_WIDTHS))}")
     return model, config
 
 
@@ -80,7 +86,7 @@ def _metadata(blob_path, config, quantization, weights, training_note):
     roles += [f"new_{name}" for name, _ in state_layout(config)]
     outputs = {role: f"output_{k}" for k, role in enumerate(roles)}   # Keras output order
     return ModelMetadata(
-        schema=METADATA_SCHEMA, name=Path(blob_path).stem, size=config.name, dsp=dsp_signature(),
+        schema=METADATA_SCHEMA, name=Path(blob_path).stem, size=config.name, dsp=dsp_signature(config.n_features),
         band_layout=band_centres_bins().tolist(), quantization=quantization, inputs=inputs, outputs=outputs,
         states=[name for name, _ in state_layout(config)], weights=int(weights),
         model_bytes=Path(blob_path).stat().st_size, sha256=file_sha256(blob_path),
@@ -101,7 +107,8 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
     """The whole conversion: int8 model + metadata, verification, and the comparison variants."""
     from .verify import verify
     sequence_model, config = load_sequence_model(model_path)
-    features = load_feature_sequences(cache_dir, "train", CALIBRATION_EXAMPLES, spread_seed=0)
+    features = load_feature_sequences(cache_dir, "train", CALIBRATION_EXAMPLES, spread_seed=0,
+                                      n_features=config.n_features)
     inputs = step_inputs(sequence_model, config, features)
     step = step_model_from(sequence_model, config)
     say(f"calibrating on {min(CALIBRATION_FRAMES, len(inputs['features']))} frames of real features "

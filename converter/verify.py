@@ -9,7 +9,7 @@
 
 import numpy as np
 
-from edge.dsp import LOOKAHEAD_FRAMES, EnhancerSettings, FrameGains, analyse_signal, enhance_signal
+from edge.dsp import LOOKAHEAD_FRAMES, N_FEATURES, EnhancerSettings, FrameGains, analyse_signal, enhance_signal
 from edge.model.engine import ModelRunner
 from edge.model.litert import graph_of
 from evaluation.metrics import pesq_wb
@@ -39,8 +39,13 @@ def float_outputs(sequence_model, features):
 
 
 def gain_error(model_path, cache_dir, sequence_model):
-    """Float (Keras) against int8 (LiteRT, frame by frame) on held-out features."""
-    features = load_feature_sequences(cache_dir, "validation", VERIFY_EXAMPLES)
+    """Float (Keras) against int8 (LiteRT, frame by frame) on held-out features.
+
+    For a joint model, ``far_end_frames`` says how many of the frames carried far-end inputs (echo
+    examples of the cache), so that the proof says whether it covered them.
+    """
+    n_features = int(sequence_model.input_shape[-1])
+    features = load_feature_sequences(cache_dir, "validation", VERIFY_EXAMPLES, n_features=n_features)
     float_gain, float_strength = float_outputs(sequence_model, features)
     runner = ModelRunner(model_path)
     int8_gain, int8_strength = np.empty_like(float_gain), np.empty_like(float_strength)
@@ -51,7 +56,14 @@ def gain_error(model_path, cache_dir, sequence_model):
             int8_gain[example, frame], int8_strength[example, frame] = gain, strength
     step = runner.gain_step
     gain_err, strength_err = np.abs(int8_gain - float_gain), np.abs(int8_strength - float_strength)
+    far_end_frames = int(np.any(features[..., N_FEATURES:] != 0, axis=-1).sum())
+    if n_features > N_FEATURES:
+        echo = np.any(features[..., N_FEATURES:] != 0, axis=-1)
+        far_end_error = float(np.abs(int8_gain - float_gain)[echo].mean()) if echo.any() else None
+    else:
+        far_end_error = None
     return {"frames": int(features.shape[0] * features.shape[1]), "output_step": float(step),
+            "far_end_frames": far_end_frames, "gain_error_mean_far_end_frames": far_end_error,
             "gain_error_mean": float(gain_err.mean()), "gain_error_max": float(gain_err.max()),
             "gain_error_mean_steps": float(gain_err.mean() / step),
             "strength_error_mean": float(strength_err.mean()), "strength_error_max": float(strength_err.max())}
@@ -87,6 +99,9 @@ def pesq_drop(model_path, sequence_model, corpus=None, settings=EnhancerSettings
     scores = []
     for clean, noisy, source in verification_audio(corpus=corpus):
         features = analyse_signal(np.concatenate([noisy, np.zeros(4800)])).features[None].astype(np.float32)
+        width = int(sequence_model.input_shape[-1])               # a joint model: no reference, far-end inputs 0
+        features = np.concatenate([features, np.zeros(features.shape[:2] + (width - features.shape[-1],),
+                                                      np.float32)], axis=-1)
         gain, strength = float_outputs(sequence_model, features)
         delay = LOOKAHEAD_FRAMES                             # output t describes frame t - LOOKAHEAD_FRAMES
         float_out = enhance_signal(noisy, FrameGains(gain[0, delay:].astype(np.float64),
@@ -111,6 +126,12 @@ def verify(model_path, cache_dir, float_model, config=None, audio=True, corpus=N
     say(f"float vs int8 over {error['frames']} held-out frames: gain error mean {error['gain_error_mean']:.4f} "
         f"({error['gain_error_mean_steps']:.2f} steps of {error['output_step']:.4f}), max {error['gain_error_max']:.4f}; "
         f"strength error mean {error['strength_error_mean']:.4f}")
+    if error["gain_error_mean_far_end_frames"] is not None:
+        say(f"far-end inputs: {error['far_end_frames']} of those frames carry echo (gain error mean there "
+            f"{error['gain_error_mean_far_end_frames']:.4f})")
+    elif float_model.input_shape[-1] > N_FEATURES:
+        say("far-end inputs: NOT covered (no echo examples in the validation shards; pass a cache built with "
+            "--echo-share)")
     if audio:
         report["pesq"] = pesq_drop(model_path, float_model, corpus)
         p = report["pesq"]

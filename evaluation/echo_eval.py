@@ -34,7 +34,7 @@ import numpy as np
 from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ as FS
 from edge.io.wav import WavReader
 
-from .metrics import pesq_wb
+from .metrics import Dnsmos, pesq_wb, to_metric_rate
 
 AEC3_DELAY = 430
 APM_DELAY = 718
@@ -104,11 +104,20 @@ def apm(mic, far):
                    APM_DELAY)
 
 
+#: The model "ns", "ours" and the cost run (--model; None: the shipped default).
+MODEL_PATH = None
+
+
+def _model_path():
+    from edge.model.model_meta import DEFAULT_MODEL_PATH
+    return MODEL_PATH or DEFAULT_MODEL_PATH
+
+
 def _denoise_file(mic_path, far_path):
     from edge.commands.files import run_denoise
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out.wav"
-        run_denoise(mic_path, out, say=lambda text: None, far_end_path=far_path,
+        run_denoise(mic_path, out, model_path=_model_path(), say=lambda text: None, far_end_path=far_path,
                     echo_settings=_echo_settings() if far_path is not None else None)
         return _read(out)
 
@@ -163,10 +172,12 @@ class Aecmos:
         return float(result["echo_mos"]), float(result["deg_mos"])
 
 
-def score(clip, out, aecmos):
+def score(clip, out, aecmos, dnsmos=None):
     talk, mic, far, near, echo = clip["talk_type"], clip["mic"], clip["far"], clip["near"], clip["echo"]
     scores = {}
     scores["echo_mos"], scores["deg_mos"] = aecmos(far, mic, out, talk)
+    if dnsmos is not None and talk != "st":          # the near end's quality as a listener hears it
+        scores["dnsmos_ovrl"] = dnsmos(to_metric_rate(out))["ovrl"]
     if talk == "st":
         scores["erle_2s"] = erle_db(mic, out, 2.0)
         scores["erle_end"] = erle_db(mic, out, clip["seconds"] - 3.0)
@@ -181,10 +192,9 @@ def score(clip, out, aecmos):
 def frame_costs(clip, rounds=1):
     """Microseconds of this thread's CPU per 10 ms frame, each method timed frame by frame on one clip."""
     from edge.dsp import Enhancer
-    from edge.echo import EchoCanceller
+    from edge.echo import EchoCanceller, EchoSettings, for_model
     from edge.echo.speex_mdf import SpeexMdf
     from edge.model.engine import ModelRunner
-    from edge.model.model_meta import DEFAULT_MODEL_PATH
     mic, far = clip["mic"], clip["far"]
     n = len(_frames(mic.size))
     timer = time.thread_time
@@ -195,9 +205,12 @@ def frame_costs(clip, rounds=1):
             step(s)
         return 1e6 * (timer() - start) / n
 
+    runner, both_runner = ModelRunner(_model_path()), ModelRunner(_model_path())
+    joint = runner.far_end_inputs                        # a joint model reads the canceller's echo estimate
     canceller, buffer, out = EchoCanceller(), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
-    enhancer = Enhancer(ModelRunner(DEFAULT_MODEL_PATH))
-    both_echo, both_enhancer = EchoCanceller(), Enhancer(ModelRunner(DEFAULT_MODEL_PATH))
+    enhancer = Enhancer(runner, far_end_inputs=joint)
+    both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner,
+                                                                                        far_end_inputs=joint)
     mdf = SpeexMdf(HOP_SAMPLES, 9600, FS)
     m16 = np.clip(np.rint(mic * 32768), -32768, 32767).astype(np.int16)
     f16 = np.clip(np.rint(far * 32768), -32768, 32767).astype(np.int16)
@@ -211,7 +224,8 @@ def frame_costs(clip, rounds=1):
                                                               buffer)),
         "ours: NS (DSP + int8 network)": timed(lambda s: enhancer.process(mic[s:s + HOP_SAMPLES], out=out)),
         "ours: echo stage + NS": timed(lambda s: both_enhancer.process(
-            both_echo.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES], buffer), out=out)),
+            both_echo.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES], buffer), out=out,
+            echo_estimate=both_echo.echo_estimate)),
         "SpeexDSP MDF + preprocessor (200 ms)": timed(lambda s: mdf.process(m16[s:s + HOP_SAMPLES],
                                                                           f16[s:s + HOP_SAMPLES], o16)),
         "WebRTC AEC3": timed(lambda s: aec.process(m32[s:s + HOP_SAMPLES], f32[s:s + HOP_SAMPLES])),
@@ -247,8 +261,9 @@ def summarise(rows):
             "st_reconverged": f"{sum(v is not None for v in reconv)}/{len(reconv)}",
             "st_reconvergence_s": _mean(reconv),
             "dt_echo_mos": _mean(by("dt", "echo_mos")), "dt_deg_mos": _mean(by("dt", "deg_mos")),
-            "dt_pesq_wb": _mean(by("dt", "pesq_wb")),
+            "dt_pesq_wb": _mean(by("dt", "pesq_wb")), "dt_dnsmos_ovrl": _mean(by("dt", "dnsmos_ovrl")),
             "nst_pesq_wb": _mean(by("nst", "pesq_wb")), "nst_deg_mos": _mean(by("nst", "deg_mos")),
+            "nst_dnsmos_ovrl": _mean(by("nst", "dnsmos_ovrl")),
         }
     return table
 
@@ -262,8 +277,9 @@ def report(table, costs, n_clips, command):
                ("st_echo_mos", "st AECMOS echo", 2), ("st_convergence_s", "st conv. s (reached)", 1),
                ("st_reconvergence_s", "st re-conv. s (reached)", 1),
                ("dt_echo_mos", "dt AECMOS echo", 2), ("dt_deg_mos", "dt AECMOS deg.", 2),
-               ("dt_pesq_wb", "dt PESQ-WB", 2), ("nst_pesq_wb", "nst PESQ-WB", 2),
-               ("nst_deg_mos", "nst AECMOS deg.", 2)]
+               ("dt_pesq_wb", "dt PESQ-WB", 2), ("dt_dnsmos_ovrl", "dt DNSMOS OVRL", 2),
+               ("nst_pesq_wb", "nst PESQ-WB", 2), ("nst_deg_mos", "nst AECMOS deg.", 2),
+               ("nst_dnsmos_ovrl", "nst DNSMOS OVRL", 2)]
     lines = [f"Echo set: {n_clips} clips. Reproduce: `{command}`", "",
              "| method | " + " | ".join(title for _, title, _ in columns) + " | cost us/frame |",
              "|---|" + "---:|" * (len(columns) + 1)]
@@ -319,12 +335,19 @@ def main(argv=None):
                         help="EchoSettings for ours, e.g. tail_ms=250,delay_search_ms=0 (default: the defaults)")
     parser.add_argument("--talk-types", default="st,dt,nst", help="score only these talk types")
     parser.add_argument("--no-cost", action="store_true", help="skip the per-frame cost measurement")
+    parser.add_argument("--model", default=None, help="the .tflite model of ns, ours and the cost run (default: "
+                        "the shipped one); a joint echo model gets the canceller's echo estimate")
     args = parser.parse_args(argv)
+    global MODEL_PATH
+    MODEL_PATH = args.model
     for item in filter(None, args.echo.split(",")):
         key, value = item.split("=", 1)
         ECHO_OVERRIDES[key.strip()] = None if value == "null" else float(value)
     clips = [c for c in load_set(args.set_dir) if c["talk_type"] in args.talk_types.split(",")]
     aecmos = Aecmos()
+    dnsmos, why = Dnsmos.load()
+    if dnsmos is None:
+        print(f"no DNSMOS column: {why}", file=sys.stderr)
     chosen = [m.strip() for m in args.methods.split(",")]
     rows = {}
     for key in chosen:
@@ -332,7 +355,7 @@ def main(argv=None):
         rows[method] = []
         for clip in clips:
             out = function(clip)
-            scores = score(clip, out, aecmos)
+            scores = score(clip, out, aecmos, dnsmos)
             rows[method].append({"clip": clip["name"], "talk_type": clip["talk_type"], **scores})
             print(f"{method} {clip['name']}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()
                                                         if isinstance(v, float)), file=sys.stderr)

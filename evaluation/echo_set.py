@@ -32,10 +32,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, fftconvolve, sosfilt
+from scipy.signal import fftconvolve
 
 from edge.errors import DataError
 from edge.io.wav import resample, write_wav
+from training.echo_synth import loudspeaker          # one loudspeaker model for the test set and training
 
 FS = 48_000
 CORPUS = Path("/work/extdata/corpus")
@@ -111,20 +112,6 @@ class Sources:
 
 
 OVERDRIVE_DB = (3.0, 9.0)
-
-
-def loudspeaker(x, rng, overdrive_range_db=OVERDRIVE_DB):
-    """A small device's loudspeaker: high-pass driver and amplifier overdrive (clipping). Returns (y, recipe).
-
-    ``overdrive_range_db`` (0, 0): no clipping (a diagnostic: how much of what is left is nonlinear)."""
-    cutoff_hz = float(rng.uniform(150, 400))
-    overdrive_db = float(rng.uniform(*overdrive_range_db))
-    y = sosfilt(butter(2, cutoff_hz, "highpass", fs=FS, output="sos"), x)
-    if overdrive_range_db[1] <= 0:
-        return y, {"driver_highpass_hz": round(cutoff_hz), "overdrive_db": 0.0}
-    limit = np.percentile(np.abs(y), 99.9) * 10 ** (-overdrive_db / 20)      # the amplifier's rail
-    y = np.tanh(np.clip(y, -limit, limit) / limit * 1.2) * limit
-    return y, {"driver_highpass_hz": round(cutoff_hz), "overdrive_db": round(overdrive_db, 1)}
 
 
 def simulated_room(rng):

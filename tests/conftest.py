@@ -115,3 +115,53 @@ def tiny_model(tmp_path_factory):
     metadata, report = convert(work / "percepnet_tiny.keras", cache, out, say=lambda *_: None)
     return {"work": work, "cache": cache, "model": model, "config": config, "out": out,
             "metadata": metadata, "report": report}
+
+
+def _write_echo_feature_cache(folder):
+    """A joint (138-feature) cache from generated echo through the real canceller and DSP (train, validation)."""
+    import json
+    from scipy.signal import fftconvolve
+    from edge.dsp import HOP_SAMPLES
+    from edge.echo import EchoCanceller, EchoSettings
+    from edge.io.synthetic import mix_at_snr, noise, speech_like
+    from training.cache import example_arrays
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"feature_version": 2, "n_features": 138}))
+    for split, seeds in (("train", range(4)), ("validation", range(10, 12))):
+        columns = {"features": [], "gain": [], "strength": [], "vad": []}
+        for seed in seeds:
+            rng = np.random.default_rng(seed)
+            near = speech_like(3.0, seed=seed) * (seed % 2)                  # odd seeds: double talk
+            far = 0.5 * speech_like(3.0, seed=seed + 100)
+            h = np.zeros(2400)
+            h[480], h[481:] = 0.6, 0.03 * rng.standard_normal(1919) * np.exp(-np.arange(1919) / 400)
+            mic = mix_at_snr(near, noise("pink", 3.0, seed=seed + 50), 15.0) + fftconvolve(far, h)[:far.size]
+            canceller, out = EchoCanceller(EchoSettings(residual_suppression=False)), np.zeros(mic.size)
+            for start in range(0, mic.size, HOP_SAMPLES):
+                canceller.process(mic[start:start + HOP_SAMPLES], far[start:start + HOP_SAMPLES],
+                                  out[start:start + HOP_SAMPLES])
+            canceller.close()
+            for key, value in zip(columns, example_arrays(near, out, mic - out, 138)):
+                columns[key].append(value)
+        np.savez(folder / f"{split}-00000.npz", **{k: np.stack(v).astype(np.float16) for k, v in columns.items()})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_echo_model(tmp_path_factory):
+    """An untrained tiny joint model (138 inputs) converted end to end with an echo cache, once per session."""
+    pytest.importorskip("tensorflow", reason="the convert extra (tensorflow-cpu) is not installed")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from edge.echo import speex_mdf
+    if not speex_mdf.available():
+        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1; .ci/run installs it)")
+    from converter.convert import convert
+    from training import model as net
+    work = tmp_path_factory.mktemp("convert-echo")
+    cache = _write_echo_feature_cache(work / "cache")
+    config = net.config_for("tiny_echo")
+    model = net.build_sequence_model(config)
+    model.save(work / "percepnet_tiny_echo.keras")
+    out = work / "models" / "percepnet_tiny_echo.tflite"
+    metadata, report = convert(work / "percepnet_tiny_echo.keras", cache, out, variants=False, say=lambda *_: None)
+    return {"work": work, "cache": cache, "model": model, "config": config, "out": out, "metadata": metadata}

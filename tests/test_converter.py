@@ -37,7 +37,7 @@ def test_every_op_and_tensor_is_integer(converted):
 def test_metadata_round_trips_and_describes_the_model(converted):
     metadata = load_metadata(converted["out"])
     assert metadata.sha256 == converted["metadata"].sha256
-    assert metadata.dsp["feature_version"] == 1 and metadata.dsp["hop_samples"] == 480
+    assert metadata.dsp["feature_version"] == 2 and metadata.dsp["n_features"] == 70 and metadata.dsp["hop_samples"] == 480
     assert metadata.quantization == "int8" and metadata.size == "tiny"
     assert metadata.states == [name for name, _ in net.state_layout(converted["config"])]
     assert metadata.inputs["features"]["dtype"] == "int8" and metadata.inputs["features"]["scale"] > 0
@@ -83,7 +83,7 @@ def test_a_model_for_other_features_is_refused_with_the_difference(converted, tm
     fields["dsp"]["feature_version"] = 999
     fields["dsp"]["hop_samples"] = 256
     sidecar_path(model).write_text(json.dumps(fields))
-    with pytest.raises(ModelError, match=r"feature_version: model 999, DSP 1; hop_samples: model 256, DSP 480"):
+    with pytest.raises(ModelError, match=r"feature_version: model 999, DSP 2 \(reads versions 1, 2\); hop_samples: model 256, DSP 480"):
         ModelRunner(model)
 
 
@@ -127,7 +127,7 @@ def test_converter_rejects_bad_inputs_and_leaves_nothing_behind(converted, tmp_p
     with pytest.raises(CalibrationError, match="no train shards"):
         convert(converted["work"] / "percepnet_tiny.keras", empty, out)
     np.savez(empty / "train-00000.npz", features=np.zeros((1, 10, 42), np.float16))
-    with pytest.raises(CalibrationError, match="expected \\(n, frames, 70\\)"):
+    with pytest.raises(CalibrationError, match="expected \\(n, frames, 70 or 138\\)"):
         convert(converted["work"] / "percepnet_tiny.keras", empty, out)
     assert not out.exists() and not list(tmp_path.glob(".out.tflite*"))
 

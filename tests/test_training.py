@@ -109,7 +109,8 @@ def test_fit_trains_checkpoints_and_writes_a_card(mini_corpus, tmp_path):
     best, card = fit(cache, tmp_path / "run", size="tiny", epochs=2, batch_size=2, say=lambda *_: None)
     assert best.exists() and card["epochs_run"] == 2 and np.isfinite(card["best_val_loss"])
     assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
-    assert json.loads((tmp_path / "run" / "training.json").read_text())["feature_version"] == 1
+    card = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert card["feature_version"] == 2 and card["n_features"] == 70
 
 
 def test_over_suppression_costs_more_than_the_same_error_upwards():
@@ -200,6 +201,13 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
     epochs = [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
     assert len(first) == 2 and epochs == ["0", "1", "2"]         # the second run ran epochs 2 and 3 only
     assert card["epochs_run"] == 2
+    # The best model survives a resume: with a better loss on record, later epochs do not overwrite it.
+    best = run / "percepnet_tiny.keras"
+    kept = best.read_bytes()
+    with (run / "history.csv").open("a") as history:
+        history.write(",".join(["3"] + ["0.0"] * (len(first[0].split(",")) - 1)) + "\n")
+    fit(cache, run, size="tiny", epochs=5, batch_size=2, say=lambda *_: None)
+    assert best.read_bytes() == kept
 
 
 def test_state_noise_perturbs_training_only_and_the_saved_model_is_the_plain_form(mini_corpus, tmp_path):

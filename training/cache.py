@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dsp import FEATURE_VERSION, oracle_gains
+from edge.dsp import (COMPATIBLE_FEATURE_VERSIONS, FEATURE_VERSION, N_FAR_END_FEATURES, N_FEATURES, N_JOINT_FEATURES,
+                      far_end_features, oracle_gains)
 from edge.dsp.constants import HOP_SAMPLES
 from edge.errors import DataError, UsageError
 
@@ -34,12 +35,21 @@ class CacheError(DataError):
     """A feature cache cannot be used as given; the message says what to do."""
 
 
-def check_feature_version(cache_dir, meta):
-    """Refuse a cache (its meta.json as ``meta``) whose features another feature version computed."""
+def check_feature_version(cache_dir, meta, adding_width=None):
+    """Refuse a cache (its meta.json as ``meta``) whose features another feature version computed.
+
+    Every version this code computes exactly is accepted (a version-1 cache is a version-2 one without the
+    far-end inputs). ``adding_width`` (when shards are to be added): the new shards' feature width, which
+    must be the folder's, so that one folder holds one kind of shard.
+    """
     version = meta.get("feature_version")
-    if version != FEATURE_VERSION:
+    if version not in COMPATIBLE_FEATURE_VERSIONS:
         raise CacheError(f"{cache_dir} holds features of version {version}; this code computes version "
                          f"{FEATURE_VERSION}: build a new cache in a new folder (percepnet-train cache --out NEW)")
+    width = meta.get("n_features", N_FEATURES)
+    if adding_width is not None and width != adding_width:
+        raise CacheError(f"{cache_dir} holds {width} features per frame and these shards would hold "
+                         f"{adding_width} (echo examples add the 68 far-end inputs): use a new --out")
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,13 @@ class CacheSpec:
     snr_db_max: float = SNR_RANGE_DB[1]
     clean_share: float = CLEAN_PROBABILITY
     noise_corpus: str = None   # a ``percepnet-train noise-corpus`` folder; None: the corpus's own noise/
+    #: Share of echo examples (training.echo_synth); above 0 every example gets the 68 far-end inputs (0 in
+    #: the others, as on a device without a loudspeaker reference).
+    echo_share: float = 0.0
+
+    @property
+    def n_features(self):
+        return N_JOINT_FEATURES if self.echo_share > 0 else N_FEATURES
 
     def __post_init__(self):
         if not self.snr_db_min <= self.snr_db_max:
@@ -62,20 +79,32 @@ class CacheSpec:
                              f"exceed the maximum")
         if not 0.0 <= self.clean_share <= 1.0:
             raise UsageError(f"clean share {self.clean_share} must be in [0, 1]")
+        if not 0.0 <= self.echo_share <= 1.0:
+            raise UsageError(f"echo share {self.echo_share} must be in [0, 1]")
 
     def shard_path(self, out_dir, index):
         return Path(out_dir) / f"{self.split}-{index:05d}.npz"
 
 
-def example_arrays(target, noisy):
-    """Features and targets of one pair, trimmed to whole frames."""
+def example_arrays(target, noisy, echo_estimate=None, n_features=N_FEATURES):
+    """Features and targets of one pair, trimmed to whole frames.
+
+    ``noisy`` is what the enhancer processes (for an echo example, the linear
+    canceller's output); ``echo_estimate`` (microphone - that output) fills the
+    68 far-end inputs when ``n_features`` is 138 (0 without one).
+    """
     n_frames = noisy.size // HOP_SAMPLES
     gains, strengths, noisy_analysis, clean_analysis = oracle_gains(target, noisy)
     frame_energy = clean_analysis.energy.sum(axis=1)
     loudest = max(frame_energy.max(), 1e-12)
     vad = (frame_energy > loudest * 10 ** (-VAD_RANGE_DB / 10)) & (frame_energy > 1e-9)
-    return (noisy_analysis.features[:n_frames], gains[:n_frames], strengths[:n_frames],
-            vad[:n_frames].astype(np.float32))
+    features = noisy_analysis.features[:n_frames]
+    if n_features == N_JOINT_FEATURES:
+        far = np.zeros((n_frames, N_FAR_END_FEATURES))
+        if echo_estimate is not None:
+            far = far_end_features(echo_estimate, noisy_analysis.energy[:n_frames])
+        features = np.concatenate([features, far], axis=1)
+    return features, gains[:n_frames], strengths[:n_frames], vad[:n_frames].astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -96,10 +125,16 @@ def _fill_shard(args):
     rooms = simulated_rooms(spec.simulated_rooms // max(1, spec.shards) + 2, seed=spec.seed * 1000 + index)
     bank = AudioBank(say=lambda message: None)
     columns = {"features": [], "gain": [], "strength": [], "vad": []}
+    snr_range = (spec.snr_db_min, spec.snr_db_max)
     for _ in range(spec.examples_per_shard):
-        target, noisy = make_example(split, rng, spec.seconds, bank, rooms,
-                                     (spec.snr_db_min, spec.snr_db_max), spec.clean_share)
-        for key, value in zip(columns, example_arrays(target, noisy)):
+        echo_estimate = None
+        if spec.echo_share > 0 and rng.random() < spec.echo_share:
+            from .echo_synth import make_echo_example
+            target, noisy, echo_estimate, _ = make_echo_example(split, rng, spec.seconds, bank, rooms, snr_range,
+                                                                 spec.clean_share)
+        else:
+            target, noisy = make_example(split, rng, spec.seconds, bank, rooms, snr_range, spec.clean_share)
+        for key, value in zip(columns, example_arrays(target, noisy, echo_estimate, spec.n_features)):
             columns[key].append(value)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, **{key: np.stack(values).astype(np.float16) for key, values in columns.items()})
@@ -119,10 +154,10 @@ def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
     train, validation = scan(spec.corpus, spec.noise_corpus)     # fails early, with a reason
     say(f"corpus {spec.corpus}: train {train.describe()}; validation {validation.describe()}")
     meta_path = out_dir / "meta.json"
-    meta = {"feature_version": FEATURE_VERSION, spec.split: asdict(spec)}
+    meta = {"feature_version": FEATURE_VERSION, "n_features": spec.n_features, spec.split: asdict(spec)}
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        check_feature_version(out_dir, old)
+        check_feature_version(out_dir, old, adding_width=meta["n_features"])
         meta = {**old, **meta}
     meta_path.write_text(json.dumps(meta, indent=2))
     jobs = [(spec, out_dir, index) for index in range(spec.shards)]

@@ -3,6 +3,7 @@
   percepnet-train corpus --out CORPUS --shared ../shared/data --source gcompris=DIR [--source NAME=DIR ...]
   percepnet-train noise-corpus --out NOISE --sources /work/extdata/sources --shared ../shared/data --speech-corpus CORPUS
   percepnet-train cache --corpus ../shared/data --out CACHE [--shards N --examples-per-shard K --seconds S]
+                        [--echo-share 0.6]        (echo examples, for a joint model: --size lite_echo)
   percepnet-train teacher-cache --realworld CORPUS/realworld --out TEACHER [--shards N --workers 1]
   percepnet-train fit --cache CACHE --out models/lite --size lite [--epochs E] [--strategy mirrored]
   percepnet-train compare --run lite=RUN_LITE --run mid=RUN_MID      (validation loss per CPU-hour)
@@ -21,7 +22,10 @@ from .noise_build import build_noise_corpus
 from .noise_sources import NOISE_SOURCES
 from .sources import SOURCES
 from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
+from .model import ECHO_SUFFIX, SIZES
 from .train import OVER_SUPPRESSION_WEIGHT, fit
+
+SIZE_CHOICES = tuple(SIZES) + tuple(f"{name}{ECHO_SUFFIX}" for name in SIZES)
 
 
 def _parser():
@@ -68,6 +72,9 @@ def _parser():
                        help=f"noise SNR range in dB (default {SNR_RANGE_DB[0]:g} {SNR_RANGE_DB[1]:g})")
     cache.add_argument("--clean-share", type=float, default=CLEAN_PROBABILITY,
                        help=f"share of examples with no noise (default {CLEAN_PROBABILITY:g})")
+    cache.add_argument("--echo-share", type=float, default=0.0,
+                       help="share of echo examples for a joint echo-and-noise model (training.echo_synth; "
+                            "needs libspeexdsp1); above 0 the cache holds the 68 far-end inputs too (default 0)")
     cache.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     teacher = commands.add_parser("teacher-cache", help="label real recordings with a teacher (DeepFilterNet3) and "
                                   "cache features + our oracle targets in the cache's format (docs/training.md)")
@@ -94,7 +101,8 @@ def _parser():
     train.add_argument("--cache", required=True, action="append",
                        help="cache folder; repeat to train on several (their shards are pooled)")
     train.add_argument("--out", required=True, help="folder for the model, checkpoints and history")
-    train.add_argument("--size", default="lite", choices=("lite", "mid", "full", "tiny"))
+    train.add_argument("--size", default="lite", choices=SIZE_CHOICES,
+                       help="model size; NAME_echo is its joint echo-and-noise form (138 inputs; default lite)")
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--learning-rate", type=float, default=1e-3)
@@ -129,7 +137,7 @@ def _parser():
                          help="CPU budgets (rows), evenly spaced up to the shortest run's CPU (default 8)")
     bench = commands.add_parser("bench", help="training throughput: input feed, model step and fit, frames/s")
     bench.add_argument("--cache", required=True, action="append", help="cache folder (repeatable)")
-    bench.add_argument("--size", default="lite", choices=("lite", "mid", "full", "tiny"))
+    bench.add_argument("--size", default="lite", choices=SIZE_CHOICES)
     bench.add_argument("--batch-size", type=int, default=128)
     bench.add_argument("--steps", type=int, default=12, help="timed batches per figure (default 12)")
     return parser
@@ -152,7 +160,8 @@ def main(argv=None):
                 shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 16))
                 build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
                                       args.seed, snr_db_min=args.snr_db[0], snr_db_max=args.snr_db[1],
-                                      clean_share=args.clean_share, noise_corpus=args.noise_corpus),
+                                      clean_share=args.clean_share, noise_corpus=args.noise_corpus,
+                                      echo_share=args.echo_share),
                             args.out, args.workers)
         elif args.command == "teacher-cache":
             from .teacher import TeacherSpec, build_teacher_cache

@@ -16,11 +16,15 @@ optional voice-activity head FC 1 sigmoid on the last shared GRU.
 """
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from edge.dsp.constants import LOOKAHEAD_FRAMES, N_BANDS, N_FEATURES
+from edge.dsp.echo_features import N_JOINT_FEATURES
+
+#: Suffix of a size name that adds the 68 far-end inputs (``lite_echo``: the joint echo-and-noise lite model).
+ECHO_SUFFIX = "_echo"
 
 CONV1_KERNEL = 5
 CONV2_KERNEL = 3
@@ -38,6 +42,12 @@ class ModelConfig:
     gain_gru_units: int
     strength_gru_units: int
     vad_head: bool = True
+    #: The joint echo-and-noise form: 138 inputs (the 70 features, then edge.dsp.echo_features' 68).
+    far_end_inputs: bool = False
+
+    @property
+    def n_features(self):
+        return N_JOINT_FEATURES if self.far_end_inputs else N_FEATURES
 
     def as_dict(self):
         return asdict(self)
@@ -58,11 +68,15 @@ SIZES = {
 
 
 def config_for(size):
-    """The :class:`ModelConfig` of a size name, with a clear error for unknown names."""
+    """The :class:`ModelConfig` of a size name (``lite``, or ``lite_echo`` for its joint echo-and-noise form),
+    with a clear error for unknown names."""
+    base = size[:-len(ECHO_SUFFIX)] if size.endswith(ECHO_SUFFIX) else size
     try:
-        return SIZES[size]
+        config = SIZES[base]
     except KeyError:
-        raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}") from None
+        names = ", ".join(f"{name}, {name}{ECHO_SUFFIX}" for name in SIZES)
+        raise ValueError(f"unknown model size {size!r}; choose one of {names}") from None
+    return replace(config, name=size, far_end_inputs=True) if base != size else config
 
 
 def _keras():
@@ -136,7 +150,7 @@ def _gru(keras, units, name, state_noise, state_grid=None):
 
 
 def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None):
-    """The training form: features (batch, frames, 70) -> dict of per-frame outputs.
+    """The training form: features (batch, frames, 70 or 138) -> dict of per-frame outputs.
 
     ``state_noise`` > 0 (training only): every GRU state gets uniform noise of
     +-``state_noise`` per frame, so that the network learns outputs that a
@@ -159,7 +173,7 @@ def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None):
     def on_grid(x, name):
         return _int8_grid_layer(keras)(grids[name], name=f"{name}_int8")(x) if name in grids else x
 
-    features = keras.Input((None, N_FEATURES), name="features")
+    features = keras.Input((None, config.n_features), name="features")
     x = layers.Dense(config.fc_units, activation="tanh", name="fc_in")(on_grid(features, "features"))
     x = on_grid(x, "conv1_history")
     x = layers.Conv1D(config.conv_units, CONV1_KERNEL, padding="causal", activation="tanh", name="conv1")(x)
@@ -218,7 +232,7 @@ def build_step_model(config: ModelConfig):
     """
     keras = _keras()
     layers = keras.layers
-    features = keras.Input((N_FEATURES,), batch_size=1, name="features")
+    features = keras.Input((config.n_features,), batch_size=1, name="features")
     states = {name: keras.Input((width,), batch_size=1, name=name) for name, width in state_layout(config)}
     x = layers.Dense(config.fc_units, activation="tanh", name="fc_in")(features)
     window1 = layers.Concatenate(name="conv1_window")([states["conv1_history"], x])

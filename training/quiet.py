@@ -52,7 +52,9 @@ def add_quiet_leads(features, gain, strength, vad, bank, share, rng, delay):
     for row in np.flatnonzero(rng.random(count) < share):
         length = int(min(rng.integers(LEAD_FRAMES_RANGE[0], LEAD_FRAMES_RANGE[1] + 1), bank.shape[1],
                          frames - delay))
-        features[row, :length] = bank[rng.integers(len(bank)), :length]
+        lead = bank[rng.integers(len(bank)), :length]
+        features[row, :length, :lead.shape[-1]] = lead
+        features[row, :length, lead.shape[-1]:] = 0.0          # a floor alone: no echo, far-end inputs 0
         gain[row, delay:delay + length] = 0.0
         strength[row, delay:delay + length] = 0.0
         vad[row, delay:delay + length] = 0.0

@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dsp import FEATURE_VERSION, HOP_SAMPLES, highpass_signal
+from edge.dsp import FEATURE_VERSION, HOP_SAMPLES, N_FEATURES, highpass_signal
 from edge.dsp.constants import SAMPLE_RATE_HZ
 from edge.errors import DataError, UsageError
 
@@ -421,7 +421,7 @@ def build_teacher_cache(spec: TeacherSpec, out_dir, workers=1, say=print, teache
     teacher = _teacher() if own_teacher else teacher
     describe = getattr(teacher, "describe", None)
     meta_path = out_dir / "meta.json"
-    meta = {"feature_version": FEATURE_VERSION, "kind": "teacher",
+    meta = {"feature_version": FEATURE_VERSION, "n_features": N_FEATURES, "kind": "teacher",
             "teacher": describe() if describe else {"name": getattr(teacher, "name", repr(teacher)),
                                                     "lag_samples": int(teacher.lag)},
             spec.split: asdict(spec),
@@ -429,7 +429,7 @@ def build_teacher_cache(spec: TeacherSpec, out_dir, workers=1, say=print, teache
             "exclusions": {"rules": exclusion_rules(spec), "files": dict(material.excluded)}}
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        check_feature_version(out_dir, old)
+        check_feature_version(out_dir, old, adding_width=N_FEATURES)
         if old.get("teacher", {}).get("lag_samples", meta["teacher"]["lag_samples"]) != meta["teacher"]["lag_samples"]:
             raise TeacherError(f"{out_dir} was labelled by a teacher with another lag ({old['teacher']}); "
                                f"use a new --out")

@@ -101,7 +101,7 @@ class ExampleStore:
 
     COLUMNS = (("features", N_FEATURES), ("gain", N_BANDS), ("strength", N_BANDS), ("vad", None))
 
-    def __init__(self, cache_dirs, split, say=print):
+    def __init__(self, cache_dirs, split, say=print, n_features=N_FEATURES):
         files = shard_files(cache_dirs, split)
         shapes = [tuple(_shard_shape(path)) for path in files]
         frames = {shape[1] for shape in shapes}
@@ -110,18 +110,28 @@ class ExampleStore:
                                 f"frames); pool only caches built with the same --seconds")
         self.frames = frames.pop()
         self.count = sum(shape[0] for shape in shapes)
-        need = self.count * self.frames * (N_FEATURES + 2 * N_BANDS + 1) * 2
+        # A joint model (138 inputs) reads 70-feature caches with its far-end inputs at 0, which is what those
+        # inputs are without a loudspeaker reference (edge.dsp.echo_features); a 70-input model reads the
+        # first 70 of a joint cache (the features of the canceller's output).
+        self.n_features = n_features
+        widths = {"features": n_features, "gain": N_BANDS, "strength": N_BANDS, "vad": None}
+        need = self.count * self.frames * (n_features + 2 * N_BANDS + 1) * 2
         available = _available_memory_bytes()
         if available is not None and need > 0.8 * available:
             raise TrainingError(f"the {split} split needs {need / 2**30:.1f} GiB of memory, only "
                                 f"{available / 2**30:.1f} GiB are available: train on fewer caches or shards")
-        self.arrays = {name: np.empty((self.count, self.frames) + ((width,) if width else ()), np.float16)
-                       for name, width in self.COLUMNS}
+        self.arrays = {name: np.zeros((self.count, self.frames) + ((width,) if width else ()), np.float16)
+                       for name, width in widths.items()}
         row = 0
         for path, (n, _) in zip(files, shapes):
             with np.load(path) as shard:
-                for name, _ in self.COLUMNS:
-                    self.arrays[name][row:row + n] = shard[name]
+                for name in widths:
+                    values = shard[name]
+                    if name == "features":
+                        values = values[..., :n_features]
+                        self.arrays[name][row:row + n, :, :values.shape[-1]] = values
+                    else:
+                        self.arrays[name][row:row + n] = values
             row += n
         say(f"{split}: {self.count:,} examples of {self.frames} frames in memory ({need / 2**30:.2f} GiB)")
         self.quiet_lead_share, self.quiet_leads = 0.0, None
@@ -181,7 +191,7 @@ def make_dataset(store, batch_size, shuffle, with_vad=True, seed=0):
     import tensorflow as tf
     frames = tf.TensorSpec((None, None, N_BANDS), tf.float32)
     weight = tf.TensorSpec((None, None), tf.float32)
-    signature = (tf.TensorSpec((None, None, N_FEATURES), tf.float32),
+    signature = (tf.TensorSpec((None, None, store.n_features), tf.float32),
                  {"gain": frames, "strength": tf.TensorSpec((None, None, 2 * N_BANDS), tf.float32),
                   "vad": tf.TensorSpec((None, None, 1), tf.float32)},
                  {"gain": weight, "strength": weight, "vad": weight})
@@ -272,7 +282,7 @@ def int8_grids_from(metadata_path, config):
     except PercepnetError as exc:
         raise TrainingError(f"{path}: not a converted model's metadata ({exc}); pass the .json written beside "
                             f"an int8 .tflite by percepnet-convert") from None
-    widths = {"features": N_FEATURES, **dict(state_layout(config))}
+    widths = {"features": config.n_features, **dict(state_layout(config))}
     names = list(widths)
     missing = [name for name in names if name not in inputs or inputs[name].get("dtype") != "int8"
                or list(inputs[name].get("shape", ())) != [1, widths[name]]]
@@ -294,11 +304,40 @@ def _load_weights(model, path):
         source = keras.models.load_model(path, compile=False)
     except Exception as exc:                                # keras raises many types for a bad file
         raise TrainingError(f"{path}: cannot be read as a Keras model ({type(exc).__name__}: {exc})") from None
-    shapes = [w.shape for w in source.get_weights()]
+    weights = widen_inputs(source.get_weights(), model.get_weights())
+    shapes = [w.shape for w in weights]
     if shapes != [w.shape for w in model.get_weights()]:
         raise TrainingError(f"{path}: its weights ({sum(int(np.prod(s)) for s in shapes):,}) do not fit "
                             f"the {model.name} model ({model.count_params():,}); pass the matching --size")
-    model.set_weights(source.get_weights())
+    model.set_weights(weights)
+
+
+def widen_inputs(source_weights, target_weights):
+    """``source_weights`` with the first layer's kernel given zero rows for inputs it lacks.
+
+    A noise-only model (70 inputs) so becomes a joint model (138) that behaves
+    exactly like it while the far-end inputs are 0, which is where joint
+    training starts. Any other difference is left for the caller to refuse.
+    """
+    if not source_weights or not target_weights:
+        return list(source_weights)
+    first, wanted = source_weights[0], target_weights[0]
+    if first.ndim == 2 and wanted.ndim == 2 and first.shape[1] == wanted.shape[1] and first.shape[0] < wanted.shape[0]:
+        widened = np.zeros(wanted.shape, first.dtype)
+        widened[:first.shape[0]] = first
+        return [widened] + list(source_weights[1:])
+    return list(source_weights)
+
+
+def best_val_loss_so_far(out_dir):
+    """The lowest ``val_loss`` in ``out_dir/history.csv`` when a resumable checkpoint is there, else None."""
+    import csv
+    history, resume = Path(out_dir) / "history.csv", Path(out_dir) / "resume"
+    if not history.is_file() or not resume.is_dir():
+        return None
+    with history.open(newline="") as handle:
+        losses = [float(row["val_loss"]) for row in csv.DictReader(handle) if row.get("val_loss")]
+    return min(losses) if losses else None
 
 
 def _stop_after(minutes):
@@ -358,9 +397,9 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     with strategy_for(strategy).scope():
         model, _ = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise, int8_grids)
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
-    train_store = ExampleStore(cache_dir, "train", say)
+    train_store = ExampleStore(cache_dir, "train", say, config.n_features)
     train_store.use_quiet_leads(quiet_lead_share, seed)
-    validation_store = ExampleStore(cache_dir, "validation", say)
+    validation_store = ExampleStore(cache_dir, "validation", say, config.n_features)
     train = make_dataset(train_store, batch_size, shuffle=True, with_vad=config.vad_head, seed=seed)
     if steps_per_epoch is None:
         steps_per_epoch = max(1, train_store.count // batch_size)
@@ -372,8 +411,11 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         keras.callbacks.BackupAndRestore(str(out_dir / "resume"), delete_checkpoint=False),
         _cost_per_epoch(),
         # A noisy or rounded model holds custom layers: keep its best weights, save the plain form at the end.
+        # A resumed run starts from the best validation loss so far (history.csv): a fresh checkpoint callback
+        # would take its first epoch for the best and overwrite a better model (it did, once).
         keras.callbacks.ModelCheckpoint(str(best_weights) if custom_layers else str(best), monitor="val_loss",
-                                        save_best_only=True, save_weights_only=custom_layers),
+                                        save_best_only=True, save_weights_only=custom_layers,
+                                        initial_value_threshold=best_val_loss_so_far(out_dir)),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
     ]
@@ -388,7 +430,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         plain_form(model, config).save(str(best))
     card = {
         "size": config.name, "config": config.as_dict(), "weights": int(model.count_params()),
-        "feature_version": FEATURE_VERSION, "epochs_run": len(val_losses),
+        "feature_version": FEATURE_VERSION, "n_features": config.n_features, "epochs_run": len(val_losses),
         "best_val_loss": float(min(val_losses)) if val_losses else None,
         "train_seconds": round(time.time() - started),
         "cache": [str(c) for c in cache_dir] if isinstance(cache_dir, (list, tuple)) else str(cache_dir),

@@ -172,17 +172,19 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
         runners = [ModelRunner(model_path or DEFAULT_MODEL_PATH, num_threads=num_threads)
                    for _ in range(reader.channels)]
         say(f"model: {runners[0].describe()}" + (f", one per channel ({reader.channels})" if len(runners) > 1 else ""))
-        enhancers = [Enhancer(runner, settings) for runner in runners]
+        joint = runners[0].far_end_inputs            # a joint echo-and-noise model: it reads the echo estimate
+        enhancers = [Enhancer(runner, settings, far_end_inputs=joint) for runner in runners]
         cancellers = None
         if far_reader is not None:
-            from edge.echo import EchoCanceller, EchoSettings
-            echo_settings = echo_settings or EchoSettings()
+            from edge.echo import EchoCanceller, EchoSettings, for_model
+            echo_settings = for_model(echo_settings or EchoSettings(), joint)
             cancellers = [EchoCanceller(echo_settings, on_event=_channel_events(c, reader.channels, say))
                           for c in range(reader.channels)]
             say(f"echo: SpeexDSP MDF, tail {echo_settings.tail_ms:g} ms, bulk delay "
                 + (f"fixed at {echo_settings.fixed_delay_ms:g} ms" if echo_settings.fixed_delay_ms is not None
                    else f"tracked up to {echo_settings.delay_search_ms:g} ms")
-                + (", residual echo suppression" if echo_settings.residual_suppression else ""))
+                + (", residual echo suppression" if echo_settings.residual_suppression else "")
+                + ("; the joint model removes the residual echo" if joint else ""))
         blocks = denoise_blocks(reader, enhancers, far_reader=far_reader, cancellers=cancellers)
         with WavWriter(target, reader.rate, reader.frames, reader.fmt_chunk) as writer:
             for block in blocks:
@@ -314,9 +316,11 @@ class _ChannelChain:
         for t in range(count):
             frame = slice(t * HOP_SAMPLES, (t + 1) * HOP_SAMPLES)
             mic = source[frame]
+            echo = None
             if self.canceller is not None:                   # echo first: the network sees what is left
                 mic = self.canceller.process(mic, far[frame], self.echo_free)
-            self.enhancer.process(mic, out=out[frame])
+                echo = self.canceller.echo_estimate
+            self.enhancer.process(mic, out=out[frame], echo_estimate=echo)
         self.carry = source[count * HOP_SAMPLES:]
         if self.canceller is not None:
             self.far_carry = far[count * HOP_SAMPLES:]

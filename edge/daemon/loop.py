@@ -63,12 +63,13 @@ class Pipeline:
         rt = config.realtime
         self.gains = DeadlineGains(network, rt.overrun_policy, rt.deadline_ms / 1000.0, clock,
                                    rt.drop_model_frames)
-        self.enhancer = Enhancer(self.gains, config.enhancer_settings())
+        joint = bool(getattr(network, "far_end_inputs", False))     # a joint echo-and-noise model
+        self.enhancer = Enhancer(self.gains, config.enhancer_settings(), far_end_inputs=joint)
         self.network = network
         self.canceller = None
         if config.echo.enabled:                  # ahead of the network, which enhances what is left
-            from edge.echo import EchoCanceller
-            self.canceller = EchoCanceller(config.echo_settings())
+            from edge.echo import EchoCanceller, for_model
+            self.canceller = EchoCanceller(for_model(config.echo_settings(), joint))
 
 
 def default_runner_factory(config):
@@ -250,9 +251,11 @@ class AudioLoop:
         start = self.clock()
         pipeline = self.pipeline
         pipeline.gains.start_frame(start)
+        echo = None
         if pipeline.canceller is not None:
             frame = self._cancel_echo(pipeline.canceller, frame)
-        pipeline.enhancer.process(frame, out=self._output)
+            echo = pipeline.canceller.echo_estimate
+        pipeline.enhancer.process(frame, out=self._output, echo_estimate=echo)
         try:
             self.io.write(self._output)
         except DeviceError as exc:

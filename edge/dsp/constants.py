@@ -6,8 +6,13 @@ features, alters the feature values: trained models record the version and the
 device refuses a model whose version differs.
 """
 
-#: Bumped on any change that alters the 70 feature values or the band layout.
-FEATURE_VERSION = 1
+#: Bumped on any change that alters the feature values or the band layout.
+#: 1: the 70 features of :mod:`edge.dsp.features`.
+#: 2: the same 70, unchanged, then the 68 far-end inputs of :mod:`edge.dsp.echo_features` (joint echo-and-noise
+#:    models). A version-1 model or cache is a version-2 one whose far-end inputs are 0, so both are accepted.
+FEATURE_VERSION = 2
+#: Versions whose features this code computes exactly (see above).
+COMPATIBLE_FEATURE_VERSIONS = (1, 2)
 
 SAMPLE_RATE_HZ = 48_000
 HOP_SAMPLES = 480                      # 10 ms frame
@@ -39,3 +44,5 @@ LATENCY_MS = 1000.0 * LATENCY_SAMPLES / SAMPLE_RATE_HZ   # 30.0 ms
 COMB_MAX_TAPS_EACH_SIDE = 3
 
 N_FEATURES = 2 * N_BANDS + 2           # 34 log energies, 34 coherences, period, correlation
+N_FAR_END_FEATURES = 2 * N_BANDS       # a joint echo model's: echo level and echo share per band (echo_features)
+N_JOINT_FEATURES = N_FEATURES + N_FAR_END_FEATURES      # 138

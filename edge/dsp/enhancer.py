@@ -7,7 +7,8 @@
    ``LOOKAHEAD_FRAMES`` back;
 3. analysis in one FFT call: the newest frame, the same window one period
    earlier, and the comb-filtered delayed frame; their band energies;
-4. features of the newest frame;
+4. features of the newest frame (with ``far_end_inputs``, also the echo
+   estimate's: :mod:`edge.dsp.echo_features`);
 5. gains and strengths for the delayed frame, from a gain source (the
    network, or the oracle), then the limits: gain exponent, release,
    envelope post-filter, attenuation floor;
@@ -29,6 +30,7 @@ from .bands import band_matrix
 from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
+from .echo_features import N_FAR_END_FEATURES, EchoAnalysis
 from .features import assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
 from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
@@ -122,10 +124,14 @@ class Enhancer:
     """Streaming PercepNet enhancer.
 
     Args:
-        gain_source: called once per frame with the newest 70 features; returns
-            ``(gains, strengths)`` (34 each) for the frame ``LOOKAHEAD_FRAMES``
-            earlier. Defaults to :func:`unity_gains`.
+        gain_source: called once per frame with the newest features (70, or
+            138 with ``far_end_inputs``); returns ``(gains, strengths)`` (34 each)
+            for the frame ``LOOKAHEAD_FRAMES`` earlier. Defaults to :func:`unity_gains`.
         settings: :class:`EnhancerSettings`.
+        far_end_inputs: compute the 68 far-end inputs of a joint echo-and-noise
+            model from the ``echo_estimate`` given to :meth:`process`; None (the
+            default): the gain source's own ``far_end_inputs`` (a
+            :class:`~edge.model.engine.ModelRunner` of a joint model has it), else off.
 
     Attributes:
         features: the newest frame's feature vector (valid after ``process``).
@@ -133,8 +139,10 @@ class Enhancer:
     """
 
     def __init__(self, gain_source: Optional[GainSource] = None,
-                 settings: EnhancerSettings = EnhancerSettings()):
+                 settings: EnhancerSettings = EnhancerSettings(), far_end_inputs: Optional[bool] = None):
         self.gain_source = gain_source or unity_gains
+        if far_end_inputs is None:                   # a joint model's runner says so itself
+            far_end_inputs = bool(getattr(gain_source, "far_end_inputs", False))
         self.settings = settings
         self.weights = band_matrix()
         self.window = vorbis_window()
@@ -146,7 +154,8 @@ class Enhancer:
         self.history = np.zeros(HISTORY_SAMPLES)
         self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
         self.energy_ring = np.zeros((depth, N_BANDS))
-        self.features = np.zeros(N_FEATURES)
+        self.features = np.zeros(N_FEATURES + (N_FAR_END_FEATURES if far_end_inputs else 0))
+        self.echo_analysis = EchoAnalysis() if far_end_inputs else None
         self.coherence = np.zeros(N_BANDS)
         self.gain = np.ones(N_BANDS)
         self.previous_gain = np.ones(N_BANDS)
@@ -172,11 +181,17 @@ class Enhancer:
         self.previous_gain[:] = 1.0
         self.highpass.reset()
         self.pitch.reset()
+        if self.echo_analysis is not None:
+            self.echo_analysis.reset()
         self.frames_processed = 0
         self.nonfinite_frames = 0
 
-    def process(self, frame, out=None):
+    def process(self, frame, out=None, echo_estimate=None):
         """Enhance one 480-sample frame (float, full scale +-1).
+
+        ``echo_estimate`` (``far_end_inputs`` only): the 480 samples the linear
+        echo canceller removed from the microphone to give ``frame``; None when
+        there is no reference or the far end is silent.
 
         Returns the output frame that lags the input by 30 ms. Without ``out``
         the result is an internal buffer that the next call overwrites.
@@ -208,7 +223,9 @@ class Enhancer:
 
         # Features of the newest frame.
         coherence_from_cross(cross, energies[NEWEST], energies[ONE_PERIOD_BACK], self.coherence)
-        assemble(energies[NEWEST], self.coherence, period_now, correlation_now, self.features)
+        assemble(energies[NEWEST], self.coherence, period_now, correlation_now, self.features[:N_FEATURES])
+        if self.echo_analysis is not None:
+            self.echo_analysis.step(echo_estimate, energies[NEWEST], self.features[N_FEATURES:])
 
         # Gains and strengths for the delayed frame (network or oracle), then their limits.
         gain, strength = self.gain_source(self.features)

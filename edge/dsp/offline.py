@@ -171,20 +171,28 @@ class FrameGains:
         return self._unity, self._zero
 
 
-def enhance_signal(signal, gain_source: GainSource = None, settings: EnhancerSettings = EnhancerSettings()):
+def enhance_signal(signal, gain_source: GainSource = None, settings: EnhancerSettings = EnhancerSettings(),
+                   echo_estimate=None):
     """Run the streaming enhancer over a whole signal; output aligned and the same length.
 
     The enhancer's 30 ms latency is removed: sample i of the result is the
-    enhanced sample i of the input.
+    enhanced sample i of the input. A gain source with ``far_end_inputs``
+    (a joint model's runner) gets them from ``echo_estimate`` (microphone -
+    ``signal``, the linear canceller's output), or 0 without one.
     """
     signal = _as_mono_float(signal)
     source = with_flush_padding(signal)
     n_frames = source.size // HOP_SAMPLES
-    enhancer = Enhancer(gain_source, settings)
+    far_end_inputs = bool(getattr(gain_source, "far_end_inputs", False))
+    enhancer = Enhancer(gain_source, settings, far_end_inputs=far_end_inputs)
+    echo = None
+    if far_end_inputs and echo_estimate is not None:
+        echo = np.zeros(source.size)
+        echo[:min(source.size, len(echo_estimate))] = np.asarray(echo_estimate, np.float64)[:source.size]
     output = np.empty_like(source)
     for t in range(n_frames):
-        enhancer.process(source[t * HOP_SAMPLES:(t + 1) * HOP_SAMPLES],
-                         out=output[t * HOP_SAMPLES:(t + 1) * HOP_SAMPLES])
+        frame = slice(t * HOP_SAMPLES, (t + 1) * HOP_SAMPLES)
+        enhancer.process(source[frame], out=output[frame], echo_estimate=None if echo is None else echo[frame])
     return output[LATENCY_SAMPLES:LATENCY_SAMPLES + signal.size]
 
 

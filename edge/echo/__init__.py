@@ -8,6 +8,6 @@ noise network and falls back to passing the microphone through (noise suppressio
 alone) while the reference is missing or silent. Imports only io, dsp and errors.
 """
 
-from edge.echo.canceller import EchoCanceller, EchoSettings, Mode
+from edge.echo.canceller import EchoCanceller, EchoSettings, Mode, for_model
 
-__all__ = ["EchoCanceller", "EchoSettings", "Mode"]
+__all__ = ["EchoCanceller", "EchoSettings", "Mode", "for_model"]

@@ -118,6 +118,10 @@ class EchoCanceller:
         self._far_delayed = np.zeros(n)
         self._zeros = np.zeros(n)
         self._fade_in = (np.arange(n) + 0.5) / n
+        self._removed = np.zeros(n)
+        #: What the last :meth:`process` took out of the microphone (microphone - output): a joint model's
+        #: echo estimate (edge.dsp.echo_features); None when it passed the microphone through untouched.
+        self.echo_estimate = None
         self.delay_changes = 0
         # reference gain: MDF stalls when the echo is louder than its reference (measured: 0.3 dB ERLE with the
         # echo 19 dB above the reference, 25 dB with the reference 20 dB up); the level statistics run over
@@ -243,7 +247,18 @@ class EchoCanceller:
             into, away = (cancelled, mic) if is_cancelling else (mic, cancelled)
             np.multiply(into, self._fade_in, out=out)
             out += away * (1.0 - self._fade_in)
+        if was_cancelling or is_cancelling:
+            self.echo_estimate = np.subtract(mic, out, out=self._removed)
+        else:
+            self.echo_estimate = None
         return out
 
     def close(self):
         self.mdf.close()
+
+
+def for_model(settings, far_end_inputs):
+    """The echo settings to run ahead of a model: a joint model (``far_end_inputs``) removes the residual
+    echo itself from the canceller's echo estimate, so SpeexDSP's residual suppression is off for it."""
+    from dataclasses import replace
+    return replace(settings, residual_suppression=False) if far_end_inputs else settings

@@ -15,6 +15,7 @@ the raw int8 across different scales triples the error.
 import numpy as np
 
 from edge.dsp.constants import N_BANDS, N_FEATURES
+from edge.dsp.echo_features import N_JOINT_FEATURES
 from edge.dsp.features import ENERGY_FLOOR, LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
 
 #: Frames whose every band energy is below this are digital silence (about -117
@@ -103,7 +104,7 @@ class ModelRunner:
         self._gain_heads = [(self._heads[head][0], *self._heads[head][1], out)
                             for head, out in (("gain", self.gain), ("strength", self.strength))]
         self._vad_head = self._heads.get("vad")
-        self._scratch_features = np.zeros(N_FEATURES)
+        self._scratch_features = np.zeros(self.n_features)
         self.silent_frames = 0
         self._silent_run = 0
         self.vad = None
@@ -140,9 +141,14 @@ class ModelRunner:
         role = self.metadata.outputs
         tensor = self.interpreter.tensor
         features = details[inputs["features"]]
-        if tuple(features["shape"]) != (1, N_FEATURES) or features["dtype"] not in (np.int8, np.float32):
+        width = int(self.metadata.dsp.get("n_features", N_FEATURES))
+        if tuple(features["shape"]) != (1, width) or features["dtype"] not in (np.int8, np.float32):
             raise ModelError(f"the model's features input is {features['dtype'].__name__} "
-                                     f"{tuple(features['shape'])}, expected int8 or float32 (1, {N_FEATURES})")
+                                     f"{tuple(features['shape'])}, expected int8 or float32 (1, {width}) as its "
+                                     "metadata says; re-run the converter")
+        #: Feature width: 70, or 138 for a joint echo-and-noise model (the Enhancer needs ``far_end_inputs``).
+        self.n_features = width
+        self.far_end_inputs = width == N_JOINT_FEATURES
         self._features_in = tensor(inputs["features"])
         # Float models (the comparison variants) have scale 0: they take and give floats.
         self._features_quant = features["quantization"] if features["dtype"] == np.int8 else None
@@ -172,7 +178,7 @@ class ModelRunner:
         self._silent_run = 0
 
     def __call__(self, features):
-        """Run one frame: features (70,) float -> (gains, strengths) of the frame two back.
+        """Run one frame: features (``n_features``,) float -> (gains, strengths) of the frame two back.
 
         From the :data:`SILENCE_SETTLE_FRAMES`-th consecutive frame of digital
         silence on, the network is not run and the previous outputs are

@@ -25,11 +25,15 @@ MAX_METADATA_BYTES = 1 << 20
 HASH_CHUNK_BYTES = 1 << 20
 
 
-def dsp_signature():
-    """What a model must agree on with the DSP, as a dict."""
+def dsp_signature(n_features=dsp.N_FEATURES):
+    """What a model must agree on with the DSP, as a dict (``n_features``: 70, or 138 for a joint echo model)."""
     return {"feature_version": dsp.FEATURE_VERSION, "sample_rate_hz": dsp.SAMPLE_RATE_HZ,
-            "hop_samples": dsp.HOP_SAMPLES, "n_bands": dsp.N_BANDS, "n_features": dsp.N_FEATURES,
+            "hop_samples": dsp.HOP_SAMPLES, "n_bands": dsp.N_BANDS, "n_features": int(n_features),
             "lookahead_frames": dsp.LOOKAHEAD_FRAMES}
+
+
+#: Feature widths a model may take: the 70 features, or those and the 68 far-end inputs (feature version 2).
+MODEL_FEATURE_WIDTHS = (dsp.N_FEATURES, dsp.N_JOINT_FEATURES)
 
 
 @dataclass
@@ -58,8 +62,16 @@ class ModelMetadata:
         """Differences from the running DSP, as readable strings (empty when compatible)."""
         from edge.dsp.bands import band_centres_bins
         here = dsp_signature()
-        problems = [f"{key}: model {self.dsp.get(key)!r}, DSP {value!r}"
-                    for key, value in here.items() if self.dsp.get(key) != value]
+        version, width = self.dsp.get("feature_version"), self.dsp.get("n_features")
+        problems = []
+        if version not in dsp.COMPATIBLE_FEATURE_VERSIONS:
+            problems.append(f"feature_version: model {version!r}, DSP {dsp.FEATURE_VERSION!r} (reads versions "
+                            f"{', '.join(map(str, dsp.COMPATIBLE_FEATURE_VERSIONS))})")
+        elif width not in MODEL_FEATURE_WIDTHS or (version == 1 and width != dsp.N_FEATURES):
+            problems.append(f"n_features: model {width!r}, DSP {dsp.N_FEATURES} (or {dsp.N_JOINT_FEATURES} from "
+                            "feature version 2 on)")
+        problems += [f"{key}: model {self.dsp.get(key)!r}, DSP {value!r}" for key, value in here.items()
+                     if key not in ("feature_version", "n_features") and self.dsp.get(key) != value]
         if list(self.band_layout) != band_centres_bins().tolist():
             problems.append("band_layout: the model's band centres differ from the DSP's")
         return problems
