@@ -5,8 +5,8 @@ Batch: :func:`analyse_signal` (features), :func:`oracle_gains` (training
 targets), :func:`enhance_signal` and :func:`oracle_enhance` (whole signals).
 """
 
-from .constants import (COMPATIBLE_FEATURE_VERSIONS, FEATURE_VERSION, HOP_SAMPLES, LATENCY_MS, LATENCY_SAMPLES, LOOKAHEAD_FRAMES,
-                        N_BANDS, N_BINS, N_FEATURES, SAMPLE_RATE_HZ, WINDOW_SAMPLES)
+from .constants import (COMPATIBLE_FEATURE_VERSIONS, FEATURE_VERSION, HOP_SAMPLES, LATENCY_MS, LATENCY_SAMPLES,
+                        LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES, SAMPLE_RATE_HZ, WINDOW_SAMPLES)
 from .echo_features import N_FAR_END_FEATURES, N_JOINT_FEATURES, EchoAnalysis, far_end_features
 from .enhancer import ORACLE_SETTINGS, Enhancer, EnhancerSettings, unity_gains
 from .offline import (FrameGains, SignalAnalysis, analyse_signal, enhance_signal, frames_to_flush, highpass_signal,

@@ -3,7 +3,7 @@
 Everything that changes what the features mean lives here. Bump
 ``FEATURE_VERSION`` whenever a change here, or in any stage that computes the
 features, alters the feature values: trained models record the version and the
-device refuses a model whose version differs.
+device refuses a model of a version it does not compute (COMPATIBLE_FEATURE_VERSIONS).
 """
 
 #: Bumped on any change that alters the feature values or the band layout.
