@@ -208,9 +208,8 @@ def frame_costs(clip, rounds=1):
     runner, both_runner = ModelRunner(_model_path()), ModelRunner(_model_path())
     joint = runner.far_end_inputs                        # a joint model reads the canceller's echo estimate
     canceller, buffer, out = EchoCanceller(), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
-    enhancer = Enhancer(runner, far_end_inputs=joint)
-    both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner,
-                                                                                        far_end_inputs=joint)
+    enhancer = Enhancer(runner)
+    both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner)
     mdf = SpeexMdf(HOP_SAMPLES, 9600, FS)
     m16 = np.clip(np.rint(mic * 32768), -32768, 32767).astype(np.int16)
     f16 = np.clip(np.rint(far * 32768), -32768, 32767).astype(np.int16)

@@ -81,22 +81,32 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def _write_feature_cache(folder):
-    """A feature cache made from generated audio through the real DSP (train and validation)."""
+def _write_cache(folder, meta, example_of, seconds):
+    """A feature cache (train: seeds 0-3, validation: 10-11) of ``example_of(seed, seconds)``'s arrays."""
     import json
-    from edge.io.synthetic import mix_at_snr, noise, speech_like
-    from training.cache import example_arrays
     folder.mkdir()
-    (folder / "meta.json").write_text(json.dumps({"feature_version": 1}))
+    (folder / "meta.json").write_text(json.dumps(meta))
     for split, seeds in (("train", range(4)), ("validation", range(10, 12))):
         columns = {"features": [], "gain": [], "strength": [], "vad": []}
         for seed in seeds:
-            clean = speech_like(2.0, seed=seed)
-            noisy = mix_at_snr(clean, noise(["pink", "white", "hum"][seed % 3], 2.0, seed=seed + 50), 5.0)
-            for key, value in zip(columns, example_arrays(clean, noisy)):
+            for key, value in zip(columns, example_of(seed, seconds)):
                 columns[key].append(value)
         np.savez(folder / f"{split}-00000.npz", **{k: np.stack(v).astype(np.float16) for k, v in columns.items()})
     return folder
+
+
+def _noise_example(seed, seconds):
+    """Generated speech in pink, white or hum noise at 5 dB, through the real DSP."""
+    from edge.io.synthetic import mix_at_snr, noise, speech_like
+    from training.cache import example_arrays
+    clean = speech_like(seconds, seed=seed)
+    return example_arrays(clean, mix_at_snr(clean, noise(["pink", "white", "hum"][seed % 3], seconds, seed=seed + 50),
+                                            5.0))
+
+
+def _write_feature_cache(folder):
+    """A feature cache made from generated audio through the real DSP (train and validation)."""
+    return _write_cache(folder, {"feature_version": 1}, _noise_example, 2.0)
 
 
 @pytest.fixture(scope="session")
@@ -104,47 +114,43 @@ def tiny_model(tmp_path_factory):
     """An untrained tiny model converted end to end once per test session (about a minute)."""
     pytest.importorskip("tensorflow", reason="the convert extra (tensorflow-cpu) is not installed")
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    from converter.convert import convert
-    from training import model as net
-    work = tmp_path_factory.mktemp("convert")
-    cache = _write_feature_cache(work / "cache")
-    config = net.config_for("tiny")
-    model = net.build_sequence_model(config)
-    model.save(work / "percepnet_tiny.keras")
-    out = work / "models" / "percepnet_tiny.tflite"
-    metadata, report = convert(work / "percepnet_tiny.keras", cache, out, say=lambda *_: None)
-    return {"work": work, "cache": cache, "model": model, "config": config, "out": out,
-            "metadata": metadata, "report": report}
+    cache = _write_feature_cache(tmp_path_factory.mktemp("convert") / "cache")
+    return _convert_untrained("tiny", cache)
 
 
-def _write_echo_feature_cache(folder):
-    """A joint (138-feature) cache from generated echo through the real canceller and DSP (train, validation)."""
-    import json
+def _echo_example(seed, seconds):
+    """Generated far end through a room, pink noise and (odd seeds: double talk) a near talker, through the real
+    canceller and DSP: the 138 features of a joint model."""
     from scipy.signal import fftconvolve
     from edge.dsp import HOP_SAMPLES
     from edge.echo import EchoCanceller, EchoSettings
     from edge.io.synthetic import mix_at_snr, noise, speech_like
     from training.cache import example_arrays
-    folder.mkdir()
-    (folder / "meta.json").write_text(json.dumps({"feature_version": 2, "n_features": 138}))
-    for split, seeds in (("train", range(4)), ("validation", range(10, 12))):
-        columns = {"features": [], "gain": [], "strength": [], "vad": []}
-        for seed in seeds:
-            rng = np.random.default_rng(seed)
-            near = speech_like(3.0, seed=seed) * (seed % 2)                  # odd seeds: double talk
-            far = 0.5 * speech_like(3.0, seed=seed + 100)
-            h = np.zeros(2400)
-            h[480], h[481:] = 0.6, 0.03 * rng.standard_normal(1919) * np.exp(-np.arange(1919) / 400)
-            mic = mix_at_snr(near, noise("pink", 3.0, seed=seed + 50), 15.0) + fftconvolve(far, h)[:far.size]
-            canceller, out = EchoCanceller(EchoSettings(residual_suppression=False)), np.zeros(mic.size)
-            for start in range(0, mic.size, HOP_SAMPLES):
-                canceller.process(mic[start:start + HOP_SAMPLES], far[start:start + HOP_SAMPLES],
-                                  out[start:start + HOP_SAMPLES])
-            canceller.close()
-            for key, value in zip(columns, example_arrays(near, out, mic - out, 138)):
-                columns[key].append(value)
-        np.savez(folder / f"{split}-00000.npz", **{k: np.stack(v).astype(np.float16) for k, v in columns.items()})
-    return folder
+    rng = np.random.default_rng(seed)
+    near = speech_like(seconds, seed=seed) * (seed % 2)
+    far = 0.5 * speech_like(seconds, seed=seed + 100)
+    h = np.zeros(2400)
+    h[480], h[481:] = 0.6, 0.03 * rng.standard_normal(1919) * np.exp(-np.arange(1919) / 400)
+    mic = mix_at_snr(near, noise("pink", seconds, seed=seed + 50), 15.0) + fftconvolve(far, h)[:far.size]
+    canceller, out = EchoCanceller(EchoSettings(residual_suppression=False)), np.zeros(mic.size)
+    for start in range(0, mic.size, HOP_SAMPLES):
+        canceller.process(mic[start:start + HOP_SAMPLES], far[start:start + HOP_SAMPLES], out[start:start + HOP_SAMPLES])
+    canceller.close()
+    return example_arrays(near, out, mic - out, 138)
+
+
+def _convert_untrained(size, cache, variants=True):
+    """An untrained model of ``size`` saved and converted end to end with ``cache``; the fixtures' dict."""
+    from converter.convert import convert
+    from training import model as net
+    work = cache.parent
+    config = net.config_for(size)
+    model = net.build_sequence_model(config)
+    model.save(work / f"percepnet_{size}.keras")
+    out = work / "models" / f"percepnet_{size}.tflite"
+    metadata, report = convert(work / f"percepnet_{size}.keras", cache, out, variants=variants, say=lambda *_: None)
+    return {"work": work, "cache": cache, "model": model, "config": config, "out": out,
+            "metadata": metadata, "report": report}
 
 
 @pytest.fixture(scope="session")
@@ -155,13 +161,6 @@ def tiny_echo_model(tmp_path_factory):
     from edge.echo import speex_mdf
     if not speex_mdf.available():
         pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1; .ci/run installs it)")
-    from converter.convert import convert
-    from training import model as net
-    work = tmp_path_factory.mktemp("convert-echo")
-    cache = _write_echo_feature_cache(work / "cache")
-    config = net.config_for("tiny_echo")
-    model = net.build_sequence_model(config)
-    model.save(work / "percepnet_tiny_echo.keras")
-    out = work / "models" / "percepnet_tiny_echo.tflite"
-    metadata, report = convert(work / "percepnet_tiny_echo.keras", cache, out, variants=False, say=lambda *_: None)
-    return {"work": work, "cache": cache, "model": model, "config": config, "out": out, "metadata": metadata}
+    cache = _write_cache(tmp_path_factory.mktemp("convert-echo") / "cache", {"feature_version": 2, "n_features": 138},
+                         _echo_example, 3.0)
+    return _convert_untrained("tiny_echo", cache, variants=False)

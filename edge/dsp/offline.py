@@ -183,10 +183,9 @@ def enhance_signal(signal, gain_source: GainSource = None, settings: EnhancerSet
     signal = _as_mono_float(signal)
     source = with_flush_padding(signal)
     n_frames = source.size // HOP_SAMPLES
-    far_end_inputs = bool(getattr(gain_source, "far_end_inputs", False))
-    enhancer = Enhancer(gain_source, settings, far_end_inputs=far_end_inputs)
+    enhancer = Enhancer(gain_source, settings)
     echo = None
-    if far_end_inputs and echo_estimate is not None:
+    if enhancer.echo_analysis is not None and echo_estimate is not None:
         echo = np.zeros(source.size)
         echo[:min(source.size, len(echo_estimate))] = np.asarray(echo_estimate, np.float64)[:source.size]
     output = np.empty_like(source)

@@ -119,9 +119,7 @@ class EchoCanceller:
         self._zeros = np.zeros(n)
         self._fade_in = (np.arange(n) + 0.5) / n
         self._removed = np.zeros(n)
-        #: What the last :meth:`process` took out of the microphone (microphone - output): a joint model's
-        #: echo estimate (edge.dsp.echo_features); None when it passed the microphone through untouched.
-        self.echo_estimate = None
+        self._last_frames = None                 # (mic, out) of the last frame that went through MDF
         self.delay_changes = 0
         # reference gain: MDF stalls when the echo is louder than its reference (measured: 0.3 dB ERLE with the
         # echo 19 dB above the reference, 25 dB with the reference 20 dB up); the level statistics run over
@@ -247,11 +245,18 @@ class EchoCanceller:
             into, away = (cancelled, mic) if is_cancelling else (mic, cancelled)
             np.multiply(into, self._fade_in, out=out)
             out += away * (1.0 - self._fade_in)
-        if was_cancelling or is_cancelling:
-            self.echo_estimate = np.subtract(mic, out, out=self._removed)
-        else:
-            self.echo_estimate = None
+        self._last_frames = (mic, out) if was_cancelling or is_cancelling else None
         return out
+
+    @property
+    def echo_estimate(self):
+        """What the last :meth:`process` took out of the microphone (microphone - output): a joint model's
+        echo estimate (edge.dsp.echo_features); None when it passed the microphone through untouched.
+        Computed on request, so a noise-only model's frames do not pay for it; read it before the next frame."""
+        if self._last_frames is None:
+            return None
+        mic, out = self._last_frames
+        return np.subtract(mic, out, out=self._removed)
 
     def close(self):
         self.mdf.close()
