@@ -18,8 +18,8 @@ Metrics per talk type (means over clips):
 - double talk: AECMOS echo and degradation ("dt"), PESQ-WB of the output against the near talker as the
   microphone hears it;
 - near-end single talk: PESQ-WB against the near talker, AECMOS degradation ("nst", silent far end);
-- cost: this thread's CPU time per 10 ms frame, every method timed frame by frame on the same clip in the
-  same run (RNNoise beside them).
+- cost: this thread's CPU time per 10 ms frame (mean, p50, p99, p99.9, max), every method timed frame by
+  frame over the double-talk clips played in a row, in the same run (RNNoise beside them).
 """
 
 import argparse
@@ -189,21 +189,30 @@ def score(clip, out, aecmos, dnsmos=None):
     return scores
 
 
-def frame_costs(clip, rounds=1):
-    """Microseconds of this thread's CPU per 10 ms frame, each method timed frame by frame on one clip."""
+def frame_costs(clips):
+    """Per-frame cost of every method, each timed frame by frame over the same clips in one run.
+
+    ``clips`` are played one after another through one state per method (the double-talk clips: the far end on
+    and a talker, the daemon's busiest case). Returns {method: {"mean", "p50", "p99", "p99.9", "max", "frames"}}
+    in microseconds of this thread's CPU (``time.thread_time``: what the method costs, not what the other jobs on
+    the machine cost it; the daemon's wall-clock frame times are in ``run``'s summary).
+    """
     from edge.dsp import Enhancer
     from edge.echo import EchoCanceller, EchoSettings, for_model
     from edge.echo.speex_mdf import SpeexMdf
     from edge.model.engine import ModelRunner
-    mic, far = clip["mic"], clip["far"]
-    n = len(_frames(mic.size))
+    mic = np.concatenate([c["mic"] for c in clips])
+    far = np.concatenate([c["far"] for c in clips])
+    starts = _frames(mic.size)
     timer = time.thread_time
 
     def timed(step):
-        start = timer()
-        for s in _frames(mic.size):
+        times = np.empty(len(starts))
+        for i, s in enumerate(starts):
+            begin = timer()
             step(s)
-        return 1e6 * (timer() - start) / n
+            times[i] = timer() - begin
+        return times
 
     runner, both_runner = ModelRunner(_model_path()), ModelRunner(_model_path())
     joint = runner.far_end_inputs                        # a joint model reads the canceller's echo estimate
@@ -218,7 +227,7 @@ def frame_costs(clip, rounds=1):
     aec, processor = Aec3(sample_rate=FS), AudioProcessor(sample_rate=FS, echo_cancellation=True,
                                                           noise_suppression=True)
     m32, f32 = mic.astype(np.float32), far.astype(np.float32)
-    costs = {
+    times = {
         "ours: echo stage": timed(lambda s: canceller.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES],
                                                               buffer)),
         "ours: NS (DSP + int8 network)": timed(lambda s: enhancer.process(mic[s:s + HOP_SAMPLES], out=out)),
@@ -234,10 +243,17 @@ def frame_costs(clip, rounds=1):
     try:
         from . import peers
         if peers.rnnoise_available() is None:
-            costs["RNNoise (NS only)"] = 1e6 * float(np.mean(peers.rnnoise_frame_times(mic, timer)))
+            times["RNNoise (NS only)"] = peers.rnnoise_frame_times(mic, timer)
     except ImportError:
         pass
-    return costs
+    return {name: cost_summary(t) for name, t in times.items()}
+
+
+def cost_summary(seconds):
+    """Mean, median, p99, p99.9 and max of per-frame times (seconds in), in microseconds."""
+    us = 1e6 * np.asarray(seconds, dtype=np.float64)
+    return {"mean": float(us.mean()), "p50": float(np.percentile(us, 50)), "p99": float(np.percentile(us, 99)),
+            "p99.9": float(np.percentile(us, 99.9)), "max": float(us.max()), "frames": int(us.size)}
 
 
 def _mean(values):
@@ -295,9 +311,13 @@ def report(table, costs, n_clips, command):
                 cell += f" ({row['st_reconverged']})"
             cells.append(cell)
         cost = costs.get(cost_of.get(method, method))
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_cell(cost, 0)} |")
-    lines += ["", "Cost, this thread's CPU per 10 ms frame (same run, same clip):", ""]
-    lines += [f"- {name}: {value:.0f} us" for name, value in costs.items()]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {_cell(cost and cost['mean'], 0)} |")
+    if costs:
+        frames = next(iter(costs.values()))["frames"]
+        lines += ["", f"Cost, this thread's CPU per 10 ms frame, us (same run, the double-talk clips in a row, "
+                  f"{frames} frames):", "", "| method | mean | p50 | p99 | p99.9 | max |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {name} | " + " | ".join(f"{c[k]:.0f}" for k in ("mean", "p50", "p99", "p99.9", "max")) + " |"
+                  for name, c in costs.items()]
     ours, ns = table.get("ours: denoise --far-end (echo stage + NS)"), table.get("our denoise (no far end)")
     if ours and ns and ours["nst_pesq_wb"] is not None:
         lines += ["", "Targets (issue 21), ours (`denoise --far-end`):", ""]
@@ -358,7 +378,7 @@ def main(argv=None):
             rows[method].append({"clip": clip["name"], "talk_type": clip["talk_type"], **scores})
             print(f"{method} {clip['name']}: " + ", ".join(f"{k} {v:.2f}" for k, v in scores.items()
                                                         if isinstance(v, float)), file=sys.stderr)
-    costs = {} if args.no_cost else frame_costs(next(c for c in clips if c["talk_type"] == "dt"))
+    costs = {} if args.no_cost else frame_costs([c for c in clips if c["talk_type"] == "dt"] or clips)
     table = summarise(rows)
     text = report(table, costs, len(clips), " ".join(["python -m evaluation.echo_eval"] + (argv or sys.argv[1:])))
     out = Path(args.out_dir)

@@ -18,8 +18,8 @@ pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed (needs lib
 
 from edge.commands.run import SYSTEM_ALSA_CONF, file_plugin_asoundrc   # noqa: E402
 from edge.dsp import HOP_SAMPLES, Enhancer, with_flush_padding        # noqa: E402
-from edge.echo import EchoCanceller, speex_mdf                        # noqa: E402
-from edge.io.synthetic import speech_like                             # noqa: E402
+from edge.echo import EchoCanceller, EchoSettings, for_model, speex_mdf                       # noqa: E402
+from edge.io.synthetic import noise, speech_like                            # noqa: E402
 from edge.model.engine import ModelRunner                             # noqa: E402
 from edge.model.model_meta import DEFAULT_MODEL_PATH                  # noqa: E402
 from edge.daemon.config import load                                   # noqa: E402
@@ -80,7 +80,15 @@ echo:
     env = {**os.environ, "ALSA_CONFIG_PATH": f"{SYSTEM_ALSA_CONF}:{asoundrc}", "PYTHONUNBUFFERED": "1",
            "RUNTIME_DIRECTORY": str(tmp_path / "run")}
     return {"dir": tmp_path, "config": config, "env": env, "capture": capture, "reference": reference,
-            "frames": capture.size // HOP_SAMPLES, "mic": mic}
+            "frames": capture.size // HOP_SAMPLES, "mic": mic, "echo_path": h}
+
+
+def _replace_streams(rig, mic, far):
+    """New capture and reference files for the rig's PCMs (the same length: the daemon reads both per period)."""
+    rig["capture"], rig["reference"] = with_flush_padding(mic, np.float32), with_flush_padding(far, np.float32)
+    rig["capture"].tofile(rig["dir"] / "capture.raw")
+    rig["reference"].tofile(rig["dir"] / "reference.raw")
+    rig["frames"] = rig["capture"].size // HOP_SAMPLES
 
 
 def _edge(rig, *args):
@@ -88,17 +96,21 @@ def _edge(rig, *args):
                           env=rig["env"], capture_output=True, text=True, timeout=180)
 
 
-def _offline(capture, reference, canceller=True):
-    """What the daemon must compute: per frame, the canceller then the enhancer."""
-    enhancer = Enhancer(ModelRunner(DEFAULT_MODEL_PATH))
-    echo = EchoCanceller() if canceller else None
+def _offline(capture, reference, canceller=True, model=DEFAULT_MODEL_PATH):
+    """What the daemon must compute: per frame, the canceller then the enhancer (with the canceller's echo
+    estimate and without SpeexDSP's residual suppression for a joint model, as the daemon does)."""
+    runner = ModelRunner(model)
+    enhancer = Enhancer(runner)
+    echo = EchoCanceller(for_model(EchoSettings(), runner.far_end_inputs)) if canceller else None
     out, echo_free = np.zeros(capture.size), np.zeros(HOP_SAMPLES)
     for start in range(0, capture.size, HOP_SAMPLES):
         frame = slice(start, start + HOP_SAMPLES)
         mic = capture[frame].astype(np.float64)
+        estimate = None
         if echo is not None:
             mic = echo.process(mic, reference[frame].astype(np.float64), echo_free)
-        enhancer.process(mic, out=out[frame])
+            estimate = echo.echo_estimate
+        enhancer.process(mic, out=out[frame], echo_estimate=estimate)
     return out
 
 
@@ -114,6 +126,7 @@ def test_the_daemon_cancels_the_echo_of_its_reference(rig):
     assert result.returncode == 0, result.stderr
     assert "echo: far end playing: cancelling its echo" in result.stderr
     assert "reference delayed by" in result.stderr
+    assert "echo: linear canceller with SpeexDSP's residual echo suppression, then the noise model" in result.stdout
     daemon = _played(rig)
     # the daemon forwarded the reference to the loudspeaker, sample for sample, after the prefill
     forwarded = np.fromfile(rig["dir"] / "speaker.raw", np.float32)
@@ -149,3 +162,37 @@ def test_check_verifies_the_reference_path(rig):
     bad = _edge(rig, "check")
     assert bad.returncode == 2
     assert "[FAIL] echo reference:" in bad.stdout and "pe_no_such_reference" in bad.stdout
+
+
+def test_the_daemon_switches_a_joint_model_between_echo_and_no_echo_without_a_glitch(rig, tiny_echo_model):
+    """A call on hold: the far end plays 2 s, is silent 1.5 s, plays again, while the near talker goes on.
+
+    The daemon runs a joint model (138 inputs) behind the canceller: the canceller's echo estimate while the far
+    end plays, far-end inputs of 0 while it is silent. Through the real ALSA PCMs, no period is dropped,
+    repeated or muted at the switches (the output equals the per-frame pipeline, sample for sample after the
+    prefill), and the output has no step at a switch larger than the talker's own sample-to-sample steps (the
+    canceller cross-fades over one frame; the far-end inputs reach 0 two frames after the far end stops).
+    """
+    seconds = 6.0
+    near = 0.15 * speech_like(seconds, seed=41) + 0.005 * noise("pink", seconds, seed=42)
+    far = speech_like(seconds, seed=43) * 2.0
+    hold = slice(int(2.0 * FS), int(3.5 * FS))
+    far[hold] = 0.0
+    mic = near + fftconvolve(far, rig["echo_path"])[:far.size]
+    _replace_streams(rig, mic.astype(np.float32), far.astype(np.float32))
+    model = tiny_echo_model["out"]
+    rig["config"].write_text(rig["config"].read_text().replace(f"path: {DEFAULT_MODEL_PATH}", f"path: {model}"))
+    result = _edge(rig, "run", "--frames", str(rig["frames"]))
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "the joint model removes the residual echo" in said and "SpeexDSP's residual suppression off" in said
+    assert said.count("echo: far end playing: cancelling its echo") >= 2, said     # it played, stopped, played
+    daemon = _played(rig)
+    expected = np.clip(_offline(rig["capture"], rig["reference"], model=model), -1, 1)
+    np.testing.assert_allclose(daemon, expected, atol=1e-5)
+    # a glitch would be a step: compare the steps at the two switches (+-2 periods) with the talker's steps
+    steps = np.abs(np.diff(daemon))
+    typical = np.percentile(steps[int(0.5 * FS):], 99.9)
+    for switch_s in (2.0, 3.5):
+        around = slice(int(switch_s * FS) - 2 * HOP_SAMPLES, int(switch_s * FS) + 4 * HOP_SAMPLES)
+        assert steps[around].max() <= 1.5 * typical, (switch_s, steps[around].max(), typical)

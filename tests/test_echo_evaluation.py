@@ -41,3 +41,14 @@ def test_erle_and_convergence_time():
     assert echo_eval.convergence_s(echo, out, echo) == pytest.approx(2.5, abs=0.11)
     assert echo_eval.convergence_s(echo, echo, echo) is None
     assert echo_eval.convergence_s(echo, out, echo, after_s=1.0) == pytest.approx(1.5, abs=0.11)
+
+
+def test_cost_summary_reports_the_tail_in_microseconds_and_the_report_shows_it():
+    seconds = np.full(1000, 100e-6)
+    seconds[-1] = 5e-3                       # one slow frame in a thousand: p99.9 sees it, the median does not
+    cost = echo_eval.cost_summary(seconds)
+    assert cost["frames"] == 1000 and cost["p50"] == pytest.approx(100) and cost["max"] == pytest.approx(5000)
+    assert cost["p99"] == pytest.approx(100) and 100 < cost["p99.9"] <= 5000
+    assert cost["mean"] == pytest.approx(100 + 4900 / 1000)
+    text = echo_eval.report({}, {"WebRTC APM (AEC3 + NS)": cost}, 0, "cmd")
+    assert "| WebRTC APM (AEC3 + NS) | 105 | 100 | 100 | " in text and "1000 frames" in text

@@ -79,6 +79,8 @@ def _serve(config, config_path, frames, duration_s, say, control, notifier, star
                  "speaker_device": config.echo.speaker_device} if config.echo.enabled else {}
     loop = AudioLoop(config, io_factory(config.audio, **reference), notifier=notifier, stop=control.stop)
     say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
+    if loop.pipeline.describe_echo() is not None:
+        say(loop.pipeline.describe_echo())
     if control.stop.is_set():
         logging.getLogger("percepnet-edge").info("stopped during start-up (signal); exiting")
         return 0

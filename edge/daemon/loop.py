@@ -70,6 +70,17 @@ class Pipeline:
         if config.echo.enabled:                  # ahead of the network, which enhances what is left
             from edge.echo import EchoCanceller, for_model
             self.canceller = EchoCanceller(for_model(config.echo_settings(), joint))
+        self.joint = joint
+
+    def describe_echo(self):
+        """One line for the log: what removes the loudspeaker's echo (None with the echo section off)."""
+        if self.canceller is None:
+            return None
+        if self.joint:
+            return ("echo: linear canceller, then the joint model; the joint model removes the residual echo "
+                    "from the canceller's echo estimate (SpeexDSP's residual suppression off)")
+        return ("echo: linear canceller with SpeexDSP's residual echo suppression, then the noise model "
+                "(a noise-only model: it keeps residual echo that SpeexDSP leaves)")
 
 
 def default_runner_factory(config):
