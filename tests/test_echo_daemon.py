@@ -196,3 +196,29 @@ def test_the_daemon_switches_a_joint_model_between_echo_and_no_echo_without_a_gl
     for switch_s in (2.0, 3.5):
         around = slice(int(switch_s * FS) - 2 * HOP_SAMPLES, int(switch_s * FS) + 4 * HOP_SAMPLES)
         assert steps[around].max() <= 1.5 * typical, (switch_s, steps[around].max(), typical)
+
+
+def test_the_demo_with_a_far_end_cancels_the_loudspeakers_echo(tmp_path, monkeypatch):
+    """`run --demo --with-far-end`: the demo's talker and babble, plus a second talker on the loudspeaker whose
+    echo is 6 dB above the talker; the daemon reads it through its reference PCM and removes its echo."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from edge.commands.run import run_daemon_demo
+    from edge.io.synthetic import demo_far_end
+    from edge.io.wav import read_wav
+    monkeypatch.setenv("ALSA_CONFIG_PATH", SYSTEM_ALSA_CONF)
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path))
+    seconds, said = 6.0, []
+    assert run_daemon_demo(None, tmp_path / "echo", say=said.append, seconds=seconds, far_end=True) == 0
+    assert run_daemon_demo(None, tmp_path / "plain", say=lambda *_: None, seconds=seconds) == 0
+    assert any("echo: linear canceller with SpeexDSP's residual echo suppression" in line for line in said), said
+    assert any(line.startswith("echo: cancelling in ") for line in said), said
+    far, echo = demo_far_end(seconds)
+    np.testing.assert_allclose(read_wav(tmp_path / "echo" / "far_end.wav")[0][:, 0], far, atol=1 / 32768)
+    noisy = read_wav(tmp_path / "echo" / "noisy.wav")[0][:, 0]
+    plain_noisy = read_wav(tmp_path / "plain" / "noisy.wav")[0][:, 0]
+    np.testing.assert_allclose(noisy - plain_noisy, echo, atol=2 / 32768)    # the microphone heard the echo
+    with_echo = read_wav(tmp_path / "echo" / "enhanced.wav")[0][:, 0]
+    without = read_wav(tmp_path / "plain" / "enhanced.wav")[0][:, 0]
+    last = slice(int((seconds - 2) * FS), None)                              # after MDF's convergence
+    left_db = 10 * np.log10(np.sum(echo[last] ** 2) / np.sum((with_echo - without)[last] ** 2))
+    assert left_db > 12, left_db           # what the echo adds to the output is >12 dB below the echo itself

@@ -136,6 +136,13 @@ def test_the_cache_draws_noise_from_the_noise_corpus_by_its_splits(raw_sources, 
     assert sorted(train.noise) == sorted(noise / r["path"] for r in kept if r["split"] == "train")
     assert sorted(validation.noise) == sorted(noise / r["path"] for r in kept if r["split"] == "validation")
     assert "helicopter" in validation.noise_classes and "helicopter" not in train.noise_classes
+    # the manifest's row order (one build or several --only runs) does not change what the cache draws from
+    manifest = noise / "manifest.csv"
+    header, *rows = manifest.read_text().splitlines(keepends=True)
+    manifest.write_text(header + "".join(reversed(rows)))
+    train_again, validation_again = scan(mini_corpus, noise)
+    assert train_again.noise == train.noise and validation_again.noise == validation.noise
+    assert list(train_again.noise_classes.items()) == list(train.noise_classes.items())
     default_train, _ = scan(mini_corpus)                    # without the option: the corpus's noise/ as before
     assert all(str(mini_corpus) in str(path) for path in default_train.noise)
     for split in ("train", "validation"):

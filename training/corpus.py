@@ -147,7 +147,9 @@ def _noise_from_corpus(noise_root, train, validation):
     from .noise_build import read_noise_manifest
     for split in (train, validation):
         split.noise, split.noise_classes = [], {}
-    for row in read_noise_manifest(noise_root):
+    # Sorted by path: the manifest's row order depends on how many runs built the corpus, and the cache's draws
+    # must not (a rebuilt corpus must give the same shards, or validation losses stop being comparable).
+    for row in sorted(read_noise_manifest(noise_root), key=lambda r: r["path"] or ""):
         if row["path"] and not row["reject_reason"]:
             split = validation if row["split"] == "validation" else train
             split.noise.append(noise_root / row["path"])

@@ -122,6 +122,9 @@ def _parser():
                      help="stop after this much audio")
     run.add_argument("--demo", nargs="?", const="out/daemon-demo", metavar="DIR",
                      help="run through ALSA's file plugin on generated audio, writing WAVs to DIR")
+    run.add_argument("--with-far-end", action="store_true",
+                     help="with --demo: the loudspeaker also plays a second talker whose echo the microphone "
+                          "hears; the daemon cancels it through its reference path (writes far_end.wav too)")
     run.add_argument("--instance", type=_instance_name, metavar="NAME",
                      help="this daemon's name among several (the templated unit passes %%i): the telemetry's "
                           "instance_name label, its .prom file name and its PipeWire stream names "
@@ -216,7 +219,11 @@ def _dispatch(argv, control):
         elif args.command == "run":
             from edge.commands import run as daemon_commands
             if args.demo is not None:
-                return daemon_commands.run_daemon_demo(args.config, args.demo, control=control)
+                return daemon_commands.run_daemon_demo(args.config, args.demo, control=control,
+                                                       far_end=args.with_far_end)
+            if args.with_far_end:
+                raise _usage("--with-far-end belongs to --demo (a real far end comes from the config's echo "
+                             "section: reference_device)")
             return daemon_commands.run(args.config, args.frames, args.duration, control=control,
                                        instance=args.instance)
         elif args.command == "check":

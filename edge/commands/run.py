@@ -280,10 +280,25 @@ def _in_group(name):
         return False
 
 
-def file_plugin_asoundrc(folder, capture_raw, playback_raw):
-    """An asoundrc defining ``pe_capture`` (reads capture_raw) and ``pe_playback`` (writes playback_raw)."""
+def file_plugin_asoundrc(folder, capture_raw, playback_raw, reference_raw=None):
+    """An asoundrc defining ``pe_capture`` (reads capture_raw) and ``pe_playback`` (writes playback_raw);
+    with ``reference_raw``, also ``pe_reference`` (reads it) and ``pe_speaker`` (writes speaker.raw in folder)."""
     path = Path(folder) / "asoundrc"
-    path.write_text(f"""pcm.pe_capture {{
+    reference = "" if reference_raw is None else f"""pcm.pe_reference {{
+    type file
+    slave.pcm "null"
+    file "/dev/null"
+    infile "{reference_raw}"
+    format "raw"
+}}
+pcm.pe_speaker {{
+    type file
+    slave.pcm "null"
+    file "{Path(folder) / 'speaker.raw'}"
+    format "raw"
+}}
+"""
+    path.write_text(reference + f"""pcm.pe_capture {{
     type file
     slave.pcm "null"
     file "/dev/null"
@@ -300,12 +315,18 @@ pcm.pe_playback {{
     return path
 
 
-def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synthetic.DEMO_SECONDS):
+def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synthetic.DEMO_SECONDS,
+                    far_end=False):
     """The built-in default: the daemon through ALSA's ``file`` plugin on generated audio.
 
     No sound card is needed: capture reads a generated noisy recording, playback
     writes a raw file, which is then aligned and saved as WAV beside the input.
     The raw files and the asoundrc live in a temporary folder removed at the end.
+
+    ``far_end``: the loudspeaker also plays a second talker whose echo reaches the microphone
+    (:func:`edge.io.synthetic.demo_far_end`); the daemon reads it through its reference PCM, forwards it to a
+    loudspeaker PCM and cancels its echo (the ``echo`` section on, with the config's other echo keys), and
+    ``far_end.wav`` is written too.
     """
     from edge.io.wav import write_wav
     from edge.commands.files import output_samples, prepare_output
@@ -319,21 +340,35 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
     n_samples = noisy.size
     with tempfile.TemporaryDirectory(prefix="percepnet-demo-") as folder:
         work = Path(folder)
+        reference = {}
+        if far_end:
+            far, echo = synthetic.demo_far_end(seconds)
+            noisy += echo
+            with_flush_padding(far, np.float32).tofile(work / "reference.raw")
+            write_wav(prepare_output(out_dir / "far_end.wav", n_bytes), far, SAMPLE_RATE_HZ)
+            del far, echo
+            reference = {"reference_device": "pe_reference", "speaker_device": "pe_speaker"}
         with_flush_padding(noisy, np.float32).tofile(work / "capture.raw")
         write_wav(targets["noisy"], noisy, SAMPLE_RATE_HZ)
-        say(f"wrote {out_dir / 'noisy.wav'}")
+        say(f"wrote {out_dir / 'noisy.wav'}" + (f" and {out_dir / 'far_end.wav'}" if far_end else ""))
         del noisy                                       # the daemon reads it from the capture file
         release_freed_memory()
-        asoundrc = file_plugin_asoundrc(work, work / "capture.raw", work / "playback.raw")
+        asoundrc = file_plugin_asoundrc(work, work / "capture.raw", work / "playback.raw",
+                                        reference_raw=work / "reference.raw" if far_end else None)
         audio = replace(config.audio, capture_device="pe_capture", playback_device="pe_playback",
                         sample_format="FLOAT_LE", capture_channels=1, channel_index=0)
         config = replace(config, audio=audio)
-        say(f"demo: {synthetic.describe_demo(seconds)} through ALSA's file plugin "
-            f"(raw capture and playback files in {work}, removed at the end)")
+        if far_end:
+            config = replace(config, echo=replace(config.echo, enabled=True, **reference))
+        say(f"demo: {synthetic.describe_demo(seconds)}"
+            + (f", and {synthetic.describe_far_end_demo()}" if far_end else "")
+            + f" through ALSA's file plugin (raw capture and playback files in {work}, removed at the end)")
         with temporary_environment(ALSA_CONFIG_PATH=f"{SYSTEM_ALSA_CONF}:{asoundrc}"):
             started = time.monotonic()
-            loop = AudioLoop(config, AlsaDuplex(config.audio), stop=control.stop if control else None)
+            loop = AudioLoop(config, AlsaDuplex(config.audio, **reference), stop=control.stop if control else None)
             say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
+            if loop.pipeline.describe_echo() is not None:
+                say(loop.pipeline.describe_echo())
             loop.run(max_frames=frames_to_flush(n_samples))
         if loop.counters.frames < frames_to_flush(n_samples):   # SIGTERM/SIGINT: a short file is no result
             targets["noisy"].unlink(missing_ok=True)            # written before the run; not a result alone
@@ -345,6 +380,10 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
         write_wav(targets["enhanced"], played[delay:delay + n_samples], SAMPLE_RATE_HZ)
         del played
     say(f"wrote {out_dir / 'enhanced.wav'}")
+    if far_end:
+        c = loop.counters
+        say(f"echo: cancelling in {c.echo_cancelling_frames} of {c.frames} frames; reference xruns "
+            f"{loop.io.reference_xruns}; {loop.pipeline.canceller.delay_ms:.0f} ms of delay compensated")
     say(loop.summary())
     return 0
 

@@ -137,3 +137,29 @@ def demo_mixture(seconds=DEMO_SECONDS):
 
 def describe_demo(seconds=DEMO_SECONDS):
     return f"{seconds:g} s of generated speech in {DEMO_NOISE} noise at {DEMO_SNR_DB:g} dB SNR"
+
+
+#: The echo demo (`run --demo --with-far-end`): the loudspeaker 6 dB louder at the microphone than the talker,
+#: 30 ms of system delay, a 60 ms decaying room tail: a smart speaker on a table.
+DEMO_ECHO_OVER_TALKER_DB = 6.0
+DEMO_ECHO_DELAY_MS = 30.0
+DEMO_ECHO_TAIL_MS = 60.0
+
+
+def demo_far_end(seconds=DEMO_SECONDS, rate=SAMPLE_RATE_HZ):
+    """``(far, echo)``: what the demo's loudspeaker plays (another generated talker) and its echo at the
+    microphone, the same in every demo; ``echo`` is :data:`DEMO_ECHO_OVER_TALKER_DB` above the demo's talker."""
+    far = speech_like(seconds, seed=11, f0_range_hz=(160.0, 260.0), level_dbfs=-20.0, rate=rate)
+    tail = int(DEMO_ECHO_TAIL_MS / 1000 * rate)
+    path = np.random.default_rng(12).standard_normal(tail) * 10 ** (-3 * np.arange(tail) / tail)  # -60 dB at the end
+    path[0] = 4.0                                                       # the direct path dominates
+    path = np.concatenate([np.zeros(int(DEMO_ECHO_DELAY_MS / 1000 * rate)), path])
+    echo = np.convolve(far, path)[:far.size]
+    talker = speech_like(seconds, seed=1, rate=rate)
+    gain = np.sqrt(np.mean(talker ** 2) / max(np.mean(echo ** 2), 1e-20)) * 10 ** (DEMO_ECHO_OVER_TALKER_DB / 20)
+    return far, echo * gain
+
+
+def describe_far_end_demo():
+    return (f"a second generated talker on the loudspeaker, its echo {DEMO_ECHO_OVER_TALKER_DB:g} dB above the "
+            f"talker after {DEMO_ECHO_DELAY_MS:g} ms")
