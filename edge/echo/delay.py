@@ -15,6 +15,13 @@ a weak or silent far end gives confident-looking nonsense otherwise. The
 tracked delay is the median of the last accepted estimates. GCC-PHAT finds the
 strongest tap, which can sit a few ms after the first, so the caller keeps a
 margin below it.
+
+The estimate's work is spread over three frames (the microphone's spectrum, the
+reference's, then the correlation), each about a third of the 1.5 ms (x86) that
+one frame paid before: a frame that ran it all was the echo path's p99. The
+ring holds two frames more than the window, so both windows stay intact until
+the third frame. The FFTs run once at construction, so the first estimate does
+not pay numpy's first-call set-up (34 ms measured: a missed deadline).
 """
 
 import numpy as np
@@ -32,11 +39,7 @@ def gcc_phat(reference, mic, max_lag, fft_samples=None):
     the echo cannot come before the sound that makes it.
     """
     n = fft_samples or 1 << int(np.ceil(np.log2(reference.size + mic.size)))
-    cross = np.fft.rfft(mic, n) * np.conj(np.fft.rfft(reference, n))
-    cross /= np.abs(cross) + 1e-12
-    correlation = np.abs(np.fft.irfft(cross, n)[:max_lag + 1])
-    lag = int(np.argmax(correlation))
-    return lag, float(correlation[lag] / (np.median(correlation) + 1e-12))
+    return _phat_peak(np.fft.rfft(mic, n), np.fft.rfft(reference, n), n, max_lag)
 
 
 class DelayTracker:
@@ -60,15 +63,19 @@ class DelayTracker:
         # the window plus the largest lag: the echo of the window's last reference sample must be inside
         self._window = self._frames_per_window * self._step
         size = -(-(self._window + self.max_lag) // self._step) * self._step      # whole frames: no split writes
+        self._region = size                      # what one estimate reads: the last `size` samples
+        size += 2 * self._step                   # + two frames: the region stays intact while the stages run
         self._ring_far = np.zeros(2 * size)      # doubled ring: every window is one contiguous slice
         self._ring_mic = np.zeros(2 * size)
         self._size, self._write = size, 0
-        self._active = np.zeros(size // self._step, bool)          # far-end activity, oldest first
-        self._fft = 1 << int(np.ceil(np.log2(2 * size)))
+        self._active = np.zeros(self._region // self._step, bool)  # far-end activity, oldest first
+        self._fft = 1 << int(np.ceil(np.log2(2 * self._region)))
         self._frames_seen = 0
         self._accepted = []
+        self._stage, self._start, self._mic_spectrum, self._far_spectrum = 0, 0, None, None
         self.delay_samples = None
         self.last_estimate = None            # (delay_samples, confidence) of the last run, accepted or not
+        gcc_phat(np.zeros(self._window), np.zeros(self._region), self.max_lag, self._fft)   # numpy's FFT set-up
 
     def push(self, mic, far):
         position = self._write
@@ -80,23 +87,42 @@ class DelayTracker:
         self._active[:-1] = self._active[1:].copy()
         self._active[-1] = float(np.dot(far, far)) / far.size > self.active_power
         self._frames_seen += 1
-        full = self._frames_seen * self._step >= self._size
+        if self._stage == 1:                                  # 2nd frame: the reference's spectrum
+            reference = self._ring_far[self._start:self._start + self._window]
+            self._far_spectrum = np.fft.rfft(reference, self._fft)
+            self._stage = 2
+            return False
+        if self._stage == 2:                                  # 3rd frame: the correlation and the decision
+            self._stage = 0
+            self._decide(*_phat_peak(self._mic_spectrum, self._far_spectrum, self._fft, self.max_lag))
+            return True
+        full = self._frames_seen * self._step >= self._region
         if not full or self._frames_seen % self._hop_frames:
             return False
-        # the reference window: the oldest `window` samples; the mic: the same start, window + max_lag long
+        # the reference window: the region's oldest `window` samples; the mic: the same start, the whole region
         reference_frames = self._active[:self._frames_per_window]
         if reference_frames.mean() < self.active_share:
             return False
-        start = self._write                                               # oldest sample in the ring
-        reference = self._ring_far[start:start + self._window]
-        mic_window = self._ring_mic[start:start + self._size]
-        lag, confidence = gcc_phat(reference, mic_window, self.max_lag, self._fft)
+        self._start = (self._write - self._region) % self._size       # the region's oldest sample
+        self._mic_spectrum = np.fft.rfft(self._ring_mic[self._start:self._start + self._region], self._fft)
+        self._stage = 1                                       # 1st frame: the microphone's spectrum
+        return False
+
+    def _decide(self, lag, confidence):
         self.last_estimate = (lag * DECIMATION, confidence)
         # a peak on the range's edge may be the slope of one beyond it (seen on PipeWire at start-up): not taken
         if confidence >= self.min_confidence and lag < self.max_lag:
             self._accepted = (self._accepted + [lag * DECIMATION])[-self.history:]
             self.delay_samples = int(np.median(self._accepted))
-        return True
+
+
+def _phat_peak(mic_spectrum, reference_spectrum, fft_samples, max_lag):
+    """GCC-PHAT's (lag, confidence) from the two spectra (see :func:`gcc_phat`)."""
+    cross = mic_spectrum * np.conj(reference_spectrum)
+    cross /= np.abs(cross) + 1e-12
+    correlation = np.abs(np.fft.irfft(cross, fft_samples)[:max_lag + 1])
+    lag = int(np.argmax(correlation))
+    return lag, float(correlation[lag] / (np.median(correlation) + 1e-12))
 
 
 class DelayLine:
