@@ -222,3 +222,24 @@ def test_settings_out_of_range_are_refused():
     from edge.errors import UsageError
     with pytest.raises(UsageError, match="echo.tail_ms"):
         EchoSettings(tail_ms=5).validate()
+
+
+def test_the_trackers_estimate_spread_over_three_frames_equals_one_gcc_phat_over_the_same_windows():
+    """The microphone's spectrum, the reference's and the correlation run on three successive frames; the ring
+    keeps both windows intact meanwhile, so the estimate is exactly GCC-PHAT over the trigger frame's windows."""
+    from edge.echo.delay import DECIMATION
+    rng = np.random.default_rng(3)
+    far = rng.standard_normal(3 * FS) * 0.1
+    mic = np.concatenate([np.zeros(1000), 0.5 * far[:-1000]]) + 0.01 * rng.standard_normal(3 * FS)
+    tracker = DelayTracker(FS, N, 250)
+    decimated = [x.reshape(-1, DECIMATION).mean(axis=1) for x in (far, mic)]
+    step, runs = N // DECIMATION, []
+    for i in range(far.size // N):
+        if tracker.push(mic[i * N:(i + 1) * N], far[i * N:(i + 1) * N]):
+            end = (i - 2 + 1) * step                      # the trigger was two frames earlier
+            start = end - tracker._region
+            reference = decimated[0][start:start + tracker._window]
+            lag, confidence = gcc_phat(reference, decimated[1][start:end], tracker.max_lag, tracker._fft)
+            runs.append(tracker.last_estimate == (lag * DECIMATION, confidence))
+    assert len(runs) >= 3 and all(runs)
+    assert tracker.delay_samples == 1000
