@@ -47,21 +47,8 @@ def rig(tmp_path):
     reference = with_flush_padding(far, np.float32)
     capture.tofile(tmp_path / "capture.raw")
     reference.tofile(tmp_path / "reference.raw")
-    asoundrc = file_plugin_asoundrc(tmp_path, tmp_path / "capture.raw", tmp_path / "playback.raw")
-    asoundrc.write_text(asoundrc.read_text() + f"""pcm.pe_reference {{
-    type file
-    slave.pcm "null"
-    file "/dev/null"
-    infile "{tmp_path / 'reference.raw'}"
-    format "raw"
-}}
-pcm.pe_speaker {{
-    type file
-    slave.pcm "null"
-    file "{tmp_path / 'speaker.raw'}"
-    format "raw"
-}}
-""")
+    asoundrc = file_plugin_asoundrc(tmp_path, tmp_path / "capture.raw", tmp_path / "playback.raw",
+                                    reference_raw=tmp_path / "reference.raw")      # + pe_reference, pe_speaker
     config = tmp_path / "config.yaml"
     config.write_text(f"""audio:
   capture_device: pe_capture

@@ -78,9 +78,7 @@ def _serve(config, config_path, frames, duration_s, say, control, notifier, star
     reference = {"reference_device": config.echo.reference_device,
                  "speaker_device": config.echo.speaker_device} if config.echo.enabled else {}
     loop = AudioLoop(config, io_factory(config.audio, **reference), notifier=notifier, stop=control.stop)
-    say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
-    if loop.pipeline.describe_echo() is not None:
-        say(loop.pipeline.describe_echo())
+    _announce(loop, started, say)
     if control.stop.is_set():
         logging.getLogger("percepnet-edge").info("stopped during start-up (signal); exiting")
         return 0
@@ -280,6 +278,14 @@ def _in_group(name):
         return False
 
 
+def _announce(loop, started, say):
+    """The start-up lines: the model and its start-up time, and what removes the echo when the echo section is on."""
+    say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
+    echo = loop.pipeline.describe_echo()
+    if echo is not None:
+        say(echo)
+
+
 def file_plugin_asoundrc(folder, capture_raw, playback_raw, reference_raw=None):
     """An asoundrc defining ``pe_capture`` (reads capture_raw) and ``pe_playback`` (writes playback_raw);
     with ``reference_raw``, also ``pe_reference`` (reads it) and ``pe_speaker`` (writes speaker.raw in folder)."""
@@ -366,9 +372,7 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
         with temporary_environment(ALSA_CONFIG_PATH=f"{SYSTEM_ALSA_CONF}:{asoundrc}"):
             started = time.monotonic()
             loop = AudioLoop(config, AlsaDuplex(config.audio, **reference), stop=control.stop if control else None)
-            say(f"model: {loop.pipeline.network.describe()}; start-up {time.monotonic() - started:.2f} s")
-            if loop.pipeline.describe_echo() is not None:
-                say(loop.pipeline.describe_echo())
+            _announce(loop, started, say)
             loop.run(max_frames=frames_to_flush(n_samples))
         if loop.counters.frames < frames_to_flush(n_samples):   # SIGTERM/SIGINT: a short file is no result
             targets["noisy"].unlink(missing_ok=True)            # written before the run; not a result alone
