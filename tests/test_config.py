@@ -199,6 +199,9 @@ def test_the_echo_section_is_documented_with_its_defaults_and_checked():
     config = parse("echo: {enabled: true, reference_device: pe_reference, tail_ms: 100, delay_search_ms: 0}")
     settings = config.echo_settings()
     assert (settings.tail_ms, settings.delay_search_ms, settings.residual_suppression) == (100.0, 0.0, True)
+    assert settings.drift_compensation and not parse("echo: {drift_compensation: false}").echo_settings().drift_compensation
+    with pytest.raises(ConfigError, match="echo.drift_compensation: 'yes' is not allowed; expected true or false"):
+        parse("echo: {drift_compensation: 'yes'}")
 
 
 def test_every_key_of_every_section_is_in_default_yaml():

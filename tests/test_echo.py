@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(not speex_mdf.available(), reason="libspeexdsp.s
 
 from edge.echo import EchoCanceller, EchoSettings, Mode                 # noqa: E402
 from edge.echo.delay import DelayLine, DelayTracker, gcc_phat           # noqa: E402
+from edge.echo.drift import DriftingDelayLine                          # noqa: E402
 from edge.errors import MissingDependencyError                         # noqa: E402
 
 FS = 48000
@@ -99,18 +100,41 @@ def test_an_echo_louder_than_its_reference_is_cancelled_after_turning_the_refere
     assert erle_db(mic, out, 6.0) > 25
 
 
-def test_clock_drift_between_reference_and_microphone_is_measured_and_reported():
+def drifting_echo(seconds, ppm):
+    """A far end and its echo recorded on a clock ``ppm`` slower (positive: the echo comes later and later)."""
     from scipy.signal import resample_poly
-    far = far_noise(30)
+    far = far_noise(seconds)
     echo = echo_of(far, room(50, 1, delay_ms=30))
-    mic = resample_poly(echo, 2001, 2000)[:far.size]            # the microphone's clock 500 ppm slow
+    up = 1_000_000 // int(np.gcd(1_000_000, abs(ppm)))
+    return far, resample_poly(echo, up + up * ppm // 1_000_000, up)[:far.size], echo
+
+
+def test_clock_drift_between_reference_and_microphone_is_measured_and_reported():
+    far, mic, echo = drifting_echo(30, 500)
     events = []
-    _, canceller = cancel(mic, far, events=events)
+    _, canceller = cancel(mic, far, EchoSettings(drift_compensation=False), events=events)
     assert canceller.drift_ppm == pytest.approx(500, abs=60)
-    assert any("different clocks" in text and "ppm" in text for text in events)
-    assert canceller.delay_changes >= 2                          # the tracker followed the moving echo
+    assert any("different clocks" in text and "drift_compensation is off" in text for text in events)
+    assert canceller.delay_changes >= 2                          # the tracker followed the moving echo in steps
+    assert not canceller.drift_followed
     steady = cancel(echo, far)[1]
-    assert abs(steady.drift_ppm) < 20
+    assert abs(steady.drift_ppm) < 2 and not steady.drift_followed
+
+
+@pytest.mark.parametrize("ppm", [100, -100])
+def test_a_clock_drift_is_followed_by_reading_the_reference_at_the_microphones_rate(ppm):
+    """100 ppm moves the echo by a sample every 0.2 s: MDF chasing it holds 5 dB of ERLE (measured); read at
+    the microphone's rate, the echo path holds still and the canceller is back to its steady 30 dB."""
+    far, mic, _ = drifting_echo(30, ppm)
+    events = []
+    out, canceller = cancel(mic, far, events=events)
+    assert canceller.drift_followed and canceller.delay_line.drift_ppm == pytest.approx(ppm, abs=10)
+    assert any("read at the microphone's rate" in text for text in events)
+    assert canceller.delay_changes == 1                          # the first estimate only: no restarts after it
+    assert erle_db(mic, out, 30.0, window_s=5) > 25
+    if ppm > 0:
+        unfollowed, _ = cancel(mic, far, EchoSettings(drift_compensation=False))
+        assert erle_db(mic, unfollowed, 30.0, window_s=5) < 10
 
 
 def test_a_bulk_delay_beyond_the_tail_is_cancelled_only_with_tracking():
@@ -180,6 +204,41 @@ def test_a_delay_beyond_the_search_range_is_not_taken_for_its_edge():
     for start in range(0, far.size - N + 1, N):
         tracker.push(mic[start:start + N], far[start:start + N])
     assert tracker.last_estimate is not None and tracker.delay_samples is None
+
+
+def test_the_drifting_delay_line_delays_by_the_set_samples_then_drifts_at_the_set_rate():
+    impulses = np.zeros(20 * FS)
+    impulses[FS::FS] = 1.0
+    for delay, ppm in ((100, 0.0), (4800, 0.0), (2400, 200.0), (2400, -200.0)):
+        line = DriftingDelayLine(N, 12000, delay, ppm)
+        out = np.zeros_like(impulses)
+        for start in range(0, impulses.size, N):
+            line.process(impulses[start:start + N], out[start:start + N])
+        arrivals = np.flatnonzero((out > 0.3) & (out >= np.roll(out, 1)) & (out >= np.roll(out, -1)))
+        sent = np.flatnonzero(impulses)[:arrivals.size]
+        assert arrivals.size >= 18
+        np.testing.assert_allclose(arrivals - sent, delay + ppm * 1e-6 * sent, atol=1.5)
+        assert line.slips == 0
+
+
+def test_the_drifting_delay_line_survives_rate_changes_and_running_dry():
+    """A change of the resampler's ratio once gave 1e32s (SpeexDSP rescaling a reduced ratio's denominator):
+    the line keeps one denominator. Reading faster than the writer runs dry: zeros and a slip, not a crash."""
+    noise = np.random.default_rng(0).standard_normal(10 * FS) * 0.1
+    line = DriftingDelayLine(N, 12000, 1000, 10.0)
+    out = np.zeros(N)
+    for frame, start in enumerate(range(0, noise.size, N)):
+        if frame % 50 == 0:
+            line.set_drift([10.0, 20.0, 8.2, 37.6, -12.0][frame // 50 % 5])
+        line.process(noise[start:start + N], out)
+        assert np.all(np.abs(out) < 1.0)
+    assert line.slips == 0
+    line.set_delay(0)
+    assert line.delay_samples == line.min_delay_samples             # the resampler's look-ahead is the floor
+    line.set_drift(-900.0)
+    for start in range(0, 2 * FS, N):
+        line.process(noise[start:start + N], out)
+    assert line.slips >= 1 and line.delay_samples >= line.min_delay_samples
 
 
 def test_the_delay_line_delays_by_exactly_the_set_samples():

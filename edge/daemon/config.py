@@ -95,6 +95,7 @@ class EchoConfig:
     tail_ms: float = 150.0
     delay_search_ms: float = 250.0
     residual_suppression: bool = True
+    drift_compensation: bool = True
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ class Config:
         from edge.echo import EchoSettings
         echo = self.echo
         return EchoSettings(tail_ms=echo.tail_ms, delay_search_ms=echo.delay_search_ms,
-                            residual_suppression=echo.residual_suppression)
+                            residual_suppression=echo.residual_suppression,
+                            drift_compensation=echo.drift_compensation)
 
     def enhancer_settings(self):
         from edge.dsp import EnhancerSettings

@@ -3,7 +3,8 @@
 ``speex_mdf`` binds SpeexDSP's MDF linear canceller and its preprocessor (residual
 echo suppression) by ctypes; ``delay`` estimates and tracks the bulk delay between
 the loudspeaker reference and the microphone (GCC-PHAT) and delays the reference
-by it; ``canceller`` combines them into one per-frame stage that runs before the
+by it; ``drift`` measures a clock difference between the two and reads the
+reference at the microphone's rate (SpeexDSP's resampler); ``canceller`` combines them into one per-frame stage that runs before the
 noise network and falls back to passing the microphone through (noise suppression
 alone) while the reference is missing or silent. Imports only io, dsp and errors.
 """

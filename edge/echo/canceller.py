@@ -9,7 +9,9 @@ without the echo. It
    margin, since GCC-PHAT finds the strongest tap, not the first) and resets MDF,
    whose filter is then wrong at every tap; it also turns the reference up when
    the microphone is louder than it (MDF stalls on an echo path with gain), and
-   measures the clock drift between the two from the delay estimates;
+   measures the clock drift between the two from the delay estimates and, once
+   there is one, reads the reference at the microphone's rate
+   (:mod:`edge.echo.drift`), so the echo path holds still for MDF;
 2. runs SpeexDSP's MDF on the microphone and the delayed reference, then its
    preprocessor's residual echo suppression (noise is left to the network);
 3. passes the microphone through unchanged while there is no reference (``None``)
@@ -27,6 +29,7 @@ import numpy as np
 
 from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.echo.delay import DelayLine, DelayTracker
+from edge.echo.drift import DRIFT_FOLLOW_PPM, DRIFT_MAX_PPM, DRIFT_WARN_PPM, DriftEstimator, DriftingDelayLine
 from edge.echo.speex_mdf import SpeexMdf
 from edge.errors import UsageError
 
@@ -35,10 +38,6 @@ INT16_SCALE = 32768.0
 MAX_REFERENCE_GAIN = 64.0
 #: The reference is turned up until the microphone's level is at most this fraction of it (-6 dB).
 MIC_OVER_REFERENCE_MAX = 0.5
-#: Clock drift between the reference and the microphone worth a warning: 50 ppm moves the echo by 3 ms a minute,
-#: and every 10 ms of it restarts the linear filter (different sound cards typically differ by 10-100 ppm).
-DRIFT_WARN_PPM = 50.0
-DRIFT_MIN_SPAN_S = 20.0
 
 
 class Mode(str, enum.Enum):
@@ -66,6 +65,9 @@ class EchoSettings:
     echo_suppress_active_db: int = -30
     #: A reference frame quieter than this counts as silent (dB re full scale, rms).
     silent_dbfs: float = -60.0
+    #: Follow a measured clock drift between the reference and the microphone (two sound cards) by reading
+    #: the reference at the microphone's rate (SpeexDSP's resampler, 26 us a frame on x86); false: only report it.
+    drift_compensation: bool = True
 
     def validate(self):
         def need(ok, key, value, allowed):
@@ -129,9 +131,18 @@ class EchoCanceller:
         self._far_peak = 0.0
         self._active_frames = 0
         self._frames = 0
-        self._lags = []                        # (frame, raw GCC-PHAT lag) of confident estimates, for the drift
-        self.drift_ppm = None
+        self.drift = DriftEstimator(n, SAMPLE_RATE_HZ)
         self._drift_said = False
+
+    @property
+    def drift_ppm(self):
+        """The measured clock drift (ppm; positive: the echo comes later and later); None until 10 s of far end."""
+        return self.drift.drift_ppm
+
+    @property
+    def drift_followed(self):
+        """True while the reference is read at the microphone's rate (a drift was measured and is followed)."""
+        return isinstance(self.delay_line, DriftingDelayLine)
 
     @property
     def delay_ms(self):
@@ -191,22 +202,37 @@ class EchoCanceller:
         self.mdf.reset()                      # every tap of the old filter is wrong now
 
     def _follow_drift(self):
-        """The slope of the raw delay estimates over the last minute: the two clocks' rate difference."""
+        """Measure the drift from the raw delay estimates and, when it is real, read the reference at the
+        microphone's rate; what the estimate says is reported once."""
         lag, confidence = self.tracker.last_estimate
         if confidence < self.tracker.min_confidence:
             return
-        self._lags = (self._lags + [(self._frames, lag)])[-120:]
-        frames = np.array([f for f, _ in self._lags], float)
-        if frames[-1] - frames[0] < DRIFT_MIN_SPAN_S * SAMPLE_RATE_HZ / HOP_SAMPLES or len(frames) < 10:
+        drift_ppm = self.drift.push(self._frames, lag)
+        if drift_ppm is None:
             return
-        slope = np.polyfit(frames, np.array([g for _, g in self._lags], float), 1)[0]   # samples per frame
-        self.drift_ppm = float(slope / HOP_SAMPLES * 1e6)
-        if abs(self.drift_ppm) >= DRIFT_WARN_PPM and not self._drift_said:
-            self._drift_said = True
-            self.on_event(f"echo: the loudspeaker reference and the microphone run on different clocks: the echo "
-                          f"moves by {self.drift_ppm:+.0f} ppm ({self.drift_ppm * 0.06:+.1f} ms a minute), and the "
-                          "linear filter restarts at every 10 ms of it; put the microphone and the loudspeaker on "
-                          "one sound card (or one clock: snd-aloop's timer_source, docs/echo.md)")
+        follow = self.settings.drift_compensation and DRIFT_FOLLOW_PPM <= abs(drift_ppm) <= DRIFT_MAX_PPM
+        if follow and not self.drift_followed:
+            self.delay_line = DriftingDelayLine(HOP_SAMPLES, self.delay_line.max_delay_samples,
+                                                self.delay_line.delay_samples, drift_ppm)
+        elif follow and abs(drift_ppm - self.delay_line.drift_ppm) >= 1.0:
+            self.delay_line.set_drift(drift_ppm)
+        if self._drift_said or abs(drift_ppm) < DRIFT_WARN_PPM:
+            return
+        self._drift_said = True
+        clocks = (f"echo: the loudspeaker reference and the microphone run on different clocks: the echo moves by "
+                  f"{drift_ppm:+.0f} ppm ({drift_ppm * 0.06:+.1f} ms a minute)")
+        if follow:
+            self.on_event(f"{clocks}; the reference is now read at the microphone's rate (resampled). One sound "
+                          "card for both (or one clock: snd-aloop's timer_source, docs/echo.md) avoids this")
+        elif abs(drift_ppm) > DRIFT_MAX_PPM:
+            (self.on_warning or self.on_event)(
+                f"{clocks}: more than {DRIFT_MAX_PPM:.0f} ppm is not a clock difference but two sample rates; the "
+                "drift is NOT followed and the linear filter restarts at every 10 ms of it: check that the "
+                "loudspeaker and the microphone really run at 48 kHz")
+        else:
+            (self.on_warning or self.on_event)(
+                f"{clocks}; echo.drift_compensation is off, so the linear filter restarts at every 10 ms of it: turn "
+                "it on, or put the microphone and the loudspeaker on one sound card")
 
     def _set_mode(self, mode):
         if mode != self._announced:

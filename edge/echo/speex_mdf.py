@@ -15,6 +15,20 @@ The ABI relied on (speexdsp 1.2.x: Debian / Raspberry Pi OS ``libspeexdsp1``; he
     int  speex_preprocess_ctl(SpeexPreprocessState *st, int request, void *ptr);
     int  speex_preprocess_run(SpeexPreprocessState *st, spx_int16_t *x);      /* in place */
 
+and, for the reference's clock drift (``speex/speex_resampler.h``; ``spx_uint32_t`` = uint32_t; the float
+build's ``process_float`` takes ``float``)::
+
+    SpeexResamplerState *speex_resampler_init_frac(spx_uint32_t nb_channels, spx_uint32_t ratio_num,
+        spx_uint32_t ratio_den, spx_uint32_t in_rate, spx_uint32_t out_rate, int quality, int *err);
+    void speex_resampler_destroy(SpeexResamplerState *st);
+    int  speex_resampler_process_float(SpeexResamplerState *st, spx_uint32_t channel_index, const float *in,
+                                       spx_uint32_t *in_len, float *out, spx_uint32_t *out_len);
+    int  speex_resampler_set_rate_frac(SpeexResamplerState *st, spx_uint32_t ratio_num, spx_uint32_t ratio_den,
+                                       spx_uint32_t in_rate, spx_uint32_t out_rate);
+    int  speex_resampler_get_input_latency(SpeexResamplerState *st);
+    int  speex_resampler_skip_zeros(SpeexResamplerState *st);
+    int  speex_resampler_reset_mem(SpeexResamplerState *st);
+
 Request codes (the header's numbers): echo SET_SAMPLING_RATE 24 and GET_IMPULSE_RESPONSE_SIZE 27 /
 GET_IMPULSE_RESPONSE 29 (``int*`` / ``spx_int32_t*``); preprocess SET_DENOISE 0, SET_NOISE_SUPPRESS 18,
 SET_ECHO_SUPPRESS 20, SET_ECHO_SUPPRESS_ACTIVE 22 (``spx_int32_t*``, dB) and SET_ECHO_STATE 24, whose
@@ -51,6 +65,9 @@ PREPROCESS_SET_ECHO_STATE = 24
 _P = ctypes.c_void_p
 _INT = ctypes.c_int
 _I16P = ctypes.POINTER(ctypes.c_int16)
+_U32 = ctypes.c_uint32
+_U32P = ctypes.POINTER(ctypes.c_uint32)
+_F32P = ctypes.POINTER(ctypes.c_float)
 _SIGNATURES = {
     "speex_echo_state_init": (_P, [_INT, _INT]),
     "speex_echo_state_destroy": (None, [_P]),
@@ -61,6 +78,13 @@ _SIGNATURES = {
     "speex_preprocess_state_destroy": (None, [_P]),
     "speex_preprocess_ctl": (_INT, [_P, _INT, _P]),
     "speex_preprocess_run": (_INT, [_P, _I16P]),
+    "speex_resampler_init_frac": (_P, [_U32, _U32, _U32, _U32, _U32, _INT, ctypes.POINTER(_INT)]),
+    "speex_resampler_destroy": (None, [_P]),
+    "speex_resampler_process_float": (_INT, [_P, _U32, _F32P, _U32P, _F32P, _U32P]),
+    "speex_resampler_set_rate_frac": (_INT, [_P, _U32, _U32, _U32, _U32]),
+    "speex_resampler_get_input_latency": (_INT, [_P]),
+    "speex_resampler_skip_zeros": (_INT, [_P]),
+    "speex_resampler_reset_mem": (_INT, [_P]),
 }
 _library = None
 

@@ -1,0 +1,154 @@
+"""Clock drift between the loudspeaker reference and the microphone: measure it, then follow it.
+
+When the microphone and the loudspeaker run on different sound cards, their sample
+clocks differ by 10-100 ppm (typically), so the echo slides against its reference:
+100 ppm is 6 ms a minute. Without compensation MDF chases a filter whose taps move
+by a sample every few seconds (high frequencies first), and the bulk delay is
+re-set, restarting the filter, at every 10 ms of slide.
+
+:class:`DriftEstimator` fits a line to the raw GCC-PHAT lags over the last minute:
+its slope is the rate difference. :class:`DriftingDelayLine` is a
+:class:`~edge.echo.delay.DelayLine` whose read side runs at the microphone's rate:
+SpeexDSP's resampler reads ``1 / (1 + drift)`` reference samples per output sample,
+so the delay it applies grows (or shrinks) with the echo's and MDF sees a still echo
+path. Why SpeexDSP's resampler: it is in the library the canceller already loads
+(no new dependency), it takes a fractional ratio that can be changed while it runs
+without a restart (``set_rate_frac``), and it is the resampler PulseAudio uses by
+default (``speex-float-N``), which its own echo canceller's drift compensation
+adjusts. On PipeWire the graph resamples followers to the driver's clock already,
+so the drift this measures there is near 0; it matters on ALSA-only set-ups with two
+cards.
+"""
+
+import ctypes
+
+import numpy as np
+
+from edge.echo.speex_mdf import library
+
+#: Drift worth following (smaller ones move the echo by less than a sample in 20 s).
+DRIFT_FOLLOW_PPM = 5.0
+#: Drift worth a warning: 50 ppm moves the echo by 3 ms a minute.
+DRIFT_WARN_PPM = 50.0
+#: Beyond this the two streams do not run at one nominal rate (44.1 against 48 kHz is 88,000 ppm): not followed.
+DRIFT_MAX_PPM = 1000.0
+#: The estimate needs this long a span of confident lags.
+DRIFT_MIN_SPAN_S = 10.0
+#: SpeexDSP quality 0..10: 4 keeps the passband to ~20 kHz at 48 kHz (the reference's echo above is weak).
+RESAMPLER_QUALITY = 4
+_DEN = 999_983                    # a prime: the resampler's ratio is (_DEN - drift) / _DEN, never reduced
+
+
+class DriftEstimator:
+    """The reference-to-microphone clock drift (ppm, positive: the echo arrives later and later) from lags."""
+
+    def __init__(self, frame_samples, rate_hz, memory=120):
+        self.frame_samples, self.memory = frame_samples, memory
+        self._min_span_frames = DRIFT_MIN_SPAN_S * rate_hz / frame_samples
+        self._frames, self._lags = [], []
+        self.drift_ppm = None
+
+    def push(self, frame_index, lag_samples):
+        """One confident raw lag at ``frame_index``; returns the new estimate (None until 10 s are spanned)."""
+        self._frames = (self._frames + [frame_index])[-self.memory:]
+        self._lags = (self._lags + [lag_samples])[-self.memory:]
+        if len(self._frames) < 10 or self._frames[-1] - self._frames[0] < self._min_span_frames:
+            return self.drift_ppm
+        slope = np.polyfit(np.array(self._frames, float), np.array(self._lags, float), 1)[0]   # samples per frame
+        self.drift_ppm = float(slope / self.frame_samples * 1e6)
+        return self.drift_ppm
+
+
+class DriftingDelayLine:
+    """A :class:`~edge.echo.delay.DelayLine` read ``drift_ppm`` slower than it is written (same interface).
+
+    ``delay_samples`` is the delay now (it moves by ``drift_ppm`` samples per million); ``set_delay``
+    re-anchors it. A delay below the resampler's look-ahead (:attr:`min_delay_samples`, 0.5 ms) is
+    raised to it; running out of the buffer either way re-anchors at the nearest end and counts a slip.
+    """
+
+    def __init__(self, frame_samples, max_delay_samples, delay_samples=0, drift_ppm=0.0, quality=RESAMPLER_QUALITY):
+        self._lib = lib = library()
+        error = ctypes.c_int(0)
+        self._state = lib.speex_resampler_init_frac(1, _DEN, _DEN, _DEN, _DEN, quality, ctypes.byref(error))
+        if not self._state:
+            raise MemoryError(f"speex_resampler_init_frac failed (error {error.value})")
+        self.frame_samples = n = frame_samples
+        self._lookahead = int(lib.speex_resampler_get_input_latency(self._state))
+        self.min_delay_samples = self._lookahead
+        self.max_delay_samples = int(max_delay_samples)
+        # room for the delay, a frame of slide each way and the look-ahead, in whole frames: writes never wrap
+        self._size = -(-(self.max_delay_samples + 4 * n + 2 * self._lookahead) // n) * n
+        self._ring = np.zeros(2 * self._size, np.float32)                     # doubled: reads are one slice
+        self._written = self._fed = self._unread_lookahead = 0                # absolute sample counts
+        self._out = np.zeros(n, np.float32)
+        self._in_len, self._out_len = ctypes.c_uint32(), ctypes.c_uint32()
+        self.slips = 0
+        self.drift_ppm = 0.0
+        self.set_drift(drift_ppm)
+        self.set_delay(delay_samples)
+
+    @property
+    def delay_samples(self):
+        # the resampler has read `lookahead` samples past the output's position (none yet right after set_delay)
+        return self._written - self._fed + self._lookahead - self._unread_lookahead
+
+    def set_delay(self, delay_samples):
+        if not 0 <= delay_samples <= self.max_delay_samples:
+            raise ValueError(f"delay {delay_samples} outside 0..{self.max_delay_samples} samples")
+        delay_samples = max(int(delay_samples), self._lookahead)
+        self._lib.speex_resampler_reset_mem(self._state)
+        self._lib.speex_resampler_skip_zeros(self._state)    # the first output is the first sample fed, not zeros
+        self._fed = self._written - delay_samples
+        self._unread_lookahead = self._lookahead               # skipped zeros: read on the next frame
+
+    def set_drift(self, drift_ppm):
+        """Read ``1 - drift_ppm / 1e6`` input samples per output sample from now on (no restart)."""
+        # The ratio's denominator stays the prime _DEN: SpeexDSP reduces the ratio by its gcd, and a change of
+        # denominator on a running state produced garbage (1e32) in 1.2.x, measured; a fixed one rescales nothing.
+        # (1 - d) for 1 / (1 + d): the difference, d squared, is below 1e-6 ppm.
+        in_rate = _DEN - int(round(drift_ppm * _DEN / 1e6))
+        self._lib.speex_resampler_set_rate_frac(self._state, in_rate, _DEN, in_rate, _DEN)
+        self.drift_ppm = float(drift_ppm)
+
+    def process(self, frame, out):
+        """Write ``frame`` in, and ``out`` = the next frame of the stream read at the drifting rate."""
+        n, size = self.frame_samples, self._size
+        if self._written + n - self._fed > size:                 # the reader fell a buffer behind: slip forward
+            self.slips += 1
+            self.set_delay(self.max_delay_samples)
+        start = self._written % size
+        self._ring[start:start + n] = frame
+        self._ring[start + size:start + size + n] = frame
+        self._written += n
+        produced = 0
+        while produced < n:
+            available = self._written - self._fed
+            if available <= 0:
+                break
+            offset = self._fed % size
+            self._in_len.value, self._out_len.value = available, n - produced
+            self._lib.speex_resampler_process_float(
+                self._state, 0, self._ring[offset:].ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                ctypes.byref(self._in_len), self._out[produced:].ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                ctypes.byref(self._out_len))
+            if self._in_len.value == 0 and self._out_len.value == 0:
+                break
+            self._fed += self._in_len.value
+            produced += self._out_len.value
+        self._unread_lookahead = 0
+        if produced < n:                                         # the reader caught up with the writer: slip back
+            self._out[produced:] = 0.0
+            self.slips += 1
+            self.set_delay(min(self.max_delay_samples, n + self._lookahead))
+        out[:] = self._out
+        return out
+
+    def close(self):
+        if self._state:
+            self._lib.speex_resampler_destroy(self._state)
+            self._state = None
+
+    def __del__(self):
+        if getattr(self, "_lib", None) is not None:
+            self.close()
