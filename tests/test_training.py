@@ -319,3 +319,18 @@ def test_int8_aware_training_refuses_metadata_that_is_not_an_int8_model_of_its_s
         int8_grids_from(bad, config_for("tiny"))
     with pytest.raises(TrainingError, match="gru3_state.*: not the int8 inputs of a lite model"):
         int8_grids_from(tiny_model["out"].with_suffix(".json"), config_for("lite"))
+
+
+def test_gain_bias_tables_bin_by_oracle_on_speech_and_by_prediction_everywhere():
+    from training.gain_bias import tables
+    oracle = np.array([[0.95, 0.05], [0.95, 0.6], [0.25, 0.04]])
+    predicted = np.array([[0.45, 0.20], [0.55, 0.6], [0.25, 0.01]])
+    speech = np.array([[True, True], [True, True], [False, False]])
+    by_oracle, by_prediction = tables(predicted, oracle, speech)
+    rows = {round(low, 1): row for low, *row in by_oracle}
+    assert tuple(rows[0.9][1:3]) == (0.5, pytest.approx(-0.45)) and rows[0.9][3] == 1.0     # both 0.9+ bands halved
+    assert tuple(rows[0.0][1:3]) == (0.25, pytest.approx(0.15)) and 0.1 not in rows        # the non-speech frame is out
+    lows = {round(low, 1): row for low, *row in by_prediction}
+    share, mean, oracle_mean, optimal = lows[0.1][1:]
+    assert (share, mean, oracle_mean) == (pytest.approx(2 / 6), pytest.approx(0.225), pytest.approx(0.15))
+    assert optimal == pytest.approx(((np.sqrt(0.05) + np.sqrt(0.25)) / 2) ** 2)

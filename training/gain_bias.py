@@ -1,0 +1,98 @@
+"""Where a checkpoint attenuates more than its targets: predicted against oracle gains, per talk type.
+
+``python -m training.gain_bias --model CKPT.keras --size lite_echo --corpus CORPUS --noise-corpus NOISE``
+draws echo examples of each talk type as the cache does (:func:`training.echo_synth.make_echo_example`,
+the split's speakers, noise and rooms), runs the Keras model over their features and compares its gains
+(output frame t describes frame t-2) with the oracle gains, band-frame by band-frame. Two tables per
+talk type:
+
+- by oracle gain, on frames where the near talker speaks: how far below the target the prediction sits
+  where the near end dominates a band (oracle >= 0.9) is what AECMOS calls degradation;
+- by predicted gain, on all frames: the oracle's mean and the loss-optimal gain (the mean of the
+  oracle's square root, squared: the loss compares square roots), against the prediction. A prediction
+  below the loss-optimal gain attenuates more than the loss asks for.
+"""
+
+import argparse
+
+import numpy as np
+
+BINS = np.array([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01])
+TALK_TYPES = {"dt": (1.0, 0.0, 0.0), "nst": (0.0, 0.0, 1.0)}
+
+
+def collect(model, config, split, talk_type, examples, seed, seconds=4.0):
+    """(predicted, oracle, near-speech) band-frame arrays over ``examples`` examples of ``talk_type``."""
+    from . import echo_synth
+    from .cache import example_arrays
+    from .synth import AudioBank, simulated_rooms
+    bank, rooms = AudioBank(say=lambda message: None), simulated_rooms(4, seed=seed)
+    rng = np.random.default_rng(seed)
+    default = echo_synth.TALK_TYPE_PROBABILITIES
+    echo_synth.TALK_TYPE_PROBABILITIES = TALK_TYPES[talk_type]
+    predicted, oracle, speech = [], [], []
+    try:
+        for _ in range(examples):
+            target, output, echo_estimate, _ = echo_synth.make_echo_example(split, rng, seconds, bank, rooms)
+            features, gains, _, vad = example_arrays(target, output, echo_estimate, config.n_features)
+            gain = model.predict(features[None].astype(np.float32), verbose=0)["gain"][0]
+            predicted.append(gain[2:])
+            oracle.append(gains[:-2])
+            speech.append(np.repeat(vad[:-2, None] > 0.5, gains.shape[1], axis=1))
+    finally:
+        echo_synth.TALK_TYPE_PROBABILITIES = default
+    return np.concatenate(predicted), np.concatenate(oracle), np.concatenate(speech)
+
+
+def tables(predicted, oracle, speech):
+    """The two tables' rows (see the module docstring)."""
+    by_oracle, by_prediction = [], []
+    p, o = predicted[speech], oracle[speech]
+    which = np.digitize(o, BINS) - 1
+    for b in range(len(BINS) - 1):
+        m = which == b
+        if m.any():
+            below = p[m] - o[m]
+            by_oracle.append((BINS[b], BINS[b + 1], m.mean(), below.mean(), np.mean(below < -0.2)))
+    p, o = predicted.ravel(), oracle.ravel()
+    which = np.digitize(p, BINS) - 1
+    for b in range(len(BINS) - 1):
+        m = which == b
+        if m.any():
+            by_prediction.append((BINS[b], BINS[b + 1], m.mean(), p[m].mean(), o[m].mean(),
+                                  np.mean(np.sqrt(o[m])) ** 2))
+    return by_oracle, by_prediction
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a .keras checkpoint")
+    parser.add_argument("--size", default="lite_echo")
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--noise-corpus")
+    parser.add_argument("--split", default="validation", choices=("train", "validation"))
+    parser.add_argument("--examples", type=int, default=12, help="per talk type (4 s each)")
+    parser.add_argument("--seed", type=int, default=123)
+    args = parser.parse_args(argv)
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from .cache import _split_of
+    from .train import compile_model
+    model, config = compile_model(args.size, 1e-4, init_from=args.model)
+    split = _split_of(args.corpus, args.split, args.noise_corpus)
+    for talk_type in TALK_TYPES:
+        predicted, oracle, speech = collect(model, config, split, talk_type, args.examples, args.seed)
+        by_oracle, by_prediction = tables(predicted, oracle, speech)
+        print(f"\n{talk_type}, {args.split} split, {args.examples} examples: mean gain on near-speech frames "
+              f"{predicted[speech].mean():.3f} predicted, {oracle[speech].mean():.3f} oracle")
+        print("| oracle gain | share | predicted - oracle | share more than 0.2 below |\n|---|---:|---:|---:|")
+        for low, high, share, below, far_below in by_oracle:
+            print(f"| {low:.1f}-{min(high, 1):.1f} | {share:.2f} | {below:+.3f} | {far_below:.2f} |")
+        print("| predicted gain | share | predicted | oracle | loss-optimal |\n|---|---:|---:|---:|---:|")
+        for low, high, share, mean, oracle_mean, optimal in by_prediction:
+            print(f"| {low:.1f}-{min(high, 1):.1f} | {share:.2f} | {mean:.3f} | {oracle_mean:.3f} | {optimal:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
