@@ -334,3 +334,23 @@ def test_gain_bias_tables_bin_by_oracle_on_speech_and_by_prediction_everywhere()
     share, mean, oracle_mean, optimal = lows[0.1][1:]
     assert (share, mean, oracle_mean) == (pytest.approx(2 / 6), pytest.approx(0.225), pytest.approx(0.15))
     assert optimal == pytest.approx(((np.sqrt(0.05) + np.sqrt(0.25)) / 2) ** 2)
+
+
+def test_calibration_finds_a_known_logit_bias_and_folds_it_into_the_gain_head():
+    from training.calibrate import band_loss, fit_band, fold
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0.0, 2.0, 20000)
+    target = 1.0 / (1.0 + np.exp(-truth))
+    biased = (truth - 0.5) / 1.2                             # a head that predicts too low and too flat
+    a, b = fit_band(biased, target)
+    fitted = 1.0 / (1.0 + np.exp(-(a * biased + b)))
+    assert band_loss(target, fitted) < 0.2 * band_loss(target, 1.0 / (1.0 + np.exp(-biased)))
+    assert a == pytest.approx(1.2, abs=0.1) and b == pytest.approx(0.5, abs=0.1)
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid", name="gain")(inputs))
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    logits = np.log(model.predict(x, verbose=0) / (1 - model.predict(x, verbose=0)))
+    fold(model, np.array([2.0, 0.5]), np.array([0.3, -1.0]))
+    expected = 1.0 / (1.0 + np.exp(-(logits * np.array([2.0, 0.5]) + np.array([0.3, -1.0]))))
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)

@@ -6,7 +6,7 @@ the split's speakers, noise and rooms), runs the Keras model over their features
 (output frame t describes frame t-2) with the oracle gains, band-frame by band-frame. Two tables per
 talk type:
 
-- by oracle gain, on frames where the near talker speaks: how far below the target the prediction sits
+- by oracle gain, on frames where the near talker speaks (none in far-end single talk): how far below the target the prediction sits
   where the near end dominates a band (oracle >= 0.9) is what AECMOS calls degradation;
 - by predicted gain, on all frames: the oracle's mean and the loss-optimal gain (the mean of the
   oracle's square root, squared: the loss compares square roots), against the prediction. A prediction
@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 
 BINS = np.array([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01])
-TALK_TYPES = {"dt": (1.0, 0.0, 0.0), "nst": (0.0, 0.0, 1.0)}
+TALK_TYPES = {"dt": (1.0, 0.0, 0.0), "nst": (0.0, 0.0, 1.0), "st": (0.0, 1.0, 0.0)}
 
 
 def collect(model, config, split, talk_type, examples, seed, seconds=4.0):
@@ -84,8 +84,12 @@ def main(argv=None):
     for talk_type in TALK_TYPES:
         predicted, oracle, speech = collect(model, config, split, talk_type, args.examples, args.seed)
         by_oracle, by_prediction = tables(predicted, oracle, speech)
-        print(f"\n{talk_type}, {args.split} split, {args.examples} examples: mean gain on near-speech frames "
-              f"{predicted[speech].mean():.3f} predicted, {oracle[speech].mean():.3f} oracle")
+        if speech.any():
+            print(f"\n{talk_type}, {args.split} split, {args.examples} examples: mean gain on near-speech frames "
+                  f"{predicted[speech].mean():.3f} predicted, {oracle[speech].mean():.3f} oracle")
+        else:                                   # far-end single talk: no near talker, the target is 0
+            print(f"\n{talk_type}, {args.split} split, {args.examples} examples: no near talker; mean gain "
+                  f"{predicted.mean():.3f} predicted, {oracle.mean():.3f} oracle")
         print("| oracle gain | share | predicted - oracle | share more than 0.2 below |\n|---|---:|---:|---:|")
         for low, high, share, below, far_below in by_oracle:
             print(f"| {low:.1f}-{min(high, 1):.1f} | {share:.2f} | {below:+.3f} | {far_below:.2f} |")
