@@ -286,6 +286,8 @@ class EchoCanceller:
 
     def close(self):
         self.mdf.close()
+        if self.drift_followed:
+            self.delay_line.close()
 
 
 def for_model(settings, far_end_inputs):
