@@ -1,0 +1,99 @@
+"""Candidate far-end inputs, judged before a cache is built: how much of the oracle gain each one explains.
+
+``python -m training.echo_cues --corpus CORPUS --noise-corpus NOISE`` draws double-talk and
+far-end single-talk examples as the cache does and, on every band-frame where the canceller
+removed something, measures how well each cue alone predicts the oracle gain: Spearman's rank
+correlation, and the share of the gain's variance that the cue's 20 quantile bins explain (R2).
+The cues:
+
+- ``share``: today's echo-share input (:mod:`edge.dsp.echo_features`, E_y / (E_y + E_out));
+- ``coherence out-y``, ``mic-y``, ``mic-out``: the magnitude-squared coherence per band between two
+  of the microphone, the canceller's output and its echo estimate y, cross-spectra smoothed over
+  frames (``alpha`` 0.8: about 45 ms), as WebRTC's legacy AEC suppressor used them.
+"""
+
+import argparse
+
+import numpy as np
+
+ALPHA = 0.8
+
+
+def coherence(a, b, weights, alpha=ALPHA):
+    """(n_frames, n_bands) band coherence of two (n_frames, n_bins) spectra, cross-spectra smoothed by ``alpha``."""
+    from edge.dsp.bands import band_energy
+    cross = np.zeros(a.shape[1], complex)
+    power_a, power_b = np.zeros(a.shape[1]), np.zeros(a.shape[1])
+    out = np.zeros((a.shape[0], weights.shape[0]))
+    for t in range(a.shape[0]):
+        cross = alpha * cross + (1 - alpha) * a[t] * np.conj(b[t])
+        power_a = alpha * power_a + (1 - alpha) * np.abs(a[t]) ** 2
+        power_b = alpha * power_b + (1 - alpha) * np.abs(b[t]) ** 2
+        out[t] = band_energy(np.abs(cross) ** 2, weights) / (band_energy(power_a * power_b, weights) + 1e-18)
+    return out
+
+
+def explained(cue, gain, bins=20):
+    """R2 of the gain predicted by the mean gain of the cue's quantile bin."""
+    edges = np.quantile(cue, np.linspace(0, 1, bins + 1))[1:-1]
+    which = np.digitize(cue, edges)
+    means = np.array([gain[which == b].mean() if np.any(which == b) else 0.0 for b in range(bins)])
+    return 1.0 - np.mean((gain - means[which]) ** 2) / np.var(gain)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--noise-corpus")
+    parser.add_argument("--examples", type=int, default=8, help="per talk type (4 s each)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    from scipy.stats import spearmanr
+
+    from edge.dsp.bands import band_energy, band_matrix, power_spectrum
+    from edge.dsp.constants import HOP_SAMPLES, WINDOW_SAMPLES
+    from edge.dsp.echo_features import ECHO_SHARE, N_FEATURES, far_end_features
+    from edge.dsp.offline import oracle_gains
+    from edge.dsp.stft import analyse_frames, vorbis_window
+
+    from . import echo_synth
+    from .cache import _split_of
+    from .synth import AudioBank, simulated_rooms
+    split = _split_of(args.corpus, "validation", args.noise_corpus)
+    bank, rooms, weights, window = AudioBank(say=lambda m: None), simulated_rooms(4, seed=5), band_matrix(), vorbis_window()
+    rng = np.random.default_rng(args.seed)
+    cues = {name: [] for name in ("share", "coherence out-y", "coherence mic-y", "coherence mic-out")}
+    gains, default = [], echo_synth.TALK_TYPE_PROBABILITIES
+    try:
+        for probabilities in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
+            echo_synth.TALK_TYPE_PROBABILITIES = probabilities
+            for _ in range(args.examples):
+                target, output, estimate, _ = echo_synth.make_echo_example(split, rng, 4.0, bank, rooms)
+                gain, _, analysis, _ = oracle_gains(target, output)
+                n = gain.shape[0]
+                out_spectra = analysis.spectra[:n]
+                # frame t's window ends at sample 480 (t + 1) of the estimate, as the stream's does
+                padded = np.concatenate([np.zeros(WINDOW_SAMPLES), estimate, np.zeros(WINDOW_SAMPLES)])
+                starts = HOP_SAMPLES * (np.arange(n) + 1)
+                y = analyse_frames(padded[starts[:, None] + np.arange(WINDOW_SAMPLES)[None]], window)
+                mic = out_spectra + y
+                active = band_energy(power_spectrum(y), weights) > 1e-9
+                values = {"share": far_end_features(estimate, analysis.energy[:n])[:, ECHO_SHARE.start - N_FEATURES:],
+                          "coherence out-y": coherence(out_spectra, y, weights),
+                          "coherence mic-y": coherence(mic, y, weights),
+                          "coherence mic-out": coherence(mic, out_spectra, weights)}
+                for name, value in values.items():
+                    cues[name].append(value[active])
+                gains.append(gain[active])
+    finally:
+        echo_synth.TALK_TYPE_PROBABILITIES = default
+    gain = np.concatenate(gains)
+    print(f"{gain.size:,} band-frames with an echo estimate, double talk and far-end single talk")
+    print("| cue | Spearman with the oracle gain | R2 (20 bins) |\n|---|---:|---:|")
+    for name, parts in cues.items():
+        cue = np.concatenate(parts)
+        print(f"| {name} | {spearmanr(cue, gain)[0]:+.3f} | {explained(cue, gain):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
