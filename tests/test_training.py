@@ -354,3 +354,17 @@ def test_calibration_finds_a_known_logit_bias_and_folds_it_into_the_gain_head():
     fold(model, np.array([2.0, 0.5]), np.array([0.3, -1.0]))
     expected = 1.0 / (1.0 + np.exp(-(logits * np.array([2.0, 0.5]) + np.array([0.3, -1.0]))))
     np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-5)
+
+
+def test_echo_cues_coherence_is_one_for_a_filtered_copy_and_low_for_independent_noise():
+    from edge.dsp.bands import band_matrix
+    from training.echo_cues import coherence, explained
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 481)) + 1j * rng.normal(size=(200, 481))
+    response = np.exp(1j * rng.uniform(0, 2 * np.pi, 481)) * rng.uniform(0.1, 2.0, 481)   # a fixed linear path
+    weights = band_matrix()
+    assert np.all(coherence(a, a * response, weights)[50:] > 0.999)
+    b = rng.normal(size=(200, 481)) + 1j * rng.normal(size=(200, 481))
+    assert np.mean(coherence(a, b, weights)[50:]) < 0.3
+    gain = rng.uniform(size=5000)
+    assert explained(gain, gain) > 0.99 and explained(rng.uniform(size=5000), gain) < 0.02
