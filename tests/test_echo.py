@@ -221,6 +221,38 @@ def test_the_drifting_delay_line_delays_by_the_set_samples_then_drifts_at_the_se
         assert line.slips == 0
 
 
+def test_the_drift_estimate_ignores_a_strongest_tap_that_jumps_between_reflections():
+    """A least-squares line read -69..+8 ppm on a clip with no drift, whose strongest tap jumped by tens of
+    samples now and then; the Theil-Sen line reads 0 and is not confident, and finds a real slope through them."""
+    from edge.echo.drift import DriftEstimator
+    rng = np.random.default_rng(0)
+    frames = np.arange(0, 6000, 50)                            # an estimate every 0.5 s for a minute
+    jumps = np.where(rng.random(frames.size) < 0.2, rng.choice([-40, 36, 60], frames.size), 0)
+    for ppm in (0.0, 20.0):
+        estimator = DriftEstimator(N, FS)
+        for frame, jump in zip(frames, jumps):
+            estimator.push(frame, 1440 + round(ppm * 1e-6 * N * frame / 4) * 4 + jump)   # 4-sample grid
+        assert estimator.drift_ppm == pytest.approx(ppm, abs=2.0)
+        assert estimator.confident == (ppm != 0.0)
+
+
+def test_a_drift_changed_while_the_line_runs_takes_effect():
+    """SpeexDSP's set_rate_frac fails on a running state with a large denominator and changes nothing; the
+    first version of the line followed only its first estimate because of it."""
+    impulses = np.zeros(20 * FS)
+    impulses[FS::FS] = 1.0
+    line = DriftingDelayLine(N, 12000, 2400, 100.0)
+    out = np.zeros_like(impulses)
+    for frame, start in enumerate(range(0, impulses.size, N)):
+        if frame == 1000:                                   # 10 s in
+            line.set_drift(300.0)
+        line.process(impulses[start:start + N], out[start:start + N])
+    arrivals = np.flatnonzero((out > 0.3) & (out >= np.roll(out, 1)) & (out >= np.roll(out, -1)))
+    sent = np.flatnonzero(impulses)[:arrivals.size]
+    expected = 2400 + 100e-6 * sent + 200e-6 * np.maximum(sent - 10 * FS, 0)
+    np.testing.assert_allclose(arrivals - sent, expected, atol=1.5)
+
+
 def test_the_drifting_delay_line_survives_rate_changes_and_running_dry():
     """A change of the resampler's ratio once gave 1e32s (SpeexDSP rescaling a reduced ratio's denominator):
     the line keeps one denominator. Reading faster than the writer runs dry: zeros and a slip, not a crash."""

@@ -132,6 +132,7 @@ class EchoCanceller:
         self._active_frames = 0
         self._frames = 0
         self.drift = DriftEstimator(n, SAMPLE_RATE_HZ)
+        self._drift_due = False
         self._drift_said = False
 
     @property
@@ -166,9 +167,11 @@ class EchoCanceller:
 
     def _adapt(self, mic, far, far_power):
         """Follow the bulk delay and the reference gain; either change restarts MDF (its filter is then wrong)."""
-        estimated = self.tracker is not None and self.tracker.push(mic, far)
-        if estimated:
+        if self._drift_due:                  # the frame after an estimate: the tracker's costly frame is over
+            self._drift_due = False
             self._follow_drift()
+        estimated = self.tracker is not None and self.tracker.push(mic, far)
+        self._drift_due = estimated
         if far_power > self._silent_power:
             self._far_power += 0.01 * (far_power - self._far_power)
             self._mic_power += 0.01 * (float(np.dot(mic, mic)) / mic.size - self._mic_power)
@@ -207,10 +210,11 @@ class EchoCanceller:
         lag, confidence = self.tracker.last_estimate
         if confidence < self.tracker.min_confidence:
             return
-        drift_ppm = self.drift.push(self._frames, lag)
+        drift_ppm = self.drift.push(self._frames - 1, lag)
         if drift_ppm is None:
             return
-        follow = self.settings.drift_compensation and DRIFT_FOLLOW_PPM <= abs(drift_ppm) <= DRIFT_MAX_PPM
+        follow = (self.settings.drift_compensation and self.drift.confident
+                  and DRIFT_FOLLOW_PPM <= abs(drift_ppm) <= DRIFT_MAX_PPM)
         if follow and not self.drift_followed:
             self.delay_line = DriftingDelayLine(HOP_SAMPLES, self.delay_line.max_delay_samples,
                                                 self.delay_line.delay_samples, drift_ppm)
