@@ -73,7 +73,7 @@ class DriftingDelayLine:
     """A :class:`~edge.echo.delay.DelayLine` read ``drift_ppm`` slower than it is written (same interface).
 
     ``delay_samples`` is the delay now (it moves by ``drift_ppm`` samples per million); ``set_delay``
-    re-anchors it. A delay below the resampler's look-ahead (:attr:`min_delay_samples`, 0.5 ms) is
+    re-anchors it. A delay below the resampler's look-ahead (:attr:`min_delay_samples`, 32 samples at quality 4) is
     raised to it; running out of the buffer either way re-anchors at the nearest end and counts a slip.
     """
 
