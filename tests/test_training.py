@@ -368,3 +368,12 @@ def test_echo_cues_coherence_is_one_for_a_filtered_copy_and_low_for_independent_
     assert np.mean(coherence(a, b, weights)[50:]) < 0.3
     gain = rng.uniform(size=5000)
     assert explained(gain, gain) > 0.99 and explained(rng.uniform(size=5000), gain) < 0.02
+
+
+def test_echo_cues_envelope_correlation_follows_a_shared_envelope_and_not_an_independent_one():
+    from training.echo_cues import envelope_correlation
+    rng = np.random.default_rng(1)
+    envelope = 10 ** rng.normal(0, 1, (400, 34))
+    assert np.all(envelope_correlation(envelope, envelope * 0.01)[100:] > 0.99)          # a scaled copy
+    independent = envelope_correlation(envelope, 10 ** rng.normal(0, 1, (400, 34)))[100:]
+    assert abs(np.mean(independent)) < 0.1

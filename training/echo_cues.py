@@ -9,7 +9,10 @@ The cues:
 - ``share``: today's echo-share input (:mod:`edge.dsp.echo_features`, E_y / (E_y + E_out));
 - ``coherence out-y``, ``mic-y``, ``mic-out``: the magnitude-squared coherence per band between two
   of the microphone, the canceller's output and its echo estimate y, cross-spectra smoothed over
-  frames (``alpha`` 0.8: about 45 ms), as WebRTC's legacy AEC suppressor used them.
+  frames (``alpha`` 0.8: about 45 ms), as WebRTC's legacy AEC suppressor used them;
+- ``envelope correlation out-y``: the correlation over time (about 100 ms) of the output's and the
+  echo estimate's log band energies: residual echo rises and falls with the echo estimate, a talker
+  does not.
 """
 
 import argparse
@@ -30,6 +33,24 @@ def coherence(a, b, weights, alpha=ALPHA):
         power_a = alpha * power_a + (1 - alpha) * np.abs(a[t]) ** 2
         power_b = alpha * power_b + (1 - alpha) * np.abs(b[t]) ** 2
         out[t] = band_energy(np.abs(cross) ** 2, weights) / (band_energy(power_a * power_b, weights) + 1e-18)
+    return out
+
+
+def envelope_correlation(energy_a, energy_b, alpha=0.9):
+    """(n_frames, n_bands) correlation of two bands' log energies over time, exponentially weighted
+    (``alpha`` 0.9: about 100 ms), as a stream would keep it."""
+    a, b = np.log10(energy_a + 1e-9), np.log10(energy_b + 1e-9)
+    mean_a, mean_b = a[0].copy(), b[0].copy()
+    var_a, var_b, cov = np.zeros_like(mean_a), np.zeros_like(mean_b), np.zeros_like(mean_a)
+    out = np.zeros_like(a)
+    for t in range(a.shape[0]):
+        mean_a = alpha * mean_a + (1 - alpha) * a[t]
+        mean_b = alpha * mean_b + (1 - alpha) * b[t]
+        da, db = a[t] - mean_a, b[t] - mean_b
+        var_a = alpha * var_a + (1 - alpha) * da * da
+        var_b = alpha * var_b + (1 - alpha) * db * db
+        cov = alpha * cov + (1 - alpha) * da * db
+        out[t] = cov / np.sqrt(var_a * var_b + 1e-12)
     return out
 
 
@@ -62,7 +83,8 @@ def main(argv=None):
     split = _split_of(args.corpus, "validation", args.noise_corpus)
     bank, rooms, weights, window = AudioBank(say=lambda m: None), simulated_rooms(4, seed=5), band_matrix(), vorbis_window()
     rng = np.random.default_rng(args.seed)
-    cues = {name: [] for name in ("share", "coherence out-y", "coherence mic-y", "coherence mic-out")}
+    cues = {name: [] for name in ("share", "coherence out-y", "coherence mic-y", "coherence mic-out",
+                                  "envelope correlation out-y")}
     gains, default = [], echo_synth.TALK_TYPE_PROBABILITIES
     try:
         for probabilities in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
@@ -81,7 +103,9 @@ def main(argv=None):
                 values = {"share": far_end_features(estimate, analysis.energy[:n])[:, ECHO_SHARE.start - N_FEATURES:],
                           "coherence out-y": coherence(out_spectra, y, weights),
                           "coherence mic-y": coherence(mic, y, weights),
-                          "coherence mic-out": coherence(mic, out_spectra, weights)}
+                          "coherence mic-out": coherence(mic, out_spectra, weights),
+                          "envelope correlation out-y": envelope_correlation(analysis.energy[:n],
+                                                                             band_energy(power_spectrum(y), weights))}
                 for name, value in values.items():
                     cues[name].append(value[active])
                 gains.append(gain[active])
