@@ -13,6 +13,7 @@ tf = pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cp
 from training import model as net  # noqa: E402
 from training.cache import CacheSpec, build_cache, example_arrays  # noqa: E402
 from training.corpus import CorpusError, scan  # noqa: E402
+from edge.errors import UsageError  # noqa: E402
 from training.train import (ExampleStore, TrainingError, gain_loss, shard_files,  # noqa: E402
                             strength_loss)
 
@@ -377,3 +378,12 @@ def test_echo_cues_envelope_correlation_follows_a_shared_envelope_and_not_an_ind
     assert np.all(envelope_correlation(envelope, envelope * 0.01)[100:] > 0.99)          # a scaled copy
     independent = envelope_correlation(envelope, 10 ** rng.normal(0, 1, (400, 34)))[100:]
     assert abs(np.mean(independent)) < 0.1
+
+
+def test_the_double_talk_share_sets_the_talk_type_mix_and_is_checked():
+    from training.echo_synth import TALK_TYPE_PROBABILITIES, talk_type_probabilities
+    assert talk_type_probabilities(None) == TALK_TYPE_PROBABILITIES
+    dt, st, nst = talk_type_probabilities(0.7)
+    assert (dt, st + nst) == (0.7, pytest.approx(0.3)) and st / nst == pytest.approx(35 / 25)
+    with pytest.raises(UsageError, match="double-talk share 1.5 must be in"):
+        CacheSpec("c", "train", 1, 1, 1.0, 1, echo_share=1.0, double_talk_share=1.5)

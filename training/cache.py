@@ -68,6 +68,9 @@ class CacheSpec:
     #: Share of echo examples (training.echo_synth); above 0 every example gets the 68 far-end inputs (0 in
     #: the others, as on a device without a loudspeaker reference).
     echo_share: float = 0.0
+    #: Share of double talk among the echo examples (None: training.echo_synth's 0.4); far-end and near-end
+    #: single talk share the rest 35:25, as in the default mix.
+    double_talk_share: float = None
 
     @property
     def n_features(self):
@@ -81,6 +84,8 @@ class CacheSpec:
             raise UsageError(f"clean share {self.clean_share} must be in [0, 1]")
         if not 0.0 <= self.echo_share <= 1.0:
             raise UsageError(f"echo share {self.echo_share} must be in [0, 1]")
+        if self.double_talk_share is not None and not 0.0 <= self.double_talk_share <= 1.0:
+            raise UsageError(f"double-talk share {self.double_talk_share} must be in [0, 1]")
 
     def shard_path(self, out_dir, index):
         return Path(out_dir) / f"{self.split}-{index:05d}.npz"
@@ -145,8 +150,10 @@ def _fill_shard(args):
         echo_estimate = None
         if spec.echo_share > 0 and rng.random() < spec.echo_share:
             from .echo_synth import make_echo_example
-            target, noisy, echo_estimate, _ = make_echo_example(split, rng, spec.seconds, bank, rooms, snr_range,
-                                                                 spec.clean_share)
+            from .echo_synth import talk_type_probabilities
+            target, noisy, echo_estimate, _ = make_echo_example(
+                split, rng, spec.seconds, bank, rooms, snr_range, spec.clean_share,
+                talk_types=talk_type_probabilities(spec.double_talk_share))
         else:
             target, noisy = make_example(split, rng, spec.seconds, bank, rooms, snr_range, spec.clean_share)
         for key, value in zip(columns, example_arrays(target, noisy, echo_estimate, spec.n_features)):

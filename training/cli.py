@@ -75,6 +75,9 @@ def _parser():
     cache.add_argument("--echo-share", type=float, default=0.0,
                        help="share of echo examples for a joint echo-and-noise model (training.echo_synth; "
                             "needs libspeexdsp1); above 0 the cache holds the 68 far-end inputs too (default 0)")
+    cache.add_argument("--double-talk-share", type=float, default=None,
+                       help="share of double talk among the echo examples (default 0.4; far-end and near-end "
+                            "single talk share the rest 35:25)")
     cache.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     teacher = commands.add_parser("teacher-cache", help="label real recordings with a teacher (DeepFilterNet3) and "
                                   "cache features + our oracle targets in the cache's format (docs/training.md)")
@@ -161,7 +164,7 @@ def main(argv=None):
                 build_cache(CacheSpec(args.corpus, split, shards, args.examples_per_shard, args.seconds,
                                       args.seed, snr_db_min=args.snr_db[0], snr_db_max=args.snr_db[1],
                                       clean_share=args.clean_share, noise_corpus=args.noise_corpus,
-                                      echo_share=args.echo_share),
+                                      echo_share=args.echo_share, double_talk_share=args.double_talk_share),
                             args.out, args.workers)
         elif args.command == "teacher-cache":
             from .teacher import TeacherSpec, build_teacher_cache

@@ -81,36 +81,34 @@ def main(argv=None):
     from .cache import _split_of
     from .synth import AudioBank, simulated_rooms
     split = _split_of(args.corpus, "validation", args.noise_corpus)
-    bank, rooms, weights, window = AudioBank(say=lambda m: None), simulated_rooms(4, seed=5), band_matrix(), vorbis_window()
+    bank, rooms = AudioBank(say=lambda m: None), simulated_rooms(4, seed=5)
+    weights, window = band_matrix(), vorbis_window()
     rng = np.random.default_rng(args.seed)
     cues = {name: [] for name in ("share", "coherence out-y", "coherence mic-y", "coherence mic-out",
                                   "envelope correlation out-y")}
-    gains, default = [], echo_synth.TALK_TYPE_PROBABILITIES
-    try:
-        for probabilities in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
-            echo_synth.TALK_TYPE_PROBABILITIES = probabilities
-            for _ in range(args.examples):
-                target, output, estimate, _ = echo_synth.make_echo_example(split, rng, 4.0, bank, rooms)
-                gain, _, analysis, _ = oracle_gains(target, output)
-                n = gain.shape[0]
-                out_spectra = analysis.spectra[:n]
-                # frame t's window ends at sample 480 (t + 1) of the estimate, as the stream's does
-                padded = np.concatenate([np.zeros(WINDOW_SAMPLES), estimate, np.zeros(WINDOW_SAMPLES)])
-                starts = HOP_SAMPLES * (np.arange(n) + 1)
-                y = analyse_frames(padded[starts[:, None] + np.arange(WINDOW_SAMPLES)[None]], window)
-                mic = out_spectra + y
-                active = band_energy(power_spectrum(y), weights) > 1e-9
-                values = {"share": far_end_features(estimate, analysis.energy[:n])[:, ECHO_SHARE.start - N_FEATURES:],
-                          "coherence out-y": coherence(out_spectra, y, weights),
-                          "coherence mic-y": coherence(mic, y, weights),
-                          "coherence mic-out": coherence(mic, out_spectra, weights),
-                          "envelope correlation out-y": envelope_correlation(analysis.energy[:n],
-                                                                             band_energy(power_spectrum(y), weights))}
-                for name, value in values.items():
-                    cues[name].append(value[active])
-                gains.append(gain[active])
-    finally:
-        echo_synth.TALK_TYPE_PROBABILITIES = default
+    gains = []
+    for probabilities in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
+        for _ in range(args.examples):
+            target, output, estimate, _ = echo_synth.make_echo_example(split, rng, 4.0, bank, rooms,
+                                                                        talk_types=probabilities)
+            gain, _, analysis, _ = oracle_gains(target, output)
+            n = gain.shape[0]
+            out_spectra = analysis.spectra[:n]
+            # frame t's window ends at sample 480 (t + 1) of the estimate, as the stream's does
+            padded = np.concatenate([np.zeros(WINDOW_SAMPLES), estimate, np.zeros(WINDOW_SAMPLES)])
+            starts = HOP_SAMPLES * (np.arange(n) + 1)
+            y = analyse_frames(padded[starts[:, None] + np.arange(WINDOW_SAMPLES)[None]], window)
+            mic = out_spectra + y
+            active = band_energy(power_spectrum(y), weights) > 1e-9
+            values = {"share": far_end_features(estimate, analysis.energy[:n])[:, ECHO_SHARE.start - N_FEATURES:],
+                      "coherence out-y": coherence(out_spectra, y, weights),
+                      "coherence mic-y": coherence(mic, y, weights),
+                      "coherence mic-out": coherence(mic, out_spectra, weights),
+                      "envelope correlation out-y": envelope_correlation(analysis.energy[:n],
+                                                                         band_energy(power_spectrum(y), weights))}
+            for name, value in values.items():
+                cues[name].append(value[active])
+            gains.append(gain[active])
     gain = np.concatenate(gains)
     print(f"{gain.size:,} band-frames with an echo estimate, double talk and far-end single talk")
     print("| cue | Spearman with the oracle gain | R2 (20 bins) |\n|---|---:|---:|")

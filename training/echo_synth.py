@@ -108,14 +108,25 @@ def _rms(x):
     return float(np.sqrt(np.mean(x ** 2))) if x.size else 0.0
 
 
+def talk_type_probabilities(double_talk_share=None):
+    """(dt, st, nst) probabilities: ``double_talk_share`` for double talk (None: the default 0.4), the rest
+    split between far-end and near-end single talk as in the default mix (35:25)."""
+    if double_talk_share is None:
+        return TALK_TYPE_PROBABILITIES
+    rest = 1.0 - double_talk_share
+    st, nst = TALK_TYPE_PROBABILITIES[1:]
+    return (double_talk_share, rest * st / (st + nst), rest * nst / (st + nst))
+
+
 def make_echo_example(split, rng, seconds, bank, rooms=(), snr_range_db=SNR_RANGE_DB, clean_probability=0.1,
-                      warmup_s=WARMUP_S, settings=None):
+                      warmup_s=WARMUP_S, settings=None, talk_types=None):
     """``(target, output, echo_estimate, talk_type)`` of the kept ``seconds``, float64 at 48 kHz.
 
     ``output`` is the linear canceller's output (what the enhancer processes) and
     ``echo_estimate`` = microphone - output (what :mod:`edge.dsp.echo_features` reads).
+    ``talk_types``: (dt, st, nst) probabilities (None: :data:`TALK_TYPE_PROBABILITIES`).
     """
-    talk_type = TALK_TYPES[rng.choice(len(TALK_TYPES), p=TALK_TYPE_PROBABILITIES)]
+    talk_type = TALK_TYPES[rng.choice(len(TALK_TYPES), p=talk_types or TALK_TYPE_PROBABILITIES)]
     warmup = int(round(warmup_s * RATE / HOP_SAMPLES)) * HOP_SAMPLES
     kept = int(seconds * RATE)
     n = warmup + kept

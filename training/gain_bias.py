@@ -6,8 +6,9 @@ the split's speakers, noise and rooms), runs the Keras model over their features
 (output frame t describes frame t-2) with the oracle gains, band-frame by band-frame. Two tables per
 talk type:
 
-- by oracle gain, on frames where the near talker speaks (none in far-end single talk): how far below the target the prediction sits
-  where the near end dominates a band (oracle >= 0.9) is what AECMOS calls degradation;
+- by oracle gain, on frames where the near talker speaks (none in far-end single talk): how far below
+  the target the prediction sits where the near end dominates a band (oracle >= 0.9) is what AECMOS
+  calls degradation;
 - by predicted gain, on all frames: the oracle's mean and the loss-optimal gain (the mean of the
   oracle's square root, squared: the loss compares square roots), against the prediction. A prediction
   below the loss-optimal gain attenuates more than the loss asks for.
@@ -28,19 +29,15 @@ def collect(model, config, split, talk_type, examples, seed, seconds=4.0):
     from .synth import AudioBank, simulated_rooms
     bank, rooms = AudioBank(say=lambda message: None), simulated_rooms(4, seed=seed)
     rng = np.random.default_rng(seed)
-    default = echo_synth.TALK_TYPE_PROBABILITIES
-    echo_synth.TALK_TYPE_PROBABILITIES = TALK_TYPES[talk_type]
     predicted, oracle, speech = [], [], []
-    try:
-        for _ in range(examples):
-            target, output, echo_estimate, _ = echo_synth.make_echo_example(split, rng, seconds, bank, rooms)
-            features, gains, _, vad = example_arrays(target, output, echo_estimate, config.n_features)
-            gain = model.predict(features[None].astype(np.float32), verbose=0)["gain"][0]
-            predicted.append(gain[2:])
-            oracle.append(gains[:-2])
-            speech.append(np.repeat(vad[:-2, None] > 0.5, gains.shape[1], axis=1))
-    finally:
-        echo_synth.TALK_TYPE_PROBABILITIES = default
+    for _ in range(examples):
+        target, output, echo_estimate, _ = echo_synth.make_echo_example(split, rng, seconds, bank, rooms,
+                                                                        talk_types=TALK_TYPES[talk_type])
+        features, gains, _, vad = example_arrays(target, output, echo_estimate, config.n_features)
+        gain = model.predict(features[None].astype(np.float32), verbose=0)["gain"][0]
+        predicted.append(gain[2:])
+        oracle.append(gains[:-2])
+        speech.append(np.repeat(vad[:-2, None] > 0.5, gains.shape[1], axis=1))
     return np.concatenate(predicted), np.concatenate(oracle), np.concatenate(speech)
 
 
