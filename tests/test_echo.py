@@ -334,3 +334,30 @@ def test_the_trackers_estimate_spread_over_three_frames_equals_one_gcc_phat_over
             runs.append(tracker.last_estimate == (lag * DECIMATION, confidence))
     assert len(runs) >= 3 and all(runs)
     assert tracker.delay_samples == 1000
+
+
+def test_theil_sen_in_numpy_equals_scipys_with_ties():
+    from scipy.stats import theilslopes
+    from edge.echo.drift import theil_sen
+    rng = np.random.default_rng(3)
+    for n in (10, 57, 120):
+        x = np.sort(rng.choice(6000, n, replace=False)).astype(float)
+        y = np.round((1440 + 0.002 * x + rng.normal(0, 6, n)) / 4) * 4          # a 4-sample grid: many ties
+        slope, _, low, high = theilslopes(y, x)
+        np.testing.assert_allclose(theil_sen(x, y), (slope, low, high))
+
+
+def test_the_echo_stage_never_imports_scipy():
+    """scipy costs the daemon 78 MB resident and about a second to import inside the audio thread."""
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np\n"
+            "from edge.echo import EchoCanceller\n"
+            "from edge.echo.drift import DriftEstimator, DriftingDelayLine\n"
+            "e = DriftEstimator(480, 48000)\n"
+            "[e.push(f, 1440 + f // 100) for f in range(0, 3000, 50)]\n"
+            "c = EchoCanceller(); out = np.zeros(480)\n"
+            "[c.process(np.zeros(480), np.ones(480) * 0.1, out) for _ in range(10)]\n"
+            "print(e.drift_ppm is not None, any(m == 'scipy' or m.startswith('scipy.') for m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "False"], result.stdout + result.stderr
