@@ -218,8 +218,9 @@ class EchoCanceller:
         if follow and not self.drift_followed:
             self.delay_line = DriftingDelayLine(HOP_SAMPLES, self.delay_line.max_delay_samples,
                                                 self.delay_line.delay_samples, drift_ppm)
-        elif follow and abs(drift_ppm - self.delay_line.drift_ppm) >= 1.0:
-            self.delay_line.set_drift(drift_ppm)
+        elif (self.drift_followed and self.drift.confident and abs(drift_ppm) <= DRIFT_MAX_PPM
+              and abs(drift_ppm - self.delay_line.drift_ppm) >= 1.0):
+            self.delay_line.set_drift(drift_ppm)          # once followed, every confident estimate, small ones too
         if self._drift_said or abs(drift_ppm) < DRIFT_WARN_PPM:
             return
         self._drift_said = True
