@@ -59,20 +59,20 @@ def test_cache_uses_the_dsp_features_and_training_reads_them_delayed(mini_corpus
 
 def test_a_shard_is_the_same_whether_its_worker_built_others_before_it(mini_corpus, tmp_path):
     """A worker keeps its decoded audio across shards; a shard must not depend on what came before it."""
-    import training.cache as cache
+    from training.cache import fill_shard, worker_bank
     spec = CacheSpec(str(mini_corpus), "train", shards=3, examples_per_shard=2, seconds=1.0, seed=9, simulated_rooms=2)
-    cache._worker_bank = None
     (tmp_path / "fresh").mkdir()
-    cache._fill_shard((spec, tmp_path / "fresh", 2))
-    cache._worker_bank = None
+    worker_bank(fresh=True)
+    fill_shard((spec, tmp_path / "fresh", 2))
     (tmp_path / "warm").mkdir()
+    worker_bank(fresh=True)
     for index in (0, 1, 2):
-        cache._fill_shard((spec, tmp_path / "warm", index))
-    assert cache._worker_bank is not None and cache._worker_bank._cache       # the audio was kept
+        fill_shard((spec, tmp_path / "warm", index))
+    assert len(worker_bank()) > 0                                   # the audio was kept
     fresh, warm = (np.load(spec.shard_path(tmp_path / name, 2)) for name in ("fresh", "warm"))
     for key in fresh.files:
         np.testing.assert_array_equal(fresh[key], warm[key])
-    cache._worker_bank = None
+    worker_bank(fresh=True)
 
 
 def test_cached_features_equal_the_streaming_features():

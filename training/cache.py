@@ -125,15 +125,18 @@ WORKER_BANK_BYTES = 2 << 30
 _worker_bank = None
 
 
-def _bank():
+def worker_bank(fresh=False):
+    """This process's decoded audio for its shards (``fresh``: forget what it holds first)."""
     global _worker_bank
-    if _worker_bank is None:
+    if _worker_bank is None or fresh:
         from .synth import AudioBank
         _worker_bank = AudioBank(say=lambda message: None, max_bytes=WORKER_BANK_BYTES)
     return _worker_bank
 
 
-def _fill_shard(args):
+def fill_shard(args):
+    """Build shard ``index`` of ``spec`` in ``out_dir`` in this process (``args`` = (spec, out_dir, index));
+    returns (index, files that failed to decode). Kept shards are not rebuilt."""
     spec, out_dir, index = args
     from .synth import make_example, simulated_rooms
     path = spec.shard_path(out_dir, index)
@@ -142,7 +145,7 @@ def _fill_shard(args):
     split = _split_of(spec.corpus, spec.split, spec.noise_corpus)
     rng = np.random.default_rng([spec.seed, index, 0 if spec.split == "train" else 1])
     rooms = simulated_rooms(spec.simulated_rooms // max(1, spec.shards) + 2, seed=spec.seed * 1000 + index)
-    bank = _bank()
+    bank = worker_bank()
     failed_before = len(bank.failed)
     columns = {"features": [], "gain": [], "strength": [], "vad": []}
     snr_range = (spec.snr_db_min, spec.snr_db_max)
@@ -196,7 +199,7 @@ def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
         for name, value in saved.items():
             os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
     with pool:
-        results = pool.imap_unordered(_fill_shard, jobs)
+        results = pool.imap_unordered(fill_shard, jobs)
         if tqdm is not None:
             results = tqdm(results, total=len(jobs), desc=f"caching {spec.split}", unit="shard")
         failed = sum(count for _, count in results)

@@ -91,6 +91,10 @@ class AudioBank:
         self._pinned = {}
         self.failed, self._say = set(), say
 
+    def __len__(self):
+        """Decoded files held (pinned and pooled)."""
+        return len(self._pinned) + len(self._cache)
+
     def get(self, path, pin=False):
         if path in self._pinned:
             return self._pinned[path]
