@@ -61,6 +61,8 @@ def _parser():
                         help=f"our models' deepest band suppression (default {defaults.max_attenuation_db:g})")
     parser.add_argument("--postfilter-beta", type=float, default=defaults.postfilter_beta,
                         help=f"our models' envelope post-filter strength (default {defaults.postfilter_beta:g})")
+    parser.add_argument("--gain-exponent", type=float, default=defaults.gain_exponent,
+                        help=f"power on our models' gains, as dsp.gain_exponent (default {defaults.gain_exponent:g})")
     parser.add_argument("--model", action="extend", nargs="+", default=[], metavar="PATH",
                         help=f".tflite model(s) with sidecar .json, int8 or float (default: "
                              f"{DEFAULT_MODEL_PATH.relative_to(inputs.REPO)} when it exists)")
@@ -95,9 +97,9 @@ def main(argv=None):
         model_paths = [DEFAULT_MODEL_PATH]
     try:
         settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
-                                    postfilter_beta=args.postfilter_beta)
+                                    postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
         chosen, skipped = methods.build(wanted, model_paths, settings)
-    except PercepnetError as exc:
+    except (PercepnetError, ValueError) as exc:      # ValueError: a setting out of range
         say(f"evaluation: {exc}")
         return 2
     for name, reason in skipped.items():

@@ -14,6 +14,10 @@ noise floor taken out: what a cleaner training target could buy. Prints
 PESQ-WB, STOI and DNSMOS (OVRL, SIG, BAK) per map over the noisy clips, and
 PESQ-WB on the clean-speech ones: what each map trades. docs/results.md ('Why
 DNSMOS trails') has the figures.
+
+``--realrec DIR`` scores the maps that need no reference on the real recordings
+of ``python -m evaluation.realrec build`` instead: DNSMOS over the normal input
+level band (-35..-15 dBFS, where models are chosen) and over all clips.
 """
 
 import argparse
@@ -24,11 +28,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edge.dsp import (HOP_SAMPLES, LOOKAHEAD_FRAMES, ORACLE_SETTINGS, EnhancerSettings, enhance_signal,
-                      highpass_signal, oracle_gains)
+from edge.dsp import (HOP_SAMPLES, LOOKAHEAD_FRAMES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, EnhancerSettings,
+                      enhance_signal, highpass_signal, oracle_gains)
 
 from . import metrics
 from .inputs import DEFAULT_CORPUS, synthesise_groups
+from .levels import clip_level, level_band
 
 
 class Recorded(NamedTuple):
@@ -175,6 +180,15 @@ def score_maps(runner, clips, dnsmos, say=print, names=None):
     rows = {name: [] for name, _, _ in maps}
     for index, clip in enumerate(clips):
         padded = np.pad(clip.noisy, (0, metrics.MAX_LAG))
+        if clip.clean is None:
+            _, recorded = record(runner, clip.noisy)
+            band = level_band(clip_level(clip, SAMPLE_RATE_HZ)[0])
+            for name, gain_map, settings in maps:
+                output = replay(clip.noisy, recorded, gain_map, settings)
+                scores = {f"dnsmos_{k}": v for k, v in dnsmos(metrics.to_metric_rate(output)).items()}
+                rows[name].append({**scores, "clean": False, "group": clip.group, "level_band": band})
+            say(f"[{index + 1}/{len(clips)}] {clip.name}")
+            continue
         _, recorded = record(runner, padded)
         recorded = with_oracle(recorded, np.pad(clip.clean, (0, metrics.MAX_LAG)), padded)
         reference = highpass_signal(clip.clean)
@@ -202,11 +216,29 @@ def table(rows):
     return "\n".join(lines)
 
 
+#: Maps that need the clean reference (the oracle's), left out without one.
+NEEDS_REFERENCE = {name for name, _, _ in MAPS if name.startswith("oracle")}
+
+
+def table_without_reference(rows):
+    """Markdown: DNSMOS means over the normal-level clips and over all of them."""
+    lines = ["| map | normal level: DNSMOS OVRL | SIG | BAK | all clips: OVRL |", "|---|---:|---:|---:|---:|"]
+    for name, scores in rows.items():
+        normal = [s for s in scores if s["level_band"].startswith("normal")]
+        mean = lambda key, subset: np.mean([s[key] for s in subset]) if subset else float("nan")
+        lines.append(f"| {name} | {mean('dnsmos_ovrl', normal):.3f} | {mean('dnsmos_sig', normal):.3f} | "
+                     f"{mean('dnsmos_bak', normal):.3f} | {mean('dnsmos_ovrl', scores):.3f} |")
+    normal_count = sum(s["level_band"].startswith("normal") for s in next(iter(rows.values()), []))
+    return f"{normal_count} clips at normal level\n\n" + "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m evaluation.gain_maps", description=__doc__.split("\n")[0])
     parser.add_argument("model", help=".tflite model with its sidecar .json")
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus built by percepnet-train corpus")
     parser.add_argument("--clips-per-snr", type=int, default=2, help="as in --groups (default 2)")
+    parser.add_argument("--realrec", metavar="DIR", help="real recordings (python -m evaluation.realrec build) "
+                        "instead of the groups: DNSMOS only, the maps that need no reference")
     parser.add_argument("--out", help="also write the per-clip scores to this JSON file")
     parser.add_argument("--maps", nargs="+", metavar="NAME", choices=[name for name, _, _ in MAPS],
                         help="score only these maps (default: all); 'as shipped' is the baseline")
@@ -219,7 +251,11 @@ def main(argv=None):
 
     try:
         runner = ModelRunner(args.model)
-        clips = synthesise_groups(args.corpus, args.clips_per_snr, say=say)
+        if args.realrec:
+            from .realrec import load_clips
+            clips = load_clips(args.realrec, say)
+        else:
+            clips = synthesise_groups(args.corpus, args.clips_per_snr, say=say)
     except PercepnetError as exc:
         say(f"gain_maps: {exc}")
         return 2
@@ -227,10 +263,13 @@ def main(argv=None):
     if dnsmos is None:
         say(f"gain_maps: DNSMOS is needed here and cannot run: {reason}")
         return 2
-    rows = score_maps(runner, clips, dnsmos, say, args.maps)
+    names = args.maps
+    if args.realrec:
+        names = [name for name, _, _ in MAPS if name not in NEEDS_REFERENCE and (names is None or name in names)]
+    rows = score_maps(runner, clips, dnsmos, say, names)
     if args.out:
         Path(args.out).write_text(json.dumps(rows))
-    print(table(rows))
+    print(table_without_reference(rows) if args.realrec else table(rows))
     return 0
 
 

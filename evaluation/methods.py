@@ -90,7 +90,8 @@ def our_model(path, settings=EnhancerSettings()):
         raise Unavailable(str(exc)) from None
     name = f"ours: {path.stem} ({runner.metadata.quantization})"
     if settings != EnhancerSettings():
-        name += f" [{settings.max_attenuation_db:g} dB floor, post-filter {settings.postfilter_beta:g}]"
+        name += (f" [{settings.max_attenuation_db:g} dB floor, post-filter {settings.postfilter_beta:g}, "
+                 f"gain exponent {settings.gain_exponent:g}]")
     return Method(name, "model", lambda noisy, clean: enhance_signal(noisy, runner, settings),
                   LATENCY_MS, highpassed=settings.highpass, reset=runner.reset, note=runner.describe())
 

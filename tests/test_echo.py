@@ -361,3 +361,16 @@ def test_the_echo_stage_never_imports_scipy():
             "print(e.drift_ppm is not None, any(m == 'scipy' or m.startswith('scipy.') for m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["True", "False"], result.stdout + result.stderr
+
+
+def test_a_second_nonlinear_reference_keeps_mdf_converging_and_fits_a_clipping_loudspeaker():
+    from evaluation.echo_nonlinear import BASES, run_clip
+    far = far_noise(8.0) * 3                                         # -10 dBFS rms
+    h = room(100, 3)
+    linear = {"mic": echo_of(far, h), "far": far, "seconds": 8.0}
+    clipped = {"mic": echo_of(np.clip(far, -0.15, 0.15), h), "far": far, "seconds": 8.0}   # a hard rail
+    for clip in (linear, clipped):
+        clip["erle"] = {name: run_clip(clip, basis)[1] for name, basis in BASES.items()}
+    assert min(linear["erle"].values()) > 20.0             # two interleaved references: still one echo path
+    assert clipped["erle"]["reference alone"] < 8.0        # the clipping's echo is beyond a linear filter
+    assert clipped["erle"]["+ x^3"] > clipped["erle"]["reference alone"] + 1.5

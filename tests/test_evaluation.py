@@ -261,3 +261,26 @@ def test_the_clean_reference_runs_only_when_named_scores_as_perfect_and_comes_af
     perfect = summary["clean reference (a perfect enhancer)"]
     assert perfect["pesq_wb"] > 4.5 and perfect["si_sdr_db"] > 60.0
     assert perfect["pesq_wb"] > summary["noisy input"]["pesq_wb"] + 1.0
+
+
+def test_a_gain_exponent_out_of_range_is_refused_with_the_range(pairs_dir, tmp_path, capsys):
+    assert main(["--pairs", str(pairs_dir), "--methods", "noisy", "--gain-exponent", "9", "--no-dnsmos",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "gain_exponent must be in 1..3" in capsys.readouterr().err
+
+
+def test_the_gain_exponent_reaches_our_model_and_is_named_in_its_row(pairs_dir, tmp_path):
+    pytest.importorskip("pesq", reason="pesq is not installed (the PESQ-WB metric)")
+    pytest.importorskip("pystoi", reason="pystoi is not installed (the STOI metric)")
+    from edge.model.model_meta import DEFAULT_MODEL_PATH
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip(f"{DEFAULT_MODEL_PATH} is absent (the shipped model)")
+    runs = {}
+    for exponent in ("1", "2"):
+        out = tmp_path / exponent
+        assert main(["--pairs", str(pairs_dir), "--methods", "model", "--gain-exponent", exponent, "--no-dnsmos",
+                     "--out", str(out)]) == 0
+        runs[exponent] = json.loads((out / "results.json").read_text())["summary"]
+    (plain,), (deeper,) = runs["1"].items(), runs["2"].items()
+    assert "gain exponent" not in plain[0] and "gain exponent 2" in deeper[0]
+    assert plain[1]["si_sdr_db"] != deeper[1]["si_sdr_db"]          # the setting changed what the model did
