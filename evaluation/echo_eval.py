@@ -5,6 +5,9 @@ Methods (every output aligned with the microphone before scoring):
 - the microphone untouched; our ``denoise`` without the far end (noise suppression alone);
 - ours: ``denoise --far-end`` (:func:`edge.commands.files.run_denoise` with the far end: exactly the command),
   and its echo stage alone (:class:`edge.echo.EchoCanceller`, no network);
+- the oracle: the echo stage, then our DSP with ideal gains towards the near talker (:func:`oracle`: the
+  ceiling of a joint model in this DSP), and the same with an ideal mask per STFT bin instead of per band
+  (:func:`oracle_bins`: what a finer representation would buy);
 - SpeexDSP MDF + its preprocessor as a plain library call (200 ms tail, no delay compensation);
 - WebRTC AEC3 (``pywebrtc_audio.EchoCanceller``, 430-sample output delay) and APM with AEC3 + NS
   (``AudioProcessor``, 718 samples), both at 48 kHz, 10 ms calls.
@@ -85,6 +88,40 @@ def echo_stage(mic, far):
     return out
 
 
+def _cancelled_for_a_joint_model(clip):
+    """The echo stage's output as a joint model gets it (SpeexDSP's residual suppression off)."""
+    from dataclasses import replace
+    from edge.echo import EchoCanceller
+    canceller = EchoCanceller(replace(_echo_settings(), residual_suppression=False))
+    mic, far = clip["mic"], clip["far"]
+    cancelled = np.zeros_like(mic)
+    for s in _frames(mic.size):
+        frame = slice(s, s + HOP_SAMPLES)
+        canceller.process(mic[frame], far[frame], cancelled[frame])
+    canceller.close()
+    return cancelled
+
+
+def oracle(clip):
+    """The joint model's ceiling: our echo stage as it runs ahead of a joint model (no SpeexDSP residual
+    suppression), then our DSP driven by the ideal band gains and pitch-filter strengths computed from the near
+    talker as the microphone hears it (the PESQ reference). A perfect network could do no better in this DSP."""
+    from edge.dsp import oracle_enhance
+    return oracle_enhance(clip["near"], _cancelled_for_a_joint_model(clip))
+
+
+def oracle_bins(clip):
+    """What a finer representation would buy: the echo stage, then the ideal magnitude mask of every STFT bin
+    (20 ms Hann windows, 10 ms hop: 481 bins instead of 34 bands), capped at 1, towards the near talker."""
+    from scipy.signal import istft, stft
+    cancelled = _cancelled_for_a_joint_model(clip)
+    window = 2 * HOP_SAMPLES
+    _, _, mixed = stft(cancelled, FS, "hann", window, HOP_SAMPLES)
+    _, _, near = stft(clip["near"], FS, "hann", window, HOP_SAMPLES)
+    mask = np.minimum(1.0, np.abs(near) / np.maximum(np.abs(mixed), 1e-9))
+    return istft(mask * mixed, FS, "hann", window, HOP_SAMPLES)[1][:cancelled.size]
+
+
 def _webrtc(processor, mic, far, delay):
     m32, f32 = mic.astype(np.float32), far.astype(np.float32)
     out = np.zeros(mic.size, np.float32)
@@ -129,6 +166,8 @@ METHODS = {
     "ours": ("ours: denoise --far-end (echo stage + NS)",
              lambda clip: _denoise_file(clip["paths"]["mic"], clip["paths"]["far"])),
     "echo-stage": ("ours: echo stage alone", lambda clip: echo_stage(clip["mic"], clip["far"])),
+    "oracle": ("oracle: echo stage + ideal band gains (upper bound)", oracle),
+    "oracle-bins": ("oracle: echo stage + ideal mask per STFT bin (finer than our bands)", oracle_bins),
     "mdf": ("SpeexDSP MDF + preprocessor (200 ms)", lambda clip: mdf_preprocessor(clip["mic"], clip["far"])),
     "aec3": ("WebRTC AEC3", lambda clip: aec3(clip["mic"], clip["far"])),
     "apm": ("WebRTC APM (AEC3 + NS)", lambda clip: apm(clip["mic"], clip["far"])),

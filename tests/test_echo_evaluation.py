@@ -52,3 +52,22 @@ def test_cost_summary_reports_the_tail_in_microseconds_and_the_report_shows_it()
     assert cost["mean"] == pytest.approx(100 + 4900 / 1000)
     text = echo_eval.report({}, {"WebRTC APM (AEC3 + NS)": cost}, 0, "cmd")
     assert "| WebRTC APM (AEC3 + NS) | 105 | 100 | 100 | " in text and "1000 frames" in text
+
+
+@pytest.mark.parametrize("method", ["oracle", "oracle_bins"])
+def test_the_oracles_remove_an_echo_alone_and_keep_a_talker_alone(method):
+    from edge.echo import speex_mdf
+    from edge.io.synthetic import set_level, speech_like
+    if not speex_mdf.available():
+        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1; .ci/run installs it)")
+    oracle = getattr(echo_eval, method)
+    talker = set_level(speech_like(3.0, seed=4), -26.0)
+    far = set_level(speech_like(3.0, seed=5), -20.0)
+    echo = 0.5 * np.concatenate([np.zeros(480), far[:-480]])                  # 10 ms later, -6 dB
+    silence = np.zeros_like(far)
+    far_alone = oracle({"mic": echo, "far": far, "near": silence})
+    assert echo_eval.erle_db(echo, far_alone, 1.0) > 30.0
+    talker_alone = oracle({"mic": talker, "far": silence, "near": talker})
+    from edge.dsp import highpass_signal
+    heard = highpass_signal(talker) if method == "oracle" else talker            # our DSP's DC/rumble high-pass
+    assert np.corrcoef(talker_alone[4800:], heard[4800:])[0, 1] > 0.98
