@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ as FS
+from edge.dsp import HOP_SAMPLES, SAMPLE_RATE_HZ as FS, EnhancerSettings
 from edge.io.wav import WavReader
 
 from .metrics import Dnsmos, pesq_wb, to_metric_rate
@@ -143,6 +143,8 @@ def apm(mic, far):
 
 #: The model "ns", "ours" and the cost run (--model; None: the shipped default).
 MODEL_PATH = None
+#: EnhancerSettings fields for "ns" and "ours" (--max-attenuation-db, --gain-exponent): the defaults unless given.
+DSP_OVERRIDES = {}
 
 
 def _model_path():
@@ -154,7 +156,8 @@ def _denoise_file(mic_path, far_path):
     from edge.commands.files import run_denoise
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out.wav"
-        run_denoise(mic_path, out, model_path=_model_path(), say=lambda text: None, far_end_path=far_path,
+        run_denoise(mic_path, out, model_path=_model_path(), settings=EnhancerSettings(**DSP_OVERRIDES),
+                    say=lambda text: None, far_end_path=far_path,
                     echo_settings=_echo_settings() if far_path is not None else None)
         return _read(out)
 
@@ -395,9 +398,20 @@ def main(argv=None):
     parser.add_argument("--no-cost", action="store_true", help="skip the per-frame cost measurement")
     parser.add_argument("--model", default=None, help="the .tflite model of ns, ours and the cost run (default: "
                         "the shipped one); a joint echo model gets the canceller's echo estimate")
+    parser.add_argument("--max-attenuation-db", type=float, default=None,
+                        help="our network's deepest band suppression, as dsp.max_attenuation_db (default: the DSP's)")
+    parser.add_argument("--gain-exponent", type=float, default=None,
+                        help="power on our network's gains, as dsp.gain_exponent (default: the DSP's)")
     args = parser.parse_args(argv)
     global MODEL_PATH
     MODEL_PATH = args.model
+    for key in ("max_attenuation_db", "gain_exponent"):
+        if getattr(args, key) is not None:
+            DSP_OVERRIDES[key] = getattr(args, key)
+    try:
+        EnhancerSettings(**DSP_OVERRIDES)
+    except ValueError as exc:
+        parser.error(str(exc))
     for item in filter(None, args.echo.split(",")):
         key, value = item.split("=", 1)
         ECHO_OVERRIDES[key.strip()] = None if value == "null" else float(value)

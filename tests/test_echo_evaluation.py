@@ -71,3 +71,9 @@ def test_the_oracles_remove_an_echo_alone_and_keep_a_talker_alone(method):
     from edge.dsp import highpass_signal
     heard = highpass_signal(talker) if method == "oracle" else talker            # our DSP's DC/rumble high-pass
     assert np.corrcoef(talker_alone[4800:], heard[4800:])[0, 1] > 0.98
+
+
+def test_a_dsp_setting_out_of_range_is_refused_before_any_clip_is_read(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        echo_eval.main([str(tmp_path / "no-set"), str(tmp_path / "out"), "--gain-exponent", "0.5"])
+    assert stopped.value.code == 2 and "gain_exponent must be in 1..3" in capsys.readouterr().err
