@@ -370,7 +370,7 @@ def test_a_second_nonlinear_reference_keeps_mdf_converging_and_fits_a_clipping_l
     linear = {"mic": echo_of(far, h), "far": far, "seconds": 8.0}
     clipped = {"mic": echo_of(np.clip(far, -0.15, 0.15), h), "far": far, "seconds": 8.0}   # a hard rail
     for clip in (linear, clipped):
-        clip["erle"] = {name: run_clip(clip, basis)[1] for name, basis in BASES.items()}
+        clip["erle"] = {name: run_clip(clip, *basis)[1] for name, basis in BASES.items()}
     assert min(linear["erle"].values()) > 20.0             # two interleaved references: still one echo path
     assert clipped["erle"]["reference alone"] < 8.0        # the clipping's echo is beyond a linear filter
     assert clipped["erle"]["+ x^3"] > clipped["erle"]["reference alone"] + 1.5
