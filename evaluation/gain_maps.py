@@ -174,13 +174,13 @@ def replay(noisy, recorded, gain_map=_unchanged, settings=EnhancerSettings()):
 
 
 def score_maps(runner, clips, dnsmos, say=print, names=None):
-    """``{map name: [per-clip scores]}`` over ``clips`` (each has a clean reference), for the maps
-    named in ``names`` (default: all of :data:`MAPS`)."""
+    """``{map name: [per-clip scores]}`` over ``clips``, for the maps named in ``names`` (default: all
+    of :data:`MAPS`). A clip without a clean reference gets DNSMOS only and its input level band; give
+    it only maps outside :data:`NEEDS_REFERENCE`."""
     maps = [m for m in MAPS if names is None or m[0] in names]
     rows = {name: [] for name, _, _ in maps}
     for index, clip in enumerate(clips):
-        padded = np.pad(clip.noisy, (0, metrics.MAX_LAG))
-        if clip.clean is None:
+        if clip.clean is None:                   # a real recording: DNSMOS only, tagged with its input level
             _, recorded = record(runner, clip.noisy)
             band = level_band(clip_level(clip, SAMPLE_RATE_HZ)[0])
             for name, gain_map, settings in maps:
@@ -189,6 +189,7 @@ def score_maps(runner, clips, dnsmos, say=print, names=None):
                 rows[name].append({**scores, "clean": False, "group": clip.group, "level_band": band})
             say(f"[{index + 1}/{len(clips)}] {clip.name}")
             continue
+        padded = np.pad(clip.noisy, (0, metrics.MAX_LAG))
         _, recorded = record(runner, padded)
         recorded = with_oracle(recorded, np.pad(clip.clean, (0, metrics.MAX_LAG)), padded)
         reference = highpass_signal(clip.clean)
