@@ -98,8 +98,12 @@ def main(argv=None):
     try:
         settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                     postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
+    except ValueError as exc:                        # a setting out of range
+        say(f"evaluation: {exc}")
+        return 2
+    try:
         chosen, skipped = methods.build(wanted, model_paths, settings)
-    except (PercepnetError, ValueError) as exc:      # ValueError: a setting out of range
+    except PercepnetError as exc:
         say(f"evaluation: {exc}")
         return 2
     for name, reason in skipped.items():

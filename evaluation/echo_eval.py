@@ -90,9 +90,8 @@ def echo_stage(mic, far):
 
 def _cancelled_for_a_joint_model(clip):
     """The echo stage's output as a joint model gets it (SpeexDSP's residual suppression off)."""
-    from dataclasses import replace
-    from edge.echo import EchoCanceller
-    canceller = EchoCanceller(replace(_echo_settings(), residual_suppression=False))
+    from edge.echo import EchoCanceller, for_model
+    canceller = EchoCanceller(for_model(_echo_settings(), far_end_inputs=True))
     mic, far = clip["mic"], clip["far"]
     cancelled = np.zeros_like(mic)
     for s in _frames(mic.size):
@@ -405,16 +404,21 @@ def main(argv=None):
     args = parser.parse_args(argv)
     global MODEL_PATH
     MODEL_PATH = args.model
-    for key in ("max_attenuation_db", "gain_exponent"):
-        if getattr(args, key) is not None:
-            DSP_OVERRIDES[key] = getattr(args, key)
+    dsp = {key: getattr(args, key) for key in ("max_attenuation_db", "gain_exponent")
+           if getattr(args, key) is not None}
     try:
-        EnhancerSettings(**DSP_OVERRIDES)
+        EnhancerSettings(**dsp)
     except ValueError as exc:
         parser.error(str(exc))
+    echo = {}
     for item in filter(None, args.echo.split(",")):
         key, value = item.split("=", 1)
-        ECHO_OVERRIDES[key.strip()] = None if value == "null" else float(value)
+        echo[key.strip()] = None if value == "null" else float(value)
+    # this run's settings only: a second main() in the same process starts from the defaults again
+    DSP_OVERRIDES.clear()
+    DSP_OVERRIDES.update(dsp)
+    ECHO_OVERRIDES.clear()
+    ECHO_OVERRIDES.update(echo)
     clips = [c for c in load_set(args.set_dir) if c["talk_type"] in args.talk_types.split(",")]
     aecmos = Aecmos()
     dnsmos, why = Dnsmos.load()

@@ -61,7 +61,7 @@ class TwoReferenceMdf:
         x = far.astype(np.float64)
         if self._highpass is not None:
             x, self._highpass_state = sosfilt(self._highpass, x, zi=self._highpass_state)
-        self._peak = max(self._peak * 0.9995, float(np.max(np.abs(x))), 1000.0)   # about 2 s memory
+        self._peak = max(self._peak * 0.9995, float(np.max(np.abs(x))), 1000.0)   # decays over ~20 s
         self._play[0::2] = far
         self._play[1::2] = np.clip(np.rint(self._peak * self._basis(x / self._peak)), -32768, 32767)
         i16 = ctypes.POINTER(ctypes.c_int16)

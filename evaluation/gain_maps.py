@@ -30,10 +30,11 @@ import numpy as np
 
 from edge.dsp import (HOP_SAMPLES, LOOKAHEAD_FRAMES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, EnhancerSettings,
                       enhance_signal, highpass_signal, oracle_gains)
+from edge.errors import UsageError
 
 from . import metrics
 from .inputs import DEFAULT_CORPUS, synthesise_groups
-from .levels import clip_level, level_band
+from .levels import NORMAL, clip_level, level_band
 
 
 class Recorded(NamedTuple):
@@ -109,6 +110,9 @@ MAPS = (
     ("oracle, reference floor x2 removed", _oracle_without_reference_floor(10, 2.0), ORACLE_SETTINGS),
     ("oracle, reference floor x4 removed", _oracle_without_reference_floor(20, 4.0), ORACLE_SETTINGS),
 )
+#: Maps that read the oracle's gains or strengths, so need a clean reference: left out for real recordings.
+NEEDS_REFERENCE = frozenset({"oracle strengths, model gains", "oracle gains, model strengths", "oracle",
+                             "oracle, reference floor x2 removed", "oracle, reference floor x4 removed"})
 
 
 class Recorder:
@@ -181,6 +185,10 @@ def score_maps(runner, clips, dnsmos, say=print, names=None):
     rows = {name: [] for name, _, _ in maps}
     for index, clip in enumerate(clips):
         if clip.clean is None:                   # a real recording: DNSMOS only, tagged with its input level
+            needing = [name for name, _, _ in maps if name in NEEDS_REFERENCE]
+            if needing:
+                raise UsageError(f"{clip.name} has no clean reference, which the maps {', '.join(needing)} need: "
+                                 "leave them out (--maps) for real recordings")
             _, recorded = record(runner, clip.noisy)
             band = level_band(clip_level(clip, SAMPLE_RATE_HZ)[0])
             for name, gain_map, settings in maps:
@@ -217,20 +225,17 @@ def table(rows):
     return "\n".join(lines)
 
 
-#: Maps that need the clean reference (the oracle's), left out without one.
-NEEDS_REFERENCE = {name for name, _, _ in MAPS if name.startswith("oracle")}
-
-
 def table_without_reference(rows):
     """Markdown: DNSMOS means over the normal-level clips and over all of them."""
     lines = ["| map | normal level: DNSMOS OVRL | SIG | BAK | all clips: OVRL |", "|---|---:|---:|---:|---:|"]
     for name, scores in rows.items():
-        normal = [s for s in scores if s["level_band"].startswith("normal")]
+        normal = [s for s in scores if s["level_band"] == NORMAL]
         mean = lambda key, subset: np.mean([s[key] for s in subset]) if subset else float("nan")
         lines.append(f"| {name} | {mean('dnsmos_ovrl', normal):.3f} | {mean('dnsmos_sig', normal):.3f} | "
                      f"{mean('dnsmos_bak', normal):.3f} | {mean('dnsmos_ovrl', scores):.3f} |")
-    normal_count = sum(s["level_band"].startswith("normal") for s in next(iter(rows.values()), []))
-    return f"{normal_count} clips at normal level\n\n" + "\n".join(lines)
+    clips = next(iter(rows.values()), [])
+    normal_count = sum(s["level_band"] == NORMAL for s in clips)
+    return f"{normal_count} of {len(clips)} clips at normal level ({NORMAL})\n\n" + "\n".join(lines)
 
 
 def main(argv=None):
@@ -266,7 +271,11 @@ def main(argv=None):
         return 2
     names = args.maps
     if args.realrec:
-        names = [name for name, _, _ in MAPS if name not in NEEDS_REFERENCE and (names is None or name in names)]
+        asked = [name for name in names or () if name in NEEDS_REFERENCE]
+        if asked:
+            say(f"gain_maps: --realrec has no clean reference, which {', '.join(asked)} need")
+            return 2
+        names = names or [name for name, _, _ in MAPS if name not in NEEDS_REFERENCE]
     rows = score_maps(runner, clips, dnsmos, say, names)
     if args.out:
         Path(args.out).write_text(json.dumps(rows))

@@ -55,7 +55,7 @@ def test_cost_summary_reports_the_tail_in_microseconds_and_the_report_shows_it()
 
 
 @pytest.mark.parametrize("method", ["oracle", "oracle_bins"])
-def test_the_oracles_remove_an_echo_alone_and_keep_a_talker_alone(method):
+def test_the_oracles_remove_an_echo_keep_a_talker_and_separate_the_two_in_double_talk(method):
     from edge.echo import speex_mdf
     from edge.io.synthetic import set_level, speech_like
     if not speex_mdf.available():
@@ -71,9 +71,17 @@ def test_the_oracles_remove_an_echo_alone_and_keep_a_talker_alone(method):
     from edge.dsp import highpass_signal
     heard = highpass_signal(talker) if method == "oracle" else talker            # our DSP's DC/rumble high-pass
     assert np.corrcoef(talker_alone[4800:], heard[4800:])[0, 1] > 0.98
+    mic = talker + echo                                                        # double talk: echo 0 dB above
+    both = oracle({"mic": mic, "far": far, "near": talker})
+    kept, before = (np.corrcoef(x[4800:], heard[4800:])[0, 1] for x in (both, mic))
+    assert kept > before + 0.1 and kept > 0.85
 
 
-def test_a_dsp_setting_out_of_range_is_refused_before_any_clip_is_read(tmp_path, capsys):
+def test_a_dsp_setting_out_of_range_is_refused_before_any_clip_is_read_and_leaves_nothing_behind(tmp_path, capsys):
+    echo_eval.DSP_OVERRIDES.update(gain_exponent=2.0)             # as an earlier run in this process left them
     with pytest.raises(SystemExit) as stopped:
         echo_eval.main([str(tmp_path / "no-set"), str(tmp_path / "out"), "--gain-exponent", "0.5"])
     assert stopped.value.code == 2 and "gain_exponent must be in 1..3" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError):                        # no set there: stopped after the settings
+        echo_eval.main([str(tmp_path / "no-set"), str(tmp_path / "out")])
+    assert echo_eval.DSP_OVERRIDES == {} and echo_eval.ECHO_OVERRIDES == {}
