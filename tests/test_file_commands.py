@@ -311,8 +311,12 @@ def test_a_signal_during_denoise_leaves_no_temporary_file(tmp_path, model, signa
     import time
     source = _noisy_wav(tmp_path / "in.wav", seconds=120.0)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # The child starts with the signal's default action, as from a terminal: a runner started in the background
+    # by a shell without job control passes SIGINT down ignored, and Python then keeps it ignored (a CI run
+    # started with `nohup .ci/run &` failed here: the denoise ran to its end, rc 0).
     process = subprocess.Popen([sys.executable, "-m", "edge", "denoise", str(source), str(tmp_path / "out.wav")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                               preexec_fn=lambda: signal.signal(getattr(signal, signame), signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()) and time.monotonic() < deadline:
