@@ -80,25 +80,20 @@ def _echo_settings():
     return EchoSettings(**ECHO_OVERRIDES)
 
 
-def echo_stage(mic, far):
+def echo_stage(mic, far, settings=None):
+    """Our echo stage alone over a clip (``settings``: EchoSettings; None: the run's, as "ours" uses)."""
     from edge.echo import EchoCanceller
-    canceller, out = EchoCanceller(_echo_settings()), np.zeros_like(mic)
+    canceller, out = EchoCanceller(settings or _echo_settings()), np.zeros_like(mic)
     for s in _frames(mic.size):
         canceller.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES], out[s:s + HOP_SAMPLES])
+    canceller.close()
     return out
 
 
 def _cancelled_for_a_joint_model(clip):
     """The echo stage's output as a joint model gets it (SpeexDSP's residual suppression off)."""
-    from edge.echo import EchoCanceller, for_model
-    canceller = EchoCanceller(for_model(_echo_settings(), far_end_inputs=True))
-    mic, far = clip["mic"], clip["far"]
-    cancelled = np.zeros_like(mic)
-    for s in _frames(mic.size):
-        frame = slice(s, s + HOP_SAMPLES)
-        canceller.process(mic[frame], far[frame], cancelled[frame])
-    canceller.close()
-    return cancelled
+    from edge.echo import for_model
+    return echo_stage(clip["mic"], clip["far"], for_model(_echo_settings(), far_end_inputs=True))
 
 
 def oracle(clip):

@@ -21,6 +21,7 @@ cards.
 """
 
 import ctypes
+import math
 
 import numpy as np
 
@@ -166,7 +167,7 @@ class DriftingDelayLine:
         # this frame's numerator offset: an odd whole number (an even one can be 0, which SpeexDSP reduces to
         # 1/1, rounding the read position's fraction away), error-fed so that its average is the drift
         wanted = self._numerator_offset + self._step_error
-        steps = 2 * int(np.floor((wanted - 1) / 2 + 0.5)) + 1
+        steps = 2 * math.floor((wanted - 1) / 2 + 0.5) + 1          # a Python float: no numpy per frame
         self._step_error = wanted - steps
         self._set_steps(steps)
         start = self._written % size
