@@ -42,10 +42,15 @@ def drifting_echo(seconds, ppm, seed=0, bandwidth_hz=None):
     room[0] = 3.0
     room = np.concatenate([np.zeros(int(0.03 * FS)), room * 0.5 / np.sqrt(np.sum(room ** 2))])
     echo = fftconvolve(far, room)[:n] + rng.standard_normal(n) * 10 ** (-70 / 20)
-    if ppm:
-        up = 1_000_000 // int(np.gcd(1_000_000, abs(ppm)))
-        echo = resample_poly(echo, up + up * ppm // 1_000_000, up)[:n]
-    return far, echo
+    return far, recorded_on_drifting_clock(echo, ppm)
+
+
+def recorded_on_drifting_clock(signal, ppm):
+    """``signal`` as a card whose clock runs ``ppm`` slower records it (positive: later and later), same length."""
+    if not ppm:
+        return signal
+    up = 1_000_000 // int(np.gcd(1_000_000, abs(ppm)))
+    return resample_poly(signal, up + up * ppm // 1_000_000, up)[:signal.size]
 
 
 def run(far, mic, compensate):

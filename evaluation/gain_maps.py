@@ -95,6 +95,8 @@ def _oracle_without_reference_floor(percentile, factor):
 #: ``(name, map over a Recorded clip -> (gains, strengths), DSP settings)``.
 MAPS = (
     ("as shipped", _unchanged, EnhancerSettings()),
+    ("gain ** 0.6", _power(0.6), EnhancerSettings()),
+    ("gain ** 0.8", _power(0.8), EnhancerSettings()),
     ("gain ** 1.3", _power(1.3), EnhancerSettings()),
     ("gain ** 1.6", _power(1.6), EnhancerSettings()),
     ("gain ** 2", _power(2.0), EnhancerSettings()),
@@ -120,6 +122,8 @@ class Recorder:
 
     def __init__(self, runner):
         self.runner, self.gains, self.strengths, self.vad = runner, [], [], []
+        #: A joint echo-and-noise model reads 138 features: with no far end, its 68 far-end inputs are 0.
+        self.far_end_inputs = bool(getattr(runner, "far_end_inputs", False))
 
     def __call__(self, features):
         gain, strength = self.runner(features)

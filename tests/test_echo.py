@@ -102,11 +102,10 @@ def test_an_echo_louder_than_its_reference_is_cancelled_after_turning_the_refere
 
 def drifting_echo(seconds, ppm):
     """A far end and its echo recorded on a clock ``ppm`` slower (positive: the echo comes later and later)."""
-    from scipy.signal import resample_poly
+    from evaluation.echo_drift import recorded_on_drifting_clock
     far = far_noise(seconds)
     echo = echo_of(far, room(50, 1, delay_ms=30))
-    up = 1_000_000 // int(np.gcd(1_000_000, abs(ppm)))
-    return far, resample_poly(echo, up + up * ppm // 1_000_000, up)[:far.size], echo
+    return far, recorded_on_drifting_clock(echo, ppm), echo
 
 
 def test_clock_drift_between_reference_and_microphone_is_measured_and_reported():

@@ -94,3 +94,15 @@ def test_real_recordings_without_a_reference_score_only_the_maps_that_need_none_
     from evaluation.metrics import to_metric_rate
     assert np.allclose(heard[0], to_metric_rate(output))             # 'as shipped' is the model's own output
     assert table_without_reference(rows).startswith("1 of 1 clips at normal level")
+
+
+def test_a_joint_echo_model_is_recorded_as_it_runs_without_a_far_end(tiny_echo_model):
+    """A joint model reads 138 features; with no reference the recorder passes its 68 far-end inputs as 0."""
+    from edge.model.engine import ModelRunner
+    from evaluation.gain_maps import record, replay
+    runner = ModelRunner(tiny_echo_model["out"])
+    assert runner.far_end_inputs
+    noisy = mix_at_snr(set_level(speech_like(1.0, seed=8), -26.0), noise("pink", 1.0, seed=9), 0.0)
+    output, replayable = record(runner, noisy)
+    assert output.shape == noisy.shape and np.isfinite(output).all()
+    assert np.max(np.abs(replay(noisy, replayable) - output)) < 1e-12

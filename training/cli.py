@@ -108,7 +108,9 @@ def _parser():
                        help="model size; NAME_echo is its joint echo-and-noise form (138 inputs; default lite)")
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--learning-rate", type=float, default=1e-3,
+                       help="Adam's starting rate (default 1e-3); halved whenever the validation loss has not "
+                            "improved for 3 epochs. A resumed run keeps the rate its optimiser state holds")
     train.add_argument("--steps-per-epoch", type=int, default=None)
     train.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker"))
     train.add_argument("--init-from", metavar="MODEL.keras",
