@@ -9,8 +9,9 @@ so the same basin.
 
 Each input is a ``.keras`` model or a run's ``resume/latest.weights.h5``,
 optionally with a weight after a colon (default 1; normalised to sum 1). A
-noise-only model averaged into a joint echo-and-noise model is widened first
-with zero rows for the far-end inputs, as ``fit --init-from`` does::
+noise-only ``.keras`` model averaged into a joint echo-and-noise model is
+widened first with zero rows for the far-end inputs, as ``fit --init-from``
+does (a ``.weights.h5`` file must already be of ``--size``)::
 
     python -m training.average --size lite_echo E40.weights.h5 E41.weights.h5 E42.weights.h5 --out swa.keras
     python -m training.average --size lite_echo models/lite/percepnet_lite.keras:0.5 E40.keras:0.5 --out wise.keras
