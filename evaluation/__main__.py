@@ -63,6 +63,9 @@ def _parser():
                         help=f"our models' envelope post-filter strength (default {defaults.postfilter_beta:g})")
     parser.add_argument("--gain-exponent", type=float, default=defaults.gain_exponent,
                         help=f"power on our models' gains, as dsp.gain_exponent (default {defaults.gain_exponent:g})")
+    parser.add_argument("--comfort-noise-db", type=float, default=defaults.comfort_noise_db,
+                        help="our models' comfort noise relative to the input's background, as "
+                             "dsp.comfort_noise_db (default: off)")
     parser.add_argument("--model", action="extend", nargs="+", default=[], metavar="PATH",
                         help=f".tflite model(s) with sidecar .json, int8 or float (default: "
                              f"{DEFAULT_MODEL_PATH.relative_to(inputs.REPO)} when it exists)")
@@ -97,7 +100,8 @@ def main(argv=None):
         model_paths = [DEFAULT_MODEL_PATH]
     try:
         settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
-                                    postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
+                                    postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent,
+                                    comfort_noise_db=args.comfort_noise_db)
     except ValueError as exc:                        # a setting out of range
         say(f"evaluation: {exc}")
         return 2

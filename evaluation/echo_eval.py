@@ -137,7 +137,8 @@ def apm(mic, far):
 
 #: The model "ns", "ours" and the cost run (--model; None: the shipped default).
 MODEL_PATH = None
-#: EnhancerSettings fields for "ns" and "ours" (--max-attenuation-db, --gain-exponent): the defaults unless given.
+#: EnhancerSettings fields for "ns" and "ours" (--max-attenuation-db, --gain-exponent, --comfort-noise-db): the
+#: defaults unless given.
 DSP_OVERRIDES = {}
 
 
@@ -396,10 +397,13 @@ def main(argv=None):
                         help="our network's deepest band suppression, as dsp.max_attenuation_db (default: the DSP's)")
     parser.add_argument("--gain-exponent", type=float, default=None,
                         help="power on our network's gains, as dsp.gain_exponent (default: the DSP's)")
+    parser.add_argument("--comfort-noise-db", type=float, default=None,
+                        help="our comfort noise relative to the input's background, as dsp.comfort_noise_db "
+                             "(default: the DSP's, off)")
     args = parser.parse_args(argv)
     global MODEL_PATH
     MODEL_PATH = args.model
-    dsp = {key: getattr(args, key) for key in ("max_attenuation_db", "gain_exponent")
+    dsp = {key: getattr(args, key) for key in ("max_attenuation_db", "gain_exponent", "comfort_noise_db")
            if getattr(args, key) is not None}
     try:
         EnhancerSettings(**dsp)

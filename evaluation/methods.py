@@ -91,7 +91,9 @@ def our_model(path, settings=EnhancerSettings()):
     name = f"ours: {path.stem} ({runner.metadata.quantization})"
     if settings != EnhancerSettings():
         name += (f" [{settings.max_attenuation_db:g} dB floor, post-filter {settings.postfilter_beta:g}, "
-                 f"gain exponent {settings.gain_exponent:g}]")
+                 f"gain exponent {settings.gain_exponent:g}"
+                 + ("" if settings.comfort_noise_db is None else f", comfort noise {settings.comfort_noise_db:g} dB")
+                 + "]")
     return Method(name, "model", lambda noisy, clean: enhance_signal(noisy, runner, settings),
                   LATENCY_MS, highpassed=settings.highpass, reset=runner.reset, note=runner.describe())
 

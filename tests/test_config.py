@@ -51,11 +51,19 @@ def test_empty_config_is_the_documented_defaults():
     ("realtime: {cpu_affinity: [99999]}", "realtime.cpu_affinity: [99999] is not allowed"),
     ("dsp: {gain_release_per_frame: true}", "dsp.gain_release_per_frame: True is not allowed"),
     ("dsp: {gain_exponent: 0.5}", "dsp.gain_exponent: 0.5 is not allowed; expected 1..3"),
+    ("dsp: {comfort_noise_db: 6}", "dsp.comfort_noise_db: 6 is not allowed; expected -60..0 dB relative to the "
+                                   "input's background, or null (off)"),
+    ("dsp: {comfort_noise_db: loud}", "dsp.comfort_noise_db: 'loud' is not allowed"),
 ])
 def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
     with pytest.raises(ConfigError) as error:
         parse(text)
     assert message in str(error.value)
+
+
+def test_comfort_noise_is_off_by_default_and_set_in_db():
+    assert parse("").enhancer_settings().comfort_noise_db is None
+    assert parse("dsp: {comfort_noise_db: -20}").enhancer_settings().comfort_noise_db == -20
 
 
 def test_null_turns_the_release_limit_off():

@@ -254,7 +254,8 @@ def test_profile_with_a_zero_duration_is_a_clear_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("option, value, allowed", [("--threads", "10000", "1..8"), ("--threads", "0", "1..8"),
                                                     ("--postfilter-beta", "1e9", "0..1"),
-                                                    ("--max-attenuation-db", "1000", "0..100")])
+                                                    ("--max-attenuation-db", "1000", "0..100"),
+                                                    ("--comfort-noise-db", "6", "-60..0")])
 def test_out_of_range_options_are_refused(option, value, allowed, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["denoise", "missing.wav", "out.wav", option, value])
@@ -331,3 +332,25 @@ def test_a_signal_during_denoise_leaves_no_temporary_file(tmp_path, model, signa
     assert f"stopped by {signame} before the end; the output file was not written" in err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
+
+
+def test_denoise_with_comfort_noise_keeps_a_floor_where_the_noise_was_removed(tmp_path, model):
+    """`--comfort-noise-db` reaches the enhancer: the pauses keep a floor, and the talker's level is unchanged."""
+    from edge.dsp import EnhancerSettings
+    from edge.commands.files import run_denoise
+    rate = 48_000
+    talk = mix_at_snr(speech_like(1.0, seed=1, rate=rate), noise("pink", 1.0, seed=2, rate=rate), 10.0)
+    pause = noise("pink", 2.5, seed=3, rate=rate) * 0.03                 # noise alone, then the talker
+    source = tmp_path / "in.wav"
+    wavfile.write(source, rate, np.concatenate([pause, talk]).astype(np.float32))
+    outs = {}
+    for level in (None, -10.0):
+        run_denoise(source, tmp_path / f"{level}.wav", model, EnhancerSettings(comfort_noise_db=level),
+                    say=lambda *_: None)
+        outs[level] = wavfile.read(tmp_path / f"{level}.wav")[1].astype(np.float64)
+    quiet = slice(int(1.8 * rate), int(2.4 * rate))                      # after the tracker's window, before speech
+    floor_db = 10 * np.log10(np.mean(outs[-10.0][quiet] ** 2) / np.mean(outs[None][quiet] ** 2))
+    assert floor_db > 10.0, floor_db
+    loud = slice(int(2.6 * rate), None)
+    talker_db = 10 * np.log10(np.mean(outs[-10.0][loud] ** 2) / np.mean(outs[None][loud] ** 2))
+    assert abs(talker_db) < 1.0, talker_db

@@ -214,9 +214,10 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
         build_cache(CacheSpec(str(mini_corpus), split, shards=1, examples_per_shard=2, seconds=1.0, seed=5,
                               simulated_rooms=1), cache, workers=1, say=lambda *_: None)
     run = tmp_path / "run"
-    fit(cache, run, size="tiny", epochs=1, batch_size=2, say=lambda *_: None)
+    fit(cache, run, size="tiny", epochs=1, batch_size=2, learning_rate=1e-3, say=lambda *_: None)
     first = (run / "history.csv").read_text().splitlines()
-    _, card = fit(cache, run, size="tiny", epochs=3, batch_size=2, say=lambda *_: None)
+    _, card = fit(cache, run, size="tiny", epochs=3, batch_size=2, learning_rate=5e-4, say=lambda *_: None)
+    assert card["final_learning_rate"] == pytest.approx(1e-3)    # the optimiser's state, not the argument
     epochs = [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
     assert len(first) == 2 and epochs == ["0", "1", "2"]         # the second run ran epochs 2 and 3 only
     assert card["epochs_run"] == 2
@@ -225,8 +226,10 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
     kept = best.read_bytes()
     with (run / "history.csv").open("a") as history:
         history.write(",".join(["3"] + ["0.0"] * (len(first[0].split(",")) - 1)) + "\n")
-    fit(cache, run, size="tiny", epochs=5, batch_size=2, say=lambda *_: None)
+    _, card = fit(cache, run, size="tiny", epochs=5, batch_size=2, learning_rate=2.5e-4,
+                  restart_learning_rate=True, say=lambda *_: None)
     assert best.read_bytes() == kept
+    assert card["final_learning_rate"] == pytest.approx(2.5e-4)  # set back on request
 
 
 def test_state_noise_perturbs_training_only_and_the_saved_model_is_the_plain_form(mini_corpus, tmp_path):

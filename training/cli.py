@@ -110,7 +110,10 @@ def _parser():
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--learning-rate", type=float, default=1e-3,
                        help="Adam's starting rate (default 1e-3); halved whenever the validation loss has not "
-                            "improved for 3 epochs. A resumed run keeps the rate its optimiser state holds")
+                            "improved for 3 epochs. A resumed run keeps the rate its optimiser state holds "
+                            "unless --restart-learning-rate is given")
+    train.add_argument("--restart-learning-rate", action="store_true",
+                       help="on resume, set the rate back to --learning-rate (the halvings start again)")
     train.add_argument("--steps-per-epoch", type=int, default=None)
     train.add_argument("--strategy", default="default", choices=("default", "mirrored", "multi-worker"))
     train.add_argument("--init-from", metavar="MODEL.keras",
@@ -196,7 +199,7 @@ def main(argv=None):
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed,
                 quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise,
-                int8_aware=args.int8_aware)
+                int8_aware=args.int8_aware, restart_learning_rate=args.restart_learning_rate)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

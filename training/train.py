@@ -372,10 +372,21 @@ def _cost_per_epoch():
     return CostPerEpoch()
 
 
+def _set_learning_rate(rate):
+    """A callback that sets the optimiser's rate when training begins, after BackupAndRestore restored it."""
+    import keras
+
+    class SetLearningRate(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.model.optimizer.learning_rate.assign(rate)
+
+    return SetLearningRate()
+
+
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
         over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0,
-        int8_aware=None):
+        int8_aware=None, restart_learning_rate=False):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
@@ -386,7 +397,9 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     (training.model.build_sequence_model); ``int8_aware`` (a converted int8
     model's .json) rounds the features and every carried state to that model's
     int8 grids in training and validation (:func:`int8_grids_from`). Either way
-    the saved model is the plain form.
+    the saved model is the plain form. A resumed run keeps the rate its optimiser
+    state holds (ReduceLROnPlateau may have lowered it); ``restart_learning_rate``
+    sets it back to ``learning_rate`` instead.
     """
     import keras
     out_dir = Path(out_dir)
@@ -409,6 +422,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     callbacks = [
         # Kept after a normal end too, so a later run with more --epochs (another session) continues.
         keras.callbacks.BackupAndRestore(str(out_dir / "resume"), delete_checkpoint=False),
+        *([_set_learning_rate(learning_rate)] if restart_learning_rate else []),   # after the restore
         _cost_per_epoch(),
         # A noisy or rounded model holds custom layers: keep its best weights, save the plain form at the end.
         # A resumed run starts from the best validation loss so far (history.csv): a fresh checkpoint callback
@@ -436,6 +450,8 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         "cache": [str(c) for c in cache_dir] if isinstance(cache_dir, (list, tuple)) else str(cache_dir),
         "init_from": None if init_from is None else str(init_from),
         "over_suppression_weight": over_suppression_weight, "learning_rate": learning_rate,
+        "restart_learning_rate": bool(restart_learning_rate),
+        "final_learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
         "quiet_lead_share": quiet_lead_share, "state_noise": state_noise,
         "int8_aware": None if int8_aware is None else str(int8_aware),
     }

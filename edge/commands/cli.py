@@ -51,6 +51,7 @@ def _instance_name(text):
 
 def _parser():
     from edge.dsp import LATENCY_MS, EnhancerSettings
+    from edge.dsp.comfort import LEVEL_DB_RANGE as COMFORT_DB_RANGE
     from edge.dsp.gains import GAIN_EXPONENT_RANGE
     _DSP = EnhancerSettings()        # the documented defaults of the DSP chain
     parser = argparse.ArgumentParser(
@@ -94,6 +95,10 @@ def _parser():
                          default=_DSP.gain_exponent,
                          help=f"power on the network's gains, 1 = as trained, higher suppresses deeper "
                               f"(default {_DSP.gain_exponent:g})")
+    denoise.add_argument("--comfort-noise-db", type=_in_range(float, *COMFORT_DB_RANGE),
+                         default=_DSP.comfort_noise_db,
+                         help="comfort noise where the gains suppress, this many dB relative to the input's "
+                              "background (-60..0, e.g. -20; default: off)")
     denoise.add_argument("--threads", type=_in_range(int, *THREADS_RANGE), default=1,
                          help="interpreter threads, 1..8 (default 1)")
     denoise.add_argument("--follow-symlinks", action="store_true",
@@ -196,7 +201,8 @@ def _dispatch(argv, control):
             from edge.dsp import EnhancerSettings
             from edge.commands.files import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
-                                        postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent)
+                                        postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent,
+                                        comfort_noise_db=args.comfort_noise_db)
             echo_settings = None
             if args.far_end is not None:
                 from edge.echo import EchoSettings

@@ -173,7 +173,7 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
                    for _ in range(reader.channels)]
         say(f"model: {runners[0].describe()}" + (f", one per channel ({reader.channels})" if len(runners) > 1 else ""))
         joint = runners[0].far_end_inputs            # a joint echo-and-noise model: it reads the echo estimate
-        enhancers = [Enhancer(runner, settings) for runner in runners]
+        enhancers = [Enhancer(runner, settings, noise_seed=channel) for channel, runner in enumerate(runners)]
         cancellers = None
         if far_reader is not None:
             from edge.echo import EchoCanceller, EchoSettings, for_model

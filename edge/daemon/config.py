@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 import yaml
 
 from edge.dsp.enhancer import EnhancerSettings
+from edge.dsp.comfort import LEVEL_DB_RANGE as COMFORT_DB_RANGE
 from edge.dsp.gains import GAIN_EXPONENT_RANGE
 from edge.errors import ConfigError
 from edge.model.model_meta import DEFAULT_MODEL_PATH
@@ -75,6 +76,7 @@ class DspConfig:
     highpass: bool = True
     lookahead_frames: int = 2
     gain_exponent: float = _DSP_DEFAULTS.gain_exponent
+    comfort_noise_db: Optional[float] = _DSP_DEFAULTS.comfort_noise_db
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ class Config:
     def enhancer_settings(self):
         from edge.dsp import EnhancerSettings
         return EnhancerSettings(self.dsp.max_attenuation_db, self.dsp.postfilter_beta,
-                                self.dsp.gain_release_per_frame, self.dsp.highpass, self.dsp.gain_exponent)
+                                self.dsp.gain_release_per_frame, self.dsp.highpass, self.dsp.gain_exponent,
+                                self.dsp.comfort_noise_db)
 
 
 _SHOWN = reprlib.Repr()
@@ -218,6 +221,10 @@ def _validate(config):
     release = dsp.gain_release_per_frame
     _check(release is None or (_is_number(release) and 0 <= release < 1),
            "dsp.gain_release_per_frame", release, "a number in [0, 1) or null (off)")
+    comfort = dsp.comfort_noise_db
+    _check(comfort is None or (_is_number(comfort) and COMFORT_DB_RANGE[0] <= comfort <= COMFORT_DB_RANGE[1]),
+           "dsp.comfort_noise_db", comfort,
+           "{:g}..{:g} dB relative to the input's background, or null (off)".format(*COMFORT_DB_RANGE))
     _check(dsp.lookahead_frames == 2, "dsp.lookahead_frames", dsp.lookahead_frames,
            "2 (the shipped models are trained with 20 ms look-ahead)")
     _check(1 <= realtime.deadline_ms <= 10, "realtime.deadline_ms", realtime.deadline_ms, "1..10 ms")

@@ -12,7 +12,8 @@
 5. gains and strengths for the delayed frame, from a gain source (the
    network, or the oracle), then the limits: gain exponent, release,
    envelope post-filter, attenuation floor;
-6. pitch-filter mix and band gains on the delayed frame;
+6. pitch-filter mix and band gains on the delayed frame, then comfort noise
+   where the gains suppress (off unless ``comfort_noise_db`` is set: :mod:`edge.dsp.comfort`);
 7. synthesis: inverse FFT and overlap-add.
 
 All arrays are allocated once in ``__init__``; a frame allocates only
@@ -30,6 +31,7 @@ from .bands import band_matrix
 from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
+from .comfort import ComfortNoise, check_level_db
 from .echo_features import N_FAR_END_FEATURES, EchoAnalysis
 from .features import assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
@@ -66,6 +68,9 @@ class EnhancerSettings:
         highpass: apply RNNoise's DC/rumble high-pass to the input.
         gain_exponent: power on the network's gains before the limits (1 = as
             trained; 1..3, higher suppresses deeper where gains are low).
+        comfort_noise_db: comfort noise where the gains suppress, this many dB
+            relative to the input's background (-60..0, e.g. -20); ``None`` (the
+            default): off, suppressed bands fall to the attenuation floor.
     """
 
     max_attenuation_db: float = MAX_ATTENUATION_DB
@@ -73,9 +78,11 @@ class EnhancerSettings:
     gain_release_per_frame: Optional[float] = GAIN_RELEASE_PER_FRAME
     highpass: bool = True
     gain_exponent: float = GAIN_EXPONENT
+    comfort_noise_db: Optional[float] = None
 
     def __post_init__(self):
         attenuation_floor(self.max_attenuation_db)        # validates
+        check_level_db(self.comfort_noise_db)
         if not (np.isfinite(self.postfilter_beta) and self.postfilter_beta >= 0.0):
             raise ValueError(f"postfilter_beta must be >= 0, got {self.postfilter_beta!r}")
         low, high = GAIN_EXPONENT_RANGE
@@ -132,6 +139,8 @@ class Enhancer:
             model from the ``echo_estimate`` given to :meth:`process`; None (the
             default): the gain source's own ``far_end_inputs`` (a
             :class:`~edge.model.engine.ModelRunner` of a joint model has it), else off.
+        noise_seed: the comfort noise's seed (``comfort_noise_db`` only): give each
+            channel its own, so that their comfort noise is not the same signal.
 
     Attributes:
         features: the newest frame's feature vector (valid after ``process``).
@@ -139,7 +148,8 @@ class Enhancer:
     """
 
     def __init__(self, gain_source: Optional[GainSource] = None,
-                 settings: EnhancerSettings = EnhancerSettings(), far_end_inputs: Optional[bool] = None):
+                 settings: EnhancerSettings = EnhancerSettings(), far_end_inputs: Optional[bool] = None,
+                 noise_seed: int = 0):
         self.gain_source = gain_source or unity_gains
         if far_end_inputs is None:                   # a joint model's runner says so itself
             far_end_inputs = bool(getattr(gain_source, "far_end_inputs", False))
@@ -150,6 +160,8 @@ class Enhancer:
         self.highpass = HighPass()
         self.pitch = PitchTracker()
         self.applier = GainApplier(self.weights)
+        self.comfort = (None if settings.comfort_noise_db is None
+                        else ComfortNoise(self.weights, settings.comfort_noise_db, noise_seed))
         depth = LOOKAHEAD_FRAMES + 1
         self.history = np.zeros(HISTORY_SAMPLES)
         self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
@@ -183,6 +195,8 @@ class Enhancer:
         self.pitch.reset()
         if self.echo_analysis is not None:
             self.echo_analysis.reset()
+        if self.comfort is not None:
+            self.comfort.reset()
         self.frames_processed = 0
         self.nonfinite_frames = 0
 
@@ -231,10 +245,12 @@ class Enhancer:
         gain, strength = self.gain_source(self.features)
         self._limit_gains(gain, self.energy_ring[delayed])
 
-        # Pitch-filter mix and band gains on the delayed frame.
+        # Pitch-filter mix and band gains on the delayed frame; comfort noise where they suppress.
         self.applier.apply(self.spectrum_ring[delayed], self.energy_ring[delayed],
                            spectra[COMB_FILTERED], energies[COMB_FILTERED],
                            strength, self.gain, self._output_spectrum)
+        if self.comfort is not None:
+            self.comfort.add(self._output_spectrum, self.energy_ring[delayed], self.gain)
 
         # Synthesis.
         self.frames_processed += 1

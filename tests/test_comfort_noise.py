@@ -1,0 +1,107 @@
+"""Comfort noise (edge.dsp.comfort): where the gains suppress, a steady background at the level asked for.
+
+Properties: on stationary noise that the gains remove, the output settles within 2 dB of
+``comfort_noise_db`` below the input in every octave; bands the gains keep get no fill
+(the output is exactly the output without comfort noise); digital silence stays digital
+silence; the noise is reproducible; bad levels are refused with the range.
+"""
+
+import numpy as np
+import pytest
+
+from edge.dsp import Enhancer, EnhancerSettings
+from edge.dsp.comfort import WINDOW_FRAMES
+from edge.dsp.constants import HOP_SAMPLES, N_BANDS, SAMPLE_RATE_HZ
+
+OCTAVES_HZ = ((125, 500), (500, 2000), (2000, 8000), (8000, 20000))
+
+
+def _zero_gains(features):
+    return np.zeros(N_BANDS), np.zeros(N_BANDS)
+
+
+def _unity_gains(features):
+    return np.ones(N_BANDS), np.zeros(N_BANDS)
+
+
+def _run(signal, gain_source, **settings):
+    enhancer = Enhancer(gain_source, EnhancerSettings(**settings))
+    return np.concatenate([enhancer.process(frame).copy() for frame in signal.reshape(-1, HOP_SAMPLES)])
+
+
+def _noise(colour, seconds, dbfs, seed):
+    x = np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE_HZ))
+    if colour == "pink":
+        spectrum = np.fft.rfft(x)
+        spectrum /= np.sqrt(np.maximum(np.arange(spectrum.size), 1))
+        x = np.fft.irfft(spectrum, x.size)
+    return x * (10 ** (dbfs / 20) / np.sqrt(np.mean(x ** 2)))
+
+
+def _octave_levels_db(x):
+    from scipy.signal import welch
+    freqs, power = welch(x, SAMPLE_RATE_HZ, nperseg=4096)
+    return np.array([10 * np.log10(power[(freqs >= low) & (freqs < high)].mean()) for low, high in OCTAVES_HZ])
+
+
+@pytest.mark.parametrize("colour", ["white", "pink"])
+@pytest.mark.parametrize("level_db", [-20.0, -6.0])
+def test_removed_noise_is_replaced_by_noise_of_its_shape_at_the_level_asked(colour, level_db):
+    noise = _noise(colour, 4.0, -40.0, seed=3)
+    out = _run(noise, _zero_gains, comfort_noise_db=level_db)
+    settled = slice(2 * SAMPLE_RATE_HZ, None)                     # after the tracker's 1.6 s window
+    found = _octave_levels_db(out[settled]) - _octave_levels_db(noise[settled])
+    assert np.all(np.abs(found - level_db) < 2.0), found
+    without = _run(noise, _zero_gains)                            # the floor alone: 80 dB down
+    assert np.all(_octave_levels_db(without[settled]) - _octave_levels_db(noise[settled]) < -60)
+
+
+def test_the_fill_waits_for_the_background_window():
+    noise = _noise("white", 2.0, -40.0, seed=4)
+    out = _run(noise, _zero_gains, comfort_noise_db=-10.0)
+    first = slice(None, (WINDOW_FRAMES - 10) * HOP_SAMPLES)
+    assert np.array_equal(out[first], _run(noise, _zero_gains)[first])
+    assert np.sqrt(np.mean(out[-SAMPLE_RATE_HZ // 4:] ** 2)) > 10 ** (-55 / 20)      # and then it comes
+
+
+def test_bands_the_gains_keep_get_no_fill():
+    speech_like = _noise("pink", 2.5, -30.0, seed=5)
+    # Without the envelope post-filter, which nudges unity gains by a hair (and so lets a -170 dB fill in).
+    with_fill = _run(speech_like, _unity_gains, comfort_noise_db=-10.0, postfilter_beta=0.0)
+    assert np.array_equal(with_fill, _run(speech_like, _unity_gains, postfilter_beta=0.0))
+
+
+def test_digital_silence_stays_digital_silence():
+    silence = np.zeros(3 * SAMPLE_RATE_HZ)
+    assert not _run(silence, _zero_gains, comfort_noise_db=0.0).any()
+
+
+def test_the_noise_is_reproducible_and_reset_starts_it_again():
+    noise = _noise("white", 2.5, -40.0, seed=6)
+    first = _run(noise, _zero_gains, comfort_noise_db=-10.0)
+    assert np.array_equal(first, _run(noise, _zero_gains, comfort_noise_db=-10.0))
+    enhancer = Enhancer(_zero_gains, EnhancerSettings(comfort_noise_db=-10.0))
+    frames = noise.reshape(-1, HOP_SAMPLES)
+    for frame in frames:
+        enhancer.process(frame)
+    enhancer.reset()
+    again = np.concatenate([enhancer.process(frame).copy() for frame in frames])
+    assert np.array_equal(again, first)
+
+
+@pytest.mark.parametrize("level_db", [1.0, -61.0, float("nan")])
+def test_a_level_out_of_range_is_refused_with_the_range(level_db):
+    with pytest.raises(ValueError, match=r"comfort_noise_db must be in -60\.\.0 dB"):
+        EnhancerSettings(comfort_noise_db=level_db)
+
+
+def test_each_channel_gets_its_own_noise():
+    """`denoise` gives channel c the seed c: two channels of the same input do not carry the same comfort noise."""
+    noise = _noise("white", 2.5, -40.0, seed=7)
+    outs = []
+    for seed in (0, 1):
+        enhancer = Enhancer(_zero_gains, EnhancerSettings(comfort_noise_db=-10.0), noise_seed=seed)
+        outs.append(np.concatenate([enhancer.process(frame).copy() for frame in noise.reshape(-1, HOP_SAMPLES)]))
+    settled = slice(2 * SAMPLE_RATE_HZ, None)
+    assert abs(np.corrcoef(outs[0][settled], outs[1][settled])[0, 1]) < 0.1
+    assert np.mean(outs[0][settled] ** 2) == pytest.approx(np.mean(outs[1][settled] ** 2), rel=0.3)
