@@ -254,8 +254,9 @@ def frame_costs(clips):
     runner, both_runner = ModelRunner(_model_path()), ModelRunner(_model_path())
     joint = runner.far_end_inputs                        # a joint model reads the canceller's echo estimate
     canceller, buffer, out = EchoCanceller(), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
-    enhancer = Enhancer(runner)
-    both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner)
+    settings = EnhancerSettings(**DSP_OVERRIDES)          # what "ns" and "ours" ran with, comfort noise included
+    enhancer = Enhancer(runner, settings)
+    both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner, settings)
     mdf = SpeexMdf(HOP_SAMPLES, 9600, FS)
     m16 = np.clip(np.rint(mic * 32768), -32768, 32767).astype(np.int16)
     f16 = np.clip(np.rint(far * 32768), -32768, 32767).astype(np.int16)

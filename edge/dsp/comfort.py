@@ -2,10 +2,10 @@
 
 Why: a suppressor that takes a band to its floor leaves digital silence between what it lets
 through (residual echo bursts, the talker). Listeners hear that as pumping, and AECMOS,
-trained on listeners' ratings, rates such an output as echo left and the talker degraded:
-on the team's echo set a joint model's far-end single talk rose from AECMOS echo 2.88 to
-3.04 with comfort noise 20 dB below the background, and its double-talk degradation from
-2.49 to 2.76 (docs/echo.md, *Comfort noise*). Telephone echo control fills the suppressed
+trained on listeners' ratings, rates such an output as echo left: on the team's echo set a
+joint model's far-end single talk rose from AECMOS echo 2.88 to 3.11 with this comfort noise
+20 dB below the background, and to 3.92 at the background's level, while the near talker
+alone lost PESQ-WB (docs/echo.md, *Comfort noise*). Telephone echo control fills the suppressed
 part with noise shaped like the background for the same reason (ITU-T G.168's comfort noise;
 WebRTC's AEC3 does it inside its suppressor, which no library exposes on its own, so it is
 done here, in our band-gain chain).
@@ -23,8 +23,9 @@ Per frame, on the frame the gains are applied to:
    gains are), added to the output spectrum.
 
 Speech and the talker's bands (gain near 1) get nearly no fill; a digitally silent input
-has no background and gets none, and neither does the first ``WINDOW_FRAMES`` of a stream
-(the tracker starts from 0 rather than guess the background from what may be speech). The noise comes from a seeded generator, so a run is
+has no background and gets none, and neither do the first ``START_FRAMES`` of a stream (1.8 s:
+the tracker starts from 0, and its first sub-window holds the enhancer's two empty look-ahead
+frames, rather than guess the background from what may be speech). The noise comes from a seeded generator, so a run is
 reproducible sample for sample.
 """
 
@@ -33,14 +34,19 @@ import numpy as np
 from .bands import bins_from_bands
 from .constants import N_BANDS, N_BINS
 
-#: Smoothing of the band energies before the minimum (about 50 ms at 10 ms frames).
-SMOOTHING = 0.8
-#: The minimum is taken over SUBWINDOWS sub-windows of SUBWINDOW_FRAMES frames each.
+#: First-order smoothing of the band energies before the minimum, per 10 ms frame (about 50 ms).
+SMOOTHING_PER_FRAME = 0.8
+#: The minimum is taken over SUBWINDOWS sub-windows of SUBWINDOW_FRAMES frames each (1.6 s).
 SUBWINDOWS, SUBWINDOW_FRAMES = 8, 20
 WINDOW_FRAMES = SUBWINDOWS * SUBWINDOW_FRAMES
-#: How far that minimum sits under a stationary background's mean (measured: 3.7 dB in the top bands,
-#: 5.8 in the lowest, which hold fewer bins and so vary more).
-MINIMUM_BIAS_DB = 4.5
+#: Frames of a stream before the first fill (the window, plus the sub-window that held the start).
+START_FRAMES = WINDOW_FRAMES + SUBWINDOW_FRAMES
+#: How far that minimum sits under a stationary background's mean: 0.4 dB in the top bands, 3.8 dB in the
+#: lowest (fewer bins, so more variance); one constant between them keeps every octave within 2 dB.
+MINIMUM_BIAS_DB = 1.5
+#: Smoothed energies below this are flushed to 0: hours of digital silence would otherwise decay into
+#: denormals, which cost several times a normal multiply on many CPUs.
+_DENORMAL_GUARD = 1e-30
 #: Allowed ``level_db``: at or below the background, and not so far below that it is inaudible.
 LEVEL_DB_RANGE = (-60.0, 0.0)
 
@@ -59,13 +65,13 @@ class ComfortNoise:
 
     Args:
         weights: the triangular band matrix (N_BANDS, N_BINS) the gains use.
-        level_db: the comfort noise's level below the input's background, in dB.
+        level_db: the comfort noise's level relative to the input's background, in dB (-60..0).
         seed: the noise generator's seed.
     """
 
     def __init__(self, weights, level_db, seed=0):
         self.weights = weights
-        self.level = float(10.0 ** ((check_level_db(level_db) + MINIMUM_BIAS_DB) / 10.0))
+        self.fill_power_ratio = float(10.0 ** ((check_level_db(level_db) + MINIMUM_BIAS_DB) / 10.0))
         # The power one bin carries when its band holds energy E: E / (the band's weight in bins).
         self._per_bin = 1.0 / weights.sum(axis=1)
         self._seed = seed
@@ -89,8 +95,9 @@ class ComfortNoise:
 
     def track(self, band_energy):
         """Update the background with one frame's input band energies; returns the background per band."""
-        self.smoothed *= SMOOTHING
-        self.smoothed += (1.0 - SMOOTHING) * band_energy
+        self.smoothed *= SMOOTHING_PER_FRAME
+        self.smoothed += (1.0 - SMOOTHING_PER_FRAME) * band_energy
+        self.smoothed[self.smoothed < _DENORMAL_GUARD] = 0.0
         np.minimum(self.subwindow_min, self.smoothed, out=self.subwindow_min)
         self.frames += 1
         if self.frames % SUBWINDOW_FRAMES == 0:
@@ -109,7 +116,9 @@ class ComfortNoise:
         np.maximum(fill, 0.0, out=fill)
         fill *= background
         fill *= self._per_bin
-        fill *= 0.5 * self.level                       # half the power in each of the real and imaginary parts
+        # Each of the real and imaginary parts carries the full per-bin power, not half: the input's frames
+        # overlap-add in phase, independent noise frames only in power, which would leave the noise 3 dB short.
+        fill *= self.fill_power_ratio
         power = bins_from_bands(fill, self.weights, out=self._bin_power)
         np.sqrt(power, out=power)
         gaussian = self.rng.standard_normal(out=self._gaussian)
