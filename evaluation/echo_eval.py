@@ -401,10 +401,13 @@ def main(argv=None):
     parser.add_argument("--comfort-noise-db", type=float, default=None,
                         help="our comfort noise relative to the input's background, as dsp.comfort_noise_db "
                              "(default: the DSP's, off)")
+    parser.add_argument("--far-end-comfort-noise-db", type=float, default=None,
+                        help="the same, only while the far end plays, as echo.comfort_noise_db (default: off)")
     args = parser.parse_args(argv)
     global MODEL_PATH
     MODEL_PATH = args.model
-    dsp = {key: getattr(args, key) for key in ("max_attenuation_db", "gain_exponent", "comfort_noise_db")
+    dsp = {key: getattr(args, key) for key in ("max_attenuation_db", "gain_exponent", "comfort_noise_db",
+                                     "far_end_comfort_noise_db")
            if getattr(args, key) is not None}
     try:
         EnhancerSettings(**dsp)

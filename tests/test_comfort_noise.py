@@ -108,3 +108,32 @@ def test_each_channel_gets_its_own_noise():
     settled = slice(2 * SAMPLE_RATE_HZ, None)
     assert abs(np.corrcoef(outs[0][settled], outs[1][settled])[0, 1]) < 0.1
     assert np.mean(outs[0][settled] ** 2) == pytest.approx(np.mean(outs[1][settled] ** 2), rel=0.3)
+
+
+def test_far_end_comfort_noise_fills_only_while_a_far_end_plays():
+    """`far_end_comfort_noise_db` (config `echo.comfort_noise_db`): frames given an echo estimate get the fill;
+    the others are exactly what they are without comfort noise, and the background is tracked throughout."""
+    noise = _noise("white", 4.0, -40.0, seed=8)
+    frames = noise.reshape(-1, HOP_SAMPLES)
+    plays_from = 300                                        # the far end starts at 3 s
+    estimate = np.zeros(HOP_SAMPLES)
+    enhancer = Enhancer(_zero_gains, EnhancerSettings(far_end_comfort_noise_db=-10.0))
+    out = np.concatenate([enhancer.process(frame, echo_estimate=estimate if t >= plays_from else None).copy()
+                          for t, frame in enumerate(frames)])
+    plain = _run(noise, _zero_gains)
+    before = slice(None, plays_from * HOP_SAMPLES)
+    assert np.array_equal(out[before], plain[before])
+    after = slice((plays_from + 5) * HOP_SAMPLES, None)   # the fill lands on the frame 2 back: 20 ms later
+    found = _octave_levels_db(out[after]) - _octave_levels_db(noise[after])
+    assert np.all(np.abs(found + 10.0) < 2.0), found
+
+
+def test_far_end_comfort_noise_replaces_the_general_level_while_the_far_end_plays():
+    noise = _noise("white", 3.0, -40.0, seed=9)
+    estimate = np.zeros(HOP_SAMPLES)
+    enhancer = Enhancer(_zero_gains, EnhancerSettings(comfort_noise_db=-30.0, far_end_comfort_noise_db=-10.0))
+    out = np.concatenate([enhancer.process(frame, echo_estimate=estimate).copy()
+                          for frame in noise.reshape(-1, HOP_SAMPLES)])
+    settled = slice(2 * SAMPLE_RATE_HZ, None)
+    found = _octave_levels_db(out[settled]) - _octave_levels_db(noise[settled])
+    assert np.all(np.abs(found + 10.0) < 2.0), found

@@ -54,6 +54,7 @@ def test_empty_config_is_the_documented_defaults():
     ("dsp: {comfort_noise_db: 6}", "dsp.comfort_noise_db: 6 is not allowed; expected -60..0 dB relative to the "
                                    "input's background, or null (off)"),
     ("dsp: {comfort_noise_db: loud}", "dsp.comfort_noise_db: 'loud' is not allowed"),
+    ("echo: {comfort_noise_db: -70}", "echo.comfort_noise_db: -70 is not allowed; expected -60..0 dB"),
 ])
 def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
     with pytest.raises(ConfigError) as error:
@@ -64,6 +65,8 @@ def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
 def test_comfort_noise_is_off_by_default_and_set_in_db():
     assert parse("").enhancer_settings().comfort_noise_db is None
     assert parse("dsp: {comfort_noise_db: -20}").enhancer_settings().comfort_noise_db == -20
+    settings = parse("echo: {comfort_noise_db: 0}").enhancer_settings()
+    assert settings.far_end_comfort_noise_db == 0 and settings.comfort_noise_db is None
 
 
 def test_null_turns_the_release_limit_off():

@@ -354,3 +354,9 @@ def test_denoise_with_comfort_noise_keeps_a_floor_where_the_noise_was_removed(tm
     loud = slice(int(2.6 * rate), None)
     talker_db = 10 * np.log10(np.mean(outs[-10.0][loud] ** 2) / np.mean(outs[None][loud] ** 2))
     assert abs(talker_db) < 1.0, talker_db
+
+
+def test_far_end_comfort_noise_needs_a_far_end(tmp_path, capsys):
+    source = _noisy_wav(tmp_path / "in.wav")
+    assert main(["denoise", str(source), str(tmp_path / "out.wav"), "--far-end-comfort-noise-db", "0"]) == 2
+    assert "--far-end-comfort-noise-db needs --far-end FAR" in capsys.readouterr().err

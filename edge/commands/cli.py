@@ -99,6 +99,9 @@ def _parser():
                          default=_DSP.comfort_noise_db,
                          help="comfort noise where the gains suppress, this many dB relative to the input's "
                               "background (-60..0, e.g. -20; default: off)")
+    denoise.add_argument("--far-end-comfort-noise-db", type=_in_range(float, *COMFORT_DB_RANGE),
+                         default=_DSP.far_end_comfort_noise_db,
+                         help="the same, only while the far end plays (needs --far-end; default: off)")
     denoise.add_argument("--threads", type=_in_range(int, *THREADS_RANGE), default=1,
                          help="interpreter threads, 1..8 (default 1)")
     denoise.add_argument("--follow-symlinks", action="store_true",
@@ -202,7 +205,8 @@ def _dispatch(argv, control):
             from edge.commands.files import run_denoise
             settings = EnhancerSettings(max_attenuation_db=args.max_attenuation_db,
                                         postfilter_beta=args.postfilter_beta, gain_exponent=args.gain_exponent,
-                                        comfort_noise_db=args.comfort_noise_db)
+                                        comfort_noise_db=args.comfort_noise_db,
+                                        far_end_comfort_noise_db=args.far_end_comfort_noise_db)
             echo_settings = None
             if args.far_end is not None:
                 from edge.echo import EchoSettings
@@ -212,6 +216,8 @@ def _dispatch(argv, control):
                 echo_settings = EchoSettings(**overrides)
             elif args.echo_tail_ms is not None or args.echo_delay_search_ms is not None:
                 raise _usage("--echo-tail-ms and --echo-delay-search-ms need --far-end FAR")
+            elif args.far_end_comfort_noise_db is not None:
+                raise _usage("--far-end-comfort-noise-db needs --far-end FAR")
             with stop_signals_raise():
                 run_denoise(args.input, args.output, args.model, settings, args.threads,
                             follow_symlinks=args.follow_symlinks, far_end_path=args.far_end,

@@ -98,6 +98,7 @@ class EchoConfig:
     delay_search_ms: float = 250.0
     residual_suppression: bool = True
     drift_compensation: bool = True
+    comfort_noise_db: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class Config:
         from edge.dsp import EnhancerSettings
         return EnhancerSettings(self.dsp.max_attenuation_db, self.dsp.postfilter_beta,
                                 self.dsp.gain_release_per_frame, self.dsp.highpass, self.dsp.gain_exponent,
-                                self.dsp.comfort_noise_db)
+                                self.dsp.comfort_noise_db, self.echo.comfort_noise_db)
 
 
 _SHOWN = reprlib.Repr()
@@ -251,6 +252,10 @@ def _validate(config):
            "echo.speaker_device", echo.speaker_device, "null (the daemon does not forward) or an ALSA PCM name")
     _check(echo.speaker_device is None or echo.speaker_device != echo.reference_device, "echo.speaker_device",
            echo.speaker_device, "a PCM other than echo.reference_device (forwarding into itself is a loop)")
+    comfort = echo.comfort_noise_db
+    _check(comfort is None or (_is_number(comfort) and COMFORT_DB_RANGE[0] <= comfort <= COMFORT_DB_RANGE[1]),
+           "echo.comfort_noise_db", comfort,
+           "{:g}..{:g} dB relative to the input's background, or null (off)".format(*COMFORT_DB_RANGE))
     _check(10 <= echo.tail_ms <= 500, "echo.tail_ms", echo.tail_ms, "10..500 ms")
     _check(0 <= echo.delay_search_ms <= 1000, "echo.delay_search_ms", echo.delay_search_ms, "0..1000 ms (0 = none)")
     telemetry = config.telemetry

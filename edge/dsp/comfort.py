@@ -60,6 +60,11 @@ def check_level_db(level_db):
     return level_db
 
 
+def fill_power_ratio(level_db):
+    """The fill's power relative to the tracked minimum for ``level_db`` (validated), bias included."""
+    return float(10.0 ** ((check_level_db(level_db) + MINIMUM_BIAS_DB) / 10.0))
+
+
 class ComfortNoise:
     """Background tracker and noise filler, state and scratch preallocated.
 
@@ -71,7 +76,7 @@ class ComfortNoise:
 
     def __init__(self, weights, level_db, seed=0):
         self.weights = weights
-        self.fill_power_ratio = float(10.0 ** ((check_level_db(level_db) + MINIMUM_BIAS_DB) / 10.0))
+        self.fill_power_ratio = fill_power_ratio(level_db)
         # The power one bin carries when its band holds energy E: E / (the band's weight in bins).
         self._per_bin = 1.0 / weights.sum(axis=1)
         self._seed = seed
@@ -107,9 +112,16 @@ class ComfortNoise:
         np.min(self.minima, axis=0, out=self.background)
         return np.minimum(self.background, self.subwindow_min, out=self.background)
 
-    def add(self, spectrum, band_energy, gain):
-        """Track ``band_energy`` (the input frame's) and add the fill for ``gain`` (final band gains) to ``spectrum``."""
+    def add(self, spectrum, band_energy, gain, power_ratio=None):
+        """Track ``band_energy`` (the input frame's) and add the fill for ``gain`` (final band gains) to ``spectrum``.
+
+        ``power_ratio`` (:func:`fill_power_ratio`) replaces the level given at construction for this frame;
+        0 tracks the background without filling.
+        """
         background = self.track(band_energy)
+        ratio = self.fill_power_ratio if power_ratio is None else power_ratio
+        if ratio == 0.0:
+            return spectrum
         fill = self._fill
         np.square(gain, out=fill)
         np.subtract(1.0, fill, out=fill)
@@ -118,7 +130,7 @@ class ComfortNoise:
         fill *= self._per_bin
         # Each of the real and imaginary parts carries the full per-bin power, not half: the input's frames
         # overlap-add in phase, independent noise frames only in power, which would leave the noise 3 dB short.
-        fill *= self.fill_power_ratio
+        fill *= ratio
         power = bins_from_bands(fill, self.weights, out=self._bin_power)
         np.sqrt(power, out=power)
         gaussian = self.rng.standard_normal(out=self._gaussian)

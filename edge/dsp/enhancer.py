@@ -31,7 +31,7 @@ from .bands import band_matrix
 from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
-from .comfort import ComfortNoise, check_level_db
+from .comfort import ComfortNoise, check_level_db, fill_power_ratio
 from .echo_features import N_FAR_END_FEATURES, EchoAnalysis
 from .features import assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
@@ -71,6 +71,9 @@ class EnhancerSettings:
         comfort_noise_db: comfort noise where the gains suppress, this many dB
             relative to the input's background (-60..0, e.g. -20); ``None`` (the
             default): off, suppressed bands fall to the attenuation floor.
+        far_end_comfort_noise_db: the same, only on frames where the echo
+            canceller is removing a far end (``process`` is given an echo
+            estimate), and there instead of ``comfort_noise_db``; ``None``: off.
     """
 
     max_attenuation_db: float = MAX_ATTENUATION_DB
@@ -79,10 +82,12 @@ class EnhancerSettings:
     highpass: bool = True
     gain_exponent: float = GAIN_EXPONENT
     comfort_noise_db: Optional[float] = None
+    far_end_comfort_noise_db: Optional[float] = None
 
     def __post_init__(self):
         attenuation_floor(self.max_attenuation_db)        # validates
         check_level_db(self.comfort_noise_db)
+        check_level_db(self.far_end_comfort_noise_db)
         if not (np.isfinite(self.postfilter_beta) and self.postfilter_beta >= 0.0):
             raise ValueError(f"postfilter_beta must be >= 0, got {self.postfilter_beta!r}")
         low, high = GAIN_EXPONENT_RANGE
@@ -160,8 +165,11 @@ class Enhancer:
         self.highpass = HighPass()
         self.pitch = PitchTracker()
         self.applier = GainApplier(self.weights)
-        self.comfort = (None if settings.comfort_noise_db is None
-                        else ComfortNoise(self.weights, settings.comfort_noise_db, noise_seed))
+        # Fill power ratios without and with a far end (0: track the background, add nothing).
+        levels = (settings.comfort_noise_db, settings.far_end_comfort_noise_db)
+        self._comfort_ratios = tuple(0.0 if level is None else fill_power_ratio(level) for level in levels)
+        self.comfort = (None if levels == (None, None)
+                        else ComfortNoise(self.weights, levels[0] if levels[0] is not None else 0.0, noise_seed))
         depth = LOOKAHEAD_FRAMES + 1
         self.history = np.zeros(HISTORY_SAMPLES)
         self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
@@ -203,9 +211,11 @@ class Enhancer:
     def process(self, frame, out=None, echo_estimate=None):
         """Enhance one 480-sample frame (float, full scale +-1).
 
-        ``echo_estimate`` (``far_end_inputs`` only): the 480 samples the linear
-        echo canceller removed from the microphone to give ``frame``; None when
-        there is no reference or the far end is silent.
+        ``echo_estimate``: the 480 samples the linear echo canceller removed
+        from the microphone to give ``frame``; None when there is no reference
+        or the far end is silent. Read by a joint model's far-end inputs
+        (``far_end_inputs``) and, as "a far end is playing", by
+        ``far_end_comfort_noise_db``; otherwise ignored.
 
         Returns the output frame that lags the input by 30 ms. Without ``out``
         the result is an internal buffer that the next call overwrites.
@@ -250,7 +260,8 @@ class Enhancer:
                            spectra[COMB_FILTERED], energies[COMB_FILTERED],
                            strength, self.gain, self._output_spectrum)
         if self.comfort is not None:
-            self.comfort.add(self._output_spectrum, self.energy_ring[delayed], self.gain)
+            self.comfort.add(self._output_spectrum, self.energy_ring[delayed], self.gain,
+                             self._comfort_ratios[echo_estimate is not None])
 
         # Synthesis.
         self.frames_processed += 1
