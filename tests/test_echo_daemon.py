@@ -17,7 +17,7 @@ from scipy.signal import fftconvolve
 pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed (needs libasound2-dev to build)")
 
 from edge.commands.run import SYSTEM_ALSA_CONF, file_plugin_asoundrc   # noqa: E402
-from edge.dsp import HOP_SAMPLES, Enhancer, with_flush_padding        # noqa: E402
+from edge.dsp import HOP_SAMPLES, Enhancer, EnhancerSettings, with_flush_padding  # noqa: E402
 from edge.echo import EchoCanceller, EchoSettings, for_model, speex_mdf                       # noqa: E402
 from edge.io.synthetic import noise, speech_like                            # noqa: E402
 from edge.model.engine import ModelRunner                             # noqa: E402
@@ -83,11 +83,11 @@ def _edge(rig, *args):
                           env=rig["env"], capture_output=True, text=True, timeout=180)
 
 
-def _offline(capture, reference, canceller=True, model=DEFAULT_MODEL_PATH):
+def _offline(capture, reference, canceller=True, model=DEFAULT_MODEL_PATH, settings=EnhancerSettings()):
     """What the daemon must compute: per frame, the canceller then the enhancer (with the canceller's echo
     estimate and without SpeexDSP's residual suppression for a joint model, as the daemon does)."""
     runner = ModelRunner(model)
-    enhancer = Enhancer(runner)
+    enhancer = Enhancer(runner, settings)
     echo = EchoCanceller(for_model(EchoSettings(), runner.far_end_inputs)) if canceller else None
     out, echo_free = np.zeros(capture.size), np.zeros(HOP_SAMPLES)
     for start in range(0, capture.size, HOP_SAMPLES):
@@ -126,6 +126,22 @@ def test_the_daemon_cancels_the_echo_of_its_reference(rig):
     mic_db = 10 * np.log10(np.sum(rig["capture"][last].astype(np.float64) ** 2))
     assert mic_db - 10 * np.log10(np.sum(plain[last] ** 2)) < 6            # noise suppression alone keeps it
     assert mic_db - 10 * np.log10(np.sum(daemon[last] ** 2)) > 15
+
+
+def test_the_daemon_keeps_the_rooms_noise_under_the_echo_when_asked(rig):
+    """`echo.comfort_noise_db` reaches the enhancer: the daemon computes what the offline chain with
+    `far_end_comfort_noise_db` computes, and the room's noise is kept where the echo is removed."""
+    room_noise = 10 ** (-50 / 20) * np.random.default_rng(5).standard_normal(rig["mic"].size)
+    _replace_streams(rig, rig["mic"] + room_noise, rig["reference"][:rig["mic"].size])
+    rig["config"].write_text(rig["config"].read_text() + "  comfort_noise_db: 0\n")
+    result = _edge(rig, "run", "--frames", str(rig["frames"]))
+    assert result.returncode == 0, result.stderr
+    daemon = _played(rig)
+    kept = _offline(rig["capture"], rig["reference"], settings=EnhancerSettings(far_end_comfort_noise_db=0.0))
+    np.testing.assert_allclose(daemon, np.clip(kept, -1, 1), atol=1e-5)
+    removed = _offline(rig["capture"], rig["reference"])
+    last = slice(int(4.5 * FS), 6 * FS)
+    assert 10 * np.log10(np.sum(daemon[last] ** 2) / np.sum(removed[last] ** 2)) > 3
 
 
 def test_a_missing_reference_falls_back_to_noise_suppression_and_says_so(rig):
