@@ -49,7 +49,7 @@ def _octave_levels_db(x):
 def test_removed_noise_is_replaced_by_noise_of_its_shape_at_the_level_asked(colour, level_db):
     noise = _noise(colour, 4.0, -40.0, seed=3)
     out = _run(noise, _zero_gains, comfort_noise_db=level_db)
-    settled = slice(2 * SAMPLE_RATE_HZ, None)                     # after the tracker's 1.6 s window
+    settled = slice(2 * SAMPLE_RATE_HZ, None)                     # after the tracker learnt the background
     found = _octave_levels_db(out[settled]) - _octave_levels_db(noise[settled])
     assert np.all(np.abs(found - level_db) < 2.0), found
     without = _run(noise, _zero_gains)                            # the floor alone: 80 dB down
@@ -132,6 +132,17 @@ def test_far_end_comfort_noise_replaces_the_general_level_while_the_far_end_play
     noise = _noise("white", 3.0, -40.0, seed=9)
     estimate = np.zeros(HOP_SAMPLES)
     enhancer = Enhancer(_zero_gains, EnhancerSettings(comfort_noise_db=-30.0, far_end_comfort_noise_db=-10.0))
+    out = np.concatenate([enhancer.process(frame, echo_estimate=estimate).copy()
+                          for frame in noise.reshape(-1, HOP_SAMPLES)])
+    settled = slice(2 * SAMPLE_RATE_HZ, None)
+    found = _octave_levels_db(out[settled]) - _octave_levels_db(noise[settled])
+    assert np.all(np.abs(found + 10.0) < 2.0), found
+
+
+def test_the_general_level_applies_while_a_far_end_plays_when_no_far_end_level_is_set():
+    noise = _noise("white", 3.0, -40.0, seed=10)
+    estimate = np.zeros(HOP_SAMPLES)
+    enhancer = Enhancer(_zero_gains, EnhancerSettings(comfort_noise_db=-10.0))
     out = np.concatenate([enhancer.process(frame, echo_estimate=estimate).copy()
                           for frame in noise.reshape(-1, HOP_SAMPLES)])
     settled = slice(2 * SAMPLE_RATE_HZ, None)

@@ -165,11 +165,13 @@ class Enhancer:
         self.highpass = HighPass()
         self.pitch = PitchTracker()
         self.applier = GainApplier(self.weights)
-        # Fill power ratios without and with a far end (0: track the background, add nothing).
-        levels = (settings.comfort_noise_db, settings.far_end_comfort_noise_db)
+        # Fill power ratios without and with a far end (0: track the background, add nothing); with a far end,
+        # its own level where one is set, else the general one.
+        general, far_end = settings.comfort_noise_db, settings.far_end_comfort_noise_db
+        levels = (general, general if far_end is None else far_end)
         self._comfort_ratios = tuple(0.0 if level is None else fill_power_ratio(level) for level in levels)
         self.comfort = (None if levels == (None, None)
-                        else ComfortNoise(self.weights, levels[0] if levels[0] is not None else 0.0, noise_seed))
+                        else ComfortNoise(self.weights, 0.0 if general is None else general, noise_seed))
         depth = LOOKAHEAD_FRAMES + 1
         self.history = np.zeros(HISTORY_SAMPLES)
         self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
