@@ -148,3 +148,67 @@ def test_the_general_level_applies_while_a_far_end_plays_when_no_far_end_level_i
     settled = slice(2 * SAMPLE_RATE_HZ, None)
     found = _octave_levels_db(out[settled]) - _octave_levels_db(noise[settled])
     assert np.all(np.abs(found + 10.0) < 2.0), found
+
+
+# The tracker itself, on constant band energies (edge.dsp.comfort.ComfortNoise.track).
+
+def _tracker():
+    from edge.dsp.bands import band_matrix
+    from edge.dsp.comfort import ComfortNoise
+    return ComfortNoise(band_matrix(), -10.0)
+
+
+def _feed(tracker, energy_db, frames, hold=False):
+    energy = np.full(N_BANDS, 10 ** (energy_db / 10))
+    for _ in range(frames):
+        background = tracker.track(energy, hold)
+    return 10 * np.log10(np.maximum(background, 1e-300))
+
+
+def test_the_tracker_learns_the_minimum_of_its_first_frames_then_fills():
+    from edge.dsp.comfort import LEARN_FRAMES
+    tracker = _tracker()
+    energies = np.concatenate([np.full(50, 1.0), np.full(50, 0.25), np.full(200, 1.0)])
+    first = None
+    for frame, energy in enumerate(energies):
+        background = tracker.track(np.full(N_BANDS, energy))
+        if first is None and background.any():
+            first = frame
+    assert LEARN_FRAMES - 2 <= first <= LEARN_FRAMES + 2
+    # the learnt minimum (0.25, once smoothed down to it), then a slow rise: well under the 1.0 it has since heard
+    assert np.all(10 * np.log10(tracker.background) < -4.0)
+
+
+def test_the_tracker_falls_at_once_and_rises_by_its_rate():
+    from edge.dsp.comfort import RISE_DB_PER_S
+    tracker = _tracker()
+    _feed(tracker, 0.0, 400)
+    down = _feed(tracker, -10.0, 60)                         # the smoothing (0.9 per frame) is what takes time
+    assert np.all(np.abs(down + 10.0) < 0.5)
+    up = _feed(tracker, 0.0, 1000)                           # 10 s of a louder background
+    assert np.all(np.abs((up - down) - 10 * RISE_DB_PER_S) < 0.1 * 10 * RISE_DB_PER_S)
+
+
+def test_a_held_frame_neither_moves_the_estimate_nor_fills_and_a_long_hold_learns_again():
+    from edge.dsp.comfort import LEARN_FRAMES
+    tracker = _tracker()
+    before = _feed(tracker, 0.0, 400)
+    assert not tracker.track(np.zeros(N_BANDS), hold=True).any()        # a mute: no fill
+    _feed(tracker, -60.0, 50, hold=True)
+    assert np.allclose(_feed(tracker, 0.0, 1), before, atol=0.1)          # and the estimate is where it was
+    _feed(tracker, 0.0, 1, hold=True)
+    _feed(tracker, 0.0, LEARN_FRAMES, hold=True)                          # a long silence: learn again
+    assert not tracker.track(np.ones(N_BANDS)).any()                     # learning: no fill yet
+
+
+def test_a_short_mute_does_not_take_the_comfort_noise_down():
+    """A muted microphone for 0.3 s or 1 s: the comfort noise after it is at its level before it."""
+    for mute_s in (0.3, 1.0):
+        noise = _noise("white", 8.0, -40.0, seed=11)
+        noise[int(4 * SAMPLE_RATE_HZ):int((4 + mute_s) * SAMPLE_RATE_HZ)] = 0.0
+        out = _run(noise, _zero_gains, comfort_noise_db=-10.0)
+        before = out[int(2.5 * SAMPLE_RATE_HZ):int(3.9 * SAMPLE_RATE_HZ)]
+        after = out[int((4.5 + mute_s) * SAMPLE_RATE_HZ):int((6 + mute_s) * SAMPLE_RATE_HZ)]
+        assert abs(10 * np.log10(np.mean(after ** 2) / np.mean(before ** 2))) < 1.0, mute_s
+        muted = out[int((4 + 0.1) * SAMPLE_RATE_HZ):int((4 + mute_s - 0.05) * SAMPLE_RATE_HZ)]
+        assert np.sqrt(np.mean(muted ** 2)) < 10 ** (-90 / 20)             # and the mute itself stays quiet

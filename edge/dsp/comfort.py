@@ -16,7 +16,9 @@ Per frame, on the frame the gains are applied to:
    above it, the estimate rises by ``RISE_DB_PER_S`` only (0.5 dB/s), so a talker who goes
    on for seconds is not taken for the background, and one pause in a band is enough to
    find it. A band's first estimate is the minimum of its first ``LEARN_FRAMES`` (1.8 s,
-   no fill meanwhile), learnt again after digital silence. Raised by ``MINIMUM_BIAS_DB``:
+   no fill meanwhile). Frames that hold digitally silent input (a muted microphone, a
+   dropout; the caller says which) neither move the estimate nor get a fill, so a short mute
+   does not drag it down; after ``LEARN_FRAMES`` of them the bands learn again. Raised by ``MINIMUM_BIAS_DB``:
    on stationary white and pink noise the comfort noise lands within 2 dB of ``level_db``
    in every octave (tested);
 2. fill per band: ``(1 - g_b^2) * background_b * 10^(level_db / 10)``, the part of the
@@ -42,7 +44,7 @@ _RISE_PER_FRAME = 10.0 ** (RISE_DB_PER_S / 10.0 / 100.0)
 _FALL_KEEPS = 0.1                      # of the old estimate, when the energy is below it (AEC3's 0.1)
 #: Frames a band learns its first estimate over (its minimum), from its first sound; no fill meanwhile.
 LEARN_FRAMES = 180
-_WARMUP_FRAMES = 5                     # first frames after a band wakes that its minimum ignores
+_WARMUP_FRAMES = 5                     # the minimum ignores a band's waking frame and the 5 after it
 #: Frames of a stream before the first fill: the learning, after the enhancer's empty look-ahead frames.
 START_FRAMES = LEARN_FRAMES + 2
 #: How far the estimate sits under a stationary background's mean (it rides the dips); one constant for
@@ -88,6 +90,7 @@ class ComfortNoise:
         self.estimate = np.full(N_BANDS, np.inf)
         self.learning_left = np.full(N_BANDS, LEARN_FRAMES)
         self.background = np.zeros(N_BANDS)
+        self._no_fill = np.zeros(N_BANDS)
         self._settled = np.zeros(N_BANDS)
         self._fill = np.zeros(N_BANDS)
         self._bin_power = np.zeros(N_BINS)
@@ -101,9 +104,22 @@ class ComfortNoise:
         self.estimate[:] = np.inf
         self.learning_left[:] = LEARN_FRAMES
         self.background[:] = 0.0
+        self.held_frames = 0
 
-    def track(self, band_energy):
-        """Update the background with one frame's input band energies; returns the background per band."""
+    def track(self, band_energy, hold=False):
+        """Update the background with one frame's input band energies; returns the background per band.
+
+        ``hold``: the frame holds digitally silent input; the estimate stays, and the returned background
+        is 0 (no fill for silence).
+        """
+        if hold:
+            self.held_frames += 1
+            if self.held_frames == LEARN_FRAMES:              # a long silence: the room may have changed
+                self.smoothed[:] = 0.0
+                self.estimate[:] = np.inf
+                self.learning_left[:] = LEARN_FRAMES
+            return self._no_fill
+        self.held_frames = 0
         smoothed, estimate = self.smoothed, self.estimate
         # A band coming out of silence starts at its energy, not at a ramp up from 0 that the minimum would keep.
         waking = smoothed == 0.0
@@ -111,6 +127,7 @@ class ComfortNoise:
         smoothed += (1.0 - SMOOTHING_PER_FRAME) * band_energy
         np.copyto(smoothed, band_energy, where=waking)
         smoothed[smoothed < _DENORMAL_GUARD] = 0.0
+        smoothed[~np.isfinite(smoothed)] = 0.0                  # an overflow does not stick
         # Settled bands: fall at once to a lower energy, rise slowly towards a higher one.
         settled = self._settled
         np.multiply(estimate, _RISE_PER_FRAME, out=settled)
@@ -129,13 +146,13 @@ class ComfortNoise:
         self.background[self.learning_left > 0] = 0.0
         return self.background
 
-    def add(self, spectrum, band_energy, gain, power_ratio=None):
+    def add(self, spectrum, band_energy, gain, power_ratio=None, hold=False):
         """Track ``band_energy`` (the input frame's) and add the fill for ``gain`` (final band gains) to ``spectrum``.
 
         ``power_ratio`` (:func:`fill_power_ratio`) replaces the level given at construction for this frame;
-        0 tracks the background without filling.
+        0 tracks the background without filling. ``hold``: as for :meth:`track`.
         """
-        background = self.track(band_energy)
+        background = self.track(band_energy, hold)
         ratio = self.fill_power_ratio if power_ratio is None else power_ratio
         if ratio == 0.0:
             return spectrum

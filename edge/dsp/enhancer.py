@@ -107,6 +107,9 @@ def unity_gains(features):
     return _UNITY_GAIN, _ZERO_STRENGTH
 
 
+#: "No silent input in living memory" for the comfort noise's hold.
+_LONG_AGO = 1 << 30
+
 _UNITY_GAIN = np.ones(N_BANDS)
 _ZERO_STRENGTH = np.zeros(N_BANDS)
 
@@ -172,6 +175,9 @@ class Enhancer:
         self._comfort_ratios = tuple(0.0 if level is None else fill_power_ratio(level) for level in levels)
         self.comfort = (None if levels == (None, None)
                         else ComfortNoise(self.weights, 0.0 if general is None else general, noise_seed))
+        # Per slot of the look-ahead ring: whether a far end played; and frames since a digitally silent input.
+        self._far_end_ring = np.zeros(LOOKAHEAD_FRAMES + 1, dtype=bool)
+        self._frames_since_silence = _LONG_AGO
         depth = LOOKAHEAD_FRAMES + 1
         self.history = np.zeros(HISTORY_SAMPLES)
         self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
@@ -207,6 +213,8 @@ class Enhancer:
             self.echo_analysis.reset()
         if self.comfort is not None:
             self.comfort.reset()
+        self._far_end_ring[:] = False
+        self._frames_since_silence = _LONG_AGO
         self.frames_processed = 0
         self.nonfinite_frames = 0
 
@@ -246,6 +254,7 @@ class Enhancer:
         energies, cross = band_power[:_N_ANALYSED], band_power[_N_ANALYSED]
         self.spectrum_ring[newest] = spectra[NEWEST]
         self.energy_ring[newest] = energies[NEWEST]
+        self._far_end_ring[newest] = echo_estimate is not None
 
         # Features of the newest frame.
         coherence_from_cross(cross, energies[NEWEST], energies[ONE_PERIOD_BACK], self.coherence)
@@ -262,8 +271,10 @@ class Enhancer:
                            spectra[COMB_FILTERED], energies[COMB_FILTERED],
                            strength, self.gain, self._output_spectrum)
         if self.comfort is not None:
+            # The delayed frame's window spans its hop and the one before; the high-pass settles within 3 more.
+            touched_by_silence = self._frames_since_silence <= LOOKAHEAD_FRAMES + 4
             self.comfort.add(self._output_spectrum, self.energy_ring[delayed], self.gain,
-                             self._comfort_ratios[echo_estimate is not None])
+                             self._comfort_ratios[int(self._far_end_ring[delayed])], hold=touched_by_silence)
 
         # Synthesis.
         self.frames_processed += 1
@@ -278,7 +289,9 @@ class Enhancer:
                              f"(10 ms at 48 kHz), got an array of shape {frame.shape}")
         np.copyto(self._input, frame, casting="unsafe")
         # One dot product proves the frame finite; only a suspect frame is scanned.
-        if not math.isfinite(np.dot(self._input, self._input)) and not np.isfinite(self._input).all():
+        energy = np.dot(self._input, self._input)
+        self._frames_since_silence = 0 if energy == 0.0 else min(self._frames_since_silence + 1, _LONG_AGO)
+        if not math.isfinite(energy) and not np.isfinite(self._input).all():
             np.nan_to_num(self._input, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
             self.nonfinite_frames += 1
         history = self.history
