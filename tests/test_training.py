@@ -218,6 +218,7 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
     first = (run / "history.csv").read_text().splitlines()
     _, card = fit(cache, run, size="tiny", epochs=3, batch_size=2, learning_rate=5e-4, say=lambda *_: None)
     assert card["final_learning_rate"] == pytest.approx(1e-3)    # the optimiser's state, not the argument
+    assert card["shuffle_seed"] == 1                             # seed 0 + the epoch it resumed from: a new order
     epochs = [line.split(",")[0] for line in (run / "history.csv").read_text().splitlines()[1:]]
     assert len(first) == 2 and epochs == ["0", "1", "2"]         # the second run ran epochs 2 and 3 only
     assert card["epochs_run"] == 2
@@ -230,6 +231,16 @@ def test_fit_resumes_where_an_earlier_run_stopped(mini_corpus, tmp_path):
                   restart_learning_rate=True, say=lambda *_: None)
     assert best.read_bytes() == kept
     assert card["final_learning_rate"] == pytest.approx(2.5e-4)  # set back on request
+
+
+def test_a_resumed_run_shuffles_with_a_new_seed(tmp_path):
+    from training.train import data_seed
+    assert data_seed(7, tmp_path) == 7                            # fresh
+    (tmp_path / "resume").mkdir()
+    (tmp_path / "resume" / "training_metadata.json").write_text('{"epoch": 45, "batch": 0}')
+    assert data_seed(7, tmp_path) == 52
+    (tmp_path / "resume" / "training_metadata.json").write_text("not json")
+    assert data_seed(7, tmp_path) == 7
 
 
 def test_state_noise_perturbs_training_only_and_the_saved_model_is_the_plain_form(mini_corpus, tmp_path):

@@ -329,6 +329,17 @@ def widen_inputs(source_weights, target_weights):
     return list(source_weights)
 
 
+def data_seed(seed, out_dir):
+    """The seed of the training examples' order: ``seed`` for a fresh run, ``seed`` plus the epoch a resumed run
+    starts from otherwise. A resumed process starts its shuffling again, and with one seed every resume would
+    replay the first epoch's order: across sessions, the same examples first and the pool's tail seldom."""
+    metadata = Path(out_dir) / "resume" / "training_metadata.json"
+    try:
+        return seed + int(json.loads(metadata.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):    # a fresh run (no checkpoint yet)
+        return seed
+
+
 def best_val_loss_so_far(out_dir):
     """The lowest ``val_loss`` in ``out_dir/history.csv`` when a resumable checkpoint is there, else None."""
     import csv
@@ -413,7 +424,8 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     train_store = ExampleStore(cache_dir, "train", say, config.n_features)
     train_store.use_quiet_leads(quiet_lead_share, seed)
     validation_store = ExampleStore(cache_dir, "validation", say, config.n_features)
-    train = make_dataset(train_store, batch_size, shuffle=True, with_vad=config.vad_head, seed=seed)
+    shuffle_seed = data_seed(seed, out_dir)
+    train = make_dataset(train_store, batch_size, shuffle=True, with_vad=config.vad_head, seed=shuffle_seed)
     if steps_per_epoch is None:
         steps_per_epoch = max(1, train_store.count // batch_size)
     validation = make_dataset(validation_store, batch_size, shuffle=False, with_vad=config.vad_head)
@@ -450,7 +462,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         "cache": [str(c) for c in cache_dir] if isinstance(cache_dir, (list, tuple)) else str(cache_dir),
         "init_from": None if init_from is None else str(init_from),
         "over_suppression_weight": over_suppression_weight, "learning_rate": learning_rate,
-        "restart_learning_rate": bool(restart_learning_rate),
+        "restart_learning_rate": bool(restart_learning_rate), "shuffle_seed": shuffle_seed,
         "final_learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
         "quiet_lead_share": quiet_lead_share, "state_noise": state_noise,
         "int8_aware": None if int8_aware is None else str(int8_aware),
