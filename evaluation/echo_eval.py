@@ -406,9 +406,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     global MODEL_PATH
     MODEL_PATH = args.model
-    dsp = {key: getattr(args, key) for key in ("max_attenuation_db", "gain_exponent", "comfort_noise_db",
-                                     "far_end_comfort_noise_db")
-           if getattr(args, key) is not None}
+    dsp_keys = ("max_attenuation_db", "gain_exponent", "comfort_noise_db", "far_end_comfort_noise_db")
+    dsp = {key: getattr(args, key) for key in dsp_keys if getattr(args, key) is not None}
     try:
         EnhancerSettings(**dsp)
     except ValueError as exc:

@@ -128,21 +128,14 @@ def test_far_end_comfort_noise_fills_only_while_a_far_end_plays():
     assert np.all(np.abs(found + 10.0) < 2.0), found
 
 
-def test_far_end_comfort_noise_replaces_the_general_level_while_the_far_end_plays():
-    noise = _noise("white", 3.0, -40.0, seed=9)
+@pytest.mark.parametrize("levels, seed", [
+    ({"comfort_noise_db": -30.0, "far_end_comfort_noise_db": -10.0}, 9),   # the far-end level replaces the other
+    ({"comfort_noise_db": -10.0}, 10),                                      # without one, the general level holds
+])
+def test_while_a_far_end_plays_the_far_end_level_applies_else_the_general_one(levels, seed):
+    noise = _noise("white", 3.0, -40.0, seed=seed)
     estimate = np.zeros(HOP_SAMPLES)
-    enhancer = Enhancer(_zero_gains, EnhancerSettings(comfort_noise_db=-30.0, far_end_comfort_noise_db=-10.0))
-    out = np.concatenate([enhancer.process(frame, echo_estimate=estimate).copy()
-                          for frame in noise.reshape(-1, HOP_SAMPLES)])
-    settled = slice(2 * SAMPLE_RATE_HZ, None)
-    found = _octave_levels_db(out[settled]) - _octave_levels_db(noise[settled])
-    assert np.all(np.abs(found + 10.0) < 2.0), found
-
-
-def test_the_general_level_applies_while_a_far_end_plays_when_no_far_end_level_is_set():
-    noise = _noise("white", 3.0, -40.0, seed=10)
-    estimate = np.zeros(HOP_SAMPLES)
-    enhancer = Enhancer(_zero_gains, EnhancerSettings(comfort_noise_db=-10.0))
+    enhancer = Enhancer(_zero_gains, EnhancerSettings(**levels))
     out = np.concatenate([enhancer.process(frame, echo_estimate=estimate).copy()
                           for frame in noise.reshape(-1, HOP_SAMPLES)])
     settled = slice(2 * SAMPLE_RATE_HZ, None)
@@ -155,7 +148,7 @@ def test_the_general_level_applies_while_a_far_end_plays_when_no_far_end_level_i
 def _tracker():
     from edge.dsp.bands import band_matrix
     from edge.dsp.comfort import ComfortNoise
-    return ComfortNoise(band_matrix(), -10.0)
+    return ComfortNoise(band_matrix())
 
 
 def _feed(tracker, energy_db, frames, hold=False):

@@ -201,6 +201,12 @@ def _section(cls, name, raw):
     return cls(**values)
 
 
+def _check_comfort_noise_db(key, value):
+    low, high = COMFORT_DB_RANGE
+    _check(value is None or (_is_number(value) and low <= value <= high), key, value,
+           f"{low:g}..{high:g} dB relative to the input's background, or null (off)")
+
+
 def _validate(config):
     audio, dsp, realtime, model = config.audio, config.dsp, config.realtime, config.model
     _check(audio.sample_format in SAMPLE_FORMATS, "audio.sample_format", audio.sample_format,
@@ -222,10 +228,7 @@ def _validate(config):
     release = dsp.gain_release_per_frame
     _check(release is None or (_is_number(release) and 0 <= release < 1),
            "dsp.gain_release_per_frame", release, "a number in [0, 1) or null (off)")
-    comfort = dsp.comfort_noise_db
-    _check(comfort is None or (_is_number(comfort) and COMFORT_DB_RANGE[0] <= comfort <= COMFORT_DB_RANGE[1]),
-           "dsp.comfort_noise_db", comfort,
-           "{:g}..{:g} dB relative to the input's background, or null (off)".format(*COMFORT_DB_RANGE))
+    _check_comfort_noise_db("dsp.comfort_noise_db", dsp.comfort_noise_db)
     _check(dsp.lookahead_frames == 2, "dsp.lookahead_frames", dsp.lookahead_frames,
            "2 (the shipped models are trained with 20 ms look-ahead)")
     _check(1 <= realtime.deadline_ms <= 10, "realtime.deadline_ms", realtime.deadline_ms, "1..10 ms")
@@ -252,10 +255,7 @@ def _validate(config):
            "echo.speaker_device", echo.speaker_device, "null (the daemon does not forward) or an ALSA PCM name")
     _check(echo.speaker_device is None or echo.speaker_device != echo.reference_device, "echo.speaker_device",
            echo.speaker_device, "a PCM other than echo.reference_device (forwarding into itself is a loop)")
-    comfort = echo.comfort_noise_db
-    _check(comfort is None or (_is_number(comfort) and COMFORT_DB_RANGE[0] <= comfort <= COMFORT_DB_RANGE[1]),
-           "echo.comfort_noise_db", comfort,
-           "{:g}..{:g} dB relative to the input's background, or null (off)".format(*COMFORT_DB_RANGE))
+    _check_comfort_noise_db("echo.comfort_noise_db", echo.comfort_noise_db)
     _check(10 <= echo.tail_ms <= 500, "echo.tail_ms", echo.tail_ms, "10..500 ms")
     _check(0 <= echo.delay_search_ms <= 1000, "echo.delay_search_ms", echo.delay_search_ms, "0..1000 ms (0 = none)")
     telemetry = config.telemetry

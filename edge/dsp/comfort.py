@@ -76,13 +76,14 @@ class ComfortNoise:
 
     Args:
         weights: the triangular band matrix (N_BANDS, N_BINS) the gains use.
-        level_db: the comfort noise's level relative to the input's background, in dB (-60..0).
         seed: the noise generator's seed.
+
+    The level comes with each frame (:meth:`add`'s ``power_ratio``), so one tracker serves both a general
+    and a far-end level.
     """
 
-    def __init__(self, weights, level_db, seed=0):
+    def __init__(self, weights, seed=0):
         self.weights = weights
-        self.fill_power_ratio = fill_power_ratio(level_db)
         # The power one bin carries when its band holds energy E: E / (the band's weight in bins).
         self._per_bin = 1.0 / weights.sum(axis=1)
         self._seed = seed
@@ -146,15 +147,14 @@ class ComfortNoise:
         self.background[self.learning_left > 0] = 0.0
         return self.background
 
-    def add(self, spectrum, band_energy, gain, power_ratio=None, hold=False):
+    def add(self, spectrum, band_energy, gain, power_ratio, hold=False):
         """Track ``band_energy`` (the input frame's) and add the fill for ``gain`` (final band gains) to ``spectrum``.
 
-        ``power_ratio`` (:func:`fill_power_ratio`) replaces the level given at construction for this frame;
-        0 tracks the background without filling. ``hold``: as for :meth:`track`.
+        ``power_ratio``: :func:`fill_power_ratio` of this frame's level; 0 tracks the background without
+        filling. ``hold``: as for :meth:`track`.
         """
         background = self.track(band_energy, hold)
-        ratio = self.fill_power_ratio if power_ratio is None else power_ratio
-        if ratio == 0.0:
+        if power_ratio == 0.0:
             return spectrum
         fill = self._fill
         np.square(gain, out=fill)
@@ -164,7 +164,7 @@ class ComfortNoise:
         fill *= self._per_bin
         # Each of the real and imaginary parts carries the full per-bin power, not half: the input's frames
         # overlap-add in phase, independent noise frames only in power, which would leave the noise 3 dB short.
-        fill *= ratio
+        fill *= power_ratio
         power = bins_from_bands(fill, self.weights, out=self._bin_power)
         np.sqrt(power, out=power)
         gaussian = self.rng.standard_normal(out=self._gaussian)

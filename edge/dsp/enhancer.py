@@ -173,12 +173,11 @@ class Enhancer:
         general, far_end = settings.comfort_noise_db, settings.far_end_comfort_noise_db
         levels = (general, general if far_end is None else far_end)
         self._comfort_ratios = tuple(0.0 if level is None else fill_power_ratio(level) for level in levels)
-        self.comfort = (None if levels == (None, None)
-                        else ComfortNoise(self.weights, 0.0 if general is None else general, noise_seed))
-        # Per slot of the look-ahead ring: whether a far end played; and frames since a digitally silent input.
-        self._far_end_ring = np.zeros(LOOKAHEAD_FRAMES + 1, dtype=bool)
-        self._frames_since_silence = _LONG_AGO
+        self.comfort = None if levels == (None, None) else ComfortNoise(self.weights, noise_seed)
         depth = LOOKAHEAD_FRAMES + 1
+        # Per slot of the look-ahead ring: whether a far end played; and frames since a digitally silent input.
+        self._far_end_ring = np.zeros(depth, dtype=bool)
+        self._frames_since_silence = _LONG_AGO
         self.history = np.zeros(HISTORY_SAMPLES)
         self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
         self.energy_ring = np.zeros((depth, N_BANDS))
