@@ -30,6 +30,8 @@ import numpy as np
 
 from edge.dsp import (HOP_SAMPLES, LOOKAHEAD_FRAMES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, EnhancerSettings,
                       enhance_signal, highpass_signal, oracle_gains)
+from edge.dsp.constants import N_BANDS
+from edge.dsp.features import ENERGY_FLOOR, LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
 from edge.errors import UsageError
 
 from . import metrics
@@ -45,6 +47,7 @@ class Recorded(NamedTuple):
     oracle_gains: np.ndarray = None
     oracle_strengths: np.ndarray = None
     clean_energy: np.ndarray = None             # the reference's band energies, 0 before the first frame
+    noisy_energy: np.ndarray = None             # the input's band energies of the frame each call's gains apply to
 
 
 def _power(p):
@@ -57,6 +60,30 @@ def _vad_gate(full_at, depth):
         weight = np.clip(rec.vad / full_at, 0.0, 1.0)[:, None]
         return rec.gains * (depth + (1.0 - depth) * weight), rec.strengths
     return gate
+
+
+def _background_wiener(floor_db, combine=np.minimum, alpha=0.98):
+    """The gains bounded by a decision-directed Wiener gain (Ephraim and Malah's a-priori SNR, ``alpha``) against
+    the background that :class:`edge.dsp.comfort.ComfortNoise` tracks, floored at ``floor_db``: a classic
+    stationary-noise suppressor, applied where the network leaves noise in a band whose energy sits at the
+    background. ``combine``: ``np.minimum`` (the lower of the two) or ``np.multiply``."""
+    from edge.dsp.bands import band_matrix
+    from edge.dsp.comfort import MINIMUM_BIAS_DB, ComfortNoise
+    floor = 10.0 ** (floor_db / 20.0)
+
+    def bound(rec):
+        tracker, gains = ComfortNoise(band_matrix()), rec.gains.copy()
+        kept = np.zeros(gains.shape[1])                       # the last frame's clean-energy estimate
+        for k, energy in enumerate(rec.noisy_energy):
+            background = tracker.track(energy) * 10.0 ** (MINIMUM_BIAS_DB / 10.0)
+            known = background > 0                            # 0 while a band learns (its first 1.8 s)
+            safe = np.where(known, background, 1.0)
+            prior_snr = alpha * kept / safe + (1.0 - alpha) * np.maximum(energy / safe - 1.0, 0.0)
+            wiener = np.where(known, np.maximum(prior_snr / (1.0 + prior_snr), floor), 1.0)
+            gains[k] = combine(gains[k], wiener)
+            kept = wiener ** 2 * energy
+        return gains, rec.strengths
+    return bound
 
 
 def _unchanged(rec):
@@ -106,6 +133,9 @@ MAPS = (
     ("x0.3 where VAD < 0.5", _vad_gate(0.5, 0.3), EnhancerSettings()),
     ("no pitch filter (strength 0)", _no_pitch_filter, EnhancerSettings()),
     ("strength ** 0.5", _strength_power(0.5), EnhancerSettings()),
+    ("background Wiener bound, floor -15 dB", _background_wiener(-15.0), EnhancerSettings()),
+    ("background Wiener bound, floor -10 dB", _background_wiener(-10.0), EnhancerSettings()),
+    ("background Wiener x gain, floor -10 dB", _background_wiener(-10.0, np.multiply), EnhancerSettings()),
     ("oracle strengths, model gains", _oracle_strengths, EnhancerSettings()),
     ("oracle gains, model strengths", _oracle_gains, EnhancerSettings()),
     ("oracle", lambda rec: (rec.oracle_gains, rec.oracle_strengths), ORACLE_SETTINGS),
@@ -121,11 +151,13 @@ class Recorder:
     """A gain source that calls the model and keeps what it returned, frame by frame."""
 
     def __init__(self, runner):
-        self.runner, self.gains, self.strengths, self.vad = runner, [], [], []
+        self.runner, self.gains, self.strengths, self.vad, self.energy = runner, [], [], [], []
         #: A joint echo-and-noise model reads 138 features: with no far end, its 68 far-end inputs are 0.
         self.far_end_inputs = bool(getattr(runner, "far_end_inputs", False))
 
     def __call__(self, features):
+        log_energy = np.asarray(features, dtype=np.float64).reshape(-1)[LOG_ENERGY]
+        self.energy.append(np.maximum(10.0 ** (log_energy / LOG_ENERGY_SCALE - LOG_ENERGY_OFFSET) - ENERGY_FLOOR, 0.0))
         gain, strength = self.runner(features)
         self.gains.append(gain.copy())
         self.strengths.append(strength.copy())
@@ -134,7 +166,11 @@ class Recorder:
 
     def replayable(self):
         """A :class:`Recorded` (no oracle yet), one row per call, for :func:`replay`."""
-        return Recorded(np.array(self.gains), np.array(self.strengths), np.array(self.vad, dtype=np.float64))
+        # Call k's features describe the newest frame; its gains apply LOOKAHEAD_FRAMES frames earlier.
+        energy = np.zeros((len(self.energy), N_BANDS))
+        energy[LOOKAHEAD_FRAMES:] = np.array(self.energy)[:energy.shape[0] - LOOKAHEAD_FRAMES]
+        return Recorded(np.array(self.gains), np.array(self.strengths), np.array(self.vad, dtype=np.float64),
+                        noisy_energy=energy)
 
 
 class Replay:

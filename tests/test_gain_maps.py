@@ -106,3 +106,39 @@ def test_a_joint_echo_model_is_recorded_as_it_runs_without_a_far_end(tiny_echo_m
     output, replayable = record(runner, noisy)
     assert output.shape == noisy.shape and np.isfinite(output).all()
     assert np.max(np.abs(replay(noisy, replayable) - output)) < 1e-12
+
+
+def test_the_recorded_band_energies_are_the_input_frames_the_gains_apply_to(recorded):
+    """noisy_energy row k is the band energy of the frame call k's gains apply to (two frames back)."""
+    from edge.dsp import LOOKAHEAD_FRAMES, analyse_signal
+    noisy, _, replayable, _ = recorded
+    analysis = analyse_signal(noisy)
+    n = min(analysis.energy.shape[0], replayable.noisy_energy.shape[0] - LOOKAHEAD_FRAMES)
+    assert np.all(replayable.noisy_energy[:LOOKAHEAD_FRAMES] == 0.0)
+    # the features carry log10(E + 1e-9) in float32 through the model's input: equal to a few parts in 1e6
+    np.testing.assert_allclose(replayable.noisy_energy[LOOKAHEAD_FRAMES:LOOKAHEAD_FRAMES + n],
+                               analysis.energy[:n], rtol=1e-4, atol=1e-9)
+
+
+def test_the_background_wiener_bound_only_lowers_gains_and_mostly_in_bands_at_the_background():
+    """Stationary noise in every band, a talker-like on-off tone in one: after the tracker's 1.8 s of learning the
+    bound takes the noise-only bands towards its floor and leaves the tone whole while it sounds; before, it
+    changes nothing. (A steady tone would be taken for background and suppressed: a stationary-noise
+    suppressor's known weakness, and one reason this is a study, not a default.)"""
+    from edge.dsp.comfort import LEARN_FRAMES
+    from evaluation.gain_maps import MAPS, Recorded
+    rng = np.random.default_rng(3)
+    n_calls, tone_band = 400, 12
+    energy = rng.exponential(1e-6, size=(n_calls, 34))           # noise: one band-frame's energy scatters
+    sounding = (np.arange(n_calls) // 30) % 2 == 1                 # 300 ms on, 300 ms off
+    energy[sounding, tone_band] = 1e-2                             # 40 dB above the noise
+    rec = Recorded(np.ones((n_calls, 34)), np.zeros((n_calls, 34)), np.zeros(n_calls), noisy_energy=energy)
+    bound = {name: gain_map for name, gain_map, _ in MAPS}["background Wiener bound, floor -15 dB"]
+    gains, strengths = bound(rec)
+    assert strengths is rec.strengths and np.all(gains <= 1.0)
+    assert np.all(gains[:LEARN_FRAMES] == 1.0)
+    settled = gains[LEARN_FRAMES + 20:]
+    noise_bands = np.delete(settled, tone_band, axis=1)
+    assert np.median(noise_bands) < 0.3 and noise_bands.min() >= 10 ** (-15 / 20) - 1e-12
+    onset = np.r_[False, sounding[1:] & ~sounding[:-1]]
+    assert gains[LEARN_FRAMES:][(sounding & ~onset)[LEARN_FRAMES:], tone_band].min() > 0.95

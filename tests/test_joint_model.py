@@ -169,6 +169,23 @@ def test_echo_examples_remove_the_echo_and_keep_only_the_near_talker(mini_corpus
         assert not echo[-HOP_SAMPLES * 10:].any()
 
 
+@needs_speexdsp
+def test_asking_for_the_loudspeaker_signal_draws_the_same_echo_example(mini_corpus):
+    """training.echo_cues reads the loudspeaker signal at its delay; asking for it must not move the cache's draws."""
+    from training.corpus import scan
+    from training.echo_synth import make_echo_example
+    from training.synth import AudioBank, simulated_rooms
+    train, _ = scan(mini_corpus)
+    rooms, bank = simulated_rooms(2, 1), AudioBank(say=lambda *_: None)
+    plain = make_echo_example(train, np.random.default_rng(5), 1.0, bank, rooms, warmup_s=1.0, talk_types=(0, 1, 0))
+    signals = {}
+    told = make_echo_example(train, np.random.default_rng(5), 1.0, bank, rooms, warmup_s=1.0, talk_types=(0, 1, 0),
+                             signals=signals)
+    assert all(np.array_equal(a, b) for a, b in zip(plain[:3], told[:3])) and plain[3] == told[3] == "st"
+    loudspeaker = signals["loudspeaker_at_delay"]
+    assert loudspeaker.shape == plain[1].shape and np.abs(loudspeaker).max() > 1e-3
+
+
 def test_a_joint_model_converts_to_int8_and_its_proof_covers_the_far_end_inputs(tiny_echo_model):
     from edge.model.engine import ModelRunner
     metadata = tiny_echo_model["metadata"]

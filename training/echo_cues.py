@@ -13,6 +13,11 @@ The cues:
 - ``envelope correlation out-y``: the correlation over time (about 100 ms) of the output's and the
   echo estimate's log band energies: residual echo rises and falls with the echo estimate, a talker
   does not.
+- ``far-end level``, ``far-end over output``, ``echo estimate over far-end``: the loudspeaker's own band
+  energy at the microphone's delay (the device knows it from its delay tracker), its share beside the
+  canceller's output, and the linear filter's apparent echo-path gain per band. These tell the network when
+  the far end plays even where the canceller found little (before it converges, after a path change, and
+  where clipping leaves echo that no linear filter models).
 """
 
 import argparse
@@ -62,6 +67,18 @@ def explained(cue, gain, bins=20):
     return 1.0 - np.mean((gain - means[which]) ** 2) / np.var(gain)
 
 
+def explained_jointly(a, b, gain, bins=10):
+    """R2 of the gain predicted by the mean gain of the joint cell of ``a``'s and ``b``'s quantile bins: what
+    ``b`` adds beside ``a`` (compare with :func:`explained` of ``a`` alone at ``bins`` bins)."""
+    cell = np.zeros(gain.size, dtype=np.int64)
+    for cue in (a, b):
+        edges = np.quantile(cue, np.linspace(0, 1, bins + 1))[1:-1]
+        cell = cell * bins + np.digitize(cue, edges)
+    sums, counts = np.bincount(cell, gain), np.bincount(cell)
+    means = sums / np.maximum(counts, 1)
+    return 1.0 - np.mean((gain - means[cell]) ** 2) / np.var(gain)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", required=True)
@@ -84,13 +101,15 @@ def main(argv=None):
     bank, rooms = AudioBank(say=lambda m: None), simulated_rooms(4, seed=5)
     weights, window = band_matrix(), vorbis_window()
     rng = np.random.default_rng(args.seed)
-    cues = {name: [] for name in ("share", "coherence out-y", "coherence mic-y", "coherence mic-out",
-                                  "envelope correlation out-y")}
+    cues = {name: [] for name in ("share", "echo level", "coherence out-y", "coherence mic-y", "coherence mic-out",
+                                  "envelope correlation out-y", "far-end level", "far-end over output",
+                                  "echo estimate over far-end")}
     gains = []
     for probabilities in ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)):
         for _ in range(args.examples):
+            signals = {}
             target, output, estimate, _ = echo_synth.make_echo_example(split, rng, 4.0, bank, rooms,
-                                                                        talk_types=probabilities)
+                                                                        talk_types=probabilities, signals=signals)
             gain, _, analysis, _ = oracle_gains(target, output)
             n = gain.shape[0]
             out_spectra = analysis.spectra[:n]
@@ -99,13 +118,22 @@ def main(argv=None):
             starts = HOP_SAMPLES * (np.arange(n) + 1)
             y = analyse_frames(padded[starts[:, None] + np.arange(WINDOW_SAMPLES)[None]], window)
             mic = out_spectra + y
-            active = band_energy(power_spectrum(y), weights) > 1e-9
-            values = {"share": far_end_features(estimate, analysis.energy[:n])[:, ECHO_SHARE.start - N_FEATURES:],
+            far_padded = np.concatenate([np.zeros(WINDOW_SAMPLES), signals["loudspeaker_at_delay"],
+                                         np.zeros(WINDOW_SAMPLES)])
+            far = band_energy(power_spectrum(analyse_frames(
+                far_padded[starts[:, None] + np.arange(WINDOW_SAMPLES)[None]], window)), weights)
+            y_energy = band_energy(power_spectrum(y), weights)
+            active = y_energy > 1e-9
+            inputs = far_end_features(estimate, analysis.energy[:n])
+            values = {"share": inputs[:, ECHO_SHARE.start - N_FEATURES:],
+                      "echo level": inputs[:, :ECHO_SHARE.start - N_FEATURES],
                       "coherence out-y": coherence(out_spectra, y, weights),
                       "coherence mic-y": coherence(mic, y, weights),
                       "coherence mic-out": coherence(mic, out_spectra, weights),
-                      "envelope correlation out-y": envelope_correlation(analysis.energy[:n],
-                                                                         band_energy(power_spectrum(y), weights))}
+                      "envelope correlation out-y": envelope_correlation(analysis.energy[:n], y_energy),
+                      "far-end level": np.log10(far + 1e-9),
+                      "far-end over output": far / (far + analysis.energy[:n] + 1e-9),
+                      "echo estimate over far-end": np.log10((y_energy + 1e-9) / (far + 1e-9))}
             for name, value in values.items():
                 cues[name].append(value[active])
             gains.append(gain[active])
@@ -115,6 +143,17 @@ def main(argv=None):
     for name, parts in cues.items():
         cue = np.concatenate(parts)
         print(f"| {name} | {spearmanr(cue, gain)[0]:+.3f} | {explained(cue, gain):.3f} |")
+    # What a cue adds beside today's inputs: joint 10 x 10 bins with the echo share, and with the echo level.
+    share, level = np.concatenate(cues["share"]), np.concatenate(cues["echo level"])
+    print(f"\nbeside today's inputs, R2 of joint 10 x 10 bins (share alone at 10 bins: "
+          f"{explained(share, gain, 10):.3f}, level alone: {explained(level, gain, 10):.3f}, "
+          f"share with level: {explained_jointly(share, level, gain):.3f})")
+    print("| cue | with the echo share | with the echo level |\n|---|---:|---:|")
+    for name, parts in cues.items():
+        if name in ("share", "echo level"):
+            continue
+        cue = np.concatenate(parts)
+        print(f"| {name} | {explained_jointly(share, cue, gain):.3f} | {explained_jointly(level, cue, gain):.3f} |")
 
 
 if __name__ == "__main__":

@@ -119,12 +119,15 @@ def talk_type_probabilities(double_talk_share=None):
 
 
 def make_echo_example(split, rng, seconds, bank, rooms=(), snr_range_db=SNR_RANGE_DB, clean_probability=0.1,
-                      warmup_s=WARMUP_S, settings=None, talk_types=None):
+                      warmup_s=WARMUP_S, settings=None, talk_types=None, signals=None):
     """``(target, output, echo_estimate, talk_type)`` of the kept ``seconds``, float64 at 48 kHz.
 
     ``output`` is the linear canceller's output (what the enhancer processes) and
     ``echo_estimate`` = microphone - output (what :mod:`edge.dsp.echo_features` reads).
     ``talk_types``: (dt, st, nst) probabilities (None: :data:`TALK_TYPE_PROBABILITIES`).
+    ``signals``: a dict that receives ``"loudspeaker_at_delay"``, what the loudspeaker played, delayed as it
+    reaches the microphone (before the room), for studies of candidate inputs (``training.echo_cues``); the
+    example drawn is the same with or without it.
     """
     talk_type = TALK_TYPES[rng.choice(len(TALK_TYPES), p=talk_types or TALK_TYPE_PROBABILITIES)]
     warmup = int(round(warmup_s * RATE / HOP_SAMPLES)) * HOP_SAMPLES
@@ -171,4 +174,6 @@ def make_echo_example(split, rng, seconds, bank, rooms=(), snr_range_db=SNR_RANG
     finally:
         canceller.close()
     echo_estimate = mic - output
+    if signals is not None:
+        signals["loudspeaker_at_delay"] = delayed[warmup:]
     return target[warmup:], output[warmup:], echo_estimate[warmup:], talk_type

@@ -1,0 +1,75 @@
+"""Export a git repository's files at one commit into a plain folder, naming the files its store lacks.
+
+``scripts/rebuild-data`` turns the public sources' git repositories into the folders the corpus builders read.
+Where they come from the search tool's mirror, the largest blobs may be listed in the tree but absent from the
+object store; ``git archive`` then stops at the first one and leaves half a folder. Here every file is written
+on its own, and the absent ones are skipped and returned by name, so the caller reports them and the builders
+(whose manifests record what they read) see the same files on every rebuild from the same mirror.
+
+    python -m training.git_export GITDIR DEST [--commit HEAD] [PATH ...]
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from edge.errors import UsageError
+
+
+def _git(git_dir, *args, **kwargs):
+    return subprocess.run(["git", "-C", str(git_dir), *args], capture_output=True, **kwargs)
+
+
+def export(git_dir, dest, paths=(), commit="HEAD"):
+    """Write the files of ``commit`` (under ``paths``, or all) to ``dest``; return the paths that were absent.
+
+    ``dest`` is written through ``dest.part`` and renamed at the end, so an interrupted export leaves no folder
+    that looks finished. Links and submodules are skipped (the builders read audio and text only).
+    """
+    dest = Path(dest)
+    listing = _git(git_dir, "ls-tree", "-r", "-z", commit, "--", *paths)
+    if listing.returncode != 0:
+        raise UsageError(f"{git_dir}: cannot list {commit} ({listing.stderr.decode().strip()}); "
+                         f"pass a git checkout or bare repository that holds that commit")
+    part = dest.with_name(dest.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    absent = []
+    for entry in filter(None, listing.stdout.split(b"\0")):
+        meta, path = entry.split(b"\t", 1)
+        mode, kind, sha = meta.decode().split()
+        if kind != "blob" or mode == "120000":
+            continue
+        blob = _git(git_dir, "cat-file", "blob", sha)
+        name = path.decode("utf-8", "surrogateescape")
+        if blob.returncode != 0:
+            absent.append(name)
+            continue
+        target = part / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blob.stdout)
+    part.rename(dest)
+    return absent
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("git_dir")
+    parser.add_argument("dest")
+    parser.add_argument("paths", nargs="*", help="only these paths of the tree (default: all)")
+    parser.add_argument("--commit", default="HEAD")
+    args = parser.parse_args(argv)
+    try:
+        absent = export(args.git_dir, args.dest, args.paths, args.commit)
+    except UsageError as error:
+        sys.exit(f"git_export: {error}")
+    if absent:
+        shown = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+        print(f"git_export: {args.git_dir}: {len(absent)} files are not in its object store, skipped: {shown}",
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
