@@ -135,3 +135,34 @@ def test_evaluate_records_each_clip_level_and_band(speech):
     assert [clip["level_band"] for clip in run["clips"]] == [levels.NORMAL, levels.QUIET]
     assert all(clip["level_of"] == "clean reference" for clip in run["clips"])
     assert run["clips"][0]["level_dbfs"] - run["clips"][1]["level_dbfs"] == pytest.approx(20.0, abs=0.2)
+
+
+def _paired_run(model_ovrl, peer_ovrl):
+    clips = [{"name": f"c{i}", "snr_db": None, "snr_bucket": None, "family": "g", "group": "g", "seconds": 1.0,
+              "level_dbfs": None, "level_band": levels.NORMAL,
+              "results": {"noisy input": _row(2.0), "peer": _row(p), "ours": _row(m)}}
+             for i, (m, p) in enumerate(zip(model_ovrl, peer_ovrl))]
+    run = _run(clips)
+    run["methods"]["ours"] = {"kind": "model", "latency_ms": 30.0, "note": ""}
+    return report.summarise(run)
+
+
+def test_paired_differences_hold_zero_for_noise_and_exclude_it_for_a_steady_lead():
+    rng = np.random.default_rng(1)
+    peer = rng.uniform(2.5, 3.5, 15)
+    # clip-to-clip spread 0.2 around a 0.03 lead: these 15 clips cannot tell the two apart
+    noisy_lead = [row for row in _paired_run(peer + 0.03 + rng.normal(0, 0.2, 15), peer)["paired"]
+                  if row["where"] == levels.NORMAL and row["metric"] == "dnsmos_ovrl"]
+    assert len(noisy_lead) == 1 and (noisy_lead[0]["a"], noisy_lead[0]["b"]) == ("peer", "ours")
+    assert noisy_lead[0]["low"] < 0.0 < noisy_lead[0]["high"] and noisy_lead[0]["n"] == 15
+    # the same lead on every clip: the interval is the lead itself
+    steady = [row for row in _paired_run(peer + 0.03, peer)["paired"] if row["where"] == "all clips"][0]
+    assert steady["mean"] == pytest.approx(-0.03) and steady["high"] == pytest.approx(-0.03)
+    # the input is a floor, not a method: never paired
+    assert all("noisy input" not in (row["a"], row["b"]) for row in _paired_run(peer, peer)["paired"])
+
+
+def test_markdown_lists_paired_differences():
+    text = report.markdown(_paired_run([3.0, 3.2, 3.1], [2.9, 3.0, 3.2]))
+    assert "### Paired differences (a - b), with 95 % bootstrap intervals over clips" in text
+    assert "| peer | ours | all clips | DNSMOS OVRL | 3 | -0.067 |" in text
