@@ -116,6 +116,76 @@ SOURCES = (
         "the repository does not state",
         "LICENSE of the repository; removed from it in commit b0309cf5 ('remove local samples')",
         "a French Common Voice volunteer's own microphone, 16 kHz"),
+    # Added 2026-12-04 (ninth session), so that a 0.03 OVRL difference can be told from the clips' spread.
+    RealSource(
+        "deepgram-sdk", "https://github.com/deepgram/deepgram-python-sdk", "7da415db533daac723716455c8a1142c2e39a66b",
+        (RawFile("examples/fixtures/audio.wav", "154e291ecfa8be6ab8343560bcc109008fa7853eb5372533e8efdefc9b504c33"),),
+        "MIT (the repository); the recording is a NASA interview (first all-female spacewalk), a US federal work "
+        "(public domain), which the repository does not state",
+        "LICENSE at that commit; the file's sha256 is named in the repository's wiremock mappings",
+        "an astronaut interview over the space-to-ground link, band-limited, 44.1 kHz"),
+    RealSource(
+        "whisper-timestamped", "https://github.com/linto-ai/whisper-timestamped",
+        "137f4e0415d6c1ccf00a2008231b74dc8a01c1d9",
+        (RawFile("tests/data/apollo11.mp3", "32b19f6d3a3fad628073e21fe0f73b7a778b4ab6eee1e80f7799c95fdbaad6e2"),),
+        "AGPL-3.0 (the repository); the recording is NASA's Apollo 11 air-to-ground audio, a US federal work "
+        "(public domain), which the repository does not state",
+        "LICENSE at that commit", "Apollo 11 air-to-ground radio, heavy channel noise, 8 kHz MP3"),
+    RealSource(
+        "porcupine", "https://github.com/Picovoice/porcupine", "b42ec9f849c05bb2aa99e6cbd1c85c9b66e103bb",
+        (RawFile("resources/audio_samples/multiple_keywords.wav",
+                 "230c93ab2b97890351fb7d75207dc213fb7b4c1738ae481dea47f1c8e546e095"),
+         RawFile("resources/audio_samples/porcupine.wav",
+                 "34937bc4399a2b5e123c87a17b74c58a2aed4c30bd71ea7e7cf0b2ee26b888d2"),
+         RawFile("resources/audio_samples/multiple_keywords_es.wav",
+                 "6a56ab5a892bf7be013527236a7005339237fa6ace2d6674bb84db5a9f4fb034"),
+         RawFile("resources/audio_samples/multiple_keywords_it.wav",
+                 "b7023a3c82d1ac32011da8361cd4c7c8549be4e2f6c2f9f10c6ce7989a6fd864"),
+         RawFile("resources/audio_samples/multiple_keywords_pt.wav",
+                 "fe32449663c0dd6042ad316297dc6e5fa2baaaaa16b952aad3a8db76aef50e77")),
+        "Apache-2.0 (the repository); the speakers are not named", "LICENSE at that commit",
+        "wake words spoken into room and desk microphones (English, Spanish, Italian, Portuguese), 16 kHz"),
+    RealSource(
+        "rhino", "https://github.com/Picovoice/rhino", "b65a53b8c449cc93d66ab5a122133cc94bdb6635",
+        (RawFile("resources/audio_samples/test_within_context.wav",
+                 "b328dc4321aacbd52349d69d0393be5ff47f441e9aaa28e7fefa0f8987d0f728"),
+         RawFile("resources/audio_samples/test_out_of_context.wav",
+                 "e11ce90b20140eeaa4a2b6133a9aad8a7847d89145421d975610b530b522f90a"),
+         RawFile("resources/audio_samples/test_within_context_es.wav",
+                 "41463d772bcdbec778c97d230ae205bd0460ab8ea791de44e152211686f7aa55")),
+        "Apache-2.0 (the repository); the speakers are not named", "LICENSE at that commit",
+        "spoken voice commands (English, Spanish), 16 kHz"),
+    RealSource(
+        "azure-speech-sdk", "https://github.com/Azure-Samples/cognitive-services-speech-sdk",
+        "af304cc2298f99c58e21d1e17e00afd8496bf2f1",
+        (RawFile("quickstart/java/jre/conversation-transcription/katiesteve_mono.wav",
+                 "19de9b1d9796ab7ae9835b60068565009e28678a13c041ae40848794cf5a38d7"),
+         RawFile("quickstart/java/jre/meeting-transcription/enrollment_audio_katie.wav",
+                 "92524de7939fc5246c66a991464137335848a42833c6f1cddec11142cfe8e66a"),
+         RawFile("quickstart/java/jre/meeting-transcription/enrollment_audio_steve.wav",
+                 "fc0c02c00b9f632de415fc999e4344b3c144f0ba5d1f2a3a0d54b255eeef7ddc")),
+        "MIT (the repository); the recordings' origin is not stated", "LICENSE.md at that commit",
+        "a two-speaker conversation (far field) and each speaker's enrollment speech, 16 kHz"),
+    RealSource(
+        "pyaudioanalysis", "https://github.com/tyiannak/pyAudioAnalysis", "ae00ebd446d497dbbb654c40a71810e7fdf2cc1b",
+        (RawFile("pyAudioAnalysis/data/diarizationExample.wav",
+                 "96e18c15c4a8a83f1491ee3ed58c3ce9bb508497362823e1d662c0af658eed6e"),
+         RawFile("pyAudioAnalysis/data/recording1.wav",
+                 "5a654ae53829669113c5c537d30b0ddc3c6c50ecc875b95e773b9c133f0a68fd"),
+         RawFile("pyAudioAnalysis/data/recording3.wav",
+                 "7d15793aaec7026c5b7cd387b086ec5968aaa72e9467eff802cb58f715b621f6"),
+         RawFile("pyAudioAnalysis/data/count.wav",
+                 "42ec8b40feb8036aae84b14292aab347a77e399d302a9eb720eeb41ac6d96a04")),
+        "Apache-2.0 (the repository); the recordings' origin is not stated", "LICENSE.md at that commit",
+        "demo recordings: a four-speaker discussion in low-frequency room noise, sparse speech in a room, "
+        "counting aloud at a desk, 16 kHz"),
+    RealSource(
+        "auct", "https://github.com/fergusdixon/AuCT", "efb8f549e54656fb550dd209725bbf70f8098b14",
+        (RawFile("samples/wav/challenging/sample_fruit_thunderstorm.wav",
+                 "307cfdbbebf44926120640f705654c3435f40c5e22ccb64a1816c59d391f4ec5"),),
+        "MIT (the repository at that commit; a later commit removed samples/)",
+        "LICENSE and samples/README.md at that commit",
+        "an iPhone 6 voice memo: a word list read over a thunderstorm, 44.1 kHz"),
 )
 
 
