@@ -10,10 +10,34 @@ from .levels import band_sort_key
 METRICS = ("pesq_wb", "stoi", "si_sdr_db", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
 HEADINGS = {"pesq_wb": "PESQ-WB", "stoi": "STOI", "si_sdr_db": "SI-SDR (dB)", "dnsmos_ovrl": "DNSMOS OVRL",
             "dnsmos_sig": "SIG", "dnsmos_bak": "BAK", "dnsmos_p808": "P.808"}
-BREAKDOWNS = {"snr_bucket": "input SNR (dB)", "family": "noise family", "group": "source group"}
+BREAKDOWNS = {"snr_bucket": "input SNR (dB)", "family": "noise family", "group": "source group",
+              "input_noise": "input noisiness (DNSMOS BAK of the input)"}
 #: Metrics shown per breakdown (the first found are shown when none of these was computed).
 BREAKDOWN_METRICS = {"snr_bucket": ("pesq_wb", "si_sdr_db"), "family": ("pesq_wb",),
-                     "group": ("pesq_wb", "stoi", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")}
+                     "group": ("pesq_wb", "stoi", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"),
+                     "input_noise": ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak")}
+#: Bands of the input's own DNSMOS BAK: real recordings carry no SNR, and their noisiness is what a gap to a peer
+#: follows (docs/eval-realrec.md). Upper edges, exclusive.
+INPUT_NOISE_BANDS = ((3.0, "noisy (input BAK < 3.0)"), (3.8, "some noise (3.0-3.8)"),
+                     (float("inf"), "nearly clean (>= 3.8)"))
+
+
+def _breakdown_order(key):
+    """Sort key of a breakdown's group values: the noisiness bands noisiest first, the rest as they sort."""
+    if key == "input_noise":
+        labels = [label for _, label in INPUT_NOISE_BANDS]
+        return lambda group: labels.index(group) if group in labels else len(labels)
+    if key == "snr_bucket":
+        return float
+    return lambda group: group
+
+
+def _tag_input_noise(run):
+    """Give each clip ``input_noise``, the band of the noisy input's DNSMOS BAK, when the run scored the input."""
+    noisy = next((name for name, info in run["methods"].items() if info.get("kind") == "noisy"), None)
+    for clip in run["clips"]:
+        bak = clip["results"].get(noisy, {}).get("dnsmos_bak") if noisy else None
+        clip["input_noise"] = None if bak is None else next(label for edge, label in INPUT_NOISE_BANDS if bak < edge)
 
 
 def _mean(rows, key):
@@ -53,7 +77,7 @@ def _grouped(clips, name, key):
 
 
 def _sorted_groups(groups, key):
-    order = (lambda item: band_sort_key(item[0])) if key == LEVEL_KEY else (lambda item: item[0])
+    order = (lambda item: band_sort_key(item[0])) if key == LEVEL_KEY else (lambda item: _breakdown_order(key)(item[0]))
     return {str(group): _averages(rows) for group, rows in sorted(groups.items(), key=order)}
 
 
@@ -187,6 +211,7 @@ def summarise(run):
     they have their own SNR column and stay out of the means and the groups.
     A run of clean speech only (``--clean-speech``) is summarised over all its clips.
     """
+    _tag_input_noise(run)
     summary, breakdowns = {}, {key: {} for key in BREAKDOWNS}
     averaged = _averaged(run)
     for name, info in run["methods"].items():
@@ -211,7 +236,8 @@ def summarise(run):
                 if name in clip["results"] and clip.get(key) is not None:
                     groups.setdefault(clip[key], []).append(clip["results"][name])
             breakdowns[key][name] = {str(group): _averages(rows)
-                                     for group, rows in sorted(groups.items(), key=lambda item: item[0])}
+                                     for group, rows in sorted(groups.items(),
+                                                               key=lambda item: _breakdown_order(key)(item[0]))}
     run["summary"] = summary
     for key, table in breakdowns.items():
         run[f"by_{key}"] = table
@@ -259,7 +285,7 @@ def _breakdown_tables(run, shown, band=None):
         metrics = [m for m in BREAKDOWN_METRICS[key] if m in shown] or \
                   [m for m in ("dnsmos_ovrl",) if m in shown]
         groups = sorted({group for by_group in table.values() for group in by_group},
-                        key=lambda g: float(g) if key == "snr_bucket" else g)
+                        key=_breakdown_order(key))
         if len(groups) < 2:
             continue
         counts = {g: max(by_group.get(g, {}).get("n_clips", 0) for by_group in table.values()) for g in groups}

@@ -166,3 +166,19 @@ def test_markdown_lists_paired_differences():
     text = report.markdown(_paired_run([3.0, 3.2, 3.1], [2.9, 3.0, 3.2]))
     assert "### Paired differences (a - b), with 95 % bootstrap intervals over clips" in text
     assert "| peer | ours | all clips | DNSMOS OVRL | 3 | -0.067 |" in text
+
+
+def test_real_recordings_are_broken_down_by_the_inputs_noisiness_noisiest_first():
+    def clip(name, input_bak, peer_ovrl):
+        return {"name": name, "snr_db": None, "snr_bucket": None, "family": "g", "group": "g", "seconds": 1.0,
+                "level_dbfs": None, "level_band": levels.NORMAL,
+                "results": {"noisy input": {**_row(2.0), "dnsmos_bak": input_bak}, "peer": _row(peer_ovrl)}}
+    run = report.summarise(_run([clip("a", 2.1, 2.5), clip("b", 2.9, 2.7), clip("c", 3.5, 3.0), clip("d", 4.0, 3.3)]))
+    bands = run["by_input_noise"]["peer"]
+    assert list(bands) == [label for _, label in report.INPUT_NOISE_BANDS]          # noisiest first
+    assert bands["noisy (input BAK < 3.0)"]["n_clips"] == 2
+    assert bands["noisy (input BAK < 3.0)"]["dnsmos_ovrl"] == pytest.approx(2.6)
+    assert bands["nearly clean (>= 3.8)"]["dnsmos_ovrl"] == pytest.approx(3.3)
+    assert "**DNSMOS OVRL by input noisiness (DNSMOS BAK of the input)**" in report.markdown(run)
+    # without the input's BAK (no DNSMOS, or no input scored) there is no such breakdown
+    assert not any(report.summarise(_run([_clip("a", levels.NORMAL, "g1", 2.0, 3.0)]))["by_input_noise"].values())
