@@ -32,9 +32,14 @@ def _breakdown_order(key):
     return lambda group: group
 
 
+def _noisy_method(run):
+    """The name of the run's untouched-input method, or None."""
+    return next((name for name, info in run["methods"].items() if info.get("kind") == "noisy"), None)
+
+
 def _tag_input_noise(run):
     """Give each clip ``input_noise``, the band of the noisy input's DNSMOS BAK, when the run scored the input."""
-    noisy = next((name for name, info in run["methods"].items() if info.get("kind") == "noisy"), None)
+    noisy = _noisy_method(run)
     for clip in run["clips"]:
         bak = clip["results"].get(noisy, {}).get("dnsmos_bak") if noisy else None
         clip["input_noise"] = None if bak is None else next(label for edge, label in INPUT_NOISE_BANDS if bak < edge)
@@ -106,7 +111,7 @@ def below_input(run):
     gate, a band limit): it is reported, and it is never counted as a win
     for anyone else.
     """
-    noisy = next((name for name, info in run["methods"].items() if info["kind"] == "noisy"), None)
+    noisy = _noisy_method(run)
     if noisy is None or noisy not in run.get("summary", {}):
         return []
     tables = [("all clips", {name: row for name, row in run["summary"].items()})]

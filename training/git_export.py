@@ -60,7 +60,7 @@ def main(argv=None):
     parser.add_argument("dest")
     parser.add_argument("paths", nargs="*", help="only these paths of the tree (default: all)")
     parser.add_argument("--commit", default="HEAD")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)          # PATHs may follow --commit
     try:
         absent = export(args.git_dir, args.dest, args.paths, args.commit)
     except UsageError as error:
