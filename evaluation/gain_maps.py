@@ -17,7 +17,12 @@ DNSMOS trails') has the figures.
 
 ``--realrec DIR`` scores the maps that need no reference on the real recordings
 of ``python -m evaluation.realrec build`` instead: DNSMOS over the normal input
-level band (-35..-15 dBFS, where models are chosen) and over all clips.
+level band (-35..-15 dBFS, where models are chosen) and over all clips. With
+``--teacher`` the teacher's output (DeepFilterNet3, labelled as
+``percepnet-train teacher-cache`` labels: :func:`training.teacher.teacher_pair`)
+stands in for the missing reference, so the oracle maps say what a student of
+the teacher's targets could reach on these very clips: the ceiling of the
+teacher route with our DSP. Never a training signal: the set stays for evaluation.
 """
 
 import argparse
@@ -217,24 +222,34 @@ def replay(noisy, recorded, gain_map=_unchanged, settings=EnhancerSettings()):
     return enhance_signal(noisy, Replay(*gain_map(recorded)), settings)
 
 
-def score_maps(runner, clips, dnsmos, say=print, names=None):
+def score_maps(runner, clips, dnsmos, say=print, names=None, teacher=None):
     """``{map name: [per-clip scores]}`` over ``clips``, for the maps named in ``names`` (default: all
-    of :data:`MAPS`). A clip without a clean reference gets DNSMOS only and its input level band; give
-    it only maps outside :data:`NEEDS_REFERENCE`."""
+    of :data:`MAPS`). A clip without a clean reference gets DNSMOS only, its input level band and its input's
+    DNSMOS BAK; give it only maps outside :data:`NEEDS_REFERENCE`, unless a ``teacher`` (a
+    :class:`training.teacher.DeepFilterNetTeacher`) is given, whose output then stands in for the reference."""
     maps = [m for m in MAPS if names is None or m[0] in names]
     rows = {name: [] for name, _, _ in maps}
     for index, clip in enumerate(clips):
         if clip.clean is None:                   # a real recording: DNSMOS only, tagged with its input level
             needing = [name for name, _, _ in maps if name in NEEDS_REFERENCE]
-            if needing:
+            if needing and teacher is None:
                 raise UsageError(f"{clip.name} has no clean reference, which the maps {', '.join(needing)} need: "
                                  "leave them out (--maps) for real recordings")
             _, recorded = record(runner, clip.noisy)
+            if needing:
+                from training.teacher import teacher_pair
+                target, _, _ = teacher_pair(clip.noisy, teacher, teacher.lag)
+                recorded = with_oracle(recorded, target, clip.noisy)
             band = level_band(clip_level(clip, SAMPLE_RATE_HZ)[0])
+            scored = []
             for name, gain_map, settings in maps:
                 output = replay(clip.noisy, recorded, gain_map, settings)
                 scores = {f"dnsmos_{k}": v for k, v in dnsmos(metrics.to_metric_rate(output)).items()}
-                rows[name].append({**scores, "clean": False, "group": clip.group, "level_band": band})
+                scored.append((name, {**scores, "clean": False, "group": clip.group, "level_band": band,
+                                      "clip": clip.name}))
+            input_bak = dnsmos(metrics.to_metric_rate(clip.noisy))["bak"]     # for a breakdown by noisiness
+            for name, scores in scored:
+                rows[name].append({**scores, "input_bak": input_bak})
             say(f"[{index + 1}/{len(clips)}] {clip.name}")
             continue
         padded = np.pad(clip.noisy, (0, metrics.MAX_LAG))
@@ -285,6 +300,9 @@ def main(argv=None):
     parser.add_argument("--clips-per-snr", type=int, default=2, help="as in --groups (default 2)")
     parser.add_argument("--realrec", metavar="DIR", help="real recordings (python -m evaluation.realrec build) "
                         "instead of the groups: DNSMOS only, the maps that need no reference")
+    parser.add_argument("--teacher", action="store_true",
+                        help="with --realrec: DeepFilterNet3's output stands in for the reference, so the oracle "
+                             "maps score the teacher's targets (the ceiling of a student of the teacher)")
     parser.add_argument("--out", help="also write the per-clip scores to this JSON file")
     parser.add_argument("--maps", nargs="+", metavar="NAME", choices=[name for name, _, _ in MAPS],
                         help="score only these maps (default: all); 'as shipped' is the baseline")
@@ -310,13 +328,25 @@ def main(argv=None):
         say(f"gain_maps: DNSMOS is needed here and cannot run: {reason}")
         return 2
     names = args.maps
-    if args.realrec:
+    teacher = None
+    if args.teacher and not args.realrec:
+        say("gain_maps: --teacher stands in for the reference of real recordings: give --realrec too")
+        return 2
+    if args.realrec and args.teacher:
+        from training.teacher import DeepFilterNetTeacher
+        try:
+            teacher = DeepFilterNetTeacher()
+        except PercepnetError as exc:
+            say(f"gain_maps: --teacher needs DeepFilterNet3: {exc}")
+            return 2
+    elif args.realrec:
         asked = [name for name in names or () if name in NEEDS_REFERENCE]
         if asked:
-            say(f"gain_maps: --realrec has no clean reference, which {', '.join(asked)} need")
+            say(f"gain_maps: --realrec has no clean reference, which {', '.join(asked)} need: add --teacher, "
+                f"or leave them out")
             return 2
         names = names or [name for name, _, _ in MAPS if name not in NEEDS_REFERENCE]
-    rows = score_maps(runner, clips, dnsmos, say, names)
+    rows = score_maps(runner, clips, dnsmos, say, names, teacher)
     if args.out:
         Path(args.out).write_text(json.dumps(rows))
     print(table_without_reference(rows) if args.realrec else table(rows))

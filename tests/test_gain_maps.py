@@ -96,6 +96,36 @@ def test_real_recordings_without_a_reference_score_only_the_maps_that_need_none_
     assert table_without_reference(rows).startswith("1 of 1 clips at normal level")
 
 
+class _ScalingTeacher:
+    """A stand-in teacher whose output is its input times ``factor`` (DeepFilterNet3's place in the real run)."""
+
+    lag = 0
+
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, signal):
+        return self.factor * np.asarray(signal)
+
+
+def test_a_teacher_stands_in_for_the_missing_reference_of_real_recordings(recorded):
+    from edge.model.engine import ModelRunner
+    from evaluation.gain_maps import score_maps
+    from evaluation.inputs import Clip
+    from evaluation.metrics import to_metric_rate
+    noisy, _, _, _ = recorded
+    energy = lambda signal: {"ovrl": float(np.mean(signal ** 2)), "sig": 0.0, "bak": float(np.mean(signal ** 2))}
+    scored = {factor: score_maps(ModelRunner(DEFAULT_MODEL_PATH), [Clip("real", noisy)], energy, say=lambda m: None,
+                                 names=["as shipped", "oracle"], teacher=_ScalingTeacher(factor))
+              for factor in (1.0, 0.1)}
+    kept, lowered = scored[1.0]["oracle"][0]["dnsmos_ovrl"], scored[0.1]["oracle"][0]["dnsmos_ovrl"]
+    # A teacher that keeps everything: oracle gains of 1, more energy left than the model leaves in 0 dB noise;
+    # one 20 dB lower: about 1 % of the energy. The input's own score rides along for the noisiness breakdown.
+    assert kept > scored[1.0]["as shipped"][0]["dnsmos_ovrl"]
+    assert 0.003 < lowered / kept < 0.03
+    assert scored[1.0]["oracle"][0]["input_bak"] == pytest.approx(np.mean(to_metric_rate(noisy) ** 2))
+
+
 def test_a_joint_echo_model_is_recorded_as_it_runs_without_a_far_end(tiny_echo_model):
     """A joint model reads 138 features; with no reference the recorder passes its 68 far-end inputs as 0."""
     from edge.model.engine import ModelRunner

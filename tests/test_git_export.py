@@ -49,3 +49,19 @@ def test_not_a_repository_says_what_to_pass(tmp_path):
     with pytest.raises(UsageError, match="git checkout or bare repository"):
         export(tmp_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_file_links_are_written_as_their_targets_and_folder_links_skipped(tmp_path):
+    repo, run = _repo(tmp_path)
+    (repo / "en").mkdir()
+    (repo / "en" / "rain.wav").symlink_to("../samples/rain.wav")          # a file link, as GCompris-voices has 115
+    (repo / "en" / "again.wav").symlink_to("rain.wav")                    # a link to a link
+    (repo / "nn").symlink_to("samples")                                    # a folder link: builders never walk it
+    (repo / "outside.wav").symlink_to("../elsewhere.wav")                  # out of the tree
+    run("add", ".")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "links")
+    assert export(repo, tmp_path / "out") == []
+    out = tmp_path / "out"
+    assert (out / "en" / "rain.wav").read_bytes() == b"RIFF rain" and not (out / "en" / "rain.wav").is_symlink()
+    assert (out / "en" / "again.wav").read_bytes() == b"RIFF rain"
+    assert not (out / "nn").exists() and not (out / "outside.wav").exists()

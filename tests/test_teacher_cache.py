@@ -114,6 +114,25 @@ def test_selection_leaves_out_the_evaluation_files_held_out_speakers_and_heavy_c
         corpus_root(realworld_corpus / "noise")
 
 
+def test_max_snr_keeps_only_the_noisiest_recordings_of_the_same_material(realworld_corpus):
+    manifest = realworld_corpus / "manifest.csv"
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for k, row in enumerate(rows):                     # every third file noisy (12 dB), one with no estimate
+        row["snr_db"] = "" if k == 5 else ("12.0" if k % 3 == 0 else "31.5")
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, MANIFEST_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    every = _material_rows(select_material(realworld_corpus / "realworld"))
+    noisy = select_material(realworld_corpus / "realworld", max_snr_db=15.0)
+    expected = {str(realworld_corpus / row["path"]) for row in rows if row["snr_db"] == "12.0"} & every
+    assert expected and _material_rows(noisy) == expected
+    assert noisy.excluded["SNR estimate not below 15 dB"] == len(every - expected)
+    with pytest.raises(TeacherError, match="validation speakers"):      # nothing noisier than 5 dB: says so
+        select_material(realworld_corpus / "realworld", max_snr_db=5.0)
+
+
 def _broadband(seconds=1.5, seed=4):
     return speech_like(seconds, seed=seed, level_dbfs=-26.0) + 10 ** (-50 / 20) * noise("pink", seconds, seed=seed)
 

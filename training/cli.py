@@ -94,6 +94,9 @@ def _parser():
                          help="length of each example (the same as the caches it is pooled with)")
     teacher.add_argument("--seed", type=int, default=7)
     teacher.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    teacher.add_argument("--max-snr-db", type=float, default=None, metavar="DB",
+                         help="only real recordings whose SNR estimate (the corpus filter's, manifest snr_db) is "
+                              "below DB: the noisiest ones (default: all)")
     check = commands.add_parser("teacher-check", help="DNSMOS of the input, the teacher, and our DSP driven by "
                                 "the teacher's targets on teacher validation audio")
     check.add_argument("--realworld", required=True, metavar="DIR", help="as for teacher-cache")
@@ -177,7 +180,7 @@ def main(argv=None):
             for split in splits:
                 shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 12))
                 build_teacher_cache(TeacherSpec(args.realworld, split, shards, args.examples_per_shard, args.seconds,
-                                                args.seed), args.out, args.workers)
+                                                args.seed, max_snr_db=args.max_snr_db), args.out, args.workers)
         elif args.command == "teacher-check":
             from .teacher import check_targets
             means, _ = check_targets(args.realworld, args.clips, args.seconds, args.seed)

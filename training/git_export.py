@@ -10,6 +10,7 @@ on its own, and the absent ones are skipped and returned by name, so the caller 
 """
 
 import argparse
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -22,11 +23,43 @@ def _git(git_dir, *args, **kwargs):
     return subprocess.run(["git", "-C", str(git_dir), *args], capture_output=True, **kwargs)
 
 
+LINK_MODE = "120000"
+MAX_LINK_HOPS = 8
+
+
+def _link_target(git_dir, commit, name, sha):
+    """The blob a link to a file resolves to at ``commit`` (links followed), or None for a folder or a dangling link.
+
+    A checkout gives the corpus builders a file link's target under the link's name (they read it twice, as the
+    first builds did: GCompris-voices has 115 such links), while they never walk into a linked folder.
+    """
+    for _ in range(MAX_LINK_HOPS):
+        target = _git(git_dir, "cat-file", "blob", sha)
+        if target.returncode != 0:
+            return None
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name),
+                                                     target.stdout.decode("utf-8", "surrogateescape")))
+        if resolved.startswith("../") or posixpath.isabs(resolved):
+            return None
+        found = _git(git_dir, "ls-tree", "-z", commit, "--", resolved)
+        entry = found.stdout.split(b"\0")[0] if found.returncode == 0 else b""
+        if not entry:
+            return None
+        mode, kind, sha = entry.split(b"\t", 1)[0].decode().split()
+        if kind != "blob":
+            return None
+        if mode != LINK_MODE:
+            return sha
+        name = resolved
+    return None
+
+
 def export(git_dir, dest, paths=(), commit="HEAD"):
     """Write the files of ``commit`` (under ``paths``, or all) to ``dest``; return the paths that were absent.
 
     ``dest`` is written through ``dest.part`` and renamed at the end, so an interrupted export leaves no folder
-    that looks finished. Links and submodules are skipped (the builders read audio and text only).
+    that looks finished. A link to a file is written as a copy of its target, as a checkout would show it to the
+    builders; links to folders, links out of the tree and submodules are skipped (the builders do not follow them).
     """
     dest = Path(dest)
     listing = _git(git_dir, "ls-tree", "-r", "-z", commit, "--", *paths)
@@ -40,10 +73,14 @@ def export(git_dir, dest, paths=(), commit="HEAD"):
     for entry in filter(None, listing.stdout.split(b"\0")):
         meta, path = entry.split(b"\t", 1)
         mode, kind, sha = meta.decode().split()
-        if kind != "blob" or mode == "120000":
+        name = path.decode("utf-8", "surrogateescape")
+        if kind == "blob" and mode == LINK_MODE:
+            sha = _link_target(git_dir, commit, name, sha)
+            if sha is None:                  # a link to a folder, or out of the tree: a checkout's builder skips it
+                continue
+        elif kind != "blob":
             continue
         blob = _git(git_dir, "cat-file", "blob", sha)
-        name = path.decode("utf-8", "surrogateescape")
         if blob.returncode != 0:
             absent.append(name)
             continue

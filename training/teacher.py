@@ -104,8 +104,12 @@ def teacher_split(speaker):
     return "validation" if bucket < TEACHER_VALIDATION_PERCENT else "train"
 
 
-def exclusion_reason(row, evaluation_files, root, max_clipped_fraction=MAX_CLIPPED_FRACTION):
-    """Why a real-world manifest row may not be teacher material, or None when it may."""
+def exclusion_reason(row, evaluation_files, root, max_clipped_fraction=MAX_CLIPPED_FRACTION, max_snr_db=None):
+    """Why a real-world manifest row may not be teacher material, or None when it may.
+
+    ``max_snr_db``: keep only files whose SNR estimate (the corpus filter's, ``snr_db`` in the manifest) is below
+    it: the noisiest real recordings (None: all).
+    """
     from .corpus_build import split_for
     if root / row["path"] in evaluation_files:
         return "read by the --realworld evaluation"
@@ -113,6 +117,8 @@ def exclusion_reason(row, evaluation_files, root, max_clipped_fraction=MAX_CLIPP
         return "speaker or language held out by the corpus split"
     if float(row["clipped_fraction"] or 0.0) >= max_clipped_fraction:
         return f"clipped share >= {max_clipped_fraction:g}"
+    if max_snr_db is not None and not float(row["snr_db"] or "nan") < max_snr_db:
+        return f"SNR estimate not below {max_snr_db:g} dB"
     return None
 
 
@@ -141,7 +147,7 @@ class Material:
 
 
 def select_material(realworld_dir, max_clipped_fraction=MAX_CLIPPED_FRACTION, eval_per_source=EVAL_MAX_PER_SOURCE,
-                    eval_seed=None):
+                    eval_seed=None, max_snr_db=None):
     """The teacher's real recordings of a corpus, split by speaker, with the exclusions of the module doc."""
     from evaluation.inputs import REALWORLD_SEED, realworld_candidates
     from .corpus import scan
@@ -156,7 +162,7 @@ def select_material(realworld_dir, max_clipped_fraction=MAX_CLIPPED_FRACTION, ev
     for row in rows:
         if row["verdict"] == "pass" or not row["path"] or row["group"] != REALWORLD_GROUP:
             continue
-        reason = exclusion_reason(row, evaluation_files, root, max_clipped_fraction)
+        reason = exclusion_reason(row, evaluation_files, root, max_clipped_fraction, max_snr_db)
         if reason is not None:
             material.excluded[reason] += 1
             continue
@@ -295,6 +301,7 @@ class TeacherSpec:
     level_drop_db: tuple = LEVEL_DROP_DB
     max_clipped_fraction: float = MAX_CLIPPED_FRACTION
     teacher_level_dbfs: float = TEACHER_LEVEL_DBFS
+    max_snr_db: float = None        # only files whose SNR estimate is below this (None: all)
 
     def __post_init__(self):
         if self.split not in ("train", "validation"):
@@ -307,8 +314,8 @@ class TeacherSpec:
 
 
 @functools.lru_cache(maxsize=2)
-def _material(realworld, max_clipped_fraction):
-    return select_material(realworld, max_clipped_fraction)
+def _material(realworld, max_clipped_fraction, max_snr_db=None):
+    return select_material(realworld, max_clipped_fraction, max_snr_db=max_snr_db)
 
 
 @functools.lru_cache(maxsize=1)
@@ -368,7 +375,7 @@ def _fill_shard(args):
     if spec.shard_path(out_dir, index).exists():            # no teacher is loaded for a finished shard
         return index, None
     return index, write_shard(spec, out_dir, index, lag, _teacher(),
-                              _material(spec.realworld, spec.max_clipped_fraction))
+                              _material(spec.realworld, spec.max_clipped_fraction, spec.max_snr_db))
 
 
 def _record_path(shard_path):
@@ -398,6 +405,8 @@ def exclusion_rules(spec):
         f"default seed (evaluation.inputs.realworld_candidates)",
         "every speaker and language the corpus holds out for validation (training.corpus_build.split_for)",
         f"files with a clipped share of {spec.max_clipped_fraction:g} or more",
+        *([f"files whose SNR estimate (the corpus filter's) is not below {spec.max_snr_db:g} dB"]
+          if spec.max_snr_db is not None else []),
         "the independent real-recording set (evaluation.realrec) and the held-out lists of ../shared/DATA-MORE.md "
         "and DATA-NOISE.md: not read (only the corpus's realworld/ files are)",
         f"teacher validation: speakers with sha1('teacher/source/speaker') % 100 < {TEACHER_VALIDATION_PERCENT}",
@@ -412,7 +421,7 @@ def build_teacher_cache(spec: TeacherSpec, out_dir, workers=1, say=print, teache
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    material = _material(spec.realworld, spec.max_clipped_fraction)
+    material = _material(spec.realworld, spec.max_clipped_fraction, spec.max_snr_db)
     split = material.split(spec.split)
     say(f"teacher material ({spec.split}): {len(split.speech)} speakers, "
         f"{sum(map(len, split.speech.values()))} files; excluded: "
