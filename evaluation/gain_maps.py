@@ -23,6 +23,13 @@ level band (-35..-15 dBFS, where models are chosen) and over all clips. With
 stands in for the missing reference, so the oracle maps say what a student of
 the teacher's targets could reach on these very clips: the ceiling of the
 teacher route with our DSP. Never a training signal: the set stays for evaluation.
+``--teacher-level-dbfs`` sets the level the teacher hears each clip at.
+
+Three maps say where an oracle loses against its target: ``oracle, no
+pitch filter``, ``bin oracle (481 bins)`` (the target's magnitude in every
+STFT bin, no bands: the best a band representation could do) and
+``reference itself`` (the target as the output). docs/training.md ('Where the
+ceiling is lost') has the figures.
 """
 
 import argparse
@@ -35,7 +42,9 @@ import numpy as np
 
 from edge.dsp import (HOP_SAMPLES, LOOKAHEAD_FRAMES, ORACLE_SETTINGS, SAMPLE_RATE_HZ, EnhancerSettings,
                       enhance_signal, highpass_signal, oracle_gains)
-from edge.dsp.constants import N_BANDS
+from edge.dsp.constants import N_BANDS, WINDOW_SAMPLES
+from edge.dsp.gains import MAX_ATTENUATION_DB, attenuation_floor
+from edge.dsp.stft import analyse_frames, vorbis_window
 from edge.dsp.features import ENERGY_FLOOR, LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
 from edge.errors import UsageError
 
@@ -53,6 +62,7 @@ class Recorded(NamedTuple):
     oracle_strengths: np.ndarray = None
     clean_energy: np.ndarray = None             # the reference's band energies, 0 before the first frame
     noisy_energy: np.ndarray = None             # the input's band energies of the frame each call's gains apply to
+    reference: np.ndarray = None                # the reference signal itself (the teacher's output with --teacher)
 
 
 def _power(p):
@@ -111,6 +121,43 @@ def _oracle_gains(rec):
     return rec.oracle_gains, rec.strengths
 
 
+def _oracle_without_pitch_filter(rec):
+    return rec.oracle_gains, np.zeros_like(rec.oracle_strengths)
+
+
+def _reference_itself(noisy, rec):
+    """The reference as the output, high-passed as the DSP's input is: what the oracles aim at."""
+    return highpass_signal(rec.reference)
+
+
+def bin_oracle(noisy, reference, max_attenuation_db=MAX_ATTENUATION_DB):
+    """``noisy`` with the ideal gain of every STFT bin (481 of 50 Hz, not 34 bands), no pitch filter.
+
+    Each bin keeps the reference's magnitude (``|R| / |X|``, clipped to the
+    attenuation floor .. 1) and the input's phase, through the enhancer's
+    own window and hop, both signals high-passed as the DSP's input is:
+    the ceiling of any gain a band representation could apply, and so what
+    the 34 bands and the comb filter cost. Output aligned with the input.
+    """
+    x, r = highpass_signal(noisy), highpass_signal(reference)
+    n_frames = -(-x.size // HOP_SAMPLES) + 1
+    padded_x, padded_r = (np.pad(s, (HOP_SAMPLES, n_frames * HOP_SAMPLES - s.size)) for s in (x, r))
+    starts = np.arange(n_frames) * HOP_SAMPLES
+    rows = starts[:, None] + np.arange(WINDOW_SAMPLES)
+    window = vorbis_window()
+    spectra_x, spectra_r = analyse_frames(padded_x[rows], window), analyse_frames(padded_r[rows], window)
+    gain = np.clip(np.abs(spectra_r) / np.maximum(np.abs(spectra_x), 1e-30), attenuation_floor(max_attenuation_db), 1.0)
+    frames = np.fft.irfft(spectra_x * gain, n=WINDOW_SAMPLES, axis=1) * window
+    out = np.zeros(padded_x.size)
+    for start, frame in zip(starts, frames):                 # overlap-add: the window is power-complementary
+        out[start:start + WINDOW_SAMPLES] += frame
+    return out[HOP_SAMPLES:HOP_SAMPLES + x.size]
+
+
+def _bin_oracle(noisy, rec):
+    return bin_oracle(noisy, rec.reference)
+
+
 def _oracle_without_reference_floor(percentile, factor):
     """Oracle gains towards a target with ``factor`` times the reference's own floor taken out of each band.
 
@@ -124,7 +171,8 @@ def _oracle_without_reference_floor(percentile, factor):
     return oracle
 
 
-#: ``(name, map over a Recorded clip -> (gains, strengths), DSP settings)``.
+#: ``(name, map over a Recorded clip -> (gains, strengths), DSP settings)``; settings ``None``: a map that makes
+#: the output itself, ``map(noisy, Recorded) -> signal``, without the model's outputs.
 MAPS = (
     ("as shipped", _unchanged, EnhancerSettings()),
     ("gain ** 0.6", _power(0.6), EnhancerSettings()),
@@ -144,11 +192,15 @@ MAPS = (
     ("oracle strengths, model gains", _oracle_strengths, EnhancerSettings()),
     ("oracle gains, model strengths", _oracle_gains, EnhancerSettings()),
     ("oracle", lambda rec: (rec.oracle_gains, rec.oracle_strengths), ORACLE_SETTINGS),
+    ("oracle, no pitch filter", _oracle_without_pitch_filter, ORACLE_SETTINGS),
+    ("bin oracle (481 bins)", _bin_oracle, None),
+    ("reference itself", _reference_itself, None),
     ("oracle, reference floor x2 removed", _oracle_without_reference_floor(10, 2.0), ORACLE_SETTINGS),
     ("oracle, reference floor x4 removed", _oracle_without_reference_floor(20, 4.0), ORACLE_SETTINGS),
 )
 #: Maps that read the oracle's gains or strengths, so need a clean reference: left out for real recordings.
 NEEDS_REFERENCE = frozenset({"oracle strengths, model gains", "oracle gains, model strengths", "oracle",
+                             "oracle, no pitch filter", "bin oracle (481 bins)", "reference itself",
                              "oracle, reference floor x2 removed", "oracle, reference floor x4 removed"})
 
 
@@ -214,19 +266,24 @@ def with_oracle(recorded, clean, noisy):
                "clean_energy": np.zeros_like(recorded.gains)}
     for name, frames in zip(by_call, (gains, strengths, clean_analysis.energy)):
         by_call[name][LOOKAHEAD_FRAMES:] = frames[:n_calls - LOOKAHEAD_FRAMES]
-    return recorded._replace(**by_call)
+    return recorded._replace(**by_call, reference=np.asarray(clean, dtype=np.float64))
 
 
 def replay(noisy, recorded, gain_map=_unchanged, settings=EnhancerSettings()):
-    """The output the DSP chain gives with the recorded outputs passed through ``gain_map``."""
+    """The output the DSP chain gives with the recorded outputs passed through ``gain_map``
+    (``settings`` None: ``gain_map(noisy, recorded)`` is the output)."""
+    if settings is None:
+        return gain_map(noisy, recorded)
     return enhance_signal(noisy, Replay(*gain_map(recorded)), settings)
 
 
-def score_maps(runner, clips, dnsmos, say=print, names=None, teacher=None):
+def score_maps(runner, clips, dnsmos, say=print, names=None, teacher=None, teacher_level_dbfs="default"):
     """``{map name: [per-clip scores]}`` over ``clips``, for the maps named in ``names`` (default: all
     of :data:`MAPS`). A clip without a clean reference gets DNSMOS only, its input level band and its input's
     DNSMOS BAK; give it only maps outside :data:`NEEDS_REFERENCE`, unless a ``teacher`` (a
-    :class:`training.teacher.DeepFilterNetTeacher`) is given, whose output then stands in for the reference."""
+    :class:`training.teacher.DeepFilterNetTeacher`) is given, whose output then stands in for the reference: the
+    teacher hears each clip at ``teacher_level_dbfs`` RMS ("default": the teacher cache's level,
+    :data:`training.teacher.TEACHER_LEVEL_DBFS`; None: as recorded)."""
     maps = [m for m in MAPS if names is None or m[0] in names]
     rows = {name: [] for name, _, _ in maps}
     for index, clip in enumerate(clips):
@@ -237,8 +294,9 @@ def score_maps(runner, clips, dnsmos, say=print, names=None, teacher=None):
                                  "leave them out (--maps) for real recordings")
             _, recorded = record(runner, clip.noisy)
             if needing:
-                from training.teacher import teacher_pair
-                target, _, _ = teacher_pair(clip.noisy, teacher, teacher.lag)
+                from training.teacher import TEACHER_LEVEL_DBFS, teacher_pair
+                level = TEACHER_LEVEL_DBFS if teacher_level_dbfs == "default" else teacher_level_dbfs
+                target, _, _ = teacher_pair(clip.noisy, teacher, teacher.lag, level_dbfs=level)
                 recorded = with_oracle(recorded, target, clip.noisy)
             band = level_band(clip_level(clip, SAMPLE_RATE_HZ)[0])
             scored = []
@@ -303,6 +361,9 @@ def main(argv=None):
     parser.add_argument("--teacher", action="store_true",
                         help="with --realrec: DeepFilterNet3's output stands in for the reference, so the oracle "
                              "maps score the teacher's targets (the ceiling of a student of the teacher)")
+    parser.add_argument("--teacher-level-dbfs", metavar="DB", default="default",
+                        help="with --teacher: the RMS level the teacher hears each clip at, in dBFS, or 'native' "
+                             "(as recorded); default: the teacher cache's (training.teacher.TEACHER_LEVEL_DBFS)")
     parser.add_argument("--out", help="also write the per-clip scores to this JSON file")
     parser.add_argument("--maps", nargs="+", metavar="NAME", choices=[name for name, _, _ in MAPS],
                         help="score only these maps (default: all); 'as shipped' is the baseline")
@@ -329,6 +390,14 @@ def main(argv=None):
         return 2
     names = args.maps
     teacher = None
+    teacher_level = args.teacher_level_dbfs
+    if teacher_level not in ("default", "native"):
+        try:
+            teacher_level = float(teacher_level)
+        except ValueError:
+            say(f"gain_maps: --teacher-level-dbfs takes a level in dBFS (e.g. -20) or 'native', not {teacher_level!r}")
+            return 2
+    teacher_level = None if teacher_level == "native" else teacher_level
     if args.teacher and not args.realrec:
         say("gain_maps: --teacher stands in for the reference of real recordings: give --realrec too")
         return 2
@@ -346,7 +415,7 @@ def main(argv=None):
                 f"or leave them out")
             return 2
         names = names or [name for name, _, _ in MAPS if name not in NEEDS_REFERENCE]
-    rows = score_maps(runner, clips, dnsmos, say, names, teacher)
+    rows = score_maps(runner, clips, dnsmos, say, names, teacher, teacher_level)
     if args.out:
         Path(args.out).write_text(json.dumps(rows))
     print(table_without_reference(rows) if args.realrec else table(rows))

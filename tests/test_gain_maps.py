@@ -172,3 +172,71 @@ def test_the_background_wiener_bound_only_lowers_gains_and_mostly_in_bands_at_th
     assert np.median(noise_bands) < 0.3 and noise_bands.min() >= 10 ** (-15 / 20) - 1e-12
     onset = np.r_[False, sounding[1:] & ~sounding[:-1]]
     assert gains[LEARN_FRAMES:][(sounding & ~onset)[LEARN_FRAMES:], tone_band].min() > 0.95
+
+
+@pytest.mark.parametrize("share", [1.0, 0.1, 0.0])
+def test_the_bin_oracle_keeps_the_reference_magnitude_of_every_bin_down_to_the_floor(share):
+    """A reference that is the input times ``share``: every bin's gain is ``share`` (the floor, 30 dB, below it),
+    so the output is the high-passed input times that; at 1 the window's overlap-add gives the input back."""
+    from edge.dsp import highpass_signal
+    from edge.dsp.gains import MAX_ATTENUATION_DB, attenuation_floor
+    from evaluation.gain_maps import bin_oracle
+    noisy = mix_at_snr(set_level(speech_like(1.0, seed=4), -26.0), noise("pink", 1.0, seed=5), 5.0)
+    out = bin_oracle(noisy, share * noisy)
+    expected = max(share, attenuation_floor(MAX_ATTENUATION_DB)) * highpass_signal(noisy)
+    assert out.shape == noisy.shape
+    np.testing.assert_allclose(out, expected, atol=1e-9 * np.max(np.abs(noisy)))
+
+
+def test_the_bin_oracle_removes_noise_between_harmonics_that_a_band_gain_keeps():
+    """A 3.2 kHz tone in white noise, the tone the reference: the bins beside it fall to the floor, so the output
+    is nearer the reference than the band oracle's without its comb filter, whose band there (2.8-3.65 kHz) keeps
+    the noise beside the tone (the comb filter is what removes it there)."""
+    from edge.dsp import ORACLE_SETTINGS, FrameGains, enhance_signal, highpass_signal, oracle_gains
+    from evaluation.gain_maps import bin_oracle
+    t = np.arange(48_000) / 48_000
+    tone = 0.05 * np.sin(2 * np.pi * 3200.0 * t)
+    noisy = tone + 0.01 * np.random.default_rng(6).standard_normal(t.size)
+    reference = highpass_signal(tone)
+    error = lambda out: float(np.mean((out[4800:-4800] - reference[4800:-4800]) ** 2))
+    gains, strengths, _, _ = oracle_gains(tone, noisy)
+    band_oracle = enhance_signal(noisy, FrameGains(gains, np.zeros_like(strengths)), ORACLE_SETTINGS)
+    assert error(bin_oracle(noisy, tone)) < 0.5 * error(band_oracle)
+    assert error(bin_oracle(noisy, tone)) < 0.05 * error(highpass_signal(noisy))
+
+
+class _LevelTeacher:
+    """A stand-in teacher that keeps its input and notes the RMS level (dBFS) it heard."""
+
+    lag = 0
+
+    def __init__(self):
+        self.heard_dbfs = []
+
+    def __call__(self, signal):
+        signal = np.asarray(signal)
+        self.heard_dbfs.append(10 * np.log10(np.mean(signal ** 2)))
+        return signal
+
+
+@pytest.mark.parametrize("level_dbfs", ["default", None, -20.0])
+def test_the_teacher_hears_real_recordings_at_the_level_asked_and_its_output_is_the_reference(recorded, level_dbfs):
+    from edge.dsp import highpass_signal
+    from edge.model.engine import ModelRunner
+    from evaluation.gain_maps import score_maps
+    from evaluation.inputs import Clip
+    from evaluation.metrics import MAX_LAG, to_metric_rate
+    from training.teacher import TEACHER_LEVEL_DBFS
+    noisy, _, _, _ = recorded
+    energy = lambda signal: {"ovrl": float(np.mean(signal ** 2)), "sig": 0.0, "bak": 0.0}
+    teacher = _LevelTeacher()
+    rows = score_maps(ModelRunner(DEFAULT_MODEL_PATH), [Clip("real", noisy)], energy, say=lambda m: None,
+                      names=["reference itself"], teacher=teacher, teacher_level_dbfs=level_dbfs)
+    # the teacher hears the clip followed by the harness's maximum lag of zeros
+    as_recorded = 10 * np.log10(np.mean(noisy ** 2) * noisy.size / (noisy.size + MAX_LAG))
+    shift = 0.0 if level_dbfs is None else (TEACHER_LEVEL_DBFS if level_dbfs == "default" else level_dbfs) - \
+        10 * np.log10(np.mean(noisy ** 2))
+    assert teacher.heard_dbfs == [pytest.approx(as_recorded + shift, abs=0.01)]
+    # a teacher that keeps everything, scaled back: the reference is the (high-passed) input
+    assert rows["reference itself"][0]["dnsmos_ovrl"] == pytest.approx(
+        np.mean(to_metric_rate(highpass_signal(noisy)) ** 2), rel=1e-6)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.dsp import N_BANDS, N_FEATURES
+from edge.errors import UsageError
 from edge.io.synthetic import noise, speech_like
 
 soundfile = pytest.importorskip("soundfile", reason="the training extra (soundfile) is not installed")
@@ -172,7 +173,9 @@ def test_the_teacher_hears_every_example_at_its_working_level():
 
     quiet = _broadband() * 10 ** (-35 / 20)                     # about -61 dBFS
     target, noisy, _ = teacher_pair(quiet, gated, 0)
-    assert abs(heard[-1] - TEACHER_LEVEL_DBFS) < 0.01
+    # at the working level, unless its peak would reach full scale first
+    expected = min(TEACHER_LEVEL_DBFS, rms_dbfs(quiet) + 20 * np.log10(0.99 / np.max(np.abs(quiet))))
+    assert expected > -25.0 and abs(heard[-1] - expected) < 0.01
     np.testing.assert_allclose(target, quiet, rtol=1e-12)          # scaled back: a quiet input keeps unity gains
     _, gain, _, _ = example_arrays(target, noisy)
     assert gain.min() > 0.99                                       # (the oracle's energy floor, at -61 dBFS)
@@ -181,6 +184,18 @@ def test_the_teacher_hears_every_example_at_its_working_level():
     loud = np.clip(_broadband() * 60, -1, 1)                       # clipped: its peak stays under full scale
     teacher_pair(loud, lambda x: heard.append(np.max(np.abs(x))) or x, 0)
     assert heard[-1] <= 0.99
+
+
+def test_the_teacher_level_is_checked_and_the_command_line_passes_it(monkeypatch, tmp_path):
+    from training import cli, teacher
+    with pytest.raises(UsageError, match="-60 .. -6 dBFS"):
+        TeacherSpec("realworld", "train", 1, 1, 1.0, 7, teacher_level_dbfs=0.0)
+    specs = []
+    monkeypatch.setattr(teacher, "build_teacher_cache", lambda spec, out, workers: specs.append(spec))
+    for extra, level in (([], teacher.TEACHER_LEVEL_DBFS), (["--teacher-level-dbfs", "-30"], -30.0)):
+        assert cli.main(["teacher-cache", "--realworld", str(tmp_path), "--out", str(tmp_path / "t"),
+                         "--split", "train", *extra]) in (0, None)
+        assert specs[-1].teacher_level_dbfs == level
 
 
 def test_segments_skip_digital_silence_and_stay_with_one_speaker(realworld_corpus):
@@ -214,7 +229,7 @@ def test_teacher_shards_have_the_cache_format_and_fit_pools_them_with_a_syntheti
     pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
     from training.cache import CacheSpec, build_cache
     from training.train import ExampleStore, fit
-    from training.teacher import build_teacher_cache
+    from training.teacher import TEACHER_LEVEL_DBFS, TeacherError, build_teacher_cache
     synthetic, teacher = tmp_path / "synthetic", tmp_path / "teacher"
     build_cache(CacheSpec(str(mini_corpus), "train", 1, 2, 1.0, 1, simulated_rooms=1), synthetic, workers=1,
                 say=lambda *_: None)
@@ -241,6 +256,12 @@ def test_teacher_shards_have_the_cache_format_and_fit_pools_them_with_a_syntheti
     stamp = os.path.getmtime(teacher / "train-00000.npz")
     build_teacher_cache(TeacherSpec(str(realworld_corpus), "train", 2, 2, 1.0, 5), teacher, say=lambda *_: None)
     assert os.path.getmtime(teacher / "train-00000.npz") == stamp
+    # ... unless it would label at another level: two sets of targets in one cache
+    assert meta["train"]["teacher_level_dbfs"] == TEACHER_LEVEL_DBFS
+    with pytest.raises(TeacherError, match="use a new --out"):
+        build_teacher_cache(TeacherSpec(str(realworld_corpus), "train", 3, 2, 1.0, 5,
+                                        teacher_level_dbfs=TEACHER_LEVEL_DBFS - 10), teacher, say=lambda *_: None)
+    assert not (teacher / "train-00002.npz").exists()
     assert ExampleStore([synthetic, teacher], "train", say=lambda *_: None).count == 6
     best, card = fit([synthetic, teacher], tmp_path / "run", size="tiny", epochs=1, batch_size=2, steps_per_epoch=1,
                      say=lambda *_: None)

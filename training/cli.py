@@ -94,6 +94,9 @@ def _parser():
                          help="length of each example (the same as the caches it is pooled with)")
     teacher.add_argument("--seed", type=int, default=7)
     teacher.add_argument("--workers", type=int, default=1, help="processes (default 1)")
+    teacher.add_argument("--teacher-level-dbfs", type=float, default=None, metavar="DB",
+                         help="RMS level the teacher hears each segment at, in dBFS (default: "
+                              "training.teacher.TEACHER_LEVEL_DBFS, -20; the first cache, teacher-v1, used -30)")
     teacher.add_argument("--max-snr-db", type=float, default=None, metavar="DB",
                          help="only real recordings whose SNR estimate (the corpus filter's, manifest snr_db) is "
                               "below DB: the noisiest ones (default: all)")
@@ -180,7 +183,10 @@ def main(argv=None):
             for split in splits:
                 shards = args.shards if split == "train" else (args.validation_shards or max(4, args.shards // 12))
                 build_teacher_cache(TeacherSpec(args.realworld, split, shards, args.examples_per_shard, args.seconds,
-                                                args.seed, max_snr_db=args.max_snr_db), args.out, args.workers)
+                                                args.seed, max_snr_db=args.max_snr_db,
+                                                **({} if args.teacher_level_dbfs is None
+                                                   else {"teacher_level_dbfs": args.teacher_level_dbfs})),
+                                    args.out, args.workers)
         elif args.command == "teacher-check":
             from .teacher import check_targets
             means, _ = check_targets(args.realworld, args.clips, args.seconds, args.seed)

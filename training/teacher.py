@@ -44,8 +44,14 @@ mutes quiet input: 4 s of real speech at -55..-45 dBFS RMS comes out 20 to
 90 dB lower, at -40..-20 dBFS it loses 0.2-5 dB, louder a little more
 (measured on 8 training segments, 2026-12-03). Labelled at the level an
 example ends up at, quiet examples would teach the network to remove quiet
-speech; so the teacher always hears the segment at -30 dBFS RMS (its peak
-kept under full scale), the middle of its plateau.
+speech; so the teacher always hears the segment at one level on its plateau
+(its peak kept under full scale). That level is -20 dBFS RMS: on the 62 real
+recordings of ``python -m evaluation.realrec`` (normal input level, 51 clips)
+the teacher's output scores DNSMOS OVRL 2.90 heard at -20 dBFS or as recorded,
+2.86 at -30 dBFS (the first cache's level, teacher-v1), and our DSP driven by
+the targets labelled at -20 dBFS scores 2.86 against 2.83 (paired +0.038,
+95 % interval +0.006 .. +0.076; ``python -m evaluation.gain_maps --realrec
+REALREC --teacher --teacher-level-dbfs -30``, docs/training.md).
 """
 
 import functools
@@ -75,7 +81,7 @@ TEACHER_VALIDATION_PERCENT = 15
 PREROLL_SECONDS = 0.5
 LEVEL_DROP_DB = (0.0, 20.0)
 #: The teacher hears every segment at this RMS level (its plateau is about -40..-20 dBFS; see the module doc).
-TEACHER_LEVEL_DBFS = -30.0
+TEACHER_LEVEL_DBFS = -20.0
 #: A sample within one 16-bit step of zero is digital silence; so is a 10 ms frame of only such samples.
 DIGITAL_SILENCE = 2.0 ** -15
 MAX_SILENT_SHARE = 0.25
@@ -308,6 +314,9 @@ class TeacherSpec:
             raise UsageError(f"split {self.split!r}: choose train or validation")
         if not 0.0 <= self.level_drop_db[0] <= self.level_drop_db[1]:
             raise UsageError(f"level drop {self.level_drop_db}: expected 0 <= MIN <= MAX dB (never raised)")
+        if not -60.0 <= self.teacher_level_dbfs <= -6.0:
+            raise UsageError(f"teacher level {self.teacher_level_dbfs!r} dBFS: give -60 .. -6 dBFS RMS (the teacher "
+                             f"mutes quiet input, and louder leaves no headroom; default {TEACHER_LEVEL_DBFS:g})")
 
     def shard_path(self, out_dir, index):
         return Path(out_dir) / f"{self.split}-{index:05d}.npz"
@@ -442,6 +451,13 @@ def build_teacher_cache(spec: TeacherSpec, out_dir, workers=1, say=print, teache
         if old.get("teacher", {}).get("lag_samples", meta["teacher"]["lag_samples"]) != meta["teacher"]["lag_samples"]:
             raise TeacherError(f"{out_dir} was labelled by a teacher with another lag ({old['teacher']}); "
                                f"use a new --out")
+        # Shards labelled at another level would mix two sets of targets in one cache. Caches from before the
+        # level was recorded were labelled at -30 dBFS.
+        old_level = old.get(spec.split, {}).get("teacher_level_dbfs", -30.0) if spec.split in old else None
+        if old_level is not None and old_level != spec.teacher_level_dbfs:
+            raise TeacherError(f"{out_dir}: its {spec.split} shards were labelled with the teacher at "
+                               f"{old_level:g} dBFS, not {spec.teacher_level_dbfs:g}; use a new --out "
+                               f"(or --teacher-level-dbfs {old_level:g} to add to it)")
         meta = {**old, **meta, "sources": {**old.get("sources", {}), **meta["sources"]}}
     meta_path.write_text(json.dumps(meta, indent=2))
     jobs = [(spec, out_dir, index, int(teacher.lag)) for index in range(spec.shards)]
