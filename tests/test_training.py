@@ -351,6 +351,36 @@ def test_gain_bias_tables_bin_by_oracle_on_speech_and_by_prediction_everywhere()
     assert optimal == pytest.approx(((np.sqrt(0.05) + np.sqrt(0.25)) / 2) ** 2)
 
 
+def test_gain_bias_from_a_cache_pads_the_far_end_inputs_and_pairs_output_t_with_target_t_minus_2(tmp_path):
+    from types import SimpleNamespace
+    from edge.dsp import FEATURE_VERSION, N_FEATURES
+    from training.gain_bias import collect_cache, sqrt_rms_error
+    frames, bands = 6, 34
+    gain = np.tile(np.arange(frames, dtype=np.float16)[None, :, None] / 10, (2, 1, bands))
+    vad = np.zeros((2, frames), np.float16)
+    vad[:, 3] = 1.0
+    np.savez(tmp_path / "train-00000.npz", features=np.ones((2, frames, N_FEATURES), np.float16), gain=gain,
+             strength=np.zeros_like(gain), vad=vad)
+    (tmp_path / "meta.json").write_text(json.dumps({"feature_version": FEATURE_VERSION, "n_features": N_FEATURES}))
+    seen = []
+
+    class Model:                    # a model that outputs, at frame t, the target of frame t (its input's row)
+        def predict(self, features, verbose=0):
+            seen.append(features)
+            return {"gain": np.tile(np.arange(frames)[None, :, None] / 10, (len(features), 1, bands)) + 0.2}
+
+    predicted, oracle, speech = collect_cache(Model(), SimpleNamespace(n_features=N_FEATURES + 68), tmp_path,
+                                              "train", shards=3)
+    assert seen[0].shape == (2, frames, N_FEATURES + 68) and not seen[0][..., N_FEATURES:].any()
+    assert predicted.shape == oracle.shape == speech.shape == (2 * (frames - 2), bands)
+    # output frame t describes frame t-2: predicted 0.2 + t/10 against the target (t-2)/10, 0.4 above
+    assert np.allclose(predicted - oracle, 0.4, atol=1e-3)     # the targets are float16
+    assert sqrt_rms_error(np.full(4, 0.25), np.full(4, 0.01)) == pytest.approx(0.4)
+    assert speech[:, 0].tolist() == [False, False, False, True] * 2
+    with pytest.raises(TrainingError, match="no validation shards"):
+        collect_cache(Model(), SimpleNamespace(n_features=N_FEATURES), tmp_path, "validation", shards=1)
+
+
 def test_calibration_finds_a_known_logit_bias_and_folds_it_into_the_gain_head():
     from training.calibrate import band_loss, fit_band, fold
     rng = np.random.default_rng(0)

@@ -12,6 +12,11 @@ talk type:
 - by predicted gain, on all frames: the oracle's mean and the loss-optimal gain (the mean of the
   oracle's square root, squared: the loss compares square roots), against the prediction. A prediction
   below the loss-optimal gain attenuates more than the loss asks for.
+
+``python -m training.gain_bias --model CKPT.keras --cache CACHE [--shards 4]`` makes the same two tables
+from a feature cache's own examples and targets instead (the first shards of its split; "near speech" is
+the cache's voice activity): for example the teacher's cache, to see where the student stays above the
+teacher's gains on real noise.
 """
 
 import argparse
@@ -41,6 +46,30 @@ def collect(model, config, split, talk_type, examples, seed, seconds=4.0):
     return np.concatenate(predicted), np.concatenate(oracle), np.concatenate(speech)
 
 
+def collect_cache(model, config, cache_dir, split, shards):
+    """(predicted, oracle, near-speech) band-frame arrays over the first ``shards`` shards of a cache."""
+    from .train import shard_files
+    predicted, oracle, speech = [], [], []
+    for path in shard_files(cache_dir, split)[:shards]:
+        with np.load(path) as shard:
+            features, gains, vad = (shard[name].astype(np.float32) for name in ("features", "gain", "vad"))
+        # A joint model reads a 70-feature cache with its far-end inputs at 0 (as training.train does).
+        padded = np.zeros(features.shape[:2] + (config.n_features,), np.float32)
+        padded[..., :min(features.shape[-1], config.n_features)] = features[..., :config.n_features]
+        gain = model.predict(padded, verbose=0)["gain"]
+        predicted.append(gain[:, 2:].reshape(-1, gains.shape[-1]))
+        oracle.append(gains[:, :-2].reshape(-1, gains.shape[-1]))
+        speech.append(np.repeat(vad[:, :-2].reshape(-1, 1) > 0.5, gains.shape[-1], axis=1))
+    if not predicted:
+        raise SystemExit(f"{cache_dir} holds no {split} shards")
+    return np.concatenate(predicted), np.concatenate(oracle), np.concatenate(speech)
+
+
+def sqrt_rms_error(predicted, oracle):
+    """RMS difference of the square roots of predicted and oracle gains, over all band-frames."""
+    return float(np.sqrt(np.mean((np.sqrt(np.clip(predicted, 0, None)) - np.sqrt(np.clip(oracle, 0, None))) ** 2)))
+
+
 def tables(predicted, oracle, speech):
     """The two tables' rows (see the module docstring)."""
     by_oracle, by_prediction = [], []
@@ -65,7 +94,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a .keras checkpoint")
     parser.add_argument("--size", default="lite_echo")
-    parser.add_argument("--corpus", required=True)
+    parser.add_argument("--corpus", help="corpus to draw echo examples from (or --cache)")
+    parser.add_argument("--cache", help="a feature cache whose examples and targets to use instead")
+    parser.add_argument("--shards", type=int, default=4, help="with --cache: how many of its first shards")
     parser.add_argument("--noise-corpus")
     parser.add_argument("--split", default="validation", choices=("train", "validation"))
     parser.add_argument("--examples", type=int, default=12, help="per talk type (4 s each)")
@@ -76,16 +107,25 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from .cache import _split_of
     from .train import compile_model
+    if (args.corpus is None) == (args.cache is None):
+        parser.error("give either --corpus (echo examples drawn per talk type) or --cache (a cache's examples)")
     model, config = compile_model(args.size, 1e-4, init_from=args.model)
-    split = _split_of(args.corpus, args.split, args.noise_corpus)
-    for talk_type in TALK_TYPES:
-        predicted, oracle, speech = collect(model, config, split, talk_type, args.examples, args.seed)
+    if args.cache:
+        runs = [(f"{args.cache}, {args.split} split, {args.shards} shards",
+                 collect_cache(model, config, args.cache, args.split, args.shards))]
+    else:
+        split = _split_of(args.corpus, args.split, args.noise_corpus)
+        runs = [(f"{talk_type}, {args.split} split, {args.examples} examples",
+                 collect(model, config, split, talk_type, args.examples, args.seed)) for talk_type in TALK_TYPES]
+    for title, (predicted, oracle, speech) in runs:
         by_oracle, by_prediction = tables(predicted, oracle, speech)
         if speech.any():
-            print(f"\n{talk_type}, {args.split} split, {args.examples} examples: mean gain on near-speech frames "
-                  f"{predicted[speech].mean():.3f} predicted, {oracle[speech].mean():.3f} oracle")
+            print(f"\n{title}: mean gain on near-speech frames "
+                  f"{predicted[speech].mean():.3f} predicted, {oracle[speech].mean():.3f} oracle; on all frames "
+                  f"{predicted.mean():.3f} predicted, {oracle.mean():.3f} oracle; RMS error of the gains' "
+                  f"square roots (what the loss compares) {sqrt_rms_error(predicted, oracle):.4f}")
         else:                                   # far-end single talk: no near talker, the target is 0
-            print(f"\n{talk_type}, {args.split} split, {args.examples} examples: no near talker; mean gain "
+            print(f"\n{title}: no near talker; mean gain "
                   f"{predicted.mean():.3f} predicted, {oracle.mean():.3f} oracle")
         print("| oracle gain | share | predicted - oracle | share more than 0.2 below |\n|---|---:|---:|---:|")
         for low, high, share, below, far_below in by_oracle:
