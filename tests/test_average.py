@@ -41,6 +41,9 @@ def test_a_runs_latest_weights_file_is_read_as_the_model_it_came_from(tmp_path):
     out = average("tiny", [(tmp_path / "a.keras", 1.0), (tmp_path / "latest.weights.h5", 1.0)], tmp_path / "m.keras")
     for got, want in zip(weights_of(out, "tiny"), a):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    alone = average("tiny", [(tmp_path / "latest.weights.h5", 1.0)], tmp_path / "alone.keras")
+    for got, want in zip(weights_of(alone, "tiny"), a):     # one input is written as it is
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_noise_model_averaged_into_a_joint_model_gets_zero_rows_for_the_far_end_inputs(tmp_path):
@@ -68,8 +71,8 @@ def test_mismatched_or_missing_checkpoints_are_refused_with_what_to_pass(tmp_pat
     saved("tiny", 6, tmp_path / "tiny.keras")
     with pytest.raises(PercepnetError, match="--size"):
         average("lite", [(tmp_path / "tiny.keras", 1.0), (tmp_path / "tiny.keras", 1.0)], tmp_path / "x.keras")
-    with pytest.raises(TrainingError, match="at least two"):
-        average("tiny", [(tmp_path / "tiny.keras", 1.0)], tmp_path / "x.keras")
+    with pytest.raises(TrainingError, match="at least one"):
+        average("tiny", [], tmp_path / "x.keras")
     assert main(["--size", "tiny", str(tmp_path / "tiny.keras"), str(tmp_path / "absent.keras"),
                  "--out", str(tmp_path / "x.keras")]) == 2
     assert "absent.keras: no such checkpoint" in capsys.readouterr().err

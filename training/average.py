@@ -16,7 +16,11 @@ does (a ``.weights.h5`` file must already be of ``--size``)::
     python -m training.average --size lite_echo E40.weights.h5 E41.weights.h5 E42.weights.h5 --out swa.keras
     python -m training.average --size lite_echo models/lite/percepnet_lite.keras:0.5 E40.keras:0.5 --out wise.keras
 
-The result converts and is measured like any checkpoint; nothing changes on the device.
+The result converts and is measured like any checkpoint; nothing changes on the device. One input
+is written as it is: that is how a run's ``resume/latest.weights.h5`` (an epoch's state) becomes a
+``.keras`` model to convert or to measure::
+
+    python -m training.average --size lite_echo RUN/resume/latest.weights.h5 --out e120.keras
 """
 
 import argparse
@@ -61,8 +65,8 @@ def load_weights_of(size, path):
 
 def average(size, inputs, out):
     """Write the weighted mean of ``inputs`` (``[(path, weight)]``) as a ``size`` model at ``out``; returns it."""
-    if len(inputs) < 2:
-        raise TrainingError("give at least two checkpoints to average")
+    if not inputs:
+        raise TrainingError("give at least one checkpoint (two or more to average them)")
     total = sum(weight for _, weight in inputs)
     mean = None
     for path, weight in inputs:
