@@ -23,6 +23,8 @@ import argparse
 
 import numpy as np
 
+from .model import output_delay_frames
+
 BINS = np.array([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01])
 TALK_TYPES = {"dt": (1.0, 0.0, 0.0), "nst": (0.0, 0.0, 1.0), "st": (0.0, 1.0, 0.0)}
 
@@ -34,34 +36,34 @@ def collect(model, config, split, talk_type, examples, seed, seconds=4.0):
     from .synth import AudioBank, simulated_rooms
     bank, rooms = AudioBank(say=lambda message: None), simulated_rooms(4, seed=seed)
     rng = np.random.default_rng(seed)
+    delay = output_delay_frames()
     predicted, oracle, speech = [], [], []
     for _ in range(examples):
         target, output, echo_estimate, _ = echo_synth.make_echo_example(split, rng, seconds, bank, rooms,
                                                                         talk_types=TALK_TYPES[talk_type])
         features, gains, _, vad = example_arrays(target, output, echo_estimate, config.n_features)
         gain = model.predict(features[None].astype(np.float32), verbose=0)["gain"][0]
-        predicted.append(gain[2:])
-        oracle.append(gains[:-2])
-        speech.append(np.repeat(vad[:-2, None] > 0.5, gains.shape[1], axis=1))
+        predicted.append(gain[delay:])
+        oracle.append(gains[:-delay])
+        speech.append(np.repeat(vad[:-delay, None] > 0.5, gains.shape[1], axis=1))
     return np.concatenate(predicted), np.concatenate(oracle), np.concatenate(speech)
 
 
 def collect_cache(model, config, cache_dir, split, shards):
     """(predicted, oracle, near-speech) band-frame arrays over the first ``shards`` shards of a cache."""
     from .train import shard_files
+    delay = output_delay_frames()
     predicted, oracle, speech = [], [], []
-    for path in shard_files(cache_dir, split)[:shards]:
+    for path in shard_files(cache_dir, split)[:shards]:      # refuses a cache without shards of ``split``
         with np.load(path) as shard:
             features, gains, vad = (shard[name].astype(np.float32) for name in ("features", "gain", "vad"))
         # A joint model reads a 70-feature cache with its far-end inputs at 0 (as training.train does).
         padded = np.zeros(features.shape[:2] + (config.n_features,), np.float32)
         padded[..., :min(features.shape[-1], config.n_features)] = features[..., :config.n_features]
         gain = model.predict(padded, verbose=0)["gain"]
-        predicted.append(gain[:, 2:].reshape(-1, gains.shape[-1]))
-        oracle.append(gains[:, :-2].reshape(-1, gains.shape[-1]))
-        speech.append(np.repeat(vad[:, :-2].reshape(-1, 1) > 0.5, gains.shape[-1], axis=1))
-    if not predicted:
-        raise SystemExit(f"{cache_dir} holds no {split} shards")
+        predicted.append(gain[:, delay:].reshape(-1, gains.shape[-1]))
+        oracle.append(gains[:, :-delay].reshape(-1, gains.shape[-1]))
+        speech.append(np.repeat(vad[:, :-delay].reshape(-1, 1) > 0.5, gains.shape[-1], axis=1))
     return np.concatenate(predicted), np.concatenate(oracle), np.concatenate(speech)
 
 
@@ -102,13 +104,15 @@ def main(argv=None):
     parser.add_argument("--examples", type=int, default=12, help="per talk type (4 s each)")
     parser.add_argument("--seed", type=int, default=123)
     args = parser.parse_args(argv)
+    if (args.corpus is None) == (args.cache is None):
+        parser.error("give either --corpus (echo examples drawn per talk type) or --cache (a cache's examples)")
+    if args.shards < 1:
+        parser.error(f"--shards must be at least 1, not {args.shards}")
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from .cache import _split_of
     from .train import compile_model
-    if (args.corpus is None) == (args.cache is None):
-        parser.error("give either --corpus (echo examples drawn per talk type) or --cache (a cache's examples)")
     model, config = compile_model(args.size, 1e-4, init_from=args.model)
     if args.cache:
         runs = [(f"{args.cache}, {args.split} split, {args.shards} shards",
