@@ -252,3 +252,12 @@ def test_a_joint_model_with_a_silent_or_vanishing_reference_equals_it_without_on
     assert seen[100:150, N_FEATURES:].any(axis=1).all()                     # echo estimated while it plays
     assert not seen[152:, N_FEATURES:].any()                                # 0 two frames after it is gone
     assert np.isfinite(vanishing).all() and np.abs(vanishing).max() < 1.0
+
+
+def test_bench_model_times_a_joint_model_with_its_far_end_inputs_at_zero(tiny_echo_model, capsys):
+    """bench-model feeds a joint model its 138 inputs (the far end silent), and prints its cost beside XNNPACK off."""
+    from edge.commands.cli import main as edge_main
+    assert edge_main(["bench-model", str(tiny_echo_model["out"]), "--frames", "60", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(row["size"], row["xnnpack"]) for row in rows] == [("tiny_echo", True), ("tiny_echo", False)]
+    assert all(row["frame_us_p50"] > 0 for row in rows)
