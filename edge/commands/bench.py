@@ -16,6 +16,7 @@ import numpy as np
 from edge.io import synthetic
 from edge.dsp import HOP_SAMPLES, N_BANDS, SAMPLE_RATE_HZ, Enhancer
 from edge.daemon.frame_times import time_stats
+from edge.daemon.memory import peak_rss_mb
 
 
 def _constant_gains():
@@ -157,7 +158,6 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
     ``cpu_s_per_audio_s``, ``frame_ms_p50/p99/p999/max``, ``deadline_misses``,
     ``rss_mb``, ``startup_s`` and per-stage medians in ``stages``.
     """
-    import resource
     n_samples = int(seconds * SAMPLE_RATE_HZ) // HOP_SAMPLES * HOP_SAMPLES
     clean = synthetic.speech_like(seconds, seed=3)
     audio = synthetic.mix_at_snr(clean, synthetic.noise("pink", seconds, seed=4), 5.0)[:n_samples]
@@ -200,7 +200,7 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
             "model": str(model), "cpu_s_per_audio_s": results[whole]["cpu_s_per_audio_s"],
             **{f"frame_ms_{key}": value for key, value in time_stats(frame_ms).items()},
             "deadline_misses": int(np.count_nonzero(frame_ms > 10.0)),
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "rss_mb": peak_rss_mb(),
             "startup_s": startup_s,
             "stages": {name: _stage_ms(rounds) for name, rounds in stages.items()},
         })

@@ -20,7 +20,6 @@ ends as soon as a stop is requested.
 import gc
 import logging
 import os
-import resource
 import time
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.errors import DeviceError
 from edge.daemon.event_log import EventLog
 from edge.daemon.frame_times import FrameTimes
+from edge.daemon.memory import peak_rss_mb
 from edge.daemon.policy import DeadlineGains
 from edge.daemon.reloader import Reloader
 from edge.daemon.sdnotify import Notifier
@@ -320,7 +320,7 @@ class AudioLoop:
         """One line for STATUS= and the end of a bounded run."""
         c, t = self.counters, self.frame_times.stats_ms()
         mode = "bypass" if self.pipeline.gains.bypass else "denoising"
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        rss_mb = peak_rss_mb()
         return (f"{mode}; {c.frames} frames; frame p50 {t['p50']:.2f} ms p99 {t['p99']:.2f} ms "
                 f"p99.9 {t['p999']:.2f} ms max {t['max']:.2f} ms; deadline misses {c.deadline_misses}; "
                 f"policy activations {c.policy_activations}; xruns {c.xruns}; device reopens {c.device_reopens}; "
