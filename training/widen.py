@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .average import load_weights_of
 from .model import build_sequence_model, config_for
 from .train import TrainingError, compile_model
 
@@ -85,19 +86,9 @@ def widen_model(source, target):
 
 
 def load_source(path, size):
-    """The model at ``path`` (a ``.keras`` model or a run's ``.weights.h5``) as a ``size`` model."""
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"{path}: no such checkpoint (give a .keras model or a run's resume/latest.weights.h5)")
+    """The checkpoint at ``path`` (a ``.keras`` model or a run's ``.weights.h5``) as a ``size`` model."""
     model, _ = compile_model(size, 1e-4)
-    try:
-        if path.name.endswith(".weights.h5"):
-            model.load_weights(path)
-        else:
-            import keras
-            model.set_weights(keras.models.load_model(path, compile=False).get_weights())
-    except Exception as exc:                                # keras raises many types for a bad file
-        raise TrainingError(f"{path}: not a {size} model ({type(exc).__name__}: {exc}); pass its --from-size") from None
+    model.set_weights(load_weights_of(size, path))
     return model
 
 
