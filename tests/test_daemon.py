@@ -1,5 +1,8 @@
 """The real-time loop: deadline policy with a fake clock, xruns and device loss with a fake PCM."""
 
+import logging
+import re
+
 import numpy as np
 import pytest
 
@@ -141,6 +144,30 @@ def test_xruns_are_counted_and_the_stream_continues():
     loop, io, _, _ = _loop(io=io)
     counters = loop.run(max_frames=50)
     assert counters.xruns == 3 and counters.frames == 50 and len(io.written) == 50
+
+
+def xrun_lines(caplog):
+    return [(r.levelname, int(re.search(r"xrun: (\d+) period", r.getMessage()).group(1)),
+             int(re.search(r"\((\d+) since start\)", r.getMessage()).group(1)))
+            for r in caplog.records if r.getMessage().startswith("xrun:")]
+
+
+def test_xruns_are_logged_when_they_happen_a_burst_as_one_line_a_second(caplog):
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    io = FakeIO(speech_like(1.0, seed=2), xrun_at={10, 11, 30})
+    loop, io, _, _ = _loop(io=io)
+    loop.run(max_frames=50)
+    # The first at once; 11 and 30 fall within a second of it (2 ms of fake time a frame) and are said at the end.
+    assert xrun_lines(caplog) == [("WARNING", 1, 1), ("WARNING", 2, 3)]
+    caplog.clear()
+    io = FakeIO(speech_like(1.0, seed=2), xrun_at=set(range(0, 3000, 3)))      # a storm: every third period
+    loop, io, _, clock = _loop(io=io)
+    start = clock.now
+    counters = loop.run(max_frames=2000)
+    lines = xrun_lines(caplog)
+    seconds = clock.now - start
+    assert counters.xruns == 1000 and sum(n for _, n, _ in lines) == 1000 and lines[-1][2] == 1000
+    assert len(lines) <= seconds / loop.XRUN_LOG_EVERY_S + 2, (len(lines), seconds)
 
 
 def test_a_vanished_device_is_reopened_with_backoff():

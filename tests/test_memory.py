@@ -1,5 +1,6 @@
 """edge.daemon.memory: the daemon's peak RSS is its own, not that of the process that started it."""
 
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,11 @@ def test_a_child_of_a_large_parent_reports_its_own_peak_and_sees_it_grow():
     del parent_block
 
 
-def test_without_proc_the_rusage_figure_is_returned(tmp_path):
-    assert peak_rss_mb(tmp_path / "no-such-status") > 0
+def test_vmhwm_is_read_and_without_it_the_rusage_figure_is_returned(tmp_path):
     status = tmp_path / "status"
     status.write_text("Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t 1024 kB\n")
     assert peak_rss_mb(status) == 200.0
+    rusage_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    status.write_text("Name:\tpython\nVmRSS:\t 1024 kB\n")                  # a kernel without the line
+    for path in (status, tmp_path / "no-such-status"):
+        assert rusage_mb <= peak_rss_mb(path) <= resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -172,31 +174,48 @@ def stop(process):
     assert process.wait(timeout=60) == 0
 
 
-ATTEMPTS = 3         # a run the daemon reports an xrun in may lose or repeat samples: played again, at most this often
+ATTEMPTS = 3         # a run whose daemon logs an xrun while the file plays is played again, at most this often
 
 
 def play_through_the_daemon(pipewire, tmp_path, played_wav, rate, name):
     """pw-play ``played_wav`` into Test microphone while a fresh daemon instance ``name`` denoises it and pw-record
-    records Denoised microphone; (the recording's path, the daemon's last log line)."""
+    records Denoised microphone. Returns the recording's path, the daemon's log and the playback's start and end
+    (time.time())."""
     daemon, log = start_daemon(pipewire, write_config(tmp_path / f"{name}.yaml"), name)
-    stream = f"percepnet-edge.{name}"
-    pipewire.wait_for(lambda: pipewire.capture_source(stream) == "test.mic" and
-                      (stream, "percepnet-edge.input", "Audio/Sink/Internal") in pipewire.links(),
-                      f"the daemon's streams linked: test.mic -> daemon ({name}) -> percepnet-edge.input")
-    recording = tmp_path / f"{name}-recorded.wav"
-    recorder = subprocess.Popen(realtime(["pw-record", "--target", "percepnet-edge.denoised", "--rate", str(rate),
-                                          "--channels", "1", "--format", "f32", str(recording)]), env=pipewire.env)
-    pipewire.wait_for(lambda: any(src == "percepnet-edge.denoised" for src, _, _ in pipewire.links()),
-                      "pw-record linked to Denoised microphone")
-    player = pipewire.run(*realtime(["pw-play", "--target", "test.mic-input", str(played_wav)]))
-    assert player.returncode == 0, player.stderr
-    size = recording.stat().st_size
-    pipewire.wait_for(lambda: recording.stat().st_size >= size + rate // 2 * 4, "half a second more recorded")
-    recorder.send_signal(signal.SIGINT)
-    recorder.wait(timeout=30)
-    stop(daemon)
+    stream, recorder = f"percepnet-edge.{name}", None
+    try:
+        pipewire.wait_for(lambda: pipewire.capture_source(stream) == "test.mic" and
+                          (stream, "percepnet-edge.input", "Audio/Sink/Internal") in pipewire.links(),
+                          f"the daemon's streams linked: test.mic -> daemon ({name}) -> percepnet-edge.input")
+        recording = tmp_path / f"{name}-recorded.wav"
+        recorder = subprocess.Popen(realtime(["pw-record", "--target", "percepnet-edge.denoised", "--rate",
+                                              str(rate), "--channels", "1", "--format", "f32", str(recording)]),
+                                    env=pipewire.env)
+        pipewire.wait_for(lambda: any(src == "percepnet-edge.denoised" for src, _, _ in pipewire.links()),
+                          "pw-record linked to Denoised microphone")
+        played_from = time.time()
+        player = pipewire.run(*realtime(["pw-play", "--target", "test.mic-input", str(played_wav)]))
+        played_to = time.time()
+        assert player.returncode == 0, player.stderr
+        size = recording.stat().st_size
+        pipewire.wait_for(lambda: recording.stat().st_size >= size + rate // 2 * 4, "half a second more recorded")
+    finally:
+        if recorder is not None:
+            recorder.send_signal(signal.SIGINT)
+            recorder.wait(timeout=30)
+        stop(daemon)
     pipewire.wait_for(lambda: not any(stream in link[:2] for link in pipewire.links()), f"{stream} gone from the graph")
-    return recording, Path(log).read_text().strip().splitlines()[-1]
+    return recording, Path(log).read_text(), (played_from, played_to)
+
+
+def xruns_logged_between(log_text, start, end):
+    """The periods the daemon's log says it lost or played late (its "xrun:" lines) from ``start`` to ``end``."""
+    total = 0
+    for stamp, count in re.findall(r"(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) percepnet-edge WARNING xrun: "
+                                   r"(\d+) period", log_text):
+        when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        total += int(count) if start <= when <= end else 0
+    return total
 
 
 def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_denoised_microphone(pipewire, tmp_path):
@@ -207,9 +226,11 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
     silence. The daemon's frames start wherever its stream started, not at the file's first sample, so the
     comparison with `denoise` (frames from the first sample) is close, not bit-exact.
 
-    A starved host can make the daemon miss its stream's deadline during speech: the xrun loses or repeats
-    samples, and no test can then find them aligned. Such a run must say so (its xrun count); it is played
-    again, up to ATTEMPTS times. A misaligned run without a reported xrun fails at once: a silent loss."""
+    A starved host can make the daemon miss its stream's deadline while the file plays: the xrun loses or
+    replays a period, and no test can then find the speech aligned. The daemon logs each xrun with its time;
+    a misaligned run whose daemon logged one while the file played is played again (a warning says so), up to
+    ATTEMPTS times. A misaligned run without one fails at once: a silent loss. (An xrun at pw-play's joining
+    or leaving also counts as logged: the log cannot tell which period it hit.)"""
     from scipy.io import wavfile
     from scipy.signal import correlate
     from edge.dsp import enhance_signal
@@ -226,8 +247,9 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
 
     reports = []
     for attempt in range(ATTEMPTS):
-        recording, summary = play_through_the_daemon(pipewire, tmp_path, tmp_path / "played.wav", rate,
-                                                     f"e2e{attempt}")
+        recording, log_text, (played_from, played_to) = play_through_the_daemon(
+            pipewire, tmp_path, tmp_path / "played.wav", rate, f"e2e{attempt}")
+        summary = log_text.strip().splitlines()[-1]
         recorded = wavfile.read(recording)[1].astype(np.float64)
         lag = int(np.argmax(correlate(recorded, expected, "valid", method="fft")))
         aligned = recorded[lag:lag + expected.size]
@@ -238,13 +260,15 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
         for start in range(rate, noisy.size - quarter + 1, quarter):
             window = recorded[lag + start - 960:lag + start + quarter + 960]
             shifts[start / rate] = int(np.argmax(np.correlate(window, expected[start:start + quarter], "valid"))) - 960
-        xruns = int(re.search(r"xruns (\d+)", summary).group(1))
-        reports.append(f"attempt {attempt + 1}: lag {lag} samples, speech shifts {shifts}; daemon: {summary}")
+        xruns = xruns_logged_between(log_text, played_from, played_to + 0.5)
+        reports.append(f"attempt {attempt + 1}: lag {lag} samples, speech shifts {shifts}, {xruns} period(s) lost "
+                       f"or late while the file played; daemon: {summary}")
         if set(shifts.values()) == {0}:
             break
-        assert xruns > 0, f"samples lost or repeated and no xrun reported: {reports[-1]}"
+        assert xruns > 0, f"samples lost or repeated and no xrun logged while the file played: {reports[-1]}"
+        warnings.warn(f"played again: the daemon logged an xrun while the file played ({reports[-1]})")
     else:
-        pytest.fail(f"every attempt lost or repeated samples (each reported its xruns): {reports}")
+        pytest.fail(f"every attempt lost or repeated samples (each logged its xruns): {reports}")
 
     # Denoised: far closer to `denoise` than the noisy input is, and the noise alone attenuated as by `denoise`.
     def error_db(signal):

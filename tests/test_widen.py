@@ -34,8 +34,7 @@ def test_the_widened_model_gives_the_same_outputs_frame_for_frame(source_inputs)
     target = widen_model(source, build_sequence_model(replace(WIDER, far_end_inputs=True)))
     rng = np.random.default_rng(2)
     features = rng.normal(0, 1, (2, 60, 138)).astype(np.float32)
-    if not source_inputs:
-        features[..., 70:] = 0.0                  # a noise-only model has no far-end inputs: they are 0
+    # A noise-only source never saw the far-end inputs: widened, it must ignore them (here random, not 0).
     got, wanted = outputs(target, features), outputs(source, features[..., :source.inputs[0].shape[-1]])
     for name in wanted:
         np.testing.assert_allclose(got[name], wanted[name], rtol=0, atol=1e-6, err_msg=name)
@@ -77,8 +76,10 @@ def test_embed_places_gate_blocks_and_zeroes_new_inputs_into_old_outputs():
 
 def test_narrowing_and_other_layer_counts_are_refused(tmp_path, capsys):
     wide = with_random_weights(build_sequence_model(WIDER), 5)
-    with pytest.raises(TrainingError, match="the target is smaller"):
+    with pytest.raises(TrainingError, match="layer 'fc_in', kernel: .*the target is smaller.*--size must be at least"):
         widen_model(wide, build_sequence_model(TINY))
+    with pytest.raises(TrainingError, match="layer 'fc_in'"):            # joint -> noise-only: fewer inputs
+        widen_model(build_sequence_model(replace(TINY, far_end_inputs=True)), build_sequence_model(TINY))
     model, _ = compile_model("tiny_echo", 1e-4)
     model.save(tmp_path / "tiny.keras")
     assert config_for("lite_echo").gru_layers != config_for("tiny_echo").gru_layers

@@ -10,8 +10,8 @@ layer's old units keep their weights; a new unit gets the fresh model's random i
 weight *from* a new unit *into* an old unit (or into the 34 gains, 34 strengths and the voice-activity output)
 is zero. So no old unit, and no output, sees the new ones until training moves those zeros: the widened
 model's outputs equal the source's, frame for frame. A GRU's three gate blocks (z, r, h) are widened block by
-block. The input features may grow too (70 -> 138: the far-end inputs start at zero weight, as ``fit
---init-from`` does for a noise-only model).
+block. The input features may grow too (70 -> 138): the far-end inputs then start at zero weight into the old
+units, as ``fit --init-from`` gives a noise-only model, and with the fresh weights into the new ones.
 
 ::
 
@@ -64,24 +64,32 @@ def embed(old, fresh, in_axis, out_axis, blocks):
 
 def widen_model(source, target):
     """Write into the Keras model ``target`` the weights of ``source`` (a narrower model of the same layers)."""
+    named = {layer.name for layer in target.layers}
+    extra = sorted(layer.name for layer in source.layers if layer.get_weights() and layer.name not in named)
+    if extra:
+        raise TrainingError(f"the target size has no layer {', '.join(extra)}: widen only between sizes of one "
+                            f"architecture (same GRU layers, same heads)")
     for layer in target.layers:
         fresh = layer.get_weights()
         if not fresh:
             continue
         try:
-            old_layer = source.get_layer(layer.name)
+            old = source.get_layer(layer.name).get_weights()
         except ValueError:
-            raise TrainingError(f"the source model has no layer {layer.name!r}: widen only between sizes of "
-                                f"one architecture (same GRU layers, same heads)") from None
-        old = old_layer.get_weights()
+            raise TrainingError(f"the source model has no layer {layer.name!r}: widen only between sizes of one "
+                                f"architecture (same GRU layers, same heads)") from None
         kinds = [w.path.rsplit("/", 1)[-1] for w in layer.weights]
-        axes = _GRU_AXES if any(kind == "recurrent_kernel" for kind in kinds) else _AXES
-        layer.set_weights([embed(o, f, *axes[kind]) for o, f, kind in zip(old, fresh, kinds)])
-    source_layers = {layer.name for layer in source.layers if layer.get_weights()}
-    extra = sorted(source_layers - {layer.name for layer in target.layers})
-    if extra:
-        raise TrainingError(f"the target size has no layer {', '.join(extra)}: widen only between sizes of one "
-                            f"architecture (same GRU layers, same heads)")
+        axes = _GRU_AXES if "recurrent_kernel" in kinds else _AXES
+        if len(old) != len(fresh) or any(kind not in axes for kind in kinds):
+            raise TrainingError(f"layer {layer.name!r}: weights {kinds} cannot be widened from {len(old)} weights")
+        widened = []
+        for o, f, kind in zip(old, fresh, kinds):
+            try:
+                widened.append(embed(o, f, *axes[kind]))
+            except TrainingError as exc:
+                raise TrainingError(f"layer {layer.name!r}, {kind}: {exc}; --size must be at least --from-size in "
+                                    f"every width, with the same inputs or more") from None
+        layer.set_weights(widened)
     return target
 
 
@@ -97,10 +105,11 @@ def widen(path, from_size, size, out, seed=0):
     import keras
     source_config, target_config = config_for(from_size), config_for(size)
     if (source_config.gru_layers, source_config.vad_head) != (target_config.gru_layers, target_config.vad_head):
-        raise TrainingError(f"{from_size} has {source_config.gru_layers} GRU layers, {size} has "
-                            f"{target_config.gru_layers}: widening keeps the layers, it only adds units")
+        raise TrainingError(f"{from_size} has {source_config.gru_layers} GRU layers (voice-activity head: "
+                            f"{source_config.vad_head}), {size} {target_config.gru_layers} "
+                            f"({target_config.vad_head}): widening keeps the layers, it only adds units")
     source = load_source(path, from_size)
-    keras.utils.set_random_seed(seed)                       # the new units' incoming weights
+    keras.utils.set_random_seed(seed)          # the new units' incoming weights (process-wide: this is a command)
     target = widen_model(source, build_sequence_model(target_config))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,7 @@ class AudioLoop:
 
     RETRY_FIRST_S = 0.1              # first wait after a failed open; doubles up to device_retry_max_s
     WAIT_LOG_EVERY_S = 60.0          # a long wait is logged at most this often (STATUS= says it every retry)
+    XRUN_LOG_EVERY_S = 1.0           # a burst of xruns is a line a second with its count, not a line a period
 
     def __init__(self, config, io, runner_factory=default_runner_factory, clock=time.monotonic,
                  sleep=None, notifier=None, stop=None):
@@ -120,6 +121,7 @@ class AudioLoop:
         self._connect_echo_events(self.pipeline)
         self._activations_before_reload = 0
         self._last_wait_log = None
+        self._xruns_logged, self._xruns_logged_at = 0, None
 
     def _connect_echo_events(self, pipeline):
         if pipeline.canceller is not None:
@@ -221,6 +223,7 @@ class AudioLoop:
             self._process(max_frames)
         finally:
             self._stop.set()
+            self._note_xruns(flush=True)
             if self._ready_sent:
                 self.notifier.stopping()
             self.io.close()
@@ -257,7 +260,7 @@ class AudioLoop:
         except DeviceError as exc:
             return self._recover(exc)
         if frame is None:                                 # overrun: the period is lost, keep going
-            self.counters.xruns = self.io.xruns
+            self._note_xruns()
             return False
         start = self.clock()
         pipeline = self.pipeline
@@ -278,13 +281,27 @@ class AudioLoop:
         if elapsed > pipeline.gains.deadline_s:
             counters.deadline_misses += 1
         counters.policy_activations = pipeline.gains.activations + self._activations_before_reload
-        counters.xruns = self.io.xruns
+        self._note_xruns()
         counters.nonfinite_frames = pipeline.enhancer.nonfinite_frames
         vad = getattr(pipeline.network, "vad", None)
         if vad is not None:
             counters.vad_sum += vad
             counters.vad_frames += 1
         return True
+
+    def _note_xruns(self, flush=False):
+        """Count the device's xruns and log them as they happen: the first of a burst at once, the rest of the
+        burst at most once a second (``flush``: now), so that a log says when audio was lost, not only how often."""
+        total = self.counters.xruns = self.io.xruns
+        if total == self._xruns_logged:
+            return
+        now = self.clock()
+        if not flush and self._xruns_logged_at is not None and now - self._xruns_logged_at < self.XRUN_LOG_EVERY_S:
+            return
+        self.events.put(logging.WARNING, f"xrun: {total - self._xruns_logged} period(s) lost or played late "
+                        f"({total} since start); the stream was re-prepared and goes on. Many of them mean a busy "
+                        f"CPU or a small buffer: set realtime.sched_fifo_priority, raise audio.buffer_periods")
+        self._xruns_logged, self._xruns_logged_at = total, now
 
     def _cancel_echo(self, canceller, frame):
         problem = getattr(self.io, "reference_problem", None)

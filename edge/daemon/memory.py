@@ -8,8 +8,8 @@ def peak_rss_mb(status_path="/proc/self/status"):
 
     Not ``getrusage().ru_maxrss``: Linux carries that across ``execve``, so a daemon started by a large parent
     (a test runner holding TensorFlow, an IDE) reported the parent's peak, 1,260 MB once against its own 140.
-    VmHWM belongs to the address space that ``execve`` made new. Where there is no /proc (not Linux), the
-    ``ru_maxrss`` figure is returned, in the same unit.
+    VmHWM belongs to the address space that ``execve`` made new. Where the file or its line is missing, the
+    ``ru_maxrss`` figure (kilobytes on Linux) is returned, divided by 1024.
     """
     try:
         with open(status_path) as status:
