@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from edge.dsp.constants import N_FEATURES
-from edge.model.model_meta import MODEL_FEATURE_WIDTHS
+from edge.dsp.constants import N_FEATURES, N_JOINT_FEATURES
+from edge.dsp.noise_floor import model_inputs
 from edge.errors import DataError
 from training.model import CONV1_KERNEL, CONV2_KERNEL
 
@@ -12,11 +12,17 @@ class CalibrationError(DataError):
     """The calibration or verification data cannot be used; the message says why."""
 
 
+#: What a cache stores: the 70 features, or those and the 68 far-end inputs. A floor model's 34 more are
+#: computed from them (edge.dsp.model_inputs), never stored.
+CACHE_FEATURE_WIDTHS = (N_FEATURES, N_JOINT_FEATURES)
+
+
 def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None, n_features=N_FEATURES):
     """Feature sequences (n, frames, ``n_features``) float32 from the shards of one cache or several.
 
-    A joint model's 138 inputs from a 70-feature cache get far-end inputs of 0 (no reference); a
-    70-input model reads the first 70 of a joint cache.
+    Through :func:`edge.dsp.model_inputs`: a joint model's 138 inputs from a 70-feature cache get far-end
+    inputs of 0 (no reference), a floor model's 34 more are computed from the log energies, and a 70-input
+    model reads the first 70 of a joint cache.
 
     With ``spread_seed`` the shards are visited in a random order and, when
     there are at least ``max_examples`` of them, one random example is taken
@@ -36,16 +42,12 @@ def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None, n_
     for path in paths:
         with np.load(path) as shard:
             features = shard["features"].astype(np.float32)
-        if features.ndim != 3 or features.shape[-1] not in MODEL_FEATURE_WIDTHS:
+        if features.ndim != 3 or features.shape[-1] not in CACHE_FEATURE_WIDTHS:
             raise CalibrationError(f"{path}: features of shape {features.shape}, expected (n, frames, "
-                                   f"{' or '.join(map(str, MODEL_FEATURE_WIDTHS))})")
-        if features.shape[-1] != n_features:
-            widened = np.zeros(features.shape[:2] + (n_features,), np.float32)
-            kept = min(n_features, features.shape[-1])
-            widened[..., :kept] = features[..., :kept]
-            features = widened
+                                   f"{' or '.join(map(str, CACHE_FEATURE_WIDTHS))})")
         if one_per_shard and len(features):
             features = features[rng.integers(len(features))][None]
+        features = model_inputs(features, n_features)
         sequences.extend(features)
         if len(sequences) >= max_examples:
             break

@@ -7,6 +7,7 @@ from edge.dsp.bands import band_centres_bins
 from edge.errors import ConversionError
 from edge.model.litert import graph_of
 from edge.dsp.constants import N_JOINT_FEATURES
+from edge.dsp.noise_floor import N_FLOOR_JOINT_FEATURES
 from edge.model.model_meta import (METADATA_SCHEMA, MODEL_FEATURE_WIDTHS, ModelMetadata, dsp_signature, file_sha256,
                                    sidecar_path)
 from training.model import ModelConfig, state_layout, step_model_from
@@ -47,7 +48,8 @@ def load_sequence_model(path):
         gru_units=model.get_layer("gru1").units, gru_layers=len(grus),
         gain_gru_units=model.get_layer("gain_gru").units,
         strength_gru_units=model.get_layer("strength_gru").units, vad_head="vad" in names,
-        far_end_inputs=int(model.input_shape[-1]) == N_JOINT_FEATURES)
+        far_end_inputs=int(model.input_shape[-1]) in (N_JOINT_FEATURES, N_FLOOR_JOINT_FEATURES),
+        floor_inputs=int(model.input_shape[-1]) == N_FLOOR_JOINT_FEATURES)
     if int(model.input_shape[-1]) not in MODEL_FEATURE_WIDTHS:
         raise ConversionError(f"{path}: takes {model.input_shape[-1]} features per frame; the DSP gives "
                               f"{' or '.join(map(str, MODEL_FEATURE_WIDTHS))}")

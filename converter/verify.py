@@ -9,7 +9,8 @@
 
 import numpy as np
 
-from edge.dsp import LOOKAHEAD_FRAMES, N_FEATURES, EnhancerSettings, FrameGains, analyse_signal, enhance_signal
+from edge.dsp import (LOOKAHEAD_FRAMES, N_FEATURES, N_JOINT_FEATURES, EnhancerSettings, FrameGains, analyse_signal,
+                      enhance_signal, model_inputs)
 from edge.model.engine import ModelRunner
 from edge.model.litert import graph_of
 from evaluation.metrics import pesq_wb
@@ -56,7 +57,8 @@ def gain_error(model_path, cache_dir, sequence_model):
             int8_gain[example, frame], int8_strength[example, frame] = gain, strength
     step = runner.gain_step
     gain_err, strength_err = np.abs(int8_gain - float_gain), np.abs(int8_strength - float_strength)
-    echo = np.any(features[..., N_FEATURES:] != 0, axis=-1)          # all False for a 70-input model
+    # The far-end inputs only: a floor model's noise-floor inputs (from 138 on) are never all 0.
+    echo = np.any(features[..., N_FEATURES:N_JOINT_FEATURES] != 0, axis=-1)     # all False for a 70-input model
     far_end_frames = int(echo.sum())
     far_end_error = float(np.abs(int8_gain - float_gain)[echo].mean()) if far_end_frames else None
     return {"frames": int(features.shape[0] * features.shape[1]), "output_step": float(step),
@@ -96,9 +98,8 @@ def pesq_drop(model_path, sequence_model, corpus=None, settings=EnhancerSettings
     scores = []
     for clean, noisy, source in verification_audio(corpus=corpus):
         features = analyse_signal(np.concatenate([noisy, np.zeros(4800)])).features[None].astype(np.float32)
-        width = int(sequence_model.input_shape[-1])               # a joint model: no reference, far-end inputs 0
-        features = np.concatenate([features, np.zeros(features.shape[:2] + (width - features.shape[-1],),
-                                                      np.float32)], axis=-1)
+        # A joint model: no reference, far-end inputs 0; a floor model's floor inputs as the enhancer computes them.
+        features = model_inputs(features, int(sequence_model.input_shape[-1]))
         gain, strength = float_outputs(sequence_model, features)
         delay = LOOKAHEAD_FRAMES                             # output t describes frame t - LOOKAHEAD_FRAMES
         float_out = enhance_signal(noisy, FrameGains(gain[0, delay:].astype(np.float64),

@@ -211,6 +211,7 @@ class Recorder:
         self.runner, self.gains, self.strengths, self.vad, self.energy = runner, [], [], [], []
         #: A joint echo-and-noise model reads 138 features: with no far end, its 68 far-end inputs are 0.
         self.far_end_inputs = bool(getattr(runner, "far_end_inputs", False))
+        self.floor_inputs = bool(getattr(runner, "floor_inputs", False))
 
     def __call__(self, features):
         log_energy = np.asarray(features, dtype=np.float64).reshape(-1)[LOG_ENERGY]

@@ -164,3 +164,12 @@ def tiny_echo_model(tmp_path_factory):
     cache = _write_cache(tmp_path_factory.mktemp("convert-echo") / "cache", {"feature_version": 2, "n_features": 138},
                          _echo_example, 3.0)
     return _convert_untrained("tiny_echo", cache, variants=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_floor_model(tmp_path_factory, tiny_echo_model):
+    """An untrained tiny floor model (172 inputs) converted end to end with the joint model's echo cache."""
+    import shutil
+    cache = tmp_path_factory.mktemp("convert-floor") / "cache"
+    shutil.copytree(tiny_echo_model["cache"], cache)
+    return _convert_untrained("tiny_echo_floor", cache, variants=False)

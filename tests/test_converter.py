@@ -13,6 +13,7 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 from converter.calibration import CalibrationError  # noqa: E402
 from converter.convert import ConversionError, convert, load_sequence_model  # noqa: E402
 from edge.commands.cli import main as edge_main  # noqa: E402
+from edge.dsp import FEATURE_VERSION  # noqa: E402
 from edge.model.engine import ModelRunner  # noqa: E402
 from edge.model.model_meta import ModelError, load_metadata, sidecar_path  # noqa: E402
 from edge.io.synthetic import mix_at_snr, noise, speech_like  # noqa: E402
@@ -37,7 +38,7 @@ def test_every_op_and_tensor_is_integer(converted):
 def test_metadata_round_trips_and_describes_the_model(converted):
     metadata = load_metadata(converted["out"])
     assert metadata.sha256 == converted["metadata"].sha256
-    assert metadata.dsp["feature_version"] == 2 and metadata.dsp["n_features"] == 70 and metadata.dsp["hop_samples"] == 480
+    assert metadata.dsp["feature_version"] == FEATURE_VERSION and metadata.dsp["n_features"] == 70 and metadata.dsp["hop_samples"] == 480
     assert metadata.quantization == "int8" and metadata.size == "tiny"
     assert metadata.states == [name for name, _ in net.state_layout(converted["config"])]
     assert metadata.inputs["features"]["dtype"] == "int8" and metadata.inputs["features"]["scale"] > 0
@@ -83,7 +84,7 @@ def test_a_model_for_other_features_is_refused_with_the_difference(converted, tm
     fields["dsp"]["feature_version"] = 999
     fields["dsp"]["hop_samples"] = 256
     sidecar_path(model).write_text(json.dumps(fields))
-    with pytest.raises(ModelError, match=r"feature_version: model 999, DSP 2 \(reads versions 1, 2\); hop_samples: model 256, DSP 480"):
+    with pytest.raises(ModelError, match=r"feature_version: model 999, DSP 3 \(reads versions 1, 2, 3\); hop_samples: model 256, DSP 480"):
         ModelRunner(model)
 
 

@@ -77,7 +77,7 @@ def test_a_cache_of_another_feature_version_is_refused_by_cache_and_fit(tmp_path
     cache.mkdir()
     (cache / "meta.json").write_text(json.dumps({"feature_version": 0}))
     (cache / "train-00000.npz").write_bytes(b"")
-    with pytest.raises(CacheError, match="holds features of version 0; this code computes version 2"):
+    with pytest.raises(CacheError, match="holds features of version 0; this code computes version 3"):
         shard_files(cache, "train")
     corpus = tmp_path / "corpus"
     for folder in ("speech/a", "noise/b"):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.signal import fftconvolve
 
-from edge.dsp import (HOP_SAMPLES, N_FAR_END_FEATURES, N_FEATURES, N_JOINT_FEATURES, Enhancer, EchoAnalysis,
-                      analyse_signal, far_end_features)
+from edge.dsp import (FEATURE_VERSION, HOP_SAMPLES, N_FAR_END_FEATURES, N_FEATURES, N_JOINT_FEATURES, Enhancer,
+                      EchoAnalysis, analyse_signal, far_end_features)
 from edge.echo import EchoCanceller, EchoSettings, for_model, speex_mdf
 from edge.io.synthetic import noise, speech_like
 
@@ -189,7 +189,7 @@ def test_asking_for_the_loudspeaker_signal_draws_the_same_echo_example(mini_corp
 def test_a_joint_model_converts_to_int8_and_its_proof_covers_the_far_end_inputs(tiny_echo_model):
     from edge.model.engine import ModelRunner
     metadata = tiny_echo_model["metadata"]
-    assert metadata.dsp["feature_version"] == 2 and metadata.dsp["n_features"] == N_JOINT_FEATURES
+    assert metadata.dsp["feature_version"] == FEATURE_VERSION and metadata.dsp["n_features"] == N_JOINT_FEATURES
     assert metadata.inputs["features"]["shape"] == [1, N_JOINT_FEATURES]
     assert metadata.inputs["features"]["dtype"] == "int8"
     error = metadata.verification["gain_error"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
+from edge.dsp import FEATURE_VERSION
 from edge.io.synthetic import noise, speech_like
 
 tf = pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
@@ -129,7 +130,7 @@ def test_fit_trains_checkpoints_and_writes_a_card(mini_corpus, tmp_path):
     assert best.exists() and card["epochs_run"] == 2 and np.isfinite(card["best_val_loss"])
     assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
     card = json.loads((tmp_path / "run" / "training.json").read_text())
-    assert card["feature_version"] == 2 and card["n_features"] == 70
+    assert card["feature_version"] == FEATURE_VERSION and card["n_features"] == 70
 
 
 def test_over_suppression_costs_more_than_the_same_error_upwards():

@@ -23,6 +23,7 @@ import numpy as np
 from edge.dsp import (COMPATIBLE_FEATURE_VERSIONS, FEATURE_VERSION, N_FAR_END_FEATURES, N_FEATURES, N_JOINT_FEATURES,
                       far_end_features, oracle_gains)
 from edge.dsp.constants import HOP_SAMPLES
+from edge.dsp.noise_floor import model_inputs
 from edge.errors import DataError, UsageError
 
 from .corpus import scan
@@ -96,7 +97,8 @@ def example_arrays(target, noisy, echo_estimate=None, n_features=N_FEATURES):
 
     ``noisy`` is what the enhancer processes (for an echo example, the linear
     canceller's output); ``echo_estimate`` (microphone - that output) fills the
-    68 far-end inputs when ``n_features`` is 138 (0 without one).
+    68 far-end inputs when ``n_features`` is 138 or 172 (0 without one); 172 adds
+    the noise-floor inputs (:func:`edge.dsp.model_inputs`).
     """
     n_frames = noisy.size // HOP_SAMPLES
     gains, strengths, noisy_analysis, clean_analysis = oracle_gains(target, noisy)
@@ -104,11 +106,13 @@ def example_arrays(target, noisy, echo_estimate=None, n_features=N_FEATURES):
     loudest = max(frame_energy.max(), 1e-12)
     vad = (frame_energy > loudest * 10 ** (-VAD_RANGE_DB / 10)) & (frame_energy > 1e-9)
     features = noisy_analysis.features[:n_frames]
-    if n_features == N_JOINT_FEATURES:
+    if n_features > N_FEATURES:
         far = np.zeros((n_frames, N_FAR_END_FEATURES))
         if echo_estimate is not None:
             far = far_end_features(echo_estimate, noisy_analysis.energy[:n_frames])
         features = np.concatenate([features, far], axis=1)
+    if n_features > N_JOINT_FEATURES:
+        features = model_inputs(features, n_features)
     return features, gains[:n_frames], strengths[:n_frames], vad[:n_frames].astype(np.float32)
 
 

@@ -18,6 +18,8 @@ import argparse
 
 import numpy as np
 
+from edge.dsp.noise_floor import model_inputs
+
 from .train import OVER_SUPPRESSION_WEIGHT, shard_files
 
 _EPS = 1e-6
@@ -52,10 +54,7 @@ def sample(cache_dirs, examples, seed, n_features):
         with np.load(path) as shard:
             pick = rng.choice(shard["features"].shape[0], size=min(per_shard, shard["features"].shape[0]),
                               replace=False)
-            f = np.zeros(shard["features"][pick].shape[:2] + (n_features,), np.float32)
-            width = min(n_features, shard["features"].shape[-1])
-            f[..., :width] = shard["features"][pick][..., :width]
-            features.append(f)
+            features.append(model_inputs(shard["features"][pick], n_features))
             targets.append(shard["gain"][pick].astype(np.float32))
     delay = output_delay_frames()
     features, targets = np.concatenate(features)[:examples], np.concatenate(targets)[:examples]

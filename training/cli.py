@@ -22,10 +22,11 @@ from .noise_build import build_noise_corpus
 from .noise_sources import NOISE_SOURCES
 from .sources import SOURCES
 from .synth import CLEAN_PROBABILITY, SNR_RANGE_DB
-from .model import ECHO_SUFFIX, SIZES
+from .model import ECHO_SUFFIX, FLOOR_SUFFIX, SIZES
 from .train import OVER_SUPPRESSION_WEIGHT, fit
 
-SIZE_CHOICES = tuple(SIZES) + tuple(f"{name}{ECHO_SUFFIX}" for name in SIZES)
+SIZE_CHOICES = (tuple(SIZES) + tuple(f"{name}{ECHO_SUFFIX}" for name in SIZES)
+                + tuple(f"{name}{ECHO_SUFFIX}{FLOOR_SUFFIX}" for name in SIZES))
 
 
 def _parser():

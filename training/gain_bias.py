@@ -23,6 +23,8 @@ import argparse
 
 import numpy as np
 
+from edge.dsp.noise_floor import model_inputs
+
 from .model import output_delay_frames
 
 BINS = np.array([0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.01])
@@ -58,8 +60,7 @@ def collect_cache(model, config, cache_dir, split, shards):
         with np.load(path) as shard:
             features, gains, vad = (shard[name].astype(np.float32) for name in ("features", "gain", "vad"))
         # A joint model reads a 70-feature cache with its far-end inputs at 0 (as training.train does).
-        padded = np.zeros(features.shape[:2] + (config.n_features,), np.float32)
-        padded[..., :min(features.shape[-1], config.n_features)] = features[..., :config.n_features]
+        padded = model_inputs(features, config.n_features)
         gain = model.predict(padded, verbose=0)["gain"]
         predicted.append(gain[:, delay:].reshape(-1, gains.shape[-1]))
         oracle.append(gains[:, :-delay].reshape(-1, gains.shape[-1]))

@@ -22,9 +22,12 @@ import numpy as np
 
 from edge.dsp.constants import LOOKAHEAD_FRAMES, N_BANDS, N_FEATURES
 from edge.dsp.echo_features import N_JOINT_FEATURES
+from edge.dsp.noise_floor import N_FLOOR_JOINT_FEATURES
 
 #: Suffix of a size name that adds the 68 far-end inputs (``lite_echo``: the joint echo-and-noise lite model).
 ECHO_SUFFIX = "_echo"
+#: Suffix after ``_echo`` that adds the 34 noise-floor inputs (``lite_echo_floor``: 172 inputs, edge.dsp.noise_floor).
+FLOOR_SUFFIX = "_floor"
 
 CONV1_KERNEL = 5
 CONV2_KERNEL = 3
@@ -44,9 +47,13 @@ class ModelConfig:
     vad_head: bool = True
     #: The joint echo-and-noise form: 138 inputs (the 70 features, then edge.dsp.echo_features' 68).
     far_end_inputs: bool = False
+    #: The floor form: 172 inputs (the joint model's 138, then edge.dsp.noise_floor's 34).
+    floor_inputs: bool = False
 
     @property
     def n_features(self):
+        if self.floor_inputs:
+            return N_FLOOR_JOINT_FEATURES
         return N_JOINT_FEATURES if self.far_end_inputs else N_FEATURES
 
     def as_dict(self):
@@ -68,15 +75,15 @@ SIZES = {
 
 
 def config_for(size):
-    """The :class:`ModelConfig` of a size name (``lite``, or ``lite_echo`` for its joint echo-and-noise form),
-    with a clear error for unknown names."""
-    base = size[:-len(ECHO_SUFFIX)] if size.endswith(ECHO_SUFFIX) else size
-    try:
-        config = SIZES[base]
-    except KeyError:
-        names = ", ".join(f"{name}, {name}{ECHO_SUFFIX}" for name in SIZES)
+    """The :class:`ModelConfig` of a size name (``lite``, ``lite_echo`` for its joint echo-and-noise form,
+    ``lite_echo_floor`` for that with the noise-floor inputs), with a clear error for unknown names."""
+    base, floor = (size[:-len(FLOOR_SUFFIX)], True) if size.endswith(FLOOR_SUFFIX) else (size, False)
+    base, echo = (base[:-len(ECHO_SUFFIX)], True) if base.endswith(ECHO_SUFFIX) else (base, False)
+    if base not in SIZES or (floor and not echo):
+        names = ", ".join(f"{name}, {name}{ECHO_SUFFIX}, {name}{ECHO_SUFFIX}{FLOOR_SUFFIX}" for name in SIZES)
         raise ValueError(f"unknown model size {size!r}; choose one of {names}") from None
-    return replace(config, name=size, far_end_inputs=True) if base != size else config
+    config = SIZES[base]
+    return replace(config, name=size, far_end_inputs=echo, floor_inputs=floor) if base != size else config
 
 
 def _keras():

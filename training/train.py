@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.dsp import FEATURE_VERSION, N_BANDS, N_FEATURES
+from edge.dsp import FEATURE_VERSION, N_BANDS, N_FEATURES, N_JOINT_FEATURES
+from edge.dsp.noise_floor import model_inputs
 from edge.errors import PercepnetError
 
 from .cache import check_feature_version
@@ -112,10 +113,12 @@ class ExampleStore:
         self.count = sum(shape[0] for shape in shapes)
         # A joint model (138 inputs) reads 70-feature caches with its far-end inputs at 0, which is what those
         # inputs are without a loudspeaker reference (edge.dsp.echo_features); a 70-input model reads the
-        # first 70 of a joint cache (the features of the canceller's output).
+        # first 70 of a joint cache (the features of the canceller's output). A floor model's 34 more inputs are
+        # computed per batch from the log energies (edge.dsp.model_inputs), after the quiet leads change them.
         self.n_features = n_features
-        widths = {"features": n_features, "gain": N_BANDS, "strength": N_BANDS, "vad": None}
-        need = self.count * self.frames * (n_features + 2 * N_BANDS + 1) * 2
+        stored = min(n_features, N_JOINT_FEATURES)
+        widths = {"features": stored, "gain": N_BANDS, "strength": N_BANDS, "vad": None}
+        need = self.count * self.frames * (stored + 2 * N_BANDS + 1) * 2
         available = _available_memory_bytes()
         if available is not None and need > 0.8 * available:
             raise TrainingError(f"the {split} split needs {need / 2**30:.1f} GiB of memory, only "
@@ -128,7 +131,7 @@ class ExampleStore:
                 for name in widths:
                     values = shard[name]
                     if name == "features":
-                        values = values[..., :n_features]
+                        values = values[..., :stored]
                         self.arrays[name][row:row + n, :, :values.shape[-1]] = values
                     else:
                         self.arrays[name][row:row + n] = values
@@ -166,6 +169,8 @@ class ExampleStore:
             from .quiet import add_quiet_leads
             add_quiet_leads(features, gain, strength, vad[..., 0], self.quiet_leads, self.quiet_lead_share, rng,
                             delay)
+        if self.n_features > features.shape[-1]:
+            features = model_inputs(features, self.n_features)
         # The strength loss weighs each band by its target gain: it travels beside the strength.
         return (features, {"gain": gain, "strength": np.concatenate([strength, gain], axis=-1), "vad": vad},
                 {"gain": weight, "strength": weight, "vad": weight})

@@ -64,7 +64,8 @@ class Pipeline:
         self.gains = DeadlineGains(network, rt.overrun_policy, rt.deadline_ms / 1000.0, clock,
                                    rt.drop_model_frames)
         joint = bool(getattr(network, "far_end_inputs", False))     # a joint echo-and-noise model
-        self.enhancer = Enhancer(self.gains, config.enhancer_settings(), far_end_inputs=joint)
+        self.enhancer = Enhancer(self.gains, config.enhancer_settings(), far_end_inputs=joint,
+                                 floor_inputs=bool(getattr(network, "floor_inputs", False)))
         self.network = network
         self.canceller = None
         if config.echo.enabled:                  # ahead of the network, which enhances what is left

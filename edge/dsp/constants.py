@@ -10,9 +10,11 @@ device refuses a model of a version it does not compute (COMPATIBLE_FEATURE_VERS
 #: 1: the 70 features of :mod:`edge.dsp.features`.
 #: 2: the same 70, unchanged, then the 68 far-end inputs of :mod:`edge.dsp.echo_features` (joint echo-and-noise
 #:    models). A version-1 model or cache is a version-2 one whose far-end inputs are 0, so both are accepted.
-FEATURE_VERSION = 2
+#: 3: the same 138, unchanged, then the 34 noise-floor inputs of :mod:`edge.dsp.noise_floor` (floor models,
+#:    172 inputs). They are computed from the log energies, so a version-1 or -2 cache serves a floor model.
+FEATURE_VERSION = 3
 #: Versions whose features this code computes exactly (see above).
-COMPATIBLE_FEATURE_VERSIONS = (1, 2)
+COMPATIBLE_FEATURE_VERSIONS = (1, 2, 3)
 
 SAMPLE_RATE_HZ = 48_000
 HOP_SAMPLES = 480                      # 10 ms frame
@@ -46,3 +48,5 @@ COMB_MAX_TAPS_EACH_SIDE = 3
 N_FEATURES = 2 * N_BANDS + 2           # 34 log energies, 34 coherences, period, correlation
 N_FAR_END_FEATURES = 2 * N_BANDS       # a joint echo model's: echo level and echo share per band (echo_features)
 N_JOINT_FEATURES = N_FEATURES + N_FAR_END_FEATURES      # 138
+N_FLOOR_FEATURES = N_BANDS             # a floor model's: each band's level over its noise floor (noise_floor)
+N_FLOOR_JOINT_FEATURES = N_JOINT_FEATURES + N_FLOOR_FEATURES          # 172

@@ -8,7 +8,8 @@
 3. analysis in one FFT call: the newest frame, the same window one period
    earlier, and the comb-filtered delayed frame; their band energies;
 4. features of the newest frame (with ``far_end_inputs``, also the echo
-   estimate's: :mod:`edge.dsp.echo_features`);
+   estimate's: :mod:`edge.dsp.echo_features`; with ``floor_inputs``, each
+   band's level over its noise floor: :mod:`edge.dsp.noise_floor`);
 5. gains and strengths for the delayed frame, from a gain source (the
    network, or the oracle), then the limits: gain exponent, release,
    envelope post-filter, attenuation floor;
@@ -32,9 +33,10 @@ from .comb import REACH_SAMPLES, comb_filter
 from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATURES,
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
 from .comfort import ComfortNoise, check_level_db, fill_power_ratio
-from .echo_features import N_FAR_END_FEATURES, EchoAnalysis
+from .echo_features import N_FAR_END_FEATURES, N_JOINT_FEATURES, EchoAnalysis
 from .features import assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
+from .noise_floor import FLOOR, N_FLOOR_FEATURES, NoiseFloor
 from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
                     POSTFILTER_BETA, GainApplier, attenuation_floor, envelope_postfilter)
 from .pitch import HISTORY_NEEDED, PitchTracker
@@ -139,14 +141,16 @@ class Enhancer:
     """Streaming PercepNet enhancer.
 
     Args:
-        gain_source: called once per frame with the newest features (70, or
-            138 with ``far_end_inputs``); returns ``(gains, strengths)`` (34 each)
+        gain_source: called once per frame with the newest features (70, 138
+            with ``far_end_inputs``, 172 with ``floor_inputs`` too); returns ``(gains, strengths)`` (34 each)
             for the frame ``LOOKAHEAD_FRAMES`` earlier. Defaults to :func:`unity_gains`.
         settings: :class:`EnhancerSettings`.
         far_end_inputs: compute the 68 far-end inputs of a joint echo-and-noise
             model from the ``echo_estimate`` given to :meth:`process`; None (the
             default): the gain source's own ``far_end_inputs`` (a
             :class:`~edge.model.engine.ModelRunner` of a joint model has it), else off.
+        floor_inputs: also compute the 34 noise-floor inputs of a floor model
+            (needs ``far_end_inputs``); None: the gain source's own ``floor_inputs``.
         noise_seed: the comfort noise's seed (``comfort_noise_db`` only): give each
             channel its own, so that their comfort noise is not the same signal.
 
@@ -157,10 +161,15 @@ class Enhancer:
 
     def __init__(self, gain_source: Optional[GainSource] = None,
                  settings: EnhancerSettings = EnhancerSettings(), far_end_inputs: Optional[bool] = None,
-                 noise_seed: int = 0):
+                 noise_seed: int = 0, floor_inputs: Optional[bool] = None):
         self.gain_source = gain_source or unity_gains
         if far_end_inputs is None:                   # a joint model's runner says so itself
             far_end_inputs = bool(getattr(gain_source, "far_end_inputs", False))
+        if floor_inputs is None:
+            floor_inputs = bool(getattr(gain_source, "floor_inputs", False))
+        if floor_inputs and not far_end_inputs:
+            raise ValueError("floor_inputs follow the far-end inputs (a floor model takes 172 inputs): "
+                             "set far_end_inputs too")
         self.settings = settings
         self.weights = band_matrix()
         self.window = vorbis_window()
@@ -181,8 +190,10 @@ class Enhancer:
         self.history = np.zeros(HISTORY_SAMPLES)
         self.spectrum_ring = np.zeros((depth, N_BINS), dtype=np.complex128)
         self.energy_ring = np.zeros((depth, N_BANDS))
-        self.features = np.zeros(N_FEATURES + (N_FAR_END_FEATURES if far_end_inputs else 0))
+        self.features = np.zeros(N_FEATURES + (N_FAR_END_FEATURES if far_end_inputs else 0)
+                                 + (N_FLOOR_FEATURES if floor_inputs else 0))
         self.echo_analysis = EchoAnalysis() if far_end_inputs else None
+        self.noise_floor = NoiseFloor() if floor_inputs else None
         self.coherence = np.zeros(N_BANDS)
         self.gain = np.ones(N_BANDS)
         self.previous_gain = np.ones(N_BANDS)
@@ -210,6 +221,8 @@ class Enhancer:
         self.pitch.reset()
         if self.echo_analysis is not None:
             self.echo_analysis.reset()
+        if self.noise_floor is not None:
+            self.noise_floor.reset()
         if self.comfort is not None:
             self.comfort.reset()
         self._far_end_ring[:] = False
@@ -259,7 +272,9 @@ class Enhancer:
         coherence_from_cross(cross, energies[NEWEST], energies[ONE_PERIOD_BACK], self.coherence)
         assemble(energies[NEWEST], self.coherence, period_now, correlation_now, self.features[:N_FEATURES])
         if self.echo_analysis is not None:
-            self.echo_analysis.step(echo_estimate, energies[NEWEST], self.features[N_FEATURES:])
+            self.echo_analysis.step(echo_estimate, energies[NEWEST], self.features[N_FEATURES:N_JOINT_FEATURES])
+        if self.noise_floor is not None:
+            self.noise_floor.step(self.features[:N_BANDS], self.features[FLOOR])
 
         # Gains and strengths for the delayed frame (network or oracle), then their limits.
         gain, strength = self.gain_source(self.features)

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge.dsp.constants import N_BANDS, N_FEATURES
 from edge.dsp.echo_features import N_JOINT_FEATURES
+from edge.dsp.noise_floor import N_FLOOR_JOINT_FEATURES
 from edge.dsp.features import ENERGY_FLOOR, LOG_ENERGY, LOG_ENERGY_OFFSET, LOG_ENERGY_SCALE
 
 #: Frames whose every band energy is below this are digital silence (about -117
@@ -146,9 +147,11 @@ class ModelRunner:
             raise ModelError(f"the model's features input is {features['dtype'].__name__} "
                                      f"{tuple(features['shape'])}, expected int8 or float32 (1, {width}) as its "
                                      "metadata says; re-run the converter")
-        #: Feature width: 70, or 138 for a joint echo-and-noise model (the Enhancer needs ``far_end_inputs``).
+        #: Feature width: 70, 138 for a joint echo-and-noise model (the Enhancer needs ``far_end_inputs``), 172
+        #: for a floor model (``floor_inputs`` as well).
         self.n_features = width
-        self.far_end_inputs = width == N_JOINT_FEATURES
+        self.far_end_inputs = width in (N_JOINT_FEATURES, N_FLOOR_JOINT_FEATURES)
+        self.floor_inputs = width == N_FLOOR_JOINT_FEATURES
         self._features_in = tensor(inputs["features"])
         # Float models (the comparison variants) have scale 0: they take and give floats.
         self._features_quant = features["quantization"] if features["dtype"] == np.int8 else None

@@ -26,14 +26,18 @@ HASH_CHUNK_BYTES = 1 << 20
 
 
 def dsp_signature(n_features=dsp.N_FEATURES):
-    """What a model must agree on with the DSP, as a dict (``n_features``: 70, or 138 for a joint echo model)."""
+    """What a model must agree on with the DSP, as a dict (``n_features``: 70, 138 for a joint echo model, 172
+    for a floor model)."""
     return {"feature_version": dsp.FEATURE_VERSION, "sample_rate_hz": dsp.SAMPLE_RATE_HZ,
             "hop_samples": dsp.HOP_SAMPLES, "n_bands": dsp.N_BANDS, "n_features": int(n_features),
             "lookahead_frames": dsp.LOOKAHEAD_FRAMES}
 
 
-#: Feature widths a model may take: the 70 features, or those and the 68 far-end inputs (feature version 2).
-MODEL_FEATURE_WIDTHS = (dsp.N_FEATURES, dsp.N_JOINT_FEATURES)
+#: Feature widths a model may take: the 70 features, those and the 68 far-end inputs (feature version 2), or
+#: those and the 34 noise-floor inputs (version 3).
+MODEL_FEATURE_WIDTHS = (dsp.N_FEATURES, dsp.N_JOINT_FEATURES, dsp.N_FLOOR_JOINT_FEATURES)
+#: The first feature version that knows each width.
+_WIDTH_SINCE_VERSION = {dsp.N_FEATURES: 1, dsp.N_JOINT_FEATURES: 2, dsp.N_FLOOR_JOINT_FEATURES: 3}
 
 
 @dataclass
@@ -67,9 +71,10 @@ class ModelMetadata:
         if version not in dsp.COMPATIBLE_FEATURE_VERSIONS:
             problems.append(f"feature_version: model {version!r}, DSP {dsp.FEATURE_VERSION!r} (reads versions "
                             f"{', '.join(map(str, dsp.COMPATIBLE_FEATURE_VERSIONS))})")
-        elif width not in MODEL_FEATURE_WIDTHS or (version == 1 and width != dsp.N_FEATURES):
-            problems.append(f"n_features: model {width!r}, DSP {dsp.N_FEATURES} (or {dsp.N_JOINT_FEATURES} from "
-                            "feature version 2 on)")
+        elif width not in MODEL_FEATURE_WIDTHS or version < _WIDTH_SINCE_VERSION[width]:
+            problems.append(f"n_features: model {width!r} at feature version {version!r}; the DSP computes "
+                            f"{dsp.N_FEATURES}, {dsp.N_JOINT_FEATURES} from version 2 on and "
+                            f"{dsp.N_FLOOR_JOINT_FEATURES} from version 3 on")
         problems += [f"{key}: model {self.dsp.get(key)!r}, DSP {value!r}" for key, value in here.items()
                      if key not in ("feature_version", "n_features") and self.dsp.get(key) != value]
         if list(self.band_layout) != band_centres_bins().tolist():
