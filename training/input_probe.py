@@ -3,7 +3,7 @@ their information.
 
 Why: a new input added to a trained model starts at zero weight (``fit --init-from`` widens the first layer with
 zero rows, so the model computes what it computed). At the run's learning rate every first-layer row moves by
-about 0.5 % in four epochs, so an A/B at equal CPU from there cannot show what the new input could give
+0.3-0.5 % in four epochs, so an A/B at equal CPU from there cannot show what the new input could give
 (docs/training.md, *The noise-floor inputs*). This probe asks the question directly. It starts from the same
 model, trains **only** the rows of ``--rows`` in the first layer (everything else is put back after each step), at a
 rate that lets them grow, and reports the pooled validation loss before and after. ``--control shuffled`` runs the

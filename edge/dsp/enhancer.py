@@ -34,7 +34,7 @@ from .constants import (HOP_SAMPLES, LOOKAHEAD_FRAMES, N_BANDS, N_BINS, N_FEATUR
                         PITCH_MAX_SAMPLES, WINDOW_SAMPLES)
 from .comfort import ComfortNoise, check_level_db, fill_power_ratio
 from .echo_features import N_FAR_END_FEATURES, N_JOINT_FEATURES, EchoAnalysis
-from .features import assemble, band_energies_and_cross, coherence_from_cross
+from .features import LOG_ENERGY, assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
 from .noise_floor import FLOOR, N_FLOOR_FEATURES, NoiseFloor
 from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
@@ -274,7 +274,7 @@ class Enhancer:
         if self.echo_analysis is not None:
             self.echo_analysis.step(echo_estimate, energies[NEWEST], self.features[N_FEATURES:N_JOINT_FEATURES])
         if self.noise_floor is not None:
-            self.noise_floor.step(self.features[:N_BANDS], self.features[FLOOR])
+            self.noise_floor.step(self.features[LOG_ENERGY], self.features[FLOOR])
 
         # Gains and strengths for the delayed frame (network or oracle), then their limits.
         gain, strength = self.gain_source(self.features)
