@@ -101,6 +101,21 @@ def _background_wiener(floor_db, combine=np.minimum, alpha=0.98):
     return bound
 
 
+def _decisive(exponent):
+    """Both ends pushed outward: gains under 0.5 towards 0, those over it towards 1, ``exponent`` > 1 (0.5 stays).
+
+    The student is calibrated but not decisive (docs/training.md, *How far the student stays from the
+    teacher*): it keeps a quarter of the gain where the teacher removes a band and takes an eighth where
+    the teacher keeps it. ``gain ** p`` only pushes down, so it buys BAK with SIG; this map asks whether
+    pushing both ways buys both.
+    """
+    def decide(rec):
+        low = 0.5 * (2.0 * rec.gains) ** exponent
+        high = 1.0 - 0.5 * (2.0 * (1.0 - rec.gains)) ** exponent
+        return np.where(rec.gains < 0.5, low, high), rec.strengths
+    return decide
+
+
 def _unchanged(rec):
     return rec.gains, rec.strengths
 
@@ -180,6 +195,8 @@ MAPS = (
     ("gain ** 1.3", _power(1.3), EnhancerSettings()),
     ("gain ** 1.6", _power(1.6), EnhancerSettings()),
     ("gain ** 2", _power(2.0), EnhancerSettings()),
+    ("decisive 1.5", _decisive(1.5), EnhancerSettings()),
+    ("decisive 2", _decisive(2.0), EnhancerSettings()),
     ("post-filter beta 1", _unchanged, EnhancerSettings(postfilter_beta=1.0)),
     ("post-filter beta 2", _unchanged, EnhancerSettings(postfilter_beta=2.0)),
     ("x0.3 where VAD < 0.3", _vad_gate(0.3, 0.3), EnhancerSettings()),

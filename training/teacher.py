@@ -332,37 +332,54 @@ def _teacher():
     return DeepFilterNetTeacher()
 
 
-def label_shard(spec, teacher, material, index, lag):
-    """The columns of one shard (as :func:`training.cache.example_arrays` gives them) and its record."""
+def shard_examples(spec, teacher, material, index, lag, stats):
+    """The examples of shard ``index``, in order: ``(target, noisy, files, measured lag, teacher CPU s, the
+    recording's RMS dBFS)`` each; ``stats`` (a Counter) gathers skips and the unreadable files.
+
+    ``target`` is the teacher's output and ``noisy`` the recording, both at the
+    example's drawn level; what :func:`label_shard` caches, and what an analysis
+    that needs the audio (``training.residual_probe``) draws again, identically.
+    """
     from .synth import AudioBank
     split = material.split(spec.split)
     rng = np.random.default_rng([spec.seed, index, 0 if spec.split == "train" else 1])
     bank = AudioBank(say=lambda message: None)
     preroll = int(round(spec.preroll_seconds * SAMPLE_RATE_HZ))
     n_samples = int(spec.seconds * SAMPLE_RATE_HZ)
-    columns = {"features": [], "gain": [], "strength": [], "vad": []}
-    stats, files, lags, levels = Counter(), [], [], []
-    root = corpus_root(spec.realworld)
-    started, cpu_started, teacher_cpu = time.time(), time.process_time(), 0.0
     for _ in range(spec.examples_per_shard):
         signal, _, used = real_segment(split, rng, preroll + n_samples, bank, stats)
         before = time.process_time()
         target, noisy, measured = teacher_pair(signal, teacher, lag, preroll, spec.teacher_level_dbfs)
-        teacher_cpu += time.process_time() - before
+        teacher_cpu = time.process_time() - before
         drop = 10 ** (-rng.uniform(*spec.level_drop_db) / 20)          # the same for both: targets unchanged
-        target, noisy = target * drop, noisy * drop
-        levels.append([round(rms_dbfs(signal), 1), round(rms_dbfs(noisy), 1)])
+        stats["unreadable files"] = len(bank.failed)
+        yield target * drop, noisy * drop, used, int(measured), teacher_cpu, round(rms_dbfs(signal), 1)
+
+
+def label_shard(spec, teacher, material, index, lag):
+    """The columns of one shard (as :func:`training.cache.example_arrays` gives them) and its record."""
+    preroll = int(round(spec.preroll_seconds * SAMPLE_RATE_HZ))
+    n_samples = int(spec.seconds * SAMPLE_RATE_HZ)
+    columns = {"features": [], "gain": [], "strength": [], "vad": []}
+    stats, files, lags, levels = Counter(), [], [], []
+    root = corpus_root(spec.realworld)
+    started, cpu_started, teacher_cpu = time.time(), time.process_time(), 0.0
+    for target, noisy, used, measured, cpu_s, signal_dbfs in shard_examples(spec, teacher, material, index, lag,
+                                                                            stats):
+        teacher_cpu += cpu_s
+        levels.append([signal_dbfs, round(rms_dbfs(noisy), 1)])
         for key, value in zip(columns, example_arrays(target, noisy)):
             columns[key].append(value)
         files.append([str(Path(p).relative_to(root)) for p in used])
-        lags.append(int(measured))
+        lags.append(measured)
+    unreadable = stats.pop("unreadable files", 0)
     audio_s = spec.examples_per_shard * spec.seconds
     record = {"shard": spec.shard_path("", index).name, "examples": spec.examples_per_shard, "audio_s": audio_s,
               "teacher_audio_s": spec.examples_per_shard * (preroll + n_samples) / SAMPLE_RATE_HZ,
               "cpu_s": round(time.process_time() - cpu_started, 3), "teacher_cpu_s": round(teacher_cpu, 3),
               "wall_s": round(time.time() - started, 3), "lag_applied": int(lag), "lags_measured": lags,
               "levels_dbfs": levels,            # per example: the recording's RMS, the cached input's RMS
-              "unreadable_files": len(bank.failed), **dict(stats), "files": files}
+              "unreadable_files": unreadable, **dict(stats), "files": files}
     return {key: np.stack(values).astype(np.float16) for key, values in columns.items()}, record
 
 
