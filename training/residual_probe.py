@@ -35,7 +35,9 @@ already sees carries information the network lacks; one that does not, does not,
 ``python -m training.residual_probe --model CKPT.keras --fit-cache CACHE/teacher-v2 --fit-shards 8
 --score-cache CACHE/teacher-v2-val --score-shards 4`` (teacher caches only: their audio can be drawn again).
 ``--by-time 12`` instead draws 12 s streams of the score cache's speakers and reports the error by time into
-the stream, run continuously and restarted at the training examples' length.
+the stream, run continuously and restarted at the training examples' length. ``--target-spread`` (no model)
+reports how far the teacher's own targets move when its input moves inaudibly (how much of a student's error
+could be the targets' own noise).
 """
 
 import argparse
@@ -67,9 +69,10 @@ class ProbeError(DataError):
     """The examples drawn again differ from the cache's: the message says why and what to do."""
 
 
-def teacher_source(cache_dir, split, seconds=None):
+def teacher_source(cache_dir, split, seconds=None, teacher=None):
     """``(spec, material, teacher, lag)`` that drew a teacher cache's ``split``; ``seconds``: examples of
-    another length (drawn from the same speakers and files, not the cache's examples)."""
+    another length (drawn from the same speakers and files, not the cache's examples); ``teacher``: another
+    callable in DeepFilterNet3's place (tests)."""
     from .teacher import DeepFilterNetTeacher, TeacherSpec, _material
     meta = json.loads((Path(cache_dir) / "meta.json").read_text())
     if meta.get("kind") != "teacher" or split not in meta:
@@ -81,7 +84,7 @@ def teacher_source(cache_dir, split, seconds=None):
         fields["seconds"] = seconds
     spec = TeacherSpec(**fields)
     material = _material(spec.realworld, spec.max_clipped_fraction, spec.max_snr_db)
-    return spec, material, DeepFilterNetTeacher(), int(meta["teacher"]["lag_samples"])
+    return spec, material, teacher or DeepFilterNetTeacher(), int(meta["teacher"]["lag_samples"])
 
 
 def error_by_time(model, config, cache_dir, split, shards, seconds, say=print):
@@ -110,6 +113,32 @@ def error_by_time(model, config, cache_dir, split, shards, seconds, say=print):
     return [(start / 100, min(start + 200, frames) / 100,
              *(float(np.sqrt(table[name][:, start:start + 200].mean())) for name in ("continuous", "restarted")))
             for start in range(0, frames, 200)]
+
+
+def target_spread(cache_dir, split, shards, say=print, teacher=None):
+    """How far the teacher's targets move when its input moves inaudibly, as RMS differences of the gains' square
+    roots over the first ``shards`` shards' examples: ``{variant: RMS}``. If the targets moved as much as the
+    student misses them, the student's error would be the targets' own noise; they move far less."""
+    import dataclasses
+    from .teacher import shard_examples
+    spec, material, teacher, lag = teacher_source(cache_dir, split, teacher=teacher)
+
+    def one_sample_later(signal):          # the teacher hears the input a sample late; its output is put back
+        out = np.asarray(teacher(np.concatenate([[0.0], signal[:-1]])), dtype=np.float64).reshape(-1)
+        return np.concatenate([out[1:], [0.0]])
+    heard_at = lambda change_db: dataclasses.replace(spec, teacher_level_dbfs=spec.teacher_level_dbfs + change_db)
+    variants = {"the input one sample later": (spec, one_sample_later), "heard 1 dB louder": (heard_at(1), teacher),
+                "heard 10 dB quieter": (heard_at(-10), teacher)}
+    squares = {name: [] for name in variants}
+    for index in range(shards):
+        base = [oracle_gains(target, noisy)[0]
+                for target, noisy, *_ in shard_examples(spec, teacher, material, index, lag, Counter())]
+        for name, (variant, heard_by) in variants.items():
+            for gains, (target, noisy, *_) in zip(base, shard_examples(variant, heard_by, material, index, lag,
+                                                                        Counter())):
+                squares[name].append(np.mean((np.sqrt(oracle_gains(target, noisy)[0]) - np.sqrt(gains)) ** 2))
+        say(f"{split} shard {index}: {spec.examples_per_shard} examples labelled {len(variants) + 1} ways")
+    return {name: float(np.sqrt(np.mean(values))) for name, values in squares.items()}
 
 
 def draw_rows(model, config, cache_dir, split, shards, say=print):
@@ -238,7 +267,7 @@ def report(fit_rows, score_rows, seed=3):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="a .keras checkpoint")
+    parser.add_argument("--model", help="a .keras checkpoint (not with --target-spread)")
     parser.add_argument("--size", default="lite_echo")
     parser.add_argument("--fit-cache", help="teacher cache whose examples fit the tables (not with --by-time)")
     parser.add_argument("--fit-split", default="train", choices=("train", "validation"))
@@ -247,16 +276,30 @@ def main(argv=None):
     parser.add_argument("--score-split", default="validation", choices=("train", "validation"))
     parser.add_argument("--score-shards", type=int, default=4)
     parser.add_argument("--out", help="write the table's rows here as JSON")
+    parser.add_argument("--target-spread", action="store_true",
+                        help="instead: how far the teacher's targets for the score cache's examples move when the "
+                             "teacher hears them 1 sample later, 1 dB louder or 10 dB quieter (no model is run)")
     parser.add_argument("--by-time", type=float, metavar="SECONDS",
                         help="instead: the error by time into SECONDS-long streams of the score cache's speakers, "
                              "run continuously and restarted at the cache's example length")
     args = parser.parse_args(argv)
     if min(args.fit_shards, args.score_shards) < 1:
         parser.error("--fit-shards and --score-shards must be at least 1")
-    if args.fit_cache is None and not args.by_time:
-        parser.error("give --fit-cache (the tables are fitted on its examples), or --by-time SECONDS")
+    if args.fit_cache is None and not (args.by_time or args.target_spread):
+        parser.error("give --fit-cache (the tables are fitted on its examples), or --by-time SECONDS, "
+                     "or --target-spread")
+    if args.model is None and not args.target_spread:
+        parser.error("give --model, the checkpoint whose errors to explain")
     if args.by_time is not None and args.by_time <= 0:
         parser.error(f"--by-time takes a stream length in seconds above 0, not {args.by_time}")
+    if args.target_spread:
+        spread = target_spread(args.score_cache, args.score_split, args.score_shards)
+        print("\n| the teacher's input | RMS change of the targets' square roots |\n|---|---:|")
+        for name, value in spread.items():
+            print(f"| {name} | {value:.4f} |")
+        if args.out:
+            Path(args.out).write_text(json.dumps({"target_spread": spread}, indent=1))
+        return
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
