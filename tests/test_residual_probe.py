@@ -111,3 +111,27 @@ def test_the_vector_candidates_describe_a_bands_neighbours_and_its_own_shape():
     assert shape.shape == (tone.shape[0], N_BANDS, 16)
     assert np.allclose(shape[:, :, :8].mean(axis=2), 0.0, atol=1e-9)       # shape only: the level is taken out
     assert shape[5, 26, :8].max() - shape[5, 26, :8].min() > 3              # a tone stands out of its band by > 30 dB
+
+
+def test_least_squares_per_band_finds_what_a_frames_vector_says_about_one_band():
+    from training.residual_probe import frame_correction
+    rng = np.random.default_rng(9)
+
+    def rows(frames):
+        vectors = rng.standard_normal((frames, 40)).astype(np.float32)
+        base = synthetic_rows(frames * N_BANDS, rng, 0.0)
+        base["band"] = np.tile(np.arange(N_BANDS), frames)
+        root = np.sqrt(base["predicted"]).reshape(frames, N_BANDS) + rng.normal(0, 0.05, (frames, N_BANDS))
+        root[:, 7] -= 0.1 * vectors[:, 3] - 0.05 * vectors[:, 30]           # band 7 depends on two values
+        base["target"] = np.clip(root, 0, 1).reshape(-1) ** 2
+        return base, vectors
+
+    (fit, fit_frames), (score, score_frames) = rows(20_000), rows(10_000)
+    band_7 = score["band"] == 7
+    plain = table_correction(fit, score)
+    informed = frame_correction(fit, score, fit_frames, score_frames)
+    control = frame_correction(fit, score, fit_frames[rng.permutation(20_000)], score_frames)
+    rms = lambda r: float(np.sqrt(np.mean(r ** 2)))
+    assert rms(informed[band_7]) < 0.6 * rms(plain[band_7])
+    assert rms(informed[~band_7]) == pytest.approx(rms(plain[~band_7]), rel=0.03)   # elsewhere nothing to find
+    assert rms(control[band_7]) == pytest.approx(rms(plain[band_7]), rel=0.03)

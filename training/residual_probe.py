@@ -23,6 +23,8 @@ predicted gain, candidate value), fitted on one cache's examples and scored on a
   - ``in-band spectral shape``: the band's log bin power at 8 points across it, this frame and the last (a
     vector of 16, fitted by least squares beside ``levels of the 8 bands around it``, which the network sees);
   - the energy change 20 ms past the look-ahead (what 20 ms more latency would show);
+  - the log spectrum at 96 ERB-spaced points in the 5 frames the output has seen (one vector per frame, fitted
+    per band by least squares beside the 34 band levels in the same frames, which the network sees);
 
   and, for reference, the sixteenth session's noise-floor input (:mod:`edge.dsp.noise_floor`), which the
   probe found the network did not need. The values are computed in :mod:`training.residual_values`.
@@ -53,7 +55,8 @@ from edge.dsp.noise_floor import model_inputs
 from edge.errors import DataError
 
 from .model import output_delay_frames
-from .residual_values import CANDIDATES, VECTOR_CANDIDATES, VECTOR_POINTS, candidate_values
+from .residual_values import (CANDIDATES, FRAME_CANDIDATES, VECTOR_CANDIDATES, VECTOR_POINTS, candidate_values,
+                              frame_values)
 
 #: Band groups of the tables: the 2-bin bands under 800 Hz, then three spans of about 8 bands.
 BAND_GROUPS = np.repeat(np.arange(4), [12, 8, 7, 7])
@@ -61,6 +64,7 @@ GAIN_EDGES = np.array([0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
 N_VALUE_BINS = 8
 MIN_CELL_ROWS = 50              # a sparser cell falls back to its (band group, predicted gain) mean
 RIDGE = 1e-3                    # least squares: its share of the rows' count, on the diagonal
+N_BANDS_PROBED = BAND_GROUPS.size
 #: Largest difference allowed between the cached float16 features / targets and the ones drawn again.
 REPRODUCTION_TOLERANCE = 0.02
 
@@ -148,7 +152,8 @@ def draw_rows(model, config, cache_dir, split, shards, say=print):
     from .train import shard_files
     spec, material, teacher, lag = teacher_source(cache_dir, split)
     delay, rng = output_delay_frames(), np.random.default_rng(5)
-    rows = {key: [] for key in ("predicted", "target", "speech", "band", *CANDIDATES, *VECTOR_CANDIDATES)}
+    rows = {key: [] for key in ("predicted", "target", "speech", "band", *CANDIDATES, *VECTOR_CANDIDATES,
+                                *FRAME_CANDIDATES)}
     for index, path in enumerate(map(Path, shard_files(cache_dir, split)[:shards])):
         started = time.process_time()
         with np.load(path) as shard:
@@ -171,12 +176,17 @@ def draw_rows(model, config, cache_dir, split, shards, say=print):
             rows["target"].append(gains[:n - delay])
             rows["speech"].append(np.repeat(speech[:n - delay, None], gains.shape[1], axis=1))
             rows["band"].append(np.broadcast_to(np.arange(gains.shape[1]), (n - delay, gains.shape[1])))
-            for name, value in values.items():
+            for name, value in {**values, **frame_values(features, analysis.spectra[:n])}.items():
                 rows[name].append(value[:n - delay])
         say(f"{path.name}: {cached_features.shape[0]} examples drawn again in {time.process_time() - started:.0f} "
             f"CPU s, within {REPRODUCTION_TOLERANCE} of the cache")
-    return {key: (np.concatenate(value).reshape(-1, 2 * VECTOR_POINTS).astype(np.float32)
-                  if key in VECTOR_CANDIDATES else np.concatenate(value).reshape(-1)) for key, value in rows.items()}
+    def flat(key, value):
+        if key in FRAME_CANDIDATES:                           # one row per frame: (frames, k)
+            return np.concatenate(value).astype(np.float32)
+        if key in VECTOR_CANDIDATES:                          # one row per band-frame: (band-frames, 16)
+            return np.concatenate(value).reshape(-1, 2 * VECTOR_POINTS).astype(np.float32)
+        return np.concatenate(value).reshape(-1)
+    return {key: flat(key, value) for key, value in rows.items()}
 
 
 def shuffled(values, band, seed):
@@ -242,6 +252,31 @@ def linear_correction(fit_rows, score_rows, fit_vectors, score_vectors, chunk_ro
     return out
 
 
+def frame_correction(fit_rows, score_rows, fit_frames, score_frames):
+    """Residuals on ``score_rows`` after a least-squares correction per band from one vector per frame
+    (``*_frames`` (frames, k), standardised on the fitting frames): an intercept per predicted-gain bin and the
+    vector. The vector's Gram matrix is shared by the bands, so 34 fits cost little more than one."""
+    bands = N_BANDS_PROBED
+    mean, scale = fit_frames.mean(axis=0), fit_frames.std(axis=0) + 1e-6
+    x_fit = ((fit_frames - mean) / scale).astype(np.float64)
+    x_score = ((score_frames - mean) / scale).astype(np.float64)
+    gram_x = x_fit.T @ x_fit
+    predicted, target = fit_rows["predicted"].reshape(-1, bands), fit_rows["target"].reshape(-1, bands)
+    score_predicted = score_rows["predicted"].reshape(-1, bands)
+    out = (np.sqrt(score_rows["target"]) - np.sqrt(score_rows["predicted"])).reshape(-1, bands).copy()
+    n_bins = GAIN_EDGES.size + 1
+    for band in range(bands):
+        bins = np.searchsorted(GAIN_EDGES, predicted[:, band])
+        onehot = np.eye(n_bins)[bins]
+        residual = np.sqrt(target[:, band]) - np.sqrt(predicted[:, band])
+        gram = np.block([[onehot.T @ onehot, onehot.T @ x_fit], [x_fit.T @ onehot, gram_x]])
+        moment = np.concatenate([onehot.T @ residual, x_fit.T @ residual])
+        coefficients = np.linalg.solve(gram + RIDGE * x_fit.shape[0] * np.eye(gram.shape[0]), moment)
+        design = np.hstack([np.eye(n_bins)[np.searchsorted(GAIN_EDGES, score_predicted[:, band])], x_score])
+        out[:, band] -= design @ coefficients
+    return out.reshape(-1)
+
+
 def report(fit_rows, score_rows, seed=3):
     """The table's rows: (name, seen by the network, RMS all, RMS near speech) on the scoring rows."""
     speech = score_rows["speech"]
@@ -262,6 +297,13 @@ def report(fit_rows, score_rows, seed=3):
         control_score = score_rows[name][shuffled(np.arange(score_rows["band"].size), score_rows["band"], seed + 1)]
         out.append((f"{name} (least squares), shuffled", seen,
                     *rms(linear_correction(fit_rows, score_rows, control_fit, control_score))))
+    for name, seen in FRAME_CANDIDATES.items():
+        out.append((f"{name} (least squares per band)", seen,
+                    *rms(frame_correction(fit_rows, score_rows, fit_rows[name], score_rows[name]))))
+        rng = np.random.default_rng(seed)
+        out.append((f"{name} (least squares per band), frames shuffled", seen,
+                    *rms(frame_correction(fit_rows, score_rows, fit_rows[name][rng.permutation(len(fit_rows[name]))],
+                                          score_rows[name][rng.permutation(len(score_rows[name]))]))))
     return out
 
 

@@ -27,6 +27,12 @@ CANDIDATES = {"log energy": "yes", "pitch coherence": "yes", "energy change": "d
 VECTOR_CANDIDATES = {"levels of the 8 bands around it, this frame and the last": "yes",
                      "in-band spectral shape at 8 points, this frame and the last": "no"}
 VECTOR_POINTS = 8
+#: Frame candidates: one vector per frame for all bands, fitted by least squares per band: everything across
+#: the spectrum in the frames the network's output about a frame has seen (2 before it to 2 after, the look-ahead).
+FRAME_CANDIDATES = {"all 34 band levels, the 5 frames it has seen (170 values)": "yes",
+                    "the log spectrum at 96 points, the 5 frames it has seen (480 values)": "no"}
+SPECTRUM_POINTS = 96
+CONTEXT_FRAMES = (-2, -1, 0, 1, 2)
 #: Frames past the look-ahead for the candidate of what more latency would show the network.
 EXTRA_LOOKAHEAD_FRAMES = 2
 
@@ -79,6 +85,29 @@ def in_band_shape(spectra, points=VECTOR_POINTS):
     share = where - left
     shape = log_power[:, left] * (1 - share) + log_power[:, right] * share   # (n, 34, points)
     return with_last_frame(shape - shape.mean(axis=2, keepdims=True))
+
+
+def in_context(values, offsets=CONTEXT_FRAMES):
+    """(n, k) -> (n, k * len(offsets)): each frame's values at those frame offsets (the ends repeat)."""
+    n = values.shape[0]
+    return np.hstack([values[np.clip(np.arange(n) + offset, 0, n - 1)] for offset in offsets])
+
+
+def spectrum_points(spectra, points=SPECTRUM_POINTS):
+    """The log bin power at ``points`` places spaced evenly on the ERB scale from 0 to 20 kHz: (n, points)."""
+    from edge.dsp.bands import erb_from_hz, hz_from_erb
+    from edge.dsp.constants import BANDS_TOP_HZ, BIN_HZ
+    where = hz_from_erb(np.linspace(0.0, float(erb_from_hz(BANDS_TOP_HZ)), points)) / BIN_HZ
+    log_power = np.log10(power_spectrum(spectra) + 1e-9)
+    left = np.minimum(np.floor(where).astype(int), log_power.shape[1] - 2)
+    share = where - left
+    return log_power[:, left] * (1 - share) + log_power[:, left + 1] * share
+
+
+def frame_values(features, spectra):
+    """Every candidate of :data:`FRAME_CANDIDATES` for one example's frames, each (n_frames, k)."""
+    names = list(FRAME_CANDIDATES)
+    return {names[0]: in_context(features[:, LOG_ENERGY]), names[1]: in_context(spectrum_points(spectra))}
 
 
 def candidate_values(features, spectra, clean_energy, noisy_energy, rng):
