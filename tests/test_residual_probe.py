@@ -135,3 +135,24 @@ def test_least_squares_per_band_finds_what_a_frames_vector_says_about_one_band()
     assert rms(informed[band_7]) < 0.6 * rms(plain[band_7])
     assert rms(informed[~band_7]) == pytest.approx(rms(plain[~band_7]), rel=0.03)   # elsewhere nothing to find
     assert rms(control[band_7]) == pytest.approx(rms(plain[band_7]), rel=0.03)
+
+
+def test_the_small_network_finds_a_nonlinear_dependence_that_least_squares_misses():
+    pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
+    from training.residual_probe import frame_correction, mlp_correction
+    rng = np.random.default_rng(10)
+
+    def rows(frames):
+        vectors = rng.standard_normal((frames, 12)).astype(np.float32)
+        base = synthetic_rows(frames * N_BANDS, rng, 0.0)
+        base["band"] = np.tile(np.arange(N_BANDS), frames)
+        root = np.sqrt(base["predicted"]).reshape(frames, N_BANDS) + rng.normal(0, 0.02, (frames, N_BANDS))
+        root[:, 20] -= 0.15 * (np.abs(vectors[:, 5]) - 0.8)                 # even in the value: no linear trace
+        base["target"] = np.clip(root, 0, 1).reshape(-1) ** 2
+        return base, vectors
+
+    (fit, fit_frames), (score, score_frames) = rows(12_000), rows(4_000)
+    band_20 = score["band"] == 20
+    rms = lambda r: float(np.sqrt(np.mean(r[band_20] ** 2)))
+    linear = rms(frame_correction(fit, score, fit_frames, score_frames))
+    assert rms(mlp_correction(fit, score, fit_frames, score_frames)) < 0.8 * linear
