@@ -59,6 +59,18 @@ def synthetic_rows(n, rng, dependence):
             "value": value}
 
 
+def frame_rows(frames, width, rng, noise, plant):
+    """Rows of ``frames`` whole frames and a vector of ``width`` per frame; ``plant(root, vectors)`` moves the
+    targets' square roots (frames, 34) by what the vectors say."""
+    vectors = rng.standard_normal((frames, width)).astype(np.float32)
+    base = synthetic_rows(frames * N_BANDS, rng, 0.0)
+    base["band"] = np.tile(np.arange(N_BANDS), frames)
+    root = np.sqrt(base["predicted"]).reshape(frames, N_BANDS) + rng.normal(0, noise, (frames, N_BANDS))
+    plant(root, vectors)
+    base["target"] = np.clip(root, 0, 1).reshape(-1) ** 2
+    return base, vectors
+
+
 def test_the_table_removes_error_that_a_value_explains_and_none_that_it_does_not():
     rng = np.random.default_rng(3)
     fit, score = synthetic_rows(200_000, rng, 0.3), synthetic_rows(100_000, rng, 0.3)
@@ -117,24 +129,18 @@ def test_least_squares_per_band_finds_what_a_frames_vector_says_about_one_band()
     from training.residual_probe import frame_correction
     rng = np.random.default_rng(9)
 
-    def rows(frames):
-        vectors = rng.standard_normal((frames, 40)).astype(np.float32)
-        base = synthetic_rows(frames * N_BANDS, rng, 0.0)
-        base["band"] = np.tile(np.arange(N_BANDS), frames)
-        root = np.sqrt(base["predicted"]).reshape(frames, N_BANDS) + rng.normal(0, 0.05, (frames, N_BANDS))
+    def band_7(root, vectors):
         root[:, 7] -= 0.1 * vectors[:, 3] - 0.05 * vectors[:, 30]           # band 7 depends on two values
-        base["target"] = np.clip(root, 0, 1).reshape(-1) ** 2
-        return base, vectors
 
-    (fit, fit_frames), (score, score_frames) = rows(20_000), rows(10_000)
-    band_7 = score["band"] == 7
+    (fit, fit_frames), (score, score_frames) = (frame_rows(n, 40, rng, 0.05, band_7) for n in (20_000, 10_000))
+    in_band_7 = score["band"] == 7
     plain = table_correction(fit, score)
     informed = frame_correction(fit, score, fit_frames, score_frames)
     control = frame_correction(fit, score, fit_frames[rng.permutation(20_000)], score_frames)
     rms = lambda r: float(np.sqrt(np.mean(r ** 2)))
-    assert rms(informed[band_7]) < 0.6 * rms(plain[band_7])
-    assert rms(informed[~band_7]) == pytest.approx(rms(plain[~band_7]), rel=0.03)   # elsewhere nothing to find
-    assert rms(control[band_7]) == pytest.approx(rms(plain[band_7]), rel=0.03)
+    assert rms(informed[in_band_7]) < 0.6 * rms(plain[in_band_7])
+    assert rms(informed[~in_band_7]) == pytest.approx(rms(plain[~in_band_7]), rel=0.03)   # elsewhere nothing to find
+    assert rms(control[in_band_7]) == pytest.approx(rms(plain[in_band_7]), rel=0.03)
 
 
 def test_the_small_network_finds_a_nonlinear_dependence_that_least_squares_misses():
@@ -142,16 +148,10 @@ def test_the_small_network_finds_a_nonlinear_dependence_that_least_squares_misse
     from training.residual_probe import frame_correction, mlp_correction
     rng = np.random.default_rng(10)
 
-    def rows(frames):
-        vectors = rng.standard_normal((frames, 12)).astype(np.float32)
-        base = synthetic_rows(frames * N_BANDS, rng, 0.0)
-        base["band"] = np.tile(np.arange(N_BANDS), frames)
-        root = np.sqrt(base["predicted"]).reshape(frames, N_BANDS) + rng.normal(0, 0.02, (frames, N_BANDS))
+    def band_20(root, vectors):
         root[:, 20] -= 0.15 * (np.abs(vectors[:, 5]) - 0.8)                 # even in the value: no linear trace
-        base["target"] = np.clip(root, 0, 1).reshape(-1) ** 2
-        return base, vectors
 
-    (fit, fit_frames), (score, score_frames) = rows(12_000), rows(4_000)
+    (fit, fit_frames), (score, score_frames) = (frame_rows(n, 12, rng, 0.02, band_20) for n in (12_000, 4_000))
     band_20 = score["band"] == 20
     rms = lambda r: float(np.sqrt(np.mean(r[band_20] ** 2)))
     linear = rms(frame_correction(fit, score, fit_frames, score_frames))
