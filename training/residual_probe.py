@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp import oracle_gains
+from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.dsp.noise_floor import model_inputs
 from edge.errors import DataError
 
@@ -67,16 +68,27 @@ RIDGE = 1e-3                    # least squares: its share of the rows' count, o
 N_BANDS_PROBED = BAND_GROUPS.size
 #: Largest difference allowed between the cached float16 features / targets and the ones drawn again.
 REPRODUCTION_TOLERANCE = 0.02
+FRAMES_PER_S = SAMPLE_RATE_HZ // HOP_SAMPLES
 
 
 class ProbeError(DataError):
     """The examples drawn again differ from the cache's: the message says why and what to do."""
 
 
+def residuals(rows):
+    """What the loss compares, per row: ``sqrt(target) - sqrt(predicted)``."""
+    return np.sqrt(rows["target"]) - np.sqrt(rows["predicted"])
+
+
+def gain_bin_onehot(predicted, dtype=np.float64):
+    """One column per predicted-gain bin of :data:`GAIN_EDGES`: the correctors' intercepts."""
+    return np.eye(GAIN_EDGES.size + 1, dtype=dtype)[np.searchsorted(GAIN_EDGES, predicted)]
+
+
 def teacher_source(cache_dir, split, seconds=None, teacher=None):
-    """``(spec, material, teacher, lag)`` that drew a teacher cache's ``split``; ``seconds``: examples of
-    another length (drawn from the same speakers and files, not the cache's examples); ``teacher``: another
-    callable in DeepFilterNet3's place (tests)."""
+    """``(spec, material, teacher, lag, cached seconds)`` that drew a teacher cache's ``split``; ``seconds``:
+    examples of another length (drawn from the same speakers and files, not the cache's examples); ``teacher``:
+    another callable in DeepFilterNet3's place (tests)."""
     from .teacher import DeepFilterNetTeacher, TeacherSpec, _material
     meta = json.loads((Path(cache_dir) / "meta.json").read_text())
     if meta.get("kind") != "teacher" or split not in meta:
@@ -84,11 +96,12 @@ def teacher_source(cache_dir, split, seconds=None, teacher=None):
                          f"examples can be drawn again (give one built by percepnet-train teacher-cache)")
     fields = dict(meta[split])
     fields["level_drop_db"] = tuple(fields["level_drop_db"])
+    cached_seconds = fields["seconds"]
     if seconds is not None:
         fields["seconds"] = seconds
     spec = TeacherSpec(**fields)
     material = _material(spec.realworld, spec.max_clipped_fraction, spec.max_snr_db)
-    return spec, material, teacher or DeepFilterNetTeacher(), int(meta["teacher"]["lag_samples"])
+    return spec, material, teacher or DeepFilterNetTeacher(), int(meta["teacher"]["lag_samples"]), cached_seconds
 
 
 def error_by_time(model, config, cache_dir, split, shards, seconds, say=print):
@@ -97,8 +110,8 @@ def error_by_time(model, config, cache_dir, split, shards, seconds, say=print):
     ``restarted`` runs the network afresh at every multiple of the cache's own example length (the length
     training examples have: does the recurrent state hold up for longer than it was trained on?)."""
     from .teacher import shard_examples
-    spec, material, teacher, lag = teacher_source(cache_dir, split, seconds)
-    trained_frames = int(round(json.loads((Path(cache_dir) / "meta.json").read_text())[split]["seconds"] * 100))
+    spec, material, teacher, lag, trained_seconds = teacher_source(cache_dir, split, seconds)
+    trained_frames, window = int(round(trained_seconds * FRAMES_PER_S)), 2 * FRAMES_PER_S
     delay, errors = output_delay_frames(), {"continuous": [], "restarted": []}
     for index in range(shards):
         for target, noisy, *_ in shard_examples(spec, teacher, material, index, lag, Counter()):
@@ -114,9 +127,9 @@ def error_by_time(model, config, cache_dir, split, shards, seconds, say=print):
         say(f"{split} shard {index}: {spec.examples_per_shard} examples of {seconds:g} s")
     frames = min(e.size for e in errors["continuous"])
     table = {name: np.stack([e[:frames] for e in value]) for name, value in errors.items()}
-    return [(start / 100, min(start + 200, frames) / 100,
-             *(float(np.sqrt(table[name][:, start:start + 200].mean())) for name in ("continuous", "restarted")))
-            for start in range(0, frames, 200)]
+    return [(start / FRAMES_PER_S, min(start + window, frames) / FRAMES_PER_S,
+             *(float(np.sqrt(table[name][:, start:start + window].mean())) for name in ("continuous", "restarted")))
+            for start in range(0, frames, window)]
 
 
 def target_spread(cache_dir, split, shards, say=print, teacher=None):
@@ -125,7 +138,7 @@ def target_spread(cache_dir, split, shards, say=print, teacher=None):
     student misses them, the student's error would be the targets' own noise; they move far less."""
     import dataclasses
     from .teacher import shard_examples
-    spec, material, teacher, lag = teacher_source(cache_dir, split, teacher=teacher)
+    spec, material, teacher, lag, _ = teacher_source(cache_dir, split, teacher=teacher)
 
     def one_sample_later(signal):          # the teacher hears the input a sample late; its output is put back
         out = np.asarray(teacher(np.concatenate([[0.0], signal[:-1]])), dtype=np.float64).reshape(-1)
@@ -150,7 +163,7 @@ def draw_rows(model, config, cache_dir, split, shards, say=print):
     (``predicted``, ``target``, ``speech``, ``band`` and every candidate)."""
     from .teacher import shard_examples
     from .train import shard_files
-    spec, material, teacher, lag = teacher_source(cache_dir, split)
+    spec, material, teacher, lag, _ = teacher_source(cache_dir, split)
     delay, rng = output_delay_frames(), np.random.default_rng(5)
     rows = {key: [] for key in ("predicted", "target", "speech", "band", *CANDIDATES, *VECTOR_CANDIDATES,
                                 *FRAME_CANDIDATES)}
@@ -180,6 +193,7 @@ def draw_rows(model, config, cache_dir, split, shards, say=print):
                 rows[name].append(value[:n - delay])
         say(f"{path.name}: {cached_features.shape[0]} examples drawn again in {time.process_time() - started:.0f} "
             f"CPU s, within {REPRODUCTION_TOLERANCE} of the cache")
+
     def flat(key, value):
         if key in FRAME_CANDIDATES:                           # one row per frame: (frames, k)
             return np.concatenate(value).astype(np.float32)
@@ -210,7 +224,7 @@ def cells(rows, value=None, value_edges=None):
 
 def table_correction(fit_rows, score_rows, fit_value=None, score_value=None):
     """Residuals on ``score_rows`` after the mean residual per cell fitted on ``fit_rows`` is added."""
-    residual = np.sqrt(fit_rows["target"]) - np.sqrt(fit_rows["predicted"])
+    residual = residuals(fit_rows)
     base_fit, base_score = cells(fit_rows), cells(score_rows)
     size = int(max(base_fit.max(), base_score.max())) + 1
     base_mean = np.bincount(base_fit, residual, size) / np.maximum(np.bincount(base_fit, minlength=size), 1)
@@ -223,7 +237,7 @@ def table_correction(fit_rows, score_rows, fit_value=None, score_value=None):
         mean = np.bincount(fit_cell, residual, size) / np.maximum(count, 1)
         dense = count[score_cell] >= MIN_CELL_ROWS
         correction = np.where(dense, mean[score_cell], correction)
-    return np.sqrt(score_rows["target"]) - np.sqrt(score_rows["predicted"]) - correction
+    return residuals(score_rows) - correction
 
 
 def linear_correction(fit_rows, score_rows, fit_vectors, score_vectors, chunk_rows=200_000):
@@ -231,10 +245,9 @@ def linear_correction(fit_rows, score_rows, fit_vectors, score_vectors, chunk_ro
     an intercept per predicted-gain bin, the vector, and the vector times the predicted gain's square root."""
     def design(rows, vectors, index):
         root = np.sqrt(rows["predicted"][index])[:, None].astype(np.float32)
-        onehot = np.eye(GAIN_EDGES.size + 1, dtype=np.float32)[np.searchsorted(GAIN_EDGES, rows["predicted"][index])]
+        onehot = gain_bin_onehot(rows["predicted"][index], np.float32)
         return np.hstack([onehot, vectors[index], vectors[index] * root])
-    residual_fit = np.sqrt(fit_rows["target"]) - np.sqrt(fit_rows["predicted"])
-    out = np.sqrt(score_rows["target"]) - np.sqrt(score_rows["predicted"])
+    residual_fit, out = residuals(fit_rows), residuals(score_rows)
     for group in np.unique(BAND_GROUPS):
         fit_index = np.flatnonzero(BAND_GROUPS[fit_rows["band"]] == group)
         width = GAIN_EDGES.size + 1 + 2 * fit_vectors.shape[1]
@@ -261,18 +274,14 @@ def frame_correction(fit_rows, score_rows, fit_frames, score_frames):
     x_fit = ((fit_frames - mean) / scale).astype(np.float64)
     x_score = ((score_frames - mean) / scale).astype(np.float64)
     gram_x = x_fit.T @ x_fit
-    predicted, target = fit_rows["predicted"].reshape(-1, bands), fit_rows["target"].reshape(-1, bands)
-    score_predicted = score_rows["predicted"].reshape(-1, bands)
-    out = (np.sqrt(score_rows["target"]) - np.sqrt(score_rows["predicted"])).reshape(-1, bands).copy()
-    n_bins = GAIN_EDGES.size + 1
+    predicted, score_predicted = fit_rows["predicted"].reshape(-1, bands), score_rows["predicted"].reshape(-1, bands)
+    fit_residual, out = residuals(fit_rows).reshape(-1, bands), residuals(score_rows).reshape(-1, bands)
     for band in range(bands):
-        bins = np.searchsorted(GAIN_EDGES, predicted[:, band])
-        onehot = np.eye(n_bins)[bins]
-        residual = np.sqrt(target[:, band]) - np.sqrt(predicted[:, band])
+        onehot, residual = gain_bin_onehot(predicted[:, band]), fit_residual[:, band]
         gram = np.block([[onehot.T @ onehot, onehot.T @ x_fit], [x_fit.T @ onehot, gram_x]])
         moment = np.concatenate([onehot.T @ residual, x_fit.T @ residual])
         coefficients = np.linalg.solve(gram + RIDGE * x_fit.shape[0] * np.eye(gram.shape[0]), moment)
-        design = np.hstack([np.eye(n_bins)[np.searchsorted(GAIN_EDGES, score_predicted[:, band])], x_score])
+        design = np.hstack([gain_bin_onehot(score_predicted[:, band]), x_score])
         out[:, band] -= design @ coefficients
     return out.reshape(-1)
 
@@ -285,7 +294,7 @@ def mlp_correction(fit_rows, score_rows, fit_frames, score_frames, seed=0, hidde
     mean, scale = fit_frames.mean(axis=0), fit_frames.std(axis=0) + 1e-6
     inputs = lambda rows, frames: np.hstack([(frames - mean) / scale, np.sqrt(rows["predicted"]).reshape(
         -1, N_BANDS_PROBED)]).astype(np.float32)
-    residual = lambda rows: (np.sqrt(rows["target"]) - np.sqrt(rows["predicted"])).reshape(-1, N_BANDS_PROBED)
+    residual = lambda rows: residuals(rows).reshape(-1, N_BANDS_PROBED)
     x_fit = inputs(fit_rows, fit_frames)
     tf.keras.utils.set_random_seed(seed)
     network = tf.keras.Sequential([tf.keras.layers.Input((x_fit.shape[1],)),
@@ -304,7 +313,7 @@ def report(fit_rows, score_rows, seed=3):
     speech = score_rows["speech"]
     rms = lambda r: (float(np.sqrt(np.mean(r ** 2))), float(np.sqrt(np.mean(r[speech] ** 2))))
     out = [("none (the checkpoint as it is)", None,
-            *rms(np.sqrt(score_rows["target"]) - np.sqrt(score_rows["predicted"]))),
+            *rms(residuals(score_rows))),
            ("prediction only (recalibration)", None, *rms(table_correction(fit_rows, score_rows)))]
     for name, seen in CANDIDATES.items():
         out.append((name, seen, *rms(table_correction(fit_rows, score_rows, fit_rows[name], score_rows[name]))))
