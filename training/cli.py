@@ -110,6 +110,10 @@ def _parser():
     train = commands.add_parser("fit", help="train a model on a cache")
     train.add_argument("--cache", required=True, action="append",
                        help="cache folder; repeat to train on several (their shards are pooled)")
+    train.add_argument("--validation-cache", action="append", metavar="DIR",
+                       help="take the validation shards from these folders (repeatable) instead of --cache's, "
+                            "so that a run whose training pool is replaced by fresh mixtures keeps validating "
+                            "on the same examples (default: --cache's validation shards)")
     train.add_argument("--out", required=True, help="folder for the model, checkpoints and history")
     train.add_argument("--size", default="lite", choices=SIZE_CHOICES,
                        help="model size; NAME_echo is its joint echo-and-noise form (138 inputs; default lite)")
@@ -209,7 +213,8 @@ def main(argv=None):
                 args.strategy, args.steps_per_epoch, args.time_budget_min, init_from=args.init_from,
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed,
                 quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise,
-                int8_aware=args.int8_aware, restart_learning_rate=args.restart_learning_rate)
+                int8_aware=args.int8_aware, restart_learning_rate=args.restart_learning_rate,
+                validation_cache=args.validation_cache)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

@@ -102,8 +102,8 @@ class ExampleStore:
 
     COLUMNS = (("features", N_FEATURES), ("gain", N_BANDS), ("strength", N_BANDS), ("vad", None))
 
-    def __init__(self, cache_dirs, split, say=print, n_features=N_FEATURES):
-        files = shard_files(cache_dirs, split)
+    def __init__(self, cache_dirs, split, say=print, n_features=N_FEATURES, shards=None):
+        files = shard_files(cache_dirs, split)[:shards]     # ``shards``: the first ones only (None: all)
         shapes = [tuple(_shard_shape(path)) for path in files]
         frames = {shape[1] for shape in shapes}
         if len(frames) != 1:
@@ -399,10 +399,15 @@ def _set_learning_rate(rate):
     return SetLearningRate()
 
 
+def _folders(folders):
+    """A cache argument (one folder or a list) as the training card records it."""
+    return [str(c) for c in folders] if isinstance(folders, (list, tuple)) else str(folders)
+
+
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
         over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0,
-        int8_aware=None, restart_learning_rate=False):
+        int8_aware=None, restart_learning_rate=False, validation_cache=None):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
@@ -415,7 +420,10 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     int8 grids in training and validation (:func:`int8_grids_from`). Either way
     the saved model is the plain form. A resumed run keeps the rate its optimiser
     state holds (ReduceLROnPlateau may have lowered it); ``restart_learning_rate``
-    sets it back to ``learning_rate`` instead.
+    sets it back to ``learning_rate`` instead. ``validation_cache`` (a folder or
+    a list) holds the validation shards when the training pool should not: a
+    run whose training mixtures are replaced by fresh ones keeps its validation
+    examples, so its validation loss and best model stay comparable.
     """
     import keras
     out_dir = Path(out_dir)
@@ -428,7 +436,8 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
     train_store = ExampleStore(cache_dir, "train", say, config.n_features)
     train_store.use_quiet_leads(quiet_lead_share, seed)
-    validation_store = ExampleStore(cache_dir, "validation", say, config.n_features)
+    validation_store = ExampleStore(cache_dir if validation_cache is None else validation_cache, "validation", say,
+                                    config.n_features)
     shuffle_seed = data_seed(seed, out_dir)
     train = make_dataset(train_store, batch_size, shuffle=True, with_vad=config.vad_head, seed=shuffle_seed)
     if steps_per_epoch is None:
@@ -464,7 +473,8 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         "feature_version": FEATURE_VERSION, "n_features": config.n_features, "epochs_run": len(val_losses),
         "best_val_loss": float(min(val_losses)) if val_losses else None,
         "train_seconds": round(time.time() - started),
-        "cache": [str(c) for c in cache_dir] if isinstance(cache_dir, (list, tuple)) else str(cache_dir),
+        "cache": _folders(cache_dir),
+        "validation_cache": None if validation_cache is None else _folders(validation_cache),
         "init_from": None if init_from is None else str(init_from),
         "over_suppression_weight": over_suppression_weight, "learning_rate": learning_rate,
         "restart_learning_rate": bool(restart_learning_rate), "shuffle_seed": shuffle_seed,
