@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
 
 from training.cache import CacheSpec, build_cache  # noqa: E402
-from training.seen_fresh import main, parse_set, table  # noqa: E402
+from training.seen_fresh import labels, main, parse_set, table  # noqa: E402
 from training.train import ExampleStore, TrainingError, fit  # noqa: E402
 
 
@@ -64,3 +64,9 @@ def test_a_set_limits_its_shards_and_bad_sets_are_refused_with_an_example(mini_c
             parse_set(bad)
     assert main(["--size", "tiny", "--set", f"a={two}:train", "--set", f"a={two}:train", "x.keras"]) == 2
     assert "given twice" in capsys.readouterr().err
+
+
+def test_checkpoints_of_the_same_name_are_labelled_by_their_folders():
+    assert labels(["runs/a/epochs/e165.weights.h5", "runs/b/epochs/e165.weights.h5", "x/e1.keras"]) == [
+        "a/epochs/e165.weights.h5", "b/epochs/e165.weights.h5", "x/e1.keras"]
+    assert labels(["a/e1.keras", "b/e2.keras"]) == ["e1.keras", "e2.keras"]

@@ -59,6 +59,16 @@ def losses(model, config, store, batch_size=64):
     return {"gain": float(result["gain_loss"]), "loss": float(result["loss"])}
 
 
+def labels(checkpoints):
+    """Each checkpoint's name, with as many of its folders as it takes to tell it from the others."""
+    paths = [Path(checkpoint) for checkpoint in checkpoints]
+    for depth in range(1, max(len(path.parts) for path in paths) + 1):
+        names = ["/".join(path.parts[-depth:]) for path in paths]
+        if len(set(names)) == len(names):
+            return names
+    return [str(path) for path in paths]        # the same checkpoint given twice: its full path, twice
+
+
 def table(size, sets, checkpoints, say=print):
     """``{checkpoint: {set name: losses}}`` for every checkpoint on every set; prints a row per checkpoint."""
     model, config = compile_model(size, 1e-4)
@@ -72,10 +82,10 @@ def table(size, sets, checkpoints, say=print):
         + " |")
     say("|---|" + "---|" * len(stores))
     results = {}
-    for checkpoint in checkpoints:
+    for checkpoint, label in zip(checkpoints, labels(checkpoints)):
         model.set_weights(load_weights_of(size, checkpoint))
         results[str(checkpoint)] = {name: losses(model, config, store) for name, store in stores.items()}
-        say(f"| {Path(checkpoint).name} | " + " | ".join(
+        say(f"| {label} | " + " | ".join(
             f"{row['gain']:.3f} / {row['loss']:.3f}" for row in results[str(checkpoint)].values()) + " |")
     return results
 
