@@ -1,8 +1,8 @@
 """Does a run learn its examples or the task? A checkpoint's loss on seen, fresh and unseen examples.
 
 A run trains on a fixed pool of cached mixtures. Drawn 12,800 examples an epoch from a pool of about
-17,000, each example is seen again every epoch or so; after a hundred epochs the network may fit those
-examples and lose what it knew of the recipe they came from. The validation loss alone cannot tell that
+17,000, each example comes back three times in four epochs; after a hundred epochs the network may fit
+those examples and lose what it knew of the recipe they came from. The validation loss alone cannot tell that
 apart from the other reasons it moves (its examples come from held-out speakers and noise classes).
 This module sets three losses side by side per checkpoint:
 
@@ -22,7 +22,8 @@ is between the pool's sources and others (new recordings, not new draws of the s
 Each ``--set`` is ``NAME=DIR:SPLIT[:SHARDS]`` (the first SHARDS shards of that split; default all). A
 checkpoint is a ``.keras`` model or a run's ``.weights.h5`` state (:func:`training.average.load_weights_of`).
 The losses are the training losses without quiet leads (``gain`` is the paper's gain loss alone, ``loss``
-the weighted sum the run minimises), per example, over every frame after the output delay.
+the weighted sum the run minimises), averaged as ``fit`` averages its validation loss: a run's recorded
+``val_loss`` is what this reports for its validation cache.
 """
 
 import argparse
@@ -32,6 +33,7 @@ from pathlib import Path
 from edge.errors import PercepnetError
 
 from .average import load_weights_of
+from .cli import SIZE_CHOICES
 from .train import ExampleStore, TrainingError, compile_model, make_dataset
 
 
@@ -91,7 +93,6 @@ def table(size, sets, checkpoints, say=print):
 
 
 def main(argv=None):
-    from .cli import SIZE_CHOICES
     parser = argparse.ArgumentParser(prog="python -m training.seen_fresh", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", help=".keras models or a run's .weights.h5 states")
     parser.add_argument("--size", required=True, choices=SIZE_CHOICES, help="the checkpoints' model size")
