@@ -170,6 +170,31 @@ def test_xruns_are_logged_when_they_happen_a_burst_as_one_line_a_second(caplog):
     assert len(lines) <= seconds / loop.XRUN_LOG_EVERY_S + 2, (len(lines), seconds)
 
 
+class ReferenceLosingIO(FakeIO):
+    """FakeIO whose echo reference (or its forwarding to the loudspeaker) loses the periods in ``lost``."""
+
+    def __init__(self, signal, lost):
+        super().__init__(signal)
+        self.reference_xruns, self.reference_lost = 0, set(lost)
+
+    def read(self):
+        self.reference_xruns += self.position in self.reference_lost
+        return super().read()
+
+
+def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_microphones(caplog):
+    """A lost reference period moves the echo against its reference by a period: the log says when, as it
+    does for the microphone's xruns, and the counters keep the two apart."""
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    loop, io, _, _ = _loop(io=ReferenceLosingIO(speech_like(1.0, seed=2), lost={10, 11, 30}))
+    counters = loop.run(max_frames=50)
+    assert counters.echo_reference_xruns == 3 and counters.xruns == 0 and counters.frames == 50
+    lines = [r.getMessage() for r in caplog.records if "of the loudspeaker reference lost" in r.getMessage()]
+    assert [re.search(r"echo: (\d+) period.*\((\d+) since start\)", line).groups() for line in lines] == \
+        [("1", "1"), ("2", "3")]
+    assert xrun_lines(caplog) == []
+
+
 def test_a_vanished_device_is_reopened_with_backoff():
     io = FakeIO(speech_like(1.0, seed=3), lost_at={15}, fail_opens=0)
     loop, io, _, _ = _loop(io=io)

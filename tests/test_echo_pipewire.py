@@ -89,18 +89,19 @@ def envelope_db(x, hop=RATE // 20):
     return 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
 
 
-def test_the_far_ends_echo_is_gone_from_denoised_microphone_and_the_near_talker_kept(lab, tmp_path):
+def play_far_then_near(lab, folder):
+    """The far end plays through the shipped speaker sink, then the near talker speaks into the microphone;
+    returns the daemon's log and the recordings of Denoised microphone and Test microphone."""
     from scipy.io import wavfile
-    from scipy.signal import correlate
     from edge.io.synthetic import speech_like
+    folder.mkdir()
     pad = np.zeros(RATE // 2)
-    # 12 s: a glitch on a loaded machine (an xrun moves the path by 10 ms; the tracker follows and the linear
-    # filter restarts) can come as late as 8 s in and still leave the 2-3 s the filter needs before the last 3 s
+    # 12 s of far end: the filter needs 2-3 s after the tracker's first estimate before the last 3 s are measured
     far = np.concatenate([pad, speech_like(12.0, seed=31) * 2.0, pad]).astype(np.float32)
     near = np.concatenate([pad, speech_like(3.0, seed=32) * 2.0, pad]).astype(np.float32)
-    wavfile.write(tmp_path / "far.wav", RATE, far)
-    wavfile.write(tmp_path / "near.wav", RATE, near)
-    daemon, log = start_daemon(lab, config_for(tmp_path / "echo.yaml"), "echo")
+    wavfile.write(folder / "far.wav", RATE, far)
+    wavfile.write(folder / "near.wav", RATE, near)
+    daemon, log = start_daemon(lab, config_for(folder / "echo.yaml"), "echo")
     try:
         lab.wait_for(lambda: ("percepnet-edge.speaker", "percepnet-edge.echo.reference", "Stream/Input/Audio")
                      in lab.links() and ("percepnet-edge.echo.forward", "test.speaker", "Audio/Sink") in lab.links()
@@ -108,24 +109,28 @@ def test_the_far_ends_echo_is_gone_from_denoised_microphone_and_the_near_talker_
                      "the daemon's reference, forward and microphone streams linked")
         recordings = {}
         recorders = []
-        for name, target, extra in (("out", "percepnet-edge.denoised", []), ("mic", "test.mic", [])):
-            recordings[name] = tmp_path / f"{name}.wav"
+        for name, target in (("out", "percepnet-edge.denoised"), ("mic", "test.mic")):
+            recordings[name] = folder / f"{name}.wav"
             recorders.append(subprocess.Popen(realtime(["pw-record", "--target", target, "--rate", str(RATE),
-                                                        "--channels", "1", "--format", "f32", *extra,
+                                                        "--channels", "1", "--format", "f32",
                                                         str(recordings[name])]), env=lab.env))
         lab.wait_for(lambda: sum(src in ("percepnet-edge.denoised", "test.mic") and cls == "Stream/Input/Audio"
                                  for src, _, cls in lab.links()) >= 3, "both recorders linked")
         for name, target in (("far", "percepnet-edge.speaker"), ("near", "test.mic-input")):
-            played = lab.run(*realtime(["pw-play", "--target", target, str(tmp_path / f"{name}.wav")]))
+            played = lab.run(*realtime(["pw-play", "--target", target, str(folder / f"{name}.wav")]))
             assert played.returncode == 0, played.stderr
         for recorder in recorders:
             recorder.send_signal(signal.SIGINT)
             recorder.wait(timeout=30)
     finally:
         stop(daemon)
-    daemon_log = open(log).read()
-    out = wavfile.read(recordings["out"])[1].astype(np.float64)
-    mic = wavfile.read(recordings["mic"])[1].astype(np.float64)
+    return (open(log).read(), wavfile.read(recordings["out"])[1].astype(np.float64),
+            wavfile.read(recordings["mic"])[1].astype(np.float64))
+
+
+def echo_and_near_change_db(out, mic):
+    """(echo removed over the echo's last 3 s, the near talker's level change, the output's lag), in dB."""
+    from scipy.signal import correlate
     # the microphone's two phases: the echo of the far end, then (after a silent gap) the near talker
     level = envelope_db(mic)
     active = np.flatnonzero(level > level.max() - 35)
@@ -141,11 +146,27 @@ def test_the_far_ends_echo_is_gone_from_denoised_microphone_and_the_near_talker_
         - near_phase.start
     shifted = lambda part: out[part.start + lag:part.stop + lag]                # noqa: E731
     energy_db = lambda x: 10 * np.log10(np.sum(x ** 2) + 1e-12)               # noqa: E731
-    echo_removed = energy_db(mic[echo_phase]) - energy_db(shifted(echo_phase))
-    near_change = energy_db(shifted(near_phase)) - energy_db(mic[near_phase])
-    report = (f"echo removed {echo_removed:.1f} dB, near talker {near_change:+.1f} dB, lag {lag}; "
-              f"daemon: {daemon_log[-1500:]}")
-    print(report)
+    return (energy_db(mic[echo_phase]) - energy_db(shifted(echo_phase)),
+            energy_db(shifted(near_phase)) - energy_db(mic[near_phase]), lag)
+
+
+def test_the_far_ends_echo_is_gone_from_denoised_microphone_and_the_near_talker_kept(lab, tmp_path):
+    """The echo must be 20 dB down over its last 3 s. On a loaded machine the lab's own clients (the room's
+    filter chain, the null sinks, pw-play) can lose a period, which moves the echo path by 10 ms while the far
+    end plays: the daemon follows (it says so: a second "reference delayed by", or "echo path stepped") and its
+    filter re-converges, but too late for the last 3 s when the move comes late. Such a run is played again
+    (at most pw.ATTEMPTS in all); a run whose path held still is judged as it is."""
+    reports = []
+    for attempt in range(pw.ATTEMPTS):
+        daemon_log, out, mic = play_far_then_near(lab, tmp_path / f"attempt{attempt}")
+        echo_removed, near_change, lag = echo_and_near_change_db(out, mic)
+        reports.append(f"attempt {attempt + 1}: echo removed {echo_removed:.1f} dB, near talker {near_change:+.1f} "
+                       f"dB, lag {lag}; daemon: {daemon_log[-1500:]}")
+        print(reports[-1])
+        path_moved = daemon_log.count("reference delayed by") > 1 or "echo path stepped" in daemon_log
+        if echo_removed > 20 or not path_moved:
+            break
+    report = "\n".join(reports)
     assert "reference delayed by" in daemon_log, report
     assert echo_removed > 20, report
     assert abs(near_change) < 4, report

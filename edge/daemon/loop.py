@@ -37,6 +37,21 @@ from edge.daemon.reloader import Reloader
 from edge.daemon.sdnotify import Notifier
 
 
+#: What :meth:`Loop._note_xruns` watches: kind -> (counter, the device's attribute, the log line).
+_LOST_PERIODS = {
+    "stream": ("xruns", "xruns",
+               "xrun: {lost} period(s) lost or played late ({total} since start); the stream was re-prepared and "
+               "goes on. Many of them mean a busy CPU or a small buffer: set realtime.sched_fifo_priority, raise "
+               "audio.buffer_periods"),
+    # a lost reference period moves the echo against its reference: the canceller's tracker finds it again
+    "reference": ("echo_reference_xruns", "reference_xruns",
+                  "echo: {lost} period(s) of the loudspeaker reference lost or forwarded late ({total} since start): "
+                  "the echo moves against its reference, and the canceller finds it again (a 'reference delayed "
+                  "by' or 'echo path stepped' line follows when it moved). Many of them mean a busy CPU or a small "
+                  "buffer: set realtime.sched_fifo_priority, raise audio.buffer_periods"),
+}
+
+
 @dataclass
 class Counters:
     frames: int = 0
@@ -50,6 +65,7 @@ class Counters:
     nonfinite_frames: int = 0
     echo_cancelling_frames: int = 0  # frames the echo canceller's output went on (far end playing)
     echo_no_reference_frames: int = 0   # frames with echo enabled but no reference: noise suppression alone
+    echo_reference_xruns: int = 0    # periods lost or late on the loudspeaker reference or its forwarding
     vad_sum: float = 0.0             # voice-activity probabilities summed (models with the head)
     vad_frames: int = 0
 
@@ -122,7 +138,7 @@ class AudioLoop:
         self._connect_echo_events(self.pipeline)
         self._activations_before_reload = 0
         self._last_wait_log = None
-        self._xruns_logged, self._xruns_logged_at = 0, None
+        self._logged = {kind: (0, None) for kind in _LOST_PERIODS}     # kind -> (count logged, when)
 
     def _connect_echo_events(self, pipeline):
         if pipeline.canceller is not None:
@@ -291,18 +307,21 @@ class AudioLoop:
         return True
 
     def _note_xruns(self, flush=False):
-        """Count the device's xruns and log them as they happen: the first of a burst at once, the rest of the
-        burst at most once a second (``flush``: now), so that a log says when audio was lost, not only how often."""
-        total = self.counters.xruns = self.io.xruns
-        if total == self._xruns_logged:
-            return
-        now = self.clock()
-        if not flush and self._xruns_logged_at is not None and now - self._xruns_logged_at < self.XRUN_LOG_EVERY_S:
-            return
-        self.events.put(logging.WARNING, f"xrun: {total - self._xruns_logged} period(s) lost or played late "
-                        f"({total} since start); the stream was re-prepared and goes on. Many of them mean a busy "
-                        f"CPU or a small buffer: set realtime.sched_fifo_priority, raise audio.buffer_periods")
-        self._xruns_logged, self._xruns_logged_at = total, now
+        """Count the device's xruns (the microphone and output streams, and the echo reference's) and log them
+        as they happen: the first of a burst at once, the rest of the burst at most once a second (``flush``:
+        now), so that a log says when audio was lost, not only how often."""
+        now = None
+        for kind, (counter, attribute, message) in _LOST_PERIODS.items():
+            total = getattr(self.io, attribute, 0)
+            setattr(self.counters, counter, total)
+            logged, logged_at = self._logged[kind]
+            if total == logged:
+                continue
+            now = self.clock() if now is None else now
+            if not flush and logged_at is not None and now - logged_at < self.XRUN_LOG_EVERY_S:
+                continue
+            self.events.put(logging.WARNING, message.format(lost=total - logged, total=total))
+            self._logged[kind] = (total, now)
 
     def _cancel_echo(self, canceller, frame):
         problem = getattr(self.io, "reference_problem", None)
@@ -341,7 +360,9 @@ class AudioLoop:
         rss_mb = peak_rss_mb()
         return (f"{mode}; {c.frames} frames; frame p50 {t['p50']:.2f} ms p99 {t['p99']:.2f} ms "
                 f"p99.9 {t['p999']:.2f} ms max {t['max']:.2f} ms; deadline misses {c.deadline_misses}; "
-                f"policy activations {c.policy_activations}; xruns {c.xruns}; device reopens {c.device_reopens}; "
+                f"policy activations {c.policy_activations}; xruns {c.xruns}; "
+                + (f"echo reference xruns {c.echo_reference_xruns}; " if self.pipeline.canceller is not None else "")
+                + f"device reopens {c.device_reopens}; "
                 f"peak RSS {rss_mb:.0f} MB")
 
 

@@ -29,7 +29,8 @@ import numpy as np
 
 from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.echo.delay import DelayLine, DelayTracker
-from edge.echo.drift import DRIFT_FOLLOW_PPM, DRIFT_MAX_PPM, DRIFT_WARN_PPM, DriftEstimator, DriftingDelayLine
+from edge.echo.drift import (DRIFT_FOLLOW_PPM, DRIFT_MAX_PPM, DRIFT_STEP_MS, DRIFT_WARN_PPM, DriftEstimator,
+                             DriftingDelayLine)
 from edge.echo.speex_mdf import SpeexMdf
 from edge.errors import UsageError
 
@@ -134,6 +135,7 @@ class EchoCanceller:
         self.drift = DriftEstimator(n, SAMPLE_RATE_HZ)
         self._drift_due = False
         self._drift_said = False
+        self._drift_last = None              # (frame, tracked delay) at the last lag the drift estimate took
 
     @property
     def drift_ppm(self):
@@ -207,11 +209,12 @@ class EchoCanceller:
     def _follow_drift(self):
         """Measure the drift from the raw delay estimates and, when it is real, read the reference at the
         microphone's rate; what the estimate says is reported once."""
-        lag, confidence = self.tracker.last_estimate
-        if confidence < self.tracker.min_confidence:
+        if not self.tracker.last_accepted:     # a weak peak, or one on the range's edge: not a lag to fit
             return
+        lag, _ = self.tracker.last_estimate
+        self._restart_drift_on_a_step()
         drift_ppm = self.drift.push(self._frames - 1, lag)
-        if drift_ppm is None:
+        if drift_ppm is None or not self.drift.confident:
             return
         follow = (self.settings.drift_compensation and self.drift.confident
                   and DRIFT_FOLLOW_PPM <= abs(drift_ppm) <= DRIFT_MAX_PPM)
@@ -219,7 +222,7 @@ class EchoCanceller:
             self.delay_line = DriftingDelayLine(HOP_SAMPLES, self.delay_line.max_delay_samples,
                                                 self.delay_line.delay_samples, drift_ppm)
         elif (self.drift_followed and self.drift.confident and abs(drift_ppm) <= DRIFT_MAX_PPM
-              and abs(drift_ppm - self.delay_line.drift_ppm) >= 1.0):
+              and drift_ppm != self.delay_line.drift_ppm):
             self.delay_line.set_drift(drift_ppm)          # once followed, every confident estimate, small ones too
         if self._drift_said or abs(drift_ppm) < DRIFT_WARN_PPM:
             return
@@ -238,6 +241,21 @@ class EchoCanceller:
             (self.on_warning or self.on_event)(
                 f"{clocks}; echo.drift_compensation is off, so the linear filter restarts at every 10 ms of it: turn "
                 "it on, or put the microphone and the loudspeaker on one sound card")
+
+    def _restart_drift_on_a_step(self):
+        """A tracked delay that moved faster than any clock drift can has stepped: lags from before the step
+        would bend the drift line, so the measurement starts over (and says why)."""
+        frame, tracked = self._frames - 1, self.tracker.delay_samples
+        if self._drift_last is not None:
+            since_frame, before = self._drift_last
+            drift_bound = DRIFT_MAX_PPM * 1e-6 * (frame - since_frame) * HOP_SAMPLES
+            step = tracked - before
+            if abs(step) > drift_bound + _ms_to_samples(DRIFT_STEP_MS):
+                self.drift.restart()
+                self.on_event(f"echo: the echo path stepped by {1000.0 * step / SAMPLE_RATE_HZ:+.1f} ms (a period "
+                              "lost or repeated between the loudspeaker and the microphone, not a clock drift); the "
+                              "drift measurement starts over")
+        self._drift_last = (frame, tracked)
 
     def _set_mode(self, mode):
         if mode != self._announced:

@@ -35,6 +35,11 @@ DRIFT_WARN_PPM = 50.0
 DRIFT_MAX_PPM = 1000.0
 #: The estimate needs this long a span of confident lags.
 DRIFT_MIN_SPAN_S = 10.0
+#: A tracked delay that moves by more than DRIFT_MAX_PPM allows plus this much has stepped (a period lost or
+#: repeated between the loudspeaker and the microphone), and a line through lags on both sides of a step reads
+#: as drift (measured on the PipeWire lab: a 10 ms step read +167..+477 ppm). 2 ms is twice the jitter of the
+#: strongest tap on the lab's room (4928..5004 samples); a step of one period is 10 ms.
+DRIFT_STEP_MS = 2.0
 #: SpeexDSP quality 0..10: 4 keeps the passband to ~20 kHz at 48 kHz (the reference's echo above is weak).
 RESAMPLER_QUALITY = 4
 _DEN = 65_521                     # a prime below 2^16: the resampler's ratio (_DEN - steps) / _DEN, never reduced
@@ -79,6 +84,11 @@ class DriftEstimator:
         self._min_span_frames = DRIFT_MIN_SPAN_S * rate_hz / frame_samples
         self._frames, self._lags = [], []
         self.drift_ppm = None
+        self.confident = False
+
+    def restart(self):
+        """Forget the lags so far (the echo path stepped): the next estimate needs a fresh 10 s span."""
+        self._frames, self._lags = [], []
         self.confident = False
 
     def push(self, frame_index, lag_samples):
