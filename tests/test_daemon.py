@@ -9,7 +9,7 @@ import pytest
 from edge.daemon.config import parse
 from edge.daemon.loop import AudioLoop
 from edge.dsp import HOP_SAMPLES, N_BANDS
-from edge.devices.alsa import decode, encode
+from edge.devices.alsa import AlsaDuplex, decode, encode
 from edge.errors import DeviceError
 from edge.daemon.policy import DeadlineGains
 from edge.io.synthetic import speech_like
@@ -264,7 +264,6 @@ def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
 
 
 def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
-    from edge.devices.alsa import AlsaDuplex
 
     class PCM44k:
         def info(self):
@@ -282,6 +281,27 @@ def test_a_device_that_runs_at_another_rate_is_refused_with_advice():
     duplex.capture, duplex.playback = PCM44k(), PCM44k()
     with pytest.raises(DeviceError, match="runs at 44100 Hz, not 48000: set audio.capture_device to 'plughw:1,0'"):
         duplex._check_negotiated()
+
+
+def test_a_reference_counts_lost_periods_only_once_it_has_started_delivering():
+    """A reference stream's first periods come late while it starts (about ten on PipeWire): that is not a loss,
+    and every start-up would warn. After its first period, a short read is a lost period, counted."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    period = np.zeros(HOP_SAMPLES, np.int16).tobytes()
+
+    class Reference:
+        def __init__(self, reads):
+            self.reads = list(reads)
+
+        def read(self):
+            data = self.reads.pop(0)
+            return (len(data) // 2 if data else 0), data
+
+    duplex = AlsaDuplex(parse("audio: {sample_format: S16_LE}").audio)
+    duplex.reference = Reference([b"", b"", period, period, b"", period])
+    frames = [duplex.read_reference() for _ in range(6)]
+    assert [frame is None for frame in frames] == [True, True, False, False, True, False]
+    assert duplex.reference_xruns == 1
 
 
 class RecordingNotifier:

@@ -37,16 +37,16 @@ from edge.daemon.reloader import Reloader
 from edge.daemon.sdnotify import Notifier
 
 
-#: What :meth:`Loop._note_xruns` watches: kind -> (counter, the device's attribute, the log line).
+#: What :meth:`AudioLoop._note_xruns` watches: kind -> (counter, the device's attribute, the log line).
 _LOST_PERIODS = {
     "stream": ("xruns", "xruns",
                "xrun: {lost} period(s) lost or played late ({total} since start); the stream was re-prepared and "
                "goes on. Many of them mean a busy CPU or a small buffer: set realtime.sched_fifo_priority, raise "
                "audio.buffer_periods"),
-    # a lost reference period moves the echo against its reference: the canceller's tracker finds it again
+    # a lost reference period can move the echo against its reference: the canceller's tracker finds it again
     "reference": ("echo_reference_xruns", "reference_xruns",
                   "echo: {lost} period(s) of the loudspeaker reference lost or forwarded late ({total} since start): "
-                  "the echo moves against its reference, and the canceller finds it again (a 'reference delayed "
+                  "the echo can move against its reference, and the canceller finds it again (a 'reference delayed "
                   "by' or 'echo path stepped' line follows when it moved). Many of them mean a busy CPU or a small "
                   "buffer: set realtime.sched_fifo_priority, raise audio.buffer_periods"),
 }
@@ -312,7 +312,7 @@ class AudioLoop:
         now), so that a log says when audio was lost, not only how often."""
         now = None
         for kind, (counter, attribute, message) in _LOST_PERIODS.items():
-            total = getattr(self.io, attribute, 0)
+            total = getattr(self.io, attribute, 0) if kind == "reference" else getattr(self.io, attribute)
             setattr(self.counters, counter, total)
             logged, logged_at = self._logged[kind]
             if total == logged:

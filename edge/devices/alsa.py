@@ -123,7 +123,8 @@ class AlsaDuplex:
         self.reference_device = reference_device
         self.speaker_device = speaker_device   # the daemon plays the reference here (the real loudspeaker)
         self.xruns = 0
-        self.reference_xruns = 0
+        self.reference_xruns = 0               # periods the reference lost once it had started delivering
+        self._reference_started = False
         self._frame = np.zeros(HOP_SAMPLES)
         self._reference_buffer = np.zeros(HOP_SAMPLES)
         self._encode_buffer = np.zeros(HOP_SAMPLES)
@@ -154,6 +155,7 @@ class AlsaDuplex:
         """Open the reference capture PCM (mono, the audio section's sample format); a failure is recorded."""
         import alsaaudio
         config = self.config
+        self._reference_started = False
         self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         try:
             with _side_stream(self.reference_device, "reference", capture_sink=True):
@@ -199,10 +201,13 @@ class AlsaDuplex:
             self._drop_reference(f"echo reference {self.reference_device!r} failed: {exc}")
             return None
         if length < 0 or len(data) != HOP_SAMPLES * np.dtype(_DTYPES[self.config.sample_format][0]).itemsize:
-            self.reference_xruns += 1                      # this period has no reference; the next may
+            # this period has no reference; the next may. Before its first period a stream is starting (a
+            # PipeWire monitor took about ten periods to deliver, measured): not a loss to report
+            self.reference_xruns += self._reference_started
             if self.speaker is not None:
                 self._forward(self._silence)               # keep the loudspeaker's stream fed
             return None
+        self._reference_started = True
         if self.speaker is not None:
             self._forward(data)                            # exactly what the canceller gets as its reference
         return decode(data, self.config.sample_format, 1, "downmix", 0, self._reference_buffer)

@@ -29,8 +29,7 @@ import numpy as np
 
 from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.echo.delay import DelayLine, DelayTracker
-from edge.echo.drift import (DRIFT_FOLLOW_PPM, DRIFT_MAX_PPM, DRIFT_STEP_MS, DRIFT_WARN_PPM, DriftEstimator,
-                             DriftingDelayLine)
+from edge.echo.drift import DRIFT_FOLLOW_PPM, DRIFT_MAX_PPM, DRIFT_WARN_PPM, DriftEstimator, DriftingDelayLine
 from edge.echo.speex_mdf import SpeexMdf
 from edge.errors import UsageError
 
@@ -39,6 +38,9 @@ INT16_SCALE = 32768.0
 MAX_REFERENCE_GAIN = 64.0
 #: The reference is turned up until the microphone's level is at most this fraction of it (-6 dB).
 MIC_OVER_REFERENCE_MAX = 0.5
+#: Steps of the echo path are logged at most once in this many frames (10 s): a room whose strongest tap keeps
+#: jumping between two equal reflections makes a few a minute.
+STEP_REPORT_EVERY_FRAMES = 1000
 
 
 class Mode(str, enum.Enum):
@@ -135,11 +137,12 @@ class EchoCanceller:
         self.drift = DriftEstimator(n, SAMPLE_RATE_HZ)
         self._drift_due = False
         self._drift_said = False
-        self._drift_last = None              # (frame, tracked delay) at the last lag the drift estimate took
+        self._step_said_frame, self._steps_unsaid = None, 0
 
     @property
     def drift_ppm(self):
-        """The measured clock drift (ppm; positive: the echo comes later and later); None until 10 s of far end."""
+        """The measured clock drift (ppm; positive: the echo comes later and later); None until 10 s of far end,
+        and again for 10 s after a step of the echo path."""
         return self.drift.drift_ppm
 
     @property
@@ -212,17 +215,16 @@ class EchoCanceller:
         if not self.tracker.last_accepted:     # a weak peak, or one on the range's edge: not a lag to fit
             return
         lag, _ = self.tracker.last_estimate
-        self._restart_drift_on_a_step()
         drift_ppm = self.drift.push(self._frames - 1, lag)
+        if self.drift.step_samples is not None:
+            self._report_step(self.drift.step_samples)
         if drift_ppm is None or not self.drift.confident:
             return
-        follow = (self.settings.drift_compensation and self.drift.confident
-                  and DRIFT_FOLLOW_PPM <= abs(drift_ppm) <= DRIFT_MAX_PPM)
+        follow = self.settings.drift_compensation and DRIFT_FOLLOW_PPM <= abs(drift_ppm) <= DRIFT_MAX_PPM
         if follow and not self.drift_followed:
             self.delay_line = DriftingDelayLine(HOP_SAMPLES, self.delay_line.max_delay_samples,
                                                 self.delay_line.delay_samples, drift_ppm)
-        elif (self.drift_followed and self.drift.confident and abs(drift_ppm) <= DRIFT_MAX_PPM
-              and drift_ppm != self.delay_line.drift_ppm):
+        elif self.drift_followed and abs(drift_ppm) <= DRIFT_MAX_PPM and drift_ppm != self.delay_line.drift_ppm:
             self.delay_line.set_drift(drift_ppm)          # once followed, every confident estimate, small ones too
         if self._drift_said or abs(drift_ppm) < DRIFT_WARN_PPM:
             return
@@ -242,20 +244,16 @@ class EchoCanceller:
                 f"{clocks}; echo.drift_compensation is off, so the linear filter restarts at every 10 ms of it: turn "
                 "it on, or put the microphone and the loudspeaker on one sound card")
 
-    def _restart_drift_on_a_step(self):
-        """A tracked delay that moved faster than any clock drift can has stepped: lags from before the step
-        would bend the drift line, so the measurement starts over (and says why)."""
-        frame, tracked = self._frames - 1, self.tracker.delay_samples
-        if self._drift_last is not None:
-            since_frame, before = self._drift_last
-            drift_bound = DRIFT_MAX_PPM * 1e-6 * (frame - since_frame) * HOP_SAMPLES
-            step = tracked - before
-            if abs(step) > drift_bound + _ms_to_samples(DRIFT_STEP_MS):
-                self.drift.restart()
-                self.on_event(f"echo: the echo path stepped by {1000.0 * step / SAMPLE_RATE_HZ:+.1f} ms (a period "
-                              "lost or repeated between the loudspeaker and the microphone, not a clock drift); the "
-                              "drift measurement starts over")
-        self._drift_last = (frame, tracked)
+    def _report_step(self, step_samples):
+        """Say that the echo path stepped: at most a line every STEP_REPORT_EVERY_FRAMES, with the count between."""
+        self._steps_unsaid += 1
+        if self._step_said_frame is not None and self._frames - self._step_said_frame < STEP_REPORT_EVERY_FRAMES:
+            return
+        more = f"; {self._steps_unsaid - 1} more since the last such line" if self._steps_unsaid > 1 else ""
+        self.on_event(f"echo: the echo path stepped by {1000.0 * step_samples / SAMPLE_RATE_HZ:+.1f} ms (faster "
+                      "than a clock drift moves it: a period lost or repeated between the loudspeaker and the "
+                      f"microphone, or its strongest reflection changed); the drift is measured on each side{more}")
+        self._step_said_frame, self._steps_unsaid = self._frames, 0
 
     def _set_mode(self, mode):
         if mode != self._announced:

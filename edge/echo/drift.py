@@ -35,11 +35,15 @@ DRIFT_WARN_PPM = 50.0
 DRIFT_MAX_PPM = 1000.0
 #: The estimate needs this long a span of confident lags.
 DRIFT_MIN_SPAN_S = 10.0
-#: A tracked delay that moves by more than DRIFT_MAX_PPM allows plus this much has stepped (a period lost or
-#: repeated between the loudspeaker and the microphone), and a line through lags on both sides of a step reads
-#: as drift (measured on the PipeWire lab: a 10 ms step read +167..+477 ppm). 2 ms is twice the jitter of the
-#: strongest tap on the lab's room (4928..5004 samples); a step of one period is 10 ms.
-DRIFT_STEP_MS = 2.0
+#: Consecutive lags further apart than a drift up to DRIFT_MAX_PPM moves the echo between them plus this much
+#: belong to different segments of the lag line (a period lost or repeated between the loudspeaker and the
+#: microphone steps the echo by 10 ms; the strongest tap can jump between two reflections), and the drift is fitted
+#: within segments only: a line through lags on both sides of a 10 ms step read 282 ppm on a synthetic clip
+#: (+167..+477 on the PipeWire lab). 2 ms: above the strongest tap's jitter on the lab's room (4928..5004
+#: samples, 1.6 ms), below a period's 10 ms.
+SEGMENT_TOLERANCE_MS = 2.0
+#: A new segment is reported as a step of the echo path once it holds this many lags after one that did.
+STEP_RUN_LAGS = 3
 #: SpeexDSP quality 0..10: 4 keeps the passband to ~20 kHz at 48 kHz (the reference's echo above is weak).
 RESAMPLER_QUALITY = 4
 _DEN = 65_521                     # a prime below 2^16: the resampler's ratio (_DEN - steps) / _DEN, never reduced
@@ -49,13 +53,19 @@ _DEN = 65_521                     # a prime below 2^16: the resampler's ratio (_
 _Z95 = 1.959963984540054
 
 
-def theil_sen(x, y):
+def theil_sen(x, y, groups=None):
     """``(slope, low, high)``: the Theil-Sen slope of ``y`` against ``x`` and its 95 % interval (Sen 1968,
     eq. 2.6, with ties), as SciPy's ``stats.theilslopes`` computes them, in numpy alone: the daemon never
-    imports SciPy (78 MB resident, and an import of about a second inside the audio thread)."""
+    imports SciPy (78 MB resident, and an import of about a second inside the audio thread).
+
+    ``groups``: pairs are taken within a group only, one common slope with an intercept per group (the seasonal
+    Kendall slope of Hirsch, Slack and Smith 1982: the interval's variance is the groups' summed). All NaN when
+    no group holds two points apart in ``x``."""
     x, y = np.asarray(x, float), np.asarray(y, float)
+    groups = np.zeros(x.size, int) if groups is None else np.asarray(groups)
     dx, dy = x[:, None] - x[None, :], y[:, None] - y[None, :]
-    slopes = np.sort(dy[dx > 0] / dx[dx > 0])
+    pairs = (dx > 0) & (groups[:, None] == groups[None, :])
+    slopes = np.sort(dy[pairs] / dx[pairs])
     if slopes.size == 0:
         return float("nan"), float("nan"), float("nan")
 
@@ -63,8 +73,12 @@ def theil_sen(x, y):
         counts = np.unique(values, return_counts=True)[1]
         counts = counts[counts > 1].astype(float)
         return float(np.sum(counts * (counts - 1) * (2 * counts + 5)))
-    n = y.size
-    sigma = np.sqrt((n * (n - 1) * (2 * n + 5) - ties(x) - ties(y)) / 18.0)
+    variance = 0.0
+    for group in np.unique(groups):
+        member = groups == group
+        n = int(np.sum(member))
+        variance += (n * (n - 1) * (2 * n + 5) - ties(x[member]) - ties(y[member])) / 18.0
+    sigma = np.sqrt(variance)
     upper = min(int(np.round((slopes.size + _Z95 * sigma) / 2.0)), slopes.size - 1)
     lower = max(int(np.round((slopes.size - _Z95 * sigma) / 2.0)) - 1, 0)
     return float(np.median(slopes)), float(slopes[lower]), float(slopes[upper])
@@ -75,29 +89,51 @@ class DriftEstimator:
 
     A Theil-Sen line (the median of pairwise slopes, :func:`theil_sen`) through the last minute of
     raw GCC-PHAT lags: the strongest tap of a room can jump between two reflections, and a least-squares
-    line through such outliers read -69..+8 ppm on a clip with no drift at all (measured). :attr:`confident`
+    line through such outliers read -69..+8 ppm on a clip with no drift at all (measured). The lags are cut
+    into segments where they move faster than a drift can (a step of the echo path, or a jump to another
+    reflection), and the slope is fitted within segments only, so a step bends nothing. :attr:`confident`
     says whether the slope's 95 % interval excludes 0.
     """
 
     def __init__(self, frame_samples, rate_hz, memory=120):
         self.frame_samples, self.memory = frame_samples, memory
         self._min_span_frames = DRIFT_MIN_SPAN_S * rate_hz / frame_samples
-        self._frames, self._lags = [], []
+        self._tolerance_samples = SEGMENT_TOLERANCE_MS * rate_hz / 1000.0
+        self._frames, self._lags, self._segments = [], [], []
         self.drift_ppm = None
         self.confident = False
+        self.step_samples = None             # the step of the echo path the last push completed (None: none)
 
-    def restart(self):
-        """Forget the lags so far (the echo path stepped): the next estimate needs a fresh 10 s span."""
-        self._frames, self._lags = [], []
-        self.confident = False
+    def _segment_of(self, frame_index, lag_samples):
+        """The new lag's segment: the last one's, unless it moved further than a drift can (see SEGMENT_...)."""
+        if not self._lags:
+            return 0
+        frames_apart = frame_index - self._frames[-1]
+        drift_bound_samples = DRIFT_MAX_PPM * 1e-6 * frames_apart * self.frame_samples
+        moved = abs(lag_samples - self._lags[-1]) > drift_bound_samples + self._tolerance_samples
+        return self._segments[-1] + int(moved)
+
+    def _completed_step(self):
+        """The step from the previous segment to this one, once both hold STEP_RUN_LAGS lags (else None)."""
+        run, segments = STEP_RUN_LAGS, self._segments
+        if len(segments) < 2 * run or len(set(segments[-run:])) != 1 or segments[-run - 1] == segments[-1]:
+            return None
+        if len(set(segments[-2 * run:-run])) != 1:
+            return None
+        return float(np.median(self._lags[-run:]) - np.median(self._lags[-2 * run:-run]))
 
     def push(self, frame_index, lag_samples):
         """One confident raw lag at ``frame_index``; returns the new estimate (None until 10 s are spanned)."""
+        segment = self._segment_of(frame_index, lag_samples)
         self._frames = (self._frames + [frame_index])[-self.memory:]
         self._lags = (self._lags + [lag_samples])[-self.memory:]
+        self._segments = (self._segments + [segment])[-self.memory:]
+        self.step_samples = self._completed_step()
         if len(self._frames) < 10 or self._frames[-1] - self._frames[0] < self._min_span_frames:
             return self.drift_ppm
-        slope, low, high = theil_sen(self._frames, self._lags)
+        slope, low, high = theil_sen(self._frames, self._lags, self._segments)
+        if np.isnan(slope):                  # no segment holds two lags: nothing to fit yet
+            return self.drift_ppm
         per_sample = 1e6 / self.frame_samples                    # samples per frame -> ppm
         self.drift_ppm = float(slope * per_sample)
         self.confident = bool(low * high > 0)
