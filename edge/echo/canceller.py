@@ -141,8 +141,7 @@ class EchoCanceller:
 
     @property
     def drift_ppm(self):
-        """The measured clock drift (ppm; positive: the echo comes later and later); None until 10 s of far end,
-        and again for 10 s after a step of the echo path."""
+        """The measured clock drift (ppm; positive: the echo comes later and later); None until 10 s of far end."""
         return self.drift.drift_ppm
 
     @property

@@ -64,7 +64,8 @@ def gcc_phat(reference, mic, max_lag, fft_samples=None, taper_samples=0):
     at each end of both signals (:func:`taper`; 0: none).
     """
     n = fft_samples or 1 << int(np.ceil(np.log2(reference.size + mic.size)))
-    reference, mic = reference * taper(reference.size, taper_samples), mic * taper(mic.size, taper_samples)
+    if taper_samples:
+        reference, mic = reference * taper(reference.size, taper_samples), mic * taper(mic.size, taper_samples)
     return _phat_peak(np.fft.rfft(mic, n), np.fft.rfft(reference, n), n, max_lag)
 
 
