@@ -182,6 +182,41 @@ class ReferenceLosingIO(FakeIO):
         return super().read()
 
 
+class EchoReferenceIO(ReferenceLosingIO):
+    """ReferenceLosingIO with the reference itself: what the loudspeaker played, None for a lost period."""
+
+    def __init__(self, far, lost):
+        super().__init__(0.5 * far, lost)
+        self.far = far.reshape(-1, HOP_SAMPLES)
+        self.reference_frame = None
+
+    def read(self):
+        index = self.position
+        self.reference_frame = None if index in self.reference_lost else self.far[index % len(self.far)]
+        return super().read()
+
+
+def test_a_lost_reference_period_is_one_warning_not_a_fallback_and_back(caplog):
+    """The canceller bridges a lost reference period: the log has the xrun line and no mode changes, and no
+    frame is counted as running without a reference."""
+    from edge.echo import speex_mdf
+    if not speex_mdf.available():
+        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1)")
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    clock = FakeClock()
+    network = FakeNetwork(clock)
+    io = EchoReferenceIO(speech_like(2.0, seed=3), lost={100, 140, 141})
+    config = parse("echo: {enabled: true, reference_device: pe_reference}")
+    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    counters = loop.run(max_frames=200)
+    messages = [r.getMessage() for r in caplog.records]
+    assert counters.echo_reference_xruns == 3 and counters.echo_no_reference_frames == 0
+    assert not [m for m in messages if "no loudspeaker reference" in m]
+    assert [m for m in messages if m.startswith("echo: far end playing")] == \
+        ["echo: far end playing: cancelling its echo"]
+    assert len([m for m in messages if "of the loudspeaker reference lost" in m]) == 2
+
+
 def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_microphones(caplog):
     """A lost reference period moves the echo against its reference by a period: the log says when, as it
     does for the microphone's xruns, and the counters keep the two apart."""

@@ -210,6 +210,49 @@ def test_a_missing_reference_falls_back_to_the_microphone_and_says_so():
     assert "NOT removed" in events[0]
 
 
+def _cancel_with_gaps(mic, far, missing_frames, events):
+    """``cancel``, with the reference None (not delivered) at the given frame indices."""
+    canceller = EchoCanceller(EchoSettings(), on_event=events.append)
+    out, modes = np.zeros_like(mic), []
+    for index, start in enumerate(range(0, mic.size - N + 1, N)):
+        frame = slice(start, start + N)
+        canceller.process(mic[frame], None if index in missing_frames else far[frame], out[frame])
+        modes.append(canceller.mode)
+    return out, modes
+
+
+def test_a_lost_reference_period_is_bridged_without_a_mode_change():
+    """A lost period (an xrun of the reference stream) is not a missing reference: the stage keeps cancelling
+    through it, says nothing (the daemon logs the xrun itself), and keeps the echo down around it."""
+    far = far_noise(5)
+    mic = echo_of(far, room(100, 1))
+    lost = {300, 340, 341, 342}                                 # one period at 3.0 s, a burst of three at 3.4 s
+    events, clean_events = [], []
+    out, modes = _cancel_with_gaps(mic, far, lost, events)
+    reference, _ = _cancel_with_gaps(mic, far, set(), clean_events)
+    assert events == clean_events == ["echo: far end playing: cancelling its echo"]
+    assert set(modes[250:]) == {Mode.CANCELLING}
+    # the echo of what was played before the gap is still removed: ERLE over the lost frames and the 100 ms after
+    for first in (300, 340):
+        part = slice(first * N, (first + 13) * N)
+        assert 10 * np.log10(np.sum(mic[part] ** 2) / np.sum(out[part] ** 2)) > 10
+    assert erle_db(mic, out, 5.0) > 25 and erle_db(mic, reference, 5.0) > 25
+
+
+def test_a_reference_gone_for_longer_than_a_burst_falls_back_and_says_so():
+    from edge.echo.canceller import REFERENCE_GAP_FRAMES
+    far = far_noise(4)
+    mic = echo_of(far, room(100, 1))
+    events = []
+    out, modes = _cancel_with_gaps(mic, far, set(range(300, 400)), events)
+    assert modes[300:300 + REFERENCE_GAP_FRAMES] == [Mode.CANCELLING] * REFERENCE_GAP_FRAMES
+    assert modes[300 + REFERENCE_GAP_FRAMES:400] == [Mode.NO_REFERENCE] * (100 - REFERENCE_GAP_FRAMES)
+    assert events == ["echo: far end playing: cancelling its echo",
+                      "echo: no loudspeaker reference: noise suppression alone, the echo is NOT removed"]
+    gone = slice((301 + REFERENCE_GAP_FRAMES) * N, 400 * N)        # after the one-frame cross-fade: the microphone
+    np.testing.assert_array_equal(out[gone], mic[gone])
+
+
 def test_after_the_far_end_stops_the_output_returns_to_the_microphone_without_a_step():
     far = far_noise(6)
     far[3 * FS:] = 0.0

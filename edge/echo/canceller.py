@@ -14,8 +14,9 @@ without the echo. It
    (:mod:`edge.echo.drift`), so the echo path holds still for MDF;
 2. runs SpeexDSP's MDF on the microphone and the delayed reference, then its
    preprocessor's residual echo suppression (noise is left to the network);
-3. passes the microphone through unchanged while there is no reference (``None``)
-   or the reference has been silent for longer than the delay range plus the
+3. passes the microphone through unchanged while there is no reference (``None``
+   for more than :data:`REFERENCE_GAP_FRAMES` in a row; a shorter gap after the
+   reference has delivered is bridged as silence) or the reference has been silent for longer than the delay range plus the
    tail (no echo can be left). MDF's input DC notch alters the near end below
    ~300 Hz even with a silent far end, so this bypass is what keeps near-end-only
    speech bit-exact. Mode changes cross-fade over one frame and are reported
@@ -41,6 +42,11 @@ MIC_OVER_REFERENCE_MAX = 0.5
 #: Steps of the echo path are logged at most once in this many frames (10 s): a room whose strongest tap keeps
 #: jumping between two equal reflections makes a few a minute.
 STEP_REPORT_EVERY_FRAMES = 1000
+#: A reference that stops delivering for at most this many frames (100 ms) after it has delivered is a lost
+#: period or a short burst of them, which the daemon logs as reference xruns: the stage goes on with those frames
+#: silent (the room still rings with what was played before them, and the filter still removes that), instead of
+#: falling back to the microphone for a frame or two and logging two mode changes for each lost period.
+REFERENCE_GAP_FRAMES = 10
 
 
 class Mode(str, enum.Enum):
@@ -114,6 +120,7 @@ class EchoCanceller:
         self._silent_frames_to_bypass = -(-(_ms_to_samples(settings.delay_search_ms) + tail) // n) + 1
         self._silent_power = 10 ** (settings.silent_dbfs / 10)
         self._silent_frames = self._silent_frames_to_bypass     # start in bypass until the far end plays
+        self._missing_frames = REFERENCE_GAP_FRAMES            # None this many frames in a row: no reference
         self.mode = Mode.FAR_END_SILENT
         self._announced = None
         self._mic16 = np.zeros(n, np.int16)
@@ -265,9 +272,13 @@ class EchoCanceller:
         self.mode = mode
 
     def process(self, mic, far, out):
-        """``out`` = ``mic`` without the echo of ``far`` (None: no reference). Float frames of 480 samples."""
+        """``out`` = ``mic`` without the echo of ``far`` (None: no reference; a gap of up to
+        :data:`REFERENCE_GAP_FRAMES` after the reference delivered counts as silence). Float frames of 480 samples."""
         previous = self.mode
         self._frames += 1
+        self._missing_frames = self._missing_frames + 1 if far is None else 0
+        if far is None and self._missing_frames <= REFERENCE_GAP_FRAMES:
+            far = self._zeros                  # a lost period, or a short burst: bridged as a silent far end
         if far is None:
             self._set_mode(Mode.NO_REFERENCE)
             far = self._zeros
