@@ -208,13 +208,17 @@ def test_a_lost_reference_period_is_one_warning_not_a_fallback_and_back(caplog):
     io = EchoReferenceIO(speech_like(2.0, seed=3), lost={100, 140, 141})
     config = parse("echo: {enabled: true, reference_device: pe_reference}")
     loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
-    counters = loop.run(max_frames=200)
+    counters = loop.run(max_frames=400)
     messages = [r.getMessage() for r in caplog.records]
     assert counters.echo_reference_xruns == 3 and counters.echo_no_reference_frames == 0
     assert not [m for m in messages if "no loudspeaker reference" in m]
     assert [m for m in messages if m.startswith("echo: far end playing")] == \
         ["echo: far end playing: cancelling its echo"]
     assert len([m for m in messages if "of the loudspeaker reference lost" in m]) == 2
+    from edge.daemon.telemetry import Telemetry, TelemetryConfig
+    record = Telemetry(TelemetryConfig(), loop, say=lambda *_: None).record()
+    assert record["echo_reference_xruns_total"] == 3 and record["echo_no_reference_frames_total"] == 0
+    assert record["echo_delay_found"] == 1 and record["echo_delay_ms"] == pytest.approx(0.0, abs=10.0)
 
 
 def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_microphones(caplog):

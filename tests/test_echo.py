@@ -253,6 +253,38 @@ def test_a_reference_gone_for_longer_than_a_burst_falls_back_and_says_so():
     np.testing.assert_array_equal(out[gone], mic[gone])
 
 
+@pytest.mark.parametrize("case", ["another sink's monitor", "a Bluetooth-long delay"])
+def test_a_reference_whose_echo_is_never_found_is_warned_about_once(case):
+    """A wrong reference device (or a path longer than the search range) leaves the filter blind: after about
+    20 s of far end without a confident delay estimate the stage says so, once, and telemetry can tell."""
+    far = far_noise(30)
+    if case == "another sink's monitor":
+        mic, reference = echo_of(far, room(100, 1, delay_ms=60)), far_noise(30, seed=5)
+    else:                                                       # 400 ms, searched up to 250 ms
+        mic, reference = echo_of(far, room(100, 1, delay_ms=400)), far
+    warnings = []
+    canceller = EchoCanceller(EchoSettings(), on_warning=warnings.append)
+    out = np.zeros(N)
+    for start in range(0, mic.size - N + 1, N):
+        canceller.process(mic[start:start + N], reference[start:start + N], out)
+        if start == 15 * FS:
+            assert warnings == []                               # 15 s: not yet
+    assert len(warnings) == 1 and "its echo was not found in the microphone" in warnings[0]
+    assert "echo.reference_device" in warnings[0] and "echo.delay_search_ms = 250 ms" in warnings[0]
+    assert not canceller.delay_found
+
+
+def test_an_echo_found_at_once_is_not_warned_about():
+    far = far_noise(30)
+    mic = echo_of(far, room(100, 1, delay_ms=60))
+    warnings = []
+    canceller = EchoCanceller(EchoSettings(), on_warning=warnings.append)
+    out = np.zeros(N)
+    for start in range(0, mic.size - N + 1, N):
+        canceller.process(mic[start:start + N], far[start:start + N], out)
+    assert warnings == [] and canceller.delay_found
+
+
 def test_after_the_far_end_stops_the_output_returns_to_the_microphone_without_a_step():
     far = far_noise(6)
     far[3 * FS:] = 0.0

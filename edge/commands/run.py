@@ -387,7 +387,8 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
     if far_end:
         c = loop.counters
         say(f"echo: cancelling in {c.echo_cancelling_frames} of {c.frames} frames; reference xruns "
-            f"{loop.io.reference_xruns}; {loop.pipeline.canceller.delay_ms:.0f} ms of delay compensated")
+            f"{loop.io.reference_xruns}; " + (f"{loop.pipeline.canceller.delay_ms:.0f} ms of delay compensated"
+                                               if loop.pipeline.canceller.delay_found else "the echo NOT found"))
     say(loop.summary())
     return 0
 

@@ -321,6 +321,7 @@ class Telemetry:
         canceller = getattr(getattr(loop, "pipeline", None), "canceller", None)
         if canceller is not None:               # the echo stage's state: where the echo is, how the clocks agree
             record.update({"echo_delay_ms": canceller.delay_ms,
+                           "echo_delay_found": int(canceller.delay_found),
                            "echo_reference_xruns_total": counters.echo_reference_xruns,
                            "echo_reference_gain_db": 20.0 * math.log10(canceller.reference_gain),
                            "echo_drift_ppm": canceller.drift_ppm,

@@ -83,6 +83,7 @@ class DelayTracker:
         self.rate_hz, self.frame_samples = rate_hz, frame_samples
         self.max_lag = int(round(max_delay_ms * rate_hz / 1000 / DECIMATION))
         self.min_confidence, self.active_share, self.history = min_confidence, active_share, history
+        self.hop_s = hop_s
         self.active_power = 10 ** (active_dbfs / 10)
         self._step = frame_samples // DECIMATION
         self._frames_per_window = int(round(window_s * rate_hz / frame_samples))
@@ -107,6 +108,7 @@ class DelayTracker:
         self.delay_samples = None
         self.last_estimate = None            # (delay_samples, confidence) of the last run, accepted or not
         self.last_accepted = False           # whether that run's estimate counted toward delay_samples
+        self.best_confidence = 0.0           # the highest confidence of any run so far (a diagnostic)
         gcc_phat(np.zeros(self._window), np.zeros(self._region), self.max_lag, self._fft)   # numpy's FFT set-up
 
     def push(self, mic, far):
@@ -145,6 +147,7 @@ class DelayTracker:
 
     def _decide(self, lag, confidence):
         self.last_estimate = (lag * DECIMATION, confidence)
+        self.best_confidence = max(self.best_confidence, confidence)
         # a peak on the range's edge may be the slope of one beyond it (seen on PipeWire at start-up): not taken
         self.last_accepted = confidence >= self.min_confidence and lag < self.max_lag
         if self.last_accepted:
