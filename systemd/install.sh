@@ -245,7 +245,26 @@ if [ "$pip" = 1 ]; then
   done
 fi
 
-# 2b. `check` on the config with the new models, before anything goes live (alsa set-up; under PipeWire the
+# 2b. SpeexDSP (libspeexdsp1), the echo canceller: a system library loaded by ctypes, not a pip package. Added
+# when missing: from the bundle's .deb offline (it depends on libc6 alone), with apt otherwise. Noise suppression
+# runs without it, so a failure is a warning: configs with echo.enabled fail `check` until it is installed.
+ensure_speexdsp() {
+  if ldconfig -p 2>/dev/null | grep -q 'libspeexdsp\.so\.1 '; then return 0; fi
+  local deb=""
+  if [ -n "$offline" ]; then
+    deb="$(ls "$source_dir"/debs/libspeexdsp1_*.deb 2>/dev/null | head -1)"
+    if [ -n "$deb" ] && dpkg -i "$deb"; then echo "installed libspeexdsp1 from the bundle (echo cancellation)"; return 0; fi
+  elif command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libspeexdsp1; then
+    echo "installed libspeexdsp1 (echo cancellation)"; return 0
+  fi
+  local from="${deb:+ from $deb}"
+  echo "install.sh: warning: libspeexdsp1 (SpeexDSP, the echo canceller) is not installed and could not be$from:" \
+       "noise suppression works, but a config with echo.enabled: true fails 'check' until" \
+       "'sudo apt-get install libspeexdsp1'" >&2
+}
+if [ -z "$root" ] && [ "$pip" = 1 ]; then ensure_speexdsp; fi
+
+# 2c. `check` on the config with the new models, before anything goes live (alsa set-up; under PipeWire the
 # desktop user runs it, as printed at the end).
 live_config="$etc/config.yaml"
 [ -f "$live_config" ] || live_config="$source_dir/configs/alsa.yaml"

@@ -7,6 +7,10 @@ Subcommands (each prints one JSON object on stdout):
   daemon-setup DIR CAPTURE_RAW PLAYBACK_RAW MODEL   asoundrc (ALSA file plugin) + config.yaml
   compare-wav REF OTHER                max |diff| in 16-bit LSB and SNR of OTHER against REF
   compare-raw REF OTHER --skip N --count N   the same for float32 playback.raw files
+  far-sample MIC FAR --seconds S       a loudspeaker's echo for `denoise --far-end`: FAR (what it played,
+                                       pink noise at a syllabic rhythm) and MIC (its echo through a synthetic room 40 ms later,
+                                       a near talker in the last 3/8, noise at -60 dBFS), 16-bit WAVs
+  erle MIC OUT --start-s A --end-s B   echo removed (dB) over A..B s, where only the far end plays
 """
 
 import argparse
@@ -85,6 +89,38 @@ def compare_raw(args):
     print(json.dumps(_stats(a[args.skip:want], b[args.skip:want])))
 
 
+def far_sample(args):
+    from scipy.io import wavfile
+    from scipy.signal import fftconvolve
+    from edge.dsp import SAMPLE_RATE_HZ
+    from edge.io.synthetic import noise, speech_like
+    rng = np.random.default_rng(4)
+    n = int(args.seconds * SAMPLE_RATE_HZ)
+    # the far end: pink noise at a 4 Hz syllabic rhythm (MDF converges on it within the sample; on speech-like
+    # sound it takes longer, docs/echo.md), -20 dBFS rms
+    far = noise("pink", args.seconds, seed=5)[:n] * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * np.arange(n) / SAMPLE_RATE_HZ))
+    far *= 0.1 / np.sqrt(np.mean(far ** 2))
+    room = rng.standard_normal(4800) * 10 ** (-3 * np.arange(4800) / 4800)     # 100 ms, -60 dB at its end
+    room[0] = 3.0
+    room *= 0.5 / np.sqrt(np.sum(room ** 2))
+    delay = int(0.040 * SAMPLE_RATE_HZ)
+    mic = np.concatenate([np.zeros(delay), fftconvolve(far, room)[:n - delay]])
+    near = 0.1 * speech_like(args.seconds, seed=6)[:n]
+    near[:n * 5 // 8] = 0.0                              # far end alone for the first 5 of 8 s: where ERLE is read
+    mic = mic + near + 10 ** (-60 / 20) * rng.standard_normal(n)
+    for path, x in ((args.mic, mic), (args.far, far)):
+        wavfile.write(path, SAMPLE_RATE_HZ, np.round(np.clip(x, -1.0, 32767.0 / 32768.0) * 32768.0).astype(np.int16))
+    print(json.dumps({"samples": n, "far_end_alone_s": [0.0, n * 5 / 8 / SAMPLE_RATE_HZ]}))
+
+
+def erle(args):
+    from scipy.io import wavfile
+    (rate, mic), (_, out) = wavfile.read(args.mic), wavfile.read(args.out)
+    part = slice(int(args.start_s * rate), int(args.end_s * rate))
+    mic, out = mic[part].astype(np.float64), out[part].astype(np.float64)
+    print(json.dumps({"erle_db": float(10 * np.log10(np.sum(mic ** 2) / max(np.sum(out ** 2), 1e-30)))}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,9 +139,18 @@ def main():
     p.add_argument("other")
     p.add_argument("--skip", type=int, default=0)
     p.add_argument("--count", type=int, required=True)
+    p = sub.add_parser("far-sample")
+    p.add_argument("mic")
+    p.add_argument("far")
+    p.add_argument("--seconds", type=float, default=8.0)
+    p = sub.add_parser("erle")
+    p.add_argument("mic")
+    p.add_argument("out")
+    p.add_argument("--start-s", type=float, required=True)
+    p.add_argument("--end-s", type=float, required=True)
     args = parser.parse_args()
     {"sample": sample, "daemon-setup": daemon_setup, "compare-wav": compare_wav,
-     "compare-raw": compare_raw}[args.command](args)
+     "compare-raw": compare_raw, "far-sample": far_sample, "erle": erle}[args.command](args)
 
 
 if __name__ == "__main__":
