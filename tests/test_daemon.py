@@ -221,6 +221,83 @@ def test_a_lost_reference_period_is_one_warning_not_a_fallback_and_back(caplog):
     assert record["echo_delay_found"] == 1 and record["echo_delay_ms"] == pytest.approx(0.0, abs=10.0)
 
 
+class VanishingReferenceIO(EchoReferenceIO):
+    """EchoReferenceIO whose reference device vanishes at period ``gone_at``; ``retry_reference`` fails
+    ``failed_retries`` times, then the device is back from the next period on."""
+
+    def __init__(self, far, gone_at, failed_retries, clock):
+        super().__init__(far, lost=())
+        self.gone_at, self.failed_retries, self.clock = gone_at, failed_retries, clock
+        self.reference_device, self.reference_problem, self.retried_at, self.back = "pe_reference", None, [], False
+
+    def read(self):
+        frame = super().read()
+        if self.position - 1 >= self.gone_at and not self.back:
+            self.reference_frame = None
+            self.reference_problem = ("echo reference 'pe_reference' failed: No such device; echo cancellation is off "
+                                      "until the reference is back")
+        elif self.back:
+            self.reference_problem = None
+        return frame
+
+    def retry_reference(self):
+        self.retried_at.append(self.clock())
+        self.back = len(self.retried_at) > self.failed_retries
+        return True
+
+
+def test_a_vanished_reference_is_tried_again_with_backoff_while_the_microphone_runs(caplog):
+    """A loudspeaker unplugged and plugged back (or a PipeWire sink re-created) must not leave echo cancellation
+    off until the microphone fails too: the loop retries the reference with doubling waits, says when it is back,
+    and the canceller cancels again."""
+    from edge.echo import speex_mdf
+    if not speex_mdf.available():
+        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1)")
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    clock = FakeClock()
+    network = FakeNetwork(clock, cost_s=0.005)               # 200 periods a fake second
+    io = VanishingReferenceIO(speech_like(2.0, seed=3), gone_at=200, failed_retries=2, clock=clock)
+    config = parse("echo: {enabled: true, reference_device: pe_reference}\nrealtime: {device_retry_max_s: 3}")
+    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    counters = loop.run(max_frames=2000)
+    gone_s = 200 * 0.005
+    waits = np.diff([gone_s] + io.retried_at)
+    assert len(io.retried_at) == 3 and counters.echo_reference_retries == 3
+    np.testing.assert_allclose(waits, [1.0, 2.0, 3.0], atol=0.011)   # doubling from 1 s, at most device_retry_max_s
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if m.startswith("echo reference 'pe_reference' failed")]) == 1
+    assert [m for m in messages if "is open again" in m] == \
+        ["echo: the loudspeaker reference 'pe_reference' is open again (a 'far end playing' line follows when it plays)"]
+    back_frame = 200 + int(round(sum(waits) / 0.005))
+    assert counters.echo_no_reference_frames == pytest.approx(back_frame - 200 - 10, abs=3)   # 10: a bridged gap
+    assert loop.pipeline.canceller.mode == "cancelling"
+
+
+def test_the_alsa_reference_reopens_in_the_background_and_the_next_read_takes_it(tmp_path):
+    """AlsaDuplex.retry_reference through real ALSA PCMs (the `null` plugin): the open runs in a thread, read()
+    adopts it, and the reference delivers again; a device still missing leaves its reason."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    config = parse("audio: {capture_device: 'null', playback_device: 'null', sample_format: S16_LE}").audio
+    duplex = AlsaDuplex(config, reference_device="pe_no_such_reference")
+    duplex.open()
+    try:
+        assert duplex.reference is None and "pe_no_such_reference" in duplex.reference_problem
+        assert duplex.retry_reference()                     # still missing: the reason stays
+        duplex._retry.join(timeout=10)
+        assert duplex.read() is not None and duplex.reference is None
+        assert "pe_no_such_reference" in duplex.reference_problem and "tried again" in duplex.reference_problem
+        duplex.reference_device = "null"                    # the device appears
+        assert duplex.retry_reference()
+        assert not duplex.retry_reference()                 # one attempt at a time
+        duplex._retry.join(timeout=10)
+        assert duplex.reference is None                     # nothing changes outside read()
+        assert duplex.read() is not None
+        assert duplex.reference is not None and duplex.reference_problem is None
+        assert duplex.reference_frame is not None and not duplex.retry_reference()     # nothing missing now
+    finally:
+        duplex.close()
+
+
 def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_microphones(caplog):
     """A lost reference period moves the echo against its reference by a period: the log says when, as it
     does for the microphone's xruns, and the counters keep the two apart."""

@@ -66,6 +66,7 @@ class Counters:
     echo_cancelling_frames: int = 0  # frames the echo canceller's output went on (far end playing)
     echo_no_reference_frames: int = 0   # frames with echo enabled but no reference: noise suppression alone
     echo_reference_xruns: int = 0    # periods lost or late on the loudspeaker reference or its forwarding
+    echo_reference_retries: int = 0  # background attempts to open a missing reference again
     vad_sum: float = 0.0             # voice-activity probabilities summed (models with the head)
     vad_frames: int = 0
 
@@ -115,6 +116,7 @@ class AudioLoop:
     """
 
     RETRY_FIRST_S = 0.1              # first wait after a failed open; doubles up to device_retry_max_s
+    REFERENCE_RETRY_FIRST_S = 1.0    # the same for a missing echo reference, while the microphone runs
     WAIT_LOG_EVERY_S = 60.0          # a long wait is logged at most this often (STATUS= says it every retry)
     XRUN_LOG_EVERY_S = 1.0           # a burst of xruns is a line a second with its count, not a line a period
 
@@ -135,6 +137,7 @@ class AudioLoop:
         self._output = np.zeros(HOP_SAMPLES)
         self._echo_free = np.zeros(HOP_SAMPLES)
         self._reference_problem_said = None
+        self._reference_retry_at, self._reference_retry_s = None, self.REFERENCE_RETRY_FIRST_S
         self._connect_echo_events(self.pipeline)
         self._activations_before_reload = 0
         self._last_wait_log = None
@@ -327,13 +330,35 @@ class AudioLoop:
         problem = getattr(self.io, "reference_problem", None)
         if problem is not None and problem != self._reference_problem_said:
             self.events.put(logging.WARNING, problem)
+        elif problem is None and self._reference_problem_said is not None:
+            self.events.put(logging.INFO, f"echo: the loudspeaker reference {self.io.reference_device!r} is open again "
+                                          "(a 'far end playing' line follows when it plays)")
+            self._reference_retry_at = None
         self._reference_problem_said = problem
+        if problem is not None:
+            self._retry_reference()
         canceller.process(frame, getattr(self.io, "reference_frame", None), self._echo_free)
         if canceller.mode == "cancelling":
             self.counters.echo_cancelling_frames += 1
         elif canceller.mode == "no reference":
             self.counters.echo_no_reference_frames += 1
         return self._echo_free
+
+    def _retry_reference(self):
+        """Ask the device to open a missing reference again, first after REFERENCE_RETRY_FIRST_S, then with doubling
+        waits up to realtime.device_retry_max_s; the open runs off the audio thread (``io.retry_reference``)."""
+        retry = getattr(self.io, "retry_reference", None)
+        if retry is None:
+            return
+        now = self.clock()
+        if self._reference_retry_at is None:
+            self._reference_retry_s = self.REFERENCE_RETRY_FIRST_S
+            self._reference_retry_at = now + self._reference_retry_s
+        elif now >= self._reference_retry_at:
+            if retry():
+                self.counters.echo_reference_retries += 1
+            self._reference_retry_s = min(2 * self._reference_retry_s, self.config.realtime.device_retry_max_s)
+            self._reference_retry_at = now + self._reference_retry_s
 
     def _swap_pipeline(self):
         bypass = self.pipeline.gains.bypass

@@ -323,6 +323,7 @@ class Telemetry:
             record.update({"echo_delay_ms": canceller.delay_ms,
                            "echo_delay_found": int(canceller.delay_found),
                            "echo_reference_xruns_total": counters.echo_reference_xruns,
+                           "echo_reference_retries_total": counters.echo_reference_retries,
                            "echo_reference_gain_db": 20.0 * math.log10(canceller.reference_gain),
                            "echo_drift_ppm": canceller.drift_ppm,
                            "echo_drift_followed": int(canceller.drift_followed)})

@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,14 @@ def _side_stream(device, role, capture_sink=False):
             os.environ[pipewire.ENV] = before
 
 
+def _close_quietly(pcm):
+    if pcm is not None:
+        try:
+            pcm.close()
+        except Exception:                                  # a vanished device may fail to close; nothing to do
+            pass
+
+
 class AlsaDuplex:
     """Capture + playback PCMs at 48 kHz, 480-frame periods; optionally a reference capture PCM.
 
@@ -114,7 +123,10 @@ class AlsaDuplex:
     It is optional by design: when it does not open, or fails or runs dry mid-run,
     :attr:`reference_frame` is None, :attr:`reference_problem` says why, and the
     microphone path goes on (the canceller then passes the microphone through and
-    says so). It is tried again at every reopen.
+    says so). It is tried again at every reopen, and whenever the daemon calls
+    :meth:`retry_reference` (with backoff, while the microphone keeps running): in a
+    background thread, so that the audio thread never waits on an open; the next
+    :meth:`read` takes over what opened.
     """
 
     def __init__(self, audio_config, proc="/proc", reference_device=None, speaker_device=None):
@@ -132,6 +144,8 @@ class AlsaDuplex:
         self.capture = self.playback = self.reference = self.speaker = None
         self.reference_frame = None
         self.reference_problem = None
+        self._retry = None                     # the background thread of retry_reference()
+        self._reopened = None                  # what it opened: (reference, speaker, problem), for read() to adopt
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -153,45 +167,68 @@ class AlsaDuplex:
 
     def open_reference(self):
         """Open the reference capture PCM (mono, the audio section's sample format); a failure is recorded."""
+        self._adopt_reference(*self._open_reference_pcms())
+
+    def retry_reference(self):
+        """Try a missing reference (and its forwarding) again in a background thread; the next :meth:`read`
+        takes over what opened, or records why not. False when nothing is missing or a try is still running."""
+        if self.reference_device is None or self.reference is not None or self._reopened is not None or (
+                self._retry is not None and self._retry.is_alive()):
+            return False
+
+        def attempt():
+            self._reopened = self._open_reference_pcms()
+
+        self._retry = threading.Thread(target=attempt, name="percepnet-reference-retry", daemon=True)
+        self._retry.start()
+        return True
+
+    def _open_reference_pcms(self):
+        """(reference, speaker, None) opened, or (None, None, why): touches none of this object's state, so it can
+        run beside the audio thread."""
         import alsaaudio
         config = self.config
-        self._reference_started = False
-        self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
+        sample_format = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
         try:
             with _side_stream(self.reference_device, "reference", capture_sink=True):
-                self.reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1,
-                                          getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
-                                          config.buffer_periods)
-            rate = self.reference.info()["rate"] if hasattr(self.reference, "info") else SAMPLE_RATE_HZ
-            if rate != SAMPLE_RATE_HZ:
-                self._drop_reference(f"echo reference {self.reference_device!r} runs at {rate} Hz, not "
-                                     f"{SAMPLE_RATE_HZ}: use a plughw: device or an ALSA 'plug' PCM")
-                return
-            self.reference_problem = None
+                reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1, sample_format,
+                                     config.buffer_periods)
         except alsaaudio.ALSAAudioError as exc:
-            self._drop_reference(sound_devices.explain("capture", self.reference_device, str(exc), self.proc))
-            return
+            return None, None, sound_devices.explain("capture", self.reference_device, str(exc), self.proc)
+        rate = reference.info()["rate"] if hasattr(reference, "info") else SAMPLE_RATE_HZ
+        if rate != SAMPLE_RATE_HZ:
+            _close_quietly(reference)
+            return None, None, (f"echo reference {self.reference_device!r} runs at {rate} Hz, not {SAMPLE_RATE_HZ}: "
+                                "use a plughw: device or an ALSA 'plug' PCM")
+        speaker = None
         if self.speaker_device is not None:
             try:
                 with _side_stream(self.speaker_device, "forward"):
-                    self.speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1,
-                                            getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"),
-                                            config.buffer_periods)
+                    speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1, sample_format,
+                                       config.buffer_periods)
             except alsaaudio.ALSAAudioError as exc:
-                self._drop_reference(sound_devices.explain("playback", self.speaker_device, str(exc), self.proc))
-                return
-            for _ in range(config.playback_prefill_periods):     # the same slack as the microphone's output
+                _close_quietly(reference)
+                return None, None, sound_devices.explain("playback", self.speaker_device, str(exc), self.proc)
+        return reference, speaker, None
+
+    def _adopt_reference(self, reference, speaker, problem):
+        """Take over what :meth:`_open_reference_pcms` opened, or record why it could not."""
+        self._reference_started = False
+        if problem is not None:
+            self._drop_reference(problem)
+            return
+        self.reference, self.speaker, self.reference_problem = reference, speaker, None
+        self._silence = encode(np.zeros(HOP_SAMPLES), self.config.sample_format, self._encode_buffer)
+        if speaker is not None:
+            for _ in range(self.config.playback_prefill_periods):     # the same slack as the microphone's output
                 self._forward(self._silence)
 
     def _drop_reference(self, why):
         for pcm in (self.reference, self.speaker):
-            if pcm is not None:
-                try:
-                    pcm.close()
-                except Exception:                          # a vanished device may fail to close; nothing to do
-                    pass
+            _close_quietly(pcm)
         self.reference, self.speaker, self.reference_frame = None, None, None
-        self.reference_problem = f"{why}; echo cancellation is off until the reference is back (next reopen)"
+        self.reference_problem = (f"{why}; echo cancellation is off until the reference is back (tried again in "
+                                  "the background, up to every realtime.device_retry_max_s)")
 
     def read_reference(self):
         import alsaaudio
@@ -270,6 +307,9 @@ class AlsaDuplex:
             raise DeviceError(f"capture returned error {length}")
         c = self.config
         frame = decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
+        if self._reopened is not None:                     # retry_reference() finished: take its result over
+            reopened, self._reopened = self._reopened, None
+            self._adopt_reference(*reopened)
         if self.reference is not None:
             self.reference_frame = self.read_reference()
         return frame
@@ -294,12 +334,15 @@ class AlsaDuplex:
         return written is None or written >= 0
 
     def close(self):
+        if self._retry is not None:                        # an open in flight finishes first: nothing leaks
+            self._retry.join()
+            self._retry = None
+        if self._reopened is not None:
+            for pcm in self._reopened[:2]:
+                _close_quietly(pcm)
+            self._reopened = None
         for pcm in (self.capture, self.playback, self.reference, self.speaker):
-            if pcm is not None:
-                try:
-                    pcm.close()
-                except Exception:                          # closing a vanished device may fail; nothing to do
-                    pass
+            _close_quietly(pcm)
         self.capture = self.playback = self.reference = self.speaker = None
         self.reference_frame = None
 
