@@ -249,12 +249,15 @@ fi
 # when missing: from the bundle's .deb offline (it depends on libc6 alone), with apt otherwise. Noise suppression
 # runs without it, so a failure is a warning: configs with echo.enabled fail `check` until it is installed.
 ensure_speexdsp() {
-  if ldconfig -p 2>/dev/null | grep -q 'libspeexdsp\.so\.1 '; then return 0; fi
-  local deb=""
+  # grep reads everything (no -q): under pipefail an early exit would fail ldconfig with SIGPIPE
+  if ldconfig -p 2>/dev/null | grep 'libspeexdsp\.so\.1 ' >/dev/null; then return 0; fi
+  local deb="" debs=()
   if [ -n "$offline" ]; then
-    deb="$(ls "$source_dir"/debs/libspeexdsp1_*.deb 2>/dev/null | head -1)"
+    for deb in "$source_dir"/debs/libspeexdsp1_*.deb; do [ -f "$deb" ] && debs+=("$deb"); done
+    deb="${debs[0]:-}"                                   # none in an older bundle: the warning below
     if [ -n "$deb" ] && dpkg -i "$deb"; then echo "installed libspeexdsp1 from the bundle (echo cancellation)"; return 0; fi
-  elif command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libspeexdsp1; then
+  elif command -v apt-get >/dev/null && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q libspeexdsp1 ||
+         { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libspeexdsp1; }; }; then
     echo "installed libspeexdsp1 (echo cancellation)"; return 0
   fi
   local from="${deb:+ from $deb}"

@@ -2,6 +2,7 @@
 
 import logging
 import re
+import threading
 
 import numpy as np
 import pytest
@@ -267,10 +268,51 @@ def test_a_vanished_reference_is_tried_again_with_backoff_while_the_microphone_r
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if m.startswith("echo reference 'pe_reference' failed")]) == 1
     assert [m for m in messages if "is open again" in m] == \
-        ["echo: the loudspeaker reference 'pe_reference' is open again (a 'far end playing' line follows when it plays)"]
+        ["echo: the loudspeaker reference 'pe_reference' is open again (echo cancellation resumes when the far end plays)"]
     back_frame = 200 + int(round(sum(waits) / 0.005))
     assert counters.echo_no_reference_frames == pytest.approx(back_frame - 200 - 10, abs=3)   # 10: a bridged gap
     assert loop.pipeline.canceller.mode == "cancelling"
+
+
+class FlappingReferenceIO(VanishingReferenceIO):
+    """A reference that comes back at every retry and fails again 20 periods later (a loose cable)."""
+
+    def read(self):
+        self.clock.advance(0.045)                            # the loop waits on the device: 50 ms a period here
+        frame = EchoReferenceIO.read(self)
+        if self.back and self.position - self.back_at > 20:
+            self.back = False
+        if not self.back and self.position - 1 >= self.gone_at:
+            self.reference_frame = None
+            self.reference_problem = "echo reference 'pe_reference' failed: No such device"
+        else:
+            self.reference_problem = None
+        return frame
+
+    def retry_reference(self):
+        self.retried_at.append(self.clock())
+        self.back, self.back_at = True, self.position
+        return True
+
+
+def test_a_flapping_reference_logs_a_line_a_minute_and_keeps_its_longer_wait(caplog):
+    from edge.echo import speex_mdf
+    if not speex_mdf.available():
+        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1)")
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    clock = FakeClock()
+    network = FakeNetwork(clock, cost_s=0.005)               # with the read: 20 periods a fake second, 150 s in all
+    io = FlappingReferenceIO(speech_like(2.0, seed=3), gone_at=100, failed_retries=0, clock=clock)
+    config = parse("echo: {enabled: true, reference_device: pe_reference}\nrealtime: {device_retry_max_s: 4}")
+    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    loop.run(max_frames=3000)
+    messages = [r.getMessage() for r in caplog.records]
+    drops = [m for m in messages if m.startswith("echo reference 'pe_reference' failed")]
+    assert len(io.retried_at) > 20                           # it flapped: about every 5 s
+    assert len(drops) == 3 and "more drop(s) since the last such line" in drops[1]      # 0, 60 and 120 s
+    assert len([m for m in messages if "is open again" in m]) == 3
+    waits = np.diff(io.retried_at)
+    assert np.all(waits[3:] >= 4.0)                          # not back to 1 s at every drop
 
 
 def test_the_alsa_reference_reopens_in_the_background_and_the_next_read_takes_it(tmp_path):
@@ -285,10 +327,13 @@ def test_the_alsa_reference_reopens_in_the_background_and_the_next_read_takes_it
         assert duplex.retry_reference()                     # still missing: the reason stays
         duplex._retry.join(timeout=10)
         assert duplex.read() is not None and duplex.reference is None
-        assert "pe_no_such_reference" in duplex.reference_problem and "tried again" in duplex.reference_problem
+        assert "pe_no_such_reference" in duplex.reference_problem
         duplex.reference_device = "null"                    # the device appears
+        opening, real_open = threading.Event(), duplex._open_reference_pcms
+        duplex._open_reference_pcms = lambda start: (opening.wait(10), real_open(start=start))[1]
         assert duplex.retry_reference()
-        assert not duplex.retry_reference()                 # one attempt at a time
+        assert not duplex.retry_reference()                 # one attempt at a time: the first is still opening
+        opening.set()
         duplex._retry.join(timeout=10)
         assert duplex.reference is None                     # nothing changes outside read()
         assert duplex.read() is not None

@@ -189,7 +189,9 @@ def test_the_daemon_switches_a_joint_model_between_echo_and_no_echo_without_a_gl
     assert result.returncode == 0, result.stderr
     said = result.stdout + result.stderr
     assert "the joint model removes the residual echo" in said and "SpeexDSP's residual suppression off" in said
-    assert said.count("echo: far end playing: cancelling its echo") >= 2, said     # it played, stopped, played
+    # it played and stopped; playing again within the minute is a change of mode left unsaid (one line a minute)
+    assert said.count("echo: far end playing: cancelling its echo") == 1, said
+    assert "echo: far end silent: passing the microphone through" in said, said
     daemon = _played(rig)
     expected = np.clip(_offline(rig["capture"], rig["reference"], model=model), -1, 1)
     np.testing.assert_allclose(daemon, expected, atol=1e-5)

@@ -117,6 +117,7 @@ class AudioLoop:
 
     RETRY_FIRST_S = 0.1              # first wait after a failed open; doubles up to device_retry_max_s
     REFERENCE_RETRY_FIRST_S = 1.0    # the same for a missing echo reference, while the microphone runs
+    REFERENCE_LOG_EVERY_S = 60.0     # a reference that keeps dropping: one line (and its return) a minute
     WAIT_LOG_EVERY_S = 60.0          # a long wait is logged at most this often (STATUS= says it every retry)
     XRUN_LOG_EVERY_S = 1.0           # a burst of xruns is a line a second with its count, not a line a period
 
@@ -138,6 +139,8 @@ class AudioLoop:
         self._echo_free = np.zeros(HOP_SAMPLES)
         self._reference_problem_said = None
         self._reference_retry_at, self._reference_retry_s = None, self.REFERENCE_RETRY_FIRST_S
+        self._reference_up_since = self._reference_logged_at = None
+        self._reference_drop_said, self._reference_drops_unsaid = False, 0
         self._connect_echo_events(self.pipeline)
         self._activations_before_reload = 0
         self._last_wait_log = None
@@ -328,12 +331,8 @@ class AudioLoop:
 
     def _cancel_echo(self, canceller, frame):
         problem = getattr(self.io, "reference_problem", None)
-        if problem is not None and problem != self._reference_problem_said:
-            self.events.put(logging.WARNING, problem)
-        elif problem is None and self._reference_problem_said is not None:
-            self.events.put(logging.INFO, f"echo: the loudspeaker reference {self.io.reference_device!r} is open again "
-                                          "(a 'far end playing' line follows when it plays)")
-            self._reference_retry_at = None
+        if problem != self._reference_problem_said:
+            self._note_reference(problem)
         self._reference_problem_said = problem
         if problem is not None:
             self._retry_reference()
@@ -344,6 +343,36 @@ class AudioLoop:
             self.counters.echo_no_reference_frames += 1
         return self._echo_free
 
+    def _note_reference(self, problem):
+        """Log the reference going (why) and coming back. A reference that keeps failing soon after it is back
+        (a flapping cable) logs a pair at most every REFERENCE_LOG_EVERY_S, with the count of the drops between,
+        and keeps its longer retry wait; one that stayed up that long starts again from the first wait."""
+        now = self.clock()
+        retrying = getattr(self.io, "retry_reference", None) is not None
+        if problem is None:                                    # back
+            self._reference_up_since, self._reference_retry_at = now, None
+            if self._reference_drop_said:
+                self.events.put(logging.INFO, f"echo: the loudspeaker reference {self.io.reference_device!r} is "
+                                              "open again (echo cancellation resumes when the far end plays)")
+            return
+        if self._reference_problem_said is not None:           # another reason while still missing: say it
+            self.events.put(logging.WARNING, problem)
+            return
+        up_s = None if self._reference_up_since is None else now - self._reference_up_since
+        if up_s is None or up_s >= self.REFERENCE_LOG_EVERY_S:
+            self._reference_retry_s = self.REFERENCE_RETRY_FIRST_S
+        logged = self._reference_logged_at
+        self._reference_drop_said = logged is None or now - logged >= self.REFERENCE_LOG_EVERY_S
+        if not self._reference_drop_said:
+            self._reference_drops_unsaid += 1
+            return
+        more = (f"; {self._reference_drops_unsaid} more drop(s) since the last such line"
+                if self._reference_drops_unsaid else "")
+        how = (f" (tried again in the background, after {self._reference_retry_s:g} s, then up to every "
+               f"{self.config.realtime.device_retry_max_s:g} s: realtime.device_retry_max_s)" if retrying else "")
+        self.events.put(logging.WARNING, problem + how + more)
+        self._reference_logged_at, self._reference_drops_unsaid = now, 0
+
     def _retry_reference(self):
         """Ask the device to open a missing reference again, first after REFERENCE_RETRY_FIRST_S, then with doubling
         waits up to realtime.device_retry_max_s; the open runs off the audio thread (``io.retry_reference``)."""
@@ -352,7 +381,6 @@ class AudioLoop:
             return
         now = self.clock()
         if self._reference_retry_at is None:
-            self._reference_retry_s = self.REFERENCE_RETRY_FIRST_S
             self._reference_retry_at = now + self._reference_retry_s
         elif now >= self._reference_retry_at:
             if retry():

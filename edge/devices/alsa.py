@@ -107,6 +107,30 @@ def _side_stream(device, role, capture_sink=False):
             os.environ[pipewire.ENV] = before
 
 
+#: How long close() waits for a background reopen of the reference before leaving it to close its own PCMs.
+RETRY_JOIN_TIMEOUT_S = 2.0
+
+
+def _missing_pipewire_node(reference_device, speaker_device):
+    """Why the echo path cannot open on PipeWire (a named node is missing), or None. pipewire-alsa would link a
+    stream whose node is gone to the default one: the reference to the wrong signal, the forwarded copy perhaps
+    into the "Echo-cancelled speaker" itself."""
+    wanted = [(role, device, pipewire.target_node(device)) for role, device in
+              (("echo reference", reference_device), ("loudspeaker", speaker_device)) if device is not None]
+    wanted = [(role, device, node) for role, device, node in wanted if node]
+    if not wanted:
+        return None
+    try:
+        names = pipewire.node_names()
+    except (pipewire.PipeWireError, MissingDependencyError) as exc:
+        return f"{wanted[0][0]} {wanted[0][1]!r}: {exc}"
+    for role, device, node in wanted:
+        if node not in names:
+            return (f"{role} {device!r}: PipeWire has no node {node!r} (unplugged, or the fragment not loaded?); "
+                    "`pw-cli ls Node` lists the node names")
+    return None
+
+
 def _close_quietly(pcm):
     if pcm is not None:
         try:
@@ -146,6 +170,7 @@ class AlsaDuplex:
         self.reference_problem = None
         self._retry = None                     # the background thread of retry_reference()
         self._reopened = None                  # what it opened: (reference, speaker, problem), for read() to adopt
+        self._abandoned = False                # close() stopped waiting for that thread
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -175,20 +200,34 @@ class AlsaDuplex:
         if self.reference_device is None or self.reference is not None or self._reopened is not None or (
                 self._retry is not None and self._retry.is_alive()):
             return False
+        self._abandoned = False
 
         def attempt():
-            self._reopened = self._open_reference_pcms()
+            try:
+                opened = self._open_reference_pcms(start=True)
+            except Exception as exc:                       # anything else: a reason to log, not a dead thread
+                opened = (None, None, f"echo reference {self.reference_device!r}: reopening failed "
+                                      f"({type(exc).__name__}: {exc})")
+            if self._abandoned:                            # close() gave up waiting: nobody will take these over
+                for pcm in opened[:2]:
+                    _close_quietly(pcm)
+                return
+            self._reopened = opened
 
         self._retry = threading.Thread(target=attempt, name="percepnet-reference-retry", daemon=True)
         self._retry.start()
         return True
 
-    def _open_reference_pcms(self):
+    def _open_reference_pcms(self, start=False):
         """(reference, speaker, None) opened, or (None, None, why): touches none of this object's state, so it can
-        run beside the audio thread."""
+        run beside the audio thread. ``start``: read one period, so that the reference's stream runs and the audio
+        thread's first read of it does not wait a period."""
         import alsaaudio
         config = self.config
         sample_format = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
+        missing = _missing_pipewire_node(self.reference_device, self.speaker_device)
+        if missing is not None:              # opening it would block, or link the stream to another node
+            return None, None, missing
         try:
             with _side_stream(self.reference_device, "reference", capture_sink=True):
                 reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1, sample_format,
@@ -209,6 +248,13 @@ class AlsaDuplex:
             except alsaaudio.ALSAAudioError as exc:
                 _close_quietly(reference)
                 return None, None, sound_devices.explain("playback", self.speaker_device, str(exc), self.proc)
+        if start:
+            try:
+                reference.read()
+            except alsaaudio.ALSAAudioError as exc:
+                for pcm in (reference, speaker):
+                    _close_quietly(pcm)
+                return None, None, f"echo reference {self.reference_device!r} failed: {exc}"
         return reference, speaker, None
 
     def _adopt_reference(self, reference, speaker, problem):
@@ -227,8 +273,7 @@ class AlsaDuplex:
         for pcm in (self.reference, self.speaker):
             _close_quietly(pcm)
         self.reference, self.speaker, self.reference_frame = None, None, None
-        self.reference_problem = (f"{why}; echo cancellation is off until the reference is back (tried again in "
-                                  "the background, up to every realtime.device_retry_max_s)")
+        self.reference_problem = f"{why}; echo cancellation is off until the reference is back"
 
     def read_reference(self):
         import alsaaudio
@@ -335,7 +380,9 @@ class AlsaDuplex:
 
     def close(self):
         if self._retry is not None:                        # an open in flight finishes first: nothing leaks
-            self._retry.join()
+            self._retry.join(RETRY_JOIN_TIMEOUT_S)
+            if self._retry.is_alive():                     # stuck in an open: it closes what it opens itself
+                self._abandoned = True
             self._retry = None
         if self._reopened is not None:
             for pcm in self._reopened[:2]:

@@ -42,6 +42,8 @@ MIC_OVER_REFERENCE_MAX = 0.5
 #: Steps of the echo path are logged at most once in this many frames (10 s): a room whose strongest tap keeps
 #: jumping between two equal reflections makes a few a minute.
 STEP_REPORT_EVERY_FRAMES = 1000
+#: A mode (far end playing, far end silent, no reference) is announced at most once in this many frames (60 s).
+MODE_REPORT_EVERY_FRAMES = 6000
 #: A reference that stops delivering for at most this many frames (100 ms) after it has delivered is a lost
 #: period or a short burst of them, which the daemon logs as reference xruns: the stage goes on with those frames
 #: silent (the room still rings with what was played before them, and the filter still removes that), instead of
@@ -127,6 +129,7 @@ class EchoCanceller:
         self._missing_frames = REFERENCE_GAP_FRAMES            # None this many frames in a row: no reference
         self.mode = Mode.FAR_END_SILENT
         self._announced = None
+        self._mode_said_at, self._mode_changes_unsaid = {}, 0
         self._mic16 = np.zeros(n, np.int16)
         self._far16 = np.zeros(n, np.int16)
         self._out16 = np.zeros(n, np.int16)
@@ -289,13 +292,22 @@ class EchoCanceller:
         self._step_said_frame, self._steps_unsaid = self._frames, 0
 
     def _set_mode(self, mode):
+        """Switch modes; each mode is announced at most once in MODE_REPORT_EVERY_FRAMES (a conversation or a
+        flapping reference switches every few seconds), with the count of the changes left unsaid."""
         if mode != self._announced:
-            report = (self.on_warning or self.on_event) if mode == Mode.NO_REFERENCE else self.on_event
-            report({Mode.CANCELLING: "echo: far end playing: cancelling its echo",
-                    Mode.FAR_END_SILENT: "echo: far end silent: passing the microphone through",
-                    Mode.NO_REFERENCE: "echo: no loudspeaker reference: noise suppression alone, the "
-                                       "echo is NOT removed"}[mode])
+            said_at = self._mode_said_at.get(mode)
             self._announced = mode
+            if said_at is not None and self._frames - said_at < MODE_REPORT_EVERY_FRAMES:
+                self._mode_changes_unsaid += 1
+            else:
+                report = (self.on_warning or self.on_event) if mode == Mode.NO_REFERENCE else self.on_event
+                more = (f" ({self._mode_changes_unsaid} more change(s) of mode since the last such line)"
+                        if self._mode_changes_unsaid else "")
+                report({Mode.CANCELLING: "echo: far end playing: cancelling its echo",
+                        Mode.FAR_END_SILENT: "echo: far end silent: passing the microphone through",
+                        Mode.NO_REFERENCE: "echo: no loudspeaker reference: noise suppression alone, the "
+                                           "echo is NOT removed"}[mode] + more)
+                self._mode_said_at[mode], self._mode_changes_unsaid = self._frames, 0
         self.mode = mode
 
     def process(self, mic, far, out):

@@ -108,7 +108,7 @@ class DelayTracker:
         self.delay_samples = None
         self.last_estimate = None            # (delay_samples, confidence) of the last run, accepted or not
         self.last_accepted = False           # whether that run's estimate counted toward delay_samples
-        self.best_confidence = 0.0           # the highest confidence of any run so far (a diagnostic)
+        self.best_confidence = 0.0           # the highest confidence of any run inside the range (a diagnostic)
         gcc_phat(np.zeros(self._window), np.zeros(self._region), self.max_lag, self._fft)   # numpy's FFT set-up
 
     def push(self, mic, far):
@@ -147,7 +147,8 @@ class DelayTracker:
 
     def _decide(self, lag, confidence):
         self.last_estimate = (lag * DECIMATION, confidence)
-        self.best_confidence = max(self.best_confidence, confidence)
+        if lag < self.max_lag:               # a peak on the range's edge is not counted below either
+            self.best_confidence = max(self.best_confidence, confidence)
         # a peak on the range's edge may be the slope of one beyond it (seen on PipeWire at start-up): not taken
         self.last_accepted = confidence >= self.min_confidence and lag < self.max_lag
         if self.last_accepted:
