@@ -627,3 +627,43 @@ def test_check_creates_no_lock_files_and_a_refusal_names_the_real_holder(tmp_pat
                 DeviceLocks(audio, tmp_path / "run", create=create).acquire()
     finally:
         holder.communicate("", timeout=10)
+
+
+def test_an_echo_path_that_nothing_serves_is_closed_for_the_retries_to_reopen():
+    """A forwarded stream whose every write underruns (its PipeWire node gone: the stream is not moved, so it is
+    never served again) closes the echo path after DEAD_AFTER_PERIODS in a row; a shorter burst does not."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    import alsaaudio
+    from edge.devices.alsa import DEAD_AFTER_PERIODS
+    period = np.zeros(HOP_SAMPLES, np.int16).tobytes()
+
+    class Reference:
+        def read(self):
+            return HOP_SAMPLES, period
+
+        def close(self):
+            pass
+
+    class Speaker(Reference):
+        def __init__(self, failing):
+            self.failing = failing
+
+        def write(self, data):
+            if self.failing:
+                self.failing -= 1
+                raise alsaaudio.ALSAAudioError("Broken pipe [-32]")
+            return len(data) // 2
+
+    for failing, closed in ((DEAD_AFTER_PERIODS - 1, False), (10 ** 6, True)):
+        duplex = AlsaDuplex(parse("audio: {sample_format: S16_LE}").audio, reference_device="ref",
+                            speaker_device="spk")
+        duplex.reference, duplex.speaker = Reference(), Speaker(failing)
+        frames = []
+        while duplex.reference is not None and len(frames) < DEAD_AFTER_PERIODS + 5:     # as read() calls it
+            frames.append(duplex.read_reference())
+        assert (duplex.reference is None) == closed
+        if closed:
+            assert len(frames) == DEAD_AFTER_PERIODS and frames[-1] is None
+            assert f"loudspeaker 'spk' lost {DEAD_AFTER_PERIODS} periods in a row" in duplex.reference_problem
+        else:
+            assert all(frame is not None for frame in frames) and duplex.reference_problem is None

@@ -175,3 +175,35 @@ def test_the_far_ends_echo_is_gone_from_denoised_microphone_and_the_near_talker_
     assert "reference delayed by" in daemon_log, report
     assert echo_removed > 20, report
     assert abs(near_change) < 4, report
+
+
+def test_a_loudspeaker_that_vanishes_is_not_replaced_by_another_and_is_taken_back(lab, tmp_path):
+    """The loudspeaker's node goes (a USB speaker unplugged) and comes back. WirePlumber moves a stream whose target
+    is gone to the default sink, which for the forwarded copy is the "Echo-cancelled speaker" the reference records:
+    a feedback loop (seen here before the side streams carried node.dont-reconnect). Now the forward stream is left
+    unlinked, the daemon closes the echo path after 50 lost periods, retries while the node is missing, and takes
+    the loudspeaker back when it returns. Runs last: it re-creates the lab's loudspeaker."""
+    import time
+    daemon, log = start_daemon(lab, config_for(tmp_path / "echo.yaml"), "echo")
+    forward = ("percepnet-edge.echo.forward", "test.speaker", "Audio/Sink")
+    try:
+        lab.wait_for(lambda: forward in lab.links(), "the forward stream linked to the loudspeaker")
+        speaker_id = next(i for i, n in lab.nodes().items() if n == "test.speaker")
+        assert lab.run("pw-cli", "destroy", str(speaker_id)).returncode == 0
+        lab.wait_for(lambda: "lost 50 periods in a row" in open(log).read(), "the echo path closed")
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:                    # never linked elsewhere (the speaker sink above all)
+            assert not [link for link in lab.links() if link[0] == "percepnet-edge.echo.forward"], lab.links()
+            time.sleep(0.2)
+        lab.wait_for(lambda: "PipeWire has no node 'test.speaker'" in open(log).read(), "a retry that names the node")
+        created = lab.run("pw-cli", "create-node", "adapter",
+                          '{ factory.name = support.null-audio-sink node.name = "test.speaker" node.description = '
+                          '"Test loudspeaker" media.class = "Audio/Sink" audio.position = [ MONO ] audio.rate = 48000 '
+                          'object.linger = true }')
+        assert created.returncode == 0, created.stderr
+        lab.wait_for(lambda: forward in lab.links() and "is open again" in open(log).read(),
+                     "the loudspeaker taken back")
+    finally:
+        stop(daemon)
+    text = open(log).read()
+    assert text.count("lost 50 periods in a row") == 1, text[-3000:]

@@ -12,3 +12,5 @@ def test_the_reference_stream_asks_pipewire_alsa_for_the_sink_monitor_under_its_
     assert 'node.link-group = "percepnet-edge.kitchen.reference"' in combined and combined.count("{") == 1
     forward = pipewire.side_stream_environment(pipewire.environment(), "forward")
     assert 'node.name = "percepnet-edge.forward"' in forward and "capture.sink" not in forward
+    # neither is moved to another node when its own goes: the forwarded copy could land in the speaker sink itself
+    assert all("node.dont-reconnect = true" in env for env in (alone, combined, forward))

@@ -107,6 +107,9 @@ def _side_stream(device, role, capture_sink=False):
             os.environ[pipewire.ENV] = before
 
 
+#: The echo path is closed (and retried by the daemon) after this many periods lost in a row on its reference or
+#: its forwarding (0.5 s): a burst of xruns is shorter; a stream that nothing serves any more never recovers.
+DEAD_AFTER_PERIODS = 50
 #: How long close() waits for a background reopen of the reference before leaving it to close its own PCMs.
 RETRY_JOIN_TIMEOUT_S = 2.0
 
@@ -171,6 +174,7 @@ class AlsaDuplex:
         self._retry = None                     # the background thread of retry_reference()
         self._reopened = None                  # what it opened: (reference, speaker, problem), for read() to adopt
         self._abandoned = False                # close() stopped waiting for that thread
+        self._reference_lost_in_a_row = self._forward_lost_in_a_row = 0
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -264,6 +268,7 @@ class AlsaDuplex:
             self._drop_reference(problem)
             return
         self.reference, self.speaker, self.reference_problem = reference, speaker, None
+        self._reference_lost_in_a_row = self._forward_lost_in_a_row = 0
         self._silence = encode(np.zeros(HOP_SAMPLES), self.config.sample_format, self._encode_buffer)
         if speaker is not None:
             for _ in range(self.config.playback_prefill_periods):     # the same slack as the microphone's output
@@ -286,12 +291,17 @@ class AlsaDuplex:
             # this period has no reference; the next may. Before its first period a stream is starting (a
             # PipeWire monitor took about ten periods to deliver, measured): not a loss to report
             self.reference_xruns += self._reference_started
+            self._reference_lost_in_a_row += self._reference_started
             if self.speaker is not None:
                 self._forward(self._silence)               # keep the loudspeaker's stream fed
+            self._drop_if_dead()
             return None
         self._reference_started = True
+        self._reference_lost_in_a_row = 0
         if self.speaker is not None:
             self._forward(data)                            # exactly what the canceller gets as its reference
+        if self._drop_if_dead():
+            return None
         return decode(data, self.config.sample_format, 1, "downmix", 0, self._reference_buffer)
 
     def _forward(self, data):
@@ -300,12 +310,31 @@ class AlsaDuplex:
             written = self.speaker.write(data)
             if written is not None and written < 0:        # an underrun: the stream was re-prepared; once more
                 self.reference_xruns += 1
+                self._forward_lost_in_a_row += 1
                 self.speaker.write(data)
+            else:
+                self._forward_lost_in_a_row = 0
         except alsaaudio.ALSAAudioError as exc:
             if getattr(exc, "errno", None) == errno.EPIPE or "Broken pipe" in str(exc):
                 self.reference_xruns += 1
+                self._forward_lost_in_a_row += 1
                 return
             self._drop_reference(f"loudspeaker {self.speaker_device!r} failed: {exc}")
+
+    def _drop_if_dead(self):
+        """Close the echo path when its reference or its forwarding has lost DEAD_AFTER_PERIODS in a row: a stream
+        that nothing serves any more (on PipeWire: its node is gone, and the stream is not moved to another, which
+        for the forwarded copy could be the "Echo-cancelled speaker" itself) is reopened by the daemon's retries
+        when its node is back, where an open stream would stay orphaned. True when it was closed."""
+        if self.reference is None:                         # _forward may have dropped it already
+            return True
+        for lost, stream, device in ((self._reference_lost_in_a_row, "echo reference", self.reference_device),
+                                     (self._forward_lost_in_a_row, "loudspeaker", self.speaker_device)):
+            if lost >= DEAD_AFTER_PERIODS:
+                self._drop_reference(f"{stream} {device!r} lost {lost} periods in a row: nothing serves its stream "
+                                     "(unplugged, its PipeWire node gone, or the device stalled)")
+                return True
+        return False
 
     def open_one(self, kind):
         """Open the capture or the playback PCM; on failure close both and raise the explained DeviceError."""

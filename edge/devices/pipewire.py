@@ -76,13 +76,17 @@ def side_stream_environment(current, role, capture_sink=False):
     Each gets its own node name and link group (``<the daemon's name>.<role>``), so that it is told apart
     from the microphone streams and not taken for part of their filter. The reference records a *sink*
     (what apps play into the "Echo-cancelled speaker"): without ``stream.capture.sink`` pipewire-alsa
-    links it to the default source instead.
+    links it to the default source instead. Neither is moved to another node when its own goes
+    (``node.dont-reconnect``): WirePlumber would move the forwarded copy to the default sink, which is the
+    "Echo-cancelled speaker" the reference records (a feedback loop, seen on the test lab); left unlinked, its
+    writes fail, and the daemon closes the echo path and reopens it when the node is back.
     """
     current = (current or "").strip()
     inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
     match = re.search(r'node\.name\s*=\s*"([^"]+)"', inner)
     name = f"{match.group(1) if match else 'percepnet-edge'}.{role}"
-    extra = f'node.name = "{name}" node.link-group = "{name}" node.description = "percepnet-edge echo {role}"'
+    extra = (f'node.name = "{name}" node.link-group = "{name}" node.description = "percepnet-edge echo {role}" '
+             'node.dont-reconnect = true')
     if capture_sink:
         extra += " stream.capture.sink = true"
     return f"{{ {inner.strip()} {extra} }}"
