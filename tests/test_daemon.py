@@ -667,3 +667,31 @@ def test_an_echo_path_that_nothing_serves_is_closed_for_the_retries_to_reopen():
             assert f"loudspeaker 'spk' lost {DEAD_AFTER_PERIODS} periods in a row" in duplex.reference_problem
         else:
             assert all(frame is not None for frame in frames) and duplex.reference_problem is None
+
+
+def test_a_capture_stream_that_stopped_is_a_lost_device_not_a_busy_loop():
+    """A short period (a stream stopping under us) and a run of empty reads (a stream nothing serves: returned at
+    once, forever) raise DeviceError, which the daemon answers by reopening; a few empty reads are xruns."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    from edge.devices.alsa import DEAD_AFTER_PERIODS
+
+    class Capture:
+        def __init__(self, reads):
+            self.reads = list(reads)
+
+        def read(self):
+            data = self.reads.pop(0)
+            return len(data) // 2, data
+
+    period = np.zeros(HOP_SAMPLES, np.int16).tobytes()
+    duplex = AlsaDuplex(parse("audio: {sample_format: S16_LE}").audio)
+    duplex.capture = Capture([period[:320], period])
+    with pytest.raises(DeviceError, match="capture delivered 160 of 480 frames: the stream stopped"):
+        duplex.read()
+    duplex.capture = Capture([b""] * 3 + [period] + [b""] * DEAD_AFTER_PERIODS)
+    assert [duplex.read() is None for _ in range(4)] == [True, True, True, False]    # xruns, then data
+    for _ in range(DEAD_AFTER_PERIODS - 1):
+        assert duplex.read() is None
+    with pytest.raises(DeviceError, match=f"capture lost {DEAD_AFTER_PERIODS} periods in a row"):
+        duplex.read()
+    assert duplex.xruns == 3 + DEAD_AFTER_PERIODS

@@ -91,6 +91,24 @@ def output_delay_samples(audio_config):
 
 
 @contextlib.contextmanager
+def _pinned_stream(device):
+    """PIPEWIRE_ALSA with node.dont-reconnect while a PCM that names a PipeWire node opens (see
+    :func:`edge.devices.pipewire.pinned_environment`); a default-following device ("pipewire") is left as it is."""
+    if pipewire.target_node(device) is None:
+        yield
+        return
+    before = os.environ.get(pipewire.ENV)
+    os.environ[pipewire.ENV] = pipewire.pinned_environment(before)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(pipewire.ENV, None)
+        else:
+            os.environ[pipewire.ENV] = before
+
+
+@contextlib.contextmanager
 def _side_stream(device, role, capture_sink=False):
     """PIPEWIRE_ALSA for the echo path's own streams, set only while one opens (pipewire-alsa reads it then)."""
     if not pipewire.uses_pipewire(device):
@@ -174,7 +192,7 @@ class AlsaDuplex:
         self._retry = None                     # the background thread of retry_reference()
         self._reopened = None                  # what it opened: (reference, speaker, problem), for read() to adopt
         self._abandoned = False                # close() stopped waiting for that thread
-        self._reference_lost_in_a_row = self._forward_lost_in_a_row = 0
+        self._reference_lost_in_a_row = self._forward_lost_in_a_row = self._capture_lost_in_a_row = 0
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -185,6 +203,7 @@ class AlsaDuplex:
                                          "python3-alsaaudio (Debian) or pip install 'percepnet-edge[edge]'") from None
         config = self.config
         self.close()
+        self._capture_lost_in_a_row = 0
         pipewire.check_targets(config)          # a missing node would be silently replaced by the default one
         for kind in ("capture", "playback"):
             self.open_one(kind)
@@ -343,8 +362,9 @@ class AlsaDuplex:
         device = getattr(config, f"{kind}_device")
         channels = config.capture_channels if kind == "capture" else 1
         try:
-            pcm = open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
-                           getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"), config.buffer_periods)
+            with _pinned_stream(device):
+                pcm = open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
+                               getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"), config.buffer_periods)
         except alsaaudio.ALSAAudioError as exc:
             self.close()
             raise DeviceError(sound_devices.explain(kind, device, str(exc), self.proc)) from None
@@ -377,9 +397,21 @@ class AlsaDuplex:
         if length < 0 or len(data) == 0:
             if length == -errno.EPIPE or len(data) == 0:
                 self.xruns += 1
+                self._capture_lost_in_a_row += 1
+                if self._capture_lost_in_a_row >= DEAD_AFTER_PERIODS:
+                    # an xrun is followed by data; a stream that nothing serves any more (seen when a PipeWire node
+                    # went) returns nothing at once, forever: a busy loop, unless it is reopened
+                    raise DeviceError(f"capture lost {self._capture_lost_in_a_row} periods in a row: the stream "
+                                      "stopped (the device unplugged, or its PipeWire node gone)")
                 return None
             raise DeviceError(f"capture returned error {length}")
+        self._capture_lost_in_a_row = 0
         c = self.config
+        frame_bytes = c.capture_channels * np.dtype(_DTYPES[c.sample_format][0]).itemsize
+        if len(data) != HOP_SAMPLES * frame_bytes:
+            # a stream that stopped under us (seen when a PipeWire node went: 256 of 480 frames, then nothing)
+            raise DeviceError(f"capture delivered {len(data) // frame_bytes} of {HOP_SAMPLES} frames: the stream "
+                              "stopped (the device unplugged, or its PipeWire node gone)")
         frame = decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
         if self._reopened is not None:                     # retry_reference() finished: take its result over
             reopened, self._reopened = self._reopened, None

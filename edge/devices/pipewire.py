@@ -92,6 +92,16 @@ def side_stream_environment(current, role, capture_sink=False):
     return f"{{ {inner.strip()} {extra} }}"
 
 
+def pinned_environment(current):
+    """PIPEWIRE_ALSA for a stream that names its node (``pipewire:NODE=...``): not moved to another node when that
+    one goes. WirePlumber moves such a stream to the default node, and on the test lab a microphone's capture
+    stream landed on the "Echo-cancelled speaker" (the loudspeaker's feed, taken for the microphone, nothing
+    logged); left unlinked, its reads fail and the daemon reopens it once the node is back."""
+    current = (current or "").strip()
+    inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
+    return f"{{ {inner.strip()} node.dont-reconnect = true }}"
+
+
 def node_names(run=subprocess.run):
     """The ``node.name`` of every node of the PipeWire server this user reaches (through ``pw-dump``)."""
     if shutil.which("pw-dump") is None:
