@@ -91,38 +91,32 @@ def output_delay_samples(audio_config):
 
 
 @contextlib.contextmanager
+def _pipewire_environment(make):
+    """PIPEWIRE_ALSA = ``make(its current value)`` while a PCM opens (pipewire-alsa reads it then), restored after."""
+    before = os.environ.get(pipewire.ENV)
+    os.environ[pipewire.ENV] = make(before)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(pipewire.ENV, None)
+        else:
+            os.environ[pipewire.ENV] = before
+
+
 def _pinned_stream(device):
     """PIPEWIRE_ALSA with node.dont-reconnect while a PCM that names a PipeWire node opens (see
     :func:`edge.devices.pipewire.pinned_environment`); a default-following device ("pipewire") is left as it is."""
     if pipewire.target_node(device) is None:
-        yield
-        return
-    before = os.environ.get(pipewire.ENV)
-    os.environ[pipewire.ENV] = pipewire.pinned_environment(before)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(pipewire.ENV, None)
-        else:
-            os.environ[pipewire.ENV] = before
+        return contextlib.nullcontext()
+    return _pipewire_environment(pipewire.pinned_environment)
 
 
-@contextlib.contextmanager
 def _side_stream(device, role, capture_sink=False):
-    """PIPEWIRE_ALSA for the echo path's own streams, set only while one opens (pipewire-alsa reads it then)."""
+    """PIPEWIRE_ALSA for the echo path's own streams, set only while one opens."""
     if not pipewire.uses_pipewire(device):
-        yield
-        return
-    before = os.environ.get(pipewire.ENV)
-    os.environ[pipewire.ENV] = pipewire.side_stream_environment(before, role, capture_sink)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(pipewire.ENV, None)
-        else:
-            os.environ[pipewire.ENV] = before
+        return contextlib.nullcontext()
+    return _pipewire_environment(lambda current: pipewire.side_stream_environment(current, role, capture_sink))
 
 
 #: The echo path is closed (and retried by the daemon) after this many periods lost in a row on its reference or
