@@ -359,6 +359,7 @@ def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_micro
 def test_a_vanished_device_is_reopened_with_backoff():
     io = FakeIO(speech_like(1.0, seed=3), lost_at={15}, fail_opens=0)
     loop, io, _, _ = _loop(io=io)
+    loop.QUICK_LOSS_S = 0.01                 # it ran a while before it was lost (the fake clock is slow): no wait
     sleeps = []
     loop.sleep = sleeps.append
     original_open = io.open
@@ -373,6 +374,31 @@ def test_a_vanished_device_is_reopened_with_backoff():
     counters = loop.run(max_frames=40)
     assert counters.device_reopens == 1 and counters.frames == 40
     assert sleeps == [0.1, 0.2]                               # backoff doubles
+
+
+def test_a_device_that_opens_and_stops_at_once_is_reopened_with_backoff_not_in_a_tight_loop(caplog):
+    """A stream that opens fine and is lost at once (a default PipeWire source that is not there, a device whose
+    period does not fit): each loss soon after an open waits as a failed open would, doubling, and the log stops
+    repeating after the first few lines."""
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+
+    class DeadOnArrival(FakeIO):
+        def read(self):
+            raise DeviceError("capture lost 50 periods in a row: the stream stopped")
+
+    loop, io, _, clock = _loop(io=DeadOnArrival(speech_like(1.0, seed=3)))
+    sleeps = []
+    loop.sleep = lambda s: (sleeps.append(s), clock.advance(s))
+    calls = iter(range(12))
+
+    def open_twelve_times():                                    # opens fine, twelve times, then stops the loop
+        if next(calls, None) is None:
+            loop.stop()
+    loop.io.open = open_twelve_times
+    loop.run(max_frames=10)
+    assert sleeps[:6] == [0.2, 0.4, 0.8, 1.6, 3.2, 5.0] and max(sleeps) == 5.0     # up to device_retry_max_s
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("audio device lost")]
+    assert 6 <= len(lines) < 12 and "time(s) within 5 s of opening" in lines[-1]
 
 
 @pytest.mark.parametrize("sample_format", ["S16_LE", "S32_LE", "FLOAT_LE"])
@@ -695,3 +721,36 @@ def test_a_capture_stream_that_stopped_is_a_lost_device_not_a_busy_loop():
     with pytest.raises(DeviceError, match=f"capture lost {DEAD_AFTER_PERIODS} periods in a row"):
         duplex.read()
     assert duplex.xruns == 3 + DEAD_AFTER_PERIODS
+
+
+def test_a_device_that_chose_another_period_is_refused_at_open_and_a_dead_playback_is_a_lost_device():
+    """pyalsaaudio reads back the period a device chose: one that is not 480 frames is refused at open with what
+    to do (its reads would all be the wrong size). A playback stream that refuses even its refilled periods
+    50 times in a row (a PipeWire node gone) is a lost device, as the capture's is."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    from edge.devices.alsa import DEAD_AFTER_PERIODS
+
+    class PCM:
+        def __init__(self, period_size=HOP_SAMPLES):
+            self.period_size, self.writes = period_size, 0
+
+        def info(self):
+            return {"rate": 48_000, "period_size": self.period_size}
+
+        def write(self, data):
+            self.writes += 1
+            return -32                                        # -EPIPE: an underrun, every time
+
+        def close(self):
+            pass
+
+    duplex = AlsaDuplex(parse("audio: {capture_device: 'dsnoop:0'}").audio)
+    duplex.capture, duplex.playback = PCM(1024), PCM()
+    with pytest.raises(DeviceError, match="capture device 'dsnoop:0' runs with 1024-frame periods, not 480"):
+        duplex._check_negotiated()
+    duplex = AlsaDuplex(parse("audio: {sample_format: S16_LE}").audio)
+    duplex.playback = PCM()
+    for _ in range(DEAD_AFTER_PERIODS - 1):
+        duplex.write(np.zeros(HOP_SAMPLES))
+    with pytest.raises(DeviceError, match=f"playback lost {DEAD_AFTER_PERIODS} periods in a row"):
+        duplex.write(np.zeros(HOP_SAMPLES))

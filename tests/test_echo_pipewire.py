@@ -180,8 +180,8 @@ def test_the_far_ends_echo_is_gone_from_denoised_microphone_and_the_near_talker_
 def test_a_loudspeaker_that_vanishes_is_not_replaced_by_another_and_is_taken_back(lab, tmp_path):
     """The loudspeaker's node goes (a USB speaker unplugged) and comes back. WirePlumber moves a stream whose target
     is gone to the default sink, which for the forwarded copy is the "Echo-cancelled speaker" the reference records:
-    a feedback loop (seen here before the side streams carried node.dont-reconnect). Now the forward stream is left
-    unlinked, the daemon closes the echo path after 50 lost periods, retries while the node is missing, and takes
+    a feedback loop (seen here before the side streams carried node.dont-reconnect). Now the forward stream is
+    linked nowhere else, the daemon closes the echo path after 50 lost periods, retries while the node is missing, and takes
     the loudspeaker back when it returns. Runs last: it re-creates the lab's loudspeaker."""
     import time
     daemon, log = start_daemon(lab, config_for(tmp_path / "echo.yaml"), "echo")

@@ -117,6 +117,7 @@ class AudioLoop:
 
     RETRY_FIRST_S = 0.1              # first wait after a failed open; doubles up to device_retry_max_s
     REFERENCE_RETRY_FIRST_S = 1.0    # the same for a missing echo reference, while the microphone runs
+    QUICK_LOSS_S = 5.0               # a device lost this soon after it opened: the reopen waits, as a failed open
     REFERENCE_LOG_EVERY_S = 60.0     # a reference that keeps dropping: one line (and its return) a minute
     WAIT_LOG_EVERY_S = 60.0          # a long wait is logged at most this often (STATUS= says it every retry)
     XRUN_LOG_EVERY_S = 1.0           # a burst of xruns is a line a second with its count, not a line a period
@@ -138,6 +139,8 @@ class AudioLoop:
         self._output = np.zeros(HOP_SAMPLES)
         self._echo_free = np.zeros(HOP_SAMPLES)
         self._reference_problem_said = None
+        self._opened_at = self._last_loss_log = None
+        self._quick_losses = 0
         self._reference_retry_at, self._reference_retry_s = None, self.REFERENCE_RETRY_FIRST_S
         self._reference_up_since = self._reference_logged_at = None
         self._reference_drop_said, self._reference_drops_unsaid = False, 0
@@ -176,6 +179,7 @@ class AudioLoop:
         while not self._stop.is_set():
             try:
                 self.io.open()
+                self._opened_at = self.clock()
                 self.waiting_for_device = False
                 if self._last_wait_log is not None:
                     self.events.put(logging.INFO, "audio devices open; processing")
@@ -398,8 +402,23 @@ class AudioLoop:
         self.counters.reloads += 1
 
     def _recover(self, exc):
-        self.events.put(logging.WARNING, f"audio device lost ({exc}); reopening")
+        """Reopen after a device loss. A loss soon after an open (a stream that opens and stops at once, e.g. a
+        default PipeWire source that is not there) counts as a failed open: doubling waits, and its line at most
+        once a minute after the first few, as the open's own retries do."""
+        now = self.clock()
+        quick = self._opened_at is not None and now - self._opened_at < self.QUICK_LOSS_S
+        self._quick_losses = self._quick_losses + 1 if quick else 0
+        message = f"audio device lost ({exc}); reopening"
+        if quick:
+            message += f" ({self._quick_losses} time(s) within {self.QUICK_LOSS_S:g} s of opening)"
+        if self._quick_losses <= 6 or self._last_loss_log is None or now - self._last_loss_log >= self.WAIT_LOG_EVERY_S:
+            self.events.put(logging.WARNING, message)
+            self._last_loss_log = now
         self.io.close()
+        if quick:
+            wait_s = min(self.RETRY_FIRST_S * 2 ** self._quick_losses, self.config.realtime.device_retry_max_s)
+            self.notifier.status(f"{message}; waiting {wait_s:.1f} s")
+            self._wait_alive(wait_s)
         self.counters.device_reopens += 1
         self.pipeline.enhancer.reset()
         self.pipeline.gains.reset()

@@ -187,6 +187,7 @@ class AlsaDuplex:
         self._reopened = None                  # what it opened: (reference, speaker, problem), for read() to adopt
         self._abandoned = False                # close() stopped waiting for that thread
         self._reference_lost_in_a_row = self._forward_lost_in_a_row = self._capture_lost_in_a_row = 0
+        self._playback_lost_in_a_row = 0
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -197,7 +198,7 @@ class AlsaDuplex:
                                          "python3-alsaaudio (Debian) or pip install 'percepnet-edge[edge]'") from None
         config = self.config
         self.close()
-        self._capture_lost_in_a_row = 0
+        self._capture_lost_in_a_row = self._playback_lost_in_a_row = 0
         pipewire.check_targets(config)          # a missing node would be silently replaced by the default one
         for kind in ("capture", "playback"):
             self.open_one(kind)
@@ -320,19 +321,27 @@ class AlsaDuplex:
     def _forward(self, data):
         import alsaaudio
         try:
-            written = self.speaker.write(data)
-            if written is not None and written < 0:        # an underrun: the stream was re-prepared; once more
-                self.reference_xruns += 1
-                self._forward_lost_in_a_row += 1
-                self.speaker.write(data)
-            else:
+            if self._forward_once(data):
                 self._forward_lost_in_a_row = 0
+                return
+            self.reference_xruns += 1                      # an underrun: re-prepared; refill, as write() does
+            for _ in range(self.config.playback_prefill_periods):
+                self._forward_once(self._silence)
+            refilled = self._forward_once(data)
+            self._forward_lost_in_a_row = 0 if refilled else self._forward_lost_in_a_row + 1
+        except alsaaudio.ALSAAudioError as exc:
+            self._drop_reference(f"loudspeaker {self.speaker_device!r} failed: {exc}")
+
+    def _forward_once(self, data):
+        """False on an underrun (pyalsaaudio >= 0.9: a negative count; 0.8: EPIPE raised); other errors raise."""
+        import alsaaudio
+        try:
+            written = self.speaker.write(data)
         except alsaaudio.ALSAAudioError as exc:
             if getattr(exc, "errno", None) == errno.EPIPE or "Broken pipe" in str(exc):
-                self.reference_xruns += 1
-                self._forward_lost_in_a_row += 1
-                return
-            self._drop_reference(f"loudspeaker {self.speaker_device!r} failed: {exc}")
+                return False
+            raise
+        return written is None or written >= 0
 
     def _drop_if_dead(self):
         """Close the echo path when its reference or its forwarding has lost DEAD_AFTER_PERIODS in a row: a stream
@@ -372,7 +381,15 @@ class AlsaDuplex:
     def _check_negotiated(self):
         """Refuse a device that silently changed our rate or period (we never resample on the fly)."""
         for name, pcm in (("capture", self.capture), ("playback", self.playback)):
-            rate = pcm.info()["rate"] if hasattr(pcm, "info") else SAMPLE_RATE_HZ
+            info = pcm.info() if hasattr(pcm, "info") else {}
+            rate = info.get("rate", SAMPLE_RATE_HZ)
+            period = info.get("period_size", HOP_SAMPLES)   # pyalsaaudio >= 0.10 reads back what the device chose
+            if period != HOP_SAMPLES:
+                self.close()
+                device = getattr(self.config, f"{name}_device")
+                raise DeviceError(f"{name} device {device!r} runs with {period}-frame periods, not {HOP_SAMPLES}: "
+                                  "use a device that accepts 10 ms periods (a plughw: device, or a dsnoop/dmix PCM "
+                                  f"with period_size {HOP_SAMPLES})")
             if rate != SAMPLE_RATE_HZ:
                 self.close()
                 device = getattr(self.config, f"{name}_device")
@@ -417,10 +434,18 @@ class AlsaDuplex:
     def write(self, frame):
         """Write one float period; an underrun is counted, the prefill queued again and the period written."""
         data = encode(frame, self.config.sample_format, self._encode_buffer)
-        if not self._write_bytes(data):
-            self.xruns += 1
-            self._prefill()
-            self._write_bytes(data)
+        if self._write_bytes(data):
+            self._playback_lost_in_a_row = 0
+            return
+        self.xruns += 1
+        self._prefill()
+        if self._write_bytes(data):
+            self._playback_lost_in_a_row = 0
+            return
+        self._playback_lost_in_a_row += 1                  # even the refilled stream refuses: nothing serves it
+        if self._playback_lost_in_a_row >= DEAD_AFTER_PERIODS:
+            raise DeviceError(f"playback lost {self._playback_lost_in_a_row} periods in a row: the stream stopped "
+                              "(the device unplugged, or its PipeWire node gone)")
 
     def _write_bytes(self, data):
         """False on an underrun (the stream is re-prepared: pyalsaaudio does it, or 0.8's error says it)."""

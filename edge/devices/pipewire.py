@@ -78,8 +78,9 @@ def side_stream_environment(current, role, capture_sink=False):
     (what apps play into the "Echo-cancelled speaker"): without ``stream.capture.sink`` pipewire-alsa
     links it to the default source instead. Neither is moved to another node when its own goes
     (``node.dont-reconnect``): WirePlumber would move the forwarded copy to the default sink, which is the
-    "Echo-cancelled speaker" the reference records (a feedback loop, seen on the test lab); left unlinked, its
-    writes fail, and the daemon closes the echo path and reopens it when the node is back.
+    "Echo-cancelled speaker" the reference records (a feedback loop, seen on the test lab). Pinned, it is linked
+    nowhere else (WirePlumber ends it), its writes fail, and the daemon closes the echo path and reopens it when
+    the node is back.
     """
     current = (current or "").strip()
     inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
@@ -96,7 +97,8 @@ def pinned_environment(current):
     """PIPEWIRE_ALSA for a stream that names its node (``pipewire:NODE=...``): not moved to another node when that
     one goes. WirePlumber moves such a stream to the default node, and on the test lab a microphone's capture
     stream landed on the "Echo-cancelled speaker" (the loudspeaker's feed, taken for the microphone, nothing
-    logged); left unlinked, its reads fail and the daemon reopens it once the node is back."""
+    logged); pinned, it is linked nowhere else (WirePlumber ends it), its reads fail, and the daemon reopens it
+    once the node is back."""
     current = (current or "").strip()
     inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
     return f"{{ {inner.strip()} node.dont-reconnect = true }}"
