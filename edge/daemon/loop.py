@@ -117,7 +117,7 @@ class AudioLoop:
 
     RETRY_FIRST_S = 0.1              # first wait after a failed open; doubles up to device_retry_max_s
     REFERENCE_RETRY_FIRST_S = 1.0    # the same for a missing echo reference, while the microphone runs
-    QUICK_LOSS_S = 5.0               # a device lost this soon after it opened: the reopen waits, as a failed open
+    QUICK_LOSS_FRAMES = 500          # a device lost within 5 s of audio of its open: the reopen waits, as a failed open
     REFERENCE_LOG_EVERY_S = 60.0     # a reference that keeps dropping: one line (and its return) a minute
     WAIT_LOG_EVERY_S = 60.0          # a long wait is logged at most this often (STATUS= says it every retry)
     XRUN_LOG_EVERY_S = 1.0           # a burst of xruns is a line a second with its count, not a line a period
@@ -179,7 +179,7 @@ class AudioLoop:
         while not self._stop.is_set():
             try:
                 self.io.open()
-                self._opened_at = self.clock()
+                self._opened_at = self.counters.frames
                 self.waiting_for_device = False
                 if self._last_wait_log is not None:
                     self.events.put(logging.INFO, "audio devices open; processing")
@@ -406,11 +406,13 @@ class AudioLoop:
         default PipeWire source that is not there) counts as a failed open: doubling waits, and its line at most
         once a minute after the first few, as the open's own retries do."""
         now = self.clock()
-        quick = self._opened_at is not None and now - self._opened_at < self.QUICK_LOSS_S
+        # counted in frames, not seconds: a soak or a file-plugin run goes faster than real time
+        quick = self._opened_at is not None and self.counters.frames - self._opened_at < self.QUICK_LOSS_FRAMES
         self._quick_losses = self._quick_losses + 1 if quick else 0
         message = f"audio device lost ({exc}); reopening"
         if quick:
-            message += f" ({self._quick_losses} time(s) within {self.QUICK_LOSS_S:g} s of opening)"
+            message += (f" ({self._quick_losses} time(s) within {self.QUICK_LOSS_FRAMES * HOP_SAMPLES / SAMPLE_RATE_HZ:g}"
+                        " s of audio after opening)")
         if self._quick_losses <= 6 or self._last_loss_log is None or now - self._last_loss_log >= self.WAIT_LOG_EVERY_S:
             self.events.put(logging.WARNING, message)
             self._last_loss_log = now
