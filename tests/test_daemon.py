@@ -754,3 +754,39 @@ def test_a_device_that_chose_another_period_is_refused_at_open_and_a_dead_playba
         duplex.write(np.zeros(HOP_SAMPLES))
     with pytest.raises(DeviceError, match=f"playback lost {DEAD_AFTER_PERIODS} periods in a row"):
         duplex.write(np.zeros(HOP_SAMPLES))
+
+
+def test_a_reference_that_never_starts_or_stops_delivering_is_closed_for_the_retries():
+    """A reference stream that never delivers its first period (5 s: a PipeWire monitor takes about ten periods)
+    and one that stops for DEAD_AFTER_PERIODS after it started are both closed, saying which, so that the daemon's
+    retries reopen them; before, a stream that never started stayed open and silent without a word."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    from edge.devices.alsa import DEAD_AFTER_PERIODS, START_WITHIN_PERIODS
+    period = np.zeros(HOP_SAMPLES, np.int16).tobytes()
+
+    class Reference:
+        def __init__(self, reads):
+            self.reads = reads
+
+        def read(self):
+            data = next(self.reads)
+            return (len(data) // 2 if data else 0), data
+
+        def close(self):
+            pass
+
+    def run(reads):
+        duplex = AlsaDuplex(parse("audio: {sample_format: S16_LE}").audio, reference_device="ref")
+        duplex.reference = Reference(iter(reads))
+        count = 0
+        while duplex.reference is not None and count < 10_000:              # as read() calls it
+            duplex.read_reference()
+            count += 1
+        return duplex, count
+
+    duplex, count = run([b""] * 10_000)
+    assert count == START_WITHIN_PERIODS and "delivered nothing in the 5 s after it opened" in duplex.reference_problem
+    assert duplex.reference_xruns == 0                                        # starting, not losing periods
+    duplex, count = run([b""] * 10 + [period] * 100 + [b""] * 10_000)
+    assert count == 110 + DEAD_AFTER_PERIODS
+    assert f"echo reference 'ref' lost {DEAD_AFTER_PERIODS} periods in a row" in duplex.reference_problem

@@ -122,6 +122,9 @@ def _side_stream(device, role, capture_sink=False):
 #: The echo path is closed (and retried by the daemon) after this many periods lost in a row on its reference or
 #: its forwarding (0.5 s): a burst of xruns is shorter; a stream that nothing serves any more never recovers.
 DEAD_AFTER_PERIODS = 50
+#: A reference that has not delivered its first period this many periods after it opened (5 s; a PipeWire
+#: monitor took about ten) is closed and retried like a dead one.
+START_WITHIN_PERIODS = 500
 #: How long close() waits for a background reopen of the reference before leaving it to close its own PCMs.
 RETRY_JOIN_TIMEOUT_S = 2.0
 
@@ -305,7 +308,7 @@ class AlsaDuplex:
             # this period has no reference; the next may. Before its first period a stream is starting (a
             # PipeWire monitor took about ten periods to deliver, measured): not a loss to report
             self.reference_xruns += self._reference_started
-            self._reference_lost_in_a_row += self._reference_started
+            self._reference_lost_in_a_row += 1          # before its first period too: a stream that never starts
             if self.speaker is not None:
                 self._forward(self._silence)               # keep the loudspeaker's stream fed
             self._drop_if_dead()
@@ -350,9 +353,14 @@ class AlsaDuplex:
         when its node is back, where an open stream would stay orphaned. True when it was closed."""
         if self.reference is None:                         # _forward may have dropped it already
             return True
+        if not self._reference_started and self._reference_lost_in_a_row >= START_WITHIN_PERIODS:
+            self._drop_reference(f"echo reference {self.reference_device!r} delivered nothing in the "
+                                 f"{START_WITHIN_PERIODS * HOP_SAMPLES // SAMPLE_RATE_HZ} s after it opened (a stream "
+                                 "that never started: its device or PipeWire node not running)")
+            return True
         for lost, stream, device in ((self._reference_lost_in_a_row, "echo reference", self.reference_device),
                                      (self._forward_lost_in_a_row, "loudspeaker", self.speaker_device)):
-            if lost >= DEAD_AFTER_PERIODS:
+            if lost >= DEAD_AFTER_PERIODS and (stream == "loudspeaker" or self._reference_started):
                 self._drop_reference(f"{stream} {device!r} lost {lost} periods in a row: nothing serves its stream "
                                      "(unplugged, its PipeWire node gone, or the device stalled)")
                 return True
