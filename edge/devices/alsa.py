@@ -125,28 +125,9 @@ DEAD_AFTER_PERIODS = 50
 #: A reference that has not delivered its first period this many periods after it opened (5 s; a PipeWire
 #: monitor took about ten) is closed and retried like a dead one.
 START_WITHIN_PERIODS = 500
+_NOTHING_SERVES = ": nothing serves its stream (unplugged, its PipeWire node gone, or the device stalled)"
 #: How long close() waits for a background reopen of the reference before leaving it to close its own PCMs.
 RETRY_JOIN_TIMEOUT_S = 2.0
-
-
-def _missing_pipewire_node(reference_device, speaker_device):
-    """Why the echo path cannot open on PipeWire (a named node is missing), or None. pipewire-alsa would link a
-    stream whose node is gone to the default one: the reference to the wrong signal, the forwarded copy perhaps
-    into the "Echo-cancelled speaker" itself."""
-    wanted = [(role, device, pipewire.target_node(device)) for role, device in
-              (("echo reference", reference_device), ("loudspeaker", speaker_device)) if device is not None]
-    wanted = [(role, device, node) for role, device, node in wanted if node]
-    if not wanted:
-        return None
-    try:
-        names = pipewire.node_names()
-    except (pipewire.PipeWireError, MissingDependencyError) as exc:
-        return f"{wanted[0][0]} {wanted[0][1]!r}: {exc}"
-    for role, device, node in wanted:
-        if node not in names:
-            return (f"{role} {device!r}: PipeWire has no node {node!r} (unplugged, or the fragment not loaded?); "
-                    "`pw-cli ls Node` lists the node names")
-    return None
 
 
 def _close_quietly(pcm):
@@ -179,6 +160,9 @@ class AlsaDuplex:
         self.xruns = 0
         self.reference_xruns = 0               # periods the reference lost once it had started delivering
         self._reference_started = False
+        sample_bytes = np.dtype(_DTYPES[audio_config.sample_format][0]).itemsize
+        self._capture_frame_bytes = audio_config.capture_channels * sample_bytes
+        self._reference_period_bytes = HOP_SAMPLES * sample_bytes       # mono
         self._frame = np.zeros(HOP_SAMPLES)
         self._reference_buffer = np.zeros(HOP_SAMPLES)
         self._encode_buffer = np.zeros(HOP_SAMPLES)
@@ -246,8 +230,12 @@ class AlsaDuplex:
         import alsaaudio
         config = self.config
         sample_format = getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}")
-        missing = _missing_pipewire_node(self.reference_device, self.speaker_device)
-        if missing is not None:              # opening it would block, or link the stream to another node
+        try:                                 # a missing node: opening would block, or link to another node
+            missing = pipewire.missing_target({"echo reference": self.reference_device,
+                                               "loudspeaker": self.speaker_device})
+        except (pipewire.PipeWireError, MissingDependencyError) as exc:
+            missing = f"echo reference {self.reference_device!r}: {exc}"
+        if missing is not None:
             return None, None, missing
         try:
             with _side_stream(self.reference_device, "reference", capture_sink=True):
@@ -304,7 +292,7 @@ class AlsaDuplex:
         except alsaaudio.ALSAAudioError as exc:
             self._drop_reference(f"echo reference {self.reference_device!r} failed: {exc}")
             return None
-        if length < 0 or len(data) != HOP_SAMPLES * np.dtype(_DTYPES[self.config.sample_format][0]).itemsize:
+        if length < 0 or len(data) != self._reference_period_bytes:
             # this period has no reference; the next may. Before its first period a stream is starting (a
             # PipeWire monitor took about ten periods to deliver, measured): not a loss to report
             self.reference_xruns += self._reference_started
@@ -347,24 +335,27 @@ class AlsaDuplex:
         return written is None or written >= 0
 
     def _drop_if_dead(self):
-        """Close the echo path when its reference or its forwarding has lost DEAD_AFTER_PERIODS in a row: a stream
+        """Close the echo path when its reference or its forwarding has lost DEAD_AFTER_PERIODS in a row, or the
+        reference has not started START_WITHIN_PERIODS after it opened: a stream
         that nothing serves any more (on PipeWire: its node is gone, and the stream is not moved to another, which
         for the forwarded copy could be the "Echo-cancelled speaker" itself) is reopened by the daemon's retries
         when its node is back, where an open stream would stay orphaned. True when it was closed."""
         if self.reference is None:                         # _forward may have dropped it already
             return True
-        if not self._reference_started and self._reference_lost_in_a_row >= START_WITHIN_PERIODS:
-            self._drop_reference(f"echo reference {self.reference_device!r} delivered nothing in the "
-                                 f"{START_WITHIN_PERIODS * HOP_SAMPLES // SAMPLE_RATE_HZ} s after it opened (a stream "
-                                 "that never started: its device or PipeWire node not running)")
-            return True
-        for lost, stream, device in ((self._reference_lost_in_a_row, "echo reference", self.reference_device),
-                                     (self._forward_lost_in_a_row, "loudspeaker", self.speaker_device)):
-            if lost >= DEAD_AFTER_PERIODS and (stream == "loudspeaker" or self._reference_started):
-                self._drop_reference(f"{stream} {device!r} lost {lost} periods in a row: nothing serves its stream "
-                                     "(unplugged, its PipeWire node gone, or the device stalled)")
-                return True
-        return False
+        started, lost = self._reference_started, self._reference_lost_in_a_row
+        if not started and lost >= START_WITHIN_PERIODS:
+            why = (f"echo reference {self.reference_device!r} delivered nothing in the "
+                   f"{START_WITHIN_PERIODS * HOP_SAMPLES // SAMPLE_RATE_HZ} s after it opened (a stream that never "
+                   "started: its device or PipeWire node not running)")
+        elif started and lost >= DEAD_AFTER_PERIODS:
+            why = f"echo reference {self.reference_device!r} lost {lost} periods in a row{_NOTHING_SERVES}"
+        elif self._forward_lost_in_a_row >= DEAD_AFTER_PERIODS:
+            why = (f"loudspeaker {self.speaker_device!r} lost {self._forward_lost_in_a_row} periods in a row"
+                   f"{_NOTHING_SERVES}")
+        else:
+            return False
+        self._drop_reference(why)
+        return True
 
     def open_one(self, kind):
         """Open the capture or the playback PCM; on failure close both and raise the explained DeviceError."""
@@ -426,11 +417,10 @@ class AlsaDuplex:
             raise DeviceError(f"capture returned error {length}")
         self._capture_lost_in_a_row = 0
         c = self.config
-        frame_bytes = c.capture_channels * np.dtype(_DTYPES[c.sample_format][0]).itemsize
-        if len(data) != HOP_SAMPLES * frame_bytes:
+        if len(data) != HOP_SAMPLES * self._capture_frame_bytes:
             # a stream that stopped under us (seen when a PipeWire node went: 256 of 480 frames, then nothing)
-            raise DeviceError(f"capture delivered {len(data) // frame_bytes} of {HOP_SAMPLES} frames: the stream "
-                              "stopped (the device unplugged, or its PipeWire node gone)")
+            raise DeviceError(f"capture delivered {len(data) // self._capture_frame_bytes} of {HOP_SAMPLES} frames: "
+                              "the stream stopped (the device unplugged, or its PipeWire node gone)")
         frame = decode(data, c.sample_format, c.capture_channels, c.channel_mode, c.channel_index, self._frame)
         if self._reopened is not None:                     # retry_reference() finished: take its result over
             reopened, self._reopened = self._reopened, None
@@ -442,15 +432,13 @@ class AlsaDuplex:
     def write(self, frame):
         """Write one float period; an underrun is counted, the prefill queued again and the period written."""
         data = encode(frame, self.config.sample_format, self._encode_buffer)
-        if self._write_bytes(data):
-            self._playback_lost_in_a_row = 0
-            return
-        self.xruns += 1
-        self._prefill()
-        if self._write_bytes(data):
-            self._playback_lost_in_a_row = 0
-            return
-        self._playback_lost_in_a_row += 1                  # even the refilled stream refuses: nothing serves it
+        written = self._write_bytes(data)
+        if not written:
+            self.xruns += 1
+            self._prefill()
+            written = self._write_bytes(data)
+        # refused even after the refill: nothing serves the stream
+        self._playback_lost_in_a_row = 0 if written else self._playback_lost_in_a_row + 1
         if self._playback_lost_in_a_row >= DEAD_AFTER_PERIODS:
             raise DeviceError(f"playback lost {self._playback_lost_in_a_row} periods in a row: the stream stopped "
                               "(the device unplugged, or its PipeWire node gone)")

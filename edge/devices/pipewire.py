@@ -59,14 +59,16 @@ def stream_properties(instance=None):
             f'node.link-group = "{name}" node.latency = "{HOP_SAMPLES}/{SAMPLE_RATE_HZ}" }}')
 
 
+def _inside_braces(current):
+    """The properties of a PIPEWIRE_ALSA value without its outer braces ("" for none)."""
+    current = (current or "").strip()
+    return (current[1:-1] if current.startswith("{") and current.endswith("}") else current).strip()
+
+
 def environment(instance=None, current=None):
     """PIPEWIRE_ALSA's value: ours, then any the user set (which win, being later)."""
-    ours = stream_properties(instance)
-    current = (current or "").strip()
-    if not current:
-        return ours
-    inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
-    return f"{ours[:-1].rstrip()} {inner.strip()} }}"
+    ours, inner = stream_properties(instance), _inside_braces(current)
+    return f"{ours[:-1].rstrip()} {inner} }}" if inner else ours
 
 
 def side_stream_environment(current, role, capture_sink=False):
@@ -82,15 +84,14 @@ def side_stream_environment(current, role, capture_sink=False):
     nowhere else (WirePlumber ends it), its writes fail, and the daemon closes the echo path and reopens it when
     the node is back.
     """
-    current = (current or "").strip()
-    inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
+    inner = _inside_braces(current)
     match = re.search(r'node\.name\s*=\s*"([^"]+)"', inner)
     name = f"{match.group(1) if match else 'percepnet-edge'}.{role}"
     extra = (f'node.name = "{name}" node.link-group = "{name}" node.description = "percepnet-edge echo {role}" '
              'node.dont-reconnect = true')
     if capture_sink:
         extra += " stream.capture.sink = true"
-    return f"{{ {inner.strip()} {extra} }}"
+    return f"{{ {inner} {extra} }}"
 
 
 def pinned_environment(current):
@@ -99,9 +100,7 @@ def pinned_environment(current):
     stream landed on the "Echo-cancelled speaker" (the loudspeaker's feed, taken for the microphone, nothing
     logged); pinned, it is linked nowhere else (WirePlumber ends it), its reads fail, and the daemon reopens it
     once the node is back."""
-    current = (current or "").strip()
-    inner = current[1:-1] if current.startswith("{") and current.endswith("}") else current
-    return f"{{ {inner.strip()} node.dont-reconnect = true }}"
+    return f"{{ {_inside_braces(current)} node.dont-reconnect = true }}"
 
 
 def node_names(run=subprocess.run):
@@ -128,17 +127,25 @@ def node_names(run=subprocess.run):
 
 def check_targets(audio, run=subprocess.run):
     """Raise PipeWireError when a configured PipeWire node is missing (else WirePlumber silently picks another)."""
-    wanted = [(kind, node) for kind in ("capture", "playback")
-              for node in [target_node(getattr(audio, f"{kind}_device"))] if node]
+    problem = missing_target({"capture device": audio.capture_device, "playback device": audio.playback_device}, run)
+    if problem is not None:
+        raise PipeWireError(problem)
+
+
+def missing_target(devices, run=subprocess.run):
+    """Why one of ``devices`` ({what: PCM name or None}) cannot be served: the first PipeWire node one of them
+    names that is missing, or None. Raises what :func:`node_names` raises when PipeWire cannot be asked."""
+    wanted = [(what, node) for what, device in devices.items() if device is not None
+              for node in [target_node(device)] if node]
     if not wanted:
-        return
+        return None
     names = node_names(run)
-    for kind, node in wanted:
+    for what, node in wanted:
         if node in names:
             continue
         if node.startswith("percepnet-edge."):
-            raise PipeWireError(f"PipeWire has no node {node!r} for the {kind} device: the fragment {FRAGMENT} is "
-                              "not loaded; install it (sudo systemd/install.sh) and restart PipeWire "
-                              "(`systemctl --user restart pipewire`)")
-        raise PipeWireError(f"PipeWire has no node {node!r} for the {kind} device (unplugged?); `wpctl status` "
-                          "lists the devices and `pw-cli ls Node` their node.name")
+            return (f"PipeWire has no node {node!r} for the {what}: the fragment {FRAGMENT} is not loaded; install "
+                    "it (sudo systemd/install.sh) and restart PipeWire (`systemctl --user restart pipewire`)")
+        return (f"PipeWire has no node {node!r} for the {what} (unplugged?); `wpctl status` lists the devices and "
+                "`pw-cli ls Node` their node.name")
+    return None

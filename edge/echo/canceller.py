@@ -16,8 +16,8 @@ without the echo. It
    preprocessor's residual echo suppression (noise is left to the network);
 3. passes the microphone through unchanged while there is no reference (``None``
    for more than :data:`REFERENCE_GAP_FRAMES` in a row; a shorter gap after the
-   reference has delivered is bridged as silence) or the reference has been silent for longer than the delay range plus the
-   tail (no echo can be left). MDF's input DC notch alters the near end below
+   reference has delivered is bridged as silence) or the reference has been
+   silent for longer than the delay range plus the tail (no echo can be left). MDF's input DC notch alters the near end below
    ~300 Hz even with a silent far end, so this bypass is what keeps near-end-only
    speech bit-exact. Mode changes cross-fade over one frame and are reported
    through ``on_event`` (the daemon logs them; ``denoise`` prints them).
@@ -50,8 +50,8 @@ MODE_REPORT_EVERY_FRAMES = 6000
 #: falling back to the microphone for a frame or two and logging two mode changes for each lost period.
 REFERENCE_GAP_FRAMES = 10
 #: Delay estimates run without one confident (about 20 s of far end playing: one runs every 0.5 s of it) before
-#: the stage warns that it hears no echo of its reference. The first confident
-#: estimate came with the first run in 35 of the two echo sets' 36 far-end clips, with the fourth in one.
+#: the stage warns that it hears no echo of its reference. The first confident estimate came with the first run
+#: in 35 of the two echo sets' 36 far-end clips, with the fourth in one.
 NO_ECHO_WARN_ESTIMATES = 40
 
 
