@@ -343,6 +343,72 @@ def test_the_alsa_reference_reopens_in_the_background_and_the_next_read_takes_it
         duplex.close()
 
 
+def _held_reference_open(monkeypatch):
+    """Real `null` PCMs, where the reference (named 'pe_reference', served by `null`) is taken for a PipeWire
+    device whose background open stops inside its PIPEWIRE_ALSA until ``release`` is set; ``seen`` records the
+    variable each open saw."""
+    import os
+    from edge.devices import alsa, pipewire
+    real_open, seen = alsa.open_pcm, []
+    inside, release = threading.Event(), threading.Event()
+
+    def open_pcm(alsaaudio, kind, device, *rest):
+        seen.append((device, os.environ.get(pipewire.ENV)))
+        if device == "pe_reference":
+            inside.set()
+            release.wait(10)
+            device = "null"
+        return real_open(alsaaudio, kind, device, *rest)
+    monkeypatch.setattr(alsa, "open_pcm", open_pcm)
+    monkeypatch.setattr(pipewire, "uses_pipewire", lambda device: device == "pe_reference")
+    monkeypatch.setattr(pipewire, "missing_target", lambda targets, run=None: None)
+    monkeypatch.delenv(pipewire.ENV, raising=False)
+    config = parse("audio: {capture_device: 'null', playback_device: 'null', sample_format: S16_LE}").audio
+    duplex = AlsaDuplex(config)
+    duplex.open()
+    duplex.reference_device = "pe_reference"
+    duplex.capture.close()
+    duplex.capture = None
+    assert duplex.retry_reference() and inside.wait(10)
+    return duplex, seen, release
+
+
+def test_the_microphone_never_opens_inside_the_background_reference_opens_environment(monkeypatch):
+    """The reference's background reopen sets PIPEWIRE_ALSA for its own stream (a sink's monitor): a microphone
+    opened meanwhile waits for it, and then opens with the environment as it was, not as a monitor capture."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    duplex, seen, release = _held_reference_open(monkeypatch)
+    try:
+        assert seen[-1][0] == "pe_reference" and "capture.sink" in (seen[-1][1] or "")
+        microphone = threading.Thread(target=duplex.open_one, args=("capture",))
+        microphone.start()
+        microphone.join(0.5)
+        assert microphone.is_alive()                         # waiting for the reference's open to finish
+        release.set()
+        microphone.join(10)
+        assert not microphone.is_alive() and duplex.capture is not None
+        assert seen[-1] == ("null", None)                    # the reference's variable was gone by then
+        duplex._retry.join(10)
+        assert duplex.read() is not None and duplex.reference is not None
+    finally:
+        release.set()
+        duplex.close()
+
+
+def test_an_open_held_up_by_a_stalled_background_open_fails_with_what_to_expect(monkeypatch):
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    from edge.devices import alsa
+    monkeypatch.setattr(alsa, "OPEN_WAIT_S", 0.2)
+    duplex, _, release = _held_reference_open(monkeypatch)
+    try:
+        with pytest.raises(DeviceError, match=r"capture device 'null': another sound device has been opening"):
+            duplex.open_one("capture")
+        assert duplex.capture is None and duplex.playback is None      # both closed, as for any failed open
+    finally:
+        release.set()
+        duplex.close()
+
+
 def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_microphones(caplog):
     """A lost reference period moves the echo against its reference by a period: the log says when, as it
     does for the microphone's xruns, and the counters keep the two apart."""

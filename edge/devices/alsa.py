@@ -90,9 +90,33 @@ def output_delay_samples(audio_config):
     return LATENCY_SAMPLES + audio_config.playback_prefill_periods * HOP_SAMPLES
 
 
+#: PCMs open one at a time, each with its PIPEWIRE_ALSA: the echo reference reopens in a background thread and
+#: sets that variable for its own streams, which pipewire-alsa reads while a PCM opens. A microphone opened beside
+#: it would take the reference's properties (a capture from a sink's monitor), and C's setenv beside getenv is
+#: not thread-safe. Reentrant: an open that sets the variable holds it around both.
+_OPENING = threading.RLock()
+#: How long an open waits for another one in progress before it fails (and the daemon retries it, pinging the
+#: watchdog as it waits). An open takes milliseconds; with close()'s RETRY_JOIN_TIMEOUT_S, a reopen of the
+#: microphone then waits at most 4 s in all for a stalled background open: inside the units' WatchdogSec=5.
+OPEN_WAIT_S = 2.0
+
+
+@contextlib.contextmanager
+def _one_open_at_a_time(what):
+    """Hold the PCM-open lock for the block; DeviceError when another open has held it for OPEN_WAIT_S."""
+    if not _OPENING.acquire(timeout=OPEN_WAIT_S):
+        raise DeviceError(f"{what}: another sound device has been opening for {OPEN_WAIT_S:.0f} s (the echo "
+                          "reference's background reopen, which a stalled PipeWire can hold up); the open is retried")
+    try:
+        yield
+    finally:
+        _OPENING.release()
+
+
 @contextlib.contextmanager
 def _pipewire_environment(make):
-    """PIPEWIRE_ALSA = ``make(its current value)`` while a PCM opens (pipewire-alsa reads it then), restored after."""
+    """PIPEWIRE_ALSA = ``make(its current value)`` while a PCM opens (pipewire-alsa reads it then), restored after.
+    Callers hold :func:`_one_open_at_a_time` around it and the open, so no other thread opens in between."""
     before = os.environ.get(pipewire.ENV)
     os.environ[pipewire.ENV] = make(before)
     try:
@@ -238,11 +262,14 @@ class AlsaDuplex:
         if missing is not None:
             return None, None, missing
         try:
-            with _side_stream(self.reference_device, "reference", capture_sink=True):
+            with _one_open_at_a_time(f"echo reference {self.reference_device!r}"), \
+                    _side_stream(self.reference_device, "reference", capture_sink=True):
                 reference = open_pcm(alsaaudio, alsaaudio.PCM_CAPTURE, self.reference_device, 1, sample_format,
                                      config.buffer_periods)
         except alsaaudio.ALSAAudioError as exc:
             return None, None, sound_devices.explain("capture", self.reference_device, str(exc), self.proc)
+        except DeviceError as exc:
+            return None, None, str(exc)
         rate = reference.info()["rate"] if hasattr(reference, "info") else SAMPLE_RATE_HZ
         if rate != SAMPLE_RATE_HZ:
             _close_quietly(reference)
@@ -251,12 +278,15 @@ class AlsaDuplex:
         speaker = None
         if self.speaker_device is not None:
             try:
-                with _side_stream(self.speaker_device, "forward"):
+                with _one_open_at_a_time(f"loudspeaker {self.speaker_device!r}"), \
+                        _side_stream(self.speaker_device, "forward"):
                     speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1, sample_format,
                                        config.buffer_periods)
-            except alsaaudio.ALSAAudioError as exc:
+            except (alsaaudio.ALSAAudioError, DeviceError) as exc:
                 _close_quietly(reference)
-                return None, None, sound_devices.explain("playback", self.speaker_device, str(exc), self.proc)
+                why = str(exc) if isinstance(exc, DeviceError) else sound_devices.explain(
+                    "playback", self.speaker_device, str(exc), self.proc)
+                return None, None, why
         if start:
             try:
                 reference.read()
@@ -364,12 +394,15 @@ class AlsaDuplex:
         device = getattr(config, f"{kind}_device")
         channels = config.capture_channels if kind == "capture" else 1
         try:
-            with _pinned_stream(device):
+            with _one_open_at_a_time(f"{kind} device {device!r}"), _pinned_stream(device):
                 pcm = open_pcm(alsaaudio, getattr(alsaaudio, f"PCM_{kind.upper()}"), device, channels,
                                getattr(alsaaudio, f"PCM_FORMAT_{config.sample_format}"), config.buffer_periods)
         except alsaaudio.ALSAAudioError as exc:
             self.close()
             raise DeviceError(sound_devices.explain(kind, device, str(exc), self.proc)) from None
+        except DeviceError:                                  # another open held the lock too long
+            self.close()
+            raise
         setattr(self, kind, pcm)
 
     def _prefill(self):
