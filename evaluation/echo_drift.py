@@ -26,9 +26,9 @@ from edge.echo import EchoCanceller, EchoSettings
 FS = SAMPLE_RATE_HZ
 
 
-def drifting_echo(seconds, ppm, seed=0, bandwidth_hz=None):
-    """(far end, microphone): the echo of ``far`` recorded on a clock ``ppm`` slower (later and later);
-    ``bandwidth_hz``: the far end holds nothing above it (None: up to 24 kHz)."""
+def far_end(seconds, seed=0, bandwidth_hz=None):
+    """A noise-like far end: pink, 4 Hz syllabic modulation, -20 dBFS; nothing above ``bandwidth_hz`` (None: up to
+    24 kHz)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * FS)
     frequencies = np.fft.rfftfreq(n, 1 / FS)
@@ -37,12 +37,27 @@ def drifting_echo(seconds, ppm, seed=0, bandwidth_hz=None):
         spectrum[frequencies > bandwidth_hz] = 0.0
     far = np.fft.irfft(spectrum, n) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * np.arange(n) / FS))
     far *= 0.1 / np.sqrt(np.mean(far ** 2))
+    return far
+
+
+def room_echo(far, delay_ms=30.0, seed=0):
+    """``far`` through a synthetic room ``delay_ms`` away (a strong first tap and a 50 ms exponential tail, -6 dB
+    in all), plus a -70 dBFS floor. One ``seed``, one room: two delays of it differ by a shift only."""
+    rng = np.random.default_rng(seed)
+    n = far.size
+    rng.standard_normal(n)                   # the far end's draw: the same room as before the two were split
     taps = int(0.05 * FS)
     room = rng.standard_normal(taps) * 10 ** (-3 * np.arange(taps) / taps)
     room[0] = 3.0
-    room = np.concatenate([np.zeros(int(0.03 * FS)), room * 0.5 / np.sqrt(np.sum(room ** 2))])
-    echo = fftconvolve(far, room)[:n] + rng.standard_normal(n) * 10 ** (-70 / 20)
-    return far, recorded_on_drifting_clock(echo, ppm)
+    room = np.concatenate([np.zeros(int(delay_ms * FS / 1000)), room * 0.5 / np.sqrt(np.sum(room ** 2))])
+    return fftconvolve(far, room)[:n] + rng.standard_normal(n) * 10 ** (-70 / 20)
+
+
+def drifting_echo(seconds, ppm, seed=0, bandwidth_hz=None):
+    """(far end, microphone): the echo of ``far`` recorded on a clock ``ppm`` slower (later and later);
+    ``bandwidth_hz``: the far end holds nothing above it (None: up to 24 kHz)."""
+    far = far_end(seconds, seed, bandwidth_hz)
+    return far, recorded_on_drifting_clock(room_echo(far, 30.0, seed), ppm)
 
 
 def recorded_on_drifting_clock(signal, ppm):

@@ -136,6 +136,19 @@ def test_a_step_in_the_echo_path_is_reported_as_a_step_not_taken_for_clock_drift
     assert erle_db(mic, out, 40.0, window_s=5) > 25
 
 
+def test_an_echo_a_period_later_is_left_to_mdf_and_one_a_period_earlier_re_sets_the_delay():
+    """A period lost between the loudspeaker and the microphone (the echo 10 ms later) stays inside the filter,
+    and MDF re-adapts faster than a restart; a period repeated (10 ms earlier) falls into the margin before the
+    strongest tap, where re-adapting diverged on `python -m evaluation.echo_step`: the delay is re-set."""
+    far = far_noise(30)
+    for step_ms, delay_changes in ((10, 1), (-10, 2)):
+        before, after = echo_of(far, room(60, 1, delay_ms=80)), echo_of(far, room(60, 1, delay_ms=80 + step_ms))
+        mic = np.concatenate([before[:15 * FS], after[15 * FS:]])
+        out, canceller = cancel(mic, far)
+        assert canceller.delay_changes == delay_changes, step_ms
+        assert erle_db(mic, out, 30.0, window_s=5) > 30, step_ms
+
+
 def test_a_strongest_tap_jumping_between_two_equal_reflections_neither_hides_the_drift_nor_floods_the_log():
     """Two equal reflections 6 ms apart: the strongest tap jumps between them for seconds at a time, each run
     looking like a step. The drift is fitted within runs, so it is still measured (restarting at each jump left
@@ -446,6 +459,33 @@ def test_the_mdf_binding_exposes_the_filter():
     mdf.close()
 
 
+def _mdf_output(mdf, mic, far):
+    to16 = lambda x: np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)    # noqa: E731
+    out, block = np.zeros_like(mic), np.zeros(N, np.int16)
+    for start in range(0, mic.size - N + 1, N):
+        mdf.process(to16(mic[start:start + N]), to16(far[start:start + N]), block)
+        out[start:start + N] = block / 32768.0
+    return out
+
+
+def test_a_reset_mdf_starts_over_exactly_as_a_new_one():
+    """speex_echo_state_reset zeroes the filter but keeps its per-block adaptation weights (and so adapted
+    differently from a new state: 29.7 against 46.3 dB of ERLE over the last 10 s after a +20 ms step on
+    `python -m evaluation.echo_step`); reset() makes a new state, so a restart is a clean start: the same output, sample for
+    sample, as a new MDF's (the residual echo suppressor, off here, keeps its state)."""
+    far = far_noise(12)
+    first, second = echo_of(far, room(60, 1, delay_ms=10)), echo_of(far, room(60, 2, delay_ms=60))
+    mdf = speex_mdf.SpeexMdf(N, 7200, FS, residual_suppression=False)
+    converged = _mdf_output(mdf, first[:6 * FS], far[:6 * FS])
+    assert erle_db(first, converged, 6.0) > 30
+    mdf.reset()
+    after_reset = _mdf_output(mdf, second[6 * FS:], far[6 * FS:])
+    new = speex_mdf.SpeexMdf(N, 7200, FS, residual_suppression=False)
+    np.testing.assert_array_equal(after_reset, _mdf_output(new, second[6 * FS:], far[6 * FS:]))
+    assert erle_db(second[6 * FS:], after_reset, 6.0) > 30
+    mdf.close(), new.close()
+
+
 def test_a_missing_library_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(speex_mdf, "_library", None)
     monkeypatch.setattr(speex_mdf.ctypes.util, "find_library", lambda name: "libspeexdsp-absent.so.9")
@@ -519,3 +559,13 @@ def test_a_second_nonlinear_reference_keeps_mdf_converging_and_fits_a_clipping_l
     assert min(linear["erle"].values()) > 20.0             # two interleaved references: still one echo path
     assert clipped["erle"]["reference alone"] < 8.0        # the clipping's echo is beyond a linear filter
     assert clipped["erle"]["+ x^3"] > clipped["erle"]["reference alone"] + 1.5
+
+
+def test_the_step_trial_prints_both_choices_for_each_step(capsys):
+    from evaluation import echo_step
+    echo_step.main(["--seconds", "24", "--step-ms", "-10"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| -10 ms")]
+    assert [row[1] for row in rows] == ["MDF re-adapts (default when later)",
+                                        "delay re-set, MDF restarted (default when earlier)"]
+    assert rows[1][2] == "2"                                        # the start, and the step
+    assert float(rows[1][-1].rstrip(" |")) > 25                    # re-set: cancelling again (from 2 s after it)

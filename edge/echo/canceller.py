@@ -5,7 +5,7 @@ loudspeaker played in the same 10 ms (float, [-1, 1]) and writes the microphone
 without the echo. It
 
 1. feeds both to the :class:`~edge.echo.delay.DelayTracker` and, when the tracked
-   bulk delay moves by more than a frame, delays the reference by it (less a
+   bulk delay moves (later by more than a frame, or earlier by a frame or more), delays the reference by it (less a
    margin, since GCC-PHAT finds the strongest tap, not the first) and resets MDF,
    whose filter is then wrong at every tap; it also turns the reference up when
    the microphone is louder than it (MDF stalls on an echo path with gain), and
@@ -39,6 +39,14 @@ INT16_SCALE = 32768.0
 MAX_REFERENCE_GAIN = 64.0
 #: The reference is turned up until the microphone's level is at most this fraction of it (-6 dB).
 MIC_OVER_REFERENCE_MAX = 0.5
+#: The reference's delay is re-set (and MDF restarted) when the tracked bulk delay moves later by more than
+#: the first or earlier by at least the second. A period lost between the loudspeaker and the microphone makes the
+#: echo a period later: it still lies inside the filter, and MDF re-adapts to it faster than a restart converges;
+#: a period repeated makes it earlier, into the margin kept for what comes before the strongest tap, where MDF
+#: re-adapting diverged (`python -m evaluation.echo_step`, docs/echo.md: ERLE over the last 10 s after +10 ms
+#: 56.2 re-adapting against 46.3 re-set; after -10 ms 45.3 against 56.3).
+DELAY_RESET_LATER_ABOVE_SAMPLES = HOP_SAMPLES
+DELAY_RESET_EARLIER_FROM_SAMPLES = HOP_SAMPLES
 #: Steps of the echo path are logged at most once in this many frames (10 s): a room whose strongest tap keeps
 #: jumping between two equal reflections makes a few a minute.
 STEP_REPORT_EVERY_FRAMES = 1000
@@ -212,7 +220,8 @@ class EchoCanceller:
         if self.tracker is not None and self.tracker.delay_samples is not None:
             target = min(max(0, self.tracker.delay_samples - self._margin), self.delay_line.max_delay_samples)
         gain = self._wanted_gain() if self._active_frames >= 100 else self.reference_gain
-        moved = abs(target - self.delay_line.delay_samples) > HOP_SAMPLES
+        moved = (target - self.delay_line.delay_samples > DELAY_RESET_LATER_ABOVE_SAMPLES
+                 or self.delay_line.delay_samples - target >= DELAY_RESET_EARLIER_FROM_SAMPLES)
         regained = not 0.25 <= gain / self.reference_gain <= 4.0          # 12 dB: worth a restart
         if not (moved or regained):
             return
