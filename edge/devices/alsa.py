@@ -282,11 +282,12 @@ class AlsaDuplex:
                         _side_stream(self.speaker_device, "forward"):
                     speaker = open_pcm(alsaaudio, alsaaudio.PCM_PLAYBACK, self.speaker_device, 1, sample_format,
                                        config.buffer_periods)
-            except (alsaaudio.ALSAAudioError, DeviceError) as exc:
+            except alsaaudio.ALSAAudioError as exc:
                 _close_quietly(reference)
-                why = str(exc) if isinstance(exc, DeviceError) else sound_devices.explain(
-                    "playback", self.speaker_device, str(exc), self.proc)
-                return None, None, why
+                return None, None, sound_devices.explain("playback", self.speaker_device, str(exc), self.proc)
+            except DeviceError as exc:
+                _close_quietly(reference)
+                return None, None, str(exc)
         if start:
             try:
                 reference.read()
