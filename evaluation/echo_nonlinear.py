@@ -48,9 +48,8 @@ class TwoReferenceMdf:
         lib = self._lib = speex_mdf.library()
         lib.speex_echo_state_init_mc.restype = ctypes.c_void_p
         lib.speex_echo_state_init_mc.argtypes = [ctypes.c_int] * 4
-        self._state = lib.speex_echo_state_init_mc(FRAME, tail_samples, 1, 2)
-        rate = ctypes.c_int(int(rate_hz))
-        lib.speex_echo_ctl(self._state, speex_mdf.ECHO_SET_SAMPLING_RATE, ctypes.byref(rate))
+        self.tail_samples, self.rate_hz = tail_samples, rate_hz
+        self._state = self._new_state()
         self._basis, self._play, self._peak = basis, np.zeros(2 * FRAME, np.int16), 1000.0
         self._highpass = None
         if highpass_hz is not None:
@@ -69,8 +68,16 @@ class TwoReferenceMdf:
                                           out.ctypes.data_as(i16))
         return out
 
+    def _new_state(self):
+        state = self._lib.speex_echo_state_init_mc(FRAME, self.tail_samples, 1, 2)
+        rate = ctypes.c_int(int(self.rate_hz))
+        self._lib.speex_echo_ctl(state, speex_mdf.ECHO_SET_SAMPLING_RATE, ctypes.byref(rate))
+        return state
+
     def reset(self):
-        self._lib.speex_echo_state_reset(self._state)
+        """A new state, as :meth:`edge.echo.speex_mdf.SpeexMdf.reset` makes (a restart is a start)."""
+        old, self._state = self._state, self._new_state()
+        self._lib.speex_echo_state_destroy(old)
 
     def close(self):
         if self._state:

@@ -36,9 +36,9 @@ def stepped_echo(seconds, step_ms, delay_ms=80.0, seed=0):
 def run(far, mic, reset_one_period):
     """The canceller's output, re-setting the delay after a one-period step either way (``reset_one_period``) or
     never, and its delay changes."""
-    kept = canceller_module.DELAY_RESET_LATER_ABOVE_SAMPLES, canceller_module.DELAY_RESET_EARLIER_FROM_SAMPLES
+    kept = canceller_module.DELAY_RESET_LATER_ABOVE_SAMPLES, canceller_module.DELAY_RESET_EARLIER_AT_LEAST_SAMPLES
     limits = (HOP_SAMPLES - 1, HOP_SAMPLES) if reset_one_period else (HOP_SAMPLES, HOP_SAMPLES + 1)
-    canceller_module.DELAY_RESET_LATER_ABOVE_SAMPLES, canceller_module.DELAY_RESET_EARLIER_FROM_SAMPLES = limits
+    canceller_module.DELAY_RESET_LATER_ABOVE_SAMPLES, canceller_module.DELAY_RESET_EARLIER_AT_LEAST_SAMPLES = limits
     try:
         canceller = EchoCanceller(EchoSettings())
         out = np.zeros_like(mic)
@@ -47,7 +47,7 @@ def run(far, mic, reset_one_period):
             canceller.process(mic[frame], far[frame], out[frame])
         canceller.close()
     finally:
-        canceller_module.DELAY_RESET_LATER_ABOVE_SAMPLES, canceller_module.DELAY_RESET_EARLIER_FROM_SAMPLES = kept
+        canceller_module.DELAY_RESET_LATER_ABOVE_SAMPLES, canceller_module.DELAY_RESET_EARLIER_AT_LEAST_SAMPLES = kept
     return out, canceller.delay_changes
 
 

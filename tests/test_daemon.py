@@ -295,6 +295,55 @@ class FlappingReferenceIO(VanishingReferenceIO):
         return True
 
 
+class TwiceLostReferenceIO(VanishingReferenceIO):
+    """Lost at ``gone_at`` and back at the first retry; lost again 20 periods later, where the next two retries find
+    its PipeWire node missing (another reason) and the third takes it back."""
+
+    NO_NODE = "PipeWire has no node 'test.speaker' for the loudspeaker (unplugged?)"
+
+    def read(self):
+        frame = EchoReferenceIO.read(self)
+        position, retries = self.position - 1, len(self.retried_at)
+        if retries == 0:
+            lost = position >= self.gone_at
+        else:
+            lost = retries in (1, 2, 3) and position > self.back_at + 20
+        self.reference_problem = None
+        if lost:
+            self.reference_frame = None
+            self.reference_problem = (self.NO_NODE if retries in (2, 3)
+                                      else "echo reference 'pe_reference' failed: No such device")
+        return frame
+
+    def retry_reference(self):
+        self.retried_at.append(self.clock())
+        if len(self.retried_at) == 1:
+            self.back_at = self.position
+        return True
+
+
+def test_an_outage_whose_reason_was_logged_logs_its_end_too(caplog):
+    """A second drop within a minute of the first is counted, not logged; but once the retries log another reason
+    for it (its node missing), its return must be logged too, or the log ends on "echo is off"."""
+    from edge.echo import speex_mdf
+    if not speex_mdf.available():
+        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1)")
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    clock = FakeClock()
+    network = FakeNetwork(clock, cost_s=0.005)               # 200 periods a fake second
+    io = TwiceLostReferenceIO(speech_like(2.0, seed=3), gone_at=200, failed_retries=0, clock=clock)
+    config = parse("echo: {enabled: true, reference_device: pe_reference}\nrealtime: {device_retry_max_s: 2}")
+    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    loop.run(max_frames=3000)
+    assert len(io.retried_at) == 4
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if m.startswith("echo reference 'pe_reference' failed")]) == 1
+    assert len([m for m in messages if m.startswith(TwiceLostReferenceIO.NO_NODE)]) == 1
+    assert len([m for m in messages if "is open again" in m]) == 2
+    assert messages.index(next(m for m in messages if m.startswith(TwiceLostReferenceIO.NO_NODE))) < \
+        max(i for i, m in enumerate(messages) if "is open again" in m)
+
+
 def test_a_flapping_reference_logs_a_line_a_minute_and_keeps_its_longer_wait(caplog):
     from edge.echo import speex_mdf
     if not speex_mdf.available():
@@ -377,6 +426,8 @@ def test_the_microphone_never_opens_inside_the_background_reference_opens_enviro
     """The reference's background reopen sets PIPEWIRE_ALSA for its own stream (a sink's monitor): a microphone
     opened meanwhile waits for it, and then opens with the environment as it was, not as a monitor capture."""
     pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    from edge.devices import alsa
+    monkeypatch.setattr(alsa, "OPEN_WAIT_S", 60.0)         # a busy host may take its time below: wait, never fail
     duplex, seen, release = _held_reference_open(monkeypatch)
     try:
         assert seen[-1][0] == "pe_reference" and "capture.sink" in (seen[-1][1] or "")
@@ -399,14 +450,20 @@ def test_an_open_held_up_by_a_stalled_background_open_fails_with_what_to_expect(
     pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
     from edge.devices import alsa
     monkeypatch.setattr(alsa, "OPEN_WAIT_S", 0.2)
+    monkeypatch.setattr(alsa, "RETRY_JOIN_TIMEOUT_S", 0.1)   # close() leaves the stalled thread to itself at once
     duplex, _, release = _held_reference_open(monkeypatch)
+    stalled = duplex._retry
     try:
-        with pytest.raises(DeviceError, match=r"capture device 'null': another sound device has been opening"):
+        with pytest.raises(DeviceError, match=r"capture device 'null': another sound device open has not returned "
+                                              r"in 0.2 s"):
             duplex.open_one("capture")
         assert duplex.capture is None and duplex.playback is None      # both closed, as for any failed open
     finally:
         release.set()
+        stalled.join(10)                                     # it closes what it opened; the lock is free again
         duplex.close()
+    assert not stalled.is_alive() and alsa._OPENING.acquire(timeout=1)
+    alsa._OPENING.release()
 
 
 def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_microphones(caplog):
@@ -617,6 +674,36 @@ def test_the_watchdog_keeps_being_fed_while_a_device_is_missing():
     assert messages.count("READY=1") == 1                   # ready once: waiting is a state of a running service
     waiting = [m for m in messages if m.startswith("STATUS=waiting")]
     assert any("capture device 'hw:1,0'" in m and "retry in 25.6 s" in m for m in waiting)
+
+
+def test_the_watchdog_is_fed_around_a_close_that_waits_for_a_stalled_background_open():
+    """A device loss while the echo reference's background open is stalled: close() waits RETRY_JOIN_TIMEOUT_S for
+    it (2 s) and the reopen OPEN_WAIT_S (1 s) for its lock, then fails. With the loss up to 2.5 s after the last
+    ping, that was up to 5.5 s without one (3.5 s here) against WatchdogSec=5; each wait now starts on a fresh
+    ping."""
+    from edge.devices.alsa import OPEN_WAIT_S, RETRY_JOIN_TIMEOUT_S
+    clock = FakeClock()
+    io = FakeIO(speech_like(1.0, seed=3), lost_at={249})             # mid-run, between two pings
+    network = FakeNetwork(clock)
+    notifier = RecordingNotifier(clock)
+    loop = AudioLoop(parse("realtime: {device_retry_max_s: 2}"), io, runner_factory=lambda c: network,
+                     clock=clock, sleep=clock.advance, notifier=notifier)
+    loop.QUICK_LOSS_FRAMES = 10
+    close_before, open_before, stalled = io.close, io.open, iter([True])
+
+    def close_waiting_for_the_thread():
+        clock.advance(RETRY_JOIN_TIMEOUT_S)
+        close_before()
+
+    def open_waiting_for_the_lock():
+        if io.opens >= 1 and next(stalled, False):
+            clock.advance(OPEN_WAIT_S)
+            raise DeviceError("capture device 'hw:1,0': another sound device open has not returned in 1 s")
+        open_before()
+    io.close, io.open = close_waiting_for_the_thread, open_waiting_for_the_lock
+    counters = loop.run(max_frames=400)
+    assert counters.device_reopens == 1 and counters.device_open_failures == 1
+    assert notifier.longest_watchdog_gap_s() <= 2.5 + 1e-9
 
 
 def test_a_stop_signal_interrupts_a_long_device_wait():

@@ -130,7 +130,7 @@ class PipeWire:
         deadline = time.monotonic() + WAIT_S
         while not condition():
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
-                logs = {p.name: p.read_text()[-1500:] for p in self.folder.glob("*.log")}
+                logs = {p.name: p.read_text()[-4000:] for p in self.folder.glob("*.log")}
                 raise AssertionError(f"waited {WAIT_S} s for {what}; links {sorted(map(str, self.links()))}; "
                                      f"logs {logs}")
             time.sleep(0.1)

@@ -359,8 +359,9 @@ class AudioLoop:
                 self.events.put(logging.INFO, f"echo: the loudspeaker reference {self.io.reference_device!r} is "
                                               "open again (echo cancellation resumes when the far end plays)")
             return
-        if self._reference_problem_said is not None:           # another reason while still missing: say it
-            self.events.put(logging.WARNING, problem)
+        if self._reference_problem_said is not None:           # another reason while still missing: say it,
+            self.events.put(logging.WARNING, problem)          # and so the return too (even of an unsaid drop)
+            self._reference_drop_said = True
             return
         up_s = None if self._reference_up_since is None else now - self._reference_up_since
         if up_s is None or up_s >= self.REFERENCE_LOG_EVERY_S:
@@ -416,7 +417,11 @@ class AudioLoop:
         if self._quick_losses <= 6 or self._last_loss_log is None or now - self._last_loss_log >= self.WAIT_LOG_EVERY_S:
             self.events.put(logging.WARNING, message)
             self._last_loss_log = now
+        # close() may wait for a background open of the echo reference, and the reopen for the lock it holds
+        # (edge.devices.alsa: RETRY_JOIN_TIMEOUT_S, OPEN_WAIT_S): each wait starts on a fresh watchdog ping
+        self.notifier.watchdog()
         self.io.close()
+        self.notifier.watchdog()
         if quick:
             wait_s = min(self.RETRY_FIRST_S * 2 ** self._quick_losses, self.config.realtime.device_retry_max_s)
             self.notifier.status(f"{message}; waiting {wait_s:.1f} s")

@@ -90,23 +90,22 @@ def output_delay_samples(audio_config):
     return LATENCY_SAMPLES + audio_config.playback_prefill_periods * HOP_SAMPLES
 
 
-#: PCMs open one at a time, each with its PIPEWIRE_ALSA: the echo reference reopens in a background thread and
-#: sets that variable for its own streams, which pipewire-alsa reads while a PCM opens. A microphone opened beside
-#: it would take the reference's properties (a capture from a sink's monitor), and C's setenv beside getenv is
-#: not thread-safe. Reentrant: an open that sets the variable holds it around both.
-_OPENING = threading.RLock()
+#: PCMs open one at a time: the echo reference reopens in a background thread and sets PIPEWIRE_ALSA for its own
+#: streams, which pipewire-alsa reads while a PCM opens, so a microphone opened at the same moment would have taken
+#: the reference's properties (a capture from a sink's monitor). Opens no longer see each other's variable.
+_OPENING = threading.Lock()
 #: How long an open waits for another one in progress before it fails (and the daemon retries it, pinging the
-#: watchdog as it waits). An open takes milliseconds; with close()'s RETRY_JOIN_TIMEOUT_S, a reopen of the
-#: microphone then waits at most 4 s in all for a stalled background open: inside the units' WatchdogSec=5.
-OPEN_WAIT_S = 2.0
+#: watchdog as it waits). An open takes milliseconds. open() takes the lock up to three times (capture, playback,
+#: reference): at most 3 s after the watchdog ping that follows close(), inside the units' WatchdogSec=5.
+OPEN_WAIT_S = 1.0
 
 
 @contextlib.contextmanager
 def _one_open_at_a_time(what):
     """Hold the PCM-open lock for the block; DeviceError when another open has held it for OPEN_WAIT_S."""
     if not _OPENING.acquire(timeout=OPEN_WAIT_S):
-        raise DeviceError(f"{what}: another sound device has been opening for {OPEN_WAIT_S:.0f} s (the echo "
-                          "reference's background reopen, which a stalled PipeWire can hold up); the open is retried")
+        raise DeviceError(f"{what}: another sound device open has not returned in {OPEN_WAIT_S:g} s (a stalled "
+                          "ALSA device or PipeWire server, or an echo reference still reopening); the open is retried")
     try:
         yield
     finally:
@@ -116,7 +115,7 @@ def _one_open_at_a_time(what):
 @contextlib.contextmanager
 def _pipewire_environment(make):
     """PIPEWIRE_ALSA = ``make(its current value)`` while a PCM opens (pipewire-alsa reads it then), restored after.
-    Callers hold :func:`_one_open_at_a_time` around it and the open, so no other thread opens in between."""
+    Callers hold :func:`_one_open_at_a_time` around it and the open, so no other open sees it."""
     before = os.environ.get(pipewire.ENV)
     os.environ[pipewire.ENV] = make(before)
     try:

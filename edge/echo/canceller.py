@@ -4,23 +4,21 @@ Per 10 ms frame, :meth:`EchoCanceller.process` takes the microphone and what the
 loudspeaker played in the same 10 ms (float, [-1, 1]) and writes the microphone
 without the echo. It
 
-1. feeds both to the :class:`~edge.echo.delay.DelayTracker` and, when the tracked
-   bulk delay moves (later by more than a frame, or earlier by a frame or more), delays the reference by it (less a
-   margin, since GCC-PHAT finds the strongest tap, not the first) and resets MDF,
-   whose filter is then wrong at every tap; it also turns the reference up when
-   the microphone is louder than it (MDF stalls on an echo path with gain), and
-   measures the clock drift between the two from the delay estimates and, once
-   there is one, reads the reference at the microphone's rate
+1. feeds both to the :class:`~edge.echo.delay.DelayTracker` and, when the tracked bulk delay moves
+   (later by more than a frame, or earlier by a frame or more), delays the reference by it (less a
+   margin, since GCC-PHAT finds the strongest tap, not the first) and resets MDF, whose filter is then
+   wrong at every tap; it also turns the reference up when the microphone is louder than it (MDF
+   stalls on an echo path with gain), and measures the clock drift between the two from the delay
+   estimates and, once there is one, reads the reference at the microphone's rate
    (:mod:`edge.echo.drift`), so the echo path holds still for MDF;
-2. runs SpeexDSP's MDF on the microphone and the delayed reference, then its
-   preprocessor's residual echo suppression (noise is left to the network);
-3. passes the microphone through unchanged while there is no reference (``None``
-   for more than :data:`REFERENCE_GAP_FRAMES` in a row; a shorter gap after the
-   reference has delivered is bridged as silence) or the reference has been
-   silent for longer than the delay range plus the tail (no echo can be left). MDF's input DC notch alters the near end below
-   ~300 Hz even with a silent far end, so this bypass is what keeps near-end-only
-   speech bit-exact. Mode changes cross-fade over one frame and are reported
-   through ``on_event`` (the daemon logs them; ``denoise`` prints them).
+2. runs SpeexDSP's MDF on the microphone and the delayed reference, then its preprocessor's residual
+   echo suppression (noise is left to the network);
+3. passes the microphone through unchanged while there is no reference (``None`` for more than
+   :data:`REFERENCE_GAP_FRAMES` in a row; a shorter gap after the reference has delivered is bridged
+   as silence) or the reference has been silent for longer than the delay range plus the tail (no
+   echo can be left). MDF's input DC notch alters the near end below ~300 Hz even with a silent far
+   end, so this bypass is what keeps near-end-only speech bit-exact. Mode changes cross-fade over one
+   frame and are reported through ``on_event`` (the daemon logs them; ``denoise`` prints them).
 """
 
 import enum
@@ -43,10 +41,10 @@ MIC_OVER_REFERENCE_MAX = 0.5
 #: the first or earlier by at least the second. A period lost between the loudspeaker and the microphone makes the
 #: echo a period later: it still lies inside the filter, and MDF re-adapts to it faster than a restart converges;
 #: a period repeated makes it earlier, into the margin kept for what comes before the strongest tap, where MDF
-#: re-adapting diverged (`python -m evaluation.echo_step`, docs/echo.md: ERLE over the last 10 s after +10 ms
-#: 56.2 re-adapting against 46.3 re-set; after -10 ms 45.3 against 56.3).
+#: re-adapting held 12-14 dB for 8 s (`python -m evaluation.echo_step`, docs/echo.md: ERLE over the last 10 s
+#: after +10 ms 56.2 re-adapting against 46.3 re-set; after -10 ms 45.3 against 56.3).
 DELAY_RESET_LATER_ABOVE_SAMPLES = HOP_SAMPLES
-DELAY_RESET_EARLIER_FROM_SAMPLES = HOP_SAMPLES
+DELAY_RESET_EARLIER_AT_LEAST_SAMPLES = HOP_SAMPLES
 #: Steps of the echo path are logged at most once in this many frames (10 s): a room whose strongest tap keeps
 #: jumping between two equal reflections makes a few a minute.
 STEP_REPORT_EVERY_FRAMES = 1000
@@ -221,7 +219,7 @@ class EchoCanceller:
             target = min(max(0, self.tracker.delay_samples - self._margin), self.delay_line.max_delay_samples)
         gain = self._wanted_gain() if self._active_frames >= 100 else self.reference_gain
         moved = (target - self.delay_line.delay_samples > DELAY_RESET_LATER_ABOVE_SAMPLES
-                 or self.delay_line.delay_samples - target >= DELAY_RESET_EARLIER_FROM_SAMPLES)
+                 or self.delay_line.delay_samples - target >= DELAY_RESET_EARLIER_AT_LEAST_SAMPLES)
         regained = not 0.25 <= gain / self.reference_gain <= 4.0          # 12 dB: worth a restart
         if not (moved or regained):
             return
