@@ -247,19 +247,27 @@ class VanishingReferenceIO(EchoReferenceIO):
         return True
 
 
-def test_a_vanished_reference_is_tried_again_with_backoff_while_the_microphone_runs(caplog):
-    """A loudspeaker unplugged and plugged back (or a PipeWire sink re-created) must not leave echo cancellation
-    off until the microphone fails too: the loop retries the reference with doubling waits, says when it is back,
-    and the canceller cancels again."""
+def _echo_loop(caplog, make_io, retry_max_s):
+    """An echo-enabled loop on a fake clock (with the network's 5 ms, 200 periods a fake second) over
+    ``make_io(clock)``, logging to ``caplog``; skipped without SpeexDSP."""
     from edge.echo import speex_mdf
     if not speex_mdf.available():
         pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1)")
     caplog.set_level(logging.INFO, logger="percepnet-edge")
     clock = FakeClock()
-    network = FakeNetwork(clock, cost_s=0.005)               # 200 periods a fake second
-    io = VanishingReferenceIO(speech_like(2.0, seed=3), gone_at=200, failed_retries=2, clock=clock)
-    config = parse("echo: {enabled: true, reference_device: pe_reference}\nrealtime: {device_retry_max_s: 3}")
-    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    network = FakeNetwork(clock, cost_s=0.005)
+    io = make_io(clock)
+    config = parse("echo: {enabled: true, reference_device: pe_reference}\n"
+                   f"realtime: {{device_retry_max_s: {retry_max_s}}}")
+    return AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None), io
+
+
+def test_a_vanished_reference_is_tried_again_with_backoff_while_the_microphone_runs(caplog):
+    """A loudspeaker unplugged and plugged back (or a PipeWire sink re-created) must not leave echo cancellation
+    off until the microphone fails too: the loop retries the reference with doubling waits, says when it is back,
+    and the canceller cancels again."""
+    loop, io = _echo_loop(caplog, lambda clock: VanishingReferenceIO(
+        speech_like(2.0, seed=3), gone_at=200, failed_retries=2, clock=clock), retry_max_s=3)
     counters = loop.run(max_frames=2000)
     gone_s = 200 * 0.005
     waits = np.diff([gone_s] + io.retried_at)
@@ -325,15 +333,8 @@ class TwiceLostReferenceIO(VanishingReferenceIO):
 def test_an_outage_whose_reason_was_logged_logs_its_end_too(caplog):
     """A second drop within a minute of the first is counted, not logged; but once the retries log another reason
     for it (its node missing), its return must be logged too, or the log ends on "echo is off"."""
-    from edge.echo import speex_mdf
-    if not speex_mdf.available():
-        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1)")
-    caplog.set_level(logging.INFO, logger="percepnet-edge")
-    clock = FakeClock()
-    network = FakeNetwork(clock, cost_s=0.005)               # 200 periods a fake second
-    io = TwiceLostReferenceIO(speech_like(2.0, seed=3), gone_at=200, failed_retries=0, clock=clock)
-    config = parse("echo: {enabled: true, reference_device: pe_reference}\nrealtime: {device_retry_max_s: 2}")
-    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    loop, io = _echo_loop(caplog, lambda clock: TwiceLostReferenceIO(
+        speech_like(2.0, seed=3), gone_at=200, failed_retries=0, clock=clock), retry_max_s=2)
     loop.run(max_frames=3000)
     assert len(io.retried_at) == 4
     messages = [r.getMessage() for r in caplog.records]
@@ -345,15 +346,8 @@ def test_an_outage_whose_reason_was_logged_logs_its_end_too(caplog):
 
 
 def test_a_flapping_reference_logs_a_line_a_minute_and_keeps_its_longer_wait(caplog):
-    from edge.echo import speex_mdf
-    if not speex_mdf.available():
-        pytest.skip("libspeexdsp.so.1 is not installed (sudo apt-get install libspeexdsp1)")
-    caplog.set_level(logging.INFO, logger="percepnet-edge")
-    clock = FakeClock()
-    network = FakeNetwork(clock, cost_s=0.005)               # with the read: 20 periods a fake second, 150 s in all
-    io = FlappingReferenceIO(speech_like(2.0, seed=3), gone_at=100, failed_retries=0, clock=clock)
-    config = parse("echo: {enabled: true, reference_device: pe_reference}\nrealtime: {device_retry_max_s: 4}")
-    loop = AudioLoop(config, io, runner_factory=lambda c: network, clock=clock, sleep=lambda s: None)
+    loop, io = _echo_loop(caplog, lambda clock: FlappingReferenceIO(
+        speech_like(2.0, seed=3), gone_at=100, failed_retries=0, clock=clock), retry_max_s=4)
     loop.run(max_frames=3000)
     messages = [r.getMessage() for r in caplog.records]
     drops = [m for m in messages if m.startswith("echo reference 'pe_reference' failed")]

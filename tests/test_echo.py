@@ -471,8 +471,8 @@ def _mdf_output(mdf, mic, far):
 def test_a_reset_mdf_starts_over_exactly_as_a_new_one():
     """speex_echo_state_reset zeroes the filter but keeps its per-block adaptation weights (and so adapted
     differently from a new state: 29.7 against 46.3 dB of ERLE over the last 10 s after a +20 ms step on
-    `python -m evaluation.echo_step`); reset() makes a new state, so a restart is a clean start: the same output, sample for
-    sample, as a new MDF's (the residual echo suppressor, off here, keeps its state)."""
+    `python -m evaluation.echo_step`); reset() makes a new state, so a restart is a clean start: the same
+    output, sample for sample, as a new MDF's (the residual echo suppressor, off here, keeps its state)."""
     far = far_noise(12)
     first, second = echo_of(far, room(60, 1, delay_ms=10)), echo_of(far, room(60, 2, delay_ms=60))
     mdf = speex_mdf.SpeexMdf(N, 7200, FS, residual_suppression=False)
