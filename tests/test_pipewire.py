@@ -7,6 +7,7 @@ Needs: apt-get install pipewire pipewire-bin wireplumber pipewire-alsa dbus (.ci
 By hand, the same set-up and commands: docs/microphone.md, "Try it without a sound card".
 """
 
+import itertools
 import json
 import os
 import re
@@ -163,8 +164,13 @@ def write_config(path, capture="pipewire", playback="pipewire:NODE=percepnet-edg
     return path
 
 
+_DAEMON_STARTS = itertools.count(1)
+
+
 def start_daemon(pipewire, config, instance):
-    log = open(pipewire.folder / f"daemon-{instance}.log", "w")
+    """The daemon as `edge run --instance INSTANCE`, logging to a file of its own (kept in the lab's folder: a
+    failing test's log is not overwritten by the next test's)."""
+    log = open(pipewire.folder / f"daemon-{instance}-{next(_DAEMON_STARTS)}.log", "w")
     return subprocess.Popen([sys.executable, "-m", "edge", "run", "--config", str(config), "--instance", instance],
                             cwd=REPO, env=pipewire.env, stdout=log, stderr=subprocess.STDOUT), log.name
 
