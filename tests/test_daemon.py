@@ -452,12 +452,14 @@ def test_an_open_held_up_by_a_stalled_background_open_fails_with_what_to_expect(
                                               r"in 0.2 s"):
             duplex.open_one("capture")
         assert duplex.capture is None and duplex.playback is None      # both closed, as for any failed open
+        release.set()
+        stalled.join(10)                                     # it closes what it opened, and frees the way
+        assert not stalled.is_alive()
+        duplex.open_one("capture")                           # within OPEN_WAIT_S now
+        assert duplex.capture is not None
     finally:
         release.set()
-        stalled.join(10)                                     # it closes what it opened; the lock is free again
         duplex.close()
-    assert not stalled.is_alive() and alsa._OPENING.acquire(timeout=1)
-    alsa._OPENING.release()
 
 
 def test_lost_echo_reference_periods_are_logged_and_counted_apart_from_the_microphones(caplog):
