@@ -181,6 +181,22 @@ def test_a_pipewire_node_that_is_missing_is_refused_not_replaced(monkeypatch):
     pipewire.check_targets(parse("").audio, down)                 # no PipeWire device: nothing asked
 
 
+def test_a_pw_dump_cut_by_a_change_in_the_graph_is_asked_again(monkeypatch):
+    """pw-dump's output can be cut by a stream opening or closing while it dumps (seen on the PipeWire lab under
+    load: the echo reference's open then failed for a retry's wait); it is asked again, and only output that stays
+    unreadable is an error, which quotes it."""
+    import json
+    from edge.devices import pipewire
+    monkeypatch.setattr(pipewire.shutil, "which", lambda name: "/usr/bin/" + name)
+    whole = json.dumps([{"id": 30, "info": {"props": {"node.name": "test.speaker"}}}])
+    outputs = iter([whole[:25], whole])
+    run = lambda *a, **k: types.SimpleNamespace(returncode=0, stdout=next(outputs), stderr="")  # noqa: E731
+    assert pipewire.node_names(run) == {"test.speaker"}
+    cut = lambda *a, **k: types.SimpleNamespace(returncode=0, stdout=whole[:25], stderr="")  # noqa: E731
+    with pytest.raises(DeviceError, match=r"not JSON 3 times in a row \(it starts '\[\{\"id\": 30"):
+        pipewire.node_names(cut)
+
+
 def test_the_daemons_pipewire_streams_are_one_named_filter():
     from edge.devices import pipewire
     props = pipewire.environment("Headset")

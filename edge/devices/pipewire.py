@@ -34,6 +34,10 @@ DENOISED_NODE = "percepnet-edge.denoised"
 FRAGMENT = "/etc/pipewire/pipewire.conf.d/percepnet-edge.conf"
 ENV = "PIPEWIRE_ALSA"
 PW_DUMP_TIMEOUT_S = 10
+#: pw-dump is asked this many times before its output counts as unreadable: a change in the graph while it dumps
+#: (a stream that opens or closes) can cut its output, which is then not JSON. Seen on the PipeWire lab under load,
+#: where it made the echo reference's open fail for a retry's wait.
+PW_DUMP_ATTEMPTS = 3
 
 
 class PipeWireError(DeviceError):
@@ -108,19 +112,26 @@ def node_names(run=subprocess.run):
     if shutil.which("pw-dump") is None:
         raise MissingDependencyError("pw-dump is missing, which checks the PipeWire nodes: "
                                      "`sudo apt-get install pipewire-bin`")
-    try:
-        result = run(["pw-dump"], capture_output=True, text=True, timeout=PW_DUMP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise PipeWireError(f"PipeWire did not answer pw-dump within {PW_DUMP_TIMEOUT_S} s") from None
-    if result.returncode != 0:
-        where = os.environ.get("XDG_RUNTIME_DIR") or "no XDG_RUNTIME_DIR set"
-        raise PipeWireError(f"PipeWire is not reachable ({where}; pw-dump: {result.stderr.strip()[:200]}): run the "
-                          "daemon in the desktop user's session (`systemctl --user enable --now "
-                          "percepnet-edge@pipewire`, see docs/microphone.md), and check as that user")
-    try:
-        objects = json.loads(result.stdout or "[]")
-    except ValueError:
-        raise PipeWireError("pw-dump printed something that is not JSON") from None
+    for _ in range(PW_DUMP_ATTEMPTS):
+        try:
+            result = run(["pw-dump"], capture_output=True, text=True, timeout=PW_DUMP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise PipeWireError(f"PipeWire did not answer pw-dump within {PW_DUMP_TIMEOUT_S} s") from None
+        if result.returncode != 0:
+            where = os.environ.get("XDG_RUNTIME_DIR") or "no XDG_RUNTIME_DIR set"
+            raise PipeWireError(f"PipeWire is not reachable ({where}; pw-dump: {result.stderr.strip()[:200]}): run "
+                                "the daemon in the desktop user's session (`systemctl --user enable --now "
+                                "percepnet-edge@pipewire`, see docs/microphone.md), and check as that user")
+        try:
+            objects = json.loads(result.stdout or "[]")
+            break
+        except ValueError:
+            continue
+    else:
+        text = result.stdout.strip()
+        raise PipeWireError(f"pw-dump printed something that is not JSON {PW_DUMP_ATTEMPTS} times in a row (it "
+                            f"starts {text[:60]!r} and ends {text[-60:]!r}); check that `pw-dump` works as this "
+                            "user") from None
     return {props["node.name"] for obj in objects
             for props in [((obj.get("info") or {}).get("props") or {})] if "node.name" in props}
 
