@@ -127,12 +127,12 @@ class PipeWire:
         assert self.run("wpctl", "set-default", str(node)).returncode == 0
         self.wait_for(lambda: self.default_source() == name, f"{name} as the default source")
 
-    def wait_for(self, condition, what):
-        deadline = time.monotonic() + WAIT_S
+    def wait_for(self, condition, what, timeout_s=WAIT_S):
+        deadline = time.monotonic() + timeout_s
         while not condition():
             if time.monotonic() > deadline or any(p.poll() is not None for p in self.processes):
                 logs = {p.name: p.read_text()[-4000:] for p in self.folder.glob("*.log")}
-                raise AssertionError(f"waited {WAIT_S} s for {what}; links {sorted(map(str, self.links()))}; "
+                raise AssertionError(f"waited {timeout_s} s for {what}; links {sorted(map(str, self.links()))}; "
                                      f"logs {logs}")
             time.sleep(0.1)
 

@@ -179,6 +179,7 @@ class AudioLoop:
         while not self._stop.is_set():
             try:
                 self.io.open()
+                self.notifier.watchdog()             # the frames' own pings may be up to an interval away
                 self._opened_at = self.counters.frames
                 self.waiting_for_device = False
                 if self._last_wait_log is not None:
@@ -335,8 +336,10 @@ class AudioLoop:
 
     def _cancel_echo(self, canceller, frame):
         problem = getattr(self.io, "reference_problem", None)
-        if problem != self._reference_problem_said:
-            self._note_reference(problem)
+        if problem != self._reference_problem_said or (
+                problem is not None and not self._reference_drop_said
+                and self.clock() - self._reference_logged_at >= self.REFERENCE_LOG_EVERY_S):
+            self._note_reference(problem)                      # a change, or an outage to announce now
         self._reference_problem_said = problem
         if problem is not None:
             self._retry_reference()
@@ -348,9 +351,12 @@ class AudioLoop:
         return self._echo_free
 
     def _note_reference(self, problem):
-        """Log the reference going (why) and coming back. A reference that keeps failing soon after it is back
-        (a flapping cable) logs a pair at most every REFERENCE_LOG_EVERY_S, with the count of the drops between,
-        and keeps its longer retry wait; one that stayed up that long starts again from the first wait."""
+        """Log the reference going (why) and coming back. An outage is announced (its reason, then its return)
+        unless a line about the reference was logged less than REFERENCE_LOG_EVERY_S ago; one still going then is
+        announced once that time has passed (:meth:`_cancel_echo`). So a reference that keeps failing soon after it
+        is back (a flapping cable) logs a pair at most every REFERENCE_LOG_EVERY_S, with the count of the drops
+        between, and keeps its longer retry wait; one that stayed up that long starts again from the first wait.
+        A new reason for an announced outage (its PipeWire node gone) is logged at once."""
         now = self.clock()
         retrying = getattr(self.io, "retry_reference", None) is not None
         if problem is None:                                    # back
@@ -359,23 +365,25 @@ class AudioLoop:
                 self.events.put(logging.INFO, f"echo: the loudspeaker reference {self.io.reference_device!r} is "
                                               "open again (echo cancellation resumes when the far end plays)")
             return
-        if self._reference_problem_said is not None:           # another reason while still missing: say it,
-            self.events.put(logging.WARNING, problem)          # and so the return too (even of an unsaid drop)
-            self._reference_drop_said = True
-            return
-        up_s = None if self._reference_up_since is None else now - self._reference_up_since
-        if up_s is None or up_s >= self.REFERENCE_LOG_EVERY_S:
-            self._reference_retry_s = self.REFERENCE_RETRY_FIRST_S
-        logged = self._reference_logged_at
-        self._reference_drop_said = logged is None or now - logged >= self.REFERENCE_LOG_EVERY_S
-        if not self._reference_drop_said:
+        if self._reference_problem_said is None:               # a drop
+            up_s = None if self._reference_up_since is None else now - self._reference_up_since
+            if up_s is None or up_s >= self.REFERENCE_LOG_EVERY_S:
+                self._reference_retry_s = self.REFERENCE_RETRY_FIRST_S
+            self._reference_drop_said = False
             self._reference_drops_unsaid += 1
+        elif self._reference_drop_said:                        # an announced outage, another reason: say it
+            self.events.put(logging.WARNING, problem)
             return
+        logged = self._reference_logged_at
+        if logged is not None and now - logged < self.REFERENCE_LOG_EVERY_S:
+            return                                             # counted; announced later if it lasts
+        self._reference_drops_unsaid -= 1                      # this one is said now
         more = (f"; {self._reference_drops_unsaid} more drop(s) since the last such line"
                 if self._reference_drops_unsaid else "")
         how = (f" (tried again in the background, after {self._reference_retry_s:g} s, then up to every "
                f"{self.config.realtime.device_retry_max_s:g} s: realtime.device_retry_max_s)" if retrying else "")
         self.events.put(logging.WARNING, problem + how + more)
+        self._reference_drop_said = True
         self._reference_logged_at, self._reference_drops_unsaid = now, 0
 
     def _retry_reference(self):
@@ -417,8 +425,9 @@ class AudioLoop:
         if self._quick_losses <= 6 or self._last_loss_log is None or now - self._last_loss_log >= self.WAIT_LOG_EVERY_S:
             self.events.put(logging.WARNING, message)
             self._last_loss_log = now
-        # close() may wait for a background open of the echo reference, and the reopen for the lock it holds
-        # (edge.devices.alsa: RETRY_JOIN_TIMEOUT_S, OPEN_WAIT_S): each wait starts on a fresh watchdog ping
+        # close() may wait RETRY_JOIN_TIMEOUT_S for a background open of the echo reference, and open() up to
+        # OPEN_WAIT_S per PCM for the lock it holds (edge.devices.alsa): a ping before each of the two, and one
+        # when the open succeeds (_open_with_backoff) or fails (_wait_alive)
         self.notifier.watchdog()
         self.io.close()
         self.notifier.watchdog()

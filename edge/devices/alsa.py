@@ -91,13 +91,13 @@ def output_delay_samples(audio_config):
 
 
 #: PCMs open one at a time: the echo reference reopens in a background thread and sets PIPEWIRE_ALSA for its own
-#: streams, which pipewire-alsa reads while a PCM opens, so a microphone opened at the same moment would have taken
-#: the reference's properties (a capture from a sink's monitor). Opens no longer see each other's variable.
+#: streams, which pipewire-alsa reads while a PCM opens, so a microphone opened at the same moment would take the
+#: reference's properties (a capture from a sink's monitor).
 _OPENING = threading.Lock()
-#: How long an open waits for another one in progress before it fails (and the daemon retries it, pinging the
-#: watchdog as it waits). An open takes milliseconds. open() takes the lock up to three times (capture, playback,
-#: reference): at most 3 s after the watchdog ping that follows close(), inside the units' WatchdogSec=5.
-OPEN_WAIT_S = 1.0
+#: How long an open waits for another one in progress before it fails (and the daemon retries it). An open takes
+#: milliseconds. open() takes the lock up to four times (capture, playback, reference, loudspeaker): 2 s at most
+#: between the daemon's watchdog pings around it (WatchdogSec=5), plus pw-dump's answers (edge.devices.pipewire).
+OPEN_WAIT_S = 0.5
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.errors import DeviceError, MissingDependencyError
@@ -112,9 +113,11 @@ def node_names(run=subprocess.run):
     if shutil.which("pw-dump") is None:
         raise MissingDependencyError("pw-dump is missing, which checks the PipeWire nodes: "
                                      "`sudo apt-get install pipewire-bin`")
+    deadline = time.monotonic() + PW_DUMP_TIMEOUT_S          # one limit for all the attempts
     for _ in range(PW_DUMP_ATTEMPTS):
         try:
-            result = run(["pw-dump"], capture_output=True, text=True, timeout=PW_DUMP_TIMEOUT_S)
+            result = run(["pw-dump"], capture_output=True, text=True,
+                         timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             raise PipeWireError(f"PipeWire did not answer pw-dump within {PW_DUMP_TIMEOUT_S} s") from None
         if result.returncode != 0:
@@ -131,7 +134,7 @@ def node_names(run=subprocess.run):
         text = result.stdout.strip()
         raise PipeWireError(f"pw-dump printed something that is not JSON {PW_DUMP_ATTEMPTS} times in a row (it "
                             f"starts {text[:60]!r} and ends {text[-60:]!r}); check that `pw-dump` works as this "
-                            "user") from None
+                            "user")
     return {props["node.name"] for obj in objects
             for props in [((obj.get("info") or {}).get("props") or {})] if "node.name" in props}
 
