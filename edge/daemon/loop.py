@@ -179,7 +179,8 @@ class AudioLoop:
         while not self._stop.is_set():
             try:
                 self.io.open()
-                self.notifier.watchdog()             # the frames' own pings may be up to an interval away
+                if self._ready_sent:                 # a reopen: the frames' own pings may be an interval away
+                    self.notifier.watchdog()
                 self._opened_at = self.counters.frames
                 self.waiting_for_device = False
                 if self._last_wait_log is not None:
