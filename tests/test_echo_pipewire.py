@@ -20,7 +20,7 @@ if not speex_mdf.available():
                 allow_module_level=True)
 
 from tests import test_pipewire as pw                                  # noqa: E402  (skips without PipeWire)
-from tests.test_pipewire import REPO, WAIT_S, realtime, start_daemon, stop    # noqa: E402
+from tests.test_pipewire import REPO, WAIT_S, realtime, start_daemon, stop  # noqa: E402
 
 pytestmark = pw.pytestmark
 RATE = 48_000
@@ -177,6 +177,15 @@ def test_the_far_ends_echo_is_gone_from_denoised_microphone_and_the_near_talker_
     assert abs(near_change) < 4, report
 
 
+def recreate_node(lab, name, description, media_class):
+    """Put back one of the lab's mono 48 kHz null nodes after a test destroyed it (a device plugged back in)."""
+    created = lab.run("pw-cli", "create-node", "adapter",
+                      f'{{ factory.name = support.null-audio-sink node.name = "{name}" node.description = '
+                      f'"{description}" media.class = "{media_class}" audio.position = [ MONO ] audio.rate = 48000 '
+                      'object.linger = true }')
+    assert created.returncode == 0, created.stderr
+
+
 def test_a_loudspeaker_that_vanishes_is_not_replaced_by_another_and_is_taken_back(lab, tmp_path):
     """The loudspeaker's node goes (a USB speaker unplugged) and comes back. WirePlumber moves a stream whose target
     is gone to the default sink, which for the forwarded copy is the "Echo-cancelled speaker" the reference records:
@@ -200,11 +209,7 @@ def test_a_loudspeaker_that_vanishes_is_not_replaced_by_another_and_is_taken_bac
         while time.monotonic() < deadline:                    # never linked elsewhere (the speaker sink above all)
             assert not [link for link in lab.links() if link[0] == "percepnet-edge.echo.forward"], lab.links()
             time.sleep(0.2)
-        created = lab.run("pw-cli", "create-node", "adapter",
-                          '{ factory.name = support.null-audio-sink node.name = "test.speaker" node.description = '
-                          '"Test loudspeaker" media.class = "Audio/Sink" audio.position = [ MONO ] audio.rate = 48000 '
-                          'object.linger = true }')
-        assert created.returncode == 0, created.stderr
+        recreate_node(lab, "test.speaker", "Test loudspeaker", "Audio/Sink")
         lab.wait_for(lambda: forward in lab.links() and open(log).read().count("is open again") > returns_before,
                      "the loudspeaker taken back")
     finally:
@@ -231,11 +236,7 @@ def test_a_microphone_node_that_vanishes_is_reopened_not_replaced(lab, tmp_path)
         while time.monotonic() < deadline:                    # not moved to another source meanwhile
             assert lab.capture_source("percepnet-edge.echo") is None, lab.links()
             time.sleep(0.2)
-        created = lab.run("pw-cli", "create-node", "adapter",
-                          '{ factory.name = support.null-audio-sink node.name = "test.mic" node.description = '
-                          '"Test microphone" media.class = "Audio/Source/Virtual" audio.position = [ MONO ] '
-                          'audio.rate = 48000 object.linger = true }')
-        assert created.returncode == 0, created.stderr
+        recreate_node(lab, "test.mic", "Test microphone", "Audio/Source/Virtual")
         lab.wait_for(lambda: lab.capture_source("percepnet-edge.echo") == "test.mic"
                      and "audio devices open; processing" in open(log).read(), "the microphone taken back")
     finally:
