@@ -106,6 +106,16 @@ def test_the_device_distribution_holds_the_edge_package_and_no_host_code(device_
     assert "percepnet-edge = edge.commands.cli:main" in entry_points and "percepnet-train" not in entry_points
 
 
+def test_the_device_distribution_requires_no_scipy(device_wheel):
+    """scipy is 120 MB installed for aarch64, more than numpy and LiteRT together (docs/dependencies.md)."""
+    with zipfile.ZipFile(device_wheel) as archive:
+        metadata = archive.read("percepnet_edge-0.1.0.dist-info/METADATA").decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    unconditional = [r.split(";")[0].strip() for r in requires if "extra ==" not in r]
+    assert sorted(r.split(">")[0].split("=")[0].lower() for r in unconditional) == ["numpy", "pyyaml"], requires
+    assert not [r for r in requires if r.lower().startswith("scipy")], requires
+
+
 def test_the_packaging_check_refuses_host_code(tmp_path):
     """What wheel_problems would say of a distribution built from the development pyproject (all packages)."""
     wheel = tmp_path / "percepnet_edge-0.1.0-py3-none-any.whl"
@@ -121,22 +131,29 @@ def test_the_packaging_check_refuses_host_code(tmp_path):
 
 def test_the_device_package_runs_without_the_host_packages(device_wheel, tmp_path):
     """The built wheel, unpacked beside this venv's third-party packages (no editable install, no checkout on the
-    path): every edge module imports, and bench says why it skips RNNoise, whose adapter is host code."""
+    path) with scipy barred: every edge module imports, `denoise` resamples a 16 kHz file, and bench says why it
+    skips RNNoise, whose adapter is host code."""
     with zipfile.ZipFile(device_wheel) as archive:
         archive.extractall(tmp_path / "device")
     script = textwrap.dedent("""
         import importlib, importlib.util, pkgutil, sys
+        sys.modules["scipy"] = None                 # a device installs no scipy: importing it now fails
         assert [importlib.util.find_spec(n) for n in ("training", "converter", "evaluation")] == [None] * 3
         import edge
         assert edge.__file__.startswith(sys.argv[1]), edge.__file__
         for module in pkgutil.walk_packages(edge.__path__, "edge."):
             importlib.import_module(module.name)
         from edge.commands.cli import main
+        from edge.io import synthetic
+        from edge.io.wav import write_wav
+        write_wav("in16k.wav", synthetic.demo_mixture(1.0)[1], 16000)
+        assert main(["denoise", "in16k.wav", "out16k.wav", "--model", sys.argv[2]]) == 0
         sys.exit(main(["bench", "--seconds", "1", "--rounds", "1"]))
     """)
     path = os.pathsep.join([str(tmp_path / "device"), sysconfig.get_paths()["purelib"],
                             sysconfig.get_paths()["platlib"]])
-    result = subprocess.run([sys.executable, "-S", "-c", script, str(tmp_path / "device")], cwd=tmp_path,
+    model = REPO / "models" / "lite" / "percepnet_lite.tflite"
+    result = subprocess.run([sys.executable, "-S", "-c", script, str(tmp_path / "device"), str(model)], cwd=tmp_path,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped RNNoise: its adapter, evaluation.peers, is host code and not part of a device install" \

@@ -2,14 +2,19 @@
 
 Resident memory is the scarce resource on a 512 MB board, and most of it is
 imports: ``scipy.signal`` alone is 78 MB. The daemon's path must load none of
-the modules on :data:`DENY`; host-side code (file commands that resample,
-training, evaluation) may, lazily.
+the modules on :data:`DENY`, and neither may the file commands, which a device
+runs too and which resample (:mod:`edge.dsp.polyphase`): a device installs no
+scipy (docs/dependencies.md). Host-side code (training, evaluation) may, lazily.
 """
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from edge.echo import speex_mdf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +59,28 @@ def test_the_enhancer_and_the_demo_audio_run_without_scipy():
             "import tempfile, os\n"
             "write_wav(os.path.join(tempfile.mkdtemp(), 'x.wav'), noisy, 48000)\n")
     loaded = loaded_after(code)
+    assert not loaded & DENY.keys(), {name: DENY[name] for name in loaded & DENY.keys()}
+
+
+@pytest.mark.skipif(not speex_mdf.available(), reason="libspeexdsp.so.1 is not installed "
+                    "(sudo apt-get install libspeexdsp1; .ci/run installs it)")
+def test_denoise_at_other_rates_with_a_far_end_loads_no_scipy(tmp_path):
+    """The file commands resample in numpy: 16 kHz and 44.1 kHz in and out, the echo stage's reference too."""
+    code = ("import numpy as np\n"
+            "from edge.io import synthetic\n"
+            "from edge.io.wav import write_wav\n"
+            "from edge.commands.cli import main\n"
+            "clean, noisy = synthetic.demo_mixture(1.0)\n"
+            f"folder = {str(tmp_path)!r}\n"
+            "for rate in (16000, 44100):\n"
+            "    write_wav(f'{folder}/in{rate}.wav', noisy[::1], rate)\n"
+            "    write_wav(f'{folder}/far{rate}.wav', 0.5 * clean, rate)\n"
+            "    assert main(['denoise', f'{folder}/in{rate}.wav', f'{folder}/out{rate}.wav']) == 0\n"
+            "    assert main(['denoise', f'{folder}/in{rate}.wav', f'{folder}/echo{rate}.wav',\n"
+            "                 '--far-end', f'{folder}/far{rate}.wav']) == 0\n")
+    loaded = loaded_after(code)
+    assert "edge" in loaded and (tmp_path / "out16000.wav").stat().st_size > 2 * 16000
+    assert (tmp_path / "out44100.wav").stat().st_size > 2 * 44100 and (tmp_path / "echo44100.wav").exists()
     assert not loaded & DENY.keys(), {name: DENY[name] for name in loaded & DENY.keys()}
 
 

@@ -95,12 +95,10 @@ def decode(path):
 def resample_to_48k(audio, rate):
     if rate == RATE:
         return audio
-    try:
-        import soxr
-        return soxr.resample(audio, rate, RATE, quality="HQ")
-    except ImportError:                            # soxr is a host nicety; scipy's polyphase is the fallback
-        from edge.io.wav import resample
-        return resample(audio, rate, RATE)
+    # soxr (the `train` extra), always: a fallback to another resampler would build another corpus from the same
+    # sources, depending on what happened to be installed.
+    import soxr
+    return soxr.resample(audio, rate, RATE, quality="HQ")
 
 
 def trim_silence(audio):

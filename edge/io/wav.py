@@ -3,9 +3,10 @@
 Whole files (:func:`read_wav`, :func:`write_wav`) for short clips, and streams
 (:class:`WavReader`, :class:`StreamResampler`, :class:`WavWriter`) for the
 file commands, whose memory must not grow with the file's length.
-The daemon's path (:func:`write_wav`, :class:`WavReader`, :class:`WavWriter`)
-needs numpy alone; scipy (78 MB resident) is imported only by the calls that
-resample or read whole files, which the file commands make.
+Everything the device runs needs numpy alone: resampling is
+:mod:`edge.dsp.polyphase` (scipy's ``resample_poly``, in numpy), so a device
+installs no scipy. :func:`read_wav` is the host's whole-file reader (training,
+evaluation) and imports scipy's WAV reader; no device command calls it.
 """
 
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.io.atomic import refuse_special_target
+from edge.dsp import polyphase
 from edge.dsp.constants import SAMPLE_RATE_HZ
 from edge.errors import AudioFileError
 
@@ -29,7 +31,7 @@ _CONVERT_ADVICE = "convert it first, e.g. `sox in.xxx -b 16 out.wav`"
 
 def read_wav(path):
     """Read a WAV file as float64 in [-1, 1], shape (n_samples, n_channels), and its rate."""
-    from scipy.io import wavfile                      # host-side use only: see the module doc
+    from scipy.io import wavfile                      # host side only: see the module doc
     try:
         rate, data = wavfile.read(path)
     except FileNotFoundError:
@@ -78,9 +80,8 @@ def resample(samples, rate_from, rate_to):
     """Polyphase resampling; the result has round(n * rate_to / rate_from) samples."""
     if rate_from == rate_to:
         return samples
-    from scipy import signal as sps                   # only when the rates differ: see the module doc
     common = gcd(int(rate_from), int(rate_to))
-    out = sps.resample_poly(samples, rate_to // common, rate_from // common)
+    out = polyphase.resample_poly(samples, rate_to // common, rate_from // common)
     return out[:int(round(samples.shape[0] * rate_to / rate_from))]
 
 
@@ -320,12 +321,8 @@ class StreamResampler:
         common = gcd(int(rate_from), int(rate_to))
         self.up, self.down = int(rate_to) // common, int(rate_from) // common
         max_rate = max(self.up, self.down)
-        half_len = 10 * max_rate                         # scipy's default filter, built once here
-        self._filter = self._resample_poly = None        # same rate: samples pass through, and no scipy
-        if max_rate > 1:
-            from scipy import signal as sps               # see the module doc
-            self._resample_poly = sps.resample_poly
-            self._filter = sps.firwin(2 * half_len + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+        half_len = 10 * max_rate                         # the default filter's, built once here
+        self._filter = polyphase.default_taps(self.up, self.down) if max_rate > 1 else None
         reach_in = half_len // self.up + 2               # input samples on either side of an output sample
         self._margin = (-(-reach_in // self.down) + 1) * self.down
         self.total_in = int(total_in)
@@ -353,7 +350,7 @@ class StreamResampler:
         if end <= self._emitted:
             return np.zeros(0)
         start = self._segment_start(self._emitted)
-        resampled = self._resample_poly(self._buffer[start - self._start:], self.up, self.down, window=self._filter)
+        resampled = polyphase.resample_poly(self._buffer[start - self._start:], self.up, self.down, self._filter)
         offset = start * self.up // self.down
         out = resampled[self._emitted - offset:end - offset]
         self._emitted = end
