@@ -278,12 +278,12 @@ def frame_costs(clips):
         "WebRTC APM (AEC3 + NS)": timed(lambda s: processor.process(m32[s:s + HOP_SAMPLES],
                                                                     f32[s:s + HOP_SAMPLES])),
     }
-    try:
-        from . import peers
-        if peers.rnnoise_available() is None:
-            times["RNNoise (NS only)"] = peers.rnnoise_frame_times(mic, timer)
-    except ImportError:
-        pass
+    from . import peers
+    why_not = peers.rnnoise_available()
+    if why_not is None:
+        times["RNNoise (NS only)"] = peers.rnnoise_frame_times(mic, timer)
+    else:                                             # the cost table says so rather than losing a row unseen
+        print(f"no RNNoise cost row: {why_not}", file=sys.stderr)
     return {name: cost_summary(t) for name, t in times.items()}
 
 
