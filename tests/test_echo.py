@@ -486,6 +486,36 @@ def test_a_reset_mdf_starts_over_exactly_as_a_new_one():
     mdf.close(), new.close()
 
 
+def test_a_frame_cancelled_in_blocks_equals_mdf_run_on_those_blocks():
+    """``block_samples`` only walks the frame in MDF-sized steps: 480-sample frames in blocks of 240 give, sample for
+    sample, what an MDF fed 240-sample frames gives (residual suppression on, so the preprocessor steps too)."""
+    far = far_noise(3)
+    mic = echo_of(far, room(60, 1, delay_ms=10))
+    in_blocks = speex_mdf.SpeexMdf(N, 7200, FS, block_samples=N // 2)
+    direct = speex_mdf.SpeexMdf(N // 2, 7200, FS)
+    to16 = lambda x: np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)    # noqa: E731
+    out = _mdf_output(in_blocks, mic, far)
+    expected, block = np.zeros_like(mic), np.zeros(N // 2, np.int16)
+    for start in range(0, mic.size - N // 2 + 1, N // 2):
+        direct.process(to16(mic[start:start + N // 2]), to16(far[start:start + N // 2]), block)
+        expected[start:start + N // 2] = block / 32768.0
+    np.testing.assert_array_equal(out, expected)
+    assert erle_db(mic, out, 3.0) > 25
+    in_blocks.close(), direct.close()
+
+
+def test_the_canceller_converges_with_5_ms_blocks_and_refuses_blocks_that_do_not_divide_a_frame():
+    from edge.errors import UsageError
+    far = far_noise(4)
+    mic = echo_of(far, room(100, 1))
+    out, canceller = cancel(mic, far, EchoSettings(mdf_block_ms=5.0))
+    assert canceller.mdf.block_samples == 240 and erle_db(mic, out, 3.0) > 25
+    with pytest.raises(UsageError, match="echo.mdf_block_ms"):
+        EchoSettings(mdf_block_ms=3.0).validate()
+    with pytest.raises(UsageError, match="does not divide"):
+        speex_mdf.SpeexMdf(N, 7200, FS, block_samples=200)
+
+
 def test_a_missing_library_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(speex_mdf, "_library", None)
     monkeypatch.setattr(speex_mdf.ctypes.util, "find_library", lambda name: "libspeexdsp-absent.so.9")

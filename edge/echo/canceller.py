@@ -89,6 +89,8 @@ class EchoSettings:
     #: Follow a measured clock drift between the reference and the microphone (two sound cards) by reading
     #: the reference at the microphone's rate (SpeexDSP's resampler, 26 us a frame on x86); false: only report it.
     drift_compensation: bool = True
+    #: MDF's block: the frame is cancelled in blocks of this many ms (10: one block a frame).
+    mdf_block_ms: float = 10.0
 
     def validate(self):
         def need(ok, key, value, allowed):
@@ -103,6 +105,7 @@ class EchoSettings:
         need(-100 <= self.echo_suppress_active_db <= 0, "echo_suppress_active_db", self.echo_suppress_active_db,
              "-100..0 dB")
         need(-120 <= self.silent_dbfs <= -20, "silent_dbfs", self.silent_dbfs, "-120..-20 dBFS")
+        need(self.mdf_block_ms in (2.5, 5.0, 10.0), "mdf_block_ms", self.mdf_block_ms, "2.5, 5 or 10 ms")
         return self
 
 
@@ -120,7 +123,7 @@ class EchoCanceller:
         n = HOP_SAMPLES
         tail = max(n, -(-_ms_to_samples(settings.tail_ms + settings.delay_margin_ms) // n) * n)
         self.mdf = SpeexMdf(n, tail, SAMPLE_RATE_HZ, settings.residual_suppression, settings.echo_suppress_db,
-                            settings.echo_suppress_active_db)
+                            settings.echo_suppress_active_db, block_samples=_ms_to_samples(settings.mdf_block_ms))
         self.delay_line = DelayLine(n, _ms_to_samples(settings.delay_search_ms))
         self.tracker = None
         if settings.fixed_delay_ms is not None:

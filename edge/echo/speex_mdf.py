@@ -132,16 +132,21 @@ class SpeexMdf:
     """
 
     def __init__(self, frame_samples, tail_samples, rate_hz, residual_suppression=True,
-                 echo_suppress_db=-40, echo_suppress_active_db=-15):
-        if frame_samples <= 0 or tail_samples < frame_samples:
-            raise UsageError(f"echo canceller: frame {frame_samples} and tail {tail_samples} samples: the tail must "
-                             "be at least one frame")
+                 echo_suppress_db=-40, echo_suppress_active_db=-15, block_samples=None):
+        block_samples = frame_samples if block_samples is None else int(block_samples)
+        if block_samples <= 0 or frame_samples % block_samples:
+            raise UsageError(f"echo canceller: a block of {block_samples} samples does not divide the frame of "
+                             f"{frame_samples}")
+        if tail_samples < block_samples:
+            raise UsageError(f"echo canceller: block {block_samples} and tail {tail_samples} samples: the tail must "
+                             "be at least one block")
         lib = self._lib = library()
         self.frame_samples, self.tail_samples, self.rate_hz = frame_samples, tail_samples, rate_hz
+        self.block_samples = block_samples
         self._pre = None
         self._echo = self._new_echo_state()
         if residual_suppression:
-            self._pre = lib.speex_preprocess_state_init(frame_samples, int(rate_hz))
+            self._pre = lib.speex_preprocess_state_init(block_samples, int(rate_hz))
             lib.speex_preprocess_ctl(self._pre, PREPROCESS_SET_ECHO_STATE, self._echo)   # the pointer itself
             # denoiser on (or the echo gain is never applied) with a 0 dB noise floor: echo only
             lib.speex_preprocess_ctl(self._pre, PREPROCESS_SET_DENOISE, _int32(1))
@@ -154,15 +159,18 @@ class SpeexMdf:
         for array in (mic, far, out):
             if array.dtype != np.int16 or array.shape != (self.frame_samples,) or not array.flags.c_contiguous:
                 raise ValueError(f"expected C-contiguous int16 arrays of {self.frame_samples} samples")
-        lib = self._lib
-        lib.speex_echo_cancellation(self._echo, mic.ctypes.data_as(_I16P), far.ctypes.data_as(_I16P),
-                                    out.ctypes.data_as(_I16P))
-        if self._pre is not None:
-            lib.speex_preprocess_run(self._pre, out.ctypes.data_as(_I16P))
+        lib, step = self._lib, 2 * self.block_samples           # bytes per block of int16
+        mic_at, far_at, out_at = mic.ctypes.data, far.ctypes.data, out.ctypes.data
+        for offset in range(0, 2 * self.frame_samples, step):
+            block_out = ctypes.cast(out_at + offset, _I16P)
+            lib.speex_echo_cancellation(self._echo, ctypes.cast(mic_at + offset, _I16P),
+                                        ctypes.cast(far_at + offset, _I16P), block_out)
+            if self._pre is not None:
+                lib.speex_preprocess_run(self._pre, block_out)
         return out
 
     def _new_echo_state(self):
-        echo = self._lib.speex_echo_state_init(self.frame_samples, self.tail_samples)
+        echo = self._lib.speex_echo_state_init(self.block_samples, self.tail_samples)
         if not echo:
             raise MemoryError("speex_echo_state_init returned NULL")
         rate = ctypes.c_int(int(self.rate_hz))
