@@ -1,6 +1,7 @@
 """The noise-corpus builder on a small generated fixture: licences, splits, filters, synthesis, cache."""
 
 import csv
+import sys
 
 import numpy as np
 import pytest
@@ -151,3 +152,14 @@ def test_the_cache_draws_noise_from_the_noise_corpus_by_its_splits(raw_sources, 
                     say=lambda message: None)
         with np.load(tmp_path / "cache" / f"{split}-00000.npz") as shard:
             assert shard["features"].shape[0] == 1
+
+
+@pytest.mark.parametrize("module", ["soxr", "soundfile"])
+def test_a_missing_decoder_or_resampler_is_said_before_any_file_is_read(module, raw_sources, tmp_path, monkeypatch):
+    """soxr resamples every source that is not at 48 kHz, always (no fallback to another resampler, which would
+    build another corpus from the same files); without it the build stops at once, naming the extra."""
+    from edge.errors import MissingDependencyError
+    monkeypatch.setitem(sys.modules, module, None)                 # importing it now raises ImportError
+    with pytest.raises(MissingDependencyError, match=rf"needs {module} .*percepnet-edge\[train\]"):
+        build_noise_corpus(tmp_path / "out", sources_dir=raw_sources, workers=1, clips_per_class=0)
+    assert not (tmp_path / "out").exists()

@@ -6,13 +6,14 @@ from scipy import signal as sps
 
 from edge.dsp import polyphase
 
-#: (up, down) of every rate the file commands meet most (8, 11.025, 16, 22.05, 24, 32, 44.1, 96, 192 kHz to and
-#: from 48 kHz) and a few odd ones.
-RATIOS = [(6, 1), (1, 6), (160, 147), (147, 160), (3, 1), (1, 3), (320, 147), (147, 320), (2, 1), (1, 2),
-          (3, 2), (2, 3), (1, 4), (5, 4), (7, 3)]
+#: (up, down) to and from 48 kHz of 8, 11.025, 16, 22.05, 24, 32, 44.1, 96, 192 and 384 kHz, and a few odd ones.
+RATIOS = [(6, 1), (1, 6), (640, 147), (147, 640), (3, 1), (1, 3), (320, 147), (147, 320), (2, 1), (1, 2),
+          (3, 2), (2, 3), (160, 147), (147, 160), (1, 2), (1, 4), (4, 1), (1, 8), (8, 1), (5, 4), (7, 3)]
+#: A rate with few factors in common with 48 kHz: 44,101 Hz, one branch per output or fewer (the gathering path).
+ODD_RATIOS = [(48000, 44101), (44101, 48000)]
 
 
-@pytest.mark.parametrize("up, down", RATIOS)
+@pytest.mark.parametrize("up, down", RATIOS + ODD_RATIOS)
 def test_it_equals_scipys_resample_poly_at_every_length(up, down):
     rng = np.random.default_rng(up * 1000 + down)
     for n in (1, 2, 7, 31, 300, 4801):                      # shorter and longer than the filter
@@ -40,7 +41,7 @@ def test_a_given_filter_is_used_as_scipy_uses_it():
 
 def test_a_common_factor_and_equal_rates():
     x = np.random.default_rng(4).standard_normal(1000)
-    np.testing.assert_allclose(polyphase.resample_poly(x, 320, 294), polyphase.resample_poly(x, 160, 147), atol=0)
+    assert np.array_equal(polyphase.resample_poly(x, 320, 294), polyphase.resample_poly(x, 160, 147))
     same = polyphase.resample_poly(x, 7, 7)
     assert np.array_equal(same, x) and same is not x
     assert polyphase.resample_poly(np.zeros(0), 160, 147).shape == (0,)
@@ -67,6 +68,22 @@ def test_a_tone_above_the_new_nyquist_is_removed():
     x = np.sin(2 * np.pi * 12_000.0 * t)                    # above 8 kHz, the Nyquist of 16 kHz
     y = polyphase.resample_poly(x, 1, 3)
     assert np.sqrt(np.mean(y[1600:-1600] ** 2)) < 10 ** (-40 / 20)
+
+
+def test_one_resampler_called_again_gives_what_a_new_one_gives():
+    """StreamResampler builds its Polyphase once and calls it on every push: nothing may carry over."""
+    rng = np.random.default_rng(5)
+    resampler = polyphase.Polyphase(160, 147)
+    first, second = rng.standard_normal(3000), rng.standard_normal(2000)
+    resampler(first)
+    assert np.array_equal(resampler(second), polyphase.Polyphase(160, 147)(second))
+
+
+def test_float32_and_integer_input_is_resampled_as_float64():
+    x = np.random.default_rng(6).standard_normal(500)
+    for converted in (x.astype(np.float32), np.round(x * 1000).astype(np.int16)):
+        np.testing.assert_allclose(polyphase.resample_poly(converted, 3, 1),
+                                   sps.resample_poly(converted.astype(np.float64), 3, 1), rtol=0, atol=1e-12)
 
 
 def test_a_signal_that_is_not_one_dimensional_is_refused():

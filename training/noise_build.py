@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp.constants import SAMPLE_RATE_HZ
-from edge.errors import DataError
+from edge.errors import DataError, MissingDependencyError
 
 from .noise_detect import speech_evidence
 from .noise_sources import NOISE_SOURCES
@@ -255,6 +255,12 @@ def build_noise_corpus(out_dir, sources_dir=None, shared_dir=None, speech_corpus
                        clips_per_class=30, seed=1, only=None, say=print):
     """Build the noise corpus; returns the manifest rows (existing segment files are kept)."""
     out_dir = Path(out_dir)
+    for module in ("soundfile", "soxr"):              # said now, not from a worker at the first file that needs it
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise MissingDependencyError(f"the noise-corpus builder needs {module} ({exc}): "
+                                         "pip install 'percepnet-edge[train]'") from None
     roots = {key: value for key, value in (("sources", sources_dir), ("shared", shared_dir)) if value}
     jobs = list_jobs(out_dir, roots, only, say)
     if not jobs and clips_per_class <= 0:

@@ -17,7 +17,7 @@ import signal
 import sys
 
 # Nothing heavy is imported at module level: `run` installs its signal handlers
-# before numpy, scipy and the model load (see edge.daemon.control).
+# before numpy and the model load (see edge.daemon.control).
 
 DEFAULT_DEMO_DIR = "out/demo"
 #: The same limits as the config's (edge.daemon.config) for the same knobs.

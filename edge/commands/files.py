@@ -248,8 +248,8 @@ def denoise_blocks(reader, enhancers, block_frames=BLOCK_FRAMES, far_reader=None
     exactly as long as the input; channel ``c`` goes through ``cancellers[c]`` (with the far end of
     ``far_reader``) and ``enhancers[c]``."""
     cancellers = cancellers or [None] * len(enhancers)
-    # Built now, not on the first block: a resampler imports scipy, and an import cut by a signal once the
-    # output's temporary file exists ended the process by SIGINT instead of a clean 128 + signal.
+    # Built now, not on the first block: a resampler designs its filter (and once imported scipy), and work cut by
+    # a signal once the output's temporary file existed ended the process by SIGINT instead of a clean 128 + signal.
     chains = [_ChannelChain(reader.rate, reader.frames, enhancer, canceller)
               for enhancer, canceller in zip(enhancers, cancellers)]
     return _enhanced_blocks(reader, chains, block_frames, far_reader)

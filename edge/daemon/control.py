@@ -1,7 +1,7 @@
 """Stop requests and signal handling that work from the first moment of start-up.
 
 Only the standard library is imported here, so that ``percepnet-edge run``
-installs its handlers before numpy, scipy and the model are loaded (most of
+installs its handlers before numpy and the model are loaded (most of
 the start-up time): a signal then never kills a starting daemon or gives a
 traceback.
 

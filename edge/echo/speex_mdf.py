@@ -128,7 +128,7 @@ class SpeexMdf:
 
     :meth:`process` takes the microphone frame and the time-aligned reference frame
     (int16, ``frame_samples`` each) and writes the echo-cancelled frame into ``out``;
-    nothing is allocated per frame. ``block_samples`` (default: the frame) is MDF's own block:
+    no array is allocated per frame. ``block_samples`` (default: the frame) is MDF's own block:
     a frame is cancelled in ``frame_samples / block_samples`` steps, MDF adapting after each
     (a trial setting: docs/echo.md, *MDF's block*).
     """

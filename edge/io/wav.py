@@ -321,8 +321,8 @@ class StreamResampler:
         common = gcd(int(rate_from), int(rate_to))
         self.up, self.down = int(rate_to) // common, int(rate_from) // common
         max_rate = max(self.up, self.down)
-        half_len = 10 * max_rate                         # the default filter's, built once here
-        self._filter = polyphase.default_taps(self.up, self.down) if max_rate > 1 else None
+        half_len = 10 * max_rate                         # the default filter's
+        self._resample = polyphase.Polyphase(self.up, self.down)     # its branches laid out once, not per push
         reach_in = half_len // self.up + 2               # input samples on either side of an output sample
         self._margin = (-(-reach_in // self.down) + 1) * self.down
         self.total_in = int(total_in)
@@ -350,7 +350,7 @@ class StreamResampler:
         if end <= self._emitted:
             return np.zeros(0)
         start = self._segment_start(self._emitted)
-        resampled = polyphase.resample_poly(self._buffer[start - self._start:], self.up, self.down, self._filter)
+        resampled = self._resample(self._buffer[start - self._start:])
         offset = start * self.up // self.down
         out = resampled[self._emitted - offset:end - offset]
         self._emitted = end
