@@ -6,9 +6,10 @@ from scipy import signal as sps
 
 from edge.dsp import polyphase
 
-#: (up, down) to and from 48 kHz of 8, 11.025, 16, 22.05, 24, 32, 44.1, 96, 192 and 384 kHz, and a few odd ones.
+#: (up, down) to and from 48 kHz of 8, 11.025, 16, 22.05, 24, 32, 44.1, 88.2, 96, 176.4, 192, 352.8 and 384 kHz.
 RATIOS = [(6, 1), (1, 6), (640, 147), (147, 640), (3, 1), (1, 3), (320, 147), (147, 320), (2, 1), (1, 2),
-          (3, 2), (2, 3), (160, 147), (147, 160), (1, 2), (1, 4), (4, 1), (1, 8), (8, 1), (5, 4), (7, 3)]
+          (3, 2), (2, 3), (160, 147), (147, 160), (80, 147), (147, 80), (1, 4), (4, 1), (40, 147), (147, 40),
+          (20, 147), (147, 20), (1, 8), (8, 1)]
 #: A rate with few factors in common with 48 kHz: 44,101 Hz, one branch per output or fewer (the gathering path).
 ODD_RATIOS = [(48000, 44101), (44101, 48000)]
 
@@ -68,6 +69,20 @@ def test_a_tone_above_the_new_nyquist_is_removed():
     x = np.sin(2 * np.pi * 12_000.0 * t)                    # above 8 kHz, the Nyquist of 16 kHz
     y = polyphase.resample_poly(x, 1, 3)
     assert np.sqrt(np.mean(y[1600:-1600] ** 2)) < 10 ** (-40 / 20)
+
+
+@pytest.mark.parametrize("up, down", [(3, 1), (1, 3), (160, 147), (640, 147)])
+def test_segment_boundaries_change_nothing(up, down, monkeypatch):
+    """Outputs are computed in segments of up * ROWS_PER_PRODUCT; with 3 rows a segment, every length around
+    the boundaries (and the switch to gathering below 16 outputs a branch) still equals scipy."""
+    monkeypatch.setattr(polyphase, "ROWS_PER_PRODUCT", 3)
+    rng = np.random.default_rng(up + down)
+    segment_in = 3 * down                                      # input samples per segment of 3 * up outputs
+    for n in sorted({16 * down - 1, 16 * down, 16 * down + 1, 5 * segment_in - 1, 5 * segment_in,
+                     5 * segment_in + 1, 40 * segment_in + 7}):
+        x = rng.standard_normal(n)
+        np.testing.assert_allclose(polyphase.Polyphase(up, down)(x), sps.resample_poly(x, up, down),
+                                   rtol=0, atol=1e-13)
 
 
 def test_one_resampler_called_again_gives_what_a_new_one_gives():

@@ -16,9 +16,11 @@ product of the taps ``h[n % up + j * up]`` (branch ``n % up``) with the inputs `
 over a strided view of the input: ``up`` numpy calls, no copy of the signal's windows. Where a
 branch would get only a few outputs (rates with few common factors with 48 kHz, such as 44,101 Hz:
 ``up`` = 48,000), outputs are computed in chunks from gathered windows instead.
-Matches scipy to about 4e-15 (tests/test_polyphase.py): the sums run in another order.
+Matches scipy to about 4e-15 (tests/test_polyphase.py): the sums run in another order, and may group
+differently from one call to the next (a stream's pieces against the whole signal: 1e-15).
 """
 
+from functools import lru_cache
 from math import gcd
 
 import numpy as np
@@ -37,18 +39,24 @@ GATHER_CHUNK_OUTPUTS = 8192
 ROWS_PER_PRODUCT = 4096
 
 
-def kaiser_lowpass(numtaps, cutoff):
-    """``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", 5.0))``; ``cutoff`` in units of Nyquist.
-
-    A Kaiser-windowed sinc scaled to unity gain at DC, designed :data:`DESIGN_CHUNK_TAPS` at a time
-    with ``np.kaiser``'s own formula.
-    """
-    taps = np.empty(numtaps)
+def _kaiser_sinc_chunks(numtaps, cutoff):
+    """``(start, taps)`` pieces of the unnormalised Kaiser-windowed sinc, :data:`DESIGN_CHUNK_TAPS` at a time
+    (``np.kaiser``'s own formula)."""
     centre = (numtaps - 1) / 2.0
     for start in range(0, numtaps, DESIGN_CHUNK_TAPS):
         m = np.arange(start, min(numtaps, start + DESIGN_CHUNK_TAPS)) - centre
         window = np.i0(KAISER_BETA * np.sqrt(1.0 - (m / centre) ** 2)) / np.i0(KAISER_BETA) if centre else 1.0
-        taps[start:start + m.size] = cutoff * np.sinc(cutoff * m) * window
+        yield start, cutoff * np.sinc(cutoff * m) * window
+
+
+def kaiser_lowpass(numtaps, cutoff):
+    """``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", 5.0))``; ``cutoff`` in units of Nyquist.
+
+    A Kaiser-windowed sinc scaled to unity gain at DC.
+    """
+    taps = np.empty(numtaps)
+    for start, piece in _kaiser_sinc_chunks(numtaps, cutoff):
+        taps[start:start + piece.size] = piece
     taps /= taps.sum()
     return taps
 
@@ -73,23 +81,31 @@ class Polyphase:
 
     def __init__(self, up, down, taps=None):
         common = gcd(int(up), int(down))
-        self.up, self.down = int(up) // common, int(down) // common
-        if self.up == self.down == 1:
+        self.up, self.down = up, down = int(up) // common, int(down) // common
+        if up == down == 1:
             return
-        h = default_taps(self.up, self.down) if taps is None else np.array(taps, dtype=np.float64)
-        h *= self.up
-        half_len = (h.size - 1) // 2
+        if taps is None:
+            max_rate = max(up, down)
+            numtaps, pieces = 20 * max_rate + 1, _kaiser_sinc_chunks(20 * max_rate + 1, 1.0 / max_rate)
+        else:
+            taps = np.asarray(taps, dtype=np.float64)
+            numtaps, pieces = taps.size, [(0, taps)]
+        half_len = (numtaps - 1) // 2
         # As scipy: pad the filter's front so that output 0 falls on the centre of its first input.
-        pre_pad = self.down - half_len % self.down
-        self.first = (half_len + pre_pad) // self.down   # outputs of the full filtering that resample_poly drops
-        self.per_phase = -(-(h.size + pre_pad) // self.up)   # taps of each branch
-        table = np.zeros(self.per_phase * self.up)
-        table[pre_pad:pre_pad + h.size] = h
-        del h
-        # Row p: branch p's taps newest input first reversed, h[p + (J-1) up], ..., h[p + up], h[p], to meet a
-        # window that runs oldest to newest. Contiguous: a product with a strided vector leaves BLAS for a loop
-        # 5 to 30 times slower on long signals.
-        self.branches = np.ascontiguousarray(table.reshape(self.per_phase, self.up)[::-1].T)
+        pre_pad = down - half_len % down
+        self.first = (half_len + pre_pad) // down        # outputs of the full filtering that resample_poly drops
+        self.per_phase = -(-(numtaps + pre_pad) // up)   # taps of each branch
+        # Row p: branch p's taps reversed, h[p + (J-1) up], ..., h[p + up], h[p], to meet a window that runs
+        # oldest to newest; tap k of the padded filter lands at [k % up, J - 1 - k // up]. Designed straight into
+        # place, a piece at a time, so that no second copy of a long filter exists (a 383,999 Hz file: 61 MB).
+        # Contiguous rows: a product with a strided vector leaves BLAS for a loop 5 to 30 times slower.
+        self.branches = np.zeros((up, self.per_phase))
+        total = 0.0
+        for start, piece in pieces:
+            k = np.arange(start, start + piece.size) + pre_pad
+            self.branches[k % up, self.per_phase - 1 - k // up] = piece
+            total += piece.sum()
+        self.branches *= up / total if taps is None else up     # unity gain at DC, then scipy's factor up
 
     def __call__(self, x):
         """``scipy.signal.resample_poly(x, up, down, window=taps)`` for a 1-D float signal, zero-padded at both
@@ -130,6 +146,13 @@ class Polyphase:
         return out
 
 
+@lru_cache(maxsize=8)
+def for_ratio(up, down):
+    """One shared :class:`Polyphase` with the default filter per ratio (it keeps nothing between calls): each
+    channel of a file, in and out, and the echo reference use the same branches."""
+    return Polyphase(up, down)
+
+
 def resample_poly(x, up, down, taps=None):
-    """``scipy.signal.resample_poly(x, up, down, window=taps)`` for a 1-D float signal: :class:`Polyphase` once."""
-    return Polyphase(up, down, taps)(x)
+    """``scipy.signal.resample_poly(x, up, down, window=taps)`` for a 1-D float signal."""
+    return (for_ratio(int(up), int(down)) if taps is None else Polyphase(up, down, taps))(x)

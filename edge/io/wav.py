@@ -307,7 +307,8 @@ def encode(samples, format_tag, bits):
 
 
 class StreamResampler:
-    """:func:`resample` applied block by block, equal to resampling the whole signal at once.
+    """:func:`resample` applied block by block, equal to resampling the whole signal at once (to ~1e-15: the
+    products group their sums differently).
 
     An output sample depends only on the input within the FIR filter's
     reach. Outputs are computed once their reach has arrived, from a segment
@@ -322,7 +323,7 @@ class StreamResampler:
         self.up, self.down = int(rate_to) // common, int(rate_from) // common
         max_rate = max(self.up, self.down)
         half_len = 10 * max_rate                         # the default filter's
-        self._resample = polyphase.Polyphase(self.up, self.down)     # its branches laid out once, not per push
+        self._resample = polyphase.for_ratio(self.up, self.down)     # its branches laid out once, not per push
         reach_in = half_len // self.up + 2               # input samples on either side of an output sample
         self._margin = (-(-reach_in // self.down) + 1) * self.down
         self.total_in = int(total_in)
