@@ -104,3 +104,12 @@ def test_float32_and_integer_input_is_resampled_as_float64():
 def test_a_signal_that_is_not_one_dimensional_is_refused():
     with pytest.raises(ValueError, match="1-D signal"):
         polyphase.resample_poly(np.zeros((100, 2)), 3, 1)
+
+
+def test_the_resampler_benchmark_checks_agreement_and_prints_a_row_per_ratio(monkeypatch, capsys):
+    from evaluation import bench_resample
+    monkeypatch.setattr(bench_resample, "LENGTHS", [("tiny", 3000)])
+    bench_resample.main(["--rounds", "1"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "tiny" in line]
+    assert len(rows) == len(bench_resample.RATIOS)
+    assert all(float(row.split("|")[-2]) > 0 for row in rows)
