@@ -512,6 +512,8 @@ def test_the_canceller_converges_with_5_ms_blocks_and_refuses_blocks_that_do_not
     assert canceller.mdf.block_samples == 240 and erle_db(mic, out, 3.0) > 25
     with pytest.raises(UsageError, match="echo.mdf_block_ms"):
         EchoSettings(mdf_block_ms=3.0).validate()
+    with pytest.raises(UsageError, match="echo.delay_window_s"):
+        EchoSettings(delay_window_s=0.1).validate()
     with pytest.raises(UsageError, match="does not divide"):
         speex_mdf.SpeexMdf(N, 7200, FS, block_samples=200)
 

@@ -91,6 +91,8 @@ class EchoSettings:
     drift_compensation: bool = True
     #: MDF's block: the frame is cancelled in blocks of this many ms (10: one block a frame).
     mdf_block_ms: float = 10.0
+    #: The delay tracker's reference window (GCC-PHAT over this much far end, every half second).
+    delay_window_s: float = 1.0
 
     def validate(self):
         def need(ok, key, value, allowed):
@@ -106,6 +108,7 @@ class EchoSettings:
              "-100..0 dB")
         need(-120 <= self.silent_dbfs <= -20, "silent_dbfs", self.silent_dbfs, "-120..-20 dBFS")
         need(self.mdf_block_ms in (2.5, 5.0, 10.0), "mdf_block_ms", self.mdf_block_ms, "2.5, 5 or 10 ms")
+        need(0.25 <= self.delay_window_s <= 2.0, "delay_window_s", self.delay_window_s, "0.25..2 s")
         return self
 
 
@@ -129,7 +132,7 @@ class EchoCanceller:
         if settings.fixed_delay_ms is not None:
             self.delay_line.set_delay(_ms_to_samples(settings.fixed_delay_ms))
         elif settings.delay_search_ms > 0:
-            self.tracker = DelayTracker(SAMPLE_RATE_HZ, n, settings.delay_search_ms)
+            self.tracker = DelayTracker(SAMPLE_RATE_HZ, n, settings.delay_search_ms, window_s=settings.delay_window_s)
         self._margin = _ms_to_samples(settings.delay_margin_ms)
         # silent this long = no echo can be left in the microphone: the delay range plus the filter's tail
         self._silent_frames_to_bypass = -(-(_ms_to_samples(settings.delay_search_ms) + tail) // n) + 1
