@@ -29,7 +29,7 @@ def test_it_equals_scipys_resample_poly_at_every_length(up, down):
 def test_its_default_filter_is_scipys(up, down):
     max_rate = max(up, down)
     expected = sps.firwin(20 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
-    np.testing.assert_allclose(polyphase.default_taps(up, down), expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(polyphase.Polyphase(up, down).taps(), expected, rtol=0, atol=1e-15)
 
 
 def test_a_given_filter_is_used_as_scipy_uses_it():

@@ -49,24 +49,6 @@ def _kaiser_sinc_chunks(numtaps, cutoff):
         yield start, cutoff * np.sinc(cutoff * m) * window
 
 
-def kaiser_lowpass(numtaps, cutoff):
-    """``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", 5.0))``; ``cutoff`` in units of Nyquist.
-
-    A Kaiser-windowed sinc scaled to unity gain at DC.
-    """
-    taps = np.empty(numtaps)
-    for start, piece in _kaiser_sinc_chunks(numtaps, cutoff):
-        taps[start:start + piece.size] = piece
-    taps /= taps.sum()
-    return taps
-
-
-def default_taps(up, down):
-    """The filter ``resample_poly(x, up, down)`` designs when given none: ``20 * max(up, down) + 1`` taps."""
-    max_rate = max(up, down)
-    return kaiser_lowpass(2 * 10 * max_rate + 1, 1.0 / max_rate)
-
-
 def output_length(n_in, up, down):
     """``ceil(n_in * up / down)``: how many samples ``resample_poly`` returns."""
     return -(-n_in * up // down)
@@ -75,7 +57,8 @@ def output_length(n_in, up, down):
 class Polyphase:
     """Resampling by ``up / down`` with its filter designed and split into branches once; call it on 1-D signals.
 
-    ``taps``: an odd-length linear-phase low-pass filter (default :func:`default_taps`). ``up`` and ``down``
+    ``taps``: an odd-length linear-phase low-pass filter (default: scipy's, ``firwin(20 * max(up, down) + 1,
+    1 / max(up, down), window=("kaiser", 5.0))``). ``up`` and ``down``
     are reduced by their common factor first, as scipy does.
     """
 
@@ -106,6 +89,12 @@ class Polyphase:
             self.branches[k % up, self.per_phase - 1 - k // up] = piece
             total += piece.sum()
         self.branches *= up / total if taps is None else up     # unity gain at DC, then scipy's factor up
+        self._numtaps, self._pre_pad = numtaps, pre_pad
+
+    def taps(self):
+        """The filter the branches hold, as ``resample_poly``'s ``window`` (without its factor ``up``)."""
+        k = np.arange(self._numtaps) + self._pre_pad
+        return self.branches[k % self.up, self.per_phase - 1 - k // self.up] / self.up
 
     def __call__(self, x):
         """``scipy.signal.resample_poly(x, up, down, window=taps)`` for a 1-D float signal, zero-padded at both
