@@ -31,6 +31,34 @@ def test_non_finite_samples_give_finite_output_and_are_counted(bad):
     assert np.abs(out).max() < 2.0
 
 
+@pytest.mark.parametrize("huge", [1e160, -3e200, 2e6])
+def test_a_sample_too_large_to_square_is_repaired_like_a_non_finite_one(huge):
+    """A finite sample whose square overflows (a 64-bit float WAV holds one) once left NaN in the pitch tracker's
+    path scores and the noise floor for good. Now its frame is repaired (clipped to full scale) and counted, and
+    what follows is bit for bit what follows the repaired frame itself."""
+    speech = speech_like(1.0, seed=3).reshape(-1, HOP_SAMPLES)
+    broken, repaired = np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
+    broken[5], repaired[5] = huge, np.sign(huge)
+    outputs = []
+    for first in (broken, repaired):
+        enhancer = Enhancer(floor_inputs=True, far_end_inputs=True)
+        frames = [first] + [np.zeros(HOP_SAMPLES)] * 20 + list(speech)
+        outputs.append(np.concatenate([enhancer.process(frame).copy() for frame in frames]))
+        assert np.all(np.isfinite(enhancer.features))
+        assert enhancer.nonfinite_frames == (1 if first is broken else 0)
+    assert np.all(np.isfinite(outputs[0]))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+def test_a_loud_but_usable_frame_is_not_repaired():
+    """Samples up to 1e6 (120 dB over full scale: unscaled 16-bit audio is 3.3e4) pass untouched and uncounted."""
+    enhancer = Enhancer()
+    frame = speech_like(0.01, seed=5)[:HOP_SAMPLES] * 3e4
+    frame[7] = 1e6
+    assert np.all(np.isfinite(enhancer.process(frame)))
+    assert enhancer.nonfinite_frames == 0
+
+
 def test_minutes_of_digital_silence_after_speech_stay_clean_and_flush_denormals():
     """Five minutes of zeros after speech: output settles to exactly 0, no subnormal state remains."""
     enhancer = Enhancer()

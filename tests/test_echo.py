@@ -100,6 +100,23 @@ def test_an_echo_louder_than_its_reference_is_cancelled_after_turning_the_refere
     assert erle_db(mic, out, 6.0) > 25
 
 
+@pytest.mark.parametrize("where, bad", [("microphone", np.nan), ("reference", np.inf), ("microphone", 1e160)])
+def test_one_unusable_sample_is_repaired_and_counted_and_leaves_the_levels_intact(where, bad):
+    """One NaN, infinite or overflowing sample used to leave the level statistics NaN or inf for good, so the
+    reference was never turned up again (2.5 dB of echo removed against 57 on this clip), and SpeexDSP was fed
+    an undefined int16 cast. Now the frame is repaired before anything sees it, and counted."""
+    far = far_noise(6) * 0.1
+    mic = echo_of(far, room(100, 1, delay_ms=20)) * 16
+    clean_out, clean = cancel(mic, far)
+    broken = (mic if where == "microphone" else far).copy()
+    broken[50 * N + 7] = bad
+    out, canceller = cancel(broken, far) if where == "microphone" else cancel(mic, broken)
+    assert canceller.nonfinite_frames == 1 and clean.nonfinite_frames == 0
+    assert np.all(np.isfinite(out))
+    assert canceller.reference_gain == clean.reference_gain >= 16
+    assert erle_db(mic, out, 6.0) > 25
+
+
 def drifting_echo(seconds, ppm):
     """A far end and its echo recorded on a clock ``ppm`` slower (positive: the echo comes later and later)."""
     from evaluation.echo_drift import recorded_on_drifting_clock

@@ -311,7 +311,9 @@ class AudioLoop:
             counters.deadline_misses += 1
         counters.policy_activations = pipeline.gains.activations + self._activations_before_reload
         self._note_xruns()
-        counters.nonfinite_frames = pipeline.enhancer.nonfinite_frames
+        # the echo stage repairs a bad microphone frame before the enhancer sees it: both count
+        counters.nonfinite_frames = pipeline.enhancer.nonfinite_frames + (
+            pipeline.canceller.nonfinite_frames if pipeline.canceller is not None else 0)
         vad = getattr(pipeline.network, "vad", None)
         if vad is not None:
             counters.vad_sum += vad

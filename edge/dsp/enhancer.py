@@ -22,7 +22,6 @@ a few small temporaries inside numpy. Output lags input by
 :data:`~edge.dsp.constants.LATENCY_SAMPLES` (30 ms).
 """
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
@@ -37,6 +36,7 @@ from .echo_features import N_FAR_END_FEATURES, N_JOINT_FEATURES, EchoAnalysis
 from .features import LOG_ENERGY, assemble, band_energies_and_cross, coherence_from_cross
 from .iir import StreamIIR
 from .noise_floor import FLOOR, N_FLOOR_FEATURES, NoiseFloor
+from .unusable import check, repair
 from .gains import (GAIN_EXPONENT, GAIN_EXPONENT_RANGE, GAIN_RELEASE_PER_FRAME, MAX_ATTENUATION_DB,
                     POSTFILTER_BETA, GainApplier, attenuation_floor, envelope_postfilter)
 from .pitch import HISTORY_NEEDED, PitchTracker
@@ -241,8 +241,9 @@ class Enhancer:
 
         Returns the output frame that lags the input by 30 ms. Without ``out``
         the result is an internal buffer that the next call overwrites.
-        Raises ValueError for a frame of the wrong shape. Non-finite samples
-        are replaced by 0 and counted in ``nonfinite_frames``.
+        Raises ValueError for a frame of the wrong shape. A frame with
+        non-finite samples, or samples beyond 1e6 (``edge.dsp.unusable``), is
+        repaired (those samples 0 or clipped) and counted in ``nonfinite_frames``.
         """
         self._take_input(frame)
         history, end = self.history, self.history.shape[0]
@@ -302,12 +303,11 @@ class Enhancer:
             raise ValueError(f"Enhancer.process expects one frame of {HOP_SAMPLES} mono samples "
                              f"(10 ms at 48 kHz), got an array of shape {frame.shape}")
         np.copyto(self._input, frame, casting="unsafe")
-        # One dot product proves the frame finite; only a suspect frame is scanned.
-        energy = np.dot(self._input, self._input)
-        self._frames_since_silence = 0 if energy == 0.0 else min(self._frames_since_silence + 1, _LONG_AGO)
-        if not math.isfinite(energy) and not np.isfinite(self._input).all():
-            np.nan_to_num(self._input, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        energy, usable = check(self._input)
+        if not usable:
+            energy = repair(self._input)
             self.nonfinite_frames += 1
+        self._frames_since_silence = 0 if energy == 0.0 else min(self._frames_since_silence + 1, _LONG_AGO)
         history = self.history
         history[:-HOP_SAMPLES] = history[HOP_SAMPLES:]
         if self.settings.highpass:

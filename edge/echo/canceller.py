@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
+from edge.dsp.unusable import check, repair
 from edge.echo.delay import DelayLine, DelayTracker
 from edge.echo.drift import DRIFT_FOLLOW_PPM, DRIFT_MAX_PPM, DRIFT_WARN_PPM, DriftEstimator, DriftingDelayLine
 from edge.echo.speex_mdf import SpeexMdf
@@ -165,6 +166,10 @@ class EchoCanceller:
         self._drift_said = False
         self._step_said_frame, self._steps_unsaid = None, 0
         self._estimates_unfound = 0
+        # frames with NaN, infinite or absurd samples, repaired before any statistic sees them
+        self.nonfinite_frames = 0
+        self._mic_repaired = np.zeros(n)
+        self._far_repaired = np.zeros(n)
 
     @property
     def delay_found(self):
@@ -328,6 +333,7 @@ class EchoCanceller:
         :data:`REFERENCE_GAP_FRAMES` after the reference delivered counts as silence). Float frames of 480 samples."""
         previous = self.mode
         self._frames += 1
+        mic = self._usable(mic, self._mic_repaired)[0]
         self._missing_frames = self._missing_frames + 1 if far is None else 0
         if far is None and self._missing_frames <= REFERENCE_GAP_FRAMES:
             far = self._zeros                  # a lost period, or a short burst: bridged as a silent far end
@@ -335,7 +341,8 @@ class EchoCanceller:
             self._set_mode(Mode.NO_REFERENCE)
             far = self._zeros
         else:
-            far_power = float(np.dot(far, far)) / far.size
+            far, far_energy = self._usable(far, self._far_repaired)
+            far_power = far_energy / far.size
             self._adapt(mic, far, far_power)
             loud = far_power > self._silent_power
             self._silent_frames = 0 if loud else self._silent_frames + 1
@@ -356,6 +363,17 @@ class EchoCanceller:
             out += away * (1.0 - self._fade_in)
         self._last_frames = (mic, out) if was_cancelling or is_cancelling else None
         return out
+
+    def _usable(self, frame, repaired):
+        """``(frame, energy)``, ``frame`` repaired into ``repaired`` when it holds NaN, infinite or absurd samples
+        (edge.dsp.unusable): one such sample would poison the level statistics for good, and the int16 cast for
+        SpeexDSP has no value for it. Counted in ``nonfinite_frames``."""
+        energy, usable = check(frame)
+        if usable:
+            return frame, energy
+        np.copyto(repaired, frame)
+        self.nonfinite_frames += 1
+        return repaired, repair(repaired)
 
     @property
     def echo_estimate(self):

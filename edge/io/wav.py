@@ -21,6 +21,7 @@ import numpy as np
 from edge.io.atomic import refuse_special_target
 from edge.dsp import polyphase
 from edge.dsp.constants import SAMPLE_RATE_HZ
+from edge.dsp.unusable import MAX_SAMPLE
 from edge.errors import AudioFileError
 
 #: Sample rates the file commands accept; anything else is a broken header, not audio
@@ -153,8 +154,9 @@ class WavReader:
     processed before the input is known to be usable. ``notes`` lists, in
     words, anything read differently from what the header declares.
 
-    NaN and infinite samples (float files) are replaced by 0 as they are read;
-    ``nonfinite`` counts them and ``nonfinite_span_s`` gives the first and last
+    NaN and infinite samples (float files), and finite ones beyond 1e6 (120 dB
+    over full scale: their squares overflow the chain's statistics,
+    :mod:`edge.dsp.unusable`), are replaced by 0 as they are read; ``nonfinite`` counts them and ``nonfinite_span_s`` gives the first and last
     time they occur, for the warning the caller prints.
     """
 
@@ -260,8 +262,10 @@ class WavReader:
         return samples
 
     def _repair(self, samples, first_frame):
-        """NaN and infinity are not audio: 0 in their place, counted and located for the caller's warning."""
-        bad = ~np.isfinite(samples)
+        """NaN, infinity and absurd values are not audio: 0 in their place, counted and located for the caller's
+        warning."""
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(samples) <= MAX_SAMPLE)          # NaN compares False
         if not bad.any():
             return
         frames = np.flatnonzero(bad.any(axis=1)) + first_frame
