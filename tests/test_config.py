@@ -55,11 +55,36 @@ def test_empty_config_is_the_documented_defaults():
                                    "input's background, or null (off)"),
     ("dsp: {comfort_noise_db: loud}", "dsp.comfort_noise_db: 'loud' is not allowed"),
     ("echo: {comfort_noise_db: -70}", "echo.comfort_noise_db: -70 is not allowed; expected -60..0 dB"),
+    # values PyYAML builds with Python's own parsers raised ValueError/KeyError/AttributeError: tracebacks
+    ("audio: {capture_device: 2024-13-45}", "not valid YAML: a value that cannot be read (ValueError: month must"),
+    ("realtime: {deadline_ms: !!float abc}", "not valid YAML: a value that cannot be read (ValueError"),
+    ("model: {xnnpack: !!bool maybe}", "not valid YAML: a value that cannot be read (KeyError"),
+    ("audio: {capture_device: !!timestamp abc}", "not valid YAML: a value that cannot be read"),
+    ("audio: {buffer_periods: 1" + "0" * 4400 + "}", "not valid YAML: a value that cannot be read (ValueError"),
+    ("realtime: {deadline_ms: 1" + "0" * 400 + "}", "realtime.deadline_ms: an integer of 401 digits is not allowed"),
+    # PyYAML keeps the last of two equal keys: a second section silently dropped every device the first one set
+    ("audio:\n  buffer_periods: 4\n  buffer_periods: 8\n", "buffer_periods is given twice in one mapping (line 3)"),
+    ("audio: {capture_device: hw:0}\naudio: {playback_device: hw:1}\n", "audio is given twice in one mapping (line 2)"),
+    ("realtime: {overrun_policy: off}", "expected a string (YAML reads an unquoted on, off, yes or no as true or "
+                                        "false: quote it, 'off')"),
+    ("[]", "the top level must be a mapping"),
+    ("0", "the top level must be a mapping"),
+    ("false", "the top level must be a mapping"),
 ])
 def test_bad_configs_name_the_key_the_value_and_what_is_allowed(text, message):
     with pytest.raises(ConfigError) as error:
         parse(text)
     assert message in str(error.value)
+
+
+def test_yaml_errors_are_one_line():
+    with pytest.raises(ConfigError) as error:
+        parse("audio:\n\tx: 1\n")
+    assert "not valid YAML" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_file_of_comments_only_is_the_defaults():
+    assert parse("# nothing set yet\n").audio == Config().audio
 
 
 def test_comfort_noise_is_off_by_default_and_set_in_db():

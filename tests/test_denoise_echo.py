@@ -70,6 +70,26 @@ def test_a_far_end_in_another_sample_format_is_refused(tmp_path, model, capsys):
 
 
 @needs_speexdsp
+def test_the_advice_for_a_far_end_in_another_format_names_the_encoding(tmp_path, model, capsys):
+    """`sox -b 32` alone writes 32-bit integers, which a 32-bit float microphone refuses again."""
+    write_file(tmp_path / "mic.wav", np.zeros(4800), 48_000, tag=3, bits=32)
+    write_file(tmp_path / "far.wav", np.zeros(4800), 48_000)
+    assert main(["denoise", str(tmp_path / "mic.wav"), str(tmp_path / "out.wav"),
+                 "--far-end", str(tmp_path / "far.wav")]) == 2
+    assert "-r 48000 -b 32 -e floating-point far-matched.wav" in capsys.readouterr().err
+
+
+def test_denoise_refuses_to_write_over_its_far_end(tmp_path, capsys):
+    """OUT naming FAR replaced what the loudspeaker played with the enhanced microphone, exit 0."""
+    write_file(tmp_path / "mic.wav", np.zeros(4800), 48_000)
+    far = write_file(tmp_path / "far.wav", np.ones(4800) * 0.1, 48_000)
+    before = far.read_bytes()
+    assert main(["denoise", str(tmp_path / "mic.wav"), str(far), "--far-end", str(far)]) == 2
+    assert f"{far} is the far-end file {far}: writing it would replace the original" in capsys.readouterr().err
+    assert far.read_bytes() == before
+
+
+@needs_speexdsp
 def test_a_far_end_with_other_channels_is_refused(tmp_path, model, capsys):
     write_file(tmp_path / "mic.wav", np.zeros((4800, 2)), 48_000)
     write_file(tmp_path / "far.wav", np.zeros((4800, 3)), 48_000)

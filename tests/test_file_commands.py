@@ -244,6 +244,56 @@ def test_a_sidecar_with_null_fields_is_a_clear_error(field, tmp_path, capsys, mo
     assert f"{copy.with_suffix('.json')}: corrupt metadata: '{field}' is null" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("role, tensor, message", [
+    ("gain", "output_3", "the model's gain output is (1, 384), expected (1, 34)"),
+    ("new_gru1_state", "output_3", "the model's state 'gru1_state' is (1, 192) in and (1, 384) out"),
+])
+def test_outputs_of_the_wrong_shape_are_refused_at_load(tmp_path, capsys, model, role, tensor, message):
+    """Only the features input was checked: a gain or state output of another shape passed `check` and a SIGHUP
+    reload, then killed the daemon on its first frame."""
+    copy = tmp_path / "m.tflite"
+    shutil.copy(DEFAULT_MODEL_PATH, copy)
+    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
+    meta["outputs"][role] = tensor
+    copy.with_suffix(".json").write_text(json.dumps(meta))
+    assert main(["denoise", str(_noisy_wav(tmp_path / "in.wav")), str(tmp_path / "out.wav"), "--model", str(copy)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_sidecar_whose_tensor_names_are_not_strings_is_a_clear_error(tmp_path, capsys, model):
+    copy = tmp_path / "m.tflite"
+    shutil.copy(DEFAULT_MODEL_PATH, copy)
+    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
+    meta["states"][0] = [meta["states"][0]]
+    copy.with_suffix(".json").write_text(json.dumps(meta))
+    assert main(["denoise", str(_noisy_wav(tmp_path / "in.wav")), str(tmp_path / "out.wav"), "--model", str(copy)]) == 2
+    assert "corrupt metadata: 'states' must hold tensor names (strings)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("unreadable", ["m.json", "m.tflite"])
+def test_an_unreadable_model_or_sidecar_is_a_clear_error(tmp_path, capsys, model, monkeypatch, unreadable):
+    """A mode-0600 file the service's user cannot read gave a PermissionError traceback (root reads anything, so
+    the denial is simulated at open())."""
+    import builtins
+    import pathlib
+    copy = tmp_path / "m.tflite"
+    shutil.copy(DEFAULT_MODEL_PATH, copy)
+    shutil.copy(DEFAULT_MODEL_PATH.with_suffix(".json"), copy.with_suffix(".json"))
+    real_open = builtins.open
+
+    def denied(file, *args, **kwargs):
+        if pathlib.Path(str(file)).name == unreadable:
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+    def read_text(path, *args, **kwargs):
+        with denied(path) as stream:
+            return stream.read()
+    monkeypatch.setattr(builtins, "open", denied)
+    monkeypatch.setattr(pathlib.Path, "read_text", read_text)
+    assert main(["denoise", str(_noisy_wav(tmp_path / "in.wav")), str(tmp_path / "out.wav"), "--model", str(copy)]) == 2
+    assert (f"{tmp_path / unreadable}: cannot read the model" in capsys.readouterr().err)
+
+
 def test_profile_with_a_zero_duration_is_a_clear_error(tmp_path, capsys):
     for duration in ("0s", "-5", "nan"):
         assert main(["profile", "--duration", duration, "--out", str(tmp_path)]) == 2

@@ -309,6 +309,9 @@ def run_import_footprint(model=None, as_json=False, say=print):
     """
     import subprocess
     import sys
+    if model:                               # a bad model is the user's to fix: its message, not the probe's traceback
+        from edge.model.model_meta import load_metadata
+        load_metadata(model)
     done = subprocess.run([sys.executable, "-c", _FOOTPRINT_PROBE, model or "", *DAEMON_IMPORTS],
                           capture_output=True, text=True, timeout=300)
     if done.returncode != 0:

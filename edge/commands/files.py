@@ -67,14 +67,14 @@ def prepare_output(path, n_bytes, follow_symlinks=False):
     return path
 
 
-def refuse_same_file(in_path, out_path):
+def refuse_same_file(in_path, out_path, what="the input file"):
     """OUT naming IN (the same path, a hard link or a symlink to it) would replace the original: refused."""
     try:
         same = os.path.samefile(in_path, out_path)
     except (OSError, ValueError):                  # OUT does not exist yet (or IN does not): not the same file
         same = False
     if same:
-        raise UsageError(f"{out_path} is the input file {in_path}: writing it would replace the original; "
+        raise UsageError(f"{out_path} is {what} {in_path}: writing it would replace the original; "
                          "name another output file")
 
 
@@ -161,6 +161,8 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
     """
     from edge.model.engine import ModelRunner
     refuse_same_file(in_path, out_path)
+    if far_end_path is not None:
+        refuse_same_file(far_end_path, out_path, "the far-end file")
     with WavReader(in_path) as reader, _open_far_end(far_end_path, reader, say) as far_reader:
         if reader.channels > MAX_CHANNELS:
             raise AudioFileError(f"{in_path}: {reader.channels} channels; denoise enhances at most {MAX_CHANNELS}, "
@@ -195,6 +197,10 @@ def run_denoise(in_path, out_path, model_path=None, settings=EnhancerSettings(),
     _say_written(out_path, writer.clipped, say, reader.describe())
 
 
+#: sox's ``-e`` for each of WavReader.encoding's values.
+SOX_ENCODING = {"float": "floating-point", "unsigned": "unsigned-integer", "integer": "signed-integer"}
+
+
 class _NoFarEnd:
     def __enter__(self):
         return None
@@ -213,7 +219,7 @@ def _open_far_end(path, mic_reader, say):
             raise AudioFileError(f"{path} ({far.describe()}) does not match {mic_reader.path} "
                                  f"({mic_reader.describe()}): the far end must have the microphone's rate and "
                                  f"sample format; convert it first, e.g. `sox {path} -r {mic_reader.rate} -b "
-                                 f"{mic_reader.bits} far-matched.wav`")
+                                 f"{mic_reader.bits} -e {SOX_ENCODING[mic_reader.encoding]} far-matched.wav`")
         if far.channels not in (1, mic_reader.channels):
             raise AudioFileError(f"{path} has {far.channels} channels and {mic_reader.path} {mic_reader.channels}: "
                                  "the far end must be mono (what the loudspeaker played, shared by every "

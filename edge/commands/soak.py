@@ -271,7 +271,7 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
         capture_file(infile, min(loss_every_min, audio_minutes) + 0.5)
         asoundrc = daemon_commands.file_plugin_asoundrc(work, infile, "/dev/null")
         config_path = work / "config.yaml"
-        model_line = f"model: {{path: {Path(model).resolve()}}}\n" if model else ""
+        model_line = f"model: {{path: {json.dumps(str(Path(model).resolve()))}}}\n" if model else ""   # quoted
         port = _free_loopback_port() if http_load else None
         http_line = f", http_port: {port}, http_host: 127.0.0.1" if http_load else ""
         config_path.write_text(

@@ -191,9 +191,15 @@ def _section(cls, name, raw):
             _check(isinstance(value, int) and not isinstance(value, bool), full, value, "an integer")
         elif isinstance(default, float):
             _check(isinstance(value, (int, float)) and not isinstance(value, bool), full, value, "a number")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:              # an integer of hundreds of digits: no setting's range holds it
+                raise ConfigError(f"{full}: an integer of {len(str(value))} digits is not allowed; expected a "
+                                  "number in the range configs/default.yaml documents") from None
         elif isinstance(default, str):
-            _check(isinstance(value, str), full, value, "a string")
+            _check(isinstance(value, str), full, value,
+                   "a string" + (" (YAML reads an unquoted on, off, yes or no as true or false: quote it, "
+                                 "'off')" if isinstance(value, bool) else ""))
         if isinstance(value, str):
             problem = _string_problem(value)
             _check(problem is None, full, value, problem)
@@ -295,8 +301,14 @@ class _TooBig(ConfigError):
     """Raised inside the YAML loader; :func:`parse` words it with the file's name."""
 
 
+class _BadValue(ConfigError):
+    """Raised while the YAML's values are built; :func:`parse` words it with the file's name."""
+
+
 class _BoundedLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with the nesting depth checked as nodes are composed (before Python recursion runs out)."""
+    """PyYAML's safe loader with the nesting depth checked as nodes are composed (before Python recursion runs out),
+    and a key given twice in one mapping refused (PyYAML keeps the last silently: a second ``audio:`` section
+    would drop every device the first one set)."""
 
     def __init__(self, stream):
         super().__init__(stream)
@@ -310,6 +322,18 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise _BadValue(f"{_key_shown(key)} is given twice in one mapping (line "
+                                        f"{key_node.start_mark.line + 1}); keep one")
+                    seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _expanded_nodes(root):
@@ -346,7 +370,14 @@ def safe_load_bounded(text):
         if node is None:
             return None
         _expanded_nodes(node)
-        return loader.construct_document(node)
+        try:
+            return loader.construct_document(node)
+        except _BadValue:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # PyYAML builds values with Python's own parsers: a date like 2024-13-45, `!!float abc`, an integer of
+            # more than 4300 digits raise these, not YAMLError
+            raise _BadValue(f"a value that cannot be read ({type(exc).__name__}: {exc})") from None
     finally:
         loader.dispose()
 
@@ -360,7 +391,10 @@ def parse(text, source="<string>"):
     except _TooBig as exc:
         raise ConfigError(f"{source}: refused: the YAML is {exc}; a config is a short mapping of sections "
                           "(see configs/default.yaml)") from None
-    raw = raw or {}
+    except _BadValue as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_cut(str(exc))}") from None
+    if raw is None:                                       # an empty file (or only comments): every default
+        raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with sections "
                           "audio, model, dsp, realtime, telemetry, echo")
@@ -379,6 +413,8 @@ def parse(text, source="<string>"):
 
 
 def _cut(text, limit=300):
+    """One line of at most ``limit`` characters (PyYAML's messages span lines: a mark, then the offending text)."""
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 

@@ -243,9 +243,14 @@ class WavReader:
         check_rate(self.path, rate)
         return tag, channels, rate, block_align, bits
 
+    @property
+    def encoding(self):
+        """``float``, ``unsigned`` (8-bit) or ``integer`` (signed)."""
+        return "float" if self.format_tag == _FLOAT else ("unsigned" if self.bits == 8 else "integer")
+
     def describe(self):
         """The sample format in words: ``44100 Hz, 2 channels, 24-bit integer``."""
-        kind = "float" if self.format_tag == _FLOAT else ("unsigned" if self.bits == 8 else "integer")
+        kind = self.encoding
         return (f"{self.rate} Hz, {self.channels} channel{'s' if self.channels > 1 else ''}, "
                 f"{self.bits}-bit {kind}")
 

@@ -100,6 +100,12 @@ def _check_field_types(fields, meta_path):
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ModelError(f"{meta_path}: corrupt metadata: '{name}' is {type(value).__name__}, expected "
                                      f"{kind.__name__}; re-run the converter")
+    # the tensor names are looked up and hashed: each must be a string
+    names = {"inputs": lambda v: list(v), "outputs": lambda v: list(v) + list(v.values()), "states": lambda v: v}
+    for name, items in names.items():
+        if name in fields and not all(isinstance(item, str) for item in items(fields[name])):
+            raise ModelError(f"{meta_path}: corrupt metadata: '{name}' must hold tensor names (strings); re-run "
+                             "the converter")
 
 
 def sidecar_path(model_path):
@@ -140,10 +146,17 @@ def load_metadata(model_path, check_dsp=True):
         metadata = ModelMetadata(**fields)
     except (ValueError, TypeError) as exc:              # JSON errors, unknown or missing fields, bad bytes
         raise ModelError(f"{meta_path}: corrupt metadata ({exc}); re-run the converter") from None
+    except OSError as exc:
+        raise ModelError(f"{meta_path}: cannot read the model's metadata ({exc.strerror or exc}); check its "
+                         "permissions (the service runs as its own user, in the audio group)") from None
     if metadata.schema != METADATA_SCHEMA:
         raise ModelError(f"{meta_path}: metadata schema {metadata.schema}, this build reads "
                                  f"{METADATA_SCHEMA}; re-run the converter")
-    actual = file_sha256(model_path)
+    try:
+        actual = file_sha256(model_path)
+    except OSError as exc:
+        raise ModelError(f"{model_path}: cannot read the model ({exc.strerror or exc}); check its permissions (the "
+                         "service runs as its own user, in the audio group)") from None
     if actual != metadata.sha256:
         raise ModelError(f"{model_path}: sha256 {actual[:12]}... does not match its metadata "
                                  f"({metadata.sha256[:12]}...): the file is corrupt or was replaced")
