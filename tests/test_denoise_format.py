@@ -185,3 +185,37 @@ def test_a_block_is_bounded_whatever_the_rate_and_channels():
     from edge.io.wav import MAX_CHANNELS, MAX_RATE_HZ
     block_frames = BLOCK_FRAMES * HOP_SAMPLES * MAX_RATE_HZ // SAMPLE_RATE_HZ
     assert block_frames * MAX_CHANNELS * 8 <= 32 << 20
+
+
+def _with_data_size(path, declared_bytes, tail=b""):
+    """``path`` (a 44-byte-header WAV from write_file) with its data chunk's size field set, ``tail`` appended."""
+    blob = bytearray(path.read_bytes())
+    assert blob[36:40] == b"data"
+    blob[40:44] = struct.pack("<I", declared_bytes)
+    path.write_bytes(bytes(blob) + tail)
+    return path
+
+
+def test_a_header_written_before_the_audio_ended_is_said_not_silently_cut(tmp_path):
+    """A writer into a pipe cannot go back to fix its header: it declared 4,000 frames and 32,000 followed, and
+    only the 4,000 came out, without a word."""
+    path = _with_data_size(write_file(tmp_path / "in.wav", noisy(2.0, 16_000), 16_000), 8_000)
+    with WavReader(path) as reader:
+        assert reader.frames == 4_000
+        assert any("56000 bytes after it do not start a chunk" in note and "sox --ignore-length" in note
+                   for note in reader.notes)
+
+
+def test_a_chunk_after_the_data_is_not_taken_for_audio(tmp_path):
+    path = write_file(tmp_path / "in.wav", noisy(0.5, 16_000), 16_000)
+    path.write_bytes(path.read_bytes() + b"LIST" + struct.pack("<I", 4) + b"INFO")
+    with WavReader(path) as reader:
+        assert reader.frames == 8_000 and reader.notes == []
+
+
+def test_a_data_size_of_0_with_audio_after_it_is_read_to_the_end(tmp_path):
+    """The other placeholder a streaming writer leaves: it was 'the file holds no samples' for a 96 kB file."""
+    path = _with_data_size(write_file(tmp_path / "in.wav", noisy(1.0, 48_000), 48_000), 0)
+    with WavReader(path) as reader:
+        assert reader.frames == 48_000
+        assert any("declares 0 bytes (a streamed file's placeholder)" in note for note in reader.notes)

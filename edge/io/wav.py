@@ -223,9 +223,29 @@ class WavReader:
             self.notes.append(f"the data chunk declares {size} bytes but the file holds {available}; "
                               f"reading {available}")
             size = available
+        elif size == 0 and available > 0:            # the other placeholder a streaming writer leaves
+            self.notes.append(f"the data chunk declares 0 bytes (a streamed file's placeholder) and {available} "
+                              f"follow; reading {available}")
+            size = available
+        elif available - size - size % 2 >= 8 and not self._chunk_at(data_start + size + size % 2, file_bytes):
+            # a header written before the audio ended (a writer into a pipe cannot go back to fix it): the bytes
+            # after the declared data are not a chunk, so they are likely audio; said, not guessed at
+            self.notes.append(f"the data chunk declares {size} bytes, and {available - size} bytes after it do not "
+                              f"start a chunk (audio after a header written too early?): only the declared "
+                              f"{size // self.block_align} frames are read; if the rest is audio, fix the header "
+                              "first, e.g. `sox --ignore-length in.wav fixed.wav`")
         self.frames = size // self.block_align
         if self.frames == 0:
             raise AudioFileError(f"{self.path}: the file holds no samples")
+
+    def _chunk_at(self, offset, file_bytes):
+        """Whether a RIFF chunk header (a printable four-letter id and a size that fits) starts at ``offset``."""
+        here = self._file.tell()
+        self._file.seek(offset)
+        head = self._file.read(8)
+        self._file.seek(here)
+        return (len(head) == 8 and all(0x20 <= byte <= 0x7E for byte in head[:4])
+                and struct.unpack("<I", head[4:])[0] <= file_bytes - offset - 8)
 
     def _layout(self, body, size):
         tag, channels, rate, _, block_align, bits = struct.unpack("<HHIIHH", body[:16])
