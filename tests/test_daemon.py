@@ -171,6 +171,43 @@ def test_xruns_are_logged_when_they_happen_a_burst_as_one_line_a_second(caplog):
     assert len(lines) <= seconds / loop.XRUN_LOG_EVERY_S + 2, (len(lines), seconds)
 
 
+def counted_lines(caplog, prefix):
+    return [(r.levelname, int(re.search(r": (\d+) ", r.getMessage()).group(1)),
+             int(re.search(r"\((\d+) since start\)", r.getMessage()).group(1)))
+            for r in caplog.records if r.getMessage().startswith(prefix)]
+
+
+def test_unusable_microphone_frames_are_repaired_counted_and_logged(caplog):
+    """A FLOAT_LE device can deliver NaN, infinity or garbage: the enhancer repaired such frames, but nothing said so
+    (the count reached neither the log, nor telemetry, nor the summary)."""
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    signal = speech_like(4.0, seed=2).reshape(-1, HOP_SAMPLES).copy()
+    signal[10, 3], signal[11, 7], signal[300, 0] = np.nan, 1e160, -np.inf
+    loop, io, _, _ = _loop(io=FakeIO(signal.ravel()))
+    counters = loop.run(max_frames=400)
+    assert counters.nonfinite_frames == 3
+    assert all(np.all(np.isfinite(frame)) for frame in io.written)
+    # the first at once, the next within a second of it said with the later one or at the end
+    lines = counted_lines(caplog, "input:")
+    assert lines[0] == ("WARNING", 1, 1) and sum(n for _, n, _ in lines) == 3 and lines[-1][2] == 3
+    assert "input frames repaired 3" in loop.summary()
+
+
+def test_output_beyond_full_scale_is_counted_and_logged(caplog):
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    # the fake network halves everything: a float input at 3x full scale comes out above it
+    square = 3.0 * np.sign(np.sin(2 * np.pi * 100 * np.arange(96_000) / 48_000))
+    loop, io, _, _ = _loop(io=FakeIO(square))
+    counters = loop.run(max_frames=150)
+    clipped = sum(bool(np.max(np.abs(frame)) > 1.0) for frame in io.written)
+    assert counters.clipped_frames == clipped > 0
+    lines = counted_lines(caplog, "output:")
+    assert lines and lines[0][0] == "WARNING" and lines[-1][2] == clipped
+    assert f"output frames clipped {clipped}" in loop.summary()
+    loop, _, _, _ = _loop(io=FakeIO(speech_like(2.0, seed=2) * 0.1))
+    assert loop.run(max_frames=150).clipped_frames == 0 and "clipped" not in loop.summary()
+
+
 class ReferenceLosingIO(FakeIO):
     """FakeIO whose echo reference (or its forwarding to the loudspeaker) loses the periods in ``lost``."""
 

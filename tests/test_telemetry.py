@@ -89,6 +89,7 @@ def test_records_and_prometheus_text_are_well_formed(tmp_path):
                                              "json_path": str(tmp_path / "t.jsonl")}), loop, say=lambda *_: None)
     record = telemetry.record()
     assert record["frames_total"] == 100 and record["speech_share"] == pytest.approx(0.8)
+    assert record["input_frames_repaired_total"] == 0 and record["output_frames_clipped_total"] == 0
     assert record["deadline_margin_ms"] <= 10.0
     telemetry.emit(record)
     text = (tmp_path / "percepnet_edge.prom").read_text()

@@ -37,7 +37,8 @@ from edge.daemon.reloader import Reloader
 from edge.daemon.sdnotify import Notifier
 
 
-#: What :meth:`AudioLoop._note_xruns` watches: kind -> (counter, the device's attribute, the log line).
+#: What :meth:`AudioLoop._note_xruns` watches: kind -> (counter, the device's attribute, the log line); an
+#: attribute of None: the loop counts it itself, in the counter.
 _LOST_PERIODS = {
     "stream": ("xruns", "xruns",
                "xrun: {lost} period(s) lost or played late ({total} since start); the stream was re-prepared and "
@@ -49,6 +50,14 @@ _LOST_PERIODS = {
                   "the echo can move against its reference, and the canceller finds it again (a 'reference delayed "
                   "by' or 'echo path stepped' line follows when it moved). Many of them mean a busy CPU or a small "
                   "buffer: set realtime.sched_fifo_priority, raise audio.buffer_periods"),
+    # an input the chain cannot process (edge.dsp.unusable): repaired, so the stream goes on, but never silently
+    "input": ("nonfinite_frames", None,
+              "input: {lost} microphone frame(s) with NaN, infinite or absurd samples repaired ({total} since start): "
+              "the device or its driver delivers invalid floats; check audio.sample_format against what the "
+              "capture device really gives, or use S16_LE"),
+    "clipping": ("clipped_frames", None,
+                 "output: {lost} frame(s) clipped at full scale ({total} since start): the enhanced signal went above "
+                 "it, mostly because the microphone's own signal is at or near full scale; lower the capture gain"),
 }
 
 
@@ -62,7 +71,8 @@ class Counters:
     device_open_failures: int = 0    # failed opens while waiting for a device (start-up or after a loss)
     reloads: int = 0
     rejected_reloads: int = 0
-    nonfinite_frames: int = 0
+    nonfinite_frames: int = 0        # input frames repaired: NaN, infinite or absurd samples (edge.dsp.unusable)
+    clipped_frames: int = 0          # output frames that went beyond full scale and were clipped on the way out
     echo_cancelling_frames: int = 0  # frames the echo canceller's output went on (far end playing)
     echo_no_reference_frames: int = 0   # frames with echo enabled but no reference: noise suppression alone
     echo_reference_xruns: int = 0    # periods lost or late on the loudspeaker reference or its forwarding
@@ -73,6 +83,11 @@ class Counters:
 
 class Pipeline:
     """Everything a config decides: the enhancer, the network and the overrun policy."""
+
+    def unusable_frames(self):
+        """Input frames repaired so far (edge.dsp.unusable): the echo stage repairs a microphone frame before the
+        enhancer sees it, so both count."""
+        return self.enhancer.nonfinite_frames + (self.canceller.nonfinite_frames if self.canceller is not None else 0)
 
     def __init__(self, config, clock, runner_factory):
         self.config = config
@@ -295,10 +310,15 @@ class AudioLoop:
         pipeline = self.pipeline
         pipeline.gains.start_frame(start)
         echo = None
+        unusable_before = pipeline.unusable_frames()
         if pipeline.canceller is not None:
             frame = self._cancel_echo(pipeline.canceller, frame)
             echo = pipeline.canceller.echo_estimate
-        pipeline.enhancer.process(frame, out=self._output, echo_estimate=echo)
+        output = self._output
+        pipeline.enhancer.process(frame, out=output, echo_estimate=echo)
+        self.counters.nonfinite_frames += pipeline.unusable_frames() - unusable_before
+        # two reductions (about 2 us): np.abs(output).max() would allocate
+        self.counters.clipped_frames += bool(np.maximum.reduce(output) > 1.0 or np.minimum.reduce(output) < -1.0)
         try:
             self.io.write(self._output)
         except DeviceError as exc:
@@ -311,9 +331,6 @@ class AudioLoop:
             counters.deadline_misses += 1
         counters.policy_activations = pipeline.gains.activations + self._activations_before_reload
         self._note_xruns()
-        # the echo stage repairs a bad microphone frame before the enhancer sees it: both count
-        counters.nonfinite_frames = pipeline.enhancer.nonfinite_frames + (
-            pipeline.canceller.nonfinite_frames if pipeline.canceller is not None else 0)
         vad = getattr(pipeline.network, "vad", None)
         if vad is not None:
             counters.vad_sum += vad
@@ -326,8 +343,11 @@ class AudioLoop:
         now), so that a log says when audio was lost, not only how often."""
         now = None
         for kind, (counter, attribute, message) in _LOST_PERIODS.items():
-            total = getattr(self.io, attribute, 0) if kind == "reference" else getattr(self.io, attribute)
-            setattr(self.counters, counter, total)
+            if attribute is None:
+                total = getattr(self.counters, counter)
+            else:
+                total = getattr(self.io, attribute, 0) if kind == "reference" else getattr(self.io, attribute)
+                setattr(self.counters, counter, total)
             logged, logged_at = self._logged[kind]
             if total == logged:
                 continue
@@ -454,7 +474,9 @@ class AudioLoop:
                 f"policy activations {c.policy_activations}; xruns {c.xruns}; "
                 + (f"echo reference xruns {c.echo_reference_xruns}; " if self.pipeline.canceller is not None else "")
                 + f"device reopens {c.device_reopens}; "
-                f"peak RSS {rss_mb:.0f} MB")
+                + (f"input frames repaired {c.nonfinite_frames}; " if c.nonfinite_frames else "")
+                + (f"output frames clipped {c.clipped_frames}; " if c.clipped_frames else "")
+                + f"peak RSS {rss_mb:.0f} MB")
 
 
 def apply_realtime(realtime, say):

@@ -309,6 +309,8 @@ class Telemetry:
                   "device_reopens_total": counters.device_reopens,
                   "device_open_failures_total": counters.device_open_failures,
                   "waiting_for_device": int(getattr(loop, "waiting_for_device", False)),
+                  "input_frames_repaired_total": counters.nonfinite_frames,
+                  "output_frames_clipped_total": counters.clipped_frames,
                   "echo_cancelling_frames_total": counters.echo_cancelling_frames,
                   "echo_no_reference_frames_total": counters.echo_no_reference_frames,
                   "telemetry_sink_errors_total": self.errors["json"] + self.errors["prometheus"],
