@@ -219,3 +219,14 @@ def test_a_data_size_of_0_with_audio_after_it_is_read_to_the_end(tmp_path):
     with WavReader(path) as reader:
         assert reader.frames == 48_000
         assert any("declares 0 bytes (a streamed file's placeholder)" in note for note in reader.notes)
+
+
+def test_an_odd_chunk_without_its_pad_byte_is_read_with_a_note(tmp_path):
+    """A LIST chunk of 5 bytes and no pad byte before 'data' (a common writer bug) was a 'truncated' file."""
+    path = write_file(tmp_path / "in.wav", noisy(0.5, 16_000), 16_000)
+    blob = path.read_bytes()
+    path.write_bytes(blob[:36] + b"LIST" + struct.pack("<I", 5) + b"INFO1" + blob[36:])
+    with WavReader(path) as reader, WavReader(write_file(tmp_path / "ref.wav", noisy(0.5, 16_000), 16_000)) as ref:
+        assert reader.frames == 8_000
+        assert reader.notes == ["the 'LIST' chunk (5 bytes) has no pad byte; read as if it had"]
+        np.testing.assert_array_equal(reader.read_all(), ref.read_all())

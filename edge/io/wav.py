@@ -216,6 +216,13 @@ class WavReader:
                 break
             else:
                 stream.seek(size + size % 2, os.SEEK_CUR)
+                if size % 2 and not self._chunk_at(stream.tell(), file_bytes) \
+                        and self._chunk_at(stream.tell() - 1, file_bytes):
+                    # a writer that left out the pad byte after an odd-sized chunk (a common bug): its next chunk
+                    # starts a byte early
+                    self.notes.append(f"the {name.decode('latin-1')!r} chunk ({size} bytes) has no pad byte; "
+                                      "read as if it had")
+                    stream.seek(-1, os.SEEK_CUR)
         self.format_tag, self.channels, self.rate, self.block_align, self.bits = layout
         data_start = stream.tell()
         available = file_bytes - data_start
