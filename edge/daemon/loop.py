@@ -84,11 +84,6 @@ class Counters:
 class Pipeline:
     """Everything a config decides: the enhancer, the network and the overrun policy."""
 
-    def unusable_frames(self):
-        """Input frames repaired so far (edge.dsp.unusable): the echo stage repairs a microphone frame before the
-        enhancer sees it, so both count."""
-        return self.enhancer.nonfinite_frames + (self.canceller.nonfinite_frames if self.canceller is not None else 0)
-
     def __init__(self, config, clock, runner_factory):
         self.config = config
         network = runner_factory(config)
@@ -104,6 +99,11 @@ class Pipeline:
             from edge.echo import EchoCanceller, for_model
             self.canceller = EchoCanceller(for_model(config.echo_settings(), joint))
         self.joint = joint
+
+    def unusable_frames(self):
+        """Input frames repaired so far (edge.dsp.unusable): the echo stage repairs a microphone frame before the
+        enhancer sees it, so both count."""
+        return self.enhancer.nonfinite_frames + (self.canceller.nonfinite_frames if self.canceller is not None else 0)
 
     def describe_echo(self):
         """One line for the log: what removes the loudspeaker's echo (None with the echo section off)."""
