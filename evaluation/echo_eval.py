@@ -58,17 +58,23 @@ def _shift(out, delay, n):
     return np.concatenate([out[delay:], np.zeros(delay)])[:n]
 
 
+def _with_a_frame_more(signal):
+    """``signal`` and a frame of silence: what brings the last samples out of a stage that gives them back late."""
+    return np.concatenate([signal, np.zeros(HOP_SAMPLES)])
+
+
 def mdf_preprocessor(mic, far):
     from edge.echo.speex_mdf import SpeexMdf
     mdf = SpeexMdf(HOP_SAMPLES, 9600, FS, residual_suppression=True)
     to16 = lambda x: np.clip(np.rint(x * 32768), -32768, 32767).astype(np.int16)   # noqa: E731
-    m16, f16, out16 = to16(mic), to16(far), np.zeros(HOP_SAMPLES, np.int16)
-    out = np.zeros_like(mic)
-    for s in _frames(mic.size):
+    m16, f16, out16 = to16(_with_a_frame_more(mic)), to16(_with_a_frame_more(far)), np.zeros(HOP_SAMPLES, np.int16)
+    out = np.zeros(m16.size)
+    for s in _frames(m16.size):
         mdf.process(m16[s:s + HOP_SAMPLES], f16[s:s + HOP_SAMPLES], out16)
         out[s:s + HOP_SAMPLES] = out16 / 32768.0
+    latency = mdf.latency_samples                          # its preprocessor gives each frame back a frame late
     mdf.close()
-    return out
+    return _shift(out, latency, mic.size)
 
 
 #: EchoSettings fields for "ours" and "echo-stage" (--echo KEY=VALUE,...): the defaults unless given.
@@ -83,11 +89,12 @@ def _echo_settings():
 def echo_stage(mic, far, settings=None):
     """Our echo stage alone over a clip (``settings``: EchoSettings; None: the run's, as "ours" uses)."""
     from edge.echo import EchoCanceller
+    n, mic, far = mic.size, _with_a_frame_more(mic), _with_a_frame_more(far)
     canceller, out = EchoCanceller(settings or _echo_settings()), np.zeros_like(mic)
     for s in _frames(mic.size):
         canceller.process(mic[s:s + HOP_SAMPLES], far[s:s + HOP_SAMPLES], out[s:s + HOP_SAMPLES])
     canceller.close()
-    return out
+    return _shift(out, canceller.latency_samples, n)
 
 
 def _cancelled_for_a_joint_model(clip):

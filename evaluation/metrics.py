@@ -29,10 +29,16 @@ MAX_LAG = int(MAX_LAG_MS * SAMPLE_RATE_HZ / 1000)
 METRIC_RATE = 16_000
 
 
-def align_to(reference, output):
-    """``(output shifted onto reference, same length; lag in ms)`` (positive lag: output is late)."""
-    aligned, lag = align(reference, np.asarray(output, dtype=np.float64), MAX_LAG)
+def align_to(reference, output, lag_samples=None):
+    """``(output shifted onto reference, same length; lag in ms)`` (positive lag: output is late); ``lag_samples``:
+    the method's lag known beforehand (searched for when None)."""
+    aligned, lag = align(reference, np.asarray(output, dtype=np.float64), MAX_LAG, lag_samples)
     return aligned, 1000.0 * lag / SAMPLE_RATE_HZ
+
+
+def lag_samples(reference, output):
+    """The lag of ``output`` behind ``reference`` (samples) that the cross-correlation finds."""
+    return align(reference, np.asarray(output, dtype=np.float64), MAX_LAG)[1]
 
 
 def timed(function, *args):

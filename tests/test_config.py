@@ -67,6 +67,9 @@ def test_empty_config_is_the_documented_defaults():
     ("audio: {capture_device: hw:0}\naudio: {playback_device: hw:1}\n", "audio is given twice in one mapping (line 2)"),
     ("realtime: {overrun_policy: off}", "expected a string (YAML reads an unquoted on, off, yes or no as true or "
                                         "false: quote it, 'off')"),
+    ("audio: {capture_device: ''}", "audio.capture_device: '' is not allowed; expected a non-empty name"),
+    ("audio: {playback_device: '  '}", "audio.playback_device: '  ' is not allowed; expected a non-empty name"),
+    ("model: {path: ''}", "model.path: '' is not allowed; expected a non-empty name"),
     ("[]", "the top level must be a mapping"),
     ("0", "the top level must be a mapping"),
     ("false", "the top level must be a mapping"),

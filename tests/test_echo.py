@@ -222,11 +222,17 @@ def test_a_bulk_delay_beyond_the_tail_is_cancelled_only_with_tracking():
     assert erle_db(mic, tracked, 5.0) > 25
 
 
+def late(x, canceller):
+    """``x`` as late as the stage gives everything back (its residual suppressor's block)."""
+    return np.concatenate([np.zeros(canceller.latency_samples), x])[:x.size]
+
+
 def test_the_near_end_passes_untouched_when_the_far_end_is_silent():
     near = far_noise(3, seed=7) * 0.5
     events = []
     out, canceller = cancel(near, np.zeros_like(near), events=events)
-    np.testing.assert_array_equal(out, near)                    # bit-exact: MDF's DC notch is bypassed too
+    assert canceller.latency_samples == N                       # SpeexDSP's preprocessor: one block late
+    np.testing.assert_array_equal(out, late(near, canceller))  # bit-exact: MDF's DC notch is bypassed too
     assert canceller.mode == Mode.FAR_END_SILENT
     assert events == ["echo: far end silent: passing the microphone through"]
 
@@ -235,7 +241,7 @@ def test_a_missing_reference_falls_back_to_the_microphone_and_says_so():
     near = far_noise(1, seed=7)
     events = []
     out, canceller = cancel(near, None, events=events)
-    np.testing.assert_array_equal(out, near)
+    np.testing.assert_array_equal(out, late(near, canceller))
     assert canceller.mode == Mode.NO_REFERENCE
     assert "NOT removed" in events[0]
 
@@ -280,7 +286,7 @@ def test_a_reference_gone_for_longer_than_a_burst_falls_back_and_says_so():
     assert events == ["echo: far end playing: cancelling its echo",
                       "echo: no loudspeaker reference: noise suppression alone, the echo is NOT removed"]
     gone = slice((301 + REFERENCE_GAP_FRAMES) * N, 400 * N)        # after the one-frame cross-fade: the microphone
-    np.testing.assert_array_equal(out[gone], mic[gone])
+    np.testing.assert_array_equal(out[gone], late(mic, EchoCanceller())[gone])
 
 
 @pytest.mark.parametrize("case", ["another sink's monitor", "a Bluetooth-long delay"])
@@ -324,9 +330,28 @@ def test_after_the_far_end_stops_the_output_returns_to_the_microphone_without_a_
     out, canceller = cancel(mic, far, events=events)
     assert canceller.mode == Mode.FAR_END_SILENT
     # bypassed once the delay range and the tail have passed: the last second is the microphone itself
-    np.testing.assert_array_equal(out[5 * FS:], mic[5 * FS:])
+    np.testing.assert_array_equal(out[5 * FS:], late(mic, canceller)[5 * FS:])
     assert np.max(np.abs(np.diff(out[3 * FS:]))) < 4 * np.max(np.abs(np.diff(mic[3 * FS:])))
     assert events[-1] == "echo: far end silent: passing the microphone through"
+
+
+@pytest.mark.parametrize("residual_suppression", [True, False])
+def test_switching_between_cancelling_and_passing_through_neither_skips_nor_repeats_the_near_end(
+        residual_suppression):
+    """SpeexDSP's preprocessor gives each frame back a frame late, and the stage passed the microphone through in
+    step: every switch between the two (each gap in the far end: 4-12 a clip on the echo set) skipped or repeated
+    10 ms of the near talker. Now the microphone passes through as late, so the output keeps one lag throughout."""
+    far = far_noise(12)
+    for start in range(2, 12, 3):                               # 1 s of far end, 2 s silent: a switch each way
+        far[start * FS:(start + 2) * FS] = 0.0
+    near = far_noise(12, seed=9) * 0.3                          # the loudspeaker is muted: only the near talker
+    out, canceller = cancel(near, far, EchoSettings(residual_suppression=residual_suppression))
+    assert canceller.latency_samples == (N if residual_suppression else 0)
+    for start in np.arange(0.25, 11.5, 0.25):                   # every quarter second, across the switches
+        part = slice(int(start * FS), int((start + 0.25) * FS))
+        lags = np.arange(-2 * N, 2 * N + 1)
+        score = [np.dot(out[part], np.roll(near, lag)[part]) for lag in lags]
+        assert lags[int(np.argmax(score))] == canceller.latency_samples, start
 
 
 def test_gcc_phat_finds_a_known_lag():

@@ -151,8 +151,9 @@ def test_a_missing_reference_falls_back_to_noise_suppression_and_says_so(rig):
     assert result.returncode == 0, result.stderr
     assert "pe_no_such_reference" in result.stderr and "echo cancellation is off" in result.stderr
     assert "no loudspeaker reference: noise suppression alone, the echo is NOT removed" in result.stderr
-    np.testing.assert_allclose(_played(rig), np.clip(_offline(rig["capture"], None, canceller=False), -1, 1),
-                               atol=1e-5)
+    # the stage still passes the microphone through as late as its residual suppressor would give it back
+    late = np.concatenate([np.zeros(EchoCanceller().latency_samples, np.float32), rig["capture"]])[:rig["capture"].size]
+    np.testing.assert_allclose(_played(rig), np.clip(_offline(late, None, canceller=False), -1, 1), atol=1e-5)
 
 
 def test_check_verifies_the_reference_path(rig):

@@ -281,6 +281,36 @@ def _enhanced_blocks(reader, chains, block_frames, far_reader):
         yield np.zeros((reader.frames - emitted, len(chains)))
 
 
+class _StageOutput:
+    """The echo stage's frames, ``lead_samples`` (its latency) dropped, re-cut into frames for the enhancer, each
+    with the echo estimate of the same samples (None where the stage passed the microphone through)."""
+
+    def __init__(self, lead_samples):
+        self.lead_samples = int(lead_samples)
+        self._to_drop = self.lead_samples
+        self._audio, self._echo, self._playing = np.zeros(0), np.zeros(0), np.zeros(0, bool)
+
+    def push(self, frame, echo_estimate):
+        """One stage call's output and echo estimate (both are copied: the stage reuses its buffers)."""
+        playing = echo_estimate is not None
+        echo = echo_estimate if playing else np.zeros(frame.size)
+        self._audio = np.concatenate([self._audio, frame])
+        self._echo = np.concatenate([self._echo, echo])
+        self._playing = np.concatenate([self._playing, np.full(frame.size, playing)])
+        drop = min(self._to_drop, self._audio.size)
+        self._to_drop -= drop
+        self._audio, self._echo, self._playing = self._audio[drop:], self._echo[drop:], self._playing[drop:]
+
+    def frames(self):
+        """``(audio, echo estimate or None)`` for every whole frame buffered; a frame counts as the far end
+        playing when its newest sample does (that call's estimate)."""
+        while self._audio.size >= HOP_SAMPLES:
+            audio, echo, playing = self._audio[:HOP_SAMPLES], self._echo[:HOP_SAMPLES], self._playing[HOP_SAMPLES - 1]
+            self._audio, self._echo, self._playing = (self._audio[HOP_SAMPLES:], self._echo[HOP_SAMPLES:],
+                                                      self._playing[HOP_SAMPLES:])
+            yield audio, (echo if playing else None)
+
+
 class _ChannelChain:
     """One channel through the enhancer: its rate -> 48 kHz -> enhance -> its rate, streamed.
 
@@ -297,13 +327,19 @@ class _ChannelChain:
         self.far_to_48k = StreamResampler(rate, SAMPLE_RATE_HZ, n_in) if canceller is not None else None
         self.n_frames = frames_to_flush(self.to_48k.total_out)
         self.frames_done, self.to_skip, self.to_emit = 0, LATENCY_SAMPLES, self.to_48k.total_out
+        # The echo stage gives its output back late (its residual suppressor's block). Offline that lead is
+        # dropped before the enhancer, so the enhancer sees what it sees without a far end, sample for sample,
+        # wherever the stage passes the microphone through: one more stage call than enhancer frames.
+        self.stage = _StageOutput(canceller.latency_samples) if canceller is not None else None
+        self.stage_calls = self.n_frames + (1 if self.stage is not None and self.stage.lead_samples else 0)
+        self.stage_calls_done = 0
         self.carry = np.zeros(0)
         self.far_carry = np.zeros(0)
         self.echo_free = np.empty(HOP_SAMPLES)
 
     @property
     def done(self):
-        return self.frames_done == self.n_frames
+        return self.frames_done == self.n_frames and (self.stage is None or self.stage_calls_done == self.stage_calls)
 
     def push(self, samples, last, far=None):
         far_new = self.far_to_48k.push(far, final=last) if self.canceller is not None else None
@@ -315,22 +351,28 @@ class _ChannelChain:
 
     def _enhance(self, new, far_new=None):
         source = np.concatenate([self.carry, new]) if self.carry.size else new
-        count = min(source.size // HOP_SAMPLES, self.n_frames - self.frames_done)
-        out = np.empty(count * HOP_SAMPLES)
-        if self.canceller is not None:
+        if self.canceller is None:
+            calls = min(source.size // HOP_SAMPLES, self.n_frames - self.frames_done)
+            out = np.empty(calls * HOP_SAMPLES)
+            for t in range(calls):
+                frame = slice(t * HOP_SAMPLES, (t + 1) * HOP_SAMPLES)
+                self.enhancer.process(source[frame], out=out[frame])
+            self.frames_done += calls
+        else:
             far = np.concatenate([self.far_carry, far_new]) if self.far_carry.size else far_new
-        for t in range(count):
-            frame = slice(t * HOP_SAMPLES, (t + 1) * HOP_SAMPLES)
-            mic = source[frame]
-            echo = None
-            if self.canceller is not None:                   # echo first: the network sees what is left
-                mic = self.canceller.process(mic, far[frame], self.echo_free)
-                echo = self.canceller.echo_estimate
-            self.enhancer.process(mic, out=out[frame], echo_estimate=echo)
-        self.carry = source[count * HOP_SAMPLES:]
-        if self.canceller is not None:
-            self.far_carry = far[count * HOP_SAMPLES:]
-        self.frames_done += count
+            calls = min(source.size // HOP_SAMPLES, self.stage_calls - self.stage_calls_done)
+            frames = []
+            for t in range(calls):                           # echo first: the network sees what is left
+                frame = slice(t * HOP_SAMPLES, (t + 1) * HOP_SAMPLES)
+                self.stage.push(self.canceller.process(source[frame], far[frame], self.echo_free),
+                                self.canceller.echo_estimate)
+                for mic, echo in self.stage.frames():
+                    frames.append(self.enhancer.process(mic, echo_estimate=echo).copy())
+            self.far_carry = far[calls * HOP_SAMPLES:]
+            self.stage_calls_done += calls
+            self.frames_done += len(frames)
+            out = np.concatenate(frames) if frames else np.zeros(0)
+        self.carry = source[calls * HOP_SAMPLES:]
         skip = min(self.to_skip, out.size)
         self.to_skip -= skip
         piece = out[skip:skip + self.to_emit]

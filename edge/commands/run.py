@@ -373,13 +373,15 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
             started = time.monotonic()
             loop = AudioLoop(config, AlsaDuplex(config.audio, **reference), stop=control.stop if control else None)
             _announce(loop, started, say)
-            loop.run(max_frames=frames_to_flush(n_samples))
-        if loop.counters.frames < frames_to_flush(n_samples):   # SIGTERM/SIGINT: a short file is no result
+            # the echo stage's residual suppressor adds its block to the enhancer's latency
+            stage_samples = loop.pipeline.canceller.latency_samples if loop.pipeline.canceller is not None else 0
+            loop.run(max_frames=frames_to_flush(n_samples + stage_samples))
+        if loop.counters.frames < frames_to_flush(n_samples + stage_samples):   # SIGTERM/SIGINT: a short file is no result
             targets["noisy"].unlink(missing_ok=True)            # written before the run; not a result alone
             say(f"demo stopped by a signal after {loop.counters.frames * HOP_SAMPLES / SAMPLE_RATE_HZ:.1f} s of "
                 f"{seconds:g} s; {out_dir} was not written (a truncated enhanced.wav would pass for a result)")
             return DEMO_STOPPED_STATUS
-        delay = output_delay_samples(config.audio)
+        delay = output_delay_samples(config.audio) + stage_samples
         played = np.memmap(work / "playback.raw", np.float32, mode="r")     # not copied: peak RSS is reported
         write_wav(targets["enhanced"], played[delay:delay + n_samples], SAMPLE_RATE_HZ)
         del played

@@ -225,6 +225,10 @@ def _validate(config):
     _check(2 <= audio.buffer_periods <= 32, "audio.buffer_periods", audio.buffer_periods, "2..32")
     _check(0 <= audio.playback_prefill_periods < audio.buffer_periods, "audio.playback_prefill_periods",
            audio.playback_prefill_periods, f"0..{audio.buffer_periods - 1} (below audio.buffer_periods)")
+    # an empty name is not a default: '' opens no PCM (and as a model path it is the config's own folder)
+    for key, value in (("audio.capture_device", audio.capture_device), ("audio.playback_device", audio.playback_device),
+                       ("model.path", model.path)):
+        _check(value.strip() != "", key, value, "a non-empty name (configs/default.yaml gives the default)")
     _check(1 <= model.threads <= 8, "model.threads", model.threads, "1..8")
     _check(0 <= dsp.max_attenuation_db <= 100, "dsp.max_attenuation_db", dsp.max_attenuation_db, "0..100 dB")
     _check(0 <= dsp.postfilter_beta <= 1, "dsp.postfilter_beta", dsp.postfilter_beta, "0..1 (0 = off)")

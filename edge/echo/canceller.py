@@ -148,6 +148,15 @@ class EchoCanceller:
         self._out16 = np.zeros(n, np.int16)
         self._scratch = np.zeros(n)
         self._far_delayed = np.zeros(n)
+        # SpeexDSP's preprocessor (the residual suppression) gives each block back one block later (its WOLA
+        # output is the previous block's), so the stage passes the microphone through that late as well: a switch
+        # between cancelling and passing through then neither skips nor repeats the near end (it did, 10 ms each)
+        self.latency_samples = self.mdf.latency_samples
+        self._mic_line = None
+        if self.latency_samples:
+            self._mic_line = DelayLine(n, self.latency_samples)
+            self._mic_line.set_delay(self.latency_samples)
+        self._mic_delayed = np.zeros(n)
         self._zeros = np.zeros(n)
         self._fade_in = (np.arange(n) + 0.5) / n
         self._removed = np.zeros(n)
@@ -354,6 +363,8 @@ class EchoCanceller:
                          self._to_int16(self._far_delayed, self._far16, self.reference_gain), self._out16)
         cancelled = self._scratch
         np.multiply(self._out16, 1.0 / INT16_SCALE, out=cancelled)
+        if self._mic_line is not None:        # the microphone as late as the residual suppressor's output
+            mic = self._mic_line.process(mic, self._mic_delayed)
         was_cancelling, is_cancelling = previous == Mode.CANCELLING, self.mode == Mode.CANCELLING
         if was_cancelling == is_cancelling:
             out[:] = cancelled if is_cancelling else mic

@@ -156,8 +156,15 @@ class SpeexMdf:
             lib.speex_preprocess_ctl(self._pre, PREPROCESS_SET_ECHO_SUPPRESS, _int32(echo_suppress_db))
             lib.speex_preprocess_ctl(self._pre, PREPROCESS_SET_ECHO_SUPPRESS_ACTIVE, _int32(echo_suppress_active_db))
 
+    @property
+    def latency_samples(self):
+        """How late :meth:`process` gives a sample back: one block with the residual suppression (the
+        preprocessor's weighted overlap-add returns the previous block), none without (MDF itself is in step)."""
+        return self.block_samples if self._pre is not None else 0
+
     def process(self, mic, far, out):
-        """``out`` = ``mic`` without the echo of ``far``; all int16 C-contiguous arrays of one frame."""
+        """``out`` = ``mic`` without the echo of ``far``, :attr:`latency_samples` late; all int16 C-contiguous
+        arrays of one frame."""
         for array in (mic, far, out):
             if array.dtype != np.int16 or array.shape != (self.frame_samples,) or not array.flags.c_contiguous:
                 raise ValueError(f"expected C-contiguous int16 arrays of {self.frame_samples} samples")

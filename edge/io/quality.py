@@ -29,9 +29,10 @@ def find_lag(reference, estimate, max_lag):
     return int(lags[np.argmax(xcorr[lags])])
 
 
-def align(reference, estimate, max_lag):
-    """Shift ``estimate`` so it lines up with ``reference``; returns it padded/cut to the same length, and the lag."""
-    lag = find_lag(reference, estimate, max_lag)
+def align(reference, estimate, max_lag, lag=None):
+    """Shift ``estimate`` so it lines up with ``reference``; returns it padded/cut to the same length, and the lag
+    (``lag``: this one, known beforehand, instead of the one the cross-correlation finds)."""
+    lag = find_lag(reference, estimate, max_lag) if lag is None else int(lag)
     shifted = np.zeros_like(np.asarray(reference, float))
     if lag >= 0:
         part = estimate[lag:lag + reference.size]
