@@ -92,7 +92,8 @@ def test_nan_and_infinity_are_repaired_with_a_warning_that_says_how_many_and_whe
     source = write_file(tmp_path / "in.wav", signal, 48_000, 3, 32)
     assert main(["denoise", str(source), str(tmp_path / "out.wav")]) == 0
     out = capsys.readouterr().out
-    assert "3 NaN, infinite or absurd (beyond 1e6) samples between 0.500 s and 1.500 s were replaced by silence (0)" in out
+    assert ("3 NaN, infinite or absurd (beyond 1e6) samples between 0.500 s and 1.500 s were replaced by silence (0)"
+            in out)
     with WavReader(tmp_path / "out.wav") as got:
         assert np.all(np.isfinite(got.read_all()))
 

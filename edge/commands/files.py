@@ -102,8 +102,8 @@ def _read_mono_48k(reader, say):
 def _warn_nonfinite(reader, say):
     if reader.nonfinite:
         first, last = reader.nonfinite_span_s
-        say(f"warning: {reader.path}: {reader.nonfinite} NaN, infinite or absurd (beyond 1e6) samples between {first:.3f} s and "
-            f"{last:.3f} s were replaced by silence (0) before enhancing")
+        say(f"warning: {reader.path}: {reader.nonfinite} NaN, infinite or absurd (beyond 1e6) samples between "
+            f"{first:.3f} s and {last:.3f} s were replaced by silence (0) before enhancing")
 
 
 def report_oracle(clean, noisy, enhanced, say=print):

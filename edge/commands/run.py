@@ -376,7 +376,7 @@ def run_daemon_demo(config_path, out_dir, say=print, control=None, seconds=synth
             # the echo stage's residual suppressor adds its block to the enhancer's latency
             stage_samples = loop.pipeline.canceller.latency_samples if loop.pipeline.canceller is not None else 0
             loop.run(max_frames=frames_to_flush(n_samples + stage_samples))
-        if loop.counters.frames < frames_to_flush(n_samples + stage_samples):   # SIGTERM/SIGINT: a short file is no result
+        if loop.counters.frames < frames_to_flush(n_samples + stage_samples):   # SIGTERM/SIGINT: no result
             targets["noisy"].unlink(missing_ok=True)            # written before the run; not a result alone
             say(f"demo stopped by a signal after {loop.counters.frames * HOP_SAMPLES / SAMPLE_RATE_HZ:.1f} s of "
                 f"{seconds:g} s; {out_dir} was not written (a truncated enhanced.wav would pass for a result)")

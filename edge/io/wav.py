@@ -156,8 +156,9 @@ class WavReader:
 
     NaN and infinite samples (float files), and finite ones beyond 1e6 (120 dB
     over full scale: their squares overflow the chain's statistics,
-    :mod:`edge.dsp.unusable`), are replaced by 0 as they are read; ``nonfinite`` counts them and ``nonfinite_span_s`` gives the first and last
-    time they occur, for the warning the caller prints.
+    :mod:`edge.dsp.unusable`), are replaced by 0 as they are read; ``nonfinite``
+    counts them and ``nonfinite_span_s`` gives the first and last time they
+    occur, for the warning the caller prints.
     """
 
     def __init__(self, path):

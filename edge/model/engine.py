@@ -143,10 +143,14 @@ class ModelRunner:
         tensor = self.interpreter.tensor
         features = details[inputs["features"]]
         width = int(self.metadata.dsp.get("n_features", N_FEATURES))
+
+        def shape(index):
+            return tuple(int(d) for d in details[index]["shape"])
+
         if tuple(features["shape"]) != (1, width) or features["dtype"] not in (np.int8, np.float32):
             raise ModelError(f"{model_path}: the model's features input is {features['dtype'].__name__} "
-                                     f"{tuple(int(d) for d in features['shape'])}, expected int8 or float32 (1, {width}) as its "
-                                     "metadata says; re-run the converter")
+                             f"{shape(inputs['features'])}, expected int8 or float32 (1, {width}) as its metadata "
+                             "says; re-run the converter")
         #: Feature width: 70, 138 for a joint echo-and-noise model (the Enhancer needs ``far_end_inputs``), 172
         #: for a floor model (``floor_inputs`` as well).
         self.n_features = width
@@ -160,10 +164,9 @@ class ModelRunner:
             if head in role:
                 index = outputs[role[head]]
                 wanted = (1, 1) if head == "vad" else (1, N_BANDS)
-                if tuple(details[index]["shape"]) != wanted:
-                    raise ModelError(f"{model_path}: the model's {head} output is {tuple(int(d) for d in details[index]['shape'])}, "
-                                     f"expected {wanted}; it is not a percepnet-edge model for this DSP: re-run the "
-                                     "converter")
+                if shape(index) != wanted:
+                    raise ModelError(f"{model_path}: the model's {head} output is {shape(index)}, expected "
+                                     f"{wanted}; it is not a percepnet-edge model for this DSP: re-run the converter")
                 quant = details[index]["quantization"] if details[index]["dtype"] == np.int8 else (1.0, 0)
                 self._heads[head] = (tensor(index), quant)
         self.gain_step = float(self._heads["gain"][1][0])
@@ -171,10 +174,9 @@ class ModelRunner:
         self._handover = []            # (source index, target index, table or None), for __call__
         for name in self.metadata.states:
             source, target = outputs[role[f"new_{name}"]], inputs[name]
-            if tuple(details[source]["shape"]) != tuple(details[target]["shape"]):
-                raise ModelError(f"{model_path}: the model's state {name!r} is {tuple(int(d) for d in details[target]['shape'])} "
-                                 f"in and {tuple(int(d) for d in details[source]['shape'])} out: it cannot be carried "
-                                 "from frame to frame; re-run the converter")
+            if shape(source) != shape(target):
+                raise ModelError(f"{model_path}: the model's state {name!r} is {shape(target)} in and "
+                                 f"{shape(source)} out: it cannot be carried from frame to frame; re-run the converter")
             source_quant, target_quant = details[source]["quantization"], details[target]["quantization"]
             same = source_quant == target_quant or details[target]["dtype"] != np.int8
             table = None if same else _requantise_table(source_quant, target_quant)
