@@ -163,7 +163,8 @@ def webrtc_ns():
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
     reset()
-    return Method("WebRTC NS (pywebrtc-audio)", "webrtc", process, None, reset=reset)
+    return Method("WebRTC NS (pywebrtc-audio)", "webrtc", process, None, reset=reset,
+                  note="ns_level 1 of 0-3 (moderate; the package's default), its high-pass and AGC off")
 
 
 def build(names=ALL_METHODS, model_paths=(), settings=EnhancerSettings()):
