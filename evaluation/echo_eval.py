@@ -260,7 +260,7 @@ def frame_costs(clips):
 
     runner, both_runner = ModelRunner(_model_path()), ModelRunner(_model_path())
     joint = runner.far_end_inputs                        # a joint model reads the canceller's echo estimate
-    canceller, buffer, out = EchoCanceller(), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
+    canceller, buffer, out = EchoCanceller(_echo_settings()), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
     settings = EnhancerSettings(**DSP_OVERRIDES)          # what "ns" and "ours" ran with, comfort noise included
     enhancer = Enhancer(runner, settings)
     both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner, settings)
