@@ -263,7 +263,7 @@ def frame_costs(clips):
     canceller, buffer, out = EchoCanceller(_echo_settings()), np.zeros(HOP_SAMPLES), np.zeros(HOP_SAMPLES)
     settings = EnhancerSettings(**DSP_OVERRIDES)          # what "ns" and "ours" ran with, comfort noise included
     enhancer = Enhancer(runner, settings)
-    both_echo, both_enhancer = EchoCanceller(for_model(EchoSettings(), joint)), Enhancer(both_runner, settings)
+    both_echo, both_enhancer = EchoCanceller(for_model(_echo_settings(), joint)), Enhancer(both_runner, settings)
     mdf = SpeexMdf(HOP_SAMPLES, 9600, FS)
     m16 = np.clip(np.rint(mic * 32768), -32768, 32767).astype(np.int16)
     f16 = np.clip(np.rint(far * 32768), -32768, 32767).astype(np.int16)
