@@ -242,7 +242,7 @@ def frame_costs(clips):
     the machine cost it; the daemon's wall-clock frame times are in ``run``'s summary).
     """
     from edge.dsp import Enhancer
-    from edge.echo import EchoCanceller, EchoSettings, for_model
+    from edge.echo import EchoCanceller, for_model
     from edge.echo.speex_mdf import SpeexMdf
     from edge.model.engine import ModelRunner
     mic = np.concatenate([c["mic"] for c in clips])
