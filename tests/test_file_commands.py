@@ -260,6 +260,17 @@ def test_outputs_of_the_wrong_shape_are_refused_at_load(tmp_path, capsys, model,
     assert message in capsys.readouterr().err
 
 
+def test_a_sidecar_of_another_quantization_is_refused(tmp_path, capsys, model):
+    """A float variant beside an int8 model's .json (or the reverse) was described by the .json, not by itself."""
+    copy = tmp_path / "m.tflite"
+    shutil.copy(DEFAULT_MODEL_PATH, copy)
+    meta = json.loads(DEFAULT_MODEL_PATH.with_suffix(".json").read_text())
+    meta["quantization"] = "float32"
+    copy.with_suffix(".json").write_text(json.dumps(meta))
+    assert main(["denoise", str(_noisy_wav(tmp_path / "in.wav")), str(tmp_path / "out.wav"), "--model", str(copy)]) == 2
+    assert "its metadata says float32, but the model takes int8 features" in capsys.readouterr().err
+
+
 def test_a_sidecar_whose_tensor_names_are_not_strings_is_a_clear_error(tmp_path, capsys, model):
     copy = tmp_path / "m.tflite"
     shutil.copy(DEFAULT_MODEL_PATH, copy)

@@ -151,6 +151,11 @@ class ModelRunner:
             raise ModelError(f"{model_path}: the model's features input is {features['dtype'].__name__} "
                              f"{shape(inputs['features'])}, expected int8 or float32 (1, {width}) as its metadata "
                              "says; re-run the converter")
+        declared = np.int8 if self.metadata.quantization == "int8" else np.float32
+        if features["dtype"] != declared:         # e.g. a float variant renamed beside an int8 model's sidecar
+            raise ModelError(f"{model_path}: its metadata says {self.metadata.quantization}, but the model takes "
+                             f"{features['dtype'].__name__} features: the .json beside it belongs to another model; "
+                             "keep each model with its own .json (re-run the converter)")
         #: Feature width: 70, 138 for a joint echo-and-noise model (the Enhancer needs ``far_end_inputs``), 172
         #: for a floor model (``floor_inputs`` as well).
         self.n_features = width
