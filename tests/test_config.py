@@ -70,6 +70,7 @@ def test_empty_config_is_the_documented_defaults():
     ("audio: {capture_device: ''}", "audio.capture_device: '' is not allowed; expected a non-empty name"),
     ("audio: {playback_device: '  '}", "audio.playback_device: '  ' is not allowed; expected a non-empty name"),
     ("model: {path: ''}", "model.path: '' is not allowed; expected a non-empty name"),
+    ("telemetry: {sysfs_root: ''}", "telemetry.sysfs_root: '' is not allowed; expected a folder"),
     ("[]", "the top level must be a mapping"),
     ("0", "the top level must be a mapping"),
     ("false", "the top level must be a mapping"),

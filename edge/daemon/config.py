@@ -274,6 +274,10 @@ def _validate(config):
         value = getattr(telemetry, key)
         _check(value is None or (isinstance(value, str) and value), f"telemetry.{key}", value,
                "null (off) or a path" + (' ("-" = stdout)' if key == "json_path" else ""))
+    for key in ("sysfs_root", "procfs_root"):            # '' would read the daemon's working folder as /sys
+        value = getattr(telemetry, key)
+        _check(value.strip() != "", f"telemetry.{key}", value, "a folder (the defaults /sys and /proc; other roots "
+               "are for tests)")
     # A missing prometheus_dir is not a config error: telemetry never stops the audio, so the daemon starts (or
     # reloads) without that sink and retries it every interval; `check` reports it (edge.daemon.telemetry).
     port = telemetry.http_port
