@@ -368,10 +368,11 @@ def markdown(run, title="Denoiser comparison"):
     summary = run["summary"]
     shown = [key for key in METRICS if any(row[key] is not None for row in summary.values())]
     seconds = sum(clip["seconds"] for clip in run["clips"])
-    against = "reference, " + run["reference"] if run["has_reference"] else "noisy input"
+    against = ("to the reference, " + run["reference"] + " (lag searched within +-100 ms)" if run["has_reference"]
+               else "by each method's lag measured once on its warm-up run (no reference to search against)")
     clean = len(run["clips"]) - len(_averaged(run))
     intro = (f"{len(run['clips'])} clips, {seconds:.0f} s of audio ({run.get('source', '')}); outputs aligned "
-             f"to the {against} (lag searched within +-100 ms); metrics are means over clips"
+             f"{against}; metrics are means over clips"
              + (f", the main table over the {len(run['clips']) - clean} noisy ones (the {clean} clean-speech "
                 "clips, no noise added, have their own 'clean' column below)." if clean else "."))
     lines = [f"## {title}", "", intro, ""] + _main_table(summary, shown)
