@@ -13,7 +13,8 @@ without the echo. It
    (:mod:`edge.echo.drift`), so the echo path holds still for MDF;
 2. runs SpeexDSP's MDF on the microphone and the delayed reference, then its preprocessor's residual
    echo suppression (noise is left to the network);
-3. passes the microphone through unchanged while there is no reference (``None`` for more than
+3. passes the microphone through unchanged (only delayed by the stage's :attr:`~EchoCanceller.latency_samples`,
+   so that the two signals it switches between line up) while there is no reference (``None`` for more than
    :data:`REFERENCE_GAP_FRAMES` in a row; a shorter gap after the reference has delivered is bridged
    as silence) or the reference has been silent for longer than the delay range plus the tail (no
    echo can be left). MDF's input DC notch alters the near end below ~300 Hz even with a silent far
