@@ -52,9 +52,9 @@ _LOST_PERIODS = {
                   "buffer: set realtime.sched_fifo_priority, raise audio.buffer_periods"),
     # an input the chain cannot process (edge.dsp.unusable): repaired, so the stream goes on, but never silently
     "input": ("nonfinite_frames", None,
-              "input: {lost} microphone frame(s) with NaN, infinite or absurd samples repaired ({total} since start): "
-              "the device or its driver delivers invalid floats; check audio.sample_format against what the "
-              "capture device really gives, or use S16_LE"),
+              "input: {lost} frame(s) of the microphone or the loudspeaker reference with NaN, infinite or absurd "
+              "samples repaired ({total} since start): the device or its driver delivers invalid floats; check "
+              "audio.sample_format against what the capture device really gives, or use S16_LE"),
     "clipping": ("clipped_frames", None,
                  "output: {lost} frame(s) clipped at full scale ({total} since start): the enhanced signal went above "
                  "it, mostly because the microphone's own signal is at or near full scale; lower the capture gain"),
