@@ -1,20 +1,20 @@
-"""scripts/rebuild-data: its `step` runs a program or one of the script's own functions, logs it, and skips done work."""
+"""scripts/lib/step.bash, the unit of work of scripts/rebuild-data and scripts/build-pool: a step runs a program or
+one of the script's own functions, logs it, and skips done work."""
 
-import re
 import subprocess
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "rebuild-data"
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-def _step_function():
-    match = re.search(r"^step\(\) \{.*?^\}\n", SCRIPT.read_text(), flags=re.S | re.M)
-    assert match, "scripts/rebuild-data has no step() function"
-    return match.group(0)
+def test_both_scripts_take_their_steps_from_the_library():
+    for name in ("rebuild-data", "build-pool"):
+        text = (SCRIPTS / name).read_text()
+        assert 'source "$root/scripts/lib/step.bash"' in text and "\nstep() {" not in text, name
 
 
 def _run(tmp_path, body):
-    script = f"set -euo pipefail\nlogs={tmp_path}\n{_step_function()}\n{body}\n"
+    script = f"set -euo pipefail\nlogs={tmp_path} tag=test\nsource {SCRIPTS / 'lib' / 'step.bash'}\n{body}\n"
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True)
 
 

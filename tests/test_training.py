@@ -119,6 +119,16 @@ def test_loss_is_zero_at_the_target_and_grows_with_the_error():
     assert float(np.min(far)) > float(np.max(near)) > 0
 
 
+def _h5_arrays(path):
+    """Every dataset of an HDF5 file, by its path inside the file."""
+    import h5py
+    arrays = {}
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset)
+                          else None)
+    return arrays
+
+
 def test_fit_trains_checkpoints_and_writes_a_card(mini_corpus, tmp_path):
     from training.train import count_examples, fit
     cache = tmp_path / "cache"
@@ -126,8 +136,14 @@ def test_fit_trains_checkpoints_and_writes_a_card(mini_corpus, tmp_path):
         build_cache(CacheSpec(str(mini_corpus), split, shards=1, examples_per_shard=4, seconds=1.0, seed=2,
                               simulated_rooms=1), cache, workers=1, say=lambda *_: None)
     assert count_examples(cache, "train") == 4
-    best, card = fit(cache, tmp_path / "run", size="tiny", epochs=2, batch_size=2, say=lambda *_: None)
+    best, card = fit(cache, tmp_path / "run", size="tiny", epochs=2, batch_size=2, say=lambda *_: None,
+                     keep_epochs=True)
     assert best.exists() and card["epochs_run"] == 2 and np.isfinite(card["best_val_loss"])
+    kept = sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir())
+    assert kept == ["e1.weights.h5", "e2.weights.h5"]               # numbered from 1, no partial file left
+    first, second = (_h5_arrays(tmp_path / "run" / "epochs" / f"e{n}.weights.h5") for n in (1, 2))
+    assert first.keys() == second.keys() and len(first) > 4
+    assert any(not np.array_equal(first[k], second[k]) for k in first)   # each epoch's own weights
     assert (tmp_path / "run" / "history.csv").read_text().count("\n") == 3
     card = json.loads((tmp_path / "run" / "training.json").read_text())
     assert card["feature_version"] == FEATURE_VERSION and card["n_features"] == 70

@@ -144,6 +144,10 @@ def _parser():
                        help="round the features and every state carried between frames to the int8 grids of "
                             "this converted model's metadata (beside its .tflite), in training and validation "
                             "(quantization-aware fine-tuning; default: float)")
+    train.add_argument("--keep-epochs", action="store_true",
+                       help="also write each epoch's weights to OUT/epochs/eN.weights.h5 (N from 1, as the "
+                            "model cards count), so that any epoch can be measured later (default: only the "
+                            "best model and the latest state are kept)")
     train.add_argument("--threads", type=int, default=None,
                        help="CPU threads TensorFlow may use (default: all cores); two runs side by side "
                             "with --threads 1 each get equal CPU time")
@@ -214,7 +218,7 @@ def main(argv=None):
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed,
                 quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise,
                 int8_aware=args.int8_aware, restart_learning_rate=args.restart_learning_rate,
-                validation_cache=args.validation_cache)
+                validation_cache=args.validation_cache, keep_epochs=args.keep_epochs)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

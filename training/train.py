@@ -388,6 +388,25 @@ def _cost_per_epoch():
     return CostPerEpoch()
 
 
+def _keep_epochs(folder):
+    """A callback that writes each epoch's weights to ``folder/eN.weights.h5``.
+
+    N counts from 1, as the model cards number epochs (history.csv's ``epoch`` column counts from 0). A run
+    keeps only its best model and its latest state; with these, any epoch can be converted and measured later
+    (``python -m training.average --size SIZE eN.weights.h5 --out eN.keras``)."""
+    import keras
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    class KeepEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            partial = folder / f"e{epoch + 1}.part.weights.h5"     # renamed whole: a reader never sees half
+            self.model.save_weights(str(partial))
+            partial.replace(folder / f"e{epoch + 1}.weights.h5")
+
+    return KeepEpochs()
+
+
 def _set_learning_rate(rate):
     """A callback that sets the optimiser's rate when training begins, after BackupAndRestore restored it."""
     import keras
@@ -407,7 +426,7 @@ def _folders(folders):
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
         over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0,
-        int8_aware=None, restart_learning_rate=False, validation_cache=None):
+        int8_aware=None, restart_learning_rate=False, validation_cache=None, keep_epochs=False):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
@@ -424,6 +443,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     a list) holds the validation shards when the training pool should not: a
     run whose training mixtures are replaced by fresh ones keeps its validation
     examples, so its validation loss and best model stay comparable.
+    ``keep_epochs`` also writes every epoch's weights to ``out_dir/epochs/eN.weights.h5``.
     """
     import keras
     out_dir = Path(out_dir)
@@ -458,6 +478,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
                                         initial_value_threshold=best_val_loss_so_far(out_dir)),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
+        *([_keep_epochs(out_dir / "epochs")] if keep_epochs else []),
     ]
     if time_budget_min:
         callbacks.append(_stop_after(time_budget_min))
