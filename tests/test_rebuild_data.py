@@ -34,3 +34,11 @@ def test_a_step_whose_output_exists_is_skipped_and_a_failure_stops_with_the_log(
     failed = _run(tmp_path, f"broken() {{ echo half-way; return 3; }}\nstep bad {tmp_path}/x broken\necho after")
     assert failed.returncode != 0 and "bad FAILED" in failed.stderr and "half-way" in failed.stderr
     assert "after" not in failed.stdout
+
+
+def test_resume_only_takes_0_or_1_and_says_so_before_any_download(tmp_path):
+    import os
+    done = subprocess.run([str(SCRIPTS / "rebuild-data"), str(tmp_path / "data")], capture_output=True, text=True,
+                          env={**os.environ, "RESUME_ONLY": "yes"}, timeout=60)
+    assert done.returncode == 2 and "RESUME_ONLY must be 0 or 1, not 'yes'" in done.stderr
+    assert not (tmp_path / "data" / "sources").exists()

@@ -26,16 +26,28 @@ def _data(tmp_path, *parts):
 
 def test_build_pool_refuses_seeds_the_run_has_seen_or_that_measure_it(tmp_path):
     data = _data(tmp_path, "corpus/manifest.csv", "noise-corpus/manifest.csv")
-    for base, used in ((221, 221), (211, 221), (321, 321), (101, 141), (21, 21)):
+    for base, used in ((211, 221), (401, 421), (441, 441), (321, 321), (101, 141), (21, 21)):
         done = _run("build-pool", data, base)
         assert done.returncode == 2 and f"seed {used} (from base {base})" in done.stderr, (base, done.stderr)
-    assert not (data / "pool-221").exists()                      # refused before anything is made
+        assert not (data / f"pool-{base}").exists()              # refused before anything is made
+
+
+def test_build_pool_rebuilds_a_used_pool_on_request_and_stops_when_a_lane_fails(tmp_path):
+    # Base 221 is the run's first pool: rebuilt (after a machine reset), said, not refused. The corpora here are
+    # empty files, so every cache step fails: the script must say so and exit 1, whichever lane fails first
+    # (`wait $l1 && wait $l2` once printed "all built" and exited 0 with the second lane still running).
+    data = _data(tmp_path, "corpus/manifest.csv", "noise-corpus/manifest.csv")
+    done = subprocess.run([str(SCRIPTS / "build-pool"), str(data), "221"], capture_output=True, text=True,
+                          timeout=600)
+    assert "rebuilding it (the same examples, not fresh)" in done.stdout
+    assert done.returncode == 1 and "a lane failed" in done.stderr and "all built" not in done.stdout
 
 
 def test_build_pool_refuses_a_bad_seed_or_missing_corpora_with_what_to_do(tmp_path):
     data = _data(tmp_path, "corpus/manifest.csv")
-    bad = _run("build-pool", data, "4x1")
-    assert bad.returncode == 2 and "SEED must be a whole number" in bad.stderr
+    for bad_seed in ("4x1", "0221", "-5"):
+        bad = _run("build-pool", data, bad_seed)
+        assert bad.returncode == 2 and "SEED must be a whole number without a leading zero" in bad.stderr
     missing = _run("build-pool", data, 421)
     assert missing.returncode == 2 and "noise-corpus/manifest.csv is missing" in missing.stderr
     assert "scripts/rebuild-data" in missing.stderr

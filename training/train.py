@@ -478,8 +478,9 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
                                         initial_value_threshold=best_val_loss_so_far(out_dir)),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
-        *([_keep_epochs(out_dir / "epochs")] if keep_epochs else []),
     ]
+    if keep_epochs:     # first, so that an epoch the resume state holds is never missing from epochs/
+        callbacks.insert(0, _keep_epochs(out_dir / "epochs"))
     if time_budget_min:
         callbacks.append(_stop_after(time_budget_min))
     started = time.time()
