@@ -29,7 +29,7 @@ class LedgerError(PercepnetError, ValueError):
     """A history or ledger that cannot be read or merged; the message says which and why."""
 
 
-def _rows(path, advice):
+def read_rows(path, advice):
     """``(columns, rows)`` of a CSV file, rows as dicts; a missing or headerless file is a LedgerError ending in
     ``advice``, and so is a row with more fields than the header."""
     try:
@@ -60,8 +60,8 @@ def merge(history_path, stage, ledger_path, new_stage=False):
 
     The stage's rows keep their place. A stage the ledger lacks is appended only with ``new_stage``: a mistyped
     name would otherwise count the run twice."""
-    run_columns, run_rows = _rows(history_path, "give a fit run's history.csv")
-    ledger_columns, ledger_rows = _rows(ledger_path, f"give the line's ledger (--ledger, default {DEFAULT_LEDGER})")
+    run_columns, run_rows = read_rows(history_path, "give a fit run's history.csv")
+    ledger_columns, ledger_rows = read_rows(ledger_path, f"give the line's ledger (--ledger; {DEFAULT_LEDGER})")
     if not run_rows:
         raise LedgerError(f"{history_path}: no epochs yet; nothing to record")
     if ledger_columns[:1] != ["stage"] or sorted(ledger_columns[1:]) != sorted(run_columns):
@@ -89,19 +89,19 @@ def merge(history_path, stage, ledger_path, new_stage=False):
     return run_rows, text.getvalue(), run_cpu_s, line_cpu_s
 
 
-def _loss(row):
-    """The row's validation loss, or None when it is blank or not a finite number (fit logs NaN as "nan")."""
+def finite_number(text):
+    """``text`` as a float, or None when it is blank, missing or not a finite number (fit logs NaN as "nan")."""
     try:
-        loss = float(row.get("val_loss") or "nan")
-    except ValueError:
+        number = float(text or "nan")
+    except (TypeError, ValueError):
         return None
-    return loss if math.isfinite(loss) else None
+    return number if math.isfinite(number) else None
 
 
 def card_rows(run_rows, since_epoch=0):
     """Model card rows ``| epoch | CPU s | validation loss |`` from card epoch ``since_epoch`` on (counted from 1);
     the best finite loss is marked, and a missing one is printed as "–"."""
-    losses = [_loss(row) for row in run_rows]
+    losses = [finite_number(row.get("val_loss")) for row in run_rows]
     best = min((loss for loss in losses if loss is not None), default=None)
     lines = []
     for row, loss in zip(run_rows, losses):
