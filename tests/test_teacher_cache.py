@@ -252,6 +252,7 @@ def test_teacher_shards_have_the_cache_format_and_fit_pools_them_with_a_syntheti
     assert meta["teacher"]["lag_samples"] == 1440                  # 30 ms, as the evaluation measures it
     assert set(meta["sources"]) == {"train", "validation"} and len(meta["exclusions"]["rules"]) >= 3
     assert set(meta["labelling"]) == {"train", "validation"}
+    assert set(meta["built_with"]) == {"train", "validation"} and meta["built_with"]["train"]["numpy"]
     # Resumable: a second run labels nothing and leaves the shards alone.
     stamp = os.path.getmtime(teacher / "train-00000.npz")
     build_teacher_cache(TeacherSpec(str(realworld_corpus), "train", 2, 2, 1.0, 5), teacher, say=lambda *_: None)

@@ -42,7 +42,9 @@ def test_cache_uses_the_dsp_features_and_training_reads_them_delayed(mini_corpus
                           simulated_rooms=2), out, workers=1, say=lambda *_: None)
     shard = np.load(out / "train-00000.npz")
     assert shard["features"].shape == (2, 100, 70) and shard["gain"].shape == (2, 100, 34)
-    assert json.loads((out / "meta.json").read_text())["feature_version"] >= 1
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["feature_version"] >= 1
+    assert meta["built_with"]["train"]["numpy"] == np.__version__         # what a rebuild must match to be equal
     store = ExampleStore(out, "train", say=lambda *_: None)
     assert store.count == 4 and store.frames == 100
     features, targets, weights = store.batch(np.array([0]))
@@ -56,6 +58,9 @@ def test_cache_uses_the_dsp_features_and_training_reads_them_delayed(mini_corpus
     assert sorted(map(bytes, seen)) == sorted(map(bytes, store.arrays["features"].astype(np.float32)))
     with pytest.raises(TrainingError, match="no validation shards"):
         ExampleStore(out, "validation", say=lambda *_: None)
+    build_cache(CacheSpec(str(mini_corpus), "validation", shards=1, examples_per_shard=1, seconds=1.0,
+                          seed=1, simulated_rooms=2), out, workers=1, say=lambda *_: None)
+    assert set(json.loads((out / "meta.json").read_text())["built_with"]) == {"train", "validation"}
 
 
 def test_a_shard_is_the_same_whether_its_worker_built_others_before_it(mini_corpus, tmp_path):

