@@ -30,6 +30,14 @@ pitch filter``, ``bin oracle (481 bins)`` (the target's magnitude in every
 STFT bin, no bands: the best a band representation could do) and
 ``reference itself`` (the target as the output). docs/training.md ('Where the
 ceiling is lost') has the figures.
+
+Four split maps say where the student loses against the oracle: the oracle's
+gains on one part of the band-frames, the model's on the rest (where the oracle
+removes a band or keeps it; in the reference's speech-free frames or its speech
+frames). docs/training.md ('Where the student loses on real recordings') has
+the figures. ``--table OUT.json`` prints a saved real-recording run's tables
+again, with each map's paired difference to 'as shipped', optionally
+``--without`` some sources.
 """
 
 import argparse
@@ -136,6 +144,37 @@ def _oracle_gains(rec):
     return rec.oracle_gains, rec.strengths
 
 
+#: A band-frame the oracle takes 20 dB or more down: where the reference says the band holds noise only.
+REMOVED_GAIN = 0.1
+#: A frame whose reference energy sits this far under the clip's 95th percentile: speech-free by the reference.
+SPEECH_FREE_DB = 25.0
+
+
+def speech_free_frames(rec):
+    """Per call: True where the reference's total band energy is :data:`SPEECH_FREE_DB` under its 95th percentile
+    over the clip (calls before the first frame, whose reference energy is 0, count as speech-free)."""
+    total_db = 10.0 * np.log10(np.sum(rec.clean_energy, axis=1) + 1e-20)
+    return total_db < np.percentile(total_db, 95) - SPEECH_FREE_DB
+
+
+def _oracle_gains_where(part):
+    """The oracle's gains on one part of the band-frames, the model's on the rest; the model's strengths.
+
+    Splitting the student's distance from the oracle in two says where it is lost: in the noise the reference
+    removes (``removed``: band-frames the oracle takes :data:`REMOVED_GAIN` or lower; ``speech-free``: whole
+    frames by :func:`speech_free_frames`) or in what the reference keeps (``kept``, ``speech``: the rest).
+    """
+    def split(rec):
+        if part in ("removed", "kept"):
+            chosen = rec.oracle_gains <= REMOVED_GAIN
+        else:
+            chosen = np.broadcast_to(speech_free_frames(rec)[:, None], rec.gains.shape)
+        if part in ("kept", "speech"):
+            chosen = ~chosen
+        return np.where(chosen, rec.oracle_gains, rec.gains), rec.strengths
+    return split
+
+
 def _oracle_without_pitch_filter(rec):
     return rec.oracle_gains, np.zeros_like(rec.oracle_strengths)
 
@@ -208,6 +247,10 @@ MAPS = (
     ("background Wiener x gain, floor -10 dB", _background_wiener(-10.0, np.multiply), EnhancerSettings()),
     ("oracle strengths, model gains", _oracle_strengths, EnhancerSettings()),
     ("oracle gains, model strengths", _oracle_gains, EnhancerSettings()),
+    ("oracle gains where it removes the band", _oracle_gains_where("removed"), EnhancerSettings()),
+    ("oracle gains where it keeps the band", _oracle_gains_where("kept"), EnhancerSettings()),
+    ("oracle gains in speech-free frames", _oracle_gains_where("speech-free"), EnhancerSettings()),
+    ("oracle gains in speech frames", _oracle_gains_where("speech"), EnhancerSettings()),
     ("oracle", lambda rec: (rec.oracle_gains, rec.oracle_strengths), ORACLE_SETTINGS),
     ("oracle, no pitch filter", _oracle_without_pitch_filter, ORACLE_SETTINGS),
     ("bin oracle (481 bins)", _bin_oracle, None),
@@ -217,6 +260,8 @@ MAPS = (
 )
 #: Maps that read the oracle's gains or strengths, so need a clean reference: left out for real recordings.
 NEEDS_REFERENCE = frozenset({"oracle strengths, model gains", "oracle gains, model strengths", "oracle",
+                             "oracle gains where it removes the band", "oracle gains where it keeps the band",
+                             "oracle gains in speech-free frames", "oracle gains in speech frames",
                              "oracle, no pitch filter", "bin oracle (481 bins)", "reference itself",
                              "oracle, reference floor x2 removed", "oracle, reference floor x4 removed"})
 
@@ -356,22 +401,34 @@ def table(rows):
     return "\n".join(lines)
 
 
-def table_without_reference(rows):
-    """Markdown: DNSMOS means over the normal-level clips and over all of them."""
-    lines = ["| map | normal level: DNSMOS OVRL | SIG | BAK | all clips: OVRL |", "|---|---:|---:|---:|---:|"]
+def table_without_reference(rows, baseline="as shipped", without=()):
+    """Markdown: DNSMOS means over the normal-level clips and over all of them, and each map's OVRL minus the
+    ``baseline`` map's over the normal-level clips, paired by clip, with its 95 % bootstrap interval (seeded).
+    ``without``: sources (the part of a clip's name before '/') whose clips are left out."""
+    from .report import bootstrap_interval
+    rows = {name: [s for s in scores if s["clip"].split("/")[0] not in without] for name, scores in rows.items()}
+    lines = ["| map | normal level: DNSMOS OVRL | SIG | BAK | all clips: OVRL | normal: OVRL - "
+             f"{baseline} (95 %) |", "|---|---:|---:|---:|---:|---|"]
+    base = {s["clip"]: s["dnsmos_ovrl"] for s in rows.get(baseline, []) if s["level_band"] == NORMAL}
     for name, scores in rows.items():
         normal = [s for s in scores if s["level_band"] == NORMAL]
         mean = lambda key, subset: np.mean([s[key] for s in subset]) if subset else float("nan")
+        diffs = [s["dnsmos_ovrl"] - base[s["clip"]] for s in normal if s["clip"] in base]
+        paired = ""
+        if name != baseline and len(diffs) > 1:
+            low, high = bootstrap_interval(diffs, np.random.default_rng(0))
+            paired = f"{np.mean(diffs):+.3f} ({low:+.3f} .. {high:+.3f})"
         lines.append(f"| {name} | {mean('dnsmos_ovrl', normal):.3f} | {mean('dnsmos_sig', normal):.3f} | "
-                     f"{mean('dnsmos_bak', normal):.3f} | {mean('dnsmos_ovrl', scores):.3f} |")
+                     f"{mean('dnsmos_bak', normal):.3f} | {mean('dnsmos_ovrl', scores):.3f} | {paired} |")
     clips = next(iter(rows.values()), [])
     normal_count = sum(s["level_band"] == NORMAL for s in clips)
-    return f"{normal_count} of {len(clips)} clips at normal level ({NORMAL})\n\n" + "\n".join(lines)
+    left_out = f", without {', '.join(without)}" if without else ""
+    return f"{normal_count} of {len(clips)} clips at normal level ({NORMAL}){left_out}\n\n" + "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m evaluation.gain_maps", description=__doc__.split("\n")[0])
-    parser.add_argument("model", help=".tflite model with its sidecar .json")
+    parser.add_argument("model", nargs="?", help=".tflite model with its sidecar .json (not with --table)")
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS), help="corpus built by percepnet-train corpus")
     parser.add_argument("--clips-per-snr", type=int, default=2, help="as in --groups (default 2)")
     parser.add_argument("--realrec", metavar="DIR", help="real recordings (python -m evaluation.realrec build) "
@@ -385,12 +442,31 @@ def main(argv=None):
     parser.add_argument("--out", help="also write the per-clip scores to this JSON file")
     parser.add_argument("--maps", nargs="+", metavar="NAME", choices=[name for name, _, _ in MAPS],
                         help="score only these maps (default: all); 'as shipped' is the baseline")
+    parser.add_argument("--table", metavar="JSON", help="print the tables of an earlier --out file of real "
+                        "recordings again (no model runs)")
+    parser.add_argument("--without", nargs="+", default=(), metavar="SOURCE",
+                        help="with --table: leave out the clips of these sources (the clip name before '/')")
     args = parser.parse_args(argv)
     from edge.model.engine import ModelRunner
     from edge.errors import PercepnetError
 
     def say(message):
         print(message, file=sys.stderr, flush=True)
+
+    if args.without and not args.table:
+        say("gain_maps: --without leaves sources out of a saved run's tables: give --table JSON with it")
+        return 2
+    if args.table:
+        try:
+            rows = json.loads(Path(args.table).read_text())
+            print(table_without_reference(rows, without=tuple(args.without)))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            say(f"gain_maps: {args.table} is not a --out file of --realrec ({type(exc).__name__}: {exc})")
+            return 2
+        return 0
+    if not args.model:
+        say("gain_maps: give a MODEL (.tflite), or --table JSON to print an earlier run's tables")
+        return 2
 
     try:
         runner = ModelRunner(args.model)

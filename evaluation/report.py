@@ -137,6 +137,14 @@ PAIRED_METRICS = ("pesq_wb", "dnsmos_ovrl")
 PAIRED_RESAMPLES = 10_000
 
 
+def bootstrap_interval(diffs, rng, resamples=PAIRED_RESAMPLES):
+    """The 95 % bootstrap interval ``(low, high)`` of the mean of per-clip differences ``diffs`` (clips resampled)."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    means = diffs[rng.integers(0, diffs.size, size=(resamples, diffs.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def paired_differences(run, resamples=PAIRED_RESAMPLES, seed=0):
     """Per runnable method against each other one, per level band and over all clips: the mean per-clip
     difference of each :data:`PAIRED_METRICS` metric with its 95 % paired bootstrap interval.
@@ -162,8 +170,7 @@ def paired_differences(run, resamples=PAIRED_RESAMPLES, seed=0):
                                       and clip["results"][b].get(metric) is not None])
                     if diffs.size < 2:
                         continue
-                    means = diffs[rng.integers(0, diffs.size, size=(resamples, diffs.size))].mean(axis=1)
-                    low, high = np.percentile(means, [2.5, 97.5])
+                    low, high = bootstrap_interval(diffs, rng, resamples)
                     found.append({"a": a, "b": b, "where": where, "metric": metric, "n": int(diffs.size),
                                   "mean": float(diffs.mean()), "low": float(low), "high": float(high)})
     return found

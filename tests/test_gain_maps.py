@@ -86,6 +86,42 @@ def test_taking_the_reference_floor_out_only_lowers_oracle_gains_and_most_where_
     assert np.allclose(gains[loud], rec.oracle_gains[loud], rtol=0.03)
 
 
+def test_the_split_oracle_maps_partition_the_band_frames_between_oracle_and_model(recorded):
+    """Each pair of split maps puts the oracle's gains on complementary band-frames: together they are the
+    oracle's gains; apart, each is the model's wherever it does not take the oracle's."""
+    from edge.dsp import HOP_SAMPLES, LOOKAHEAD_FRAMES
+    from edge.model.engine import ModelRunner
+    from evaluation.gain_maps import MAPS, REMOVED_GAIN, record, speech_free_frames, with_oracle
+    noisy, _, _, speech = recorded
+    silence = np.zeros(SAMPLE_RATE_HZ // 2)                  # half a second of silence on each side of the talker
+    speech, noisy = np.concatenate([silence, speech, silence]), np.concatenate([silence, noisy, silence])
+    noisy = noisy + 1e-3 * noise("white", noisy.size / SAMPLE_RATE_HZ, seed=3)
+    _, replayable = record(ModelRunner(DEFAULT_MODEL_PATH), noisy)
+    rec = with_oracle(replayable, speech, noisy)
+    by_name = {name: gain_map for name, gain_map, _ in MAPS}
+    for first, second, part in (("removes the band", "keeps the band", rec.oracle_gains <= REMOVED_GAIN),
+                                ("in speech-free frames", "in speech frames",
+                                 np.broadcast_to(speech_free_frames(rec)[:, None], rec.gains.shape))):
+        a, strengths_a = by_name[f"oracle gains {'where it ' if 'band' in first else ''}{first}"](rec)
+        b, strengths_b = by_name[f"oracle gains {'where it ' if 'band' in second else ''}{second}"](rec)
+        assert strengths_a is rec.strengths and strengths_b is rec.strengths
+        assert 0 < part.sum() < part.size                       # both parts hold band-frames
+        assert np.array_equal(np.where(part, a, b), rec.oracle_gains)
+        assert np.array_equal(a[~part], rec.gains[~part]) and np.array_equal(b[part], rec.gains[part])
+    free = speech_free_frames(rec)
+    seconds = np.arange(free.size) * 0.01                    # the calls, 10 ms apart
+    assert np.all(free[(seconds > 0.05) & (seconds < 0.45)])            # the leading silence
+    # The call's frame's clean energy (its gains apply LOOKAHEAD_FRAMES frames back): within 10 dB of the talker's
+    # loudest frames is speech, never speech-free.
+    frame_db = np.full(free.size, -np.inf)
+    for k in range(LOOKAHEAD_FRAMES, free.size):
+        start = (k - LOOKAHEAD_FRAMES) * HOP_SAMPLES
+        if start + HOP_SAMPLES <= speech.size:
+            frame_db[k] = 10 * np.log10(np.mean(speech[start:start + HOP_SAMPLES] ** 2) + 1e-20)
+    loud = frame_db > np.max(frame_db) - 10
+    assert loud.sum() > 20 and not np.any(free[loud])
+
+
 def test_real_recordings_without_a_reference_score_only_the_maps_that_need_none_by_input_level(recorded):
     from edge.model.engine import ModelRunner
     from evaluation.gain_maps import MAPS, NEEDS_REFERENCE, score_maps, table_without_reference
@@ -110,6 +146,42 @@ def test_real_recordings_without_a_reference_score_only_the_maps_that_need_none_
     from evaluation.metrics import to_metric_rate
     assert np.allclose(heard[0], to_metric_rate(output))             # 'as shipped' is the model's own output
     assert table_without_reference(rows).startswith("1 of 1 clips at normal level")
+
+
+def test_the_table_pairs_each_map_with_the_baseline_clip_by_clip_and_reprints_from_a_saved_run(tmp_path, capsys):
+    import json
+    from evaluation.gain_maps import main, table_without_reference
+    from evaluation.levels import NORMAL
+    rng = np.random.default_rng(1)
+    base = rng.uniform(2.0, 3.5, 40)
+    row = lambda name, ovrl, band=NORMAL: {"clip": name, "level_band": band, "dnsmos_ovrl": float(ovrl),
+                                           "dnsmos_sig": 3.0, "dnsmos_bak": 3.5}
+    # 'better' gains 0.05 on every clip, 'mixed' +-0.5 in turn (mean 0); a quiet clip stays out of the pairs.
+    rows = {"as shipped": [row(f"c{i}", v) for i, v in enumerate(base)] + [row("q", 1.0, "quiet (< -40 dBFS)")],
+            "better": [row(f"c{i}", v + 0.05) for i, v in enumerate(base)] + [row("q", 3.0, "quiet (< -40 dBFS)")],
+            "mixed": [row(f"c{i}", v + (0.5 if i % 2 else -0.5)) for i, v in enumerate(base)]
+            + [row("q", 1.0, "quiet (< -40 dBFS)")]}
+    lines = {line.split("|")[1].strip(): line for line in table_without_reference(rows).splitlines()
+             if line.startswith("| ") and "---" not in line and "map" not in line}
+    assert lines["as shipped"].rstrip().endswith("|  |")
+    assert "+0.050 (+0.050 .. +0.050)" in lines["better"]
+    low, high = (float(v) for v in lines["mixed"].split("(")[1].split(")")[0].split(" .. "))
+    assert low < -0.1 and high > 0.1 and "+0.000" in lines["mixed"]
+    saved = tmp_path / "maps.json"
+    saved.write_text(json.dumps(rows))
+    assert main(["--table", str(saved)]) == 0
+    assert capsys.readouterr().out.strip() == table_without_reference(rows).strip()
+    rows["better"][0]["clip"] = rows["as shipped"][0]["clip"] = "src/c0"             # one clip of another source
+    rows["better"][0]["dnsmos_ovrl"] += 1.0
+    saved.write_text(json.dumps(rows))
+    assert main(["--table", str(saved), "--without", "src"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("39 of 40 clips at normal level") and "without src" in out
+    assert "+0.050 (+0.050 .. +0.050)" in out
+    saved.write_text("[1, 2]")
+    assert main(["--table", str(saved)]) == 2 and "not a --out file" in capsys.readouterr().err
+    assert main([]) == 2 and "give a MODEL" in capsys.readouterr().err
+    assert main(["m.tflite", "--without", "src"]) == 2 and "give --table" in capsys.readouterr().err
 
 
 class _ScalingTeacher:
