@@ -164,6 +164,9 @@ def _oracle_gains_where(part):
     removes (``removed``: band-frames the oracle takes :data:`REMOVED_GAIN` or lower; ``speech-free``: whole
     frames by :func:`speech_free_frames`) or in what the reference keeps (``kept``, ``speech``: the rest).
     """
+    if part not in ("removed", "kept", "speech-free", "speech"):
+        raise ValueError(f"unknown part {part!r}: removed, kept, speech-free or speech")
+
     def split(rec):
         if part in ("removed", "kept"):
             chosen = rec.oracle_gains <= REMOVED_GAIN
@@ -406,9 +409,14 @@ def table_without_reference(rows, baseline="as shipped", without=()):
     ``baseline`` map's over the normal-level clips, paired by clip, with its 95 % bootstrap interval (seeded).
     ``without``: sources (the part of a clip's name before '/') whose clips are left out."""
     from .report import bootstrap_interval
+    sources = {s["clip"].split("/")[0] for scores in rows.values() for s in scores}
+    unknown = sorted(set(without) - sources)
+    if unknown:
+        raise UsageError(f"no clips of {', '.join(unknown)} to leave out; the sources are {', '.join(sorted(sources))}")
     rows = {name: [s for s in scores if s["clip"].split("/")[0] not in without] for name, scores in rows.items()}
-    lines = ["| map | normal level: DNSMOS OVRL | SIG | BAK | all clips: OVRL | normal: OVRL - "
-             f"{baseline} (95 %) |", "|---|---:|---:|---:|---:|---|"]
+    paired_heading = f"normal: OVRL - {baseline} (95 %)" if baseline in rows else f"(no '{baseline}' map to pair with)"
+    lines = [f"| map | normal level: DNSMOS OVRL | SIG | BAK | all clips: OVRL | {paired_heading} |",
+             "|---|---:|---:|---:|---:|---|"]
     base = {s["clip"]: s["dnsmos_ovrl"] for s in rows.get(baseline, []) if s["level_band"] == NORMAL}
     for name, scores in rows.items():
         normal = [s for s in scores if s["level_band"] == NORMAL]
@@ -424,6 +432,21 @@ def table_without_reference(rows, baseline="as shipped", without=()):
     normal_count = sum(s["level_band"] == NORMAL for s in clips)
     left_out = f", without {', '.join(without)}" if without else ""
     return f"{normal_count} of {len(clips)} clips at normal level ({NORMAL}){left_out}\n\n" + "\n".join(lines)
+
+
+def saved_real_recording_rows(path):
+    """The rows an earlier ``--realrec ... --out`` wrote to ``path``: ``{map: [per-clip scores]}``, checked."""
+    needed = {"clip", "level_band", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"}
+    try:
+        rows = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read it as JSON ({type(exc).__name__}: {exc}); give the file "
+                         f"--realrec ... --out wrote") from None
+    if not (isinstance(rows, dict) and rows and all(isinstance(scores, list) and scores and all(
+            isinstance(s, dict) and needed <= set(s) for s in scores) for scores in rows.values())):
+        raise UsageError(f"{path} is not a --out file of --realrec (each map a list of per-clip scores with "
+                         f"{', '.join(sorted(needed))}); give the file --realrec ... --out wrote")
+    return rows
 
 
 def main(argv=None):
@@ -458,10 +481,10 @@ def main(argv=None):
         return 2
     if args.table:
         try:
-            rows = json.loads(Path(args.table).read_text())
+            rows = saved_real_recording_rows(args.table)
             print(table_without_reference(rows, without=tuple(args.without)))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            say(f"gain_maps: {args.table} is not a --out file of --realrec ({type(exc).__name__}: {exc})")
+        except PercepnetError as exc:
+            say(f"gain_maps: {exc}")
             return 2
         return 0
     if not args.model:

@@ -11,9 +11,10 @@ the speech (default 5 dB), scaled to -26 dBFS. The same utterances and noise
 serve every pause length. The model runs as the device runs it
 (:func:`evaluation.gain_maps.record`); a call's gains apply two frames back.
 Per noise class and pause length it prints the mean gain over the band-frames
-of the pauses (frames with no speech within 50 ms; the first 0.5 s skipped),
-the model's median voice activity there, and the mean gain over the frames
-that hold speech. docs/training.md (*Where the student loses on real
+of the pauses (frames with no speech within 50 ms, after the first utterance
+starts: the noise before it is no pause), the model's median voice activity
+there, and the mean gain over the frames that hold speech (within 20 dB of the
+utterances' mean power), each averaged over the class's mixtures. docs/training.md (*Where the student loses on real
 recordings*) quotes these figures.
 """
 
@@ -25,12 +26,24 @@ from pathlib import Path
 import numpy as np
 
 from edge.dsp import HOP_SAMPLES, LOOKAHEAD_FRAMES, SAMPLE_RATE_HZ
+from edge.errors import UsageError
 
-#: A frame is in a pause when the speech is silent over it and this long on either side.
+#: A frame is in a pause when the speech is silent over it and this long on either side (the window reaches
+#: 10 ms back, and a tail or onset inside the guard is speech the model should keep).
 GUARD_SECONDS = 0.05
+#: Noise alone before the first utterance: the model's state settles on the noise before anyone speaks. Not a
+#: pause: the question is the noise between words, after the model has heard the talker.
 LEAD_SECONDS = 1.0
+#: The mixture's RMS level, a talker at normal level.
 LEVEL_DBFS = -26.0
-SPEECH_FRAME_POWER = 1e-5           # mean square of a frame that holds speech (utterances near -26 dBFS)
+#: A frame holds speech when its power is within this many dB of the utterances' mean power (level-free).
+SPEECH_FRAME_DB = -20.0
+#: Utterances shorter than this are skipped: a pause needs words on both sides.
+MIN_UTTERANCE_S = 1.5
+
+
+class ProbeError(UsageError):
+    """The probe cannot measure what was asked (no pause or speech frames, no usable material)."""
 
 
 def pause_trial(runner, utterances, noise, pause_s, snr_db, lead_s=LEAD_SECONDS):
@@ -46,22 +59,28 @@ def pause_trial(runner, utterances, noise, pause_s, snr_db, lead_s=LEAD_SECONDS)
     noisy = speech + noise * np.sqrt(speech_power / max(np.mean(noise ** 2), 1e-20) / 10 ** (snr_db / 10))
     scale = 10 ** (LEVEL_DBFS / 20) / np.sqrt(np.mean(noisy ** 2))
     _, rec = record(runner, noisy * scale)
-    paused, speaking = frame_labels(speech, rec.gains.shape[0])
+    paused, speaking = frame_labels(speech, rec.gains.shape[0], speech_power)
+    if not paused.any() or not speaking.any():
+        raise ProbeError(f"a mixture with {pause_s:g} s pauses has {paused.sum()} pause and {speaking.sum()} speech "
+                         f"frames; give pauses longer than {2 * GUARD_SECONDS:g} s and utterances with speech")
     return float(rec.gains[paused].mean()), float(np.median(rec.vad[paused])), float(rec.gains[speaking].mean())
 
 
-def frame_labels(speech, n_calls):
-    """Per model call: ``(in a pause, holds speech)``. Call k's gains apply to frame k - LOOKAHEAD_FRAMES; a pause
-    frame has no speech sample within :data:`GUARD_SECONDS` either side and starts after the first 0.5 s."""
+def frame_labels(speech, n_calls, speech_power):
+    """Per model call: ``(in a pause, holds speech)``. Call k's gains apply to frame k - LOOKAHEAD_FRAMES. A pause
+    frame comes after the first utterance's start and has no speech sample within :data:`GUARD_SECONDS` either
+    side; a speech frame's power is within :data:`SPEECH_FRAME_DB` of ``speech_power``."""
     guard = int(GUARD_SECONDS * SAMPLE_RATE_HZ)
+    first = int(np.flatnonzero(speech)[0]) if np.any(speech) else speech.size
+    threshold = speech_power * 10 ** (SPEECH_FRAME_DB / 10)
     paused, speaking = np.zeros(n_calls, bool), np.zeros(n_calls, bool)
     for call in range(LOOKAHEAD_FRAMES, n_calls):
         start = (call - LOOKAHEAD_FRAMES) * HOP_SAMPLES
         if start + HOP_SAMPLES > speech.size:
             break
         around = speech[max(0, start - guard):start + HOP_SAMPLES + guard]
-        paused[call] = start >= SAMPLE_RATE_HZ // 2 and not np.any(around)
-        speaking[call] = np.mean(speech[start:start + HOP_SAMPLES] ** 2) > SPEECH_FRAME_POWER
+        paused[call] = start > first and not np.any(around)
+        speaking[call] = np.mean(speech[start:start + HOP_SAMPLES] ** 2) > threshold
     return paused, speaking
 
 
@@ -77,31 +96,43 @@ def run(runner, corpus, noise_corpus, pauses_s=(0.2, 2.0), trials=12, snr_db=5.0
         raise CorpusError(f"{corpus}: its validation split holds no speech or no noise ({validation.describe()}); "
                           f"the probe uses held-out material only: give a built corpus (and --noise-corpus)")
     classes = sorted(validation.noise_classes) or ["(all)"]
-    results = defaultdict(list)
+    results, skipped = defaultdict(list), 0
     for trial in range(trials):
         speaker = speakers[rng.integers(len(speakers))]
         paths = validation.speech[speaker]
         utterances = []
         for _ in range(30):
             audio = bank.get(paths[rng.integers(len(paths))])
-            if audio is not None and audio.size >= 1.5 * SAMPLE_RATE_HZ:
+            if audio is not None and audio.size >= MIN_UTTERANCE_S * SAMPLE_RATE_HZ:
                 utterances.append(np.asarray(audio, np.float64))
             if len(utterances) == 3:
                 break
-        if len(utterances) < 3:
-            continue
         noise_class = classes[trial % len(classes)]
         files = validation.noise_classes.get(noise_class, validation.noise)
         noise = bank.get(files[rng.integers(len(files))])
+        if len(utterances) < 3 or noise is None:             # the bank has reported an unreadable file
+            skipped += 1
+            reason = (f"{speaker} has fewer than 3 readable utterances of {MIN_UTTERANCE_S:g} s or more"
+                      if len(utterances) < 3 else f"a {noise_class} noise file is unreadable")
+            say(f"[{trial + 1}/{trials}] skipped: {reason}")
+            continue
         for pause_s in pauses_s:
             results[(noise_class, pause_s)].append(pause_trial(runner, utterances, noise, pause_s, snr_db))
         say(f"[{trial + 1}/{trials}] {speaker} in {noise_class}")
+    if not results:
+        raise CorpusError(f"{corpus}: all {trials} trials were skipped; the probe needs validation speakers with "
+                          f"3 or more readable utterances of {MIN_UTTERANCE_S:g} s or more")
+    if skipped:
+        say(f"{skipped} of {trials} trials skipped (above)")
     return results
 
 
 def table(results, pauses_s):
-    lines = ["| noise class | " + " | ".join(f"{p:g} s pauses: gain / VAD there / gain in speech" for p in pauses_s)
-             + " |", "|---|" + "---|" * len(pauses_s)]
+    """Markdown, a row per noise class and one for all: per pause length, the mean over mixtures of the gain in
+    the pauses, of the median voice activity there and of the gain in speech; the mixtures each row holds."""
+    lines = ["| noise class | mixtures | " + " | ".join(f"{p:g} s pauses: gain / VAD there / gain in speech"
+                                                       for p in pauses_s) + " |",
+             "|---|---:|" + "---|" * len(pauses_s)]
     classes = sorted({name for name, _ in results})
     for name in classes + ["all"]:
         cells = []
@@ -109,7 +140,8 @@ def table(results, pauses_s):
             rows = [r for (c, p), rs in results.items() for r in rs if p == pause_s and name in (c, "all")]
             means = np.mean(rows, axis=0) if rows else [np.nan] * 3
             cells.append(f"{means[0]:.3f} / {means[1]:.2f} / {means[2]:.3f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        count = sum(len(rs) for (c, p), rs in results.items() if p == pauses_s[0] and name in (c, "all"))
+        lines.append(f"| {name} | {count} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -93,9 +93,10 @@ def test_the_split_oracle_maps_partition_the_band_frames_between_oracle_and_mode
     from edge.model.engine import ModelRunner
     from evaluation.gain_maps import MAPS, REMOVED_GAIN, record, speech_free_frames, with_oracle
     noisy, _, _, speech = recorded
-    silence = np.zeros(SAMPLE_RATE_HZ // 2)                  # half a second of silence on each side of the talker
-    speech, noisy = np.concatenate([silence, speech, silence]), np.concatenate([silence, noisy, silence])
-    noisy = noisy + 1e-3 * noise("white", noisy.size / SAMPLE_RATE_HZ, seed=3)
+    # Half a second on each side of the talker: silent in the reference, noise 15 dB under the talker in the
+    # input, so that only the reference's energy calls those frames speech-free.
+    silence, background = np.zeros(SAMPLE_RATE_HZ // 2), set_level(noise("pink", 0.5, seed=3), -26.0 - 15.0)
+    speech, noisy = np.concatenate([silence, speech, silence]), np.concatenate([background, noisy, background])
     _, replayable = record(ModelRunner(DEFAULT_MODEL_PATH), noisy)
     rec = with_oracle(replayable, speech, noisy)
     by_name = {name: gain_map for name, gain_map, _ in MAPS}
@@ -165,8 +166,9 @@ def test_the_table_pairs_each_map_with_the_baseline_clip_by_clip_and_reprints_fr
              if line.startswith("| ") and "---" not in line and "map" not in line}
     assert lines["as shipped"].rstrip().endswith("|  |")
     assert "+0.050 (+0.050 .. +0.050)" in lines["better"]
+    mean = float(lines["mixed"].split("|")[6].split("(")[0])
     low, high = (float(v) for v in lines["mixed"].split("(")[1].split(")")[0].split(" .. "))
-    assert low < -0.1 and high > 0.1 and "+0.000" in lines["mixed"]
+    assert low < -0.1 and high > 0.1 and abs(mean) < 1e-9
     saved = tmp_path / "maps.json"
     saved.write_text(json.dumps(rows))
     assert main(["--table", str(saved)]) == 0
@@ -178,8 +180,13 @@ def test_the_table_pairs_each_map_with_the_baseline_clip_by_clip_and_reprints_fr
     out = capsys.readouterr().out
     assert out.startswith("39 of 40 clips at normal level") and "without src" in out
     assert "+0.050 (+0.050 .. +0.050)" in out
-    saved.write_text("[1, 2]")
-    assert main(["--table", str(saved)]) == 2 and "not a --out file" in capsys.readouterr().err
+    assert main(["--table", str(saved), "--without", "apollo"]) == 2
+    assert "no clips of apollo to leave out; the sources are c0, c1" in capsys.readouterr().err
+    without_baseline = {name: scores for name, scores in rows.items() if name != "as shipped"}
+    assert "(no 'as shipped' map to pair with)" in table_without_reference(without_baseline)
+    for broken in ("[1, 2]", '{"as shipped": [{"clip": "c0"}]}', "{"):
+        saved.write_text(broken)
+        assert main(["--table", str(saved)]) == 2 and "--realrec ... --out wrote" in capsys.readouterr().err
     assert main([]) == 2 and "give a MODEL" in capsys.readouterr().err
     assert main(["m.tflite", "--without", "src"]) == 2 and "give --table" in capsys.readouterr().err
 
