@@ -100,11 +100,13 @@ def test_the_split_oracle_maps_partition_the_band_frames_between_oracle_and_mode
     _, replayable = record(ModelRunner(DEFAULT_MODEL_PATH), noisy)
     rec = with_oracle(replayable, speech, noisy)
     by_name = {name: gain_map for name, gain_map, _ in MAPS}
-    for first, second, part in (("removes the band", "keeps the band", rec.oracle_gains <= REMOVED_GAIN),
-                                ("in speech-free frames", "in speech frames",
-                                 np.broadcast_to(speech_free_frames(rec)[:, None], rec.gains.shape))):
-        a, strengths_a = by_name[f"oracle gains {'where it ' if 'band' in first else ''}{first}"](rec)
-        b, strengths_b = by_name[f"oracle gains {'where it ' if 'band' in second else ''}{second}"](rec)
+    pairs = (("oracle gains where it removes the band", "oracle gains where it keeps the band",
+              rec.oracle_gains <= REMOVED_GAIN),
+             ("oracle gains in speech-free frames", "oracle gains in speech frames",
+              np.broadcast_to(speech_free_frames(rec)[:, None], rec.gains.shape)))
+    for first, second, part in pairs:
+        a, strengths_a = by_name[first](rec)
+        b, strengths_b = by_name[second](rec)
         assert strengths_a is rec.strengths and strengths_b is rec.strengths
         assert 0 < part.sum() < part.size                       # both parts hold band-frames
         assert np.array_equal(np.where(part, a, b), rec.oracle_gains)
