@@ -12,7 +12,9 @@ pytest.importorskip("soundfile", reason="the training extra (soundfile) is not i
 from training.corpus import scan  # noqa: E402
 from training.corpus_build import (VALIDATION_PERCENT, CorpusBuildError, build_corpus, measure,  # noqa: E402
                                    split_for, verdict)
-from training.sources import HELD_OUT_RAVDESS_ACTORS, gcompris_credits  # noqa: E402
+from training.sources import SOURCES, HELD_OUT_RAVDESS_ACTORS, gcompris_credits, precise_owners  # noqa: E402
+from training.noise_build import speech_training_speakers  # noqa: E402
+from training.teacher import select_material  # noqa: E402
 
 from .conftest import clean_speech as _clean  # noqa: E402
 from .conftest import write_wav16 as _wav  # noqa: E402
@@ -89,3 +91,71 @@ def test_gcompris_credits_name_the_voice_and_the_licence():
     assert credits["fr/alphabet/U0061.ogg"] == ("Zohra Coudoin 2015", "GPL V3+")
     assert credits["fr/alphabet/U0062.ogg"] == ("", "GPL V3+")
     assert credits["en/words/cat.ogg"][0] == ""
+
+
+def _common_voice(root, volunteers, rate=32_000):
+    """A Common Voice subset as public repositories hold one: clips/*.mp3 and the tables naming the volunteers."""
+    import soundfile
+    tables = {"validated.tsv": [], "other.tsv": [], "invalidated.tsv": []}
+    (root / "clips").mkdir(parents=True)
+
+    def clip(name, seed):
+        soundfile.write(root / "clips" / name, _clean(seed, rate=rate), rate, format="MP3")
+    for index, volunteer in enumerate(volunteers):
+        for take, table in enumerate(("validated.tsv", "other.tsv")):
+            clip(f"common_voice_fa_{index:03d}{take}.mp3", 100 + 2 * index + take)
+            tables[table].append((volunteer, f"common_voice_fa_{index:03d}{take}.mp3"))
+    clip("common_voice_fa_rejected.mp3", 1)                  # the community rejected it
+    tables["invalidated.tsv"].append((volunteers[0], "common_voice_fa_rejected.mp3"))
+    clip("common_voice_fa_untabled.mp3", 2)                  # no table names its volunteer
+    for table, entries in tables.items():
+        (root / table).write_text("client_id\tpath\tsentence\n" + "".join(f"{v}\t{n}\ttext\n" for v, n in entries))
+
+
+def test_a_real_only_source_is_all_real_recordings_even_where_the_filter_passes_it(downloads, tmp_path):
+    volunteers = [f"{n:02d}" * 32 for n in range(30)]                   # 64-character client ids
+    _common_voice(tmp_path / "cv", volunteers)
+    out = tmp_path / "corpus"
+    rows = build_corpus(out, {"speechocean762": downloads["speechocean762"], "commonvoice-fa": tmp_path / "cv"},
+                        downloads["shared"], workers=1, say=lambda *_: None)
+    voice = [row for row in rows if row["source"] == "commonvoice-fa"]
+    assert len(voice) == 2 * len(volunteers)                            # not the rejected or the untabled clip
+    assert {row["speaker"] for row in voice} == {f"cv-{v[:16]}" for v in volunteers}
+    assert sum(row["verdict"] == "pass" for row in voice) >= len(volunteers)    # the filter would keep these
+    assert all(row["group"] == "realworld" and row["path"].startswith("realworld/commonvoice-fa/") for row in voice)
+    assert all((out / row["path"]).is_file() for row in voice)
+    train, validation = scan(out)
+    assert not [s for s in set(train.speech) | set(validation.speech) if s.startswith("commonvoice-fa/")]
+    assert {str(out / row["path"]) for row in voice} <= {str(path) for path, _ in validation.realworld}
+    babble = speech_training_speakers(out)                            # the noise corpus's babble voices
+    assert babble and not [s for s in babble if s.startswith("commonvoice-fa/")]
+    assert sum(r["verdict"] == "pass" for r in rows if r["source"] == "speechocean762") == 36   # others unchanged
+    table = (out / "SOURCES.md").read_text()
+    assert "| commonvoice-fa | CC0 1.0" in table and "| 60 | 0 | 0.00 | 0.00 | 0 | 0 |" in table
+    # The teacher takes the passing clips too, from a corpus of real-only sources alone (no speech/, no noise/).
+    alone = tmp_path / "real-only"
+    build_corpus(alone, {"commonvoice-fa": tmp_path / "cv"}, None, workers=1, say=lambda *_: None)
+    material = select_material(alone / "realworld", eval_per_source=1)      # 8 of the 60 files read by it
+    chosen = {str(p) for split in (material.train, material.validation) for paths in split.speech.values()
+              for p in paths}
+    with open(alone / "manifest.csv", newline="") as handle:
+        verdicts = {str(alone / row["path"]): row["verdict"] for row in csv.DictReader(handle)}
+    assert chosen and sum(verdicts[path] == "pass" for path in chosen) >= len(chosen) // 2
+
+
+def test_precise_community_data_keeps_the_files_a_public_domain_waiver_lists(tmp_path):
+    root = tmp_path / "precise"
+    (root / "licenses").mkdir(parents=True)
+    (root / "licenses" / "license-20190801-someone.txt").write_text(
+        "I, Some One (https://example.org), hereby agree to waive all claim of copyright and immediately place "
+        "any and all contributions by me into the public domain.\n\nFiles released into public domain:\n"
+        "amelia-en-1.wav\nheycomputer/es/wakeword-es-2.wav\n")
+    (root / "licenses" / "license-template.txt").write_text("I, [author name], ... public domain\nx.wav\n")
+    for relative in ("amelia/en/amelia-en-1.wav", "heycomputer/es/wakeword-es-2.wav", "computer/en/unlisted.wav",
+                     "heysavant/wake-word/en/amelia-en-1.wav", "heysavant/not-wake-words/en/Say/amelia-en-1.wav"):
+        _wav(root / relative, _clean(3))
+    assert precise_owners(root / "licenses") == {"amelia-en-1.wav": "Some One", "wakeword-es-2.wav": "Some One"}
+    files = SOURCES["precise-community"].files(root)
+    assert [(f.path.relative_to(root).as_posix(), f.speaker, f.language) for f in files] == [
+        ("amelia/en/amelia-en-1.wav", "some-one", "en"), ("heycomputer/es/wakeword-es-2.wav", "some-one", "es")]
+    assert SOURCES["precise-community"].real_only and not SOURCES["speechocean762"].real_only

@@ -94,15 +94,21 @@ def is_validation_speaker(speaker, index_among_others):
     return index_among_others % 7 == 3
 
 
+def realworld_from_manifest(root, rows):
+    """``[(path, speaker)]``: a built corpus's real recordings (its realworld/ files), in manifest order."""
+    from .corpus_build import is_clean_target
+    return [(Path(root) / row["path"], f"{row['source']}/{row['speaker']}") for row in rows
+            if row["path"] and not is_clean_target(row)]
+
+
 def _speech_from_manifest(root, rows, train, validation):
-    for row in rows:
+    from .corpus_build import is_clean_target
+    for row in filter(is_clean_target, rows):
         speaker = f"{row['source']}/{row['speaker']}"
-        if row["verdict"] == "pass" and row["path"]:
-            split = validation if row["split"] == "validation" else train
-            split.speech.setdefault(speaker, []).append(root / row["path"])
-            split.groups[speaker] = row["group"]
-        elif row["path"]:
-            validation.realworld.append((root / row["path"], speaker))
+        split = validation if row["split"] == "validation" else train
+        split.speech.setdefault(speaker, []).append(root / row["path"])
+        split.groups[speaker] = row["group"]
+    validation.realworld.extend(realworld_from_manifest(root, rows))
 
 
 def scan(corpus_dir, noise_corpus=None):

@@ -3,7 +3,8 @@
 Output (``OUT``)::
 
     speech/<source>/<speaker>/<name>.flac     files that pass the quality filter (16-bit, native rate)
-    realworld/<source>/<speaker>/<name>.flac  files that fail it: real microphones, hum and rooms,
+    realworld/<source>/<speaker>/<name>.flac  files that fail it, and every file of a real-only source
+                                              (``training.sources``): real microphones, hum and rooms,
                                               never a clean target; a no-reference validation set
     noise -> SHARED/noise, rir -> SHARED/rir  (links, when --shared is given)
     manifest.csv                              one row per file: source, speaker, language, split,
@@ -140,7 +141,7 @@ def _read(path):
 def _process(job):
     """Measure one file, judge it, and write it where its verdict sends it (kept if already there)."""
     import soundfile
-    out_dir, source_name, group, row = job
+    out_dir, source_name, group, real_only, row = job
     audio, rate, error = _read(row.path)
     record = {"source": source_name, "speaker": row.speaker, "language": row.language,
               "split": split_for(source_name, row.speaker, row.language), "licence": row.licence,
@@ -150,12 +151,13 @@ def _process(job):
                 "snr_db": "", "bandwidth_hz": "", "clipped_fraction": ""}
     quality = measure(audio, rate)
     judged = verdict(quality)
-    folder = "speech" if judged == "pass" else "realworld"
-    usable_elsewhere = judged.startswith(("noisy", "clipped"))
+    clean_target = judged == "pass" and not real_only
+    folder = "speech" if clean_target else "realworld"
+    usable_elsewhere = judged.startswith(("noisy", "clipped")) or (judged == "pass" and real_only)
     # Sources reuse names across folders (a Tux Paint "banana" per stamp set): a digest keeps them apart.
     unique = hashlib.sha1(str(row.path).encode()).hexdigest()[:8]
     relative = (f"{folder}/{source_name}/{row.speaker}/{row.path.stem}-{unique}.flac"
-                if judged == "pass" or usable_elsewhere else "")
+                if clean_target or usable_elsewhere else "")
     if relative:
         target = Path(out_dir) / relative
         if not target.exists():
@@ -165,7 +167,7 @@ def _process(job):
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             soundfile.write(str(tmp), scaled, rate, format="FLAC", subtype="PCM_16")
             os.replace(tmp, target)
-    group_name = group if judged == "pass" else (REALWORLD_GROUP if usable_elsewhere else "")
+    group_name = group if clean_target else (REALWORLD_GROUP if usable_elsewhere else "")
     return {**record, "path": relative, "group": group_name, "verdict": judged,
             "seconds": f"{quality.seconds:.3f}", "rate_hz": rate, "snr_db": f"{quality.snr_db:.1f}",
             "bandwidth_hz": f"{quality.bandwidth_hz:.0f}", "clipped_fraction": f"{quality.clipped_fraction:.2e}"}
@@ -203,7 +205,7 @@ def build_corpus(out_dir, source_roots, shared_dir=None, workers=None, say=print
         except (FileNotFoundError, ValueError) as exc:
             raise CorpusBuildError(str(exc)) from None
         say(f"{name}: {len(files)} files in {root}")
-        jobs += [(str(out_dir), name, source.group, row) for row in files]
+        jobs += [(str(out_dir), name, source.group, source.real_only, row) for row in files]
     out_dir.mkdir(parents=True, exist_ok=True)
     if shared_dir is not None:
         for folder in ("noise", "rir"):
@@ -239,31 +241,43 @@ def _hours(rows):
     return sum(float(row["seconds"] or 0) for row in rows) / 3600
 
 
+def is_clean_target(row):
+    """A manifest row that passed the filter and went to speech/ (a real-only source's passing files did not)."""
+    return row["verdict"] == "pass" and bool(row["path"]) and row["group"] != REALWORLD_GROUP
+
+
+def _clean_targets(rows):
+    return [row for row in rows if is_clean_target(row)]
+
+
 def sources_table(rows):
-    """Markdown: per source, its licence and what passed, by split."""
+    """Markdown: per source, its licence, its clean targets by split, and its real recordings."""
     by_source = defaultdict(list)
     for row in rows:
         by_source[row["source"]].append(row)
     lines = ["# Sources of this corpus", "",
              f"Filter: SNR estimate >= {MIN_SNR_DB:g} dB, clipped share < {MAX_CLIPPED_FRACTION:g}, "
-             f"at least {MIN_SECONDS:g} s. Hours are of passing files.", "",
-             "| source | licence | files | passed | hours train | hours validation | speakers | languages |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"at least {MIN_SECONDS:g} s. Clean targets are the passing files, except a real-only source's "
+             f"(every file of one is a real recording); their hours and speakers are counted.", "",
+             "| source | licence | files | clean targets | hours train | hours validation | speakers | languages "
+             "| real recordings (h) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, source_rows in sorted(by_source.items()):
-        passed = [row for row in source_rows if row["verdict"] == "pass"]
+        passed = _clean_targets(source_rows)
         lines.append(
             f"| {name} | {SOURCES[name].licence} | {len(source_rows)} | {len(passed)} | "
             f"{_hours([r for r in passed if r['split'] == 'train']):.2f} | "
             f"{_hours([r for r in passed if r['split'] == 'validation']):.2f} | "
-            f"{len({r['speaker'] for r in passed})} | {len({r['language'] for r in passed})} |")
+            f"{len({r['speaker'] for r in passed})} | {len({r['language'] for r in passed})} | "
+            f"{_hours([r for r in source_rows if r['group'] == REALWORLD_GROUP]):.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def summary(rows):
-    passed = [row for row in rows if row["verdict"] == "pass"]
+    passed = _clean_targets(rows)
     train = [row for row in passed if row["split"] == "train"]
     realworld = [row for row in rows if row["group"] == REALWORLD_GROUP]
-    return (f"{len(rows)} files: {len(passed)} pass ({_hours(passed):.2f} h; train {_hours(train):.2f} h, "
+    return (f"{len(rows)} files: {len(passed)} clean targets ({_hours(passed):.2f} h; train {_hours(train):.2f} h, "
             f"{len({(r['source'], r['speaker']) for r in train})} speakers, "
             f"{len({r['language'] for r in train})} languages), {len(realworld)} real-world files "
-            f"({_hours(realworld):.2f} h) kept for no-reference validation")
+            f"({_hours(realworld):.2f} h) kept for no-reference validation and the teacher")

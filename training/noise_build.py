@@ -195,13 +195,13 @@ def process_file(job):
 
 def speech_training_speakers(speech_corpus):
     """``{source/speaker: [paths]}`` of the speech corpus's passing training files (its manifest)."""
-    from .corpus_build import read_manifest
+    from .corpus_build import is_clean_target, read_manifest
     rows = read_manifest(speech_corpus) if speech_corpus else None
     if not rows:
         return {}
     speakers = defaultdict(list)
     for row in rows:
-        if row["verdict"] == "pass" and row["split"] == "train" and row["path"]:
+        if is_clean_target(row) and row["split"] == "train":
             speakers[f"{row['source']}/{row['speaker']}"].append(str(Path(speech_corpus) / row["path"]))
     return dict(speakers)
 

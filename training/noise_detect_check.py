@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import load_audio
+from .corpus_build import is_clean_target
 from .noise_detect import speech_evidence
 from .synth import synthetic_noise
 
@@ -28,7 +29,7 @@ def _speakers(corpus):
     by_speaker = {}
     with open(Path(corpus) / "manifest.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["verdict"] == "pass":
+            if is_clean_target(row):
                 by_speaker.setdefault((row["source"], row["speaker"]), []).append(Path(corpus) / row["path"])
     return by_speaker
 

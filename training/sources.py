@@ -8,11 +8,18 @@ as precisely as the source allows: GCompris credits a voice per file in its
 sources have one volunteer (or a few) per language, so the language stands in
 for the speaker there.
 
+Some sources are **real recordings only** (``real_only``): volunteers' own
+microphones and rooms, added for their recording chains. Every file of theirs
+is teacher material (``training.teacher``), never a clean target, whatever the
+corpus filter measures: Common Voice pads its clips with digital silence, which
+lets the filter's SNR estimate pass room recordings.
+
 Material on the project's held-out list (``../shared/DATA-MORE.md``) is
 refused here, not merely skipped later: RAVDESS actors 21-24 never enter a
 corpus.
 """
 
+import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +49,7 @@ class Source:
     group: str                     # validation report group (see training.corpus_build.GROUPS)
     list_files: Callable[[Path], Iterator[SourceFile]]
     layout_hint: str               # a path that must exist inside the folder given for it
+    real_only: bool = False        # every file is a real recording for the teacher, never a clean target
 
     def files(self, root):
         root = Path(root)
@@ -177,6 +185,53 @@ def _words(root):
         yield SourceFile(path, f"{package}-{language.lower()}", language, licence)
 
 
+# --- real recordings only: Mozilla Common Voice subsets and Mycroft's Precise community data ------
+# Common Voice (CC0): volunteers read prompts into their own microphones at home. The subsets are the clips of
+# a public repository, clips/*.mp3, with Common Voice's own .tsv tables naming each clip's volunteer.
+
+COMMON_VOICE_TABLES = ("validated.tsv", "other.tsv")      # not invalidated.tsv: clips the community rejected
+
+
+def _common_voice(language):
+    def files(root):
+        volunteer = {}
+        for table in COMMON_VOICE_TABLES:
+            if (root / table).is_file():
+                with open(root / table, encoding="utf-8", newline="") as handle:
+                    for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+                        volunteer.setdefault(row["path"], row["client_id"])
+        for path in (root / "clips").glob("*.mp3"):
+            if path.name in volunteer:        # a clip no table names has no known volunteer or verdict
+                yield SourceFile(path, f"cv-{volunteer[path.name][:16]}", language, "CC0 1.0 (Mozilla Common Voice)")
+    return files
+
+
+# Precise community data: wake words and other phrases recorded at home by Mycroft's users. Each contributor's
+# waiver in licenses/ lists the files they put in the public domain; that contributor is the speaker. heysavant/
+# (CC BY-NC-SA, no waiver) and files no waiver lists are left out.
+
+def precise_owners(licences_dir):
+    """``{file name: contributor}`` from the public-domain waivers in ``licenses/``."""
+    owners = {}
+    for waiver in sorted(Path(licences_dir).glob("license-2*.txt")):
+        text = waiver.read_text(encoding="utf-8", errors="replace")
+        match = re.search(r"\bI, ([^,(]+)", text)
+        if match and "public domain" in text:
+            for line in text.splitlines():
+                if line.strip().endswith(".wav"):
+                    owners[line.strip().rsplit("/", 1)[-1]] = match.group(1).strip()
+    return owners
+
+
+def _precise(root):
+    owners = precise_owners(root / "licenses")
+    for path in _audio(root):
+        parts = path.relative_to(root).parts
+        if len(parts) == 3 and path.name in owners:            # <phrase>/<language>/<file>.wav
+            yield SourceFile(path, slug(owners[path.name]), parts[1].split("-")[0],
+                             "public domain (the contributor's waiver in licenses/)")
+
+
 SOURCES = {source.name: source for source in (
     Source("gcompris", "GPL-2+/GPL-3+ (most), CC BY-SA (art4apps, Smart4Kids), public domain; per file in "
            "its LICENSE", "git clone https://github.com/gcompris/GCompris-voices", "multilingual",
@@ -198,6 +253,15 @@ SOURCES = {source.name: source for source in (
            _ravdess, "speech/ravdess"),
     Source("words", "GPL-2+ / CC0 / CC-BY / GFDL (klettres-data, ktuberling-data)", "the team's ../shared/data",
            "multilingual", _words, "speech/words"),
+    Source("commonvoice-fa", "CC0 1.0 (Mozilla Common Voice, Persian; the repository states no licence)",
+           "git clone https://github.com/yasaman999/SR", "realworld", _common_voice("fa"), "clips",
+           real_only=True),
+    Source("commonvoice-tw", "CC0 1.0 (Mozilla Common Voice, Twi; the repository states no licence)",
+           "git clone https://github.com/pryyyynz/audio-for-Twi-TTS", "realworld", _common_voice("tw"), "clips",
+           real_only=True),
+    Source("precise-community", "public domain (each contributor's waiver in licenses/)",
+           "git clone https://github.com/MycroftAI/Precise-Community-Data", "realworld", _precise, "licenses",
+           real_only=True),
 )}
 
 

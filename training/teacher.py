@@ -156,17 +156,18 @@ def select_material(realworld_dir, max_clipped_fraction=MAX_CLIPPED_FRACTION, ev
                     eval_seed=None, max_snr_db=None):
     """The teacher's real recordings of a corpus, split by speaker, with the exclusions of the module doc."""
     from evaluation.inputs import REALWORLD_SEED, realworld_candidates
-    from .corpus import scan
+    from .corpus import realworld_from_manifest
     from .corpus_build import REALWORLD_GROUP, read_manifest
     root = corpus_root(realworld_dir)
     rows = read_manifest(root)
-    _, validation = scan(root)                         # the real-world list exactly as the evaluation reads it
-    candidates = realworld_candidates(validation.realworld, eval_per_source,
+    # The real-world list exactly as the evaluation reads it (training.corpus.scan builds it the same way), read
+    # here without scan, which needs speech/ and noise/: a corpus of real-only sources has neither.
+    candidates = realworld_candidates(realworld_from_manifest(root, rows), eval_per_source,
                                       REALWORLD_SEED if eval_seed is None else eval_seed)
     evaluation_files = frozenset(path for paths in candidates.values() for path in paths)
     material = Material(Split(), Split(), evaluation_files=evaluation_files)
     for row in rows:
-        if row["verdict"] == "pass" or not row["path"] or row["group"] != REALWORLD_GROUP:
+        if not row["path"] or row["group"] != REALWORLD_GROUP:     # a clean target, or unusable
             continue
         reason = exclusion_reason(row, evaluation_files, root, max_clipped_fraction, max_snr_db)
         if reason is not None:
