@@ -242,7 +242,7 @@ def synthesise_clean(corpus_dir, per_group=10, seconds=4.0, seed=2024, say=print
 
 
 def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=REALWORLD_SEED, say=print):
-    """Noisy-only clips from the files the corpus filter rejected: real microphones, hum and rooms.
+    """Noisy-only clips from the corpus's real recordings (``realworld/``): real microphones, hum and rooms.
 
     ``per_source`` files from each source (at least ``seconds`` long where
     possible, cut to that length), drawn with a fixed seed. No reference:
@@ -252,7 +252,8 @@ def realworld_clips(corpus_dir, per_source=4, seconds=4.0, seed=REALWORLD_SEED, 
     validation = _validation_split(corpus_dir)
     if not validation.realworld:
         raise InputError(f"{corpus_dir}: no real-world files (the corpus builder keeps the files its filter "
-                         f"rejects under realworld/); build the corpus with percepnet-train corpus")
+                         f"rejects, and real-only sources, under realworld/); build the corpus with "
+                         f"percepnet-train corpus")
     candidates = realworld_candidates(validation.realworld, per_source, seed)
     clips = []
     for source, picked in candidates.items():

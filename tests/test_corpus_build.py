@@ -109,7 +109,10 @@ def _common_voice(root, volunteers, rate=32_000):
     tables["invalidated.tsv"].append((volunteers[0], "common_voice_fa_rejected.mp3"))
     clip("common_voice_fa_untabled.mp3", 2)                  # no table names its volunteer
     for table, entries in tables.items():
-        (root / table).write_text("client_id\tpath\tsentence\n" + "".join(f"{v}\t{n}\ttext\n" for v, n in entries))
+        # A sentence that opens a quote it never closes: read with csv's default quoting, it swallows the rows after.
+        sentences = ['"unclosed'] + ["text"] * len(entries)
+        (root / table).write_text("client_id\tpath\tsentence\n"
+                                  + "".join(f"{v}\t{n}\t{said}\n" for (v, n), said in zip(entries, sentences)))
 
 
 def test_a_real_only_source_is_all_real_recordings_even_where_the_filter_passes_it(downloads, tmp_path):
@@ -141,6 +144,11 @@ def test_a_real_only_source_is_all_real_recordings_even_where_the_filter_passes_
     with open(alone / "manifest.csv", newline="") as handle:
         verdicts = {str(alone / row["path"]): row["verdict"] for row in csv.DictReader(handle)}
     assert chosen and sum(verdicts[path] == "pass" for path in chosen) >= len(chosen) // 2
+    # Without the tables that name the volunteers, the folder is refused, not read as empty.
+    for table in ("validated.tsv", "other.tsv"):
+        (tmp_path / "cv" / table).unlink()
+    with pytest.raises(CorpusBuildError, match="validated.tsv nor other.tsv"):
+        build_corpus(tmp_path / "c2", {"commonvoice-fa": tmp_path / "cv"}, None, workers=1, say=lambda *_: None)
 
 
 def test_precise_community_data_keeps_the_files_a_public_domain_waiver_lists(tmp_path):
@@ -154,8 +162,13 @@ def test_precise_community_data_keeps_the_files_a_public_domain_waiver_lists(tmp
     for relative in ("amelia/en/amelia-en-1.wav", "heycomputer/es/wakeword-es-2.wav", "computer/en/unlisted.wav",
                      "heysavant/wake-word/en/amelia-en-1.wav", "heysavant/not-wake-words/en/Say/amelia-en-1.wav"):
         _wav(root / relative, _clean(3))
-    assert precise_owners(root / "licenses") == {"amelia-en-1.wav": "Some One", "wakeword-es-2.wav": "Some One"}
+    assert precise_owners(root / "licenses") == {"amelia-en-1.wav": "Some One",
+                                                 "heycomputer/es/wakeword-es-2.wav": "Some One"}
     files = SOURCES["precise-community"].files(root)
     assert [(f.path.relative_to(root).as_posix(), f.speaker, f.language) for f in files] == [
         ("amelia/en/amelia-en-1.wav", "some-one", "en"), ("heycomputer/es/wakeword-es-2.wav", "some-one", "es")]
     assert SOURCES["precise-community"].real_only and not SOURCES["speechocean762"].real_only
+    for waiver in (root / "licenses").glob("license-2*.txt"):
+        waiver.unlink()
+    with pytest.raises(ValueError, match="no public-domain waiver"):
+        SOURCES["precise-community"].files(root)

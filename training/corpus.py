@@ -44,7 +44,7 @@ class Split:
     noise: list = field(default_factory=list)
     rir: list = field(default_factory=list)
     groups: dict = field(default_factory=dict)     # "source/speaker" -> validation report group
-    realworld: list = field(default_factory=list)  # (path, "source/speaker") of files that failed the filter
+    realworld: list = field(default_factory=list)  # (path, "source/speaker") of the corpus's real recordings
     noise_classes: dict = field(default_factory=dict)  # class -> [paths], from a noise corpus only
 
     def describe(self):

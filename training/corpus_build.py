@@ -3,7 +3,7 @@
 Output (``OUT``)::
 
     speech/<source>/<speaker>/<name>.flac     files that pass the quality filter (16-bit, native rate)
-    realworld/<source>/<speaker>/<name>.flac  files that fail it, and every file of a real-only source
+    realworld/<source>/<speaker>/<name>.flac  files that fail it, and every usable file of a real-only source
                                               (``training.sources``): real microphones, hum and rooms,
                                               never a clean target; a no-reference validation set
     noise -> SHARED/noise, rir -> SHARED/rir  (links, when --shared is given)

@@ -10,7 +10,7 @@ for the speaker there.
 
 Some sources are **real recordings only** (``real_only``): volunteers' own
 microphones and rooms, added for their recording chains. Every file of theirs
-is teacher material (``training.teacher``), never a clean target, whatever the
+that is not too short or silent is teacher material (``training.teacher``), never a clean target, whatever the
 corpus filter measures: Common Voice pads its clips with digital silence, which
 lets the filter's SNR estimate pass room recordings.
 
@@ -194,12 +194,19 @@ COMMON_VOICE_TABLES = ("validated.tsv", "other.tsv")      # not invalidated.tsv:
 
 def _common_voice(language):
     def files(root):
+        tables = [root / table for table in COMMON_VOICE_TABLES if (root / table).is_file()]
+        if not tables:
+            raise ValueError(f"{root}: neither {' nor '.join(COMMON_VOICE_TABLES)} is there; they name each clip's "
+                             f"volunteer (Common Voice's own tables, beside clips/): export them with the clips")
         volunteer = {}
-        for table in COMMON_VOICE_TABLES:
-            if (root / table).is_file():
-                with open(root / table, encoding="utf-8", newline="") as handle:
-                    for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
-                        volunteer.setdefault(row["path"], row["client_id"])
+        for table in tables:
+            # QUOTE_NONE: a sentence may open a quote it never closes, which would swallow the rows after it.
+            with open(table, encoding="utf-8", newline="") as handle:
+                reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+                if not {"client_id", "path"} <= set(reader.fieldnames or ()):
+                    raise ValueError(f"{table}: no client_id and path columns; is it a Common Voice table?")
+                for row in reader:
+                    volunteer.setdefault(row["path"], row["client_id"])
         for path in (root / "clips").glob("*.mp3"):
             if path.name in volunteer:        # a clip no table names has no known volunteer or verdict
                 yield SourceFile(path, f"cv-{volunteer[path.name][:16]}", language, "CC0 1.0 (Mozilla Common Voice)")
@@ -211,7 +218,10 @@ def _common_voice(language):
 # (CC BY-NC-SA, no waiver) and files no waiver lists are left out.
 
 def precise_owners(licences_dir):
-    """``{file name: contributor}`` from the public-domain waivers in ``licenses/``."""
+    """``{file name or relative path: contributor}`` from the public-domain waivers in ``licenses/``.
+
+    A waiver lists some files by name and some by path (``heycomputer/es/NAME.wav``); both are kept as written.
+    """
     owners = {}
     for waiver in sorted(Path(licences_dir).glob("license-2*.txt")):
         text = waiver.read_text(encoding="utf-8", errors="replace")
@@ -219,16 +229,20 @@ def precise_owners(licences_dir):
         if match and "public domain" in text:
             for line in text.splitlines():
                 if line.strip().endswith(".wav"):
-                    owners[line.strip().rsplit("/", 1)[-1]] = match.group(1).strip()
+                    owners[line.strip()] = match.group(1).strip()
     return owners
 
 
 def _precise(root):
     owners = precise_owners(root / "licenses")
+    if not owners:
+        raise ValueError(f"{root}/licenses: no public-domain waiver lists a .wav file; without one no file's "
+                         f"licence is known")
     for path in _audio(root):
         parts = path.relative_to(root).parts
-        if len(parts) == 3 and path.name in owners:            # <phrase>/<language>/<file>.wav
-            yield SourceFile(path, slug(owners[path.name]), parts[1].split("-")[0],
+        owner = owners.get(path.relative_to(root).as_posix(), owners.get(path.name))
+        if len(parts) == 3 and owner:                           # <phrase>/<language>/<file>.wav
+            yield SourceFile(path, slug(owner), parts[1].split("-")[0],
                              "public domain (the contributor's waiver in licenses/)")
 
 

@@ -11,8 +11,8 @@ DSP. The network still learns PercepNet's gains; only the target's source
 changes. Shards have the synthetic cache's format, so
 ``percepnet-train fit --cache SYNTHETIC --cache TEACHER`` pools both.
 
-**Material** (:func:`select_material`): the files the corpus filter rejected
-(``CORPUS/realworld/``, listed in ``CORPUS/manifest.csv``), minus
+**Material** (:func:`select_material`): the corpus's real recordings, the files its filter rejected and every
+usable file of a real-only source (``CORPUS/realworld/``, listed in ``CORPUS/manifest.csv``), minus
 
 * every file ``python -m evaluation --realworld`` reads, for any
   ``--per-source`` up to :data:`EVAL_MAX_PER_SOURCE` at its default seed
