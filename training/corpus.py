@@ -96,9 +96,9 @@ def is_validation_speaker(speaker, index_among_others):
 
 def realworld_from_manifest(root, rows):
     """``[(path, speaker)]``: a built corpus's real recordings (its realworld/ files), in manifest order."""
-    from .corpus_build import is_clean_target
+    from .corpus_build import is_real_recording
     return [(Path(root) / row["path"], f"{row['source']}/{row['speaker']}") for row in rows
-            if row["path"] and not is_clean_target(row)]
+            if is_real_recording(row)]
 
 
 def _speech_from_manifest(root, rows, train, validation):

@@ -246,6 +246,11 @@ def is_clean_target(row):
     return row["verdict"] == "pass" and bool(row["path"]) and row["group"] != REALWORLD_GROUP
 
 
+def is_real_recording(row):
+    """A manifest row kept under realworld/: a file the filter rejected, or a usable file of a real-only source."""
+    return bool(row["path"]) and row["group"] == REALWORLD_GROUP
+
+
 def _clean_targets(rows):
     return [row for row in rows if is_clean_target(row)]
 
@@ -269,14 +274,14 @@ def sources_table(rows):
             f"{_hours([r for r in passed if r['split'] == 'train']):.2f} | "
             f"{_hours([r for r in passed if r['split'] == 'validation']):.2f} | "
             f"{len({r['speaker'] for r in passed})} | {len({r['language'] for r in passed})} | "
-            f"{_hours([r for r in source_rows if r['group'] == REALWORLD_GROUP]):.2f} |")
+            f"{_hours(list(filter(is_real_recording, source_rows))):.2f} |")
     return "\n".join(lines) + "\n"
 
 
 def summary(rows):
     passed = _clean_targets(rows)
     train = [row for row in passed if row["split"] == "train"]
-    realworld = [row for row in rows if row["group"] == REALWORLD_GROUP]
+    realworld = list(filter(is_real_recording, rows))
     return (f"{len(rows)} files: {len(passed)} clean targets ({_hours(passed):.2f} h; train {_hours(train):.2f} h, "
             f"{len({(r['source'], r['speaker']) for r in train})} speakers, "
             f"{len({r['language'] for r in train})} languages), {len(realworld)} real-world files "

@@ -157,7 +157,7 @@ def select_material(realworld_dir, max_clipped_fraction=MAX_CLIPPED_FRACTION, ev
     """The teacher's real recordings of a corpus, split by speaker, with the exclusions of the module doc."""
     from evaluation.inputs import REALWORLD_SEED, realworld_candidates
     from .corpus import realworld_from_manifest
-    from .corpus_build import REALWORLD_GROUP, read_manifest
+    from .corpus_build import is_real_recording, read_manifest
     root = corpus_root(realworld_dir)
     rows = read_manifest(root)
     # The real-world list exactly as the evaluation reads it (training.corpus.scan builds it the same way), read
@@ -167,7 +167,7 @@ def select_material(realworld_dir, max_clipped_fraction=MAX_CLIPPED_FRACTION, ev
     evaluation_files = frozenset(path for paths in candidates.values() for path in paths)
     material = Material(Split(), Split(), evaluation_files=evaluation_files)
     for row in rows:
-        if not row["path"] or row["group"] != REALWORLD_GROUP:     # a clean target, or unusable
+        if not is_real_recording(row):                  # a clean target, or unusable
             continue
         reason = exclusion_reason(row, evaluation_files, root, max_clipped_fraction, max_snr_db)
         if reason is not None:
