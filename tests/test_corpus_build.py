@@ -151,6 +151,23 @@ def test_a_real_only_source_is_all_real_recordings_even_where_the_filter_passes_
         build_corpus(tmp_path / "c2", {"commonvoice-fa": tmp_path / "cv"}, None, workers=1, say=lambda *_: None)
 
 
+def test_a_common_voice_sample_reads_every_language_folder_but_french(tmp_path):
+    # omnilingo's sample: one Common Voice subset per language folder. French is left out (the evaluation holds a
+    # French Common Voice clip); a folder without clips/ (a README's) is not a language.
+    root = tmp_path / "sample"
+    for language, volunteers in (("en", ["aa" * 32, "bb" * 32]), ("fy-NL", ["cc" * 32]), ("fr", ["dd" * 32])):
+        _common_voice(root / language, volunteers, rate=48_000)
+    (root / "docs").mkdir()
+    files = SOURCES["commonvoice-sample"].files(root)
+    assert {(f.path.parent.parent.name, f.speaker, f.language) for f in files} == {
+        ("en", "cv-" + "aa" * 8, "en"), ("en", "cv-" + "bb" * 8, "en"), ("fy-NL", "cv-" + "cc" * 8, "fy-NL")}
+    assert len(files) == 6 and SOURCES["commonvoice-sample"].real_only     # 2 tabled clips a volunteer
+    (root / "fy-NL" / "validated.tsv").unlink()
+    (root / "fy-NL" / "other.tsv").unlink()
+    with pytest.raises(ValueError, match="fy-NL: neither validated.tsv nor other.tsv"):
+        SOURCES["commonvoice-sample"].files(root)
+
+
 def test_precise_community_data_keeps_the_files_a_public_domain_waiver_lists(tmp_path):
     root = tmp_path / "precise"
     (root / "licenses").mkdir(parents=True)

@@ -42,3 +42,11 @@ def test_resume_only_takes_0_or_1_and_says_so_before_any_download(tmp_path):
                           env={**os.environ, "RESUME_ONLY": "yes"}, timeout=60)
     assert done.returncode == 2 and "RESUME_ONLY must be 0 or 1, not 'yes'" in done.stderr
     assert not (tmp_path / "data" / "sources").exists()
+
+
+def test_teacher_real_takes_0_or_1_and_says_so_before_any_download(tmp_path):
+    import os
+    done = subprocess.run([str(SCRIPTS / "rebuild-data"), str(tmp_path / "data")], capture_output=True, text=True,
+                          env={**os.environ, "TEACHER_REAL": "2"}, timeout=60)
+    assert done.returncode == 2 and "TEACHER_REAL must be 0 or 1, not '2'" in done.stderr
+    assert not (tmp_path / "data" / "sources").exists()

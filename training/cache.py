@@ -230,3 +230,45 @@ def build_cache(spec: CacheSpec, out_dir, workers=None, say=print):
     if failed:
         say(f"warning: {failed} unreadable files were skipped (see the corpus)")
     say(f"{spec.split}: {spec.shards} shards x {spec.examples_per_shard} examples x {spec.seconds:g} s in {out_dir}")
+
+
+def link_training_shards(cache_dir, out_dir, shards=None, note=None):
+    """``out_dir``: a cache of links to ``cache_dir``'s first ``shards`` training shards (all when None).
+
+    A run that pools only part of a cache reads it through such a folder: the joint run reads the teacher's
+    training shards through ``teacher-v2-train`` (its validation shards stay out), and the twenty-seventh session's
+    arm B the first 71 of them through ``teacher-v2-first71``. The shards are stored once; ``meta.json`` is the
+    cache's own, with the training shard count set to what the folder holds and ``note`` saying what it is. Built in
+    ``out_dir.part`` and renamed, so an interrupted build leaves no folder that looks finished.
+    """
+    cache_dir, out_dir = Path(cache_dir), Path(out_dir)
+    try:
+        meta = json.loads((cache_dir / "meta.json").read_text())
+        promised = int(meta["train"]["shards"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CacheError(f"{cache_dir}/meta.json is missing or names no training shards; build the cache first "
+                         f"(percepnet-train cache or teacher-cache)") from None
+    shards = promised if shards is None else shards
+    if not 0 < shards <= promised:
+        raise CacheError(f"{cache_dir} promises {promised} training shards; {shards} cannot be linked from it")
+    paths = [cache_dir / f"train-{index:05d}.npz" for index in range(shards)]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise CacheError(f"{cache_dir} lacks {len(missing)} of the first {shards} training shards ({missing[0]} ...); "
+                         f"rerun its build, which carries on where it stopped")
+    if out_dir.exists():
+        raise CacheError(f"{out_dir} exists; remove it to link it again")
+    part = out_dir.with_name(out_dir.name + ".part")
+    if part.exists():
+        for leftover in part.iterdir():               # what an interrupted build left: links and meta.json only
+            leftover.unlink()
+        part.rmdir()
+    part.mkdir(parents=True)
+    for path in paths:
+        (part / path.name).symlink_to(os.path.relpath(path, part))
+    meta["train"]["shards"] = shards
+    if note:
+        meta["note"] = note
+    (part / "meta.json").write_text(json.dumps(meta, indent=1))
+    part.rename(out_dir)
+    return out_dir
