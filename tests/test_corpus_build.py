@@ -153,9 +153,11 @@ def test_a_real_only_source_is_all_real_recordings_even_where_the_filter_passes_
 
 def test_a_common_voice_sample_reads_every_language_folder_but_french(tmp_path):
     # omnilingo's sample: one Common Voice subset per language folder. French is left out (the evaluation holds a
-    # French Common Voice clip); a folder without clips/ (a README's) is not a language.
+    # French Common Voice clip), with its volunteers' clips in other languages; a folder without clips/ (a
+    # README's) is not a language.
     root = tmp_path / "sample"
-    for language, volunteers in (("en", ["aa" * 32, "bb" * 32]), ("fy-NL", ["cc" * 32]), ("fr", ["dd" * 32])):
+    for language, volunteers in (("en", ["aa" * 32, "bb" * 32, "dd" * 32]), ("fy-NL", ["cc" * 32]),
+                                 ("fr", ["dd" * 32])):
         _common_voice(root / language, volunteers, rate=48_000)
     (root / "docs").mkdir()
     files = SOURCES["commonvoice-sample"].files(root)

@@ -236,9 +236,11 @@ def link_training_shards(cache_dir, out_dir, shards=None, note=None):
     """``out_dir``: a cache of links to ``cache_dir``'s first ``shards`` training shards (all when None).
 
     A run that pools only part of a cache reads it through such a folder: the joint run reads the teacher's
-    training shards through ``teacher-v2-train`` (its validation shards stay out), and the twenty-seventh session's
-    arm B the first 71 of them through ``teacher-v2-first71``. The shards are stored once; ``meta.json`` is the
-    cache's own, with the training shard count set to what the folder holds and ``note`` saying what it is. Built in
+    training shards through ``teacher-v2-train`` (its validation shards stay out), and the A/Bs of the
+    twenty-seventh and twenty-eighth sessions the first 71 of them through ``teacher-v2-first71``. The shards are
+    stored once, as links relative to the resolved folders (they survive moving DATA). ``meta.json`` is the
+    cache's own, with the training shard count set to what the folder holds, without its validation entries, and,
+    for part of a cache, without the labelling cost of the whole; ``note`` says what it is. Built in
     ``out_dir.part`` and renamed, so an interrupted build leaves no folder that looks finished.
     """
     cache_dir, out_dir = Path(cache_dir), Path(out_dir)
@@ -248,25 +250,40 @@ def link_training_shards(cache_dir, out_dir, shards=None, note=None):
     except (OSError, ValueError, KeyError, TypeError):
         raise CacheError(f"{cache_dir}/meta.json is missing or names no training shards; build the cache first "
                          f"(percepnet-train cache or teacher-cache)") from None
-    shards = promised if shards is None else shards
-    if not 0 < shards <= promised:
-        raise CacheError(f"{cache_dir} promises {promised} training shards; {shards} cannot be linked from it")
+    if shards is None:
+        shards = promised
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 0 < shards <= promised:
+        raise CacheError(f"{cache_dir} promises {promised} training shards; {shards!r} cannot be linked from it")
     paths = [cache_dir / f"train-{index:05d}.npz" for index in range(shards)]
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
+        # A build with several workers may write its last shard before an earlier one: a step that counts as done
+        # once the last shard exists (scripts/rebuild-data) would skip the rerun.
         raise CacheError(f"{cache_dir} lacks {len(missing)} of the first {shards} training shards ({missing[0]} ...); "
-                         f"rerun its build, which carries on where it stopped")
-    if out_dir.exists():
+                         f"rerun the command that built it, which carries on where it stopped (scripts/rebuild-data "
+                         f"skips a step whose last shard exists: delete that shard first)")
+    if out_dir.exists() or out_dir.is_symlink():
         raise CacheError(f"{out_dir} exists; remove it to link it again")
     part = out_dir.with_name(out_dir.name + ".part")
-    if part.exists():
+    if part.is_dir() and not part.is_symlink():
         for leftover in part.iterdir():               # what an interrupted build left: links and meta.json only
+            if not (leftover.is_symlink() or leftover.name == "meta.json"):
+                raise CacheError(f"{part} holds {leftover.name}, which no interrupted linking leaves; remove {part}")
+        for leftover in part.iterdir():
             leftover.unlink()
         part.rmdir()
+    elif part.exists() or part.is_symlink():
+        raise CacheError(f"{part} is not a folder that an interrupted linking leaves; remove it")
     part.mkdir(parents=True)
     for path in paths:
-        (part / path.name).symlink_to(os.path.relpath(path, part))
+        (part / path.name).symlink_to(os.path.relpath(path.resolve(), part.resolve()))
     meta["train"]["shards"] = shards
+    meta.pop("validation", None)
+    labelling = meta.get("labelling")
+    if isinstance(labelling, dict):
+        labelling.pop("validation", None)
+        if shards != promised:
+            labelling.pop("train", None)
     if note:
         meta["note"] = note
     (part / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -214,17 +214,23 @@ def _common_voice(language):
 
 
 # A Common Voice sample across languages: <language>/clips/*.mp3 and <language>/validated.tsv, each folder laid out
-# as one subset above. French is left out: the evaluation's real recordings hold a French Common Voice clip
-# (speechbrain-cv), whose volunteer no table here can rule out.
+# as one subset above. French is left out, and with it every clip of its volunteers in other languages: the
+# evaluation's real recordings hold a French Common Voice clip (speechbrain-cv), whose volunteer no table names.
 
 COMMON_VOICE_SAMPLE_LEFT_OUT = frozenset({"fr"})
 
 
+def _volunteers(folder):
+    """The speakers (``cv-`` and a ``client_id``'s first 16 characters) of a Common Voice folder's clips."""
+    return {file.speaker for file in _common_voice("")(folder)}
+
+
 def _common_voice_sample(root):
     folders = sorted(path for path in root.iterdir() if (path / "clips").is_dir())
+    left_out = set().union(*(_volunteers(f) for f in folders if f.name in COMMON_VOICE_SAMPLE_LEFT_OUT))
     for folder in folders:
         if folder.name not in COMMON_VOICE_SAMPLE_LEFT_OUT:
-            yield from _common_voice(folder.name)(folder)
+            yield from (file for file in _common_voice(folder.name)(folder) if file.speaker not in left_out)
 
 
 # Precise community data: wake words and other phrases recorded at home by Mycroft's users. Each contributor's
