@@ -192,24 +192,37 @@ def _words(root):
 COMMON_VOICE_TABLES = ("validated.tsv", "other.tsv")      # not invalidated.tsv: clips the community rejected
 
 
-def _common_voice(language):
+def _common_voice_volunteers(root):
+    """``{clip name: client_id}`` from a Common Voice folder's tables (:data:`COMMON_VOICE_TABLES`)."""
+    tables = [root / table for table in COMMON_VOICE_TABLES if (root / table).is_file()]
+    if not tables:
+        raise ValueError(f"{root}: neither {' nor '.join(COMMON_VOICE_TABLES)} is there; they name each clip's "
+                         f"volunteer (Common Voice's own tables, beside clips/): export them with the clips")
+    volunteer = {}
+    for table in tables:
+        # QUOTE_NONE: a sentence may open a quote it never closes, which would swallow the rows after it.
+        with open(table, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            if not {"client_id", "path"} <= set(reader.fieldnames or ()):
+                raise ValueError(f"{table}: no client_id and path columns; is it a Common Voice table?")
+            for row in reader:
+                volunteer.setdefault(row["path"], row["client_id"])
+    return volunteer
+
+
+def _cv_speaker(client_id):
+    return f"cv-{client_id[:16]}"
+
+
+def _common_voice(language, left_out=frozenset()):
+    """A Common Voice folder's tabled clips, without those of the ``left_out`` speakers."""
     def files(root):
-        tables = [root / table for table in COMMON_VOICE_TABLES if (root / table).is_file()]
-        if not tables:
-            raise ValueError(f"{root}: neither {' nor '.join(COMMON_VOICE_TABLES)} is there; they name each clip's "
-                             f"volunteer (Common Voice's own tables, beside clips/): export them with the clips")
-        volunteer = {}
-        for table in tables:
-            # QUOTE_NONE: a sentence may open a quote it never closes, which would swallow the rows after it.
-            with open(table, encoding="utf-8", newline="") as handle:
-                reader = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-                if not {"client_id", "path"} <= set(reader.fieldnames or ()):
-                    raise ValueError(f"{table}: no client_id and path columns; is it a Common Voice table?")
-                for row in reader:
-                    volunteer.setdefault(row["path"], row["client_id"])
+        volunteer = _common_voice_volunteers(root)
         for path in (root / "clips").glob("*.mp3"):
             if path.name in volunteer:        # a clip no table names has no known volunteer or verdict
-                yield SourceFile(path, f"cv-{volunteer[path.name][:16]}", language, "CC0 1.0 (Mozilla Common Voice)")
+                speaker = _cv_speaker(volunteer[path.name])
+                if speaker not in left_out:
+                    yield SourceFile(path, speaker, language, "CC0 1.0 (Mozilla Common Voice)")
     return files
 
 
@@ -220,17 +233,13 @@ def _common_voice(language):
 COMMON_VOICE_SAMPLE_LEFT_OUT = frozenset({"fr"})
 
 
-def _volunteers(folder):
-    """The speakers (``cv-`` and a ``client_id``'s first 16 characters) of a Common Voice folder's clips."""
-    return {file.speaker for file in _common_voice("")(folder)}
-
-
 def _common_voice_sample(root):
     folders = sorted(path for path in root.iterdir() if (path / "clips").is_dir())
-    left_out = set().union(*(_volunteers(f) for f in folders if f.name in COMMON_VOICE_SAMPLE_LEFT_OUT))
+    left_out = {_cv_speaker(client_id) for folder in folders if folder.name in COMMON_VOICE_SAMPLE_LEFT_OUT
+                for client_id in _common_voice_volunteers(folder).values()}
     for folder in folders:
         if folder.name not in COMMON_VOICE_SAMPLE_LEFT_OUT:
-            yield from (file for file in _common_voice(folder.name)(folder) if file.speaker not in left_out)
+            yield from _common_voice(folder.name, left_out)(folder)
 
 
 # Precise community data: wake words and other phrases recorded at home by Mycroft's users. Each contributor's
