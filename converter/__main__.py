@@ -21,7 +21,7 @@ def _parser():
     run.add_argument("--corpus", default=None, help="corpus for the PESQ check's validation audio "
                                                     "(default: generated speech and noise)")
     run.add_argument("--training-note", default=DEFAULT_TRAINING_NOTE)
-    run.add_argument("--no-variants", action="store_true", help="skip the float32 and dynamic-range variants")
+    run.add_argument("--no-variants", action="store_true", help="skip the float32, int16x8 and dynamic-range variants")
     check = commands.add_parser("verify", help="re-run the verification of a converted model")
     check.add_argument("tflite")
     check.add_argument("--float-model", required=True, help="the .keras model it was converted from")

@@ -23,6 +23,8 @@ CALIBRATION_EXAMPLES = 64
 CALIBRATION_FRAMES = 600
 DEFAULT_TRAINING_NOTE = ("trained on ../shared/data: RAVDESS speech (CC BY-NC-SA 4.0, non-commercial), "
                          "klettres/ktuberling words, CC0/CC-BY noises, OpenAIR room responses")
+#: The comparison variants written beside the int8 model (never shipped): what its quantisation costs.
+VARIANTS = ("float32", "int16x8", "dynamic-range")
 REQUIRED_LAYERS = ("fc_in", "conv1", "conv2", "gru1", "gain_gru", "strength_gru", "gain", "strength")
 
 
@@ -57,7 +59,12 @@ def load_sequence_model(path):
 
 
 def convert_step_model(step_model, quantization, calibration=None):
-    """TFLite bytes of the step model: ``int8`` (full integer), ``dynamic-range`` or ``float32``."""
+    """TFLite bytes of the step model: ``int8`` (full integer), ``int16x8``, ``dynamic-range`` or ``float32``.
+
+    ``int16x8`` (16-bit activations, int8 weights; float inputs and outputs, calibrated like ``int8``) is a
+    comparison variant: it scores as the float model where ``int8`` does not (docs/results.md, *What int8
+    costs*), but XNNPACK does not run it, so it costs about 15 times ``int8``'s CPU.
+    """
     import tensorflow as tf
     converter = tf.lite.TFLiteConverter.from_keras_model(step_model)
     if quantization == "int8":
@@ -66,6 +73,11 @@ def convert_step_model(step_model, quantization, calibration=None):
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
+    elif quantization == "int16x8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = calibration
+        ops = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
     elif quantization == "dynamic-range":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quantization != "float32":
@@ -122,9 +134,10 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
     report = {"int8": str(out_path)}
     if variants:
         variant_dir = out_path.parent / "variants"
-        for quantization in ("float32", "dynamic-range"):
+        for quantization in VARIANTS:
             variant = variant_dir / f"{out_path.stem}_{quantization}.tflite"
-            write_model(convert_step_model(step, quantization), variant, config, quantization,
+            calibration = representative_dataset(inputs, CALIBRATION_FRAMES)     # used by int16x8 only
+            write_model(convert_step_model(step, quantization, calibration), variant, config, quantization,
                         sequence_model.count_params(), training_note)
             report[quantization] = str(variant)
         say(f"comparison variants (not for shipping) in {variant_dir}")

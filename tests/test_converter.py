@@ -46,10 +46,29 @@ def test_metadata_round_trips_and_describes_the_model(converted):
 
 
 def test_variants_are_emitted_apart_and_labelled(converted):
-    for quantization in ("float32", "dynamic-range"):
+    for quantization in ("float32", "int16x8", "dynamic-range"):
         variant = converted["report"][quantization]
         assert "/variants/" in variant
         assert load_metadata(variant).quantization == quantization
+
+
+def test_16_bit_activations_track_the_float_model_closer_than_int8(converted, capsys):
+    """What int8's rounding costs, in the variant that removes it (docs/results.md, *What int8 costs*)."""
+    from converter.calibration import load_feature_sequences
+    from evaluation.precision import compare, main as precision_main, runner_gains
+    features = load_feature_sequences(converted["cache"], "validation", 2)      # the DSP's, not random
+    expected = np.asarray(converted["model"](features)["gain"])
+    errors = {name: compare(expected, runner_gains(converted["report"][name], features))
+              for name in ("int8", "int16x8", "float32")}
+    assert load_metadata(converted["report"]["int16x8"]).quantization == "int16x8"
+    assert errors["float32"]["mean_abs"] < 1e-5
+    assert errors["int16x8"]["mean_abs"] < 0.5 * errors["int8"]["mean_abs"], errors    # about 0.2 (untrained)
+    assert sum(band["share"] for band in errors["int8"]["bands"]) == pytest.approx(1.0)
+    model_path = converted["work"] / "percepnet_tiny.keras"
+    assert precision_main([str(model_path), str(converted["out"]), "--cache", str(converted["cache"]),
+                           "--examples", "1"]) == 0
+    assert "mean |dg|" in capsys.readouterr().out
+    assert precision_main([str(model_path), str(converted["out"]), "--cache", str(converted["work"] / "none")]) == 2
 
 
 def test_int8_state_carry_over_tracks_the_float_model(converted):

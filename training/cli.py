@@ -144,6 +144,10 @@ def _parser():
                        help="round the features and every state carried between frames to the int8 grids of "
                             "this converted model's metadata (beside its .tflite), in training and validation "
                             "(quantization-aware fine-tuning; default: float)")
+    train.add_argument("--quant-noise", type=float, default=0.0, metavar="STEPS",
+                       help="uniform noise of this many int8 grid steps on every tensor the int8 network rounds, "
+                            "in training only, so that the conversion's rounding moves the outputs less "
+                            "(training.quant_noise; 2 matches the int8 lite_echo's gain error; default 0: none)")
     train.add_argument("--keep-epochs", action="store_true",
                        help="also write each epoch's weights to OUT/epochs/eN.weights.h5 (N from 1, as the "
                             "model cards count), so that any epoch can be measured later (default: only the "
@@ -218,7 +222,7 @@ def main(argv=None):
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed,
                 quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise,
                 int8_aware=args.int8_aware, restart_learning_rate=args.restart_learning_rate,
-                validation_cache=args.validation_cache, keep_epochs=args.keep_epochs)
+                validation_cache=args.validation_cache, keep_epochs=args.keep_epochs, quant_noise=args.quant_noise)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

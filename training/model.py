@@ -156,7 +156,7 @@ def _gru(keras, units, name, state_noise, state_grid=None):
     return keras.layers.RNN(cell, return_sequences=True, name=name)
 
 
-def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None):
+def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None, quant_noise=0.0):
     """The training form: features (batch, frames, 70 or 138) -> dict of per-frame outputs.
 
     ``state_noise`` > 0 (training only): every GRU state gets uniform noise of
@@ -171,11 +171,20 @@ def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None):
     those grids, in training and validation, which is quantization-aware
     training of what the int8 network keeps between frames.
 
-    Save either kind through :func:`plain_form`.
+    ``quant_noise`` > 0 (training only): every tensor the int8 step form
+    rounds gets uniform noise of that many of its grid steps
+    (training.quant_noise), so that the network learns outputs that the int8
+    conversion's rounding does not move. It does not combine with the other two.
+
+    Save any of these kinds through :func:`plain_form`.
     """
     keras = _keras()
     layers = keras.layers
     grids = int8_grids or {}
+    if quant_noise > 0.0:
+        if state_noise > 0.0 or grids:
+            raise ValueError("quant_noise does not combine with state_noise or int8_grids: choose one")
+        return _quant_noise_sequence_model(keras, config, quant_noise)
 
     def on_grid(x, name):
         return _int8_grid_layer(keras)(grids[name], name=f"{name}_int8")(x) if name in grids else x
@@ -197,6 +206,41 @@ def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None):
     outputs = {"gain": gain, "strength": strength}
     if config.vad_head:
         outputs["vad"] = layers.Dense(1, activation="sigmoid", name="vad")(x)
+    return keras.Model(features, outputs, name=f"percepnet_{config.name}")
+
+
+def _quant_noise_sequence_model(keras, config: ModelConfig, noise_steps):
+    """The sequence form with training.quant_noise's noise after every op the step form rounds.
+
+    The same layers and weights in the same order as the plain form: each
+    dense or convolution layer is linear, followed by noise, its activation
+    and noise on the activation's fixed grid (an output's own rounding is left
+    out: nothing after it could learn to absorb it).
+    """
+    from .quant_noise import TANH_STEP, quant_noise_gru_cell, quant_noise_layer
+    layers, noise = keras.layers, quant_noise_layer(keras)
+
+    def activated(x, layer, activation, step):
+        x = layers.Activation(activation)(noise(noise_steps)(layer(x)))
+        return x if step is None else noise(noise_steps, step)(x)
+
+    def gru(x, units, name):
+        return layers.RNN(quant_noise_gru_cell(keras)(units, noise_steps), return_sequences=True, name=name)(x)
+
+    features = keras.Input((None, config.n_features), name="features")
+    x = activated(noise(noise_steps)(features), layers.Dense(config.fc_units, name="fc_in"), "tanh", TANH_STEP)
+    x = activated(x, layers.Conv1D(config.conv_units, CONV1_KERNEL, padding="causal", name="conv1"), "tanh",
+                  TANH_STEP)
+    x = activated(x, layers.Conv1D(config.conv_units, CONV2_KERNEL, padding="causal", name="conv2"), "tanh",
+                  TANH_STEP)
+    for index in range(config.gru_layers):
+        x = gru(x, config.gru_units, f"gru{index + 1}")
+    outputs = {"gain": activated(gru(x, config.gain_gru_units, "gain_gru"), layers.Dense(N_BANDS, name="gain"),
+                                 "sigmoid", None)}
+    outputs["strength"] = activated(gru(x, config.strength_gru_units, "strength_gru"),
+                                    layers.Dense(N_BANDS, name="strength"), "sigmoid", None)
+    if config.vad_head:
+        outputs["vad"] = activated(x, layers.Dense(1, name="vad"), "sigmoid", None)
     return keras.Model(features, outputs, name=f"percepnet_{config.name}")
 
 

@@ -257,10 +257,14 @@ def strategy_for(name):
 
 
 def compile_model(size, learning_rate, over_suppression_weight=OVER_SUPPRESSION_WEIGHT, init_from=None,
-                  state_noise=0.0, int8_grids=None):
+                  state_noise=0.0, int8_grids=None, quant_noise=0.0):
     import keras
     config = config_for(size)
-    model = build_sequence_model(config, state_noise, int8_grids)
+    if quant_noise < 0 or state_noise < 0:
+        raise TrainingError(f"--quant-noise {quant_noise} / --state-noise {state_noise}: give 0 (none) or more")
+    if quant_noise > 0 and (state_noise > 0 or int8_grids):
+        raise TrainingError("--quant-noise does not combine with --state-noise or --int8-aware: give one of them")
+    model = build_sequence_model(config, state_noise, int8_grids, quant_noise)
     if init_from is not None:
         _load_weights(model, init_from)
     losses = {"gain": _gain_loss_with(over_suppression_weight), "strength": strength_loss}
@@ -388,12 +392,13 @@ def _cost_per_epoch():
     return CostPerEpoch()
 
 
-def _keep_epochs(folder):
+def _keep_epochs(folder, plain_config=None):
     """A callback that writes each epoch's weights to ``folder/eN.weights.h5``.
 
     N counts from 1, as the model cards number epochs (history.csv's ``epoch`` column counts from 0). A run
     keeps only its best model and its latest state; with these, any epoch can be converted and measured later
-    (``python -m training.average --size SIZE eN.weights.h5 --out eN.keras``)."""
+    (``python -m training.average --size SIZE eN.weights.h5 --out eN.keras``). With ``plain_config`` (a model
+    with noise or rounding layers) the weights are written in the plain form, which is what those readers load."""
     import keras
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -401,7 +406,8 @@ def _keep_epochs(folder):
     class KeepEpochs(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             partial = folder / f"e{epoch + 1}.part.weights.h5"     # renamed whole: a reader never sees half
-            self.model.save_weights(str(partial))
+            model = self.model if plain_config is None else plain_form(self.model, plain_config)
+            model.save_weights(str(partial))
             partial.replace(folder / f"e{epoch + 1}.weights.h5")
 
     return KeepEpochs()
@@ -426,7 +432,7 @@ def _folders(folders):
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
         over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0,
-        int8_aware=None, restart_learning_rate=False, validation_cache=None, keep_epochs=False):
+        int8_aware=None, restart_learning_rate=False, validation_cache=None, keep_epochs=False, quant_noise=0.0):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
@@ -436,8 +442,10 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     ``state_noise`` perturbs every GRU state by up to that much per training frame
     (training.model.build_sequence_model); ``int8_aware`` (a converted int8
     model's .json) rounds the features and every carried state to that model's
-    int8 grids in training and validation (:func:`int8_grids_from`). Either way
-    the saved model is the plain form. A resumed run keeps the rate its optimiser
+    int8 grids in training and validation (:func:`int8_grids_from`);
+    ``quant_noise`` adds that many int8 grid steps of uniform noise to every
+    tensor the step form rounds, in training only (training.quant_noise). Any
+    way the saved model is the plain form. A resumed run keeps the rate its optimiser
     state holds (ReduceLROnPlateau may have lowered it); ``restart_learning_rate``
     sets it back to ``learning_rate`` instead. ``validation_cache`` (a folder or
     a list) holds the validation shards when the training pool should not: a
@@ -450,9 +458,10 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     out_dir.mkdir(parents=True, exist_ok=True)
     config = config_for(size)
     int8_grids = None if int8_aware is None else int8_grids_from(int8_aware, config)
-    custom_layers = state_noise > 0 or int8_grids is not None
+    custom_layers = state_noise > 0 or int8_grids is not None or quant_noise > 0
     with strategy_for(strategy).scope():
-        model, _ = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise, int8_grids)
+        model, _ = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise, int8_grids,
+                                 quant_noise)
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
     train_store = ExampleStore(cache_dir, "train", say, config.n_features)
     train_store.use_quiet_leads(quiet_lead_share, seed)
@@ -480,7 +489,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3),
     ]
     if keep_epochs:     # first, so that an epoch the resume state holds is never missing from epochs/
-        callbacks.insert(0, _keep_epochs(out_dir / "epochs"))
+        callbacks.insert(0, _keep_epochs(out_dir / "epochs", config if custom_layers else None))
     if time_budget_min:
         callbacks.append(_stop_after(time_budget_min))
     started = time.time()
@@ -502,7 +511,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         "restart_learning_rate": bool(restart_learning_rate), "shuffle_seed": shuffle_seed,
         "final_learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
         "quiet_lead_share": quiet_lead_share, "state_noise": state_noise,
-        "int8_aware": None if int8_aware is None else str(int8_aware),
+        "int8_aware": None if int8_aware is None else str(int8_aware), "quant_noise": quant_noise,
     }
     (out_dir / "training.json").write_text(json.dumps(card, indent=2))
     say(f"best validation loss {card['best_val_loss']}; model in {best}")

@@ -49,7 +49,7 @@ class ModelMetadata:
     size: str
     dsp: dict                       # dsp_signature() at conversion time
     band_layout: list               # band centre bins
-    quantization: str               # "int8", "float32" or "dynamic-range"
+    quantization: str               # "int8"; comparison variants "float32", "int16x8", "dynamic-range"
     inputs: dict                    # name -> {"shape", "scale", "zero_point"}
     outputs: dict                   # role (gain, strength, vad, new_<state>) -> signature output name
     states: list                    # state names in input order

@@ -1,0 +1,105 @@
+"""Training with the int8 rounding as noise (training.quant_noise): the cell is a GRU, the noise is training-only."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is not installed")
+
+import keras  # noqa: E402
+
+from training.model import build_sequence_model, config_for, plain_form  # noqa: E402
+from training.quant_noise import STATE_STEP, TANH_STEP, quant_noise_layer  # noqa: E402
+from training.train import TrainingError, compile_model  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained_like():
+    """The tiny joint model with random non-zero weights (zero biases would hide a misplaced bias)."""
+    config = config_for("tiny_echo")
+    plain = build_sequence_model(config)
+    rng = np.random.default_rng(3)
+    plain.set_weights([w + rng.normal(0, 0.3, w.shape).astype(np.float32) for w in plain.get_weights()])
+    x = rng.standard_normal((2, 40, config.n_features)).astype(np.float32)
+    return config, plain, x
+
+
+def _gains(model, x, training):
+    return {key: np.asarray(value) for key, value in model(x, training=training).items()}
+
+
+def test_without_training_the_noisy_form_is_the_plain_network(trained_like):
+    config, plain, x = trained_like
+    noisy = build_sequence_model(config, quant_noise=2.0)
+    assert [w.shape for w in noisy.weights] == [w.shape for w in plain.weights]
+    noisy.set_weights(plain.get_weights())
+    want, got = _gains(plain, x, False), _gains(noisy, x, False)
+    assert all(np.array_equal(want[key], got[key]) for key in want)
+
+
+def test_the_hand_written_cell_computes_a_keras_gru(trained_like):
+    """With noise too small to matter, the training path (every op written out) equals keras.layers.GRU."""
+    config, plain, x = trained_like
+    noisy = build_sequence_model(config, quant_noise=1e-9)
+    noisy.set_weights(plain.get_weights())
+    want, got = _gains(plain, x, False), _gains(noisy, x, True)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], atol=2e-6)
+
+
+def test_training_noise_moves_the_outputs_in_proportion_to_its_scale(trained_like):
+    config, plain, x = trained_like
+    want = _gains(plain, x, False)["gain"]
+    moved = {}
+    for scale in (1.0, 4.0):
+        noisy = build_sequence_model(config, quant_noise=scale)
+        noisy.set_weights(plain.get_weights())
+        moved[scale] = float(np.mean(np.abs(_gains(noisy, x, True)["gain"] - want)))
+    assert 0.0 < moved[1.0] < 0.05                      # a perturbation, not a different network
+    assert 2.0 < moved[4.0] / moved[1.0] < 6.0          # about linear in the noise's size
+
+
+def test_a_fixed_grid_gets_at_most_half_a_step_times_the_scale():
+    layer = quant_noise_layer(keras)(1.5, TANH_STEP)
+    x = np.zeros((4, 50, 8), np.float32)
+    out = np.asarray(layer(x, training=True))
+    assert 0 < np.abs(out).max() <= 0.75 * TANH_STEP + 1e-9
+    assert np.abs(out).max() > 0.6 * TANH_STEP          # it spans the interval, not a sliver of it
+    assert np.array_equal(np.asarray(layer(x, training=False)), x)
+
+
+def test_a_range_grid_follows_the_tensor_range():
+    layer = quant_noise_layer(keras)(1.0)
+    x = np.linspace(-3.0, 5.0, 4 * 64, dtype=np.float32).reshape(4, 64)
+    out = np.asarray(layer(x, training=True))
+    assert np.abs(out - x).max() <= 0.5 * 8.0 / 255.0 + 1e-6
+
+
+def test_the_saved_form_is_plain_and_the_noise_combines_with_nothing_else(trained_like):
+    config, plain, _ = trained_like
+    noisy = build_sequence_model(config, quant_noise=2.0)
+    noisy.set_weights(plain.get_weights())
+    saved = plain_form(noisy, config)
+    assert all(type(layer).__name__ == "GRU" for layer in saved.layers if "gru" in layer.name)
+    with pytest.raises(ValueError, match="choose one"):
+        build_sequence_model(config, state_noise=STATE_STEP, quant_noise=2.0)
+    with pytest.raises(TrainingError, match="--quant-noise"):
+        compile_model("tiny_echo", 1e-3, state_noise=STATE_STEP, quant_noise=2.0)
+
+
+def test_a_noisy_run_keeps_its_epochs_in_the_plain_form(mini_corpus, tmp_path):
+    """``--keep-epochs`` files load into the plain model, as training.average and seen_fresh read them."""
+    from training.cache import CacheSpec, build_cache
+    from training.train import fit
+    cache = tmp_path / "cache"
+    for split in ("train", "validation"):
+        build_cache(CacheSpec(str(mini_corpus), split, shards=1, examples_per_shard=2, seconds=1.0, seed=5,
+                              simulated_rooms=1), cache, workers=1, say=lambda *_: None)
+    best, card = fit(cache, tmp_path / "run", size="tiny", epochs=1, batch_size=2, say=lambda *_: None,
+                     quant_noise=2.0, keep_epochs=True)
+    assert card["quant_noise"] == 2.0
+    plain = build_sequence_model(config_for("tiny"))
+    plain.load_weights(str(tmp_path / "run" / "epochs" / "e1.weights.h5"))
+    saved = keras.models.load_model(best, compile=False)
+    assert all(type(layer).__name__ == "GRU" for layer in saved.layers if "gru" in layer.name)
+    with pytest.raises(TrainingError, match="give 0"):
+        compile_model("tiny", 1e-3, quant_noise=-1.0)
