@@ -67,6 +67,13 @@ def test_a_fixed_grid_gets_at_most_half_a_step_times_the_scale():
     assert np.array_equal(np.asarray(layer(x, training=False)), x)
 
 
+def test_each_layer_draws_its_own_noise():
+    """Real roundings are independent from op to op: two layers of one shape must not draw the same noise."""
+    first, second = quant_noise_layer(keras)(1.0, TANH_STEP), quant_noise_layer(keras)(1.0, TANH_STEP)
+    x = np.zeros((2, 20, 8), np.float32)
+    assert not np.array_equal(np.asarray(first(x, training=True)), np.asarray(second(x, training=True)))
+
+
 def test_a_range_grid_follows_the_tensor_range():
     layer = quant_noise_layer(keras)(1.0)
     x = np.linspace(-3.0, 5.0, 4 * 64, dtype=np.float32).reshape(4, 64)
