@@ -11,6 +11,7 @@ import numpy as np
 
 from edge.dsp import (LOOKAHEAD_FRAMES, N_FEATURES, N_JOINT_FEATURES, EnhancerSettings, FrameGains, analyse_signal,
                       enhance_signal, model_inputs)
+from edge.errors import ModelError
 from edge.model.engine import ModelRunner
 from edge.model.litert import graph_of
 from evaluation.metrics import pesq_wb
@@ -39,6 +40,22 @@ def float_outputs(sequence_model, features):
     return np.asarray(outputs["gain"]), np.asarray(outputs["strength"])
 
 
+def runner_outputs(model_path, features):
+    """(gains, strengths, runner) of a converted model over (examples, frames, n) features, frame by frame as the
+    device runs it, each example from reset states."""
+    runner = ModelRunner(model_path)
+    if runner.n_features != features.shape[-1]:
+        raise ModelError(f"{model_path} takes {runner.n_features} features per frame and the float model "
+                         f"{features.shape[-1]}: pair a .keras model with its own conversions")
+    gains = np.empty(features.shape[:2] + (runner.gain.size,))
+    strengths = np.empty_like(gains)
+    for example in range(features.shape[0]):
+        runner.reset()
+        for frame in range(features.shape[1]):
+            gains[example, frame], strengths[example, frame] = runner(features[example, frame])
+    return gains, strengths, runner
+
+
 def gain_error(model_path, cache_dir, sequence_model):
     """Float (Keras) against int8 (LiteRT, frame by frame) on held-out features.
 
@@ -48,13 +65,7 @@ def gain_error(model_path, cache_dir, sequence_model):
     n_features = int(sequence_model.input_shape[-1])
     features = load_feature_sequences(cache_dir, "validation", VERIFY_EXAMPLES, n_features=n_features)
     float_gain, float_strength = float_outputs(sequence_model, features)
-    runner = ModelRunner(model_path)
-    int8_gain, int8_strength = np.empty_like(float_gain), np.empty_like(float_strength)
-    for example in range(features.shape[0]):
-        runner.reset()
-        for frame in range(features.shape[1]):
-            gain, strength = runner(features[example, frame])
-            int8_gain[example, frame], int8_strength[example, frame] = gain, strength
+    int8_gain, int8_strength, runner = runner_outputs(model_path, features)
     step = runner.gain_step
     gain_err, strength_err = np.abs(int8_gain - float_gain), np.abs(int8_strength - float_strength)
     # The far-end inputs only: a floor model's noise-floor inputs (from 138 on) are never all 0.

@@ -32,18 +32,8 @@ def gain_db(gain):
 
 def runner_gains(model_path, features):
     """Gains of a converted model over (examples, frames, n) features, frame by frame from reset states."""
-    from edge.errors import ModelError
-    from edge.model.engine import ModelRunner
-    runner = ModelRunner(model_path)
-    if runner.n_features != features.shape[-1]:
-        raise ModelError(f"{model_path} takes {runner.n_features} features per frame and the float model "
-                         f"{features.shape[-1]}: pair a .keras model with its own conversions")
-    gains = np.empty(features.shape[:2] + (runner.gain.size,))
-    for example in range(features.shape[0]):
-        runner.reset()
-        for frame in range(features.shape[1]):
-            gains[example, frame] = runner(features[example, frame])[0]
-    return gains
+    from converter.verify import runner_outputs
+    return runner_outputs(model_path, features)[0]
 
 
 def compare(float_gains, gains):
