@@ -177,6 +177,29 @@ def counted_lines(caplog, prefix):
             for r in caplog.records if r.getMessage().startswith(prefix)]
 
 
+def test_deadline_misses_are_logged_when_they_happen_a_burst_as_one_line_a_second(caplog):
+    """A late frame loses nothing in the daemon, but a sound server can lose a period around it without an xrun
+    reaching the stream (tests/test_pipewire.py saw it once): the log must say when frames were late."""
+    caplog.set_level(logging.INFO, logger="percepnet-edge")
+    loop, io, network, clock = _loop("'off'")
+    network.slow = {20: 0.012, 21: 0.011, 400: 0.015}       # 2 ms a frame otherwise: 400 is 0.8 s after 20
+    counters = loop.run(max_frames=1000)
+    lines = counted_lines(caplog, "deadline:")
+    assert counters.deadline_misses == 3 and counters.frames == 1000
+    # The first at once; 21 and 400 fall within a second of it (2 ms of fake time a frame): said at the end.
+    assert lines == [("WARNING", 1, 1), ("WARNING", 2, 3)]
+    first = next(r for r in caplog.records if r.getMessage().startswith("deadline:"))
+    assert "realtime.deadline_ms" in first.getMessage() and "sched_fifo_priority" in first.getMessage()
+    caplog.clear()
+    loop, io, network, clock = _loop("'off'")
+    network.slow = {call: 0.011 for call in range(0, 3000, 2)}       # a storm: every other frame late
+    start = clock.now
+    counters = loop.run(max_frames=2000)
+    lines = counted_lines(caplog, "deadline:")
+    assert counters.deadline_misses == 1000 and sum(lost for _, lost, _ in lines) == 1000 and lines[-1][2] == 1000
+    assert len(lines) <= (clock.now - start) / loop.XRUN_LOG_EVERY_S + 2, (len(lines), clock.now - start)
+
+
 def test_unusable_microphone_frames_are_repaired_counted_and_logged(caplog):
     """A FLOAT_LE device can deliver NaN, infinity or garbage: the enhancer repaired such frames, but nothing said so
     (the count reached neither the log, nor telemetry, nor the summary)."""

@@ -55,6 +55,13 @@ _LOST_PERIODS = {
               "input: {lost} frame(s) of the microphone or the loudspeaker reference with NaN, infinite or absurd "
               "samples repaired ({total} since start): the device or its driver delivers invalid floats; check "
               "audio.sample_format against what the capture device really gives, or use S16_LE"),
+    # A late frame is not lost by the daemon (its buffer absorbs it), but a sound server's graph can drop or repeat
+    # a period around it without any xrun reaching the ALSA stream: a log line with its time is the only trace.
+    "deadline": ("deadline_misses", None,
+                 "deadline: {lost} frame(s) took longer than realtime.deadline_ms ({total} since start): the output "
+                 "was late, and a sound server can lose or repeat a period then without reporting an xrun. Many of "
+                 "them mean a busy CPU: set realtime.sched_fifo_priority or realtime.cpu_affinity, and keep "
+                 "realtime.overrun_policy other than off"),
     "clipping": ("clipped_frames", None,
                  "output: {lost} frame(s) clipped at full scale ({total} since start): the enhanced signal went above "
                  "it, mostly because the microphone's own signal is at or near full scale; lower the capture gain"),
