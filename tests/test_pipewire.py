@@ -219,14 +219,14 @@ def play_through_the_daemon(pipewire, tmp_path, played_wav, rate, name):
 
 
 def xruns_logged_between(log_text, start, end):
-    """The periods the daemon's log says it lost or played late from ``start`` to ``end``: its "xrun:" lines, and
-    its "deadline:" lines (late frames, around which the server can lose a period that no xrun reports)."""
-    total = 0
-    for stamp, xruns, late in re.findall(r"(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) percepnet-edge WARNING "
-                                         r"(?:xrun: (\d+) period|deadline: (\d+) frame)", log_text):
-        when = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-        total += int(xruns or late) if start <= when <= end else 0
-    return total
+    """The periods the daemon's log says it lost or played late (its "xrun:" lines) and the frames it finished late
+    (its "deadline:" lines) from ``start`` to ``end``: (xruns, late frames)."""
+    xruns = late = 0
+    for stamp, lost, slow in re.findall(r"(?m)^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) percepnet-edge WARNING "
+                                        r"(?:xrun: (\d+) period|deadline: (\d+) frame)", log_text):
+        if start <= datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp() <= end:
+            xruns, late = xruns + int(lost or 0), late + int(slow or 0)
+    return xruns, late
 
 
 def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_denoised_microphone(pipewire, tmp_path):
@@ -239,10 +239,12 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
 
     A starved host can make the daemon miss its stream's deadline while the file plays: the xrun loses or
     replays a period, and no test can then find the speech aligned. The daemon logs each xrun with its time,
-    and each late frame ("deadline:"): once, under CI's load, one 12.9 ms frame came with a lost quantum and no
-    xrun reported to the ALSA stream. A misaligned run whose daemon logged either while the file played is
-    played again (a warning says so), up to ATTEMPTS times. A misaligned run without one fails at once: a silent
-    loss. (One at pw-play's joining or leaving also counts: the log cannot tell which period it hit.)"""
+    and each late frame ("deadline:"): once, under CI's load, a quantum was lost beside one 12.9 ms frame and
+    no xrun reached the ALSA stream (a starved host delays both). A misaligned run whose daemon logged an xrun
+    while the file played is played again (a warning says so), up to ATTEMPTS times; one with late frames only
+    is played again once. A misaligned run with neither fails at once: a silent loss. (One at pw-play's joining
+    or leaving also counts: the log cannot tell which period it hit. A burst's later lines come up to a second
+    after its frames: the window reaches that far past the playback.)"""
     from scipy.io import wavfile
     from scipy.signal import correlate
     from edge.dsp import enhance_signal
@@ -257,7 +259,7 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
     reference = np.clip(enhance_signal(played.astype(np.float64), ModelRunner(DEFAULT_MODEL_PATH)), -1, 1)
     expected = reference[half:half + noisy.size]                 # `denoise` of the noisy part
 
-    reports = []
+    reports, excused_by_late_frames_only = [], 0
     for attempt in range(ATTEMPTS):
         recording, log_text, (played_from, played_to) = play_through_the_daemon(
             pipewire, tmp_path, tmp_path / "played.wav", rate, f"e2e{attempt}")
@@ -272,14 +274,18 @@ def test_a_file_played_into_a_microphone_is_recorded_denoised_and_aligned_from_d
         for start in range(rate, noisy.size - quarter + 1, quarter):
             window = recorded[lag + start - 960:lag + start + quarter + 960]
             shifts[start / rate] = int(np.argmax(np.correlate(window, expected[start:start + quarter], "valid"))) - 960
-        xruns = xruns_logged_between(log_text, played_from, played_to + 0.5)
+        xruns, late = xruns_logged_between(log_text, played_from, played_to + 1.5)
         reports.append(f"attempt {attempt + 1}: lag {lag} samples, speech shifts {shifts}, {xruns} period(s) lost "
-                       f"or late while the file played; daemon: {summary}")
+                       f"or late and {late} late frame(s) logged while the file played; daemon: {summary}")
         if set(shifts.values()) == {0}:
             break
-        assert xruns > 0, (f"samples lost or repeated and no xrun or late frame logged while the file played: "
-                           f"{reports[-1]}; PipeWire's log: {pipewire.server_log()!r}")
-        warnings.warn(f"played again: the daemon logged an xrun or a late frame while the file played ({reports[-1]})")
+        assert xruns > 0 or late > 0, (f"samples lost or repeated and no xrun or late frame logged while the file "
+                                       f"played: {reports[-1]}; PipeWire's log: {pipewire.server_log()!r}")
+        excused_by_late_frames_only += xruns == 0
+        assert excused_by_late_frames_only <= 1, (f"samples lost or repeated twice with only late frames logged: "
+                                                  f"{reports}; PipeWire's log: {pipewire.server_log()!r}")
+        warnings.warn(f"played again: the daemon logged {xruns} xrun(s) and {late} late frame(s) while the file "
+                      f"played ({reports[-1]})")
     else:
         pytest.fail(f"every attempt lost or repeated samples (each logged its xruns or late frames): {reports}")
 

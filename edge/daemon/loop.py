@@ -37,8 +37,8 @@ from edge.daemon.reloader import Reloader
 from edge.daemon.sdnotify import Notifier
 
 
-#: What :meth:`AudioLoop._note_xruns` watches: kind -> (counter, the device's attribute, the log line); an
-#: attribute of None: the loop counts it itself, in the counter.
+#: What :meth:`AudioLoop._note_xruns` watches, the periods lost or late and the frames repaired, clipped or late:
+#: kind -> (counter, the device's attribute, the log line); an attribute of None: the loop counts it itself.
 _LOST_PERIODS = {
     "stream": ("xruns", "xruns",
                "xrun: {lost} period(s) lost or played late ({total} since start); the stream was re-prepared and "
@@ -55,13 +55,14 @@ _LOST_PERIODS = {
               "input: {lost} frame(s) of the microphone or the loudspeaker reference with NaN, infinite or absurd "
               "samples repaired ({total} since start): the device or its driver delivers invalid floats; check "
               "audio.sample_format against what the capture device really gives, or use S16_LE"),
-    # A late frame is not lost by the daemon (its buffer absorbs it), but a sound server's graph can drop or repeat
-    # a period around it without any xrun reaching the ALSA stream: a log line with its time is the only trace.
+    # A late frame loses nothing in the daemon (its buffer absorbs it), but what delayed it (a starved host) can make
+    # a sound server lose or repeat a period that no xrun reports to the ALSA stream: the line's time is the trace.
     "deadline": ("deadline_misses", None,
-                 "deadline: {lost} frame(s) took longer than realtime.deadline_ms ({total} since start): the output "
-                 "was late, and a sound server can lose or repeat a period then without reporting an xrun. Many of "
-                 "them mean a busy CPU: set realtime.sched_fifo_priority or realtime.cpu_affinity, and keep "
-                 "realtime.overrun_policy other than off"),
+                 "deadline: {lost} frame(s) took longer than realtime.deadline_ms, {deadline_ms:g} ms ({total} since "
+                 "start): the CPU was busy or the process preempted, and a sound server starved at the same time can "
+                 "lose or repeat a period without reporting an xrun. Many of them mean a busy CPU: set "
+                 "realtime.sched_fifo_priority or realtime.cpu_affinity, and keep realtime.overrun_policy other than "
+                 "off"),
     "clipping": ("clipped_frames", None,
                  "output: {lost} frame(s) clipped at full scale ({total} since start): the enhanced signal went above "
                  "it, mostly because the microphone's own signal is at or near full scale; lower the capture gain"),
@@ -345,9 +346,10 @@ class AudioLoop:
         return True
 
     def _note_xruns(self, flush=False):
-        """Count the device's xruns (the microphone and output streams, and the echo reference's) and log them
-        as they happen: the first of a burst at once, the rest of the burst at most once a second (``flush``:
-        now), so that a log says when audio was lost, not only how often."""
+        """Count the device's xruns (the microphone and output streams, and the echo reference's) and log them,
+        and the frames the loop repaired, clipped or finished late, as they happen: the first of a burst at once,
+        the rest of the burst at most once a second (``flush``: now), so that a log says when audio was lost or
+        late, not only how often."""
         now = None
         for kind, (counter, attribute, message) in _LOST_PERIODS.items():
             if attribute is None:
@@ -361,7 +363,8 @@ class AudioLoop:
             now = self.clock() if now is None else now
             if not flush and logged_at is not None and now - logged_at < self.XRUN_LOG_EVERY_S:
                 continue
-            self.events.put(logging.WARNING, message.format(lost=total - logged, total=total))
+            self.events.put(logging.WARNING, message.format(lost=total - logged, total=total,
+                                                            deadline_ms=self.pipeline.gains.deadline_s * 1000))
             self._logged[kind] = (total, now)
 
     def _cancel_echo(self, canceller, frame):
