@@ -1,4 +1,5 @@
-"""Training with the int8 rounding as noise (training.quant_noise): the cell is a GRU, the noise is training-only."""
+"""Training with the int8 rounding as noise or as rounding on the fixed grids (training.quant_noise): the cell is a
+GRU, the noise and the rounding are training-only."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ pytest.importorskip("tensorflow", reason="the training extra (tensorflow-cpu) is
 import keras  # noqa: E402
 
 from training.model import build_sequence_model, config_for, plain_form  # noqa: E402
-from training.quant_noise import STATE_STEP, TANH_STEP, quant_noise_layer  # noqa: E402
+from training.quant_noise import (SIGMOID_STEP, STATE_STEP, TANH_STEP, quant_noise_gru_cell,  # noqa: E402
+                                  quant_noise_layer)
 from training.train import TrainingError, compile_model  # noqa: E402
 
 
@@ -81,6 +83,41 @@ def test_a_range_grid_follows_the_tensor_range():
     assert np.abs(out - x).max() <= 0.5 * 8.0 / 255.0 + 1e-6
 
 
+def test_rounding_puts_a_fixed_grid_tensor_on_int8_codes_and_passes_the_gradient_straight_through():
+    import tensorflow as tf
+    x = tf.constant(np.linspace(-1.5, 1.5, 301, dtype=np.float32))
+    for step, low, high in ((TANH_STEP, -128, 127), (SIGMOID_STEP, 0, 255), (STATE_STEP, -128, 127)):
+        layer = quant_noise_layer(keras)(0.0, step, round_fixed=True)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=True)
+        codes = np.asarray(out) / step
+        np.testing.assert_allclose(codes, np.round(codes), atol=1e-3)      # on the grid
+        assert codes.min() == pytest.approx(low) and codes.max() == pytest.approx(high)   # clipped as int8 is
+        inside = (np.asarray(x) > low * step) & (np.asarray(x) < high * step)
+        assert np.abs(np.asarray(out)[inside] - np.asarray(x)[inside]).max() <= 0.5 * step + 1e-6
+        np.testing.assert_array_equal(np.asarray(tape.gradient(out, x)), np.ones(301, np.float32))
+        assert np.array_equal(np.asarray(layer(x, training=False)), np.asarray(x))
+
+
+def test_the_rounding_cell_carries_its_state_on_the_state_grid_and_is_deterministic(trained_like):
+    config, plain, x = trained_like
+    cell = quant_noise_gru_cell(keras)(8, 0.0, round_fixed=True)
+    rng = np.random.default_rng(4)
+    inputs, state = rng.standard_normal((3, 5)).astype(np.float32), rng.uniform(-1, 1, (3, 8)).astype(np.float32)
+    cell.build((3, 5))
+    new, _ = cell(inputs, [state], training=True)
+    codes = np.asarray(new) / STATE_STEP
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-3)
+    assert codes.min() >= -128 - 1e-3 and codes.max() <= 127 + 1e-3
+    rounded = build_sequence_model(config, quant_round=True)
+    rounded.set_weights(plain.get_weights())
+    want, first, again = _gains(plain, x, False), _gains(rounded, x, True), _gains(rounded, x, True)
+    assert all(np.array_equal(first[key], again[key]) for key in first)          # rounding, not noise
+    assert 0.0 < float(np.mean(np.abs(first["gain"] - want["gain"]))) < 0.05
+    assert all(np.array_equal(want[key], value) for key, value in _gains(rounded, x, False).items())
+
+
 def test_the_saved_form_is_plain_and_the_noise_combines_with_nothing_else(trained_like):
     config, plain, _ = trained_like
     noisy = build_sequence_model(config, quant_noise=2.0)
@@ -91,6 +128,10 @@ def test_the_saved_form_is_plain_and_the_noise_combines_with_nothing_else(traine
         build_sequence_model(config, state_noise=STATE_STEP, quant_noise=2.0)
     with pytest.raises(TrainingError, match="--quant-noise"):
         compile_model("tiny_echo", 1e-3, state_noise=STATE_STEP, quant_noise=2.0)
+    with pytest.raises(TrainingError, match="--quant-round do not combine"):
+        compile_model("tiny_echo", 1e-3, state_noise=STATE_STEP, quant_round=True)
+    assert type(compile_model("tiny_echo", 1e-3, quant_round=True)[0].get_layer("gru1").cell).__name__ \
+        == "QuantNoiseGRUCell"
 
 
 def test_a_noisy_run_keeps_its_epochs_in_the_plain_form(mini_corpus, tmp_path):

@@ -148,6 +148,10 @@ def _parser():
                        help="uniform noise of this many int8 grid steps on every tensor the int8 network rounds, "
                             "in training only, so that the conversion's rounding moves the outputs less "
                             "(training.quant_noise; 2 matches the int8 lite_echo's gain error; default 0: none)")
+    train.add_argument("--quant-round", action="store_true",
+                       help="in training, round every tensor on a fixed int8 grid (sigmoids 1/256 up to 255/256, "
+                            "tanhs 1/128, GRU states 1/127.5) to that grid, with straight-through gradients, in "
+                            "place of --quant-noise's noise there (training.quant_noise; default: off)")
     train.add_argument("--keep-epochs", action="store_true",
                        help="also write each epoch's weights to OUT/epochs/eN.weights.h5 (N from 1, as the "
                             "model cards count), so that any epoch can be measured later (default: only the "
@@ -222,7 +226,8 @@ def main(argv=None):
                 over_suppression_weight=args.over_suppression_weight, seed=args.seed,
                 quiet_lead_share=args.quiet_lead_share, state_noise=args.state_noise,
                 int8_aware=args.int8_aware, restart_learning_rate=args.restart_learning_rate,
-                validation_cache=args.validation_cache, keep_epochs=args.keep_epochs, quant_noise=args.quant_noise)
+                validation_cache=args.validation_cache, keep_epochs=args.keep_epochs, quant_noise=args.quant_noise,
+                quant_round=args.quant_round)
     except PercepnetError as exc:                   # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-train: error: {exc}", file=sys.stderr)
         return 2

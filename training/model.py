@@ -156,7 +156,7 @@ def _gru(keras, units, name, state_noise, state_grid=None):
     return keras.layers.RNN(cell, return_sequences=True, name=name)
 
 
-def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None, quant_noise=0.0):
+def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None, quant_noise=0.0, quant_round=False):
     """The training form: features (batch, frames, 70 or 138) -> dict of per-frame outputs.
 
     ``state_noise`` > 0 (training only): every GRU state gets uniform noise of
@@ -174,17 +174,19 @@ def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None, 
     ``quant_noise`` > 0 (training only): every tensor the int8 step form
     rounds gets uniform noise of that many of its grid steps
     (training.quant_noise), so that the network learns outputs that the int8
-    conversion's rounding does not move. It does not combine with the other two.
+    conversion's rounding does not move; ``quant_round`` (training only)
+    rounds the tensors on fixed grids (sigmoids, tanhs, GRU states) to them
+    instead, with straight-through gradients. Neither combines with the first two.
 
     Save any of these kinds through :func:`plain_form`.
     """
     keras = _keras()
     layers = keras.layers
     grids = int8_grids or {}
-    if quant_noise > 0.0:
+    if quant_noise > 0.0 or quant_round:
         if state_noise > 0.0 or grids:
-            raise ValueError("quant_noise does not combine with state_noise or int8_grids: choose one")
-        return _quant_noise_sequence_model(keras, config, quant_noise)
+            raise ValueError("quant_noise and quant_round do not combine with state_noise or int8_grids: choose one")
+        return _quant_noise_sequence_model(keras, config, quant_noise, quant_round)
 
     def on_grid(x, name):
         return _int8_grid_layer(keras)(grids[name], name=f"{name}_int8")(x) if name in grids else x
@@ -209,8 +211,8 @@ def build_sequence_model(config: ModelConfig, state_noise=0.0, int8_grids=None, 
     return keras.Model(features, outputs, name=f"percepnet_{config.name}")
 
 
-def _quant_noise_sequence_model(keras, config: ModelConfig, noise_steps):
-    """The sequence form with training.quant_noise's noise after every op the step form rounds.
+def _quant_noise_sequence_model(keras, config: ModelConfig, noise_steps, round_fixed=False):
+    """The sequence form with training.quant_noise's noise (or rounding) after every op the step form rounds.
 
     The same layers and weights in the same order as the plain form: each
     dense or convolution layer is linear, followed by noise, its activation
@@ -222,10 +224,11 @@ def _quant_noise_sequence_model(keras, config: ModelConfig, noise_steps):
 
     def activated(x, layer, activation, step):
         x = layers.Activation(activation)(noise(noise_steps)(layer(x)))
-        return x if step is None else noise(noise_steps, step)(x)
+        return x if step is None else noise(noise_steps, step, round_fixed)(x)
 
     def gru(x, units, name):
-        return layers.RNN(quant_noise_gru_cell(keras)(units, noise_steps), return_sequences=True, name=name)(x)
+        cell = quant_noise_gru_cell(keras)(units, noise_steps, round_fixed)
+        return layers.RNN(cell, return_sequences=True, name=name)(x)
 
     features = keras.Input((None, config.n_features), name="features")
     x = activated(noise(noise_steps)(features), layers.Dense(config.fc_units, name="fc_in"), "tanh", TANH_STEP)

@@ -257,14 +257,15 @@ def strategy_for(name):
 
 
 def compile_model(size, learning_rate, over_suppression_weight=OVER_SUPPRESSION_WEIGHT, init_from=None,
-                  state_noise=0.0, int8_grids=None, quant_noise=0.0):
+                  state_noise=0.0, int8_grids=None, quant_noise=0.0, quant_round=False):
     import keras
     config = config_for(size)
     if quant_noise < 0 or state_noise < 0:
         raise TrainingError(f"--quant-noise {quant_noise} / --state-noise {state_noise}: give 0 (none) or more")
-    if quant_noise > 0 and (state_noise > 0 or int8_grids):
-        raise TrainingError("--quant-noise does not combine with --state-noise or --int8-aware: give one of them")
-    model = build_sequence_model(config, state_noise, int8_grids, quant_noise)
+    if (quant_noise > 0 or quant_round) and (state_noise > 0 or int8_grids):
+        raise TrainingError("--quant-noise and --quant-round do not combine with --state-noise or --int8-aware: "
+                            "give one of them")
+    model = build_sequence_model(config, state_noise, int8_grids, quant_noise, quant_round)
     if init_from is not None:
         _load_weights(model, init_from)
     losses = {"gain": _gain_loss_with(over_suppression_weight), "strength": strength_loss}
@@ -432,7 +433,8 @@ def _folders(folders):
 def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate=1e-3,
         strategy="default", steps_per_epoch=None, time_budget_min=None, say=print, init_from=None,
         over_suppression_weight=OVER_SUPPRESSION_WEIGHT, seed=0, quiet_lead_share=0.0, state_noise=0.0,
-        int8_aware=None, restart_learning_rate=False, validation_cache=None, keep_epochs=False, quant_noise=0.0):
+        int8_aware=None, restart_learning_rate=False, validation_cache=None, keep_epochs=False, quant_noise=0.0,
+        quant_round=False):
     """Train, checkpointing every epoch (resumable) and keeping the best by validation loss.
 
     ``cache_dir`` is a cache folder or a list of them (shards pooled);
@@ -444,7 +446,9 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     model's .json) rounds the features and every carried state to that model's
     int8 grids in training and validation (:func:`int8_grids_from`);
     ``quant_noise`` adds that many int8 grid steps of uniform noise to every
-    tensor the step form rounds, in training only (training.quant_noise). Any
+    tensor the step form rounds, in training only (training.quant_noise);
+    ``quant_round`` rounds the fixed grids' tensors (sigmoids, tanhs, GRU
+    states) to those grids in training instead. Any
     way the saved model is the plain form. A resumed run keeps the rate its optimiser
     state holds (ReduceLROnPlateau may have lowered it); ``restart_learning_rate``
     sets it back to ``learning_rate`` instead. ``validation_cache`` (a folder or
@@ -458,10 +462,10 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     out_dir.mkdir(parents=True, exist_ok=True)
     config = config_for(size)
     int8_grids = None if int8_aware is None else int8_grids_from(int8_aware, config)
-    custom_layers = state_noise > 0 or int8_grids is not None or quant_noise > 0
+    custom_layers = state_noise > 0 or int8_grids is not None or quant_noise > 0 or quant_round
     with strategy_for(strategy).scope():
         model, _ = compile_model(size, learning_rate, over_suppression_weight, init_from, state_noise, int8_grids,
-                                 quant_noise)
+                                 quant_noise, quant_round)
     say(f"model {config.name}: {model.count_params():,} weights; feature version {FEATURE_VERSION}")
     train_store = ExampleStore(cache_dir, "train", say, config.n_features)
     train_store.use_quiet_leads(quiet_lead_share, seed)
@@ -512,6 +516,7 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
         "final_learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
         "quiet_lead_share": quiet_lead_share, "state_noise": state_noise,
         "int8_aware": None if int8_aware is None else str(int8_aware), "quant_noise": quant_noise,
+        "quant_round": bool(quant_round),
     }
     (out_dir / "training.json").write_text(json.dumps(card, indent=2))
     say(f"best validation loss {card['best_val_loss']}; model in {best}")
