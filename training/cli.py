@@ -149,9 +149,10 @@ def _parser():
                             "in training only, so that the conversion's rounding moves the outputs less "
                             "(training.quant_noise; 2 matches the int8 lite_echo's gain error; default 0: none)")
     train.add_argument("--quant-round", action="store_true",
-                       help="in training, round every tensor on a fixed int8 grid (sigmoids 1/256 up to 255/256, "
-                            "tanhs 1/128, GRU states 1/127.5) to that grid, with straight-through gradients, in "
-                            "place of --quant-noise's noise there (training.quant_noise; default: off)")
+                       help="in training, round every tensor on a fixed int8 grid (the GRUs' sigmoids 1/256 up to "
+                            "255/256, tanhs 1/128, GRU states 1/127.5; the output heads are left alone) to that "
+                            "grid, with straight-through gradients, in place of --quant-noise's noise there "
+                            "(training.quant_noise; default: off)")
     train.add_argument("--keep-epochs", action="store_true",
                        help="also write each epoch's weights to OUT/epochs/eN.weights.h5 (N from 1, as the "
                             "model cards count), so that any epoch can be measured later (default: only the "

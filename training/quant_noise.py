@@ -14,7 +14,8 @@ step form quantises gets uniform noise of a given number of its grid steps
 grid is:
 
 * fixed where the converter's is: 1/256 after a sigmoid, 1/128 after a tanh,
-  2/255 for a GRU state (every state's int8 scale is 1/127.5);
+  2/255 for a GRU state (calibration sets every state's int8 scale to about
+  1/127.5, its zero point to -1: the states span -1 .. 1);
 * elsewhere (the features, matrix products and sums) the tensor's range / 255,
   as the converter's min/max calibration sets it, but over what one call sees:
   the whole batch for the layers outside the GRUs, one frame of the batch
@@ -43,8 +44,9 @@ import functools
 SIGMOID_STEP = 1.0 / 256.0
 TANH_STEP = 1.0 / 128.0
 STATE_STEP = 2.0 / 255.0
-#: The int8 codes each fixed grid spans: a sigmoid's zero point is -128 (0 .. 255/256), a tanh's and a state's 0.
-FIXED_GRID_CODES = {SIGMOID_STEP: (0.0, 255.0), TANH_STEP: (-128.0, 127.0), STATE_STEP: (-128.0, 127.0)}
+#: The values each fixed grid spans, in steps: a sigmoid's zero point is -128 (0 .. 255/256), a tanh's 0 (-1 ..
+#: 127/128), a state's -1 as the shipped models' are (-127/127.5 .. 128/127.5; a state never reaches either end).
+FIXED_GRID_CODES = {SIGMOID_STEP: (0.0, 255.0), TANH_STEP: (-128.0, 127.0), STATE_STEP: (-127.0, 128.0)}
 
 
 def _uniform_step_noise(keras, x, step, noise_steps, seed, round_fixed=False):
@@ -68,6 +70,8 @@ def quant_noise_layer(keras):
 
     class QuantNoise(keras.layers.Layer):
         def __init__(self, noise_steps, step=None, round_fixed=False, **kwargs):
+            if round_fixed and step is not None and step not in FIXED_GRID_CODES:
+                raise ValueError(f"round_fixed: step {step!r} is none of the fixed grids {sorted(FIXED_GRID_CODES)}")
             super().__init__(**kwargs)
             self.noise_steps, self.step, self.round_fixed = float(noise_steps), step, bool(round_fixed)
             self._seed = keras.random.SeedGenerator()     # a seed of its own: layers' roundings are independent
