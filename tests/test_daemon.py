@@ -188,8 +188,8 @@ def test_deadline_misses_are_logged_when_they_happen_a_burst_as_one_line_a_secon
     assert counters.deadline_misses == 3 and counters.frames == 1000
     # The first at once; 21 and 400 fall within a second of it (2 ms of fake time a frame): said once it has passed.
     assert lines == [("WARNING", 1, 1), ("WARNING", 2, 3)]
-    first = next(r for r in caplog.records if r.getMessage().startswith("deadline:"))
-    assert "realtime.deadline_ms, 10 ms (1 since start)" in first.getMessage() and "sched_fifo_priority" in first.getMessage()
+    first = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("deadline:"))
+    assert "realtime.deadline_ms, 10 ms (1 since start)" in first and "sched_fifo_priority" in first
     caplog.clear()
     loop, io, network, clock = _loop("'off'")
     network.slow = {20: 0.012, 21: 0.011, 400: 0.015}
