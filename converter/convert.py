@@ -136,7 +136,8 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
         variant_dir = out_path.parent / "variants"
         for quantization in VARIANTS:
             variant = variant_dir / f"{out_path.stem}_{quantization}.tflite"
-            calibration = representative_dataset(inputs, CALIBRATION_FRAMES)     # used by int16x8 only
+            # Only int16x8 is calibrated: float32 and dynamic-range keep float activations.
+            calibration = representative_dataset(inputs, CALIBRATION_FRAMES) if quantization == "int16x8" else None
             write_model(convert_step_model(step, quantization, calibration), variant, config, quantization,
                         sequence_model.count_params(), training_note)
             report[quantization] = str(variant)

@@ -448,8 +448,8 @@ def fit(cache_dir, out_dir, size="lite", epochs=20, batch_size=32, learning_rate
     ``quant_noise`` adds that many int8 grid steps of uniform noise to every
     tensor the step form rounds, in training only (training.quant_noise);
     ``quant_round`` rounds the fixed grids' tensors (sigmoids, tanhs, GRU
-    states) to those grids in training instead. Any
-    way the saved model is the plain form. A resumed run keeps the rate its optimiser
+    states) to those grids in training instead. Whichever is used, the saved
+    model is the plain form. A resumed run keeps the rate its optimiser
     state holds (ReduceLROnPlateau may have lowered it); ``restart_learning_rate``
     sets it back to ``learning_rate`` instead. ``validation_cache`` (a folder or
     a list) holds the validation shards when the training pool should not: a
