@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import stat
@@ -26,9 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.devices import pipewire, sound_devices
+from edge.devices import negotiation, pipewire, sound_devices
 from edge.dsp.constants import HOP_SAMPLES, LATENCY_SAMPLES, SAMPLE_RATE_HZ
 from edge.errors import DeviceError, MissingDependencyError
+
+log = logging.getLogger("percepnet-edge")
 
 _DTYPES = {"S16_LE": ("<i2", 32768.0), "S32_LE": ("<i4", 2147483648.0), "FLOAT_LE": ("<f4", 1.0)}
 
@@ -68,20 +71,31 @@ def encode(frame, sample_format, out_buffer):
 def open_pcm(alsaaudio, kind, device, channels, format_code, periods):
     """A PCM at 48 kHz with 480-frame periods, with pyalsaaudio >= 0.9's keywords or 0.8's setters.
 
-    Debian bookworm's python3-alsaaudio is 0.8.4, whose PCM() takes only
-    (type, mode, device): the parameters are then set one by one, and the
-    buffer size stays the device's default.
+    ALSA takes its nearest values where a device cannot do what was asked, without an error:
+    :func:`edge.devices.negotiation.refuse_disagreement` compares them with the request. Debian bookworm's
+    python3-alsaaudio is 0.8.4, whose PCM() takes only (type, mode, device) and has no ``info()``: the
+    parameters are then set one by one, their answers kept as the PCM's ``info()``, and the buffer size stays
+    the device's default (said once in the log).
     """
+    global _SAID_NO_BUFFER_SIZE
     try:
         return alsaaudio.PCM(kind, alsaaudio.PCM_NORMAL, rate=SAMPLE_RATE_HZ, channels=channels,
                              format=format_code, periodsize=HOP_SAMPLES, periods=periods, device=device)
     except TypeError:
         pcm = alsaaudio.PCM(kind, alsaaudio.PCM_NORMAL, device=device)
-        pcm.setchannels(channels)
-        pcm.setrate(SAMPLE_RATE_HZ)
-        pcm.setformat(format_code)
-        pcm.setperiodsize(HOP_SAMPLES)
-        return pcm
+        answers = {"channels": pcm.setchannels(channels), "rate": pcm.setrate(SAMPLE_RATE_HZ)}
+        answers["format_name"] = negotiation.format_name(alsaaudio, pcm.setformat(format_code))
+        answers["period_size"] = pcm.setperiodsize(HOP_SAMPLES)
+        if not _SAID_NO_BUFFER_SIZE:
+            _SAID_NO_BUFFER_SIZE = True
+            log.warning(f"pyalsaaudio without keyword arguments (0.8) cannot set ALSA's buffer size: "
+                        f"audio.buffer_periods ({periods}) is not applied, each device keeps its default buffer; "
+                        "pip install 'pyalsaaudio>=0.10' applies it")
+        return negotiation.SetterAnswers(pcm, answers)
+
+
+#: open_pcm() has logged that pyalsaaudio 0.8 leaves audio.buffer_periods unapplied (once a process).
+_SAID_NO_BUFFER_SIZE = False
 
 
 def output_delay_samples(audio_config):
@@ -269,11 +283,12 @@ class AlsaDuplex:
             return None, None, sound_devices.explain("capture", self.reference_device, str(exc), self.proc)
         except DeviceError as exc:
             return None, None, str(exc)
-        rate = reference.info()["rate"] if hasattr(reference, "info") else SAMPLE_RATE_HZ
-        if rate != SAMPLE_RATE_HZ:
+        try:
+            negotiation.refuse_disagreement(reference, "echo reference", self.reference_device, "echo.reference_device",
+                                            1, config.sample_format, config.buffer_periods, tuple(_DTYPES))
+        except DeviceError as exc:
             _close_quietly(reference)
-            return None, None, (f"echo reference {self.reference_device!r} runs at {rate} Hz, not {SAMPLE_RATE_HZ}: "
-                                "use a plughw: device or an ALSA 'plug' PCM")
+            return None, None, str(exc)
         speaker = None
         if self.speaker_device is not None:
             try:
@@ -286,6 +301,13 @@ class AlsaDuplex:
                 return None, None, sound_devices.explain("playback", self.speaker_device, str(exc), self.proc)
             except DeviceError as exc:
                 _close_quietly(reference)
+                return None, None, str(exc)
+            try:
+                negotiation.refuse_disagreement(speaker, "loudspeaker", self.speaker_device, "echo.speaker_device", 1,
+                                                config.sample_format, config.buffer_periods, tuple(_DTYPES))
+            except DeviceError as exc:
+                for pcm in (reference, speaker):
+                    _close_quietly(pcm)
                 return None, None, str(exc)
         if start:
             try:
@@ -411,24 +433,18 @@ class AlsaDuplex:
             self._write_bytes(self._silence)
 
     def _check_negotiated(self):
-        """Refuse a device that silently changed our rate or period (we never resample on the fly)."""
+        """Refuse a device that silently took another rate, channel count, format or period than asked (we never
+        resample or convert on the fly); both PCMs are closed first."""
+        config = self.config
         for name, pcm in (("capture", self.capture), ("playback", self.playback)):
-            info = pcm.info() if hasattr(pcm, "info") else {}
-            rate = info.get("rate", SAMPLE_RATE_HZ)
-            period = info.get("period_size", HOP_SAMPLES)   # pyalsaaudio >= 0.10 reads back what the device chose
-            if period != HOP_SAMPLES:
+            try:
+                negotiation.refuse_disagreement(
+                    pcm, f"{name} device", getattr(config, f"{name}_device"), f"audio.{name}_device",
+                    config.capture_channels if name == "capture" else 1, config.sample_format,
+                    config.buffer_periods, tuple(_DTYPES))
+            except DeviceError:
                 self.close()
-                device = getattr(self.config, f"{name}_device")
-                raise DeviceError(f"{name} device {device!r} runs with {period}-frame periods, not {HOP_SAMPLES}: "
-                                  "use a device that accepts 10 ms periods (a plughw: device, or a dsnoop/dmix PCM "
-                                  f"with period_size {HOP_SAMPLES})")
-            if rate != SAMPLE_RATE_HZ:
-                self.close()
-                device = getattr(self.config, f"{name}_device")
-                plug = sound_devices.plug_name(device)
-                fix = (f"set audio.{name}_device to {plug!r}, which converts the rate" if plug else
-                       "use a plughw: device or an ALSA 'plug' PCM that converts the rate")
-                raise DeviceError(f"{name} device {device!r} runs at {rate} Hz, not {SAMPLE_RATE_HZ}: {fix}")
+                raise
 
     def read(self):
         """One period as float mono (an internal buffer), or None after an overrun (counted)."""
