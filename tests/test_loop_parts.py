@@ -95,6 +95,44 @@ def test_a_good_config_is_loaded_in_a_thread_and_handed_over_once(tmp_path, capl
     assert f"reloaded {path}" in caplog.text
 
 
+@pytest.mark.parametrize("yaml, changed", [
+    ("echo: {enabled: true, reference_device: 'hw:2,0'}\n",
+     "echo.enabled, echo.reference_device or echo.speaker_device changed: the echo devices need a restart"),
+    ("echo: {speaker_device: 'hw:3,0'}\n",
+     "echo.enabled, echo.reference_device or echo.speaker_device changed: the echo devices need a restart"),
+    ("realtime: {sched_fifo_priority: 50}\n",
+     "realtime.sched_fifo_priority or realtime.cpu_affinity changed: the priority and CPU pinning need a restart"),
+    ("realtime: {cpu_affinity: [1]}\n",
+     "realtime.sched_fifo_priority or realtime.cpu_affinity changed: the priority and CPU pinning need a restart"),
+    ("audio: {buffer_periods: 8}\n", "the audio section changed: devices and formats need a restart"),
+])
+def test_a_reload_names_every_setting_that_needs_a_restart(tmp_path, caplog, yaml, changed):
+    """The devices are open and the scheduling applied at start: a reload that changes them says so, every time."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml)
+    reloader, _, events = _reloader([])
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        for _ in range(2):
+            reloader.request(str(path))
+            reloader.start(parse("")).join()
+            events.drain()
+    said = [record.getMessage() for record in caplog.records]
+    assert said[0] == f"reloaded {path}: model, dsp, echo-canceller and realtime frame settings applied"
+    assert [line for line in said if "need a restart" in line] == [
+        f"{changed} (systemctl restart); until then the running ones stay"] * 2
+
+
+def test_a_reload_of_frame_and_canceller_settings_needs_no_restart(tmp_path, caplog):
+    path = tmp_path / "config.yaml"
+    path.write_text("realtime: {deadline_ms: 8, overrun_policy: bypass}\necho: {tail_ms: 200}\n")
+    reloader, _, events = _reloader([])
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        reloader.request(str(path))
+        reloader.start(parse("")).join()
+        events.drain()
+    assert "reloaded" in caplog.text and "need a restart" not in caplog.text
+
+
 def test_a_bad_config_is_rejected_and_counted(tmp_path, caplog):
     path = tmp_path / "config.yaml"
     path.write_text("dsp: {postfilter_beta: -1}\n")

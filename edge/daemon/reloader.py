@@ -14,6 +14,19 @@ import threading
 from edge.daemon import config as config_module
 
 
+#: What a reload cannot change, with what to call it in the log: the devices are open, the telemetry sinks running,
+#: and the scheduling was applied to the process at start. A difference from the config the daemon started with is
+#: logged at every reload until a restart.
+NEEDS_RESTART = (
+    ("the audio section", "devices and formats", lambda config: config.audio),
+    ("the telemetry section", "telemetry sinks and interval", lambda config: config.telemetry),
+    ("echo.enabled, echo.reference_device or echo.speaker_device", "the echo devices",
+     lambda config: (config.echo.enabled, config.echo.reference_device, config.echo.speaker_device)),
+    ("realtime.sched_fifo_priority or realtime.cpu_affinity", "the priority and CPU pinning",
+     lambda config: (config.realtime.sched_fifo_priority, config.realtime.cpu_affinity)),
+)
+
+
 class Reloader:
     """Loads a requested config in a helper thread; ``build(config)`` makes the pipeline to swap in."""
 
@@ -49,10 +62,11 @@ class Reloader:
         try:
             new_config = config_module.load(path)
             self.pending = self.build(new_config)
-            self.events.put(logging.INFO, f"reloaded {path}: model, dsp and realtime settings applied")
-            for section, what in (("audio", "devices and formats"), ("telemetry", "telemetry sinks and interval")):
-                if getattr(new_config, section) != getattr(started_config, section):
-                    self.events.put(logging.WARNING, f"the {section} section changed: {what} need a restart "
+            self.events.put(logging.INFO, f"reloaded {path}: model, dsp, echo-canceller and realtime frame "
+                                          "settings applied")
+            for changed, what, part in NEEDS_RESTART:
+                if part(new_config) != part(started_config):
+                    self.events.put(logging.WARNING, f"{changed} changed: {what} need a restart "
                                                      "(systemctl restart); until then the running ones stay")
         except Exception as exc:                   # any failure, ours or a bug's, keeps the old config running
             self.counters.rejected_reloads += 1
