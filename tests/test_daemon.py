@@ -780,6 +780,28 @@ def test_the_watchdog_is_fed_around_a_reopen_held_up_by_a_stalled_background_ope
     assert notifier.longest_watchdog_gap_s() <= 2.5 + 1e-9
 
 
+def test_an_open_pings_the_watchdog_between_its_pipewire_questions(monkeypatch):
+    """open() asks PipeWire about the devices, then about the echo reference (pw-dump, up to PW_DUMP_TIMEOUT_S each,
+    and up to OPEN_WAIT_S for each PCM's lock): the daemon's watchdog ping between the two keeps the longest stretch
+    without one inside WatchdogSec=5, where a stalled server (pw-dump then waited 10 s) had systemd kill it."""
+    from edge.devices import alsa, pipewire
+    clock = FakeClock()
+    notifier = RecordingNotifier(clock)
+    duplex = AlsaDuplex(parse("").audio, reference_device="pipewire:NODE=speaker.monitor")
+    AudioLoop(parse(""), duplex, runner_factory=lambda c: FakeNetwork(clock), clock=clock, notifier=notifier)
+    stalled_s = pipewire.PW_DUMP_TIMEOUT_S + 2 * alsa.OPEN_WAIT_S       # every wait at its limit
+    monkeypatch.setattr(pipewire, "check_targets", lambda config: clock.advance(pipewire.PW_DUMP_TIMEOUT_S))
+    monkeypatch.setattr(AlsaDuplex, "open_one", lambda self, kind: clock.advance(alsa.OPEN_WAIT_S))
+    monkeypatch.setattr(AlsaDuplex, "_check_negotiated", lambda self: None)
+    monkeypatch.setattr(AlsaDuplex, "_prefill", lambda self: None)
+    monkeypatch.setattr(AlsaDuplex, "open_reference", lambda self: clock.advance(stalled_s))
+    notifier.watchdog()                                              # the ping before an open (_recover)
+    duplex.open()
+    notifier.watchdog()                                              # and after it (_open_with_backoff)
+    assert notifier.messages() == ["WATCHDOG=1"] * 3
+    assert notifier.longest_watchdog_gap_s() == pytest.approx(stalled_s) and stalled_s < 5 / 1.5
+
+
 def test_a_stop_signal_interrupts_a_long_device_wait():
     """Item 2: SIGTERM during a 300 s backoff wait ends it at once (a guard signal fails the test after 30 s)."""
     import os

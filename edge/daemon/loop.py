@@ -152,6 +152,8 @@ class AudioLoop:
         self.started_config = config          # what a reload cannot change (devices, telemetry) came from this
         self.pipeline = Pipeline(config, clock, runner_factory)
         self.notifier = notifier or Notifier()
+        if hasattr(io, "keepalive"):          # an open asks PipeWire twice (devices, then the echo reference)
+            io.keepalive = self.notifier.watchdog
         self.counters = Counters()
         self.frame_times = FrameTimes()
         self.waiting_for_device = False

@@ -109,8 +109,8 @@ def output_delay_samples(audio_config):
 #: reference's properties (a capture from a sink's monitor).
 _OPENING = threading.Lock()
 #: How long an open waits for another one in progress before it fails (and the daemon retries it). An open takes
-#: milliseconds. open() takes the lock up to four times (capture, playback, reference, loudspeaker): 2 s at most
-#: between the daemon's watchdog pings around it (WatchdogSec=5), plus pw-dump's answers (edge.devices.pipewire).
+#: milliseconds. open() takes the lock up to four times (capture, playback, reference, loudspeaker), and asks pw-dump
+#: twice (edge.devices.pipewire): at most 2 s + 2 x 0.5 s between two watchdog pings (WatchdogSec=5).
 OPEN_WAIT_S = 0.5
 
 
@@ -212,6 +212,9 @@ class AlsaDuplex:
         self._abandoned = False                # close() stopped waiting for that thread
         self._reference_lost_in_a_row = self._forward_lost_in_a_row = self._capture_lost_in_a_row = 0
         self._playback_lost_in_a_row = 0
+        # Called between the steps of open() that may each wait for PipeWire (pw-dump, PW_DUMP_TIMEOUT_S) and for
+        # another open (OPEN_WAIT_S per PCM): the daemon pings systemd's watchdog there (WatchdogSec=5).
+        self.keepalive = lambda: None
 
     def open(self):
         """Open both PCMs; raises DeviceError naming the device that failed and ALSA's reason."""
@@ -230,6 +233,7 @@ class AlsaDuplex:
         self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         self._prefill()
         if self.reference_device is not None:
+            self.keepalive()
             self.open_reference()
 
     def open_reference(self):

@@ -34,7 +34,11 @@ INPUT_NODE = "percepnet-edge.input"
 DENOISED_NODE = "percepnet-edge.denoised"
 FRAGMENT = "/etc/pipewire/pipewire.conf.d/percepnet-edge.conf"
 ENV = "PIPEWIRE_ALSA"
-PW_DUMP_TIMEOUT_S = 10
+#: pw-dump answers in tens of milliseconds. An open asks it twice (the devices, then the echo reference), with a
+#: watchdog ping between (AlsaDuplex.keepalive), and each step with its PCM opens must end well inside the unit's
+#: WatchdogSec=5: a PipeWire server that does not answer in time fails the open, which is retried and logged,
+#: where a longer wait would have had systemd kill the daemon.
+PW_DUMP_TIMEOUT_S = 2
 #: pw-dump is asked this many times before its output counts as unreadable: a change in the graph while it dumps
 #: (a stream that opens or closes) can cut its output, which is then not JSON. Seen on the PipeWire lab under load,
 #: where it made the echo reference's open fail for a retry's wait.
