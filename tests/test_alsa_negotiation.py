@@ -41,6 +41,18 @@ pcm.mu_law_only {
 #: Opens one duplex from the YAML in argv[1] and prints what happened: ALSA reads its configuration once a process.
 OPEN = """
 import sys
+import alsaaudio
+if sys.argv[1] == "old":                   # pyalsaaudio before 0.10: no keywords, no info(); setters answer instead
+    sys.argv.pop(1)
+    new_pcm = alsaaudio.PCM
+
+    def old_pcm(kind, mode, device="default", **keywords):
+        if keywords:
+            raise TypeError("PCM() takes at most 3 arguments")
+        pcm = new_pcm(kind, mode, device=device)
+        return type("Old", (), {name: getattr(pcm, name) for name in ("setformat", "setchannels", "setrate",
+                                                                      "setperiodsize", "read", "write", "close")})()
+    alsaaudio.PCM = old_pcm
 from edge.daemon.config import parse
 from edge.devices.alsa import AlsaDuplex
 from edge.errors import DeviceError
@@ -56,29 +68,31 @@ else:
 """
 
 
-def _open(tmp_path, yaml, *echo_devices):
+def _open(tmp_path, yaml, *echo_devices, old=False):
     (tmp_path / "asoundrc").write_text(ASOUNDRC)
     env = {"ALSA_CONFIG_PATH": f"{SYSTEM_ALSA_CONF}:{tmp_path / 'asoundrc'}", "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-c", OPEN, yaml, *echo_devices], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=60)
+    argv = [sys.executable, "-c", OPEN, *(["old"] if old else []), yaml, *echo_devices]
+    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
-def test_a_stereo_only_microphone_asked_for_mono_is_refused_with_the_setting_that_fixes_it(tmp_path):
-    said = _open(tmp_path, "audio: {capture_device: stereo_only, playback_device: 'null'}")
+@pytest.mark.parametrize("old", [False, True], ids=["info", "setter answers"])
+def test_a_stereo_only_microphone_asked_for_mono_is_refused_with_the_setting_that_fixes_it(tmp_path, old):
+    said = _open(tmp_path, "audio: {capture_device: stereo_only, playback_device: 'null'}", old=old)
     assert said.startswith("refused: capture device 'stereo_only' opened with 2 channel(s), not the 1 asked for: "
                            "set audio.capture_channels to 2"), said
     # and the setting it names opens the same device
-    assert _open(tmp_path, "audio: {capture_device: stereo_only, capture_channels: 2, playback_device: 'null'}") \
-        == "opened: 2 S16_LE | reference: open"
+    opens = "audio: {capture_device: stereo_only, capture_channels: 2, playback_device: 'null'}"
+    assert _open(tmp_path, opens, old=old) == "opened: 2 S16_LE | reference: open"
 
 
-def test_a_stereo_only_output_and_a_mu_law_only_microphone_are_refused(tmp_path):
-    said = _open(tmp_path, "audio: {capture_device: 'null', playback_device: stereo_only}")
+@pytest.mark.parametrize("old", [False, True], ids=["info", "setter answers"])
+def test_a_stereo_only_output_and_a_mu_law_only_microphone_are_refused(tmp_path, old):
+    said = _open(tmp_path, "audio: {capture_device: 'null', playback_device: stereo_only}", old=old)
     assert said.startswith("refused: playback device 'stereo_only' opened with 2 channel(s), not the 1 asked for: "
                            "use a plughw: device"), said
-    said = _open(tmp_path, "audio: {capture_device: mu_law_only, playback_device: 'null'}")
+    said = _open(tmp_path, "audio: {capture_device: mu_law_only, playback_device: 'null'}", old=old)
     assert said.startswith("refused: capture device 'mu_law_only' opened with MU_LAW samples, not the S16_LE "
                            "asked for: use a plughw: device"), said
     assert "(the daemon reads S16_LE, S32_LE, FLOAT_LE)" in said
@@ -89,8 +103,8 @@ def test_an_echo_reference_or_loudspeaker_that_takes_other_settings_is_recorded_
     assert _open(tmp_path, nulls, "null", "null") == "opened: 1 S16_LE | reference: open"
     said = _open(tmp_path, nulls, "stereo_only", "null")
     assert said == ("opened: 1 S16_LE | reference: echo reference 'stereo_only' opened with 2 channel(s), not the 1 "
-                    "asked for: use a plughw: device or an ALSA 'plug' PCM, which converts; echo cancellation is off until "
-                    "the reference is back"), said
+                    "asked for: use a plughw: device or an ALSA 'plug' PCM, which converts; echo cancellation is off "
+                    "until the reference is back"), said
     said = _open(tmp_path, nulls, "null", "mu_law_only")
     assert said.startswith("opened: 1 S16_LE | reference: loudspeaker 'mu_law_only' opened with MU_LAW samples"), said
 
@@ -117,12 +131,12 @@ def test_a_format_the_daemon_reads_is_named_as_the_fix_and_both_pcms_are_closed(
     assert capture.closed and playback.closed and duplex.capture is None
 
 
-def test_a_shorter_buffer_than_asked_is_logged_not_refused(caplog):
+def test_a_shorter_buffer_than_asked_is_logged_once_not_refused(caplog, monkeypatch):
+    monkeypatch.setattr(negotiation, "_SAID_SHORT_BUFFER", set())
     with caplog.at_level(logging.WARNING, logger="percepnet-edge"):
-        negotiation.refuse_disagreement(_Info(periods=2), "capture device", "dsnoop:0", "audio.capture_device", 1,
-                                        "S16_LE", 4, ("S16_LE",))
-        negotiation.refuse_disagreement(_Info(periods=8), "capture device", "dsnoop:0", "audio.capture_device", 1,
-                                        "S16_LE", 4, ("S16_LE",))
+        for periods in (2, 8, 2):                                    # the third: a reopen of the same device
+            negotiation.refuse_disagreement(_Info(periods=periods), "capture device", "dsnoop:0",
+                                            "audio.capture_device", 1, "S16_LE", 4, ("S16_LE",))
     said = [r.getMessage() for r in caplog.records]
     assert said == ["capture device 'dsnoop:0' took a buffer of 2 periods, fewer than the 4 of audio.buffer_periods: "
                     "20 ms of slack against scheduling delays (the device's limit; a dsnoop or dmix PCM's "
@@ -152,15 +166,42 @@ def test_pyalsaaudio_0_8s_setter_answers_are_checked_and_its_missing_buffer_size
             pass
 
     old = types.SimpleNamespace(PCM=OldPCM, PCM_NORMAL=0, PCM_FORMAT_S16_LE=2, PCM_FORMAT_S32_LE=10)
-    monkeypatch.setattr(alsa, "_SAID_NO_BUFFER_SIZE", False)
+    monkeypatch.setattr(alsa, "_SAID_FOUR_PERIODS", False)
     with caplog.at_level(logging.WARNING, logger="percepnet-edge"):
+        open_pcm(old, 1, "hw:1", 1, 2, 4)                  # the 4 periods it asks for anyway: nothing to say
+        assert caplog.records == []
         pcms = [open_pcm(old, 1, "hw:1", 1, 2, 12) for _ in range(2)]
     assert pcms[0].info() == {"channels": 2, "rate": 48_000, "format_name": "S16_LE", "period_size": 480}
     assert pcms[0].device == "hw:1"                        # everything else is the PCM's own
     assert [r.getMessage() for r in caplog.records] == [
-        "pyalsaaudio without keyword arguments (0.8) cannot set ALSA's buffer size: audio.buffer_periods (12) is "
-        "not applied, each device keeps its default buffer; pip install 'pyalsaaudio>=0.10' applies it"]
+        "pyalsaaudio older than 0.10 asks ALSA for 4 periods of buffer and cannot be told otherwise: "
+        "audio.buffer_periods (12) is not applied; pip install 'pyalsaaudio>=0.10' applies it"]
     with pytest.raises(DeviceError, match="capture device 'hw:1' opened with 2 channel"):
         negotiation.refuse_disagreement(pcms[0], "capture device", "hw:1", "audio.capture_device", 1, "S16_LE", 12,
                                         ("S16_LE",))
     assert negotiation.format_name(old, 10) == "S32_LE" and negotiation.format_name(old, 99) == "format code 99"
+
+
+@pytest.mark.parametrize("mismatched", ["echo reference", "loudspeaker"])
+def test_an_echo_device_refused_for_its_settings_is_closed_with_its_partner(monkeypatch, mismatched):
+    """A refusal leaves nothing open: the reference alone, or the reference and the loudspeaker."""
+    opened = {}
+
+    def fake_open(alsaaudio, kind, device, *rest):
+        opened[device] = _Info(channels=2) if device == {"echo reference": "ref", "loudspeaker": "spk"}[mismatched] \
+            else _Info(channels=1)
+        return opened[device]
+    monkeypatch.setattr(alsa, "open_pcm", fake_open)
+    duplex = AlsaDuplex(parse("").audio, reference_device="ref", speaker_device="spk")
+    duplex.open_reference()
+    assert duplex.reference is None and duplex.reference_problem.startswith(f"{mismatched} ")
+    assert "opened with 2 channel(s), not the 1 asked for" in duplex.reference_problem
+    assert opened and all(pcm.closed for pcm in opened.values()), opened
+
+
+def test_an_echo_device_in_another_format_is_told_to_use_a_plug_device_first():
+    with pytest.raises(DeviceError, match=r"echo reference 'hw:3,1' opened with S32_LE samples, not the S16_LE asked "
+                                          r"for: set echo.reference_device to 'plughw:3,1', which converts, or set "
+                                          r"audio.sample_format to S32_LE if the microphone and the output take it"):
+        negotiation.refuse_disagreement(_Info(format_name="S32_LE"), "echo reference", "hw:3,1",
+                                        "echo.reference_device", 1, "S16_LE", 4, ("S16_LE", "S32_LE"))

@@ -640,7 +640,7 @@ def test_pyalsaaudio_0_8_without_keyword_arguments_is_configured_by_setters():
             calls.append(("period", size))
 
     open_pcm(types.SimpleNamespace(PCM=OldPCM, PCM_NORMAL=0), 1, "hw:1", 2, 7, 4)
-    assert calls == [("open", 1, "hw:1"), ("channels", 2), ("rate", 48000), ("format", 7), ("period", 480)]
+    assert calls == [("open", 1, "hw:1"), ("format", 7), ("channels", 2), ("rate", 48000), ("period", 480)]
 
 
 def test_a_device_that_runs_at_another_rate_is_refused_with_advice():

@@ -69,33 +69,38 @@ def encode(frame, sample_format, out_buffer):
 
 
 def open_pcm(alsaaudio, kind, device, channels, format_code, periods):
-    """A PCM at 48 kHz with 480-frame periods, with pyalsaaudio >= 0.9's keywords or 0.8's setters.
+    """A PCM at 48 kHz with 480-frame periods, with pyalsaaudio >= 0.10's keywords or older ones' setters.
 
     ALSA takes its nearest values where a device cannot do what was asked, without an error:
     :func:`edge.devices.negotiation.refuse_disagreement` compares them with the request. Debian bookworm's
-    python3-alsaaudio is 0.8.4, whose PCM() takes only (type, mode, device) and has no ``info()``: the
-    parameters are then set one by one, their answers kept as the PCM's ``info()``, and the buffer size stays
-    the device's default (said once in the log).
+    python3-alsaaudio is 0.8.4, whose PCM() takes only (type, mode, device) and has no ``info()`` (0.9 takes no
+    ``periods``): the parameters are then set one by one, their answers kept as the PCM's ``info()``, and the
+    buffer is the 4 periods those versions ask for (said once in the log when ``periods`` asks for another).
     """
-    global _SAID_NO_BUFFER_SIZE
+    global _SAID_FOUR_PERIODS
     try:
         return alsaaudio.PCM(kind, alsaaudio.PCM_NORMAL, rate=SAMPLE_RATE_HZ, channels=channels,
                              format=format_code, periodsize=HOP_SAMPLES, periods=periods, device=device)
     except TypeError:
         pcm = alsaaudio.PCM(kind, alsaaudio.PCM_NORMAL, device=device)
-        answers = {"channels": pcm.setchannels(channels), "rate": pcm.setrate(SAMPLE_RATE_HZ)}
-        answers["format_name"] = negotiation.format_name(alsaaudio, pcm.setformat(format_code))
+        # Each setter applies every setting again, in ALSA's order (format, channels, rate, period), and answers
+        # with what is in force: set in that order, a later call cannot move what an earlier one answered.
+        answers = {"format_name": negotiation.format_name(alsaaudio, pcm.setformat(format_code))}
+        answers["channels"] = pcm.setchannels(channels)
+        answers["rate"] = pcm.setrate(SAMPLE_RATE_HZ)
         answers["period_size"] = pcm.setperiodsize(HOP_SAMPLES)
-        if not _SAID_NO_BUFFER_SIZE:
-            _SAID_NO_BUFFER_SIZE = True
-            log.warning(f"pyalsaaudio without keyword arguments (0.8) cannot set ALSA's buffer size: "
-                        f"audio.buffer_periods ({periods}) is not applied, each device keeps its default buffer; "
+        if periods != OLD_PYALSAAUDIO_PERIODS and not _SAID_FOUR_PERIODS:
+            _SAID_FOUR_PERIODS = True
+            log.warning(f"pyalsaaudio older than 0.10 asks ALSA for {OLD_PYALSAAUDIO_PERIODS} periods of buffer and "
+                        f"cannot be told otherwise: audio.buffer_periods ({periods}) is not applied; "
                         "pip install 'pyalsaaudio>=0.10' applies it")
         return negotiation.SetterAnswers(pcm, answers)
 
 
-#: open_pcm() has logged that pyalsaaudio 0.8 leaves audio.buffer_periods unapplied (once a process).
-_SAID_NO_BUFFER_SIZE = False
+#: The buffer, in periods, that pyalsaaudio before 0.10 asks for (0.8.4's alsapcm_setup; 0.9 asks near it).
+OLD_PYALSAAUDIO_PERIODS = 4
+#: open_pcm() has logged that an old pyalsaaudio leaves audio.buffer_periods unapplied (once a process).
+_SAID_FOUR_PERIODS = False
 
 
 def output_delay_samples(audio_config):
@@ -229,7 +234,6 @@ class AlsaDuplex:
         pipewire.check_targets(config)          # a missing node would be silently replaced by the default one
         for kind in ("capture", "playback"):
             self.open_one(kind)
-        self._check_negotiated()
         self._silence = encode(np.zeros(HOP_SAMPLES), config.sample_format, self._encode_buffer)
         self._prefill()
         if self.reference_device is not None:
@@ -430,20 +434,21 @@ class AlsaDuplex:
             self.close()
             raise
         setattr(self, kind, pcm)
+        self._check_negotiated((kind,))
 
     def _prefill(self):
         """Queue the configured periods of silence ahead of the next output period."""
         for _ in range(self.config.playback_prefill_periods):
             self._write_bytes(self._silence)
 
-    def _check_negotiated(self):
+    def _check_negotiated(self, kinds=("capture", "playback")):
         """Refuse a device that silently took another rate, channel count, format or period than asked (we never
         resample or convert on the fly); both PCMs are closed first."""
         config = self.config
-        for name, pcm in (("capture", self.capture), ("playback", self.playback)):
+        for name in kinds:
             try:
                 negotiation.refuse_disagreement(
-                    pcm, f"{name} device", getattr(config, f"{name}_device"), f"audio.{name}_device",
+                    getattr(self, name), f"{name} device", getattr(config, f"{name}_device"), f"audio.{name}_device",
                     config.capture_channels if name == "capture" else 1, config.sample_format,
                     config.buffer_periods, tuple(_DTYPES))
             except DeviceError:

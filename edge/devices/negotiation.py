@@ -19,6 +19,8 @@ from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.errors import DeviceError
 
 log = logging.getLogger("percepnet-edge")
+#: (device, periods) pairs whose short buffer has been logged: once each a process.
+_SAID_SHORT_BUFFER = set()
 
 
 class SetterAnswers:
@@ -30,6 +32,7 @@ class SetterAnswers:
 
     def __init__(self, pcm, answers):
         self._pcm, self._answers = pcm, {key: value for key, value in answers.items() if value is not None}
+        self.read, self.write = getattr(pcm, "read", None), getattr(pcm, "write", None)   # per frame: no __getattr__
 
     def info(self):
         return dict(self._answers)
@@ -71,8 +74,13 @@ def refuse_disagreement(pcm, role, device, setting, channels, sample_format, per
         raise DeviceError(f"{role} {device!r} opened with {got} channel(s), not the {channels} asked for: {fix}")
     got = info.get("format_name", sample_format)
     if got != sample_format:
-        fix = (f"set audio.sample_format to {got} (every device the daemon opens then uses it), or {by_plug}"
-               if got in readable_formats else f"{by_plug} (the daemon reads {', '.join(readable_formats)})")
+        if got not in readable_formats:
+            fix = f"{by_plug} (the daemon reads {', '.join(readable_formats)})"
+        elif setting.startswith("audio."):
+            fix = f"set audio.sample_format to {got} (every device the daemon opens then uses it), or {by_plug}"
+        else:                 # the echo devices follow audio.sample_format: the microphone may not take the other
+            fix = (f"{by_plug}, or set audio.sample_format to {got} if the microphone and the output take it too "
+                   "(every device the daemon opens uses it)")
         raise DeviceError(f"{role} {device!r} opened with {got} samples, not the {sample_format} asked for: {fix}")
     got = info.get("period_size", HOP_SAMPLES)
     if got != HOP_SAMPLES:
@@ -80,7 +88,8 @@ def refuse_disagreement(pcm, role, device, setting, channels, sample_format, per
                           f"accepts 10 ms periods (a plughw: device, or a dsnoop/dmix PCM with period_size "
                           f"{HOP_SAMPLES})")
     got = info.get("periods", periods)
-    if got < periods:
+    if got < periods and (device, got) not in _SAID_SHORT_BUFFER:      # once a device: a reopen takes it again
+        _SAID_SHORT_BUFFER.add((device, got))
         log.warning(f"{role} {device!r} took a buffer of {got} periods, fewer than the {periods} of "
                     f"audio.buffer_periods: {got * HOP_SAMPLES * 1000 // SAMPLE_RATE_HZ} ms of slack against "
                     "scheduling delays (the device's limit; a dsnoop or dmix PCM's buffer_size sets it)")
