@@ -133,6 +133,31 @@ def test_a_reload_of_frame_and_canceller_settings_needs_no_restart(tmp_path, cap
     assert "reloaded" in caplog.text and "need a restart" not in caplog.text
 
 
+def test_reloads_run_one_at_a_time_so_the_newest_file_wins(tmp_path):
+    """Two SIGHUPs in quick succession: the second load waits for the first, whose build is slow, so an older
+    file finishing last cannot replace a newer one."""
+    import threading
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("dsp: {postfilter_beta: 0.1}\n")
+    second.write_text("dsp: {postfilter_beta: 0.2}\n")
+    release = threading.Event()
+
+    def build(config):
+        if config.dsp.postfilter_beta == 0.1:
+            release.wait(10)                                         # the first build is slow
+        return config
+    reloader = Reloader(build, EventLog(StopLatch()), Counters())
+    reloader.request(str(first))
+    loading = reloader.start(parse(""))
+    reloader.request(str(second))
+    assert reloader.start(parse("")) is None and reloader.requested == str(second)     # waits its turn
+    release.set()
+    loading.join()
+    assert reloader.take().dsp.postfilter_beta == 0.1
+    reloader.start(parse("")).join()
+    assert reloader.take().dsp.postfilter_beta == 0.2 and reloader.requested is None
+
+
 def test_a_bad_config_is_rejected_and_counted(tmp_path, caplog):
     path = tmp_path / "config.yaml"
     path.write_text("dsp: {postfilter_beta: -1}\n")

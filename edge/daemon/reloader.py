@@ -34,24 +34,30 @@ class Reloader:
         self.build, self.events, self.counters = build, events, counters
         self.requested = None              # a path ("" with no --config) waiting for the loop to start it
         self.pending = None                # a built pipeline waiting to be swapped in
+        self._loading = None               # the helper thread of the load in progress
 
     def request(self, path):
         """Ask for ``path`` to be reloaded (None: running on the built-in defaults)."""
         self.requested = path if path is not None else ""
 
     def start(self, started_config):
-        """Start loading the requested config; returns the helper thread (None when there is nothing to load).
+        """Start loading the requested config; returns the helper thread (None when there is nothing to load, or
+        while an earlier load is still running: the request then stays for a later call).
 
         ``started_config`` is the config the daemon started with: its audio and telemetry sections are the ones
         in effect whatever was reloaded since, so a change to them is reported against it, at every reload.
         """
+        if self._loading is not None and self._loading.is_alive():
+            # One load at a time, its result swapped in before the next starts: two threads racing would let the
+            # older file win whenever it finished last. The request waits for the next frame boundary.
+            return None
         path, self.requested = self.requested, None
         if not path:
             self.events.put(logging.WARNING, "reload ignored: running on the built-in defaults (no --config)")
             return None
-        thread = threading.Thread(target=self._load, args=(path, started_config), name="reload", daemon=True)
-        thread.start()
-        return thread
+        self._loading = threading.Thread(target=self._load, args=(path, started_config), name="reload", daemon=True)
+        self._loading.start()
+        return self._loading
 
     def take(self):
         """The built pipeline, handed over once."""
