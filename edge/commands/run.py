@@ -5,6 +5,7 @@ import ctypes
 import grp
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -149,7 +150,14 @@ def check(config_path, say=print, proc="/proc"):
             before = os.sched_getscheduler(0), os.sched_getparam(0)
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
             os.sched_setscheduler(0, before[0], before[1])
-            item("realtime", True, f"SCHED_FIFO priority {priority} permitted")
+            above = units_refusing_priority(priority, service_rtprio_limits()) if os.geteuid() == 0 else []
+            for unit, limit in above:                # root may use any priority; the service runs within its limit
+                item("realtime", False, f"SCHED_FIFO priority {priority} is permitted here as root, but {unit} "
+                                        f"allows at most {limit} (LimitRTPRIO={limit}): the service would run "
+                                        f"without it; use 1..{limit}, or raise LimitRTPRIO= with "
+                                        f"`systemctl edit {unit}`")
+            if not above:
+                item("realtime", True, f"SCHED_FIFO priority {priority} permitted")
         except PermissionError:
             item("realtime", False, f"SCHED_FIFO priority {priority} not permitted (LimitRTPRIO= in the unit)")
     in_audio_group = os.geteuid() == 0 or _in_group("audio")
@@ -223,6 +231,32 @@ def _check_devices(audio, item, say, proc):
     finally:
         duplex.close()
         locks.release()
+
+
+#: The system units `check` compares realtime.sched_fifo_priority with (a template is asked about through an
+#: instance name: every instance has its template's limits).
+SERVICE_UNITS = ("percepnet-edge.service", "percepnet-edge@check.service")
+
+
+def service_rtprio_limits(run=subprocess.run):
+    """{unit: LimitRTPRIO} of the installed percepnet-edge system units, from systemctl (drop-ins included);
+    empty where none is installed or there is no systemd."""
+    limits = {}
+    for unit in SERVICE_UNITS:
+        try:
+            done = run(["systemctl", "show", "--property=LoadState,LimitRTPRIO", unit], capture_output=True,
+                       text=True, timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            return {}
+        shown = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+        if shown.get("LoadState") == "loaded" and shown.get("LimitRTPRIO", "").isdigit():
+            limits[unit.replace("@check.", "@.")] = int(shown["LimitRTPRIO"])
+    return limits
+
+
+def units_refusing_priority(priority, limits):
+    """[(unit, limit)] of the units whose LimitRTPRIO is below ``priority``."""
+    return [(unit, limit) for unit, limit in sorted(limits.items()) if priority > limit]
 
 
 #: Periods read from the echo reference by `check`: enough to see whether something plays, short enough not to wait.

@@ -20,6 +20,7 @@ ends as soon as a stop is requested.
 import gc
 import logging
 import os
+import resource
 import time
 from dataclasses import dataclass
 
@@ -505,8 +506,13 @@ def apply_realtime(realtime, say):
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime.sched_fifo_priority))
             say(f"SCHED_FIFO priority {realtime.sched_fifo_priority}")
         except PermissionError:
-            problems.append(f"realtime.sched_fifo_priority {realtime.sched_fifo_priority}: not permitted; "
-                            "grant it with LimitRTPRIO= in the systemd unit or an rtprio limit for the user")
+            allowed = resource.getrlimit(resource.RLIMIT_RTPRIO)[0]
+            problems.append(f"realtime.sched_fifo_priority {realtime.sched_fifo_priority}: not permitted, this "
+                            f"process's rtprio limit is {allowed}; use 1..{allowed}, or raise LimitRTPRIO= in the "
+                            "systemd unit (70 as shipped) or the user's rtprio limit"
+                            if allowed > 0 else
+                            f"realtime.sched_fifo_priority {realtime.sched_fifo_priority}: not permitted; grant "
+                            "it with LimitRTPRIO= in the systemd unit or an rtprio limit for the user")
     for problem in problems:
         say(f"warning: {problem}")
     return problems
