@@ -445,6 +445,27 @@ def test_a_port_another_process_holds_never_stops_the_daemon(tmp_path, caplog):
     assert f"the http endpoint 127.0.0.1:{port} listens now" in caplog.text
 
 
+def test_an_endpoint_the_units_socket_filter_refuses_says_how_to_allow_it(tmp_path, caplog, monkeypatch):
+    """The shipped units allow only AF_UNIX (RestrictAddressFamilies=): socket() for the endpoint fails with
+    EAFNOSUPPORT, as it does there. The warning says which unit settings let it listen."""
+    import errno
+    import logging
+    import socket
+    import types
+    from edge.daemon import metrics_http
+
+    def filtered(*args, **kwargs):
+        raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+    monkeypatch.setattr(metrics_http, "socket", types.SimpleNamespace(**{**vars(socket), "socket": filtered}))
+    telemetry = _telemetry(tmp_path, http_port=9, interval_s=3600)
+    with caplog.at_level(logging.WARNING, logger="percepnet-edge"):
+        telemetry.start()
+        telemetry.stop()
+    assert "127.0.0.1:9 cannot listen; the daemon runs without it" in caplog.text
+    assert ("Address family not supported by protocol; under the systemd unit, add AF_INET AF_INET6 to "
+            "RestrictAddressFamilies= and drop PrivateNetwork= and IPAddressDeny= (docs/deployment.md)") in caplog.text
+
+
 def test_a_missing_prometheus_dir_is_a_sink_error_not_a_refusal(tmp_path):
     """Issue 24 item 4: a prometheus_dir missing at start exited 2, and a SIGHUP while it was missing was
     rejected. Now the config loads, the write fails and is counted, and it works once the folder exists."""

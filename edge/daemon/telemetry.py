@@ -252,6 +252,9 @@ def describe_os_error(exc):
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return (f"{exc.strerror}; under the systemd unit, add the folder to ReadWritePaths= and let the "
                 "service's group (audio) write there")
+    if exc.errno == errno.EAFNOSUPPORT:       # the shipped units allow only AF_UNIX sockets
+        return (f"{exc.strerror}; under the systemd unit, add AF_INET AF_INET6 to RestrictAddressFamilies= and "
+                "drop PrivateNetwork= and IPAddressDeny= (docs/deployment.md)")
     return exc.strerror or str(exc)
 
 
