@@ -22,6 +22,24 @@ def test_time_stats_of_a_known_set():
     assert time_stats([]) == {"p50": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0}
 
 
+def test_an_intervals_maximum_covers_frames_the_ring_has_let_go():
+    """Telemetry's interval may be an hour while the ring keeps a minute: a spike before the last minute still
+    sets the interval's max, and one before the interval does not (to the second: its slot may reach back)."""
+    rng = np.random.default_rng(5)
+    times = FrameTimes(capacity=60, frames_per_slot=10, max_slots=50)
+    seconds = rng.uniform(0.001, 0.002, 2000)
+    seconds[rng.choice(2000, 40, replace=False)] = rng.uniform(0.005, 0.05, 40)       # spikes
+    for count, value in enumerate(seconds, start=1):
+        times.record(value)
+        for frames in {30, 60, 61, 200, 490, min(count, 490)}:          # up to the 50 slots' reach
+            if frames > count:
+                continue
+            beyond_the_ring = count > 60 and frames > 60
+            window = seconds[(count - frames) // 10 * 10 if beyond_the_ring else count - frames:count]
+            assert times.stats_ms(frames)["max"] == pytest.approx(window.max() * 1000.0), (count, frames)
+    assert times.stats_ms()["max"] == pytest.approx(seconds[-60:].max() * 1000.0)      # no frames: the ring's
+
+
 def test_frame_times_keep_the_newest_in_order_across_the_wrap():
     times = FrameTimes(capacity=5)
     for ms in range(1, 8):                                          # 7 frames into a ring of 5

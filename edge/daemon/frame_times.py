@@ -1,4 +1,5 @@
-"""Per-frame processing times: the daemon's last minute of them, and the one place their percentiles are taken.
+"""Per-frame processing times: the daemon's last minute of them, each second's longest over an hour, and the one
+place their percentiles are taken.
 
 :class:`FrameTimes` is written once per frame by the audio loop (one store
 into a preallocated ring, nothing else) and read by the status line,
@@ -23,17 +24,27 @@ def time_stats(times):
 
 
 class FrameTimes:
-    """The processing times (seconds) of the last ``capacity`` frames, in a ring; ``count`` says how many ever."""
+    """The processing times (seconds) of the last ``capacity`` frames, in a ring; ``count`` says how many ever.
 
-    def __init__(self, capacity=6000):              # one minute of 10 ms frames
-        self.capacity = capacity
+    Beside them, the longest time of each ``frames_per_slot`` frames (one second) over the last ``max_slots``
+    slots (an hour, telemetry's longest interval), so that an interval's maximum is its own, not that of the last
+    minute that the ring holds.
+    """
+
+    def __init__(self, capacity=6000, frames_per_slot=100, max_slots=3600):    # a minute, a second, an hour
+        self.capacity, self.frames_per_slot, self.max_slots = capacity, frames_per_slot, max_slots
         self.count = 0
         self._seconds = np.zeros(capacity)
+        self._slot_max = [0.0] * max_slots          # a list: a numpy scalar read and store cost 3x as much
 
     def record(self, seconds):
-        """The audio loop's only call: one store, one increment."""
-        self._seconds[self.count % self.capacity] = seconds
-        self.count += 1
+        """The audio loop's only call: a store, a compare for the second's longest, an increment."""
+        count = self.count
+        self._seconds[count % self.capacity] = seconds
+        slot = (count // self.frames_per_slot) % self.max_slots
+        if count % self.frames_per_slot == 0 or seconds > self._slot_max[slot]:
+            self._slot_max[slot] = seconds
+        self.count = count + 1
 
     def last_ms(self, frames=None):
         """The newest ``frames`` times (all that are kept when None), oldest first, in milliseconds."""
@@ -42,5 +53,13 @@ class FrameTimes:
         return self._seconds[np.arange(self.count - n, self.count) % self.capacity] * 1000.0
 
     def stats_ms(self, frames=None):
-        """:func:`time_stats` of :meth:`last_ms`."""
-        return time_stats(self.last_ms(frames))
+        """:func:`time_stats` of :meth:`last_ms`: the percentiles of at most the last ``capacity`` frames; with
+        ``frames``, ``max`` covers all of them (to the slot: up to ``frames_per_slot - 1`` earlier frames may count)
+        however many the ring has let go."""
+        stats = time_stats(self.last_ms(frames))
+        if frames is not None and self.count > self.capacity and frames > self.capacity:
+            first = (self.count - min(frames, self.count)) // self.frames_per_slot
+            slots = np.arange(max(first, (self.count - 1) // self.frames_per_slot - self.max_slots + 1),
+                              (self.count - 1) // self.frames_per_slot + 1) % self.max_slots
+            stats["max"] = max(stats["max"], float(np.asarray(self._slot_max)[slots].max()) * 1000.0)
+        return stats
