@@ -75,6 +75,41 @@ def test_events_are_logged_by_the_pump_not_by_the_caller(caplog):
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.WARNING, "device lost")]
 
 
+def test_work_queued_with_the_lines_runs_on_the_pump_in_order_and_a_failure_is_logged(caplog):
+    events = EventLog(StopLatch())
+    done = []
+    events.put(logging.WARNING, "first")
+    events.call(lambda: done.append("work"))
+    events.call(lambda: 1 / 0)
+    events.put(logging.WARNING, "last")
+    assert done == []                                                # queued, not run by the caller
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        events.drain()
+    assert done == ["work"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "first", "status update failed: ZeroDivisionError: division by zero", "last"]
+
+
+def test_the_status_line_is_built_off_the_audio_path():
+    """Building it takes a percentile over a minute of frame times and a read of /proc (0.5 ms here): never
+    inside a frame, only on the log thread, or once the last frame is done."""
+    import threading
+    from edge.daemon.loop import AudioLoop
+    from edge.io.synthetic import speech_like
+    from tests.test_daemon import FakeClock, FakeIO, FakeNetwork
+    clock = FakeClock()
+    loop = AudioLoop(parse(""), FakeIO(speech_like(12.0, seed=3)), runner_factory=lambda c: FakeNetwork(clock),
+                     clock=clock, sleep=clock.advance)
+    built, summary = [], loop.summary
+
+    def recording_summary():
+        built.append(threading.current_thread().name == "log-pump" or loop.counters.frames == 1100)
+        return summary()
+    loop.summary = recording_summary
+    loop.run(max_frames=1100)                                        # a status every 500 frames
+    assert len(built) == 2 and all(built), built
+
+
 def test_each_event_carries_the_time_it_happened_not_the_time_it_was_logged(caplog):
     """Issue 26 item 9: three retries queued 50 ms apart and drained together keep their own timestamps."""
     events = EventLog(StopLatch())

@@ -279,11 +279,11 @@ class AudioLoop:
         finally:
             self._stop.set()
             self._note_xruns(flush=True)
+            self.events.close()               # the last lines, and a status line still queued, before STOPPING=1
             if self._ready_sent:
                 self.notifier.stopping()
             self.io.close()
             gc.enable()
-            self.events.close()
         return self.counters
 
     def _process(self, max_frames):
@@ -302,8 +302,8 @@ class AudioLoop:
                 self._announce_ready()
             if frames % watchdog_every == 0:
                 self.notifier.watchdog()
-            if frames % status_every == 0:
-                self.notifier.status(self.summary())
+            if frames % status_every == 0:             # built and sent off the audio path
+                self.events.call(self._send_status)
 
     def _frames_between(self, seconds):
         return max(1, int(seconds * SAMPLE_RATE_HZ / HOP_SAMPLES))
@@ -476,6 +476,9 @@ class AudioLoop:
         self.pipeline.gains.reset()
         self._open_with_backoff()
         return False
+
+    def _send_status(self):
+        self.notifier.status(self.summary())
 
     def summary(self):
         """One line for STATUS= and the end of a bounded run."""
