@@ -1,6 +1,7 @@
 """Telemetry against a fake sysfs/procfs tree; Prometheus format; a slow sink never blocks the audio."""
 
 import json
+import os
 import re
 import threading
 import urllib.request
@@ -56,6 +57,41 @@ def test_power_supply_current_times_voltage_when_no_sensor(tmp_path):
     (supply / "current_now").write_text("1200000\n")             # uA
     (supply / "voltage_now").write_text("3800000\n")             # uV
     assert Sources(config).sample()["power_w"] == pytest.approx(1.2 * 3.8)
+
+
+def _vcgencmd(tmp_path, monkeypatch, body):
+    """A vcgencmd on PATH that runs ``body`` (sh) and counts its calls in tmp_path/calls."""
+    folder = tmp_path / "bin"
+    folder.mkdir(exist_ok=True)
+    script = folder / "vcgencmd"
+    script.write_text(f"#!/bin/sh\necho x >> {tmp_path / 'calls'}\n{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    return TelemetryConfig(sysfs_root=str(tmp_path / "empty"), procfs_root=str(tmp_path / "none"))
+
+
+def test_a_pi_5s_pmic_rails_are_summed_into_power(tmp_path, monkeypatch):
+    config = _vcgencmd(tmp_path, monkeypatch, "printf '  VDD_CORE_A current(0)=2.00000000A\\n'\n"
+                                              "printf '  VDD_CORE_V volt(0)=0.80000000V\\n'\n"
+                                              "printf '  EXT5V_V volt(24)=5.10000000V\\n'")
+    sources = Sources(config)
+    assert sources.sample()["power_w"] == pytest.approx(1.6) and not any(m.startswith("power") for m in sources.missing)
+
+
+def test_a_vcgencmd_that_cannot_read_the_pmic_is_said_once_with_why(tmp_path, monkeypatch):
+    """Under the shipped unit (DevicePolicy=closed) vcgencmd cannot open /dev/vcio: power was null every interval,
+    with nothing said and a subprocess each time."""
+    config = _vcgencmd(tmp_path, monkeypatch, "echo 'VCHI initialization failed' >&2\nexit 255")
+    said = []
+    loop, *_ = _loop()
+    telemetry = Telemetry(config, loop, say=said.append)
+    for _ in range(3):
+        assert telemetry.record()["power_w"] is None
+    assert [line for line in said if line.startswith("telemetry: no power")] == [
+        "telemetry: no power (vcgencmd pmic_read_adc read nothing: exit status 255, 'VCHI initialization failed'; it "
+        "needs /dev/vcio (under the systemd unit: DeviceAllow=/dev/vcio rw and SupplementaryGroups=video), and a Pi "
+        "before the 5 has no PMIC to read) on this machine; not reported"]
+    assert (tmp_path / "calls").read_text().count("x") == 1                # asked once, at start
 
 
 def test_missing_sources_are_reported_once(tmp_path):

@@ -81,8 +81,13 @@ class Sources:
         self._note(self._stat_file is not None, f"system CPU ({self._stat})")
         self.power = self._find_power(sysfs)
         self.vcgencmd = shutil.which("vcgencmd") if config.vcgencmd and self.power is None else None
+        why = None
+        if self.vcgencmd is not None:                # asked once: a vcgencmd that cannot read the PMIC stays so
+            watts, why = self._pmic_reading()
+            self.vcgencmd = self.vcgencmd if watts is not None else None
         self._note(self.power is not None or self.vcgencmd is not None,
-                   "power (hwmon INA2xx, power_supply, or vcgencmd pmic_read_adc)")
+                   "power (hwmon INA2xx, power_supply, or vcgencmd pmic_read_adc)" if why is None else
+                   f"power (vcgencmd pmic_read_adc read nothing: {why})")
         self.battery = self._first(sysfs / "class" / "power_supply", "*/capacity")
         self._note(self.battery is not None, "battery capacity (power_supply/*/capacity)")
         self.temperature = self._first(sysfs / "class" / "thermal", "thermal_zone0/temp")
@@ -141,21 +146,21 @@ class Sources:
             total, idle = system[0] - self._last_system[0], system[1] - self._last_system[1]
             reading["system_cpu_pct"] = 100.0 * (1.0 - idle / total) if total > 0 else 0.0
         self._last_system = system
-        reading["power_w"] = self.power() if self.power else (self._pmic_watts() if self.vcgencmd else None)
+        reading["power_w"] = self.power() if self.power else (self._pmic_reading()[0] if self.vcgencmd else None)
         reading["battery_pct"] = _read_number(self.battery) if self.battery else None
         reading["temperature_c"] = _scaled(_read_number(self.temperature), 1e-3) if self.temperature else None
         reading["cpu_freq_mhz"] = _scaled(_read_number(self.frequency), 1e-3) if self.frequency else None
         return reading
 
-    def _pmic_watts(self):
-        """Sum of current x voltage over the Pi 5 PMIC rails (one subprocess, once per interval)."""
+    def _pmic_reading(self):
+        """(watts, None): the sum of current x voltage over the Pi 5 PMIC rails (one subprocess, once per interval);
+        (None, why) when there is no reading."""
         try:
-            text = subprocess.run([self.vcgencmd, "pmic_read_adc"], capture_output=True, text=True,
-                                  timeout=2).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
+            done = subprocess.run([self.vcgencmd, "pmic_read_adc"], capture_output=True, text=True, timeout=2)
+        except (OSError, subprocess.SubprocessError) as exc:
+            return None, f"{type(exc).__name__}: {exc}"
         currents, volts = {}, {}
-        for line in text.splitlines():
+        for line in done.stdout.splitlines():
             parts = line.split()
             if len(parts) == 2 and "=" in parts[1]:
                 rail, value = parts[0], parts[1].split("=")[1]
@@ -163,7 +168,14 @@ class Sources:
                     currents[rail[:-2]] = float(value[:-1])
                 elif rail.endswith("_V") and value.endswith("V"):
                     volts[rail[:-2]] = float(value[:-1])
-        return sum(currents[r] * volts[r] for r in currents if r in volts) if currents else None
+        if currents:
+            return sum(currents[r] * volts[r] for r in currents if r in volts), None
+        said = (done.stderr or done.stdout).strip().splitlines()
+        why = f"exit status {done.returncode}" + (f", {said[0][:120]!r}" if said else "")
+        if done.returncode != 0:
+            return None, (f"{why}; it needs /dev/vcio (under the systemd unit: DeviceAllow=/dev/vcio rw and "
+                          "SupplementaryGroups=video), and a Pi before the 5 has no PMIC to read")
+        return None, f"{why}, with no PMIC rails in its answer (a Pi 5 has them)"
 
 
 def _scaled(value, factor):
