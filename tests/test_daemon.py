@@ -792,7 +792,6 @@ def test_an_open_pings_the_watchdog_between_its_pipewire_questions(monkeypatch):
     stalled_s = pipewire.PW_DUMP_TIMEOUT_S + 2 * alsa.OPEN_WAIT_S       # every wait at its limit
     monkeypatch.setattr(pipewire, "check_targets", lambda config: clock.advance(pipewire.PW_DUMP_TIMEOUT_S))
     monkeypatch.setattr(AlsaDuplex, "open_one", lambda self, kind: clock.advance(alsa.OPEN_WAIT_S))
-    monkeypatch.setattr(AlsaDuplex, "_check_negotiated", lambda self: None)
     monkeypatch.setattr(AlsaDuplex, "_prefill", lambda self: None)
     monkeypatch.setattr(AlsaDuplex, "open_reference", lambda self: clock.advance(stalled_s))
     notifier.watchdog()                                              # the ping before an open (_recover)
@@ -800,6 +799,48 @@ def test_an_open_pings_the_watchdog_between_its_pipewire_questions(monkeypatch):
     notifier.watchdog()                                              # and after it (_open_with_backoff)
     assert notifier.messages() == ["WATCHDOG=1"] * 3
     assert notifier.longest_watchdog_gap_s() == pytest.approx(stalled_s) and stalled_s < 5 / 1.5
+
+
+def test_retries_of_a_slow_open_keep_the_watchdog_fed_at_the_default_settings():
+    """Each retry's open may take 3 s (pw-dump's 2 s, two lock waits) after a wait whose last ping was up to 2.5 s
+    before it: without a ping just before the open, 5.5 s went by without one (WatchdogSec=5)."""
+    from edge.devices import alsa, pipewire
+    clock = FakeClock()
+    io = FakeIO(speech_like(1.0, seed=3), fail_opens=6)
+    open_before = io.open
+
+    def slow_open():
+        clock.advance(pipewire.PW_DUMP_TIMEOUT_S + 2 * alsa.OPEN_WAIT_S)
+        open_before()
+    io.open = slow_open
+    notifier = RecordingNotifier(clock)
+    loop = AudioLoop(parse(""), io, runner_factory=lambda c: FakeNetwork(clock), clock=clock, sleep=clock.advance,
+                     notifier=notifier)
+    assert loop.run(max_frames=50).frames == 50 and io.opens == 7
+    assert notifier.longest_watchdog_gap_s() <= 3.0 + 1e-9
+
+
+def test_a_status_line_queued_before_a_device_loss_does_not_overwrite_the_waiting_one():
+    """The status line is built on the log thread: one queued at frame 500 and drained while the loop waits for a
+    lost device would have replaced "waiting for the audio device" with "denoising" until the next retry."""
+    clock = FakeClock()
+    io = FakeIO(speech_like(8.0, seed=3), lost_at={505})
+    open_before = io.open
+
+    def open_failing_after_the_loss():
+        if io.position > 505 and io.opens < 4:
+            io.opens += 1
+            raise DeviceError("cannot open capture device 'hw:1,0': No such device")
+        open_before()
+    io.open = open_failing_after_the_loss
+    notifier = RecordingNotifier(clock)
+    loop = AudioLoop(parse(""), io, runner_factory=lambda c: FakeNetwork(clock), clock=clock, notifier=notifier,
+                     sleep=lambda seconds: (clock.advance(seconds), loop.events.drain()))    # the log thread drains
+    loop.run(max_frames=700)
+    statuses = [m for m in notifier.messages() if m.startswith("STATUS=")]
+    first_wait = next(i for i, m in enumerate(statuses) if m.startswith("STATUS=waiting"))
+    assert len(statuses) > first_wait + 2
+    assert all(m.startswith("STATUS=waiting") for m in statuses[first_wait:first_wait + 3]), statuses
 
 
 def test_a_stop_signal_interrupts_a_long_device_wait():

@@ -168,6 +168,7 @@ def test_a_reload_names_every_setting_that_needs_a_restart(tmp_path, caplog, yam
         for _ in range(2):
             reloader.request(str(path))
             reloader.start(parse("")).join()
+            reloader.take()                                          # swapped in, as the loop does
             events.drain()
     said = [record.getMessage() for record in caplog.records]
     assert said[0] == f"reloaded {path}: model, dsp, echo-canceller and realtime frame settings applied"
@@ -186,7 +187,7 @@ def test_a_reload_of_frame_and_canceller_settings_needs_no_restart(tmp_path, cap
     assert "reloaded" in caplog.text and "need a restart" not in caplog.text
 
 
-def test_reloads_run_one_at_a_time_so_the_newest_file_wins(tmp_path):
+def test_reloads_run_one_at_a_time_so_the_newest_file_wins(tmp_path, caplog):
     """Two SIGHUPs in quick succession: the second load waits for the first, whose build is slow, so an older
     file finishing last cannot replace a newer one."""
     import threading
@@ -199,16 +200,23 @@ def test_reloads_run_one_at_a_time_so_the_newest_file_wins(tmp_path):
         if config.dsp.postfilter_beta == 0.1:
             release.wait(10)                                         # the first build is slow
         return config
-    reloader = Reloader(build, EventLog(StopLatch()), Counters())
+    events = EventLog(StopLatch())
+    reloader = Reloader(build, events, Counters())
     reloader.request(str(first))
     loading = reloader.start(parse(""))
     reloader.request(str(second))
-    assert reloader.start(parse("")) is None and reloader.requested == str(second)     # waits its turn
+    for _ in range(3):
+        assert reloader.start(parse("")) is None and reloader.requested == str(second)   # waits its turn
     release.set()
     loading.join()
+    assert reloader.start(parse("")) is None                          # the first's result not yet swapped in
     assert reloader.take().dsp.postfilter_beta == 0.1
     reloader.start(parse("")).join()
     assert reloader.take().dsp.postfilter_beta == 0.2 and reloader.requested is None
+    with caplog.at_level(logging.INFO, logger="percepnet-edge"):
+        events.drain()
+    waits = [r.getMessage() for r in caplog.records if "waits" in r.getMessage()]
+    assert waits == [f"reload of {second} waits for the previous reload, still loading or building its model"]
 
 
 def test_a_bad_config_is_rejected_and_counted(tmp_path, caplog):

@@ -545,6 +545,7 @@ def test_a_telemetry_change_on_reload_says_it_needs_a_restart(tmp_path, caplog):
         for _ in range(2):
             reloader.request(str(path))
             reloader.start(started).join()
+            reloader.take()                                          # swapped in, as the loop does
             events.drain()
     changed = [r.getMessage() for r in caplog.records if "telemetry section changed" in r.getMessage()]
     assert len(changed) == 2 and "need a restart" in changed[0]

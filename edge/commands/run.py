@@ -144,22 +144,7 @@ def check(config_path, say=print, proc="/proc"):
         except OSError:
             item("realtime", False, f"realtime.cpu_affinity {list(cpus)}: not all of these CPUs exist here "
                                     f"(this machine has CPUs {_cpu_list(os.sched_getaffinity(0))})")
-    priority = config.realtime.sched_fifo_priority
-    if priority:
-        try:
-            before = os.sched_getscheduler(0), os.sched_getparam(0)
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-            os.sched_setscheduler(0, before[0], before[1])
-            above = units_refusing_priority(priority, service_rtprio_limits()) if os.geteuid() == 0 else []
-            for unit, limit in above:                # root may use any priority; the service runs within its limit
-                item("realtime", False, f"SCHED_FIFO priority {priority} is permitted here as root, but {unit} "
-                                        f"allows at most {limit} (LimitRTPRIO={limit}): the service would run "
-                                        f"without it; use 1..{limit}, or raise LimitRTPRIO= with "
-                                        f"`systemctl edit {unit}`")
-            if not above:
-                item("realtime", True, f"SCHED_FIFO priority {priority} permitted")
-        except PermissionError:
-            item("realtime", False, f"SCHED_FIFO priority {priority} not permitted (LimitRTPRIO= in the unit)")
+    check_priority(config.realtime.sched_fifo_priority, item)
     in_audio_group = os.geteuid() == 0 or _in_group("audio")
     item("permissions", in_audio_group, "may use /dev/snd" if in_audio_group
          else "not in the 'audio' group: add the service user to it")
@@ -257,6 +242,28 @@ def service_rtprio_limits(run=subprocess.run):
 def units_refusing_priority(priority, limits):
     """[(unit, limit)] of the units whose LimitRTPRIO is below ``priority``."""
     return [(unit, limit) for unit, limit in sorted(limits.items()) if priority > limit]
+
+
+def check_priority(priority, item, limits=service_rtprio_limits):
+    """`check`'s realtime.sched_fifo_priority item: whether this process may take it, and whether the installed
+    units allow it (root may use any priority, and a user's own rtprio limit is not the service's)."""
+    if not priority:
+        return
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        os.sched_setscheduler(0, before[0], before[1])
+    except PermissionError:
+        item("realtime", False, f"SCHED_FIFO priority {priority} not permitted (LimitRTPRIO= in the unit)")
+        return
+    above = units_refusing_priority(priority, limits())
+    for unit, limit in above:
+        fix = (f"use 1..{limit}, or raise LimitRTPRIO= with `systemctl edit {unit}`" if limit > 0 else
+               f"add LimitRTPRIO={priority} with `systemctl edit {unit}`")
+        item("realtime", False, f"SCHED_FIFO priority {priority} is permitted here, but {unit} allows at most "
+                                f"{limit} (LimitRTPRIO={limit}): the service would run without it; {fix}")
+    if not above:
+        item("realtime", True, f"SCHED_FIFO priority {priority} permitted")
 
 
 #: Periods read from the echo reference by `check`: enough to see whether something plays, short enough not to wait.

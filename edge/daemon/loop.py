@@ -204,6 +204,8 @@ class AudioLoop:
         delay_s = self.RETRY_FIRST_S
         while not self._stop.is_set():
             try:
+                if self._ready_sent:                 # a wait's last ping may be half an interval ago, and an open
+                    self.notifier.watchdog()         # may wait up to 3 s (edge.devices.alsa.OPEN_WAIT_S)
                 self.io.open()
                 if self._ready_sent:                 # a reopen: the frames' own pings may be an interval away
                     self.notifier.watchdog()
@@ -451,6 +453,7 @@ class AudioLoop:
         default PipeWire source that is not there) counts as a failed open: doubling waits, and its line at most
         once a minute after the first few, as the open's own retries do."""
         now = self.clock()
+        self.waiting_for_device = True
         # counted in frames, not seconds: a soak or a file-plugin run goes faster than real time
         quick = self._opened_at is not None and self.counters.frames - self._opened_at < self.QUICK_LOSS_FRAMES
         self._quick_losses = self._quick_losses + 1 if quick else 0
@@ -478,7 +481,8 @@ class AudioLoop:
         return False
 
     def _send_status(self):
-        self.notifier.status(self.summary())
+        if not self.waiting_for_device:              # queued before a device loss: the waiting line stands
+            self.notifier.status(self.summary())
 
     def summary(self):
         """One line for STATUS= and the end of a bounded run."""
@@ -513,7 +517,7 @@ def apply_realtime(realtime, say):
             problems.append(f"realtime.sched_fifo_priority {realtime.sched_fifo_priority}: not permitted, this "
                             f"process's rtprio limit is {allowed}; use 1..{allowed}, or raise LimitRTPRIO= in the "
                             "systemd unit (70 as shipped) or the user's rtprio limit"
-                            if allowed > 0 else
+                            if 0 < allowed < realtime.sched_fifo_priority else
                             f"realtime.sched_fifo_priority {realtime.sched_fifo_priority}: not permitted; grant "
                             "it with LimitRTPRIO= in the systemd unit or an rtprio limit for the user")
     for problem in problems:

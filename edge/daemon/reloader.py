@@ -35,6 +35,7 @@ class Reloader:
         self.requested = None              # a path ("" with no --config) waiting for the loop to start it
         self.pending = None                # a built pipeline waiting to be swapped in
         self._loading = None               # the helper thread of the load in progress
+        self._said_waiting = None          # the request whose wait for it has been logged
 
     def request(self, path):
         """Ask for ``path`` to be reloaded (None: running on the built-in defaults)."""
@@ -47,10 +48,15 @@ class Reloader:
         ``started_config`` is the config the daemon started with: its audio and telemetry sections are the ones
         in effect whatever was reloaded since, so a change to them is reported against it, at every reload.
         """
-        if self._loading is not None and self._loading.is_alive():
+        if self.pending is not None or (self._loading is not None and self._loading.is_alive()):
             # One load at a time, its result swapped in before the next starts: two threads racing would let the
-            # older file win whenever it finished last. The request waits for the next frame boundary.
+            # older file win whenever it finished last. The request waits for a later frame boundary.
+            if self._said_waiting != self.requested and self.pending is None:
+                self._said_waiting = self.requested
+                self.events.put(logging.WARNING, f"reload of {self.requested or '(no --config)'} waits for the "
+                                                 "previous reload, still loading or building its model")
             return None
+        self._said_waiting = None
         path, self.requested = self.requested, None
         if not path:
             self.events.put(logging.WARNING, "reload ignored: running on the built-in defaults (no --config)")
