@@ -67,3 +67,11 @@ def test_bench_json_has_the_numbers(capsys):
     row = report["results"]["percepnet-edge DSP only (no network)"]
     assert 0 < row["frame_us_p50"] <= row["frame_us_p99"] <= row["frame_us_max"]
     assert row["cpu_s_per_audio_s"] > 0            # how much is a measurement: the benchmark prints it
+
+
+def test_bench_model_refuses_more_frames_than_memory_holds(capsys):
+    """10 M frames asked for 38 GB of signal at once (the whole signal is made in memory): killed, no message."""
+    with pytest.raises(SystemExit) as raised:
+        main(["bench-model", "x.tflite", "--frames", "30001"])
+    assert raised.value.code == 2
+    assert "argument --frames: 30001 is not allowed; expected 1..30000" in capsys.readouterr().err

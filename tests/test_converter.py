@@ -1,6 +1,7 @@
 """Converter and device engine: a small model converted end to end, then held to the float reference."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -179,6 +180,9 @@ def test_whole_path_benchmark_reports_the_daemon_figures(converted, capsys):
         assert key in report, key
     assert set(report["stages"]) == {"network", "format_conversion", "dsp"}
     assert 0 < report["frame_ms_p50"] <= report["frame_ms_p99"] <= report["frame_ms_p999"] <= report["frame_ms_max"]
+    assert report["frames_timed"] == 100                  # the misses are counted over every round's frames
+    assert edge_main(["bench", "--seconds", "1", "--rounds", "2", "--no-peers", "--model", str(converted["out"])]) == 0
+    assert re.search(r"deadline misses \d+ in 200 frames \(2 rounds\)", capsys.readouterr().out)
 
 
 def test_long_digital_silence_skips_the_network_once_its_state_has_settled(converted):

@@ -124,3 +124,17 @@ def test_an_output_folder_that_cannot_be_made_is_a_usage_error(tmp_path, capsys)
     (tmp_path / "a-file").write_text("")
     assert main(["cache", "--out", str(tmp_path / "a-file" / "cache"), "--corpus", str(tmp_path)]) == 2
     assert f"--out {tmp_path / 'a-file' / 'cache'}: cannot create the folder" in capsys.readouterr().err
+
+
+def test_a_model_path_that_is_not_a_tflite_file_is_named_as_such(tmp_path):
+    """`--model percepnet_lite.keras` (or its .json) read the .json beside it and said the file was corrupt or
+    replaced; a folder said there was no such file."""
+    from edge.model.model_meta import load_metadata
+    (tmp_path / "percepnet_lite.keras").write_bytes(b"PK\x03\x04 a training checkpoint")
+    (tmp_path / "percepnet_lite.json").write_text('{"schema": 1}')
+    for name in ("percepnet_lite.keras", "percepnet_lite.json"):
+        with pytest.raises(ModelError, match=rf"{name}: not a converted model \(a \.tflite file\); name "
+                                             r"percepnet_lite\.tflite or another \.tflite"):
+            load_metadata(tmp_path / name)
+    with pytest.raises(ModelError, match="a folder; name the model's .tflite file in it"):
+        load_metadata(tmp_path)

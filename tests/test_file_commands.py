@@ -363,6 +363,18 @@ def test_denoise_refuses_to_write_over_its_own_input(tmp_path, capsys):
     assert source.read_bytes() == before
 
 
+def test_the_oracle_refuses_to_write_over_either_of_its_inputs(tmp_path, capsys):
+    """`oracle clean.wav noisy.wav noisy.wav` replaced the recording without a word, where denoise refused."""
+    noisy = _noisy_wav(tmp_path / "noisy.wav")
+    clean = _noisy_wav(tmp_path / "clean.wav")
+    before = noisy.read_bytes(), clean.read_bytes()
+    assert main(["oracle", str(clean), str(noisy), str(noisy)]) == 2
+    assert f"{noisy} is the noisy file {noisy}: writing it would replace the original" in capsys.readouterr().err
+    assert main(["oracle", str(clean), str(noisy), str(clean)]) == 2
+    assert f"{clean} is the clean file {clean}: writing it would replace the original" in capsys.readouterr().err
+    assert (noisy.read_bytes(), clean.read_bytes()) == before
+
+
 @pytest.mark.parametrize("signame, status", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
 def test_a_signal_during_denoise_leaves_no_temporary_file(tmp_path, model, signame, status):
     """Issue 24 item 9 and smaller: SIGINT gave a traceback, SIGTERM and SIGHUP left a hidden .tmp behind."""

@@ -203,6 +203,51 @@ def test_profile_writes_report_csv_and_plots(tmp_path, tiny_model):
         assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_profile_frame_times_cover_the_whole_run_not_the_rings_last_minute(tmp_path, tiny_model, monkeypatch):
+    """The loop's ring keeps a minute of frames; profile's report covered only that of a 10-minute run. Here the
+    ring keeps 180 frames (profile reads it every second, 100 frames) against about 200 run."""
+    import functools
+    from edge.commands.profile import parse_duration, run_profile
+    from edge.daemon import loop as loop_module
+    monkeypatch.setattr(loop_module, "FrameTimes", functools.partial(loop_module.FrameTimes, capacity=180))
+    config = _tree(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{path: {tiny_model['out']}}}\n"
+        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    summary = run_profile(parse_duration("4s"), tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
+    assert summary["frames"] > 100 and sum(summary["frame_ms_histogram"].values()) == summary["frames"]
+
+
+def test_profile_refuses_a_bad_out_or_model_before_the_baseline(tmp_path, monkeypatch):
+    from edge.commands import profile
+    from edge.errors import ModelError, UsageError
+    phases = []
+    monkeypatch.setattr(profile, "_phase", lambda *args, **kwargs: phases.append(args) or [])
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(UsageError, match="--out .*taken: it is a file; name a folder"):
+        profile.run_profile(60, tmp_path / "taken", say=lambda *_: None)
+    (tmp_path / "config.yaml").write_text(f"model: {{path: {tmp_path / 'missing.tflite'}}}\n")
+    with pytest.raises(ModelError):
+        profile.run_profile(60, tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
+    assert phases == []                                  # no idle baseline waited for
+
+
+def test_profile_without_a_single_frame_says_so_and_writes_nothing(tmp_path, tiny_model, monkeypatch):
+    from edge.commands import profile
+    from edge.errors import DeviceError
+
+    def no_device(self):
+        raise DeviceError("cannot open capture device 'hw:9,0': No such device")
+    monkeypatch.setattr(profile.PacedGeneratedIO, "open", no_device)
+    config = _tree(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{path: {tiny_model['out']}}}\n"
+        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    with pytest.raises(DeviceError, match="no frame was processed in 2 s .*nothing written"):
+        profile.run_profile(4, tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_duration_parsing():
     from edge.commands.profile import parse_duration
     assert parse_duration("10m") == 600 and parse_duration("30s") == 30 and parse_duration("45") == 45

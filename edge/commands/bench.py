@@ -199,7 +199,7 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
         report.update({
             "model": str(model), "cpu_s_per_audio_s": results[whole]["cpu_s_per_audio_s"],
             **{f"frame_ms_{key}": value for key, value in time_stats(frame_ms).items()},
-            "deadline_misses": int(np.count_nonzero(frame_ms > 10.0)),
+            "deadline_misses": int(np.count_nonzero(frame_ms > 10.0)), "frames_timed": int(frame_ms.size),
             "rss_mb": peak_rss_mb(),
             "startup_s": startup_s,
             "stages": {name: _stage_ms(rounds) for name, rounds in stages.items()},
@@ -220,7 +220,8 @@ def run_bench(seconds=20.0, rounds=3, with_peers=True, as_json=False, model=None
             f"{row['frame_us_max']:.0f} | {row['cpu_s_per_audio_s']:.4f} | {ratio} |")
     if model is not None:
         say(f"whole path: frame p99.9 {report['frame_ms_p999']:.2f} ms, max {report['frame_ms_max']:.2f} ms, "
-            f"deadline misses {report['deadline_misses']}, peak RSS {report['rss_mb']:.0f} MB, "
+            f"deadline misses {report['deadline_misses']} in {report['frames_timed']} frames ({rounds} rounds), "
+            f"peak RSS {report['rss_mb']:.0f} MB, "
             f"start-up {report['startup_s']:.2f} s")
         say("stages (median ms): " + ", ".join(f"{name} {v['ms_p50']:.3f}" for name, v in report["stages"].items()))
         say("DSP stages, separate pass (median ms): "

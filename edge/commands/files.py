@@ -123,6 +123,8 @@ def report_oracle(clean, noisy, enhanced, say=print):
 def run_oracle(clean_path, noisy_path, out_path, max_attenuation_db=ORACLE_SETTINGS.max_attenuation_db,
                say=print, follow_symlinks=False):
     """``percepnet-edge oracle CLEAN NOISY OUT``: the full chain with oracle gains and strengths."""
+    refuse_same_file(noisy_path, out_path, "the noisy file")
+    refuse_same_file(clean_path, out_path, "the clean file")
     with WavReader(clean_path) as clean_reader, WavReader(noisy_path) as noisy_reader:
         for reader in (clean_reader, noisy_reader):
             seconds = reader.frames / reader.rate

@@ -16,6 +16,7 @@ with matplotlib installed ``DIR/cpu.png``, ``DIR/power.png`` and
 
 import csv
 import json
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,8 +26,8 @@ import numpy as np
 from edge.daemon import config as config_module
 from edge.io import synthetic
 from edge.daemon.loop import AudioLoop
-from edge.errors import UsageError
-from edge.daemon.frame_times import time_stats
+from edge.errors import DeviceError, UsageError
+from edge.daemon.frame_times import FrameTimeLog, time_stats
 from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.daemon.telemetry import Sources, Telemetry
 
@@ -84,14 +85,29 @@ class PacedGeneratedIO:
         pass
 
 
-def _phase(sources, seconds, label, telemetry=None):
+def _phase(sources, seconds, label, telemetry=None, each_second=None):
     samples = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(min(SAMPLE_INTERVAL_S, max(0.0, end - time.monotonic())))
         record = telemetry.record() if telemetry else sources.sample()
         samples.append({"phase": label, "t": round(time.monotonic(), 3), **record})
+        if each_second is not None:
+            each_second()
     return samples
+
+
+def _writable_folder(out_dir):
+    """Make ``out_dir`` and prove it takes files, before the run: a bad --out fails at once, not after it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir}: it is a file; name a folder for report.md, summary.json and samples.csv")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {out_dir}: cannot write there ({exc.strerror}); name a folder you can write to") \
+            from None
 
 
 def _stats(values):
@@ -105,7 +121,7 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     """Run both phases and write the report; returns the summary dict."""
     import threading
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out_dir)
     config = config_module.load(config_path) if config_path else config_module.Config()
     idle_s = max(5.0, duration_s / 5.0) if duration_s >= 10 else duration_s / 2
     run_s = duration_s - idle_s
@@ -116,30 +132,35 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
         io = AlsaDuplex(config.audio)
     else:
         io = PacedGeneratedIO()
+    loop = AudioLoop(config, io)                    # the model loads now: a bad one fails before the baseline
+    frame_log = FrameTimeLog(loop.frame_times)      # the loop's ring holds a minute; the report covers the run
     sources = Sources(replace(config.telemetry, interval_s=SAMPLE_INTERVAL_S))
     for what in sources.missing:
         say(f"profile: no {what} on this machine; not reported")
     say(f"profile: {idle_s:.0f} s idle baseline, then {run_s:.0f} s of the pipeline ({source} source)")
     samples = _phase(sources, idle_s, "idle")
-    loop = AudioLoop(config, io)
     telemetry = Telemetry(config.telemetry, loop, say=lambda *_: None)
     telemetry.sources = sources
     worker = threading.Thread(target=loop.run, kwargs={"duration_s": run_s}, daemon=True)
     worker.start()
-    samples += _phase(sources, run_s, "running", telemetry)
+    samples += _phase(sources, run_s, "running", telemetry, each_second=frame_log.collect)
     loop.stop()
     worker.join(timeout=5)
+    frame_log.collect()
     if locks is not None:
         locks.release()
-    summary = _summarise(samples, loop, idle_s, run_s, source)
+    if loop.counters.frames == 0:
+        raise DeviceError(f"profile: no frame was processed in {run_s:.0f} s (the audio device never opened: its "
+                          "reason is in the lines above); nothing written")
+    summary = _summarise(samples, loop, frame_log.all_ms(), idle_s, run_s, source)
     _write(out_dir, samples, summary, say)
     return summary
 
 
-def _summarise(samples, loop, idle_s, run_s, source):
+def _summarise(samples, loop, times_ms, idle_s, run_s, source):
+    """The report's figures; ``times_ms``: every frame's time over the run."""
     idle = [s for s in samples if s["phase"] == "idle"]
     running = [s for s in samples if s["phase"] == "running"]
-    times_ms = loop.frame_times.last_ms()
     frames = times_ms.size
     frame_ms = time_stats(times_ms)
     histogram, _ = np.histogram(times_ms, bins=HISTOGRAM_EDGES_MS)

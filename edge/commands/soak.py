@@ -112,24 +112,23 @@ class Monitor:
         self.loop, self.start, self.end, self.peak_rss_mb = None, None, None, 0.0      # end: see stop()
         self.rss_by_ten_minutes = {}                  # minute of audio -> RSS (MB), to see a plateau from a leak
         self.sighups = 0
-        self._frame_ms, self._frames_seen = [], 0     # every frame's time, for whole-run percentiles
+        self._frame_log = None                        # every frame's time, for whole-run percentiles
         self.http_thread_cpu_s = None                 # CPU time of the metrics-http thread, last seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-monitor", daemon=True)
 
     def attach(self, loop):
-        self.loop = loop
+        from edge.daemon.frame_times import FrameTimeLog
+        self.loop, self._frame_log = loop, FrameTimeLog(loop.frame_times)
         self._thread.start()
 
     def _collect_frame_times(self):
-        frames = self.loop.frame_times.count
-        self._frame_ms.append(self.loop.frame_times.last_ms(frames - self._frames_seen))   # < 1 min per second
-        self._frames_seen = frames
+        self._frame_log.collect()                     # < 1 min of frames a second: the ring has not wrapped
 
     def frame_stats_ms(self):
         """Percentiles over every frame of the run (the loop's own ring holds the last minute only)."""
         from edge.daemon.frame_times import time_stats
-        return time_stats(np.concatenate(self._frame_ms) if self._frame_ms else [])
+        return time_stats(self._frame_log.all_ms() if self._frame_log is not None else [])
 
     def _sample_http_thread(self):
         """CPU seconds the endpoint's thread has used (utime + stime from /proc), while it exists."""

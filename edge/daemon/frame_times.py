@@ -63,3 +63,21 @@ class FrameTimes:
                               (self.count - 1) // self.frames_per_slot + 1) % self.max_slots
             stats["max"] = max(stats["max"], float(np.asarray(self._slot_max)[slots].max()) * 1000.0)
         return stats
+
+
+class FrameTimeLog:
+    """Every frame's time of a whole run, for reports (``profile``, ``soak``): :meth:`collect` takes the frames
+    recorded since its last call from a :class:`FrameTimes` ring, so it must run more often than the ring wraps
+    (once a second against a minute). Off the audio path."""
+
+    def __init__(self, frame_times):
+        self.frame_times, self.seen, self._chunks = frame_times, 0, []
+
+    def collect(self):
+        count = self.frame_times.count
+        self._chunks.append(self.frame_times.last_ms(count - self.seen))
+        self.seen = count
+
+    def all_ms(self):
+        """Every collected frame's time, oldest first, in milliseconds."""
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0)

@@ -126,8 +126,15 @@ def file_sha256(path):
 def load_metadata(model_path, check_dsp=True):
     """Read and check the sidecar of ``model_path``; raises ModelError with what to do."""
     model_path = Path(model_path)
+    if model_path.is_dir():
+        raise ModelError(f"{model_path}: a folder; name the model's .tflite file in it (see models/ for the shipped "
+                         "ones)")
     if not model_path.is_file():
         raise ModelError(f"{model_path}: no such model file; see models/ for the shipped ones")
+    if model_path.suffix != ".tflite":                # its .keras or .json sit beside it, and would "not match"
+        raise ModelError(f"{model_path}: not a converted model (a .tflite file); name "
+                         f"{model_path.with_suffix('.tflite').name} or another .tflite (the .keras is a training "
+                         "checkpoint and the .json the metadata)")
     model_bytes = model_path.stat().st_size
     if model_bytes > MAX_MODEL_BYTES:
         raise ModelError(f"{model_path}: {model_bytes / 2**20:.0f} MiB, larger than any percepnet-edge model "
