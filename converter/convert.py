@@ -120,6 +120,8 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
             verify_audio=True, corpus=None, say=print):
     """The whole conversion: int8 model + metadata, verification, and the comparison variants."""
     from .verify import verify
+    if Path(out_path).suffix != ".tflite":          # the device loads .tflite files only (edge.model.model_meta)
+        raise ConversionError(f"--out {out_path}: name a .tflite file (its metadata goes beside it as .json)")
     sequence_model, config = load_sequence_model(model_path)
     features = load_feature_sequences(cache_dir, "train", CALIBRATION_EXAMPLES, spread_seed=0,
                                       n_features=config.n_features)

@@ -132,6 +132,8 @@ def test_missing_or_corrupt_models_are_clear_errors(converted, tmp_path, damage,
 
 def test_converter_rejects_bad_inputs_and_leaves_nothing_behind(converted, tmp_path):
     out = tmp_path / "out.tflite"
+    with pytest.raises(ConversionError, match=r"--out .*out\.bin: name a \.tflite file"):   # before any work
+        convert(converted["work"] / "percepnet_tiny.keras", converted["cache"], tmp_path / "out.bin")
     with pytest.raises(ConversionError, match="no such file"):
         convert(tmp_path / "missing.keras", converted["cache"], out)
     (tmp_path / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")

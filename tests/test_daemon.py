@@ -820,15 +820,17 @@ def test_retries_of_a_slow_open_keep_the_watchdog_fed_at_the_default_settings():
     assert notifier.longest_watchdog_gap_s() <= 3.0 + 1e-9
 
 
-def test_a_status_line_queued_before_a_device_loss_does_not_overwrite_the_waiting_one():
+@pytest.mark.parametrize("quick", [False, True], ids=["failed reopens", "a quick loss"])
+def test_a_status_line_queued_before_a_device_loss_does_not_overwrite_the_waiting_one(quick):
     """The status line is built on the log thread: one queued at frame 500 and drained while the loop waits for a
-    lost device would have replaced "waiting for the audio device" with "denoising" until the next retry."""
+    lost device would have replaced "waiting for the audio device" (or a quick loss's "...; waiting 0.2 s") with
+    "denoising" until the next retry."""
     clock = FakeClock()
     io = FakeIO(speech_like(8.0, seed=3), lost_at={505})
     open_before = io.open
 
     def open_failing_after_the_loss():
-        if io.position > 505 and io.opens < 4:
+        if not quick and io.position > 505 and io.opens < 4:
             io.opens += 1
             raise DeviceError("cannot open capture device 'hw:1,0': No such device")
         open_before()
@@ -836,11 +838,15 @@ def test_a_status_line_queued_before_a_device_loss_does_not_overwrite_the_waitin
     notifier = RecordingNotifier(clock)
     loop = AudioLoop(parse(""), io, runner_factory=lambda c: FakeNetwork(clock), clock=clock, notifier=notifier,
                      sleep=lambda seconds: (clock.advance(seconds), loop.events.drain()))    # the log thread drains
+    if quick:
+        loop.QUICK_LOSS_FRAMES = 1000                    # a loss at frame 505 counts as soon after the open
     loop.run(max_frames=700)
     statuses = [m for m in notifier.messages() if m.startswith("STATUS=")]
-    first_wait = next(i for i, m in enumerate(statuses) if m.startswith("STATUS=waiting"))
-    assert len(statuses) > first_wait + 2
-    assert all(m.startswith("STATUS=waiting") for m in statuses[first_wait:first_wait + 3]), statuses
+    waiting = "STATUS=audio device lost" if quick else "STATUS=waiting"
+    first_wait = next(i for i, m in enumerate(statuses) if m.startswith(waiting))
+    assert len(statuses) > first_wait + (0 if quick else 2)
+    after = statuses[first_wait + 1:first_wait + 3]
+    assert not any(m.startswith("STATUS=denoising") for m in after[:1 if quick else 2]), statuses
 
 
 def test_a_stop_signal_interrupts_a_long_device_wait():

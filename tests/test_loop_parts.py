@@ -40,6 +40,23 @@ def test_an_intervals_maximum_covers_frames_the_ring_has_let_go():
     assert times.stats_ms()["max"] == pytest.approx(seconds[-60:].max() * 1000.0)      # no frames: the ring's
 
 
+def test_a_frame_time_log_gathers_every_frame_and_counts_what_the_ring_let_go():
+    from edge.daemon.frame_times import FrameTimeLog
+    times = FrameTimes(capacity=20)
+    log = FrameTimeLog(times)
+    seconds = np.arange(1, 101) / 1000.0
+    for index, value in enumerate(seconds):
+        times.record(value)
+        if index % 15 == 14:                                     # read more often than the ring wraps
+            log.collect()
+    log.collect()
+    assert np.array_equal(log.all_ms(), seconds * 1000.0) and log.lost == 0
+    for value in seconds[:50]:                                   # 50 frames between reads: 30 let go
+        times.record(value)
+    log.collect()
+    assert log.lost == 30 and np.array_equal(log.all_ms()[-20:], seconds[30:50] * 1000.0)
+
+
 def test_frame_times_keep_the_newest_in_order_across_the_wrap():
     times = FrameTimes(capacity=5)
     for ms in range(1, 8):                                          # 7 frames into a ring of 5

@@ -8,7 +8,7 @@ import resource
 import types
 from pathlib import Path
 
-from edge.commands.run import check_priority, service_rtprio_limits, units_refusing_priority
+from edge.commands.run import check_priority, service_rtprio_limits, unit_limits_for, units_refusing_priority
 from edge.daemon.config import parse
 from edge.daemon.loop import apply_realtime
 
@@ -67,6 +67,7 @@ def test_check_fails_a_priority_the_installed_unit_would_refuse(monkeypatch):
     """Root (or a user with a generous rtprio limit) may take priority 80; the service, within LimitRTPRIO=70,
     could not, and ran without it."""
     monkeypatch.setattr(os, "sched_setscheduler", lambda *args: None)       # permitted here
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)                       # not root: compared all the same
     said = []
 
     def item(name, ok, detail):
@@ -93,3 +94,10 @@ def test_check_fails_a_priority_this_process_may_not_take(monkeypatch):
     said = []
     check_priority(50, lambda *line: said.append(line), limits=lambda: {})
     assert said == [("realtime", False, "SCHED_FIFO priority 50 not permitted (LimitRTPRIO= in the unit)")]
+
+
+def test_the_pipewire_set_up_is_not_held_to_the_system_units_limit():
+    """It runs as the user's unit, which sets no LimitRTPRIO: the user's own limit, met by check's own test."""
+    assert unit_limits_for(parse("audio: {capture_device: 'pipewire:NODE=mic', playback_device: pipewire}").audio) \
+        is dict
+    assert unit_limits_for(parse("audio: {capture_device: 'hw:1,0'}").audio) is service_rtprio_limits

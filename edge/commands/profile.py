@@ -119,7 +119,6 @@ def _stats(values):
 
 def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=print):
     """Run both phases and write the report; returns the summary dict."""
-    import threading
     out_dir = Path(out_dir)
     _writable_folder(out_dir)
     config = config_module.load(config_path) if config_path else config_module.Config()
@@ -128,12 +127,29 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     locks = None
     if source == "alsa":
         from edge.devices.alsa import AlsaDuplex, DeviceLocks
-        locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
-        io = AlsaDuplex(config.audio)
+        io = AlsaDuplex(config.audio)               # opens nothing yet
     else:
         io = PacedGeneratedIO()
     loop = AudioLoop(config, io)                    # the model loads now: a bad one fails before the baseline
     frame_log = FrameTimeLog(loop.frame_times)      # the loop's ring holds a minute; the report covers the run
+    if source == "alsa":
+        locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
+    try:
+        samples = _measure(loop, frame_log, config, idle_s, run_s, source, say)
+    finally:
+        if locks is not None:
+            locks.release()
+    if loop.counters.frames == 0:
+        raise DeviceError(f"profile: no frame was processed in {run_s:.0f} s (the audio device never opened: its "
+                          "reason is in the lines above); nothing written")
+    summary = _summarise(samples, loop, frame_log.all_ms(), idle_s, run_s, source)
+    _write(out_dir, samples, summary, say)
+    return summary
+
+
+def _measure(loop, frame_log, config, idle_s, run_s, source, say):
+    """The idle baseline, then the pipeline in a thread; the samples of both."""
+    import threading
     sources = Sources(replace(config.telemetry, interval_s=SAMPLE_INTERVAL_S))
     for what in sources.missing:
         say(f"profile: no {what} on this machine; not reported")
@@ -147,14 +163,7 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     loop.stop()
     worker.join(timeout=5)
     frame_log.collect()
-    if locks is not None:
-        locks.release()
-    if loop.counters.frames == 0:
-        raise DeviceError(f"profile: no frame was processed in {run_s:.0f} s (the audio device never opened: its "
-                          "reason is in the lines above); nothing written")
-    summary = _summarise(samples, loop, frame_log.all_ms(), idle_s, run_s, source)
-    _write(out_dir, samples, summary, say)
-    return summary
+    return samples
 
 
 def _summarise(samples, loop, times_ms, idle_s, run_s, source):
@@ -165,7 +174,7 @@ def _summarise(samples, loop, times_ms, idle_s, run_s, source):
     frame_ms = time_stats(times_ms)
     histogram, _ = np.histogram(times_ms, bins=HISTOGRAM_EDGES_MS)
     summary = {
-        "source": source, "idle_s": idle_s, "run_s": run_s, "frames": loop.counters.frames,
+        "source": source, "idle_s": idle_s, "run_s": run_s, "frames": loop.counters.frames, "frames_timed": frames,
         "process_cpu_pct": {"idle": _stats([s["process_cpu_pct"] for s in idle]),
                             "running": _stats([s["process_cpu_pct"] for s in running])},
         "system_cpu_pct": {"idle": _stats([s.get("system_cpu_pct") for s in idle]),
@@ -227,6 +236,9 @@ def _markdown(summary):
               f"deadline misses {summary['deadline_misses']}, xruns {summary['xruns']}, "
               f"policy activations {summary['policy_activations']}.", "",
               "| frame time (ms) | frames |", "|---|---:|"]
+    if summary["frames_timed"] < summary["frames"]:       # the ring wrapped between two reads (a stalled reader)
+        lines[-2:-2] = [f"Frame times of {summary['frames'] - summary['frames_timed']} frames were not collected "
+                        "(the reader fell more than a minute behind).", ""]
     lines += [f"| {band} | {count} |" for band, count in summary["frame_ms_histogram"].items()]
     return "\n".join(lines) + "\n"
 

@@ -144,7 +144,7 @@ def check(config_path, say=print, proc="/proc"):
         except OSError:
             item("realtime", False, f"realtime.cpu_affinity {list(cpus)}: not all of these CPUs exist here "
                                     f"(this machine has CPUs {_cpu_list(os.sched_getaffinity(0))})")
-    check_priority(config.realtime.sched_fifo_priority, item)
+    check_priority(config.realtime.sched_fifo_priority, item, limits=unit_limits_for(config.audio))
     in_audio_group = os.geteuid() == 0 or _in_group("audio")
     item("permissions", in_audio_group, "may use /dev/snd" if in_audio_group
          else "not in the 'audio' group: add the service user to it")
@@ -242,6 +242,13 @@ def service_rtprio_limits(run=subprocess.run):
 def units_refusing_priority(priority, limits):
     """[(unit, limit)] of the units whose LimitRTPRIO is below ``priority``."""
     return [(unit, limit) for unit, limit in sorted(limits.items()) if priority > limit]
+
+
+def unit_limits_for(audio):
+    """Where the service's rtprio limit comes from: the system units' LimitRTPRIO, or, for the PipeWire set-up
+    (the user's unit, without LimitRTPRIO=), none but the user's own limit, which `check` meets itself."""
+    user_unit = any(map(pipewire.uses_pipewire, (audio.capture_device, audio.playback_device)))
+    return dict if user_unit else service_rtprio_limits
 
 
 def check_priority(priority, item, limits=service_rtprio_limits):

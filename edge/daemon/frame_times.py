@@ -52,6 +52,13 @@ class FrameTimes:
         n = kept if frames is None else min(kept, max(0, frames))
         return self._seconds[np.arange(self.count - n, self.count) % self.capacity] * 1000.0
 
+    def window_ms(self, start, stop):
+        """The times of frames ``start`` .. ``stop - 1`` (counted since the first) that the ring still holds, in ms;
+        ``stop`` at most :attr:`count`. A reader's snapshot of :attr:`count` makes its window exact while the audio
+        thread records on."""
+        start = max(start, stop - self.capacity, 0)
+        return self._seconds[np.arange(start, stop) % self.capacity] * 1000.0
+
     def stats_ms(self, frames=None):
         """:func:`time_stats` of :meth:`last_ms`: the percentiles of at most the last ``capacity`` frames; with
         ``frames``, ``max`` covers all of them (to the slot: up to ``frames_per_slot - 1`` earlier frames may count)
@@ -72,10 +79,12 @@ class FrameTimeLog:
 
     def __init__(self, frame_times):
         self.frame_times, self.seen, self._chunks = frame_times, 0, []
+        self.lost = 0                               # frames the ring let go before they were collected
 
     def collect(self):
-        count = self.frame_times.count
-        self._chunks.append(self.frame_times.last_ms(count - self.seen))
+        count = self.frame_times.count              # one snapshot: frames recorded meanwhile wait for the next call
+        self.lost += max(0, count - self.seen - self.frame_times.capacity)
+        self._chunks.append(self.frame_times.window_ms(self.seen, count))
         self.seen = count
 
     def all_ms(self):

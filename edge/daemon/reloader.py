@@ -73,13 +73,14 @@ class Reloader:
     def _load(self, path, started_config):
         try:
             new_config = config_module.load(path)
-            self.pending = self.build(new_config)
+            pipeline = self.build(new_config)
             self.events.put(logging.INFO, f"reloaded {path}: model, dsp, echo-canceller and realtime frame "
                                           "settings applied")
             for changed, what, part in NEEDS_RESTART:
                 if part(new_config) != part(started_config):
                     self.events.put(logging.WARNING, f"{changed} changed: {what} need a restart "
                                                      "(systemctl restart); until then the running ones stay")
+            self.pending = pipeline                # last: once it is taken, this thread has nothing left to do
         except Exception as exc:                   # any failure, ours or a bug's, keeps the old config running
             self.counters.rejected_reloads += 1
             self.events.put(logging.ERROR, f"reload of {path} rejected, keeping the running config: {exc}")
