@@ -231,3 +231,57 @@ def test_an_odd_chunk_without_its_pad_byte_is_read_with_a_note(tmp_path):
         assert reader.frames == 8_000
         assert reader.notes == ["the 'LIST' chunk (5 bytes) has no pad byte; read as if it had"]
         np.testing.assert_array_equal(reader.read_all(), ref.read_all())
+
+
+def test_a_signal_inside_the_writer_leaves_no_hidden_temporary_file(tmp_path, monkeypatch):
+    """A KeyboardInterrupt (SIGINT, or SIGTERM under stop_signals_raise) while the writer writes its header, before
+    the with-block exists, or between its close and its rename, left `.out.wav.*.tmp` beside the output."""
+    import os
+
+    class Interrupted:
+        def write(self, data):
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda handle, mode: (os.close(handle), Interrupted())[1])
+    with pytest.raises(KeyboardInterrupt):
+        WavWriter(tmp_path / "out.wav", 48_000, 10, fmt_chunk(1, 1, 48_000, 16))
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+
+    def interrupted_rename(source, target):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt):
+        with WavWriter(tmp_path / "out.wav", 48_000, 10, fmt_chunk(1, 1, 48_000, 16)) as out:
+            out.write(np.zeros((10, 1)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_rf64_file_and_a_short_extensible_header_are_named(tmp_path):
+    """RF64 (a field recorder's or ffmpeg's large-file WAV) was "not a WAV file"; an EXTENSIBLE header too short to
+    carry its sample format was "format 65534"."""
+    from edge.errors import AudioFileError
+    rf64 = tmp_path / "long.wav"
+    rf64.write_bytes(b"RF64" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEds64" + b"\0" * 64)
+    with pytest.raises(AudioFileError, match=r"an RF64 \(large-file\) WAV, which is not read here; convert it first"):
+        WavReader(rf64)
+    short = struct.pack("<HHIIHH", 0xFFFE, 1, 48_000, 96_000, 2, 16)        # 16 bytes: no sub-format
+    data = np.zeros(4, "<i2").tobytes()
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(short)) + short + b"data" + struct.pack("<I", len(data)) + data
+    (tmp_path / "short.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioFileError, match=r"WAVE_FORMAT_EXTENSIBLE with a 16-byte 'fmt ' chunk \(too short to "
+                                             r"name its sample format\) with 16-bit samples is not supported"):
+        WavReader(tmp_path / "short.wav")
+
+
+def test_a_data_chunk_that_ends_inside_a_frame_says_what_is_dropped(tmp_path):
+    chunk = fmt_chunk(1, 2, 48_000, 16)
+    data = np.zeros(8, "<i2").tobytes() + b"\x01\x02\x03"                     # 4 stereo frames and 3 bytes
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(chunk)) + chunk + b"data" + struct.pack("<I", len(data)) + data
+    (tmp_path / "ragged.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body) + 1) + body + b"\0")
+    with WavReader(tmp_path / "ragged.wav") as reader:
+        assert reader.frames == 4
+        assert reader.notes == ["the data chunk ends 3 byte(s) short of a whole 4-byte frame; those bytes are dropped"]

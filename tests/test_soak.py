@@ -27,3 +27,19 @@ def test_the_soak_under_http_load_reports_scrapes_and_whole_run_frame_times():
     assert load is not None and load["scrapes"] >= 1 and load["scrape_failures"] == 0, load
     assert figures["frame_ms_whole_run"]["p999"] > 0
     assert "http load (4 slow + 30 idle clients, loopback)" in lines[0] and "p99.9" in lines[0]
+
+
+def test_a_soak_stopped_before_its_loop_started_says_so(monkeypatch):
+    """A signal during the daemon's start-up returns before the loop exists: that was an AttributeError."""
+    pytest.importorskip("alsaaudio", reason="pyalsaaudio is not installed")
+    from edge.commands import run as daemon_commands
+    from edge.commands.soak import run_soak
+    from edge.errors import PercepnetError
+
+    def stopped_during_start_up(config_path, say, **kwargs):
+        say("stopped during start-up (signal); exiting")
+        return 143
+    monkeypatch.setattr(daemon_commands, "run", stopped_during_start_up)
+    with pytest.raises(PercepnetError, match=r"soak: the daemon stopped before its audio loop started \(stopped "
+                                             r"during start-up \(signal\); exiting\); nothing to report"):
+        run_soak(audio_minutes=0.05, say=lambda *_: None)

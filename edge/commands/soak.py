@@ -44,6 +44,7 @@ import numpy as np
 from edge.io import synthetic
 from edge.dsp.constants import HOP_SAMPLES, SAMPLE_RATE_HZ
 from edge.devices.alsa import AlsaDuplex
+from edge.errors import PercepnetError
 
 FRAMES_PER_MINUTE = 60 * SAMPLE_RATE_HZ // HOP_SAMPLES
 WARM_UP_FRAMES = FRAMES_PER_MINUTE          # "start" figures: after the first minute of audio
@@ -314,6 +315,9 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
         records = work / "telemetry.jsonl"
         telemetry_records = len(records.read_text().splitlines()) if records.exists() else 0
     loop = monitor.loop
+    if loop is None:                                  # stopped (a signal) or failed before the loop existed
+        raise PercepnetError("soak: the daemon stopped before its audio loop started ("
+                         + ("; ".join(lines[-2:]) if lines else "no output") + "); nothing to report")
     counters = loop.counters
     figures = {"audio_minutes": counters.frames / FRAMES_PER_MINUTE, "wall_s": wall_s,
                "audio_minutes_per_wall_minute": counters.frames / FRAMES_PER_MINUTE / (wall_s / 60.0),

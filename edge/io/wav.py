@@ -191,6 +191,9 @@ class WavReader:
         head = stream.read(12)
         if not head:
             raise AudioFileError(f"{self.path}: the file is empty (0 bytes); give a WAV file")
+        if head.startswith(b"RF64") or head.startswith(b"BW64"):
+            raise AudioFileError(f"{self.path}: an RF64 (large-file) WAV, which is not read here; {_CONVERT_ADVICE} "
+                                 "(a plain WAV holds up to 4 GiB: cut a longer recording into parts)")
         if not head.startswith(b"RIFF"[:len(head)]) or (len(head) == 12 and head[8:12] != b"WAVE"):
             raise AudioFileError(f"{self.path}: not a WAV file (it starts with {head[:8]!r}, not 'RIFF....WAVE'); "
                                  f"{_CONVERT_ADVICE}")
@@ -245,6 +248,9 @@ class WavReader:
         self.frames = size // self.block_align
         if self.frames == 0:
             raise AudioFileError(f"{self.path}: the file holds no samples")
+        if size % self.block_align:
+            self.notes.append(f"the data chunk ends {size % self.block_align} byte(s) short of a whole "
+                              f"{self.block_align}-byte frame; those bytes are dropped")
 
     def _chunk_at(self, offset, file_bytes):
         """Whether a RIFF chunk header (a printable four-letter id and a size that fits) starts at ``offset``."""
@@ -261,7 +267,9 @@ class WavReader:
             tag = struct.unpack("<H", body[24:26])[0]
         supported = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}
         if tag not in supported or bits not in supported[tag]:
-            name = {6: "A-law", 7: "mu-law", 2: "ADPCM", 0x11: "IMA ADPCM", 0x55: "MP3"}.get(tag, f"format {tag}")
+            name = {6: "A-law", 7: "mu-law", 2: "ADPCM", 0x11: "IMA ADPCM", 0x55: "MP3",
+                    _EXTENSIBLE: f"WAVE_FORMAT_EXTENSIBLE with a {size}-byte 'fmt ' chunk (too short to name its "
+                                 "sample format)"}.get(tag, f"format {tag}")
             raise AudioFileError(f"{self.path}: {name} with {bits}-bit samples is not supported "
                                  f"(8-bit unsigned, 16/24/32-bit integer PCM and 32/64-bit float are); "
                                  f"{_CONVERT_ADVICE}")
@@ -424,6 +432,7 @@ class WavWriter:
         if header + self._data_bytes + self._data_bytes % 2 > 0xFFFFFFFF:
             raise AudioFileError(f"{self.path}: the output would hold {self._data_bytes} bytes of audio, more than "
                                  "a WAV file can (4 GiB); cut the input into parts")
+        self._tmp = self._stream = None
         try:
             handle, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             self._stream = os.fdopen(handle, "wb")
@@ -431,7 +440,11 @@ class WavWriter:
                                   b"WAVE", b"fmt ", len(self.fmt_chunk)) + self.fmt_chunk
                       + b"\0" * (len(self.fmt_chunk) % 2) + struct.pack("<4sI", b"data", self._data_bytes))
         except OSError as exc:
+            self._discard()
             raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
+        except BaseException:               # a signal before the with-block exists: no __exit__ will clean up
+            self._discard()
+            raise
 
     def __enter__(self):
         return self
@@ -471,13 +484,17 @@ class WavWriter:
         except OSError as exc:
             self._discard()
             raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
+        except BaseException:               # a signal between close() and the rename: no hidden .tmp left
+            self._discard()
+            raise
 
     def _discard(self):
         try:
-            self._stream.close()
+            if self._stream is not None:
+                self._stream.close()
         except OSError:
             pass
-        if os.path.exists(self._tmp):
+        if self._tmp is not None and os.path.exists(self._tmp):
             os.unlink(self._tmp)
 
 
