@@ -285,3 +285,33 @@ def test_a_data_chunk_that_ends_inside_a_frame_says_what_is_dropped(tmp_path):
     with WavReader(tmp_path / "ragged.wav") as reader:
         assert reader.frames == 4
         assert reader.notes == ["the data chunk ends 3 byte(s) short of a whole 4-byte frame; those bytes are dropped"]
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, OSError], ids=["a signal", "a full disk"])
+def test_a_writer_that_fails_to_start_leaves_no_file_and_no_descriptor(tmp_path, monkeypatch, raised):
+    import os
+    from edge.errors import AudioFileError
+    opened = []
+    real_fdopen = os.fdopen
+
+    def fdopen_failing(handle, mode):                      # the descriptor exists, no stream owns it yet
+        opened.append(handle)
+        raise raised(28, "No space left on device") if raised is OSError else raised()
+    monkeypatch.setattr(os, "fdopen", fdopen_failing)
+    with pytest.raises(AudioFileError if raised is OSError else KeyboardInterrupt):
+        WavWriter(tmp_path / "out.wav", 48_000, 10, fmt_chunk(1, 1, 48_000, 16))
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert list(tmp_path.iterdir()) == [] and len(opened) == 1
+    with pytest.raises(OSError):                           # closed by the writer, not leaked
+        os.fstat(opened[0])
+
+
+def test_a_long_extensible_header_with_an_unknown_sub_format_is_not_called_short(tmp_path):
+    from edge.errors import AudioFileError
+    chunk = struct.pack("<HHIIHHHHI", 0xFFFE, 1, 48_000, 96_000, 2, 16, 22, 16, 0) + struct.pack("<H", 0xFFFE) \
+        + b"\0" * 14                                          # 40 bytes, a sub-format of 0xFFFE
+    data = np.zeros(4, "<i2").tobytes()
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(chunk)) + chunk + b"data" + struct.pack("<I", len(data)) + data
+    (tmp_path / "odd.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(AudioFileError, match=r"format 65534 with 16-bit samples is not supported"):
+        WavReader(tmp_path / "odd.wav")

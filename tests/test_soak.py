@@ -36,10 +36,10 @@ def test_a_soak_stopped_before_its_loop_started_says_so(monkeypatch):
     from edge.commands.soak import run_soak
     from edge.errors import PercepnetError
 
-    def stopped_during_start_up(config_path, say, **kwargs):
-        say("stopped during start-up (signal); exiting")
-        return 143
+    def stopped_during_start_up(config_path, say, control, **kwargs):
+        control.stop.set()                             # as the signal handler does; _serve then returns 0
+        return 0
     monkeypatch.setattr(daemon_commands, "run", stopped_during_start_up)
-    with pytest.raises(PercepnetError, match=r"soak: the daemon stopped before its audio loop started \(stopped "
-                                             r"during start-up \(signal\); exiting\); nothing to report"):
+    with pytest.raises(PercepnetError, match=r"soak: the daemon ended before its audio loop started \(stopped by a "
+                                             r"signal during the daemon's start-up\); nothing to report"):
         run_soak(audio_minutes=0.05, say=lambda *_: None)

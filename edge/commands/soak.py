@@ -315,9 +315,10 @@ def run_soak(audio_minutes=60.0, model=None, loss_every_min=5.0, outage_opens=3,
         records = work / "telemetry.jsonl"
         telemetry_records = len(records.read_text().splitlines()) if records.exists() else 0
     loop = monitor.loop
-    if loop is None:                                  # stopped (a signal) or failed before the loop existed
-        raise PercepnetError("soak: the daemon stopped before its audio loop started ("
-                         + ("; ".join(lines[-2:]) if lines else "no output") + "); nothing to report")
+    if loop is None:                                  # a signal during the daemon's start-up: _serve returned
+        why = "stopped by a signal during the daemon's start-up" if control.stop.is_set() else (
+            "; ".join(lines[-2:]) if lines else "no output")
+        raise PercepnetError(f"soak: the daemon ended before its audio loop started ({why}); nothing to report")
     counters = loop.counters
     figures = {"audio_minutes": counters.frames / FRAMES_PER_MINUTE, "wall_s": wall_s,
                "audio_minutes_per_wall_minute": counters.frames / FRAMES_PER_MINUTE / (wall_s / 60.0),

@@ -267,9 +267,9 @@ class WavReader:
             tag = struct.unpack("<H", body[24:26])[0]
         supported = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64)}
         if tag not in supported or bits not in supported[tag]:
-            name = {6: "A-law", 7: "mu-law", 2: "ADPCM", 0x11: "IMA ADPCM", 0x55: "MP3",
-                    _EXTENSIBLE: f"WAVE_FORMAT_EXTENSIBLE with a {size}-byte 'fmt ' chunk (too short to name its "
-                                 "sample format)"}.get(tag, f"format {tag}")
+            name = {6: "A-law", 7: "mu-law", 2: "ADPCM", 0x11: "IMA ADPCM", 0x55: "MP3"}.get(tag, f"format {tag}")
+            if tag == _EXTENSIBLE and size < 26:
+                name = f"WAVE_FORMAT_EXTENSIBLE with a {size}-byte 'fmt ' chunk (too short to name its sample format)"
             raise AudioFileError(f"{self.path}: {name} with {bits}-bit samples is not supported "
                                  f"(8-bit unsigned, 16/24/32-bit integer PCM and 32/64-bit float are); "
                                  f"{_CONVERT_ADVICE}")
@@ -432,7 +432,7 @@ class WavWriter:
         if header + self._data_bytes + self._data_bytes % 2 > 0xFFFFFFFF:
             raise AudioFileError(f"{self.path}: the output would hold {self._data_bytes} bytes of audio, more than "
                                  "a WAV file can (4 GiB); cut the input into parts")
-        self._tmp = self._stream = None
+        self._tmp = self._stream = handle = None
         try:
             handle, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
             self._stream = os.fdopen(handle, "wb")
@@ -440,10 +440,10 @@ class WavWriter:
                                   b"WAVE", b"fmt ", len(self.fmt_chunk)) + self.fmt_chunk
                       + b"\0" * (len(self.fmt_chunk) % 2) + struct.pack("<4sI", b"data", self._data_bytes))
         except OSError as exc:
-            self._discard()
+            self._discard(handle)
             raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
         except BaseException:               # a signal before the with-block exists: no __exit__ will clean up
-            self._discard()
+            self._discard(handle)
             raise
 
     def __enter__(self):
@@ -488,10 +488,13 @@ class WavWriter:
             self._discard()
             raise
 
-    def _discard(self):
+    def _discard(self, handle=None):
+        """Close and remove the temporary file; ``handle``: its descriptor, when no stream owns it yet."""
         try:
             if self._stream is not None:
                 self._stream.close()
+            elif handle is not None:
+                os.close(handle)
         except OSError:
             pass
         if self._tmp is not None and os.path.exists(self._tmp):
