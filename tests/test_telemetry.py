@@ -248,6 +248,32 @@ def test_profile_without_a_single_frame_says_so_and_writes_nothing(tmp_path, tin
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_an_interrupted_profile_keeps_what_it_measured(tmp_path, tiny_model, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) a minute into a 10-minute profile lost everything; the report now covers what ran."""
+    import json
+    from edge.commands.cli import main
+    from edge.daemon import frame_times
+    collect, calls = frame_times.FrameTimeLog.collect, []
+
+    def interrupted_once(self):
+        collect(self)
+        calls.append(self.seen)
+        if len(calls) == 2:                              # a second into the running phase
+            raise KeyboardInterrupt
+    monkeypatch.setattr(frame_times.FrameTimeLog, "collect", interrupted_once)
+    config = _tree(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{path: {tiny_model['out']}}}\n"
+        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    out = tmp_path / "out"
+    assert main(["profile", "--duration", "8s", "--out", str(out), "--config", str(tmp_path / "config.yaml")]) == 130
+    assert f"stopped by SIGINT before the end; what was measured until then is in {out}" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] > 0 and summary["frames_timed"] == summary["frames"]
+    assert 4 <= summary["interrupted_after_s"] < 8
+    assert "**Interrupted after" in (out / "report.md").read_text()
+
+
 def test_duration_parsing():
     from edge.commands.profile import parse_duration
     assert parse_duration("10m") == 600 and parse_duration("30s") == 30 and parse_duration("45") == 45

@@ -244,7 +244,8 @@ def _dispatch(argv, control):
             return daemon_commands.check(args.config)
         elif args.command == "profile":
             from edge.commands.profile import parse_duration, run_profile
-            run_profile(parse_duration(args.duration), args.out, args.config, args.source)
+            with stop_signals_raise():
+                run_profile(parse_duration(args.duration), args.out, args.config, args.source)
         elif args.command == "soak":
             from edge.commands.soak import run_soak
             run_soak(args.audio_minutes, args.model, args.loss_every_min, args.outage_opens, args.sighup_every_min,
@@ -257,8 +258,13 @@ def _dispatch(argv, control):
         return 2
     except KeyboardInterrupt as exc:                # SIGINT, or SIGTERM/SIGHUP in a file command (stop_signals_raise);
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT   # writers cleaned up
-        print(f"percepnet-edge: stopped by {signal.Signals(signum).name} before the end; the output file was not "
-              "written (nothing half-written is left)", file=sys.stderr)
+        if args.command != "profile":
+            kept = "the output file was not written (nothing half-written is left)"
+        elif getattr(exc, "partial_report", False):
+            kept = f"what was measured until then is in {args.out} (report.md says it was interrupted)"
+        else:
+            kept = "nothing was written (the pipeline had not run yet)"
+        print(f"percepnet-edge: stopped by {signal.Signals(signum).name} before the end; {kept}", file=sys.stderr)
         return 128 + signum
     return 0
 

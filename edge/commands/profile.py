@@ -85,8 +85,8 @@ class PacedGeneratedIO:
         pass
 
 
-def _phase(sources, seconds, label, telemetry=None, each_second=None):
-    samples = []
+def _phase(samples, sources, seconds, label, telemetry=None, each_second=None):
+    """Sample every SAMPLE_INTERVAL_S for ``seconds`` into ``samples`` (kept as they come: an interrupt keeps them)."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         time.sleep(min(SAMPLE_INTERVAL_S, max(0.0, end - time.monotonic())))
@@ -94,7 +94,6 @@ def _phase(sources, seconds, label, telemetry=None, each_second=None):
         samples.append({"phase": label, "t": round(time.monotonic(), 3), **record})
         if each_second is not None:
             each_second()
-    return samples
 
 
 def _writable_folder(out_dir):
@@ -134,36 +133,47 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     frame_log = FrameTimeLog(loop.frame_times)      # the loop's ring holds a minute; the report covers the run
     if source == "alsa":
         locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
+    samples, interrupted, started = [], None, time.monotonic()
     try:
-        samples = _measure(loop, frame_log, config, idle_s, run_s, source, say)
+        _measure(samples, loop, frame_log, config, idle_s, run_s, source, say)
+    except KeyboardInterrupt as exc:                # SIGINT (SIGTERM, SIGHUP): what was measured is kept
+        interrupted = exc
     finally:
         if locks is not None:
             locks.release()
     if loop.counters.frames == 0:
+        if interrupted is not None:
+            raise interrupted
         raise DeviceError(f"profile: no frame was processed in {run_s:.0f} s (the audio device never opened: its "
                           "reason is in the lines above); nothing written")
     summary = _summarise(samples, loop, frame_log.all_ms(), idle_s, run_s, source)
+    if interrupted is not None:
+        summary["interrupted_after_s"] = round(time.monotonic() - started, 1)
     _write(out_dir, samples, summary, say)
+    if interrupted is not None:
+        interrupted.partial_report = True           # for the command line's last words
+        raise interrupted
     return summary
 
 
-def _measure(loop, frame_log, config, idle_s, run_s, source, say):
-    """The idle baseline, then the pipeline in a thread; the samples of both."""
+def _measure(samples, loop, frame_log, config, idle_s, run_s, source, say):
+    """The idle baseline, then the pipeline in a thread, sampled into ``samples``."""
     import threading
     sources = Sources(replace(config.telemetry, interval_s=SAMPLE_INTERVAL_S))
     for what in sources.missing:
         say(f"profile: no {what} on this machine; not reported")
     say(f"profile: {idle_s:.0f} s idle baseline, then {run_s:.0f} s of the pipeline ({source} source)")
-    samples = _phase(sources, idle_s, "idle")
+    _phase(samples, sources, idle_s, "idle")
     telemetry = Telemetry(config.telemetry, loop, say=lambda *_: None)
     telemetry.sources = sources
     worker = threading.Thread(target=loop.run, kwargs={"duration_s": run_s}, daemon=True)
     worker.start()
-    samples += _phase(sources, run_s, "running", telemetry, each_second=frame_log.collect)
-    loop.stop()
-    worker.join(timeout=5)
-    frame_log.collect()
-    return samples
+    try:
+        _phase(samples, sources, run_s, "running", telemetry, each_second=frame_log.collect)
+    finally:                                        # an interrupt too: the loop stops, its frames are collected
+        loop.stop()
+        worker.join(timeout=5)
+        frame_log.collect()
 
 
 def _summarise(samples, loop, times_ms, idle_s, run_s, source):
@@ -220,8 +230,11 @@ def _fmt(stats, unit):
 def _markdown(summary):
     lines = [f"# percepnet-edge profile ({summary['source']} source)", "",
              f"Idle baseline {summary['idle_s']:.0f} s, then {summary['run_s']:.0f} s running "
-             f"({summary['frames']} frames).", "",
-             "| measure | idle | running |", "|---|---|---|"]
+             f"({summary['frames']} frames).", ""]
+    if "interrupted_after_s" in summary:
+        lines += [f"**Interrupted after {summary['interrupted_after_s']:.0f} s**: the figures cover what ran until "
+                  "then.", ""]
+    lines += ["| measure | idle | running |", "|---|---|---|"]
     for key, unit in (("process_cpu_pct", "%"), ("system_cpu_pct", "%"), ("power_w", "W")):
         lines.append(f"| {key} | {_fmt(summary[key]['idle'], unit)} | {_fmt(summary[key]['running'], unit)} |")
     lines.append("")
