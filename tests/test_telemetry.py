@@ -248,9 +248,13 @@ def test_profile_without_a_single_frame_says_so_and_writes_nothing(tmp_path, tin
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_an_interrupted_profile_keeps_what_it_measured(tmp_path, tiny_model, monkeypatch, capsys):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_profile_keeps_what_it_measured(tmp_path, tiny_model, monkeypatch, capsys, signame):
     """Ctrl-C (or SIGTERM) a minute into a 10-minute profile lost everything; the report now covers what ran."""
     import json
+    import os
+    import signal
+    import threading
     from edge.commands.cli import main
     from edge.daemon import frame_times
     collect, calls = frame_times.FrameTimeLog.collect, []
@@ -259,19 +263,38 @@ def test_an_interrupted_profile_keeps_what_it_measured(tmp_path, tiny_model, mon
         collect(self)
         calls.append(self.seen)
         if len(calls) == 2:                              # a second into the running phase
-            raise KeyboardInterrupt
+            if signame == "SIGINT":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)         # raised by stop_signals_raise, as a real one would be
     monkeypatch.setattr(frame_times.FrameTimeLog, "collect", interrupted_once)
     config = _tree(tmp_path)
     (tmp_path / "config.yaml").write_text(
         f"model: {{path: {tiny_model['out']}}}\n"
         f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
-    out = tmp_path / "out"
-    assert main(["profile", "--duration", "8s", "--out", str(out), "--config", str(tmp_path / "config.yaml")]) == 130
-    assert f"stopped by SIGINT before the end; what was measured until then is in {out}" in capsys.readouterr().err
+    out, threads = tmp_path / "out", set(threading.enumerate())
+    status = main(["profile", "--duration", "8s", "--out", str(out), "--config", str(tmp_path / "config.yaml")])
+    assert status == 128 + getattr(signal, signame)
+    assert f"stopped by {signame} before the end; the report of what ran is {out / 'report.md'}" \
+        in capsys.readouterr().err
+    assert set(threading.enumerate()) == threads         # the pipeline's thread stopped, not left running
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] > 0 and summary["frames_timed"] == summary["frames"]
     assert 4 <= summary["interrupted_after_s"] < 8
     assert "**Interrupted after" in (out / "report.md").read_text()
+
+
+def test_a_profile_interrupted_in_its_idle_baseline_writes_nothing(tmp_path, monkeypatch, capsys):
+    from edge.commands import profile
+    from edge.commands.cli import main
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(profile.Sources, "sample", interrupted)
+    out = tmp_path / "out"
+    assert main(["profile", "--duration", "8s", "--out", str(out)]) == 130
+    assert "stopped by SIGINT before the end; nothing was written (no frame had been processed)" \
+        in capsys.readouterr().err
+    assert list(out.iterdir()) == []
 
 
 def test_duration_parsing():

@@ -258,12 +258,15 @@ def _dispatch(argv, control):
         return 2
     except KeyboardInterrupt as exc:                # SIGINT, or SIGTERM/SIGHUP in a file command (stop_signals_raise);
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT   # writers cleaned up
+        report, writing = getattr(exc, "profile_report", None), getattr(exc, "profile_writing", False)
         if args.command != "profile":
             kept = "the output file was not written (nothing half-written is left)"
-        elif getattr(exc, "partial_report", False):
-            kept = f"what was measured until then is in {args.out} (report.md says it was interrupted)"
+        elif report is not None:
+            kept = f"the report of what ran is {report}" + (" (the plots may be missing)" if writing else "")
+        elif writing:
+            kept = f"stopped while writing into {args.out}: files there may be from an earlier run"
         else:
-            kept = "nothing was written (the pipeline had not run yet)"
+            kept = "nothing was written (no frame had been processed)"
         print(f"percepnet-edge: stopped by {signal.Signals(signum).name} before the end; {kept}", file=sys.stderr)
         return 128 + signum
     return 0

@@ -15,6 +15,7 @@ with matplotlib installed ``DIR/cpu.png``, ``DIR/power.png`` and
 """
 
 import csv
+import io
 import json
 import tempfile
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.daemon import config as config_module
+from edge.io.atomic import atomic_write
 from edge.io import synthetic
 from edge.daemon.loop import AudioLoop
 from edge.errors import DeviceError, UsageError
@@ -126,15 +128,15 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     locks = None
     if source == "alsa":
         from edge.devices.alsa import AlsaDuplex, DeviceLocks
-        io = AlsaDuplex(config.audio)               # opens nothing yet
+        device = AlsaDuplex(config.audio)           # opens nothing yet
     else:
-        io = PacedGeneratedIO()
-    loop = AudioLoop(config, io)                    # the model loads now: a bad one fails before the baseline
+        device = PacedGeneratedIO()
+    loop = AudioLoop(config, device)                # the model loads now: a bad one fails before the baseline
     frame_log = FrameTimeLog(loop.frame_times)      # the loop's ring holds a minute; the report covers the run
-    if source == "alsa":
-        locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
-    samples, interrupted, started = [], None, time.monotonic()
+    samples, interrupted, started, written = [], None, time.monotonic(), []
     try:
+        if source == "alsa":
+            locks = DeviceLocks(config.audio, say=say).acquire()      # never beside a daemon on the same devices
         _measure(samples, loop, frame_log, config, idle_s, run_s, source, say)
     except KeyboardInterrupt as exc:                # SIGINT (SIGTERM, SIGHUP): what was measured is kept
         interrupted = exc
@@ -149,9 +151,13 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
     summary = _summarise(samples, loop, frame_log.all_ms(), idle_s, run_s, source)
     if interrupted is not None:
         summary["interrupted_after_s"] = round(time.monotonic() - started, 1)
-    _write(out_dir, samples, summary, say)
+    try:
+        _write(out_dir, samples, summary, say, written)
+    except KeyboardInterrupt as exc:                # a (second) signal while writing: say what is on disk
+        exc.profile_report, exc.profile_writing = (written[0] if written else None), True
+        raise
     if interrupted is not None:
-        interrupted.partial_report = True           # for the command line's last words
+        interrupted.profile_report, interrupted.profile_writing = written[0], False   # for the last words
         raise interrupted
     return summary
 
@@ -172,7 +178,12 @@ def _measure(samples, loop, frame_log, config, idle_s, run_s, source, say):
         _phase(samples, sources, run_s, "running", telemetry, each_second=frame_log.collect)
     finally:                                        # an interrupt too: the loop stops, its frames are collected
         loop.stop()
-        worker.join(timeout=5)
+        while worker.is_alive():
+            try:
+                worker.join(timeout=5)
+            except KeyboardInterrupt:               # a second signal: the loop is stopping; wait for it still
+                continue
+            break
         frame_log.collect()
 
 
@@ -206,14 +217,17 @@ def _summarise(samples, loop, times_ms, idle_s, run_s, source):
     return summary
 
 
-def _write(out_dir, samples, summary, say):
+def _write(out_dir, samples, summary, say, written):
+    """The three files, each whole or not at all, report.md last (its name goes into ``written``), then the plots."""
     keys = sorted({key for sample in samples for key in sample})
-    with open(out_dir / "samples.csv", "w", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(samples)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "report.md").write_text(_markdown(summary))
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(samples)
+    atomic_write(out_dir / "samples.csv", table.getvalue().encode())
+    atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    atomic_write(out_dir / "report.md", _markdown(summary).encode())
+    written.append(out_dir / "report.md")
     say(_markdown(summary))
     try:
         _plots(out_dir, samples)
@@ -249,7 +263,7 @@ def _markdown(summary):
               f"deadline misses {summary['deadline_misses']}, xruns {summary['xruns']}, "
               f"policy activations {summary['policy_activations']}.", "",
               "| frame time (ms) | frames |", "|---|---:|"]
-    if summary["frames_timed"] < summary["frames"]:       # the ring wrapped between two reads (a stalled reader)
+    if summary["frames_timed"] < summary["frames"] and "interrupted_after_s" not in summary:   # a stalled reader
         lines[-2:-2] = [f"Frame times of {summary['frames'] - summary['frames_timed']} frames were not collected "
                         "(the reader fell more than a minute behind).", ""]
     lines += [f"| {band} | {count} |" for band, count in summary["frame_ms_histogram"].items()]
