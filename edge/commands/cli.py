@@ -262,7 +262,8 @@ def _dispatch(argv, control):
         if args.command != "profile":
             kept = "the output file was not written (nothing half-written is left)"
         elif report is not None:
-            kept = f"the report of what ran is {report}" + (" (the plots may be missing)" if writing else "")
+            kept = f"the report of what ran is {report}" + (" (its plots may be missing or from an earlier run)"
+                                                             if writing else "")
         elif writing:
             kept = f"stopped while writing into {args.out}: files there may be from an earlier run"
         else:

@@ -148,10 +148,10 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
             raise interrupted
         raise DeviceError(f"profile: no frame was processed in {run_s:.0f} s (the audio device never opened: its "
                           "reason is in the lines above); nothing written")
-    summary = _summarise(samples, loop, frame_log.all_ms(), idle_s, run_s, source)
-    if interrupted is not None:
-        summary["interrupted_after_s"] = round(time.monotonic() - started, 1)
     try:
+        summary = _summarise(samples, loop, frame_log.all_ms(), idle_s, run_s, source)
+        if interrupted is not None:
+            summary["interrupted_after_s"] = round(time.monotonic() - started, 1)
         _write(out_dir, samples, summary, say, written)
     except KeyboardInterrupt as exc:                # a (second) signal while writing: say what is on disk
         exc.profile_report, exc.profile_writing = (written[0] if written else None), True
