@@ -292,8 +292,7 @@ class AlsaDuplex:
         except DeviceError as exc:
             return None, None, str(exc)
         try:
-            negotiation.refuse_disagreement(reference, "echo reference", self.reference_device, "echo.reference_device",
-                                            1, config.sample_format, config.buffer_periods, tuple(_DTYPES))
+            self._refuse_disagreement(reference, "echo reference", self.reference_device, "echo.reference_device", 1)
         except DeviceError as exc:
             _close_quietly(reference)
             return None, None, str(exc)
@@ -311,8 +310,7 @@ class AlsaDuplex:
                 _close_quietly(reference)
                 return None, None, str(exc)
             try:
-                negotiation.refuse_disagreement(speaker, "loudspeaker", self.speaker_device, "echo.speaker_device", 1,
-                                                config.sample_format, config.buffer_periods, tuple(_DTYPES))
+                self._refuse_disagreement(speaker, "loudspeaker", self.speaker_device, "echo.speaker_device", 1)
             except DeviceError as exc:
                 for pcm in (reference, speaker):
                     _close_quietly(pcm)
@@ -441,16 +439,19 @@ class AlsaDuplex:
         for _ in range(self.config.playback_prefill_periods):
             self._write_bytes(self._silence)
 
+    def _refuse_disagreement(self, pcm, role, device, setting, channels):
+        """:func:`edge.devices.negotiation.refuse_disagreement` with this duplex's format and buffer."""
+        negotiation.refuse_disagreement(pcm, role, device, setting, channels, self.config.sample_format,
+                                        self.config.buffer_periods, tuple(_DTYPES))
+
     def _check_negotiated(self, kinds=("capture", "playback")):
         """Refuse a device that silently took another rate, channel count, format or period than asked (we never
         resample or convert on the fly); both PCMs are closed first."""
         config = self.config
         for name in kinds:
             try:
-                negotiation.refuse_disagreement(
-                    getattr(self, name), f"{name} device", getattr(config, f"{name}_device"), f"audio.{name}_device",
-                    config.capture_channels if name == "capture" else 1, config.sample_format,
-                    config.buffer_periods, tuple(_DTYPES))
+                self._refuse_disagreement(getattr(self, name), f"{name} device", getattr(config, f"{name}_device"),
+                                          f"audio.{name}_device", config.capture_channels if name == "capture" else 1)
             except DeviceError:
                 self.close()
                 raise

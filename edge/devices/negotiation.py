@@ -64,9 +64,7 @@ def refuse_disagreement(pcm, role, device, setting, channels, sample_format, per
                "use a plughw: device or an ALSA 'plug' PCM, which converts")
     rate = info.get("rate", SAMPLE_RATE_HZ)
     if rate != SAMPLE_RATE_HZ:
-        fix = (f"set {setting} to {plug!r}, which converts the rate" if plug else
-               "use a plughw: device or an ALSA 'plug' PCM that converts the rate")
-        raise DeviceError(f"{role} {device!r} runs at {rate} Hz, not {SAMPLE_RATE_HZ}: {fix}")
+        raise DeviceError(f"{role} {device!r} runs at {rate} Hz, not {SAMPLE_RATE_HZ}: {by_plug} the rate")
     got = info.get("channels", channels)
     if got != channels:
         fix = (f"set audio.capture_channels to {got} (audio.channel_mode then downmixes them or picks one), or "
