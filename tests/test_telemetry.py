@@ -283,6 +283,69 @@ def test_an_interrupted_profile_keeps_what_it_measured(tmp_path, tiny_model, mon
     assert "**Interrupted after" in (out / "report.md").read_text()
 
 
+def test_a_second_signal_inside_the_loops_stop_still_stops_the_pipeline(tmp_path, tiny_model, monkeypatch, capsys):
+    """Ctrl-C twice: the second struck inside loop.stop(), before the stop was set, and the pipeline's thread ran
+    on to the end of the duration while the report was written."""
+    import threading
+    from edge.commands.cli import main
+    from edge.daemon import frame_times, loop as loop_module
+    collect, stop, stops = frame_times.FrameTimeLog.collect, loop_module.AudioLoop.stop, []
+
+    def interrupted_once(self):
+        collect(self)
+        if self.seen and not stops:                      # in the running phase: the first Ctrl-C
+            raise KeyboardInterrupt
+
+    def stop_hit_by_a_second_signal(self):
+        stops.append(self)
+        if len(stops) == 1:
+            raise KeyboardInterrupt                      # before the event is set
+        stop(self)
+    monkeypatch.setattr(frame_times.FrameTimeLog, "collect", interrupted_once)
+    monkeypatch.setattr(loop_module.AudioLoop, "stop", stop_hit_by_a_second_signal)
+    config = _tree(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{path: {tiny_model['out']}}}\n"
+        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    out, threads = tmp_path / "out", set(threading.enumerate())
+    assert main(["profile", "--duration", "60s", "--out", str(out), "--config", str(tmp_path / "config.yaml")]) == 130
+    assert set(threading.enumerate()) == threads         # stopped, not left to run out its 48 s
+    assert len(stops) == 2 and "**Interrupted after" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("struck", ["summary.json", "plots"])
+def test_a_signal_while_the_profile_report_is_written_says_what_is_on_disk(tmp_path, tiny_model, monkeypatch, capsys,
+                                                                          struck):
+    from edge.commands import profile
+    from edge.commands.cli import main
+    real_write, real_plots = profile.atomic_write, profile._plots
+
+    def write(path, data, **kwargs):
+        if path.name == struck:
+            raise KeyboardInterrupt
+        real_write(path, data, **kwargs)
+
+    def plots(out_dir, samples):
+        if struck == "plots":
+            raise KeyboardInterrupt
+        real_plots(out_dir, samples)
+    monkeypatch.setattr(profile, "atomic_write", write)
+    monkeypatch.setattr(profile, "_plots", plots)
+    config = _tree(tmp_path)
+    (tmp_path / "config.yaml").write_text(
+        f"model: {{path: {tiny_model['out']}}}\n"
+        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    out = tmp_path / "out"
+    assert main(["profile", "--duration", "4s", "--out", str(out), "--config", str(tmp_path / "config.yaml")]) == 130
+    said = capsys.readouterr().err
+    if struck == "plots":                                # the report was whole before the plots began
+        assert f"the report of what ran is {out / 'report.md'} (its plots may be missing" in said
+        assert sorted(p.name for p in out.iterdir()) == ["report.md", "samples.csv", "summary.json"]
+    else:
+        assert f"stopped while writing into {out}: files there may be from an earlier run" in said
+        assert [p.name for p in out.iterdir()] == ["samples.csv"]     # whole files only: no .tmp, no half report
+
+
 def test_a_profile_interrupted_in_its_idle_baseline_writes_nothing(tmp_path, monkeypatch, capsys):
     from edge.commands import profile
     from edge.commands.cli import main

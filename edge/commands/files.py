@@ -10,13 +10,12 @@ analyses whole files as mono and refuses long ones.
 """
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edge.io import synthetic
-from edge.io.atomic import refuse_special_target
+from edge.io.atomic import TempFile, refuse_special_target
 from edge.errors import AudioFileError, UsageError
 from edge.model.model_meta import DEFAULT_MODEL_PATH
 from edge.io.wav import (MAX_CHANNELS, StreamResampler, WavReader, WavWriter, conversion_notes, resample,
@@ -54,12 +53,13 @@ def prepare_output(path, n_bytes, follow_symlinks=False):
     if not folder.is_dir():
         raise AudioFileError(f"{path}: the folder {folder} does not exist" if not folder.exists()
                              else f"{path}: {folder} is not a folder")
+    probe = TempFile(folder / path.name, suffix=".probe")
     try:
-        handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
-        os.close(handle)
-        os.unlink(probe)
+        os.close(probe.create())
     except OSError as exc:
         raise AudioFileError(f"{path}: cannot write in {folder} ({exc.strerror}); choose another folder") from None
+    finally:
+        probe.remove()
     free = free_bytes(folder)
     if free < n_bytes:
         raise AudioFileError(f"{path}: not enough free space in {folder}: {free / 1e6:.1f} MB free, the output "

@@ -177,14 +177,23 @@ def _measure(samples, loop, frame_log, config, idle_s, run_s, source, say):
     try:
         _phase(samples, sources, run_s, "running", telemetry, each_second=frame_log.collect)
     finally:                                        # an interrupt too: the loop stops, its frames are collected
-        loop.stop()
-        while worker.is_alive():
-            try:
-                worker.join(timeout=5)
-            except KeyboardInterrupt:               # a second signal: the loop is stopping; wait for it still
-                continue
-            break
+        _stop_and_wait(loop, worker)
         frame_log.collect()
+
+
+def _stop_and_wait(loop, worker, wait_s=5.0):
+    """Stop the loop and wait up to ``wait_s`` for its thread, through further signals.
+
+    A second signal may strike inside ``loop.stop()`` itself, before the stop is set: asking again is harmless
+    (the stop is an event), so every attempt asks before it waits.
+    """
+    give_up = time.monotonic() + wait_s
+    while worker.is_alive() and time.monotonic() < give_up:
+        try:
+            loop.stop()
+            worker.join(timeout=max(0.0, give_up - time.monotonic()))
+        except KeyboardInterrupt:                   # a second signal: the loop is stopping; wait for it still
+            continue
 
 
 def _summarise(samples, loop, times_ms, idle_s, run_s, source):

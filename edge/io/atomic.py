@@ -2,8 +2,8 @@
 
 import errno
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path
 
 
@@ -23,6 +23,45 @@ def refuse_special_target(path):
                                             "replace it (name a file instead)", str(path))
 
 
+class TempFile:
+    """A new file beside ``target`` (``.NAME.RANDOM.SUFFIX``) that no signal can leave behind.
+
+    ``tempfile.mkstemp`` makes its file before it returns the name: a signal raised as an exception (Ctrl-C,
+    SIGTERM) between the two left a hidden file that nothing knew to remove. Here the name is kept on the object
+    before the file exists, so :meth:`remove` finds it whenever the signal came::
+
+        tmp = TempFile(target)
+        try:
+            handle = tmp.create()
+            ...
+        except BaseException:
+            tmp.remove()
+            raise
+    """
+
+    def __init__(self, target, suffix=".tmp"):
+        self.target, self.suffix, self.path = Path(target), suffix, None
+
+    def create(self, mode=0o600):
+        """Make the file (``mode`` before the umask) and return its descriptor, open for writing."""
+        for _ in range(100):
+            self.path = self.target.parent / f".{self.target.name}.{secrets.token_hex(6)}{self.suffix}"
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            except FileExistsError:
+                self.path = None                   # another's file: never ours to remove
+        raise FileExistsError(errno.EEXIST, f"no free temporary name beside {self.target}", str(self.target))
+
+    def remove(self):
+        """Delete the file if it exists (a no-op before :meth:`create` or after a rename took it)."""
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            self.path = None
+
+
 def atomic_write(path, data: bytes, mode=None, folder_mode=None):
     """Write ``data`` to ``path`` atomically, with ``mode`` or the permissions the umask gives a new file.
 
@@ -38,17 +77,16 @@ def atomic_write(path, data: bytes, mode=None, folder_mode=None):
         path.parent.mkdir(parents=True, exist_ok=True)
         if folder_mode is not None:
             os.chmod(path.parent, folder_mode)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = TempFile(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with os.fdopen(tmp.create(), "wb") as stream:
             stream.write(data)
         if mode is None:
             umask = os.umask(0)
             os.umask(umask)
-            mode = 0o666 & ~umask                # mkstemp makes 0600; a model must be readable by the service
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+            mode = 0o666 & ~umask                # the file is made 0600; a model must be readable by the service
+        os.chmod(tmp.path, mode)
+        os.replace(tmp.path, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.remove()
         raise

@@ -12,13 +12,12 @@ evaluation) and imports scipy's WAV reader; no device command calls it.
 import os
 import stat
 import struct
-import tempfile
 from math import gcd
 from pathlib import Path
 
 import numpy as np
 
-from edge.io.atomic import refuse_special_target
+from edge.io.atomic import TempFile, refuse_special_target
 from edge.dsp import polyphase
 from edge.dsp.constants import SAMPLE_RATE_HZ
 from edge.dsp.unusable import MAX_SAMPLE
@@ -432,9 +431,9 @@ class WavWriter:
         if header + self._data_bytes + self._data_bytes % 2 > 0xFFFFFFFF:
             raise AudioFileError(f"{self.path}: the output would hold {self._data_bytes} bytes of audio, more than "
                                  "a WAV file can (4 GiB); cut the input into parts")
-        self._tmp = self._stream = handle = None
+        self._tmp, self._stream, handle = TempFile(self.path), None, None
         try:
-            handle, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            handle = self._tmp.create()
             self._stream = os.fdopen(handle, "wb")
             self._put(struct.pack("<4sI4s4sI", b"RIFF", header - 8 + self._data_bytes + self._data_bytes % 2,
                                   b"WAVE", b"fmt ", len(self.fmt_chunk)) + self.fmt_chunk
@@ -479,8 +478,8 @@ class WavWriter:
             self._stream.close()
             umask = os.umask(0)
             os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)
-            os.replace(self._tmp, self.path)
+            os.chmod(self._tmp.path, 0o666 & ~umask)
+            os.replace(self._tmp.path, self.path)
         except OSError as exc:
             self._discard()
             raise AudioFileError(f"{self.path}: cannot write: {exc.strerror}") from None
@@ -497,8 +496,7 @@ class WavWriter:
                 os.close(handle)
         except OSError:
             pass
-        if self._tmp is not None and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
+        self._tmp.remove()
 
 
 def wav_header_bytes(fmt_chunk):
