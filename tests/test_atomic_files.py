@@ -71,6 +71,21 @@ def test_temp_file_passes_over_a_taken_name_and_never_removes_it(tmp_path, monke
     assert [p.name for p in tmp_path.iterdir()] == [theirs.name] and theirs.read_bytes() == b"another writer's"
 
 
+def test_a_name_too_long_for_a_temporary_file_is_the_usual_error_not_one_from_the_clean_up(tmp_path):
+    """A failed create made no file: its name is forgotten, so the clean-up cannot raise over the real error
+    (here ENAMETOOLONG; a read-only filesystem or a folder without search permission fail the same way)."""
+    from edge.errors import AudioFileError
+    long_name = tmp_path / ("a" * 250 + ".wav")          # a legal name; its temporary sibling is not
+    with pytest.raises(AudioFileError, match="cannot write in .*File name too long"):
+        prepare_output(long_name, 100)
+    tmp = TempFile(long_name)
+    with pytest.raises(OSError, match="File name too long"):
+        tmp.create()
+    assert tmp.path is None
+    tmp.remove()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_atomic_write_and_the_wav_writer_still_write(tmp_path):
     atomic_write(tmp_path / "a.json", b"{}")
     with WavWriter(tmp_path / "b.wav", 48_000, 4, pcm16_mono_fmt(48_000)) as out:

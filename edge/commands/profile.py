@@ -17,7 +17,8 @@ with matplotlib installed ``DIR/cpu.png``, ``DIR/power.png`` and
 import csv
 import io
 import json
-import tempfile
+import os
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.daemon import config as config_module
-from edge.io.atomic import atomic_write
+from edge.io.atomic import TempFile, atomic_write
 from edge.io import synthetic
 from edge.daemon.loop import AudioLoop
 from edge.errors import DeviceError, UsageError
@@ -102,13 +103,15 @@ def _writable_folder(out_dir):
     """Make ``out_dir`` and prove it takes files, before the run: a bad --out fails at once, not after it."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: it is a file; name a folder for report.md, summary.json and samples.csv")
+    probe = TempFile(out_dir / "report.md", suffix=".probe")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
+        os.close(probe.create())
     except OSError as exc:
         raise UsageError(f"--out {out_dir}: cannot write there ({exc.strerror}); name a folder you can write to") \
             from None
+    finally:
+        probe.remove()
 
 
 def _stats(values):
@@ -164,7 +167,6 @@ def run_profile(duration_s, out_dir, config_path=None, source="virtual", say=pri
 
 def _measure(samples, loop, frame_log, config, idle_s, run_s, source, say):
     """The idle baseline, then the pipeline in a thread, sampled into ``samples``."""
-    import threading
     sources = Sources(replace(config.telemetry, interval_s=SAMPLE_INTERVAL_S))
     for what in sources.missing:
         say(f"profile: no {what} on this machine; not reported")
@@ -172,26 +174,35 @@ def _measure(samples, loop, frame_log, config, idle_s, run_s, source, say):
     _phase(samples, sources, idle_s, "idle")
     telemetry = Telemetry(config.telemetry, loop, say=lambda *_: None)
     telemetry.sources = sources
-    worker = threading.Thread(target=loop.run, kwargs={"duration_s": run_s}, daemon=True)
-    worker.start()
+    ended = threading.Event()
+
+    def pipeline():
+        try:
+            loop.run(duration_s=run_s)
+        finally:
+            ended.set()
+    threading.Thread(target=pipeline, daemon=True).start()
     try:
         _phase(samples, sources, run_s, "running", telemetry, each_second=frame_log.collect)
     finally:                                        # an interrupt too: the loop stops, its frames are collected
-        _stop_and_wait(loop, worker)
+        _stop_and_wait(loop, ended)
         frame_log.collect()
 
 
-def _stop_and_wait(loop, worker, wait_s=5.0):
-    """Stop the loop and wait up to ``wait_s`` for its thread, through further signals.
+def _stop_and_wait(loop, ended, wait_s=5.0):
+    """Stop the loop and wait up to ``wait_s`` for ``ended`` (set by its thread), through further signals.
 
     A second signal may strike inside ``loop.stop()`` itself, before the stop is set: asking again is harmless
-    (the stop is an event), so every attempt asks before it waits.
+    (the stop is an event), so every attempt asks before it waits. The wait is on an event of our own, not
+    ``Thread.join``: a KeyboardInterrupt inside ``join`` can mark a running thread as stopped (bpo-45274).
     """
     give_up = time.monotonic() + wait_s
-    while worker.is_alive() and time.monotonic() < give_up:
+    while True:
         try:
+            if ended.is_set() or time.monotonic() >= give_up:
+                return
             loop.stop()
-            worker.join(timeout=max(0.0, give_up - time.monotonic()))
+            ended.wait(timeout=max(0.0, give_up - time.monotonic()))
         except KeyboardInterrupt:                   # a second signal: the loop is stopping; wait for it still
             continue
 

@@ -44,12 +44,14 @@ class TempFile:
 
     def create(self, mode=0o600):
         """Make the file (``mode`` before the umask) and return its descriptor, open for writing."""
-        for _ in range(100):
-            self.path = self.target.parent / f".{self.target.name}.{secrets.token_hex(6)}{self.suffix}"
+        for _ in range(100):                       # 8 random characters, as mkstemp: the same longest name works
+            self.path = self.target.parent / f".{self.target.name}.{secrets.token_hex(4)}{self.suffix}"
             try:
                 return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-            except FileExistsError:
-                self.path = None                   # another's file: never ours to remove
+            except OSError as exc:                 # nothing was made: a taken name is another's, never ours to remove
+                self.path = None
+                if not isinstance(exc, FileExistsError):
+                    raise
         raise FileExistsError(errno.EEXIST, f"no free temporary name beside {self.target}", str(self.target))
 
     def remove(self):
