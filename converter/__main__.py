@@ -46,6 +46,10 @@ def main(argv=None):
     except PercepnetError as exc:                  # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-convert: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        kept = f"{args.out} was left as it was" if args.command == "convert" else "nothing was written"
+        print(f"percepnet-convert: stopped before the end; {kept}", file=sys.stderr)
+        return 130
     return 0 if passed else 1
 
 

@@ -1,5 +1,7 @@
 """Real inputs for the step model: cached features, and the states the float model reaches on them."""
 
+import zipfile
+
 import numpy as np
 
 from edge.dsp.constants import N_FEATURES, N_JOINT_FEATURES
@@ -40,8 +42,12 @@ def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None, n_
     one_per_shard = rng is not None and len(paths) >= max_examples
     sequences = []
     for path in paths:
-        with np.load(path) as shard:
-            features = shard["features"].astype(np.float32)
+        try:
+            with np.load(path) as shard:
+                features = shard["features"].astype(np.float32)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise CalibrationError(f"{path}: not a readable cache shard ({type(exc).__name__}: {exc}); rebuild the "
+                                   "cache (percepnet-train cache) or leave it out") from None
         if features.ndim != 3 or features.shape[-1] not in CACHE_FEATURE_WIDTHS:
             raise CalibrationError(f"{path}: features of shape {features.shape}, expected (n, frames, "
                                    f"{' or '.join(map(str, CACHE_FEATURE_WIDTHS))})")

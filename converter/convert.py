@@ -1,8 +1,9 @@
 """Keras sequence model -> step model -> fully int8 TFLite flatbuffer + sidecar metadata."""
 
+import os
 from pathlib import Path
 
-from edge.io.atomic import atomic_write
+from edge.io.atomic import TempFile, atomic_write, refuse_special_target
 from edge.dsp.bands import band_centres_bins
 from edge.errors import ConversionError
 from edge.model.litert import graph_of
@@ -85,7 +86,7 @@ def convert_step_model(step_model, quantization, calibration=None):
     return converter.convert()
 
 
-def _metadata(blob_path, config, quantization, weights, training_note):
+def _metadata(blob_path, config, quantization, weights, training_note, name=None):
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=str(blob_path))
     interpreter.allocate_tensors()
@@ -100,28 +101,82 @@ def _metadata(blob_path, config, quantization, weights, training_note):
     roles += [f"new_{name}" for name, _ in state_layout(config)]
     outputs = {role: f"output_{k}" for k, role in enumerate(roles)}   # Keras output order
     return ModelMetadata(
-        schema=METADATA_SCHEMA, name=Path(blob_path).stem, size=config.name, dsp=dsp_signature(config.n_features),
+        schema=METADATA_SCHEMA, name=name or Path(blob_path).stem, size=config.name, dsp=dsp_signature(config.n_features),
         band_layout=band_centres_bins().tolist(), quantization=quantization, inputs=inputs, outputs=outputs,
         states=[name for name, _ in state_layout(config)], weights=int(weights),
         model_bytes=Path(blob_path).stat().st_size, sha256=file_sha256(blob_path),
         training_data=training_note)
 
 
-def write_model(blob, out_path, config, quantization, weights, training_note, verification=None):
-    """Write ``out_path`` and its sidecar JSON atomically; returns the metadata."""
-    atomic_write(out_path, blob)
-    metadata = _metadata(out_path, config, quantization, weights, training_note)
+def write_model(blob, out_path, config, quantization, weights, training_note, verification=None, name=None):
+    """Write ``out_path`` and its sidecar JSON, each atomically; returns the metadata (named ``name``, default the
+    file's stem)."""
+    _write(out_path, blob)
+    metadata = _metadata(out_path, config, quantization, weights, training_note, name)
     metadata.verification = verification or {}
-    atomic_write(sidecar_path(out_path), metadata.to_json().encode())
+    _write(sidecar_path(out_path), metadata.to_json().encode())
     return metadata
+
+
+def _write(path, data):
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise ConversionError(f"{path}: cannot write ({exc.strerror or exc}); free space or name another --out") \
+            from None
+
+
+def check_out(out_path):
+    """Refuse an --out that cannot take the model before any work: a wrong suffix, a folder or device in its
+    place, a folder that cannot be made or written."""
+    out_path = Path(out_path)
+    if out_path.suffix != ".tflite":                # the device loads .tflite files only (edge.model.model_meta)
+        raise ConversionError(f"--out {out_path}: name a .tflite file (its metadata goes beside it as .json)")
+    try:
+        refuse_special_target(out_path)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        probe = TempFile(out_path, suffix=".probe")
+        try:
+            os.close(probe.create())
+        finally:
+            probe.remove()
+    except OSError as exc:
+        raise ConversionError(f"--out {out_path}: cannot write there ({exc.strerror or exc}); name a file in a "
+                              "folder you can write to") from None
+
+
+def staged_paths(out_path):
+    """Where a conversion writes before its proof (``NAME.unverified.tflite``), and where a model that fails the
+    proof is kept for inspection (``NAME.failed.tflite``); each with its .json."""
+    out_path = Path(out_path)
+    return (out_path.with_name(f"{out_path.stem}.unverified.tflite"),
+            out_path.with_name(f"{out_path.stem}.failed.tflite"))
+
+
+def _install(staged, target):
+    """Rename the model, then its sidecar: between the two the device refuses the pair (their sha256 differ),
+    never loads a model with another's metadata."""
+    try:
+        os.replace(staged, target)
+        os.replace(sidecar_path(staged), sidecar_path(target))
+    except OSError as exc:
+        raise ConversionError(f"{target}: cannot rename {staged.name} into place ({exc.strerror}); the verified "
+                              f"model is still at {staged}") from None
+
+
+def _discard(staged):
+    for path in (staged, sidecar_path(staged)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE, variants=True,
             verify_audio=True, corpus=None, say=print):
     """The whole conversion: int8 model + metadata, verification, and the comparison variants."""
     from .verify import verify
-    if Path(out_path).suffix != ".tflite":          # the device loads .tflite files only (edge.model.model_meta)
-        raise ConversionError(f"--out {out_path}: name a .tflite file (its metadata goes beside it as .json)")
+    check_out(out_path)
     sequence_model, config = load_sequence_model(model_path)
     features = load_feature_sequences(cache_dir, "train", CALIBRATION_EXAMPLES, spread_seed=0,
                                       n_features=config.n_features)
@@ -132,21 +187,40 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
         f"(train split)")
     blob = convert_step_model(step, "int8", representative_dataset(inputs, CALIBRATION_FRAMES))
     out_path = Path(out_path)
-    metadata = write_model(blob, out_path, config, "int8", sequence_model.count_params(), training_note)
-    report = {"int8": str(out_path)}
-    if variants:
-        variant_dir = out_path.parent / "variants"
-        for quantization in VARIANTS:
-            variant = variant_dir / f"{out_path.stem}_{quantization}.tflite"
-            # Only int16x8 is calibrated: float32 and dynamic-range keep float activations.
-            calibration = representative_dataset(inputs, CALIBRATION_FRAMES) if quantization == "int16x8" else None
-            write_model(convert_step_model(step, quantization, calibration), variant, config, quantization,
-                        sequence_model.count_params(), training_note)
-            report[quantization] = str(variant)
-        say(f"comparison variants (not for shipping) in {variant_dir}")
-    verification = verify(out_path, cache_dir, float_model=sequence_model, config=config,
-                          audio=verify_audio, corpus=corpus, say=say)
-    metadata.verification = verification
-    atomic_write(sidecar_path(out_path), metadata.to_json().encode())
+    staged, failed = staged_paths(out_path)
+    # The proof runs on a staged copy: a model that fails it, or a run stopped before it ends, never replaces --out
+    # (often the shipped model, which the device loads).
+    try:
+        metadata = write_model(blob, staged, config, "int8", sequence_model.count_params(), training_note,
+                               name=out_path.stem)
+        report = {"int8": str(out_path)}
+        if variants:
+            report.update(_write_variants(step, inputs, sequence_model, config, training_note, out_path, say))
+        metadata.verification = verify(staged, cache_dir, float_model=sequence_model, config=config,
+                                       audio=verify_audio, corpus=corpus, say=say)
+        _write(sidecar_path(staged), metadata.to_json().encode())
+    except BaseException:                           # stopped or failed before the proof ended: --out untouched
+        _discard(staged)
+        raise
+    if not metadata.verification["passed"]:
+        _install(staged, failed)
+        say(f"{out_path} was left as it was; the model that failed is {failed} (and its .json), for inspection")
+        return metadata, {**report, "int8": str(failed)}
+    _install(staged, out_path)
+    _discard(failed)                                # an earlier run's failure no longer describes --out
     say(f"wrote {out_path} ({metadata.model_bytes / 1e6:.2f} MB) and {sidecar_path(out_path).name}")
     return metadata, report
+
+
+def _write_variants(step, inputs, sequence_model, config, training_note, out_path, say):
+    """The comparison variants, never shipped (what quantisation costs); {quantization: path}."""
+    variant_dir, written = out_path.parent / "variants", {}
+    for quantization in VARIANTS:
+        variant = variant_dir / f"{out_path.stem}_{quantization}.tflite"
+        # Only int16x8 is calibrated: float32 and dynamic-range keep float activations.
+        calibration = representative_dataset(inputs, CALIBRATION_FRAMES) if quantization == "int16x8" else None
+        write_model(convert_step_model(step, quantization, calibration), variant, config, quantization,
+                    sequence_model.count_params(), training_note)
+        written[quantization] = str(variant)
+    say(f"comparison variants (not for shipping) in {variant_dir}")
+    return written

@@ -152,7 +152,69 @@ def test_converter_rejects_bad_inputs_and_leaves_nothing_behind(converted, tmp_p
     np.savez(empty / "train-00000.npz", features=np.zeros((1, 10, 42), np.float16))
     with pytest.raises(CalibrationError, match="expected \\(n, frames, 70 or 138\\)"):
         convert(converted["work"] / "percepnet_tiny.keras", empty, out)
+    (empty / "train-00000.npz").write_bytes(b"PK\x03\x04 a shard cut short")
+    with pytest.raises(CalibrationError, match="train-00000.npz: not a readable cache shard .*rebuild the cache"):
+        convert(converted["work"] / "percepnet_tiny.keras", empty, out)
+    (empty / "meta.json").write_text("{\"feature_version\": 1,")
+    with pytest.raises(CalibrationError, match="meta.json: unreadable .*rebuild the cache"):
+        convert(converted["work"] / "percepnet_tiny.keras", empty, out)
+    (tmp_path / "taken.tflite").mkdir()
+    (tmp_path / "a_file").write_text("")
+    for where, why in ((tmp_path / "taken.tflite", "is a folder, not a regular file"),
+                       (tmp_path / "a_file" / "m.tflite", "cannot write there")):
+        with pytest.raises(ConversionError, match=f"{why}"):                    # before the model is even loaded
+            convert(tmp_path / "missing.keras", converted["cache"], where)
     assert not out.exists() and not list(tmp_path.glob(".out.tflite*"))
+
+
+def _shipped_pair(converted, folder):
+    """A copy of the converted model and its sidecar at FOLDER/shipped.tflite: the model a conversion replaces."""
+    out = folder / "shipped.tflite"
+    shutil.copy(converted["out"], out)
+    shutil.copy(sidecar_path(converted["out"]), sidecar_path(out))
+    return out, out.read_bytes(), sidecar_path(out).read_bytes()
+
+
+def test_a_model_that_fails_the_proof_never_replaces_out(converted, tmp_path, monkeypatch, capsys):
+    """The int8 model and its sidecar were written first and proved after: one that failed, often into the shipped
+    model's path, stayed there, and nothing downstream read `passed`."""
+    from converter import verify
+    out, model_bytes, sidecar_bytes = _shipped_pair(converted, tmp_path)
+    monkeypatch.setattr(verify, "MAX_PESQ_DROP", -10.0)                      # no model can pass this
+    metadata, report = convert(converted["work"] / "percepnet_tiny.keras", converted["cache"], out, variants=False)
+    assert metadata.verification["passed"] is False
+    assert out.read_bytes() == model_bytes and sidecar_path(out).read_bytes() == sidecar_bytes
+    failed = tmp_path / "shipped.failed.tflite"
+    assert report["int8"] == str(failed) and load_metadata(failed).verification["passed"] is False
+    assert f"{out} was left as it was; the model that failed is {failed}" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped.failed.json", "shipped.failed.tflite",
+                                                          "shipped.json", "shipped.tflite"]
+    monkeypatch.undo()
+    metadata, _ = convert(converted["work"] / "percepnet_tiny.keras", converted["cache"], out, variants=False)
+    assert metadata.verification["passed"] is True and load_metadata(out).name == "shipped"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped.json", "shipped.tflite"]   # the stale failure too
+
+
+def test_a_conversion_stopped_during_its_proof_leaves_out_as_it_was(converted, tmp_path, monkeypatch, capsys):
+    from converter import verify
+    from converter.__main__ import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    out, model_bytes, sidecar_bytes = _shipped_pair(converted, tmp_path)
+    monkeypatch.setattr(verify, "verify", interrupted)
+    status = main(["convert", str(converted["work"] / "percepnet_tiny.keras"), "--cache", str(converted["cache"]),
+                   "--out", str(out), "--no-variants"])
+    assert status == 130 and f"stopped before the end; {out} was left as it was" in capsys.readouterr().err
+    assert out.read_bytes() == model_bytes and sidecar_path(out).read_bytes() == sidecar_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped.json", "shipped.tflite"]
+
+
+def test_verify_names_a_missing_model_instead_of_a_traceback(converted, tmp_path, capsys):
+    from converter.__main__ import main
+    status = main(["verify", str(tmp_path / "missing.tflite"), "--float-model",
+                   str(converted["work"] / "percepnet_tiny.keras"), "--cache", str(converted["cache"])])
+    assert status == 2 and "missing.tflite: no such model file" in capsys.readouterr().err
 
 
 def test_load_sequence_model_recovers_the_config(converted):

@@ -129,6 +129,27 @@ def test_the_packaging_check_refuses_host_code(tmp_path):
     assert sum("host code" in p for p in problems) == 4 and any("host command" in p for p in problems)
 
 
+def test_the_bundle_takes_only_models_that_passed_the_converters_proof(tmp_path, capsys):
+    """`rglob('*.tflite')` took the comparison variants (float32 among them) and would take a failed conversion."""
+    import json
+    models = tmp_path / "models"
+    for name, verification in (("lite/percepnet_lite", {"passed": True}), ("lite/percepnet_lite.failed",
+                               {"passed": False}), ("lite/variants/percepnet_lite_float32", {}),
+                               ("lite_echo/unfinished", None)):
+        (models / name).parent.mkdir(parents=True, exist_ok=True)
+        (models / f"{name}.tflite").write_bytes(b"TFL3")
+        if verification is not None:
+            (models / f"{name}.json").write_text(json.dumps({"verification": verification}))
+    (models / "lite" / "MODEL_CARD.md").write_text("card")
+    kept = _package().device_models(tmp_path / "bundle", models)
+    assert sorted(map(str, kept)) == ["models/lite/MODEL_CARD.md", "models/lite/percepnet_lite.json",
+                                      "models/lite/percepnet_lite.tflite"]
+    said = capsys.readouterr().out
+    for skipped in ("lite/percepnet_lite.failed.tflite", "lite/variants/percepnet_lite_float32.tflite",
+                    "lite_echo/unfinished.tflite"):
+        assert f"skipped {skipped}: its sidecar does not say it passed" in said
+
+
 def test_the_device_package_runs_without_the_host_packages(device_wheel, tmp_path):
     """The built wheel, unpacked beside this venv's third-party packages (no editable install, no checkout on the
     path) with scipy barred: every edge module imports, `denoise` resamples a 16 kHz file, and bench says why it

@@ -201,6 +201,18 @@ def test_a_joint_model_converts_to_int8_and_its_proof_covers_the_far_end_inputs(
     assert runner.far_end_inputs and runner.n_features == N_JOINT_FEATURES
 
 
+def test_a_joint_model_proved_without_echo_frames_fails_and_is_not_installed(tiny_echo_model, tiny_model, tmp_path,
+                                                                           capsys):
+    """A noise-only cache gives the far-end inputs zeros only: the echo path went unproved and the model passed."""
+    from converter.convert import convert
+    out = tmp_path / "joint.tflite"
+    metadata, report = convert(tiny_echo_model["work"] / "percepnet_tiny_echo.keras", tiny_model["cache"], out,
+                               variants=False, verify_audio=False)
+    assert metadata.verification["passed"] is False and metadata.verification["gain_error"]["far_end_frames"] == 0
+    assert "FAILED: far-end inputs not covered" in capsys.readouterr().out
+    assert not out.exists() and report["int8"] == str(tmp_path / "joint.failed.tflite")
+
+
 @needs_speexdsp
 def test_denoise_with_a_far_end_runs_the_joint_model_behind_the_canceller_without_speex_residual_suppression(tiny_echo_model, tmp_path, capsys):
     from edge.commands.cli import main

@@ -60,7 +60,14 @@ def _shards_of(cache_dir, split):
     meta_path = cache_dir / "meta.json"
     if not meta_path.exists():
         raise TrainingError(f"{cache_dir}: no meta.json; build the cache first (percepnet-train cache)")
-    check_feature_version(cache_dir, json.loads(meta_path.read_text()))
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{meta_path}: unreadable ({exc}); rebuild the cache (percepnet-train cache)") from None
+    if not isinstance(meta, dict):
+        raise TrainingError(f"{meta_path}: not a cache's meta.json (a JSON object); rebuild the cache "
+                            "(percepnet-train cache)")
+    check_feature_version(cache_dir, meta)
     files = sorted(str(path) for path in cache_dir.glob(f"{split}-*.npz"))
     if not files:
         raise TrainingError(f"{cache_dir}: no {split} shards ({split}-*.npz); training never runs on nothing")
