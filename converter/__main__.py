@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import signal
 import sys
 
 from edge.errors import PercepnetError
@@ -32,25 +33,32 @@ def _parser():
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    from .verify import verify
     try:
-        if args.command == "convert":
-            metadata, _ = convert(args.model, args.cache, args.out, args.training_note,
-                                  variants=not args.no_variants, corpus=args.corpus)
-            passed = metadata.verification.get("passed", False)
-        else:
-            model, config = load_sequence_model(args.float_model)
-            report = verify(args.tflite, args.cache, model, config, corpus=args.corpus)
-            print(json.dumps(report, indent=2))
-            passed = report["passed"]
+        from edge.commands.cli import stop_signals_raise
+        from .verify import verify
+        with stop_signals_raise():                 # SIGTERM and SIGHUP clean up as Ctrl-C does
+            return _run(args, verify)
     except PercepnetError as exc:                  # ours say what to do; anything else is a bug: a traceback
         print(f"percepnet-convert: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        kept = f"{args.out} was left as it was" if args.command == "convert" else "nothing was written"
-        print(f"percepnet-convert: stopped before the end; {kept}", file=sys.stderr)
-        return 130
-    return 0 if passed else 1
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        kept = (f"{args.out} holds no model that has not passed its proof" if args.command == "convert"
+                else "nothing was written")
+        print(f"percepnet-convert: stopped by {signal.Signals(signum).name} before the end; {kept}", file=sys.stderr)
+        return 128 + signum
+
+
+def _run(args, verify):
+    """The command; its exit status (0: the proof passed, 1: it failed)."""
+    if args.command == "convert":
+        metadata, _ = convert(args.model, args.cache, args.out, args.training_note, variants=not args.no_variants,
+                              corpus=args.corpus)
+        return 0 if metadata.verification.get("passed", False) else 1
+    model, config = load_sequence_model(args.float_model)
+    report = verify(args.tflite, args.cache, model, config, corpus=args.corpus)
+    print(json.dumps(report, indent=2))
+    return 0 if report["passed"] else 1
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def load_feature_sequences(cache_dirs, split, max_examples, spread_seed=None, n_
         try:
             with np.load(path) as shard:
                 features = shard["features"].astype(np.float32)
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:   # TypeError: a .npy
             raise CalibrationError(f"{path}: not a readable cache shard ({type(exc).__name__}: {exc}); rebuild the "
                                    "cache (percepnet-train cache) or leave it out") from None
         if features.ndim != 3 or features.shape[-1] not in CACHE_FEATURE_WIDTHS:

@@ -101,7 +101,8 @@ def _metadata(blob_path, config, quantization, weights, training_note, name=None
     roles += [f"new_{name}" for name, _ in state_layout(config)]
     outputs = {role: f"output_{k}" for k, role in enumerate(roles)}   # Keras output order
     return ModelMetadata(
-        schema=METADATA_SCHEMA, name=name or Path(blob_path).stem, size=config.name, dsp=dsp_signature(config.n_features),
+        schema=METADATA_SCHEMA, name=name or Path(blob_path).stem, size=config.name,
+        dsp=dsp_signature(config.n_features),
         band_layout=band_centres_bins().tolist(), quantization=quantization, inputs=inputs, outputs=outputs,
         states=[name for name, _ in state_layout(config)], weights=int(weights),
         model_bytes=Path(blob_path).stat().st_size, sha256=file_sha256(blob_path),
@@ -127,13 +128,19 @@ def _write(path, data):
 
 
 def check_out(out_path):
-    """Refuse an --out that cannot take the model before any work: a wrong suffix, a folder or device in its
-    place, a folder that cannot be made or written."""
+    """Refuse an --out that cannot take the model before any work: a wrong suffix or a reserved name, a folder or
+    device in the place of the model, its sidecar or their staged and failed copies, a folder that cannot be made
+    or written."""
     out_path = Path(out_path)
     if out_path.suffix != ".tflite":                # the device loads .tflite files only (edge.model.model_meta)
         raise ConversionError(f"--out {out_path}: name a .tflite file (its metadata goes beside it as .json)")
+    if out_path.stem.endswith(RESERVED_STEMS):
+        raise ConversionError(f"--out {out_path}: names ending in {' or '.join(RESERVED_STEMS)} are the converter's "
+                              "own (a model under proof, one that failed it); choose another name")
     try:
-        refuse_special_target(out_path)
+        for path in (out_path, *staged_paths(out_path)):
+            refuse_special_target(path)
+            refuse_special_target(sidecar_path(path))
         out_path.parent.mkdir(parents=True, exist_ok=True)
         probe = TempFile(out_path, suffix=".probe")
         try:
@@ -143,6 +150,10 @@ def check_out(out_path):
     except OSError as exc:
         raise ConversionError(f"--out {out_path}: cannot write there ({exc.strerror or exc}); name a file in a "
                               "folder you can write to") from None
+
+
+#: The stems of a model under proof and of one that failed it (see :func:`staged_paths`).
+RESERVED_STEMS = (".unverified", ".failed")
 
 
 def staged_paths(out_path):
@@ -158,18 +169,26 @@ def _install(staged, target):
     never loads a model with another's metadata."""
     try:
         os.replace(staged, target)
+    except OSError as exc:
+        raise ConversionError(f"{target}: cannot rename {staged.name} into place ({exc.strerror or exc}); the "
+                              f"model and its .json are still at {staged}") from None
+    try:
         os.replace(sidecar_path(staged), sidecar_path(target))
     except OSError as exc:
-        raise ConversionError(f"{target}: cannot rename {staged.name} into place ({exc.strerror}); the verified "
-                              f"model is still at {staged}") from None
+        raise ConversionError(f"{sidecar_path(target)}: cannot rename {sidecar_path(staged).name} into place "
+                              f"({exc.strerror or exc}); the model is at {target} and its .json still at "
+                              f"{sidecar_path(staged)}: rename it by hand") from None
 
 
-def _discard(staged):
-    for path in (staged, sidecar_path(staged)):
+def _discard(model, say):
+    """Remove a model and its sidecar if they exist; a failure is said, never raised (nothing depends on it)."""
+    for path in (model, sidecar_path(model)):
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            say(f"could not remove {path} ({exc.strerror or exc}); remove it by hand")
 
 
 def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE, variants=True,
@@ -193,22 +212,22 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
     try:
         metadata = write_model(blob, staged, config, "int8", sequence_model.count_params(), training_note,
                                name=out_path.stem)
-        report = {"int8": str(out_path)}
-        if variants:
-            report.update(_write_variants(step, inputs, sequence_model, config, training_note, out_path, say))
         metadata.verification = verify(staged, cache_dir, float_model=sequence_model, config=config,
                                        audio=verify_audio, corpus=corpus, say=say)
         _write(sidecar_path(staged), metadata.to_json().encode())
     except BaseException:                           # stopped or failed before the proof ended: --out untouched
-        _discard(staged)
+        _discard(staged, say)
         raise
     if not metadata.verification["passed"]:
         _install(staged, failed)
         say(f"{out_path} was left as it was; the model that failed is {failed} (and its .json), for inspection")
-        return metadata, {**report, "int8": str(failed)}
+        return metadata, {"int8": str(failed)}
     _install(staged, out_path)
-    _discard(failed)                                # an earlier run's failure no longer describes --out
+    _discard(failed, say)                           # an earlier run's failure no longer describes --out
     say(f"wrote {out_path} ({metadata.model_bytes / 1e6:.2f} MB) and {sidecar_path(out_path).name}")
+    report = {"int8": str(out_path)}
+    if variants:                                    # of the model now at --out only, so that they compare with it
+        report.update(_write_variants(step, inputs, sequence_model, config, training_note, out_path, say))
     return metadata, report
 
 

@@ -68,7 +68,9 @@ def gain_error(model_path, cache_dir, sequence_model):
     examples of the cache), so that the proof says whether it covered them.
     """
     n_features = int(sequence_model.input_shape[-1])
-    features = load_feature_sequences(cache_dir, "validation", VERIFY_EXAMPLES, n_features=n_features)
+    # Spread over the shards of every cache given (one example from each of 4 random shards, when there are that
+    # many), so that a joint model's far-end frames do not depend on the order of --cache.
+    features = load_feature_sequences(cache_dir, "validation", VERIFY_EXAMPLES, spread_seed=0, n_features=n_features)
     float_gain, float_strength = float_outputs(sequence_model, features)
     int8_gain, int8_strength, runner = runner_outputs(model_path, features)
     step = runner.gain_step
@@ -158,8 +160,8 @@ def verify(model_path, cache_dir, float_model, config=None, audio=True, corpus=N
     if not flat["all_int8"]:
         failures.append(f"float tensors remain: {flat['float_tensors'][:5]}")
     if float_model.input_shape[-1] > N_FEATURES and error["gain_error_mean_far_end_frames"] is None:
-        failures.append("far-end inputs not covered (no echo examples in the validation shards of the caches given; "
-                        "pass a cache built with --echo-share)")
+        failures.append(f"far-end inputs not covered (none of the {error['frames']} validation frames drawn from the "
+                        "caches given carries echo; pass a cache built with --echo-share, with validation shards)")
     if audio and report["pesq"]["pesq_drop"] > MAX_PESQ_DROP:
         failures.append(f"PESQ drop {report['pesq']['pesq_drop']:.3f} > {MAX_PESQ_DROP}")
     if audio:

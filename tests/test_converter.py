@@ -160,8 +160,11 @@ def test_converter_rejects_bad_inputs_and_leaves_nothing_behind(converted, tmp_p
         convert(converted["work"] / "percepnet_tiny.keras", empty, out)
     (tmp_path / "taken.tflite").mkdir()
     (tmp_path / "a_file").write_text("")
+    (tmp_path / "m.json").mkdir()
     for where, why in ((tmp_path / "taken.tflite", "is a folder, not a regular file"),
-                       (tmp_path / "a_file" / "m.tflite", "cannot write there")):
+                       (tmp_path / "m.tflite", "m.json exists and is a folder"),       # its sidecar's place
+                       (tmp_path / "a_file" / "m.tflite", "cannot write there"),
+                       (tmp_path / "m.failed.tflite", "names ending in .unverified or .failed are the converter's")):
         with pytest.raises(ConversionError, match=f"{why}"):                    # before the model is even loaded
             convert(tmp_path / "missing.keras", converted["cache"], where)
     assert not out.exists() and not list(tmp_path.glob(".out.tflite*"))
@@ -205,9 +208,23 @@ def test_a_conversion_stopped_during_its_proof_leaves_out_as_it_was(converted, t
     monkeypatch.setattr(verify, "verify", interrupted)
     status = main(["convert", str(converted["work"] / "percepnet_tiny.keras"), "--cache", str(converted["cache"]),
                    "--out", str(out), "--no-variants"])
-    assert status == 130 and f"stopped before the end; {out} was left as it was" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert status == 130 and f"stopped by SIGINT before the end; {out} holds no model that has not passed" in said
     assert out.read_bytes() == model_bytes and sidecar_path(out).read_bytes() == sidecar_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped.json", "shipped.tflite"]
+
+
+def test_the_clean_clip_fails_the_proof_on_its_own(converted, monkeypatch):
+    """Averaged with three noisy clips, a clean clip 0.2 worse as int8 passed when the noisy ones were level."""
+    from converter import verify
+    scores = {"audio": "stand-in", "clips": 4, "pesq_float": 3.0, "pesq_int8": 3.0, "pesq_noisy": 2.0,
+              "pesq_drop": 0.0, "clean_clip": {"pesq_input": 4.6, "pesq_float": 4.5, "pesq_int8": 4.3}}
+    monkeypatch.setattr(verify, "pesq_drop", lambda *args, **kwargs: scores)
+    said = []
+    assert verify.verify(converted["out"], converted["cache"], converted["model"], say=said.append)["passed"] is False
+    assert said[-1] == "verification FAILED: PESQ drop on the clean clip 0.200 > 0.05"
+    scores["clean_clip"]["pesq_int8"] = 4.47
+    assert verify.verify(converted["out"], converted["cache"], converted["model"], say=lambda *_: None)["passed"]
 
 
 def test_verify_names_a_missing_model_instead_of_a_traceback(converted, tmp_path, capsys):

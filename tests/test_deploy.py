@@ -141,13 +141,19 @@ def test_the_bundle_takes_only_models_that_passed_the_converters_proof(tmp_path,
         if verification is not None:
             (models / f"{name}.json").write_text(json.dumps({"verification": verification}))
     (models / "lite" / "MODEL_CARD.md").write_text("card")
-    kept = _package().device_models(tmp_path / "bundle", models)
+    package = _package()
+    kept = package.device_models(tmp_path / "bundle", models)
     assert sorted(map(str, kept)) == ["models/lite/MODEL_CARD.md", "models/lite/percepnet_lite.json",
                                       "models/lite/percepnet_lite.tflite"]
     said = capsys.readouterr().out
-    for skipped in ("lite/percepnet_lite.failed.tflite", "lite/variants/percepnet_lite_float32.tflite",
-                    "lite_echo/unfinished.tflite"):
-        assert f"skipped {skipped}: its sidecar does not say it passed" in said
+    for skipped, why in (("lite/percepnet_lite.failed.tflite", "a conversion under proof or one that failed it"),
+                         ("lite/variants/percepnet_lite_float32.tflite", "a comparison variant"),
+                         ("lite_echo/unfinished.tflite", "its sidecar does not say it passed the converter's proof")):
+        assert f"skipped {skipped}: {why}" in said
+    (models / "lite" / "percepnet_lite.json").write_text(json.dumps({"verification": {"passed": False}}))
+    with pytest.raises(package.PackageError, match=r"the default model .*percepnet_lite.tflite cannot be shipped \(its "
+                                                   "sidecar does not say it passed"):
+        package.device_models(tmp_path / "bundle2", models)
 
 
 def test_the_device_package_runs_without_the_host_packages(device_wheel, tmp_path):
