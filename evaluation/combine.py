@@ -3,9 +3,13 @@
 A new model is compared with the peers without running them again: run
 ``python -m evaluation ... --methods model --model NEW.tflite`` with the same
 input options (same clips, seed and corpus) as an earlier full run, then
-combine the two. The runs must name the same clips with the same SNRs, and a
-method may appear in only one of them; anything else is refused, since the
-averages would then cover different material.
+combine the two. The runs must name the same clips with the same SNRs, lengths,
+levels and samples (``audio_sha256``, in runs made since 2026-12-08; a run
+without it is combined on the rest, and the report says its audio was not
+compared), score DNSMOS with the same backend, and a method may appear in only
+one of them; anything else is refused, since the averages would then cover
+different material or another scale. CPU figures of methods from different
+runs are marked as such: a busy machine slows one run and not the other.
 """
 
 import argparse
@@ -18,6 +22,9 @@ from edge.errors import PercepnetError
 from . import report
 
 CLIP_KEYS = ("name", "snr_db", "snr_bucket", "family", "group")
+#: Compared where every run has them (runs made before they were recorded lack them): the clip's length, its
+#: measured level and a digest of its samples. A clip of the same name read from other audio differs in these.
+CHECKED_WHERE_RECORDED = ("seconds", "level_dbfs", "audio_sha256")
 
 
 class CombineError(PercepnetError, ValueError):
@@ -37,6 +44,11 @@ def combine(runs):
     if any(ids != identities[0] for ids in identities[1:]):
         raise CombineError("the runs hold different clips (names, SNRs or groups differ): use the same input "
                            "options and seed for both")
+    unchecked = _compare_recorded(runs)
+    backends = {run.get("dnsmos_backend") for run in runs} - {None}
+    if len(backends) > 1:
+        raise CombineError(f"the runs scored DNSMOS with different backends ({', '.join(sorted(backends))}): their "
+                           "scores are not on one scale; run both with the same (speechmos installed in both)")
     methods = {}
     for run in runs:
         for name, info in run["methods"].items():
@@ -61,9 +73,39 @@ def combine(runs):
         "skipped": {k: v for run in runs for k, v in run.get("skipped", {}).items() if k not in methods},
         "failed": {k: v for run in runs for k, v in run.get("failed", {}).items()},
         "metrics_skipped": {k: v for run in runs for k, v in run.get("metrics_skipped", {}).items()},
+        "combined_notes": _notes(runs, unchecked),
     })
     report.summarise(combined)
     return combined
+
+
+def _compare_recorded(runs):
+    """Refuse a clip whose length, level or samples differ between runs; returns the keys some run lacks."""
+    unchecked = set()
+    for index, clips in enumerate(zip(*(run["clips"] for run in runs))):
+        for key in CHECKED_WHERE_RECORDED:
+            values = [clip.get(key) for clip in clips]
+            if any(value is None for value in values):
+                unchecked.add(key)
+                continue
+            if key == "level_dbfs":
+                values = [round(value, 2) for value in values]
+            if len(set(values)) > 1:
+                raise CombineError(f"clip {clips[0]['name']} (number {index + 1}) differs between the runs in {key} "
+                                   f"({', '.join(map(str, values))}): the same name, other audio (a rebuilt corpus, "
+                                   "another --seed or --seconds); run both on the same clips")
+    return sorted(unchecked)
+
+
+def _notes(runs, unchecked):
+    """What the combined report cannot promise, in words (report.markdown prints them)."""
+    notes = []
+    if unchecked:
+        notes.append(f"Not compared between the runs, since some run did not record it: {', '.join(unchecked)}.")
+    notes.append("CPU s / audio s of methods from different runs were timed in different runs: a busy machine "
+                 "slows one run and not the other, so compare CPU only between methods of the same run ("
+                 + "; ".join(", ".join(run["methods"]) for run in runs) + ").")
+    return notes
 
 
 def main(argv=None):

@@ -24,6 +24,8 @@ the run; its earlier clips are discarded too, so that every method's averages
 cover the same clips.
 """
 
+import hashlib
+
 import numpy as np
 
 from edge.dsp import SAMPLE_RATE_HZ, highpass_signal
@@ -70,6 +72,16 @@ def _run_one(method, clip, padded, reference, reference_16k, dnsmos, skip_metric
     if dnsmos is not None:
         row.update({f"dnsmos_{k}": v for k, v in dnsmos(metrics.to_metric_rate(aligned)).items()})
     return row
+
+
+def audio_sha256(clip):
+    """A digest of the clip's samples (noisy, then clean when there is one), as float32: two runs that name the same
+    clip but read other audio (a rebuilt corpus, another --seed or --seconds) are told apart by
+    ``evaluation.combine``."""
+    digest = hashlib.sha256(np.ascontiguousarray(clip.noisy, dtype="<f4").tobytes())
+    if clip.clean is not None:
+        digest.update(np.ascontiguousarray(clip.clean, dtype="<f4").tobytes())
+    return digest.hexdigest()
 
 
 def evaluate(clips, methods, use_dnsmos=True, say=print):
@@ -122,6 +134,7 @@ def evaluate(clips, methods, use_dnsmos=True, say=print):
         level_dbfs, level_of = levels.clip_level(clip, SAMPLE_RATE_HZ)
         results.append({"name": clip.name, "snr_db": clip.snr_db, "snr_bucket": clip.snr_bucket,
                         "family": clip.family, "group": clip.group, "seconds": clip.noisy.size / SAMPLE_RATE_HZ,
+                        "audio_sha256": audio_sha256(clip),
                         "level_dbfs": level_dbfs, "level_of": level_of,
                         "level_band": levels.level_band(level_dbfs), "results": per_method})
         headline = "pesq_wb" if has_reference and "pesq_wb" not in metrics_skipped else "dnsmos_ovrl"

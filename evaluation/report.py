@@ -1,6 +1,7 @@
 """Summaries of a run: averages per method and per breakdown, markdown, JSON, and the figure."""
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,8 @@ def below_input(run):
 #: Metrics whose per-clip differences are given with a confidence interval (the headline ones).
 PAIRED_METRICS = ("pesq_wb", "dnsmos_ovrl")
 PAIRED_RESAMPLES = 10_000
+#: Below this many clips a paired interval is marked as indicative only.
+FEW_CLIPS = 10
 
 
 def bootstrap_interval(diffs, rng, resamples=PAIRED_RESAMPLES):
@@ -151,15 +154,18 @@ def paired_differences(run, resamples=PAIRED_RESAMPLES, seed=0):
 
     Why: the sets are small (15 real recordings at normal level), and a mean that trails a peer by 0.03 says
     nothing until one knows whether the clips could as easily have put it ahead. The interval resamples
-    clips (the same clips for both methods, so what the clips share cancels); seeded, so a report is
-    reproducible. ``[{"a", "b", "where", "metric", "n", "mean", "low", "high"}]``, ``a - b``.
+    clips (the same clips for both methods, so what the clips share cancels); seeded per pair, place and metric,
+    so an interval is the same in every report that holds that pair (a combined one too). Our models come first,
+    so their rows read "ours - peer" whatever the order of the runs combined.
+    ``[{"a", "b", "where", "metric", "n", "mean", "low", "high"}]``, ``a - b``.
     """
-    runnable = [name for name, info in run["methods"].items()
-                if info.get("kind") in RUNNABLE_KINDS and name in run.get("summary", {})]
+    runnable = sorted((name for name, info in run["methods"].items()
+                       if info.get("kind") in RUNNABLE_KINDS and name in run.get("summary", {})),
+                      key=lambda name: run["methods"][name].get("kind") != "model")      # stable: models first
     averaged = _averaged(run)
     places = [("all clips", averaged)] + [(band, [c for c in averaged if c.get(LEVEL_KEY) == band])
                                            for band in _bands(run)]
-    rng, found = np.random.default_rng(seed), []
+    found = []
     for i, a in enumerate(runnable):
         for b in runnable[i + 1:]:
             for where, clips in places:
@@ -170,6 +176,7 @@ def paired_differences(run, resamples=PAIRED_RESAMPLES, seed=0):
                                       and clip["results"][b].get(metric) is not None])
                     if diffs.size < 2:
                         continue
+                    rng = np.random.default_rng([seed, zlib.crc32(f"{a}|{b}|{where}|{metric}".encode())])
                     low, high = bootstrap_interval(diffs, rng, resamples)
                     found.append({"a": a, "b": b, "where": where, "metric": metric, "n": int(diffs.size),
                                   "mean": float(diffs.mean()), "low": float(low), "high": float(high)})
@@ -182,9 +189,14 @@ def _paired_lines(run):
         return []
     lines = ["", "### Paired differences (a - b), with 95 % bootstrap intervals over clips", "",
              "An interval that holds 0 means these clips cannot tell the two apart."]
-    table = [[row["a"], row["b"], row["where"], HEADINGS[row["metric"]], str(row["n"]),
+    table = [[row["a"], row["b"], row["where"], HEADINGS[row["metric"]],
+              str(row["n"]) + ("*" if row["n"] < FEW_CLIPS else ""),
               f"{row['mean']:+.3f}", f"{row['low']:+.3f} .. {row['high']:+.3f}"] for row in rows]
-    return lines + [""] + _table(["a", "b", "where", "metric", "clips", "mean", "95 % interval"], table)
+    lines += [""] + _table(["a", "b", "where", "metric", "clips", "mean", "95 % interval"], table)
+    if any(row["n"] < FEW_CLIPS for row in rows):
+        lines += ["", f"\\* fewer than {FEW_CLIPS} clips: a percentile interval over so few covers poorly; "
+                      "indicative only."]
+    return lines
 
 
 def _bands(run):
@@ -341,6 +353,7 @@ def _notes(run):
     notes += [f"- metric {name} not computed: {reason}" for name, reason in run["metrics_skipped"].items()]
     if run.get("dnsmos_backend"):
         notes.append(f"- DNSMOS through {run['dnsmos_backend']}")
+    notes += [f"- {note}" for note in run.get("combined_notes", [])]
     notes.append("- CPU s / audio s: time.thread_time around the processing call only, summed over clips, "
                  "over the audio processed (each clip plus 100 ms of zero tail); one thread.")
     threaded = [name for name, row in summary.items()

@@ -135,6 +135,61 @@ def test_evaluate_records_each_clip_level_and_band(speech):
     assert [clip["level_band"] for clip in run["clips"]] == [levels.NORMAL, levels.QUIET]
     assert all(clip["level_of"] == "clean reference" for clip in run["clips"])
     assert run["clips"][0]["level_dbfs"] - run["clips"][1]["level_dbfs"] == pytest.approx(20.0, abs=0.2)
+    digests = [clip["audio_sha256"] for clip in run["clips"]]
+    assert len(set(digests)) == 2 and len(digests[0]) == 64
+    again = evaluate([Clip("normal", speech + 1e-4, clean=speech)], [noisy_input()], use_dnsmos=False,
+                     say=lambda message: None)
+    assert again["clips"][0]["audio_sha256"] == digests[0]
+
+
+def _recorded(run, **fields):
+    """A copy of ``run`` whose clips carry ``fields`` (name -> one value per clip)."""
+    copy = {**run, "clips": [dict(clip) for clip in run["clips"]]}
+    for key, values in fields.items():
+        for clip, value in zip(copy["clips"], values):
+            clip[key] = value
+    return copy
+
+
+def test_combine_refuses_the_same_clip_names_read_from_other_audio(run):
+    """Names alone were compared: runs over a rebuilt corpus, or another --seed or --seconds, were paired."""
+    from evaluation.combine import CombineError
+    old = _run([{**clip, "results": {"old model": clip["results"]["peer"]}} for clip in run["clips"]])
+    old["methods"] = {"old model": {"kind": "model", "latency_ms": 30.0, "note": ""}}
+    new = _run([dict(clip) for clip in run["clips"]])
+    digests = [f"{i:064x}" for i in range(5)]
+    combined = combine([_recorded(old, audio_sha256=digests), _recorded(new, audio_sha256=digests)])
+    assert not any("audio_sha256" in note for note in combined["combined_notes"])     # compared, and equal
+    with pytest.raises(CombineError, match="clip c .* differs between the runs in audio_sha256 .*other audio"):
+        combine([_recorded(old, audio_sha256=digests), _recorded(new, audio_sha256=digests[:2] + ["f" * 64] * 3)])
+    with pytest.raises(CombineError, match="clip a .* differs between the runs in level_dbfs \\(-26.0, -45.0\\)"):
+        combine([_recorded(old, level_dbfs=[-26.0] * 5), _recorded(new, level_dbfs=[-45.0] * 5)])
+    with pytest.raises(CombineError, match="differs between the runs in seconds"):
+        combine([old, _recorded(new, seconds=[1.0, 1.0, 2.0, 1.0, 1.0])])
+    loose = combine([old, _recorded(new, audio_sha256=digests)])          # an old run without digests
+    assert "Not compared between the runs, since some run did not record it: audio_sha256, level_dbfs." \
+        in loose["combined_notes"]
+    text = report.markdown(loose)
+    assert "- Not compared between the runs" in text and "timed in different runs" in text
+    old["dnsmos_backend"], new["dnsmos_backend"] = "speechmos.dnsmos.run", "evaluation.metrics fallback"
+    with pytest.raises(CombineError, match="scored DNSMOS with different backends"):
+        combine([old, new])
+
+
+def test_a_paired_interval_is_the_same_whatever_else_the_report_holds():
+    """One generator was shared in order: the interval of ours - peer moved when a method was added."""
+    rng = np.random.default_rng(4)
+    peer = rng.uniform(2.5, 3.5, 15)
+    alone = _paired_run(peer + rng.normal(0, 0.2, 15), peer)
+    crowded = {**alone, "clips": [dict(clip, results={**clip["results"], "other": clip["results"]["peer"]})
+                                  for clip in alone["clips"]],
+               "methods": {**alone["methods"], "other": {"kind": "webrtc", "latency_ms": 0.0, "note": ""}}}
+    report.summarise(crowded)
+
+    def row(run):
+        return next(r for r in run["paired"] if (r["a"], r["b"], r["where"], r["metric"])
+                    == ("ours", "peer", "all clips", "dnsmos_ovrl"))
+    assert (row(crowded)["low"], row(crowded)["high"]) == (row(alone)["low"], row(alone)["high"])
 
 
 def _paired_run(model_ovrl, peer_ovrl):
@@ -153,11 +208,11 @@ def test_paired_differences_hold_zero_for_noise_and_exclude_it_for_a_steady_lead
     # clip-to-clip spread 0.2 around a 0.03 lead: these 15 clips cannot tell the two apart
     noisy_lead = [row for row in _paired_run(peer + 0.03 + rng.normal(0, 0.2, 15), peer)["paired"]
                   if row["where"] == levels.NORMAL and row["metric"] == "dnsmos_ovrl"]
-    assert len(noisy_lead) == 1 and (noisy_lead[0]["a"], noisy_lead[0]["b"]) == ("peer", "ours")
+    assert len(noisy_lead) == 1 and (noisy_lead[0]["a"], noisy_lead[0]["b"]) == ("ours", "peer")   # ours first
     assert noisy_lead[0]["low"] < 0.0 < noisy_lead[0]["high"] and noisy_lead[0]["n"] == 15
     # the same lead on every clip: the interval is the lead itself
     steady = [row for row in _paired_run(peer + 0.03, peer)["paired"] if row["where"] == "all clips"][0]
-    assert steady["mean"] == pytest.approx(-0.03) and steady["high"] == pytest.approx(-0.03)
+    assert steady["mean"] == pytest.approx(0.03) and steady["low"] == pytest.approx(0.03)
     # the input is a floor, not a method: never paired
     assert all("noisy input" not in (row["a"], row["b"]) for row in _paired_run(peer, peer)["paired"])
 
@@ -165,7 +220,8 @@ def test_paired_differences_hold_zero_for_noise_and_exclude_it_for_a_steady_lead
 def test_markdown_lists_paired_differences():
     text = report.markdown(_paired_run([3.0, 3.2, 3.1], [2.9, 3.0, 3.2]))
     assert "### Paired differences (a - b), with 95 % bootstrap intervals over clips" in text
-    assert "| peer | ours | all clips | DNSMOS OVRL | 3 | -0.067 |" in text
+    assert "| ours | peer | all clips | DNSMOS OVRL | 3* | +0.067 |" in text
+    assert "\\* fewer than 10 clips: a percentile interval over so few covers poorly; indicative only." in text
 
 
 def test_real_recordings_are_broken_down_by_the_inputs_noisiness_noisiest_first():
