@@ -25,6 +25,10 @@ CLIP_KEYS = ("name", "snr_db", "snr_bucket", "family", "group")
 #: Compared where every run has them (runs made before they were recorded lack them): the clip's length, its
 #: measured level and a digest of its samples. A clip of the same name read from other audio differs in these.
 CHECKED_WHERE_RECORDED = ("seconds", "level_dbfs", "audio_sha256")
+#: DNSMOS backends that compute OVRL, SIG and BAK with the same model and mapping (evaluation.metrics.Dnsmos).
+SAME_DNSMOS_SCALE = {"speechmos.dnsmos.run", "speechmos ONNX model via onnxruntime"}
+#: How far the same clip's measured level may differ between runs (float sums differ in their last bits).
+LEVEL_TOLERANCE_DB = 0.01
 
 
 class CombineError(PercepnetError, ValueError):
@@ -45,9 +49,11 @@ def combine(runs):
         raise CombineError("the runs hold different clips (names, SNRs or groups differ): use the same input "
                            "options and seed for both")
     unchecked = _compare_recorded(runs)
-    backends = {run.get("dnsmos_backend") for run in runs} - {None}
-    if len(backends) > 1:
-        raise CombineError(f"the runs scored DNSMOS with different backends ({', '.join(sorted(backends))}): their "
+    # The fallback's name carries its import error; it runs speechmos's own ONNX model, windows and mapping, so the
+    # two share one scale for OVRL, SIG and BAK (only P.808 is the official backend's alone).
+    backends = {run["dnsmos_backend"].split(" (", 1)[0] for run in runs if run.get("dnsmos_backend")}
+    if len(backends) > 1 and not backends <= SAME_DNSMOS_SCALE:
+        raise CombineError(f"the runs scored DNSMOS with different models ({', '.join(sorted(backends))}): their "
                            "scores are not on one scale; run both with the same (speechmos installed in both)")
     methods = {}
     for run in runs:
@@ -63,6 +69,8 @@ def combine(runs):
             clip = run["clips"][index]
             merged.update({k: v for k, v in clip.items() if k != "results" and v is not None})
             merged["results"].update(clip["results"])
+        for key in unchecked:                 # not checked against every run: a later combine must not trust it
+            merged.pop(key, None)
         clips.append(merged)
     combined = {key: value for key, value in first.items() if key not in ("summary", "below_input")
                 and not key.startswith("by_")}
@@ -73,8 +81,9 @@ def combine(runs):
         "skipped": {k: v for run in runs for k, v in run.get("skipped", {}).items() if k not in methods},
         "failed": {k: v for run in runs for k, v in run.get("failed", {}).items()},
         "metrics_skipped": {k: v for run in runs for k, v in run.get("metrics_skipped", {}).items()},
-        "combined_notes": _notes(runs, unchecked),
+        "timed_together": [group for run in runs for group in run.get("timed_together", [list(run["methods"])])],
     })
+    combined["combined_notes"] = _notes(runs, unchecked, combined["timed_together"])
     report.summarise(combined)
     return combined
 
@@ -89,23 +98,30 @@ def _compare_recorded(runs):
                 unchecked.add(key)
                 continue
             if key == "level_dbfs":
-                values = [round(value, 2) for value in values]
-            if len(set(values)) > 1:
+                finite = [value for value in values if abs(value) != float("inf")]
+                spread = max(finite) - min(finite) if finite else 0.0
+                differ = len(finite) not in (0, len(values)) or spread > LEVEL_TOLERANCE_DB
+            else:
+                differ = len(set(values)) > 1
+            if differ:
                 raise CombineError(f"clip {clips[0]['name']} (number {index + 1}) differs between the runs in {key} "
                                    f"({', '.join(map(str, values))}): the same name, other audio (a rebuilt corpus, "
                                    "another --seed or --seconds); run both on the same clips")
     return sorted(unchecked)
 
 
-def _notes(runs, unchecked):
-    """What the combined report cannot promise, in words (report.markdown prints them)."""
-    notes = []
+def _notes(runs, unchecked, timed_together):
+    """What the combined report cannot promise, in words (report.markdown prints them); an input run's own notes
+    are carried forward, but for its CPU note, which is made anew from every run's timing groups."""
+    notes = [note for run in runs for note in run.get("combined_notes", []) if not note.startswith(CPU_NOTE)]
     if unchecked:
         notes.append(f"Not compared between the runs, since some run did not record it: {', '.join(unchecked)}.")
-    notes.append("CPU s / audio s of methods from different runs were timed in different runs: a busy machine "
-                 "slows one run and not the other, so compare CPU only between methods of the same run ("
-                 + "; ".join(", ".join(run["methods"]) for run in runs) + ").")
-    return notes
+    notes.append(CPU_NOTE + ": a busy machine slows one run and not the other, so compare CPU only between methods "
+                 "timed together (" + "; ".join(", ".join(group) for group in timed_together) + ").")
+    return list(dict.fromkeys(notes))
+
+
+CPU_NOTE = "CPU s / audio s of methods from different runs were timed in different runs"
 
 
 def main(argv=None):

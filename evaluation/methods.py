@@ -25,9 +25,10 @@ from . import peers
 
 #: Method names run by default, in report order ("model" stands for every --model).
 ALL_METHODS = ("noisy", "oracle", "model", "rnnoise", "deepfilternet", "webrtc")
-#: Accepted by ``--methods`` but only run when named: the clean reference itself, scored like an output.
-OPTIONAL_METHODS = ("reference",)
-_REPORT_ORDER = ("noisy", "reference") + ALL_METHODS[1:]
+#: Accepted by ``--methods`` but only run when named: the clean reference itself, scored like an output, and
+#: WebRTC NS at its high level (2 of 0-3), which some applications configure instead of the package's moderate 1.
+OPTIONAL_METHODS = ("reference", "webrtc-high")
+_REPORT_ORDER = ("noisy", "reference") + ALL_METHODS[1:] + ("webrtc-high",)
 
 
 class Unavailable(MissingDependencyError):
@@ -135,8 +136,9 @@ def deepfilternet():
                   note="compensate_delay=False, post-filter off, atten_lim 100 dB (defaults)")
 
 
-def webrtc_ns():
-    """WebRTC noise suppression through ``pywebrtc-audio``, only if it is importable.
+def webrtc_ns(ns_level=1):
+    """WebRTC noise suppression through ``pywebrtc-audio``, only if it is importable; ``ns_level`` 0-3 (low to
+    very high; 1, moderate, is the package's default).
 
     ``AudioProcessor(sample_rate=48000, noise_suppression=True, ...)`` then
     ``process(near)`` on float32 (pywebrtc-audio 0.2: processes the whole
@@ -150,7 +152,7 @@ def webrtc_ns():
     state = {}
 
     def reset():
-        state["ap"] = AudioProcessor(sample_rate=SAMPLE_RATE_HZ, noise_suppression=True,
+        state["ap"] = AudioProcessor(sample_rate=SAMPLE_RATE_HZ, noise_suppression=True, ns_level=ns_level,
                                      echo_cancellation=False, auto_gain_control=False)
 
     def process(noisy, clean):
@@ -163,8 +165,10 @@ def webrtc_ns():
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
     reset()
-    return Method("WebRTC NS (pywebrtc-audio)", "webrtc", process, None, reset=reset,
-                  note="ns_level 1 of 0-3 (moderate; the package's default), its high-pass and AGC off")
+    level_name = {0: "low", 1: "moderate; the package's default", 2: "high", 3: "very high"}[ns_level]
+    return Method("WebRTC NS (pywebrtc-audio)" if ns_level == 1 else f"WebRTC NS level {ns_level} (pywebrtc-audio)",
+                  "webrtc", process, None, reset=reset,
+                  note=f"ns_level {ns_level} of 0-3 ({level_name}), its high-pass and AGC off")
 
 
 def build(names=ALL_METHODS, model_paths=(), settings=EnhancerSettings()):
@@ -173,7 +177,7 @@ def build(names=ALL_METHODS, model_paths=(), settings=EnhancerSettings()):
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(_REPORT_ORDER)}")
     builders = {"noisy": noisy_input, "reference": clean_reference, "oracle": oracle, "rnnoise": rnnoise,
-                "deepfilternet": deepfilternet, "webrtc": webrtc_ns}
+                "deepfilternet": deepfilternet, "webrtc": webrtc_ns, "webrtc-high": lambda: webrtc_ns(ns_level=2)}
     methods, skipped = [], {}
     for name in _REPORT_ORDER:
         if name not in names:

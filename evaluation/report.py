@@ -403,7 +403,8 @@ def markdown(run, title="Denoiser comparison"):
 
 
 JSON_FIRST = ("schema", "created", "command", "source", "has_reference", "reference", "environment", "methods",
-              "skipped", "failed", "metrics_skipped", "dnsmos_backend", "summary", "below_input", "by_level_band",
+              "skipped", "failed", "metrics_skipped", "dnsmos_backend", "combined_notes", "timed_together",
+              "summary", "below_input", "by_level_band",
               "by_snr_bucket", "by_family", "by_group")
 
 

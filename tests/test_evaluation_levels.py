@@ -137,6 +137,8 @@ def test_evaluate_records_each_clip_level_and_band(speech):
     assert run["clips"][0]["level_dbfs"] - run["clips"][1]["level_dbfs"] == pytest.approx(20.0, abs=0.2)
     digests = [clip["audio_sha256"] for clip in run["clips"]]
     assert len(set(digests)) == 2 and len(digests[0]) == 64
+    from evaluation.harness import audio_sha256
+    assert audio_sha256(Clip("normal", speech + 1e-4, clean=quiet)) != digests[0]     # the reference counts too
     again = evaluate([Clip("normal", speech + 1e-4, clean=speech)], [noisy_input()], use_dnsmos=False,
                      say=lambda message: None)
     assert again["clips"][0]["audio_sha256"] == digests[0]
@@ -171,9 +173,40 @@ def test_combine_refuses_the_same_clip_names_read_from_other_audio(run):
         in loose["combined_notes"]
     text = report.markdown(loose)
     assert "- Not compared between the runs" in text and "timed in different runs" in text
-    old["dnsmos_backend"], new["dnsmos_backend"] = "speechmos.dnsmos.run", "evaluation.metrics fallback"
-    with pytest.raises(CombineError, match="scored DNSMOS with different backends"):
+    # speechmos's own call and the fallback through its ONNX model are one scale; another model is not
+    old["dnsmos_backend"] = "speechmos.dnsmos.run"
+    new["dnsmos_backend"] = "speechmos ONNX model via onnxruntime (speechmos.dnsmos import failed: No module 'x')"
+    assert combine([old, new])["summary"]
+    new["dnsmos_backend"] = "another DNSMOS model"
+    with pytest.raises(CombineError, match="scored DNSMOS with different models"):
         combine([old, new])
+
+
+def test_combine_takes_a_level_a_float_step_apart_as_the_same(run):
+    old = _run([{**clip, "results": {"old model": clip["results"]["peer"]}} for clip in run["clips"]])
+    old["methods"] = {"old model": {"kind": "model", "latency_ms": 30.0, "note": ""}}
+    new = _run([dict(clip) for clip in run["clips"]])
+    assert combine([_recorded(old, level_dbfs=[-26.004999999999995] * 5),
+                    _recorded(new, level_dbfs=[-26.005000000000003] * 5)])["summary"]
+
+
+def test_a_combined_run_combined_again_keeps_its_caveats(run):
+    """Base (no digests) + new gave C with the new run's digests on every clip; C + a newer run then compared
+    them as if all were checked, and said the base's methods were timed with the new one."""
+    old = _run([{**clip, "results": {"old model": clip["results"]["peer"]}} for clip in run["clips"]])
+    old["methods"] = {"old model": {"kind": "model", "latency_ms": 30.0, "note": ""}}
+    digests = [f"{i:064x}" for i in range(5)]
+    new = _recorded(_run([dict(clip) for clip in run["clips"]]), audio_sha256=digests)
+    first = combine([old, new])
+    assert all("audio_sha256" not in clip for clip in first["clips"])
+    newer = _recorded(_run([{**clip, "results": {"newer model": clip["results"]["peer"]}}
+                            for clip in run["clips"]]), audio_sha256=digests)
+    newer["methods"] = {"newer model": {"kind": "model", "latency_ms": 30.0, "note": ""}}
+    second = combine([first, newer])
+    assert second["timed_together"] == [["old model"], ["noisy input", "peer"], ["newer model"]]
+    notes = second["combined_notes"]
+    assert sum("audio_sha256" in note for note in notes) == 1 and sum(note.startswith("CPU s") for note in notes) == 1
+    assert "(old model; noisy input, peer; newer model)" in next(note for note in notes if note.startswith("CPU s"))
 
 
 def test_a_paired_interval_is_the_same_whatever_else_the_report_holds():
@@ -183,7 +216,7 @@ def test_a_paired_interval_is_the_same_whatever_else_the_report_holds():
     alone = _paired_run(peer + rng.normal(0, 0.2, 15), peer)
     crowded = {**alone, "clips": [dict(clip, results={**clip["results"], "other": clip["results"]["peer"]})
                                   for clip in alone["clips"]],
-               "methods": {**alone["methods"], "other": {"kind": "webrtc", "latency_ms": 0.0, "note": ""}}}
+               "methods": {"other": {"kind": "model", "latency_ms": 30.0, "note": ""}, **alone["methods"]}}
     report.summarise(crowded)
 
     def row(run):
@@ -238,3 +271,21 @@ def test_real_recordings_are_broken_down_by_the_inputs_noisiness_noisiest_first(
     assert "**DNSMOS OVRL by input noisiness (DNSMOS BAK of the input)**" in report.markdown(run)
     # without the input's BAK (no DNSMOS, or no input scored) there is no such breakdown
     assert not any(report.summarise(_run([_clip("a", levels.NORMAL, "g1", 2.0, 3.0)]))["by_input_noise"].values())
+
+
+def test_webrtc_ns_at_its_high_level_is_a_method_of_its_own():
+    """Some applications set WebRTC NS to high (2); the package's default is moderate (1). Both are run as peers
+    on request; on these recordings the level changes almost nothing (docs/eval-realrec.md)."""
+    pytest.importorskip("pywebrtc_audio", reason="pywebrtc-audio is not installed (the WebRTC NS peer)")
+    from edge.io.synthetic import noise
+    from evaluation.methods import ALL_METHODS, build
+    assert "webrtc-high" not in ALL_METHODS                  # run only when named
+    chosen, skipped = build(["webrtc", "webrtc-high"])
+    assert not skipped and [m.name for m in chosen] == ["WebRTC NS (pywebrtc-audio)",
+                                                         "WebRTC NS level 2 (pywebrtc-audio)"]
+    assert "ns_level 2 of 0-3 (high)" in chosen[1].note
+    hiss = set_level(noise("white", 3.0, seed=5), -30.0)
+    outputs = [method.process(hiss, None)[RATE:] for method in chosen]                    # after it settles
+    assert not np.allclose(outputs[0], outputs[1])           # the level reaches the suppressor
+    for out in outputs:
+        assert np.sqrt(np.mean(out ** 2)) < 0.7 * np.sqrt(np.mean(hiss[RATE:] ** 2))      # each removes noise
