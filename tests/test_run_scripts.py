@@ -71,6 +71,10 @@ def test_measure_checkpoint_checks_its_inputs_before_converting(tmp_path):
     assert taken.returncode == 2 and "nothing is overwritten" in taken.stderr
     no_base = _run("measure-checkpoint", data, weights, tmp_path / "o", tmp_path / "base.json")
     assert no_base.returncode == 2 and "base.json is not a file" in no_base.stderr
+    import os
+    bad_flag = subprocess.run([str(SCRIPTS / "measure-checkpoint"), str(data), str(weights), str(tmp_path / "o")],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, "REALREC_ONLY": "yes"})
+    assert bad_flag.returncode == 2 and "REALREC_ONLY must be 0 or 1, not 'yes'" in bad_flag.stderr
     assert not (tmp_path / "o").exists()
 
 
