@@ -21,7 +21,9 @@ def _parser():
     run.add_argument("--out", required=True, help="output .tflite path; the metadata goes beside it as .json")
     run.add_argument("--corpus", default=None, help="corpus for the PESQ check's validation audio "
                                                     "(default: generated speech and noise)")
-    run.add_argument("--training-note", default=DEFAULT_TRAINING_NOTE)
+    run.add_argument("--training-note", default=DEFAULT_TRAINING_NOTE,
+                     help="what the model was trained on, with licences (stored in its metadata; default: says it "
+                          "was not given)")
     run.add_argument("--no-variants", action="store_true", help="skip the float32, int16x8 and dynamic-range variants")
     check = commands.add_parser("verify", help="re-run the verification of a converted model")
     check.add_argument("tflite")
@@ -56,7 +58,8 @@ def _run(args, verify):
                               corpus=args.corpus)
         return 0 if metadata.verification.get("passed", False) else 1
     model, config = load_sequence_model(args.float_model)
-    report = verify(args.tflite, args.cache, model, config, corpus=args.corpus)
+    report = verify(args.tflite, args.cache, model, config, corpus=args.corpus,
+                    say=lambda line: print(line, file=sys.stderr))      # stdout: the JSON report alone
     print(json.dumps(report, indent=2))
     return 0 if report["passed"] else 1
 

@@ -22,8 +22,11 @@ from .calibration import load_feature_sequences, representative_dataset, step_in
 #: the shipped model is calibrated on its main cache alone (models/lite/MODEL_CARD.md).
 CALIBRATION_EXAMPLES = 64
 CALIBRATION_FRAMES = 600
-DEFAULT_TRAINING_NOTE = ("trained on ../shared/data: RAVDESS speech (CC BY-NC-SA 4.0, non-commercial), "
-                         "klettres/ktuberling words, CC0/CC-BY noises, OpenAIR room responses")
+#: The sidecar's training-data note when --training-note is not given. It used to name the first model's data
+#: (RAVDESS, non-commercial) for every model, whatever it was trained on; a licence claim must come from whoever
+#: trained the model, so without one the sidecar says it was not given.
+DEFAULT_TRAINING_NOTE = ("not given at conversion (percepnet-convert convert --training-note); see the model's card "
+                         "for its training data and their licences")
 #: The comparison variants written beside the int8 model (never shipped): what its quantisation costs.
 VARIANTS = ("float32", "int16x8", "dynamic-range")
 REQUIRED_LAYERS = ("fc_in", "conv1", "conv2", "gru1", "gain_gru", "strength_gru", "gain", "strength")

@@ -44,6 +44,8 @@ def test_metadata_round_trips_and_describes_the_model(converted):
     assert metadata.states == [name for name, _ in net.state_layout(converted["config"])]
     assert metadata.inputs["features"]["dtype"] == "int8" and metadata.inputs["features"]["scale"] > 0
     assert metadata.verification["passed"] is True
+    # no --training-note: the sidecar says so, where it claimed the first model's data and licence for any model
+    assert metadata.training_data.startswith("not given at conversion") and "RAVDESS" not in metadata.training_data
 
 
 def test_variants_are_emitted_apart_and_labelled(converted):
@@ -232,6 +234,14 @@ def test_verify_names_a_missing_model_instead_of_a_traceback(converted, tmp_path
     status = main(["verify", str(tmp_path / "missing.tflite"), "--float-model",
                    str(converted["work"] / "percepnet_tiny.keras"), "--cache", str(converted["cache"])])
     assert status == 2 and "missing.tflite: no such model file" in capsys.readouterr().err
+
+
+def test_verify_prints_the_json_report_alone_on_stdout(converted, capsys):
+    from converter.__main__ import main
+    status = main(["verify", str(converted["out"]), "--float-model", str(converted["work"] / "percepnet_tiny.keras"),
+                   "--cache", str(converted["cache"])])
+    said = capsys.readouterr()
+    assert status == 0 and json.loads(said.out)["passed"] is True and "verification PASSED" in said.err
 
 
 def test_load_sequence_model_recovers_the_config(converted):
