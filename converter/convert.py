@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from edge.io.atomic import TempFile, atomic_write, refuse_special_target
+from edge.io.atomic import atomic_write, probe_writable, refuse_special_target
 from edge.dsp.bands import band_centres_bins
 from edge.errors import ConversionError
 from edge.model.litert import graph_of
@@ -89,7 +89,7 @@ def convert_step_model(step_model, quantization, calibration=None):
     return converter.convert()
 
 
-def _metadata(blob_path, config, quantization, weights, training_note, name=None):
+def _metadata(blob_path, config, quantization, weights, training_note, model_name=None):
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=str(blob_path))
     interpreter.allocate_tensors()
@@ -104,7 +104,7 @@ def _metadata(blob_path, config, quantization, weights, training_note, name=None
     roles += [f"new_{name}" for name, _ in state_layout(config)]
     outputs = {role: f"output_{k}" for k, role in enumerate(roles)}   # Keras output order
     return ModelMetadata(
-        schema=METADATA_SCHEMA, name=name or Path(blob_path).stem, size=config.name,
+        schema=METADATA_SCHEMA, name=model_name or Path(blob_path).stem, size=config.name,
         dsp=dsp_signature(config.n_features),
         band_layout=band_centres_bins().tolist(), quantization=quantization, inputs=inputs, outputs=outputs,
         states=[name for name, _ in state_layout(config)], weights=int(weights),
@@ -112,11 +112,12 @@ def _metadata(blob_path, config, quantization, weights, training_note, name=None
         training_data=training_note)
 
 
-def write_model(blob, out_path, config, quantization, weights, training_note, verification=None, name=None):
-    """Write ``out_path`` and its sidecar JSON, each atomically; returns the metadata (named ``name``, default the
-    file's stem)."""
+def write_model(blob, out_path, config, quantization, weights, training_note, verification=None,
+                model_name=None):
+    """Write ``out_path`` and its sidecar JSON, each atomically; returns the metadata (named ``model_name``, default
+    the file's stem)."""
     _write(out_path, blob)
-    metadata = _metadata(out_path, config, quantization, weights, training_note, name)
+    metadata = _metadata(out_path, config, quantization, weights, training_note, model_name)
     metadata.verification = verification or {}
     _write(sidecar_path(out_path), metadata.to_json().encode())
     return metadata
@@ -128,6 +129,11 @@ def _write(path, data):
     except OSError as exc:
         raise ConversionError(f"{path}: cannot write ({exc.strerror or exc}); free space or name another --out") \
             from None
+
+
+#: The stems' endings of a model under proof and of one that failed it (see :func:`staged_paths`).
+UNVERIFIED, FAILED = ".unverified", ".failed"
+RESERVED_STEMS = (UNVERIFIED, FAILED)
 
 
 def check_out(out_path):
@@ -145,26 +151,17 @@ def check_out(out_path):
             refuse_special_target(path)
             refuse_special_target(sidecar_path(path))
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        probe = TempFile(out_path, suffix=".probe")
-        try:
-            os.close(probe.create())
-        finally:
-            probe.remove()
+        probe_writable(out_path)
     except OSError as exc:
         raise ConversionError(f"--out {out_path}: cannot write there ({exc.strerror or exc}); name a file in a "
                               "folder you can write to") from None
-
-
-#: The stems of a model under proof and of one that failed it (see :func:`staged_paths`).
-RESERVED_STEMS = (".unverified", ".failed")
 
 
 def staged_paths(out_path):
     """Where a conversion writes before its proof (``NAME.unverified.tflite``), and where a model that fails the
     proof is kept for inspection (``NAME.failed.tflite``); each with its .json."""
     out_path = Path(out_path)
-    return (out_path.with_name(f"{out_path.stem}.unverified.tflite"),
-            out_path.with_name(f"{out_path.stem}.failed.tflite"))
+    return tuple(out_path.with_name(f"{out_path.stem}{ending}.tflite") for ending in RESERVED_STEMS)
 
 
 def _install(staged, target):
@@ -214,7 +211,7 @@ def convert(model_path, cache_dir, out_path, training_note=DEFAULT_TRAINING_NOTE
     # (often the shipped model, which the device loads).
     try:
         metadata = write_model(blob, staged, config, "int8", sequence_model.count_params(), training_note,
-                               name=out_path.stem)
+                               model_name=out_path.stem)
         metadata.verification = verify(staged, cache_dir, float_model=sequence_model, config=config,
                                        audio=verify_audio, corpus=corpus, say=say)
         _write(sidecar_path(staged), metadata.to_json().encode())

@@ -71,7 +71,8 @@ def _parser():
                              f"{DEFAULT_MODEL_PATH.relative_to(inputs.REPO)} when it exists)")
     parser.add_argument("--methods", default=",".join(methods.ALL_METHODS),
                         help=f"comma-separated subset of {','.join(methods.ALL_METHODS)} (default: all of these), "
-                             f"or also {','.join(methods.OPTIONAL_METHODS)} (the clean signal scored as an output)")
+                             "or also reference (the clean signal scored as an output) and webrtc-high (WebRTC NS "
+                             "at ns_level 2)")
     parser.add_argument("--no-dnsmos", action="store_true", help="skip DNSMOS (the slowest metric)")
     parser.add_argument("--out", default="out/evaluation", help="output folder (default out/evaluation)")
     return parser

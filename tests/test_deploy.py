@@ -131,6 +131,7 @@ def test_the_packaging_check_refuses_host_code(tmp_path):
 
 def test_the_bundle_takes_only_models_that_passed_the_converters_proof(tmp_path, capsys):
     """`rglob('*.tflite')` took the comparison variants (float32 among them) and would take a failed conversion."""
+    import hashlib
     import json
     models = tmp_path / "models"
     for name, verification in (("lite/percepnet_lite", {"passed": True}), ("lite/percepnet_lite.failed",
@@ -139,7 +140,8 @@ def test_the_bundle_takes_only_models_that_passed_the_converters_proof(tmp_path,
         (models / name).parent.mkdir(parents=True, exist_ok=True)
         (models / f"{name}.tflite").write_bytes(b"TFL3")
         if verification is not None:
-            (models / f"{name}.json").write_text(json.dumps({"verification": verification}))
+            (models / f"{name}.json").write_text(json.dumps({"verification": verification,
+                                                             "sha256": hashlib.sha256(b"TFL3").hexdigest()}))
     (models / "lite" / "MODEL_CARD.md").write_text("card")
     package = _package()
     kept = package.device_models(tmp_path / "bundle", models)
@@ -150,6 +152,9 @@ def test_the_bundle_takes_only_models_that_passed_the_converters_proof(tmp_path,
                          ("lite/variants/percepnet_lite_float32.tflite", "a comparison variant"),
                          ("lite_echo/unfinished.tflite", "its sidecar does not say it passed the converter's proof")):
         assert f"skipped {skipped}: {why}" in said
+    (models / "lite" / "percepnet_lite.tflite").write_bytes(b"TFL3, converted again")     # the old sidecar stays
+    with pytest.raises(package.PackageError, match=r"cannot be shipped \(its sidecar describes another model"):
+        package.device_models(tmp_path / "bundle3", models)
     (models / "lite" / "percepnet_lite.json").write_text(json.dumps({"verification": {"passed": False}}))
     with pytest.raises(package.PackageError, match=r"the default model .*percepnet_lite.tflite cannot be shipped \(its "
                                                    "sidecar does not say it passed"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.io import synthetic
-from edge.io.atomic import TempFile, refuse_special_target
+from edge.io.atomic import probe_writable, refuse_special_target
 from edge.errors import AudioFileError, UsageError
 from edge.model.model_meta import DEFAULT_MODEL_PATH
 from edge.io.wav import (MAX_CHANNELS, StreamResampler, WavReader, WavWriter, conversion_notes, resample,
@@ -53,13 +53,10 @@ def prepare_output(path, n_bytes, follow_symlinks=False):
     if not folder.is_dir():
         raise AudioFileError(f"{path}: the folder {folder} does not exist" if not folder.exists()
                              else f"{path}: {folder} is not a folder")
-    probe = TempFile(folder / path.name, suffix=".probe")
     try:
-        os.close(probe.create())
+        probe_writable(folder / path.name)
     except OSError as exc:
         raise AudioFileError(f"{path}: cannot write in {folder} ({exc.strerror}); choose another folder") from None
-    finally:
-        probe.remove()
     free = free_bytes(folder)
     if free < n_bytes:
         raise AudioFileError(f"{path}: not enough free space in {folder}: {free / 1e6:.1f} MB free, the output "

@@ -17,7 +17,6 @@ with matplotlib installed ``DIR/cpu.png``, ``DIR/power.png`` and
 import csv
 import io
 import json
-import os
 import threading
 import time
 from dataclasses import replace
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.daemon import config as config_module
-from edge.io.atomic import TempFile, atomic_write
+from edge.io.atomic import atomic_write, probe_writable
 from edge.io import synthetic
 from edge.daemon.loop import AudioLoop
 from edge.errors import DeviceError, UsageError
@@ -103,15 +102,12 @@ def _writable_folder(out_dir):
     """Make ``out_dir`` and prove it takes files, before the run: a bad --out fails at once, not after it."""
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: it is a file; name a folder for report.md, summary.json and samples.csv")
-    probe = TempFile(out_dir / "report.md", suffix=".probe")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        os.close(probe.create())
+        probe_writable(out_dir / "report.md")
     except OSError as exc:
         raise UsageError(f"--out {out_dir}: cannot write there ({exc.strerror}); name a folder you can write to") \
             from None
-    finally:
-        probe.remove()
 
 
 def _stats(values):

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge.daemon.metrics_http import MetricsServer, socket_family
-from edge.io.atomic import TempFile, atomic_write
+from edge.io.atomic import atomic_write, probe_writable
 
 POWER_SENSOR_NAMES = ("ina219", "ina226", "ina260", "ina3221", "ina2xx")
 #: node_exporter's textfile folder on Debian / Raspberry Pi OS; the shipped unit may write there.
@@ -462,13 +462,10 @@ def _json_sink_problem(path):
 def _folder_problem(folder):
     if not folder.is_dir():
         return f"the folder {folder} does not exist" if not folder.exists() else f"{folder} is not a folder"
-    probe = TempFile(folder / "percepnet-edge-check", suffix=".probe")
     try:
-        os.close(probe.create())
+        probe_writable(folder / "percepnet-edge-check")
     except OSError as exc:
         return f"cannot write in {folder}: {describe_os_error(exc)}"
-    finally:
-        probe.remove()
     return None
 
 

@@ -64,6 +64,16 @@ class TempFile:
             self.path = None
 
 
+def probe_writable(target):
+    """Make and remove an empty hidden file beside ``target``: whether a file can be written there, asked before any
+    work. Raises the OSError that the write would meet."""
+    probe = TempFile(target, suffix=".probe")
+    try:
+        os.close(probe.create())
+    finally:
+        probe.remove()
+
+
 def atomic_write(path, data: bytes, mode=None, folder_mode=None):
     """Write ``data`` to ``path`` atomically, with ``mode`` or the permissions the umask gives a new file.
 
