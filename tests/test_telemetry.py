@@ -184,13 +184,19 @@ def test_a_blocked_sink_never_blocks_the_audio_loop(tmp_path):
     assert clock.now == pytest.approx(300 * 0.010 + 0.002, abs=1e-6)      # paced: one period per 10 ms
 
 
-def test_profile_writes_report_csv_and_plots(tmp_path, tiny_model):
-    """A short paced run (4 s: 2 s idle, 2 s running); `profile --duration 30s` was checked by eye."""
-    from edge.commands.profile import parse_duration, run_profile
+def _profile_config(tmp_path, tiny_model):
+    """TMP/config.yaml: the tiny model and the fake sysfs/procfs tree (an INA226 at 2.55 W), vcgencmd off."""
     config = _tree(tmp_path)
     (tmp_path / "config.yaml").write_text(
         f"model: {{path: {tiny_model['out']}}}\n"
         f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    return tmp_path / "config.yaml"
+
+
+def test_profile_writes_report_csv_and_plots(tmp_path, tiny_model):
+    """A short paced run (4 s: 2 s idle, 2 s running); `profile --duration 30s` was checked by eye."""
+    from edge.commands.profile import parse_duration, run_profile
+    _profile_config(tmp_path, tiny_model)
     summary = run_profile(parse_duration("4s"), tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
     assert summary["frames"] > 100                      # ~200 paced frames in 2 s
     assert summary["power_w"]["running"]["mean"] == pytest.approx(2.55)      # the fake INA226
@@ -210,10 +216,7 @@ def test_profile_frame_times_cover_the_whole_run_not_the_rings_last_minute(tmp_p
     from edge.commands.profile import parse_duration, run_profile
     from edge.daemon import loop as loop_module
     monkeypatch.setattr(loop_module, "FrameTimes", functools.partial(loop_module.FrameTimes, capacity=180))
-    config = _tree(tmp_path)
-    (tmp_path / "config.yaml").write_text(
-        f"model: {{path: {tiny_model['out']}}}\n"
-        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    _profile_config(tmp_path, tiny_model)
     summary = run_profile(parse_duration("4s"), tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
     assert summary["frames"] > 100 and sum(summary["frame_ms_histogram"].values()) == summary["frames"]
 
@@ -239,10 +242,7 @@ def test_profile_without_a_single_frame_says_so_and_writes_nothing(tmp_path, tin
     def no_device(self):
         raise DeviceError("cannot open capture device 'hw:9,0': No such device")
     monkeypatch.setattr(profile.PacedGeneratedIO, "open", no_device)
-    config = _tree(tmp_path)
-    (tmp_path / "config.yaml").write_text(
-        f"model: {{path: {tiny_model['out']}}}\n"
-        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    _profile_config(tmp_path, tiny_model)
     with pytest.raises(DeviceError, match="no frame was processed in 2 s .*nothing written"):
         profile.run_profile(4, tmp_path / "out", tmp_path / "config.yaml", say=lambda *_: None)
     assert list((tmp_path / "out").iterdir()) == []
@@ -267,10 +267,7 @@ def test_an_interrupted_profile_keeps_what_it_measured(tmp_path, tiny_model, mon
                 raise KeyboardInterrupt
             os.kill(os.getpid(), signal.SIGTERM)         # raised by stop_signals_raise, as a real one would be
     monkeypatch.setattr(frame_times.FrameTimeLog, "collect", interrupted_once)
-    config = _tree(tmp_path)
-    (tmp_path / "config.yaml").write_text(
-        f"model: {{path: {tiny_model['out']}}}\n"
-        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    _profile_config(tmp_path, tiny_model)
     out, threads = tmp_path / "out", set(threading.enumerate())
     status = main(["profile", "--duration", "8s", "--out", str(out), "--config", str(tmp_path / "config.yaml")])
     assert status == 128 + getattr(signal, signame)
@@ -303,10 +300,7 @@ def test_a_second_signal_inside_the_loops_stop_still_stops_the_pipeline(tmp_path
         stop(self)
     monkeypatch.setattr(frame_times.FrameTimeLog, "collect", interrupted_once)
     monkeypatch.setattr(loop_module.AudioLoop, "stop", stop_hit_by_a_second_signal)
-    config = _tree(tmp_path)
-    (tmp_path / "config.yaml").write_text(
-        f"model: {{path: {tiny_model['out']}}}\n"
-        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    _profile_config(tmp_path, tiny_model)
     out, threads = tmp_path / "out", set(threading.enumerate())
     assert main(["profile", "--duration", "8s", "--out", str(out), "--config", str(tmp_path / "config.yaml")]) == 130
     assert set(threading.enumerate()) == threads         # stopped, not left to run out its 4 s
@@ -330,10 +324,7 @@ def test_a_signal_while_the_profile_report_is_written_says_what_is_on_disk(tmp_p
     monkeypatch.setattr(profile, "atomic_write", write)
     if struck == "plots":
         monkeypatch.setattr(profile, "_plots", plots)
-    config = _tree(tmp_path)
-    (tmp_path / "config.yaml").write_text(
-        f"model: {{path: {tiny_model['out']}}}\n"
-        f"telemetry: {{sysfs_root: {config.sysfs_root}, procfs_root: {config.procfs_root}, vcgencmd: false}}\n")
+    _profile_config(tmp_path, tiny_model)
     out = tmp_path / "out"
     assert main(["profile", "--duration", "4s", "--out", str(out), "--config", str(tmp_path / "config.yaml")]) == 130
     said = capsys.readouterr().err
